@@ -1,0 +1,277 @@
+//! Agents: accounts, roles, availability. Routes: `/api/v1/agents…` and
+//! `/api/v1/auth/…`.
+//!
+//! Availability (`online|away|offline`) is what routing reads; it is set by
+//! the agent and is separate from having a connection.
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{ConnectInfo, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
+use sqlx::SqlitePool;
+use std::net::SocketAddr;
+
+use crate::auth::{self, AdminAuth, AgentAuth};
+use crate::error::{ApiError, ApiResult};
+use crate::http::extract::ApiJson;
+use crate::ids::AgentId;
+use crate::state::AppState;
+use crate::time::now_ms;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
+#[serde(rename_all = "lowercase")]
+#[sqlx(rename_all = "lowercase")]
+pub enum Role {
+    Admin,
+    Agent,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
+#[serde(rename_all = "lowercase")]
+#[sqlx(rename_all = "lowercase")]
+pub enum Availability {
+    Online,
+    Away,
+    Offline,
+}
+
+/// The protocol's `Agent` object.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct Agent {
+    pub id: AgentId,
+    pub username: String,
+    pub display_name: String,
+    pub role: Role,
+    pub status: Availability,
+    pub max_concurrent: i64,
+}
+
+const AGENT_COLUMNS: &str = "id, username, display_name, role, status, max_concurrent";
+
+pub async fn find(db: &SqlitePool, id: AgentId) -> Result<Option<Agent>, ApiError> {
+    Ok(
+        sqlx::query_as(&format!("SELECT {AGENT_COLUMNS} FROM agents WHERE id = ?"))
+            .bind(id)
+            .fetch_optional(db)
+            .await?,
+    )
+}
+
+#[derive(Debug, Clone)]
+pub struct NewAgent {
+    pub username: String,
+    pub password: String,
+    pub display_name: Option<String>,
+    pub role: Role,
+}
+
+pub fn validate_username(username: &str) -> Result<(), ApiError> {
+    let ok = (1..=64).contains(&username.chars().count())
+        && username
+            .chars()
+            .all(|c| c.is_alphanumeric() || "._-@+".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(
+            "username must be 1-64 letters, digits or . _ - @ +",
+        ))
+    }
+}
+
+pub fn validate_password(password: &str) -> Result<(), ApiError> {
+    if password.chars().count() < 8 {
+        return Err(ApiError::bad_request(
+            "password must be at least 8 characters",
+        ));
+    }
+    if password.len() > 1024 {
+        return Err(ApiError::too_large("password is longer than 1024 bytes"));
+    }
+    Ok(())
+}
+
+/// Creates an agent; a taken username (case-insensitive) is `conflict`.
+/// Shared by the admin route and `kefu-server admin create`.
+pub async fn create(db: &SqlitePool, new: NewAgent) -> Result<Agent, ApiError> {
+    validate_username(&new.username)?;
+    validate_password(&new.password)?;
+    let display_name = new.display_name.unwrap_or_else(|| new.username.clone());
+    let display_name = display_name.trim().to_owned();
+    if display_name.is_empty() || display_name.chars().count() > 100 {
+        return Err(ApiError::bad_request(
+            "display_name must be 1-100 characters",
+        ));
+    }
+    let hash = auth::hash_password(new.password)
+        .await
+        .map_err(ApiError::internal)?;
+    let id = AgentId::new();
+    let result = sqlx::query(
+        "INSERT INTO agents (id, username, password_hash, display_name, role, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+    )
+    .bind(id)
+    .bind(&new.username)
+    .bind(hash)
+    .bind(&display_name)
+    .bind(new.role)
+    .bind(now_ms())
+    .execute(db)
+    .await;
+    match result {
+        Ok(_) => {}
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+            return Err(ApiError::Conflict(format!(
+                "username {} is taken",
+                new.username
+            )));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    find(db, id)
+        .await?
+        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("agent vanished after insert")))
+}
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/auth/login", post(login))
+        .route("/auth/logout", post(logout))
+        .route("/agents", post(create_route).get(list))
+        .route("/agents/me", get(me))
+        .route("/agents/me/status", post(set_status))
+}
+
+#[derive(Debug, Deserialize)]
+struct LoginBody {
+    username: String,
+    password: String,
+}
+
+#[derive(Debug, Serialize)]
+struct LoginResponse {
+    token: String,
+    agent: Agent,
+}
+
+async fn login(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ApiJson(body): ApiJson<LoginBody>,
+) -> ApiResult<Json<LoginResponse>> {
+    state.limiters.check_login(peer.ip())?;
+    let row: Option<(AgentId, String)> =
+        sqlx::query_as("SELECT id, password_hash FROM agents WHERE username = ?")
+            .bind(&body.username)
+            .fetch_optional(&state.db)
+            .await?;
+    // Verify against a dummy hash for unknown users too, so response time
+    // does not tell which usernames exist.
+    let (id, hash) = match row {
+        Some((id, hash)) => (Some(id), hash),
+        None => (None, state.dummy_password_hash().await),
+    };
+    let valid = auth::verify_password(body.password, hash).await;
+    let Some(id) = id.filter(|_| valid) else {
+        return Err(state.limiters.login_failed(peer.ip()));
+    };
+    let token = auth::issue_agent_token(&state.db, id).await?;
+    let agent = find(&state.db, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("agent"))?;
+    tracing::info!(agent = %agent.id, "agent signed in");
+    Ok(Json(LoginResponse { token, agent }))
+}
+
+async fn logout(
+    State(state): State<AppState>,
+    AgentAuth(agent): AgentAuth,
+    headers: axum::http::HeaderMap,
+) -> ApiResult<Json<serde_json::Value>> {
+    if let Some(token) = auth::bearer(&headers) {
+        auth::revoke(&state.db, token).await?;
+    }
+    tracing::info!(agent = %agent.id, "agent signed out");
+    Ok(Json(serde_json::json!({})))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateAgentBody {
+    username: String,
+    password: String,
+    display_name: Option<String>,
+    role: Option<Role>,
+}
+
+#[derive(Debug, Serialize)]
+struct AgentResponse {
+    agent: Agent,
+}
+
+async fn create_route(
+    State(state): State<AppState>,
+    AdminAuth(admin): AdminAuth,
+    ApiJson(body): ApiJson<CreateAgentBody>,
+) -> ApiResult<(StatusCode, Json<AgentResponse>)> {
+    let agent = create(
+        &state.db,
+        NewAgent {
+            username: body.username,
+            password: body.password,
+            display_name: body.display_name,
+            role: body.role.unwrap_or(Role::Agent),
+        },
+    )
+    .await?;
+    tracing::info!(admin = %admin.id, agent = %agent.id, "agent created");
+    Ok((StatusCode::CREATED, Json(AgentResponse { agent })))
+}
+
+#[derive(Debug, Serialize)]
+struct AgentsResponse {
+    agents: Vec<Agent>,
+}
+
+async fn list(
+    State(state): State<AppState>,
+    AgentAuth(_): AgentAuth,
+) -> ApiResult<Json<AgentsResponse>> {
+    let agents = sqlx::query_as(&format!(
+        "SELECT {AGENT_COLUMNS} FROM agents ORDER BY username LIMIT 1000"
+    ))
+    .fetch_all(&state.db)
+    .await?;
+    Ok(Json(AgentsResponse { agents }))
+}
+
+async fn me(AgentAuth(agent): AgentAuth) -> Json<AgentResponse> {
+    Json(AgentResponse { agent })
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StatusBody {
+    status: Availability,
+}
+
+async fn set_status(
+    State(state): State<AppState>,
+    AgentAuth(agent): AgentAuth,
+    ApiJson(body): ApiJson<StatusBody>,
+) -> ApiResult<Json<AgentResponse>> {
+    sqlx::query("UPDATE agents SET status = ? WHERE id = ?")
+        .bind(body.status)
+        .bind(agent.id)
+        .execute(&state.db)
+        .await?;
+    let agent = find(&state.db, agent.id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("agent"))?;
+    state
+        .hub
+        .broadcast_agents(&crate::hub::frames::agent(&agent));
+    Ok(Json(AgentResponse { agent }))
+}

@@ -1,0 +1,222 @@
+//! The command line of `kefu-server`: parses arguments, sets up logging and
+//! calls the library. Lives in the library so that the binary stays one
+//! line and the black-box tests can build the very same CLI.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use crate::config::{Config, Durability, LogFormat, Overrides};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "kefu-server",
+    version,
+    about = "Kefu: self-hosted live chat and tickets"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve {
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        #[arg(long, value_name = "ADDR")]
+        bind: Option<std::net::SocketAddr>,
+        #[arg(long, value_name = "FILE", env = "KEFU_CONFIG")]
+        config: Option<PathBuf>,
+        /// os: ack after the write reaches the OS; fsync: after it is on disk.
+        #[arg(long, value_enum)]
+        durability: Option<DurabilityArg>,
+        #[arg(long, value_enum)]
+        log_format: Option<LogFormatArg>,
+        /// Print the effective configuration (TOML) and exit.
+        #[arg(long)]
+        print_config: bool,
+    },
+    /// Administration that works with or without a running server.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Create an admin agent.
+    Create {
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        #[arg(long, value_name = "FILE", env = "KEFU_CONFIG")]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        username: String,
+        /// The password; prefer --password-stdin, which keeps it out of `ps`.
+        #[arg(
+            long,
+            required_unless_present = "password_stdin",
+            conflicts_with = "password_stdin"
+        )]
+        password: Option<String>,
+        #[arg(long)]
+        password_stdin: bool,
+        #[arg(long)]
+        display_name: Option<String>,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum DurabilityArg {
+    Os,
+    Fsync,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormatArg {
+    Human,
+    Json,
+}
+
+/// Runs the CLI with the process's arguments.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve {
+            data_dir,
+            bind,
+            config,
+            durability,
+            log_format,
+            print_config,
+        } => {
+            let overrides = Overrides {
+                bind,
+                data_dir,
+                durability: durability.map(|d| match d {
+                    DurabilityArg::Os => Durability::Os,
+                    DurabilityArg::Fsync => Durability::Fsync,
+                }),
+                log_format: log_format.map(|f| match f {
+                    LogFormatArg::Human => LogFormat::Human,
+                    LogFormatArg::Json => LogFormat::Json,
+                }),
+            };
+            let config = Config::load(config.as_deref(), &overrides).map_err(anyhow::Error::msg)?;
+            if print_config {
+                print!("{}", config.to_toml());
+                return Ok(());
+            }
+            init_logging(&config);
+            let running = crate::start(config).await?;
+            let token = running.shutdown_token();
+            tokio::spawn(async move {
+                wait_for_signal().await;
+                tracing::info!("shutting down");
+                token.cancel();
+            });
+            running.wait().await
+        }
+        Command::Admin {
+            command:
+                AdminCommand::Create {
+                    data_dir,
+                    config,
+                    username,
+                    password,
+                    password_stdin: _,
+                    display_name,
+                },
+        } => {
+            let overrides = Overrides {
+                data_dir,
+                ..Overrides::default()
+            };
+            let config = Config::load(config.as_deref(), &overrides).map_err(anyhow::Error::msg)?;
+            let password = match password {
+                Some(password) => password,
+                None => {
+                    let mut text = String::new();
+                    std::io::stdin().read_to_string(&mut text)?;
+                    text.trim_end_matches(['\r', '\n']).to_owned()
+                }
+            };
+            let db = crate::store::db::open(&config.data_dir).await?;
+            let created = crate::agents::create(
+                &db,
+                crate::agents::NewAgent {
+                    username,
+                    password,
+                    display_name,
+                    role: crate::agents::Role::Admin,
+                },
+            )
+            .await;
+            db.close().await;
+            let agent = created.map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!(
+                "created admin {} ({}) in {}",
+                agent.username,
+                agent.id,
+                config.data_dir.display()
+            );
+            Ok(())
+        }
+    }
+}
+
+fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log_level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match config.log_format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Human => builder.init(),
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

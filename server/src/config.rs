@@ -1,0 +1,288 @@
+//! Effective configuration: embedded defaults, then a TOML file, then `KEFU_*`
+//! environment variables, then command-line flags (each overrides the one before).
+//!
+//! Figment does the layering; we only describe the shape and the defaults.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// How far a message must have travelled before the server acks it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// Written to RocksDB's WAL in the OS page cache: survives a crash of the
+    /// process, not a power loss.
+    Os,
+    /// The write batch is fsynced before the ack: survives power loss.
+    Fsync,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address the HTTP/WebSocket server listens on.
+    pub bind: SocketAddr,
+    /// Where SQLite, the RocksDB message log and attachments live.
+    pub data_dir: PathBuf,
+    pub durability: Durability,
+    pub log_format: LogFormat,
+    /// A `tracing` filter, e.g. `info` or `kefu_server=debug,info`.
+    pub log_level: String,
+    pub limits: Limits,
+    pub ws: WsConfig,
+}
+
+/// Every bound the server enforces. Over a size limit: 413; see docs/API.md.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Message `content`, in UTF-8 bytes.
+    pub content_bytes: usize,
+    /// Message `meta`, serialized JSON bytes.
+    pub meta_bytes: usize,
+    /// Visitor `attributes`, serialized JSON bytes.
+    pub attributes_bytes: usize,
+    /// One WebSocket message (frame) from a client.
+    pub ws_frame_bytes: usize,
+    /// One HTTP JSON request body.
+    pub http_body_bytes: usize,
+    /// Frames queued for one WebSocket client before it is dropped as too
+    /// slow. Frames are shared between recipients (a queued frame costs a
+    /// pointer, not a copy), so this can be generous: it must absorb a whole
+    /// write batch fanned out to one agent without dropping a client that
+    /// keeps up.
+    pub ws_outbound_queue: usize,
+    /// Sends one WebSocket connection may have waiting for their ack; past it
+    /// the server stops reading that connection until acks go out.
+    pub ws_sends_in_flight: usize,
+    /// Concurrent WebSocket connections for the whole server.
+    pub max_connections: usize,
+    /// Conversations one `hello` may ask to resume.
+    pub resume_conversations: usize,
+    /// Page size cap for lists and message pages.
+    pub page_max: u32,
+    /// Sends queued for the log writer before callers wait.
+    pub writer_queue: usize,
+    /// Sends the writer puts into one RocksDB write batch at most.
+    pub writer_batch_max: usize,
+    /// Login attempts per client IP per minute.
+    pub login_per_minute: u32,
+    /// Visitor sessions created per client IP per minute (0 = unlimited).
+    /// Loopback clients are exempt (a local reverse proxy or load tool).
+    pub visitor_sessions_per_minute: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WsConfig {
+    /// Seconds a new connection has to send its `hello`.
+    pub hello_timeout_secs: u64,
+    /// Seconds without any frame from the client before the server closes it.
+    pub idle_timeout_secs: u64,
+    /// Seconds between the server's WebSocket pings.
+    pub ping_interval_secs: u64,
+    /// tungstenite read buffer per connection, bytes.
+    pub read_buffer_bytes: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            bind: SocketAddr::from(([127, 0, 0, 1], 5338)),
+            data_dir: default_data_dir(),
+            durability: Durability::Fsync,
+            log_format: LogFormat::Human,
+            log_level: "info".to_owned(),
+            limits: Limits::default(),
+            ws: WsConfig::default(),
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            content_bytes: 16 * 1024,
+            meta_bytes: 4 * 1024,
+            attributes_bytes: 4 * 1024,
+            ws_frame_bytes: 64 * 1024,
+            http_body_bytes: 64 * 1024,
+            ws_outbound_queue: 4_096,
+            ws_sends_in_flight: 64,
+            max_connections: 60_000,
+            resume_conversations: 1_000,
+            page_max: 200,
+            writer_queue: 8_192,
+            writer_batch_max: 512,
+            login_per_minute: 20,
+            visitor_sessions_per_minute: 60,
+        }
+    }
+}
+
+impl Default for WsConfig {
+    fn default() -> Self {
+        WsConfig {
+            hello_timeout_secs: 5,
+            idle_timeout_secs: 90,
+            ping_interval_secs: 30,
+            read_buffer_bytes: 4 * 1024,
+        }
+    }
+}
+
+/// The OS's conventional data directory for Kefu, e.g.
+/// `~/.local/share/kefu` on Linux.
+pub fn default_data_dir() -> PathBuf {
+    directories::ProjectDirs::from("", "", "kefu")
+        .map(|dirs| dirs.data_dir().to_path_buf())
+        .unwrap_or_else(|| PathBuf::from("kefu-data"))
+}
+
+/// Values given on the command line; `None` means "not given".
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Overrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bind: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub durability: Option<Durability>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_format: Option<LogFormat>,
+}
+
+impl Config {
+    /// Layers defaults < `file` < `KEFU_*` env < `overrides`.
+    /// Nested keys in the environment use `__`: `KEFU_LIMITS__CONTENT_BYTES=8192`.
+    pub fn load(file: Option<&std::path::Path>, overrides: &Overrides) -> Result<Config, String> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            if !file.exists() {
+                return Err(format!("config file {} does not exist", file.display()));
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        figment = figment
+            .merge(Env::prefixed("KEFU_").ignore(&["CONFIG"]).split("__"))
+            .merge(Serialized::defaults(overrides));
+        let config: Config = figment
+            .extract()
+            .map_err(|e| format!("invalid configuration: {e}"))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        let l = &self.limits;
+        let checks: [(&str, bool); 8] = [
+            ("limits.content_bytes must be > 0", l.content_bytes > 0),
+            ("limits.meta_bytes must be >= 2", l.meta_bytes >= 2),
+            (
+                "limits.ws_frame_bytes must be >= 1024",
+                l.ws_frame_bytes >= 1024,
+            ),
+            (
+                "limits.ws_outbound_queue must be > 0",
+                l.ws_outbound_queue > 0,
+            ),
+            (
+                "limits.ws_sends_in_flight must be > 0",
+                l.ws_sends_in_flight > 0,
+            ),
+            ("limits.writer_queue must be > 0", l.writer_queue > 0),
+            (
+                "limits.writer_batch_max must be > 0",
+                l.writer_batch_max > 0,
+            ),
+            ("limits.page_max must be > 0", l.page_max > 0),
+        ];
+        for (message, ok) in checks {
+            if !ok {
+                return Err(format!("invalid configuration: {message}"));
+            }
+        }
+        Ok(())
+    }
+
+    /// A config for tests and embedding: everything default but the data dir,
+    /// an ephemeral port on loopback and `os` durability.
+    pub fn for_data_dir(data_dir: impl Into<PathBuf>) -> Config {
+        Config {
+            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir: data_dir.into(),
+            durability: Durability::Os,
+            ..Config::default()
+        }
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render config: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_then_env_then_flags() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("kefu.toml");
+        std::fs::write(
+            &file,
+            "bind = \"127.0.0.1:7000\"\ndurability = \"os\"\n[limits]\ncontent_bytes = 100\n",
+        )
+        .expect("write");
+        let config = Config::load(Some(&file), &Overrides::default()).expect("load");
+        assert_eq!(config.bind.port(), 7000);
+        assert_eq!(config.durability, Durability::Os);
+        assert_eq!(config.limits.content_bytes, 100);
+        assert_eq!(config.limits.meta_bytes, 4096);
+
+        let flags = Overrides {
+            bind: Some("127.0.0.1:7001".parse().expect("addr")),
+            ..Overrides::default()
+        };
+        let config = Config::load(Some(&file), &flags).expect("load");
+        assert_eq!(config.bind.port(), 7001);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_errors() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("kefu.toml");
+        std::fs::write(&file, "bnid = \"127.0.0.1:7000\"\n").expect("write");
+        assert!(Config::load(Some(&file), &Overrides::default()).is_err());
+        std::fs::write(&file, "durability = \"sometimes\"\n").expect("write");
+        assert!(Config::load(Some(&file), &Overrides::default()).is_err());
+        std::fs::write(&file, "[limits]\nws_outbound_queue = 0\n").expect("write");
+        assert!(Config::load(Some(&file), &Overrides::default()).is_err());
+        assert!(
+            Config::load(
+                Some(&dir.path().join("missing.toml")),
+                &Overrides::default()
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn print_config_round_trips() {
+        let config = Config::default();
+        let text = config.to_toml();
+        let back: Config = toml::from_str(&text).expect("parse");
+        assert_eq!(back, config);
+    }
+}

@@ -1,0 +1,687 @@
+//! Conversations: the `Conversation` object, the agent routes under
+//! `/api/v1/conversations`, the send path shared by REST and WebSocket, and
+//! the columns SQLite derives from the message log.
+//!
+//! Lifecycle: a conversation is created with its visitor's session and is
+//! not a chat yet (`started_at` NULL: hidden from lists). The visitor's first
+//! message starts it (`queued`, or `open` when it has an assignee); a visitor
+//! message after `resolved` reopens it the same way.
+//!
+//! Derived columns (`last_seq`, `last_message_at`, `activity_at`) follow the
+//! log a few milliseconds behind, are rebuilt from `conv_head` at start, and
+//! are overlaid from the log whenever a `Conversation` is served, so clients
+//! always see the log's truth.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use parking_lot::{Mutex, RwLock};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::Value;
+use sqlx::SqlitePool;
+use tokio::sync::Notify;
+
+use crate::agents::Agent;
+use crate::auth::{AgentAuth, VisitorPrincipal};
+use crate::error::{ApiError, ApiResult};
+use crate::http::extract::{ApiJson, ApiQuery};
+use crate::hub::{ConnId, frames};
+use crate::ids::{AgentId, AppId, ConversationId, VisitorId};
+use crate::message::{self, MessageKind, SendInput, Sender, SenderType};
+use crate::state::AppState;
+use crate::store::messages::{Appended, Draft, Head, MessageLog, StoredMessage};
+use crate::time::now_ms;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
+#[serde(rename_all = "lowercase")]
+#[sqlx(rename_all = "lowercase")]
+pub enum Status {
+    Queued,
+    Open,
+    Pending,
+    Resolved,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct VisitorSummary {
+    pub id: VisitorId,
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub attributes: Value,
+}
+
+/// The protocol's `Conversation` object.
+#[derive(Debug, Clone, Serialize)]
+pub struct Conversation {
+    pub id: ConversationId,
+    pub app_id: AppId,
+    pub visitor: VisitorSummary,
+    pub status: Status,
+    pub assignee_id: Option<AgentId>,
+    pub last_seq: u64,
+    pub last_message_at: Option<i64>,
+    pub created_at: i64,
+}
+
+#[derive(sqlx::FromRow)]
+struct ConversationRow {
+    id: ConversationId,
+    app_id: AppId,
+    status: Status,
+    assignee_id: Option<AgentId>,
+    last_seq: i64,
+    last_message_at: Option<i64>,
+    activity_at: i64,
+    created_at: i64,
+    visitor_id: VisitorId,
+    visitor_name: Option<String>,
+    visitor_email: Option<String>,
+    visitor_attributes: String,
+}
+
+const SELECT: &str =
+    "SELECT c.id, c.app_id, c.status, c.assignee_id, c.last_seq, c.last_message_at, c.activity_at,
+    c.created_at, v.id AS visitor_id, v.name AS visitor_name, v.email AS visitor_email,
+    v.attributes AS visitor_attributes
+    FROM conversations c JOIN visitors v ON v.id = c.visitor_id";
+
+impl ConversationRow {
+    /// The row with the log's head laid over the derived columns.
+    fn into_conversation(self, log: &MessageLog) -> Conversation {
+        let head = log.head(self.id).ok().flatten();
+        let (last_seq, last_message_at) = match head {
+            Some(head) => (head.last_seq, Some(head.last_at)),
+            None => (
+                u64::try_from(self.last_seq).unwrap_or(0),
+                self.last_message_at,
+            ),
+        };
+        Conversation {
+            id: self.id,
+            app_id: self.app_id,
+            visitor: VisitorSummary {
+                id: self.visitor_id,
+                name: self.visitor_name,
+                email: self.visitor_email,
+                attributes: serde_json::from_str(&self.visitor_attributes)
+                    .unwrap_or(Value::Object(Default::default())),
+            },
+            status: self.status,
+            assignee_id: self.assignee_id,
+            last_seq,
+            last_message_at,
+            created_at: self.created_at,
+        }
+    }
+}
+
+pub async fn find(state: &AppState, id: ConversationId) -> Result<Option<Conversation>, ApiError> {
+    let row: Option<ConversationRow> = sqlx::query_as(&format!("{SELECT} WHERE c.id = ?"))
+        .bind(id)
+        .fetch_optional(&state.db)
+        .await?;
+    Ok(row.map(|row| row.into_conversation(&state.log)))
+}
+
+/// Who is sending.
+#[derive(Debug, Clone)]
+pub enum Author {
+    Agent(Agent),
+    Visitor(VisitorPrincipal),
+}
+
+impl Author {
+    pub fn sender(&self) -> Sender {
+        match self {
+            Author::Agent(agent) => Sender {
+                kind: SenderType::Agent,
+                id: agent.id.to_string(),
+                name: agent.display_name.clone(),
+            },
+            Author::Visitor(visitor) => Sender {
+                kind: SenderType::Visitor,
+                id: visitor.visitor_id.to_string(),
+                name: visitor.name.clone().unwrap_or_default(),
+            },
+        }
+    }
+
+    fn key(&self) -> [u8; 16] {
+        match self {
+            Author::Agent(agent) => agent.id.to_bytes(),
+            Author::Visitor(visitor) => visitor.visitor_id.to_bytes(),
+        }
+    }
+}
+
+/// In-memory facts that keep SQLite off the message hot path. Both sets are
+/// caches of what SQLite says, bounded by clearing.
+#[derive(Default)]
+pub struct ConversationCache {
+    /// Conversations known to exist (they are never deleted).
+    known: RwLock<HashSet<ConversationId>>,
+    /// Conversations known to be started and not resolved: a visitor
+    /// message to one of these changes nothing in SQLite.
+    active: RwLock<HashSet<ConversationId>>,
+}
+
+const CACHE_MAX: usize = 500_000;
+
+impl ConversationCache {
+    fn remember(set: &RwLock<HashSet<ConversationId>>, id: ConversationId) {
+        let mut set = set.write();
+        if set.len() >= CACHE_MAX {
+            set.clear();
+        }
+        set.insert(id);
+    }
+
+    pub fn forget_active(&self, id: ConversationId) {
+        self.active.write().remove(&id);
+    }
+}
+
+async fn exists(state: &AppState, id: ConversationId) -> Result<bool, ApiError> {
+    if state.conversations.known.read().contains(&id) {
+        return Ok(true);
+    }
+    let found: Option<(i64,)> = sqlx::query_as("SELECT 1 FROM conversations WHERE id = ?")
+        .bind(id)
+        .fetch_optional(&state.db)
+        .await?;
+    if found.is_some() {
+        ConversationCache::remember(&state.conversations.known, id);
+    }
+    Ok(found.is_some())
+}
+
+/// The one send path: authorizes, appends to the log (waiting until it is
+/// durable), and moves the conversation along when a visitor writes.
+pub async fn send(
+    state: &AppState,
+    author: &Author,
+    conversation: ConversationId,
+    input: SendInput,
+    kind: MessageKind,
+    origin: Option<ConnId>,
+) -> Result<Appended, ApiError> {
+    match author {
+        Author::Visitor(visitor) if visitor.conversation_id != conversation => {
+            return Err(ApiError::forbidden("not your conversation"));
+        }
+        Author::Visitor(_) => {}
+        Author::Agent(_) => {
+            if !exists(state, conversation).await? {
+                return Err(ApiError::not_found("conversation"));
+            }
+        }
+    }
+    let draft = Draft {
+        conversation_id: conversation,
+        sender: author.sender(),
+        sender_key: author.key(),
+        client_msg_id: Some(input.client_msg_id),
+        kind,
+        content: input.content,
+        meta: input.meta,
+        attachment: None,
+    };
+    let appended = state.log.append(draft, origin).await?;
+    if !appended.duplicate && matches!(author, Author::Visitor(_)) {
+        // The message is durable whatever happens here; a failure only
+        // delays the status change to the next visitor message.
+        if let Err(error) = on_visitor_message(state, conversation).await {
+            tracing::error!(%error, %conversation, "status change after a visitor message failed");
+        }
+    }
+    Ok(appended)
+}
+
+/// Starts or reopens a conversation on a visitor message.
+///
+/// The conversation is marked active *before* the update: a concurrent
+/// resolve (update, then `forget_active`) then always ends with the mark
+/// removed, so the cache never says "active" for a resolved conversation.
+async fn on_visitor_message(state: &AppState, id: ConversationId) -> Result<(), ApiError> {
+    if state.conversations.active.read().contains(&id) {
+        return Ok(());
+    }
+    ConversationCache::remember(&state.conversations.active, id);
+    let changed = sqlx::query(
+        "UPDATE conversations
+         SET status = CASE WHEN assignee_id IS NULL THEN 'queued' ELSE 'open' END,
+             started_at = COALESCE(started_at, ?)
+         WHERE id = ? AND (started_at IS NULL OR status = 'resolved')",
+    )
+    .bind(now_ms())
+    .bind(id)
+    .execute(&state.db)
+    .await;
+    let changed = match changed {
+        Ok(result) => result.rows_affected(),
+        Err(error) => {
+            state.conversations.forget_active(id);
+            return Err(error.into());
+        }
+    };
+    if changed > 0 {
+        announce(state, id).await?;
+    }
+    Ok(())
+}
+
+/// Sends the current `Conversation` to every agent connection.
+pub async fn announce(
+    state: &AppState,
+    id: ConversationId,
+) -> Result<Option<Conversation>, ApiError> {
+    let conversation = find(state, id).await?;
+    if let Some(conversation) = &conversation {
+        state
+            .hub
+            .broadcast_agents(&frames::conversation(conversation));
+    }
+    Ok(conversation)
+}
+
+/// Derived-column upkeep: the writer marks conversations dirty, a task
+/// writes them to SQLite in one transaction every few milliseconds.
+#[derive(Default)]
+pub struct Derived {
+    dirty: Mutex<HashMap<ConversationId, Head>>,
+    wake: Notify,
+}
+
+impl Derived {
+    /// Called on the writer thread; never blocks on I/O.
+    pub fn mark(&self, messages: &[(Arc<StoredMessage>, Option<ConnId>)]) {
+        let mut dirty = self.dirty.lock();
+        for (message, _) in messages {
+            dirty.insert(
+                message.conversation_id,
+                Head {
+                    last_seq: message.seq,
+                    last_at: message.created_at,
+                },
+            );
+        }
+        drop(dirty);
+        self.wake.notify_one();
+    }
+
+    /// Writes everything marked so far.
+    pub async fn flush(&self, db: &SqlitePool) -> Result<(), sqlx::Error> {
+        let batch = std::mem::take(&mut *self.dirty.lock());
+        apply_heads(db, batch.into_iter()).await
+    }
+
+    pub async fn run(
+        self: Arc<Self>,
+        db: SqlitePool,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) {
+        loop {
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = shutdown.cancelled() => break,
+            }
+            // Let a burst accumulate into one transaction.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            if let Err(error) = self.flush(&db).await {
+                tracing::error!(%error, "updating derived conversation columns failed");
+            }
+        }
+    }
+}
+
+async fn apply_heads(
+    db: &SqlitePool,
+    heads: impl Iterator<Item = (ConversationId, Head)>,
+) -> Result<(), sqlx::Error> {
+    let heads: Vec<_> = heads.collect();
+    for chunk in heads.chunks(1_000) {
+        let mut tx = db.begin().await?;
+        for (id, head) in chunk {
+            sqlx::query(
+                "UPDATE conversations SET last_seq = ?, last_message_at = ?, activity_at = MAX(activity_at, ?)
+                 WHERE id = ? AND last_seq < ?",
+            )
+            .bind(i64::try_from(head.last_seq).unwrap_or(i64::MAX))
+            .bind(head.last_at)
+            .bind(head.last_at)
+            .bind(id)
+            .bind(i64::try_from(head.last_seq).unwrap_or(i64::MAX))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+    }
+    Ok(())
+}
+
+/// Re-derives every conversation's columns from the log. Idempotent.
+pub async fn rebuild_derived(db: &SqlitePool, log: &MessageLog) -> anyhow::Result<usize> {
+    let heads = log.heads()?;
+    let count = heads.len();
+    apply_heads(db, heads.into_iter()).await?;
+    Ok(count)
+}
+
+// ---- routes -------------------------------------------------------------
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/conversations", get(list))
+        .route("/conversations/{id}", get(get_one))
+        .route(
+            "/conversations/{id}/messages",
+            get(messages).post(post_message),
+        )
+        .route("/conversations/{id}/assign", post(assign))
+        .route("/conversations/{id}/status", post(set_status))
+}
+
+pub fn parse_id(text: &str) -> Result<ConversationId, ApiError> {
+    text.parse()
+        .map_err(|_| ApiError::not_found("conversation"))
+}
+
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    status: Option<Status>,
+    assignee: Option<String>,
+    cursor: Option<String>,
+    limit: Option<u32>,
+}
+
+#[derive(Debug, Serialize)]
+struct ListResponse {
+    conversations: Vec<Conversation>,
+    next_cursor: Option<String>,
+}
+
+/// Cursor: `activity_at` and id of the last row served, as `ms_id`.
+fn parse_cursor(cursor: &str) -> Result<(i64, ConversationId), ApiError> {
+    let bad = || ApiError::bad_request("invalid cursor");
+    let (at, id) = cursor.split_once('_').ok_or_else(bad)?;
+    Ok((
+        at.parse().map_err(|_| bad())?,
+        id.parse().map_err(|_| bad())?,
+    ))
+}
+
+pub fn page_limit(state: &AppState, limit: Option<u32>, default: u32) -> Result<u32, ApiError> {
+    let max = state.config.limits.page_max;
+    match limit {
+        None => Ok(default.min(max)),
+        Some(0) => Err(ApiError::bad_request("limit must be at least 1")),
+        Some(n) if n > max => Err(ApiError::bad_request(format!(
+            "limit must be at most {max}"
+        ))),
+        Some(n) => Ok(n),
+    }
+}
+
+async fn list(
+    State(state): State<AppState>,
+    AgentAuth(agent): AgentAuth,
+    ApiQuery(query): ApiQuery<ListQuery>,
+) -> ApiResult<Json<ListResponse>> {
+    let limit = page_limit(&state, query.limit, 50)?;
+    let mut sql = format!("{SELECT} WHERE c.started_at IS NOT NULL");
+    let mut binds: Vec<String> = Vec::new();
+    if let Some(status) = query.status {
+        sql.push_str(" AND c.status = ?");
+        binds.push(
+            serde_json::to_value(status)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default(),
+        );
+    }
+    match query.assignee.as_deref() {
+        None | Some("") => {}
+        Some("me") => {
+            sql.push_str(" AND c.assignee_id = ?");
+            binds.push(agent.id.to_string());
+        }
+        Some("none") => sql.push_str(" AND c.assignee_id IS NULL"),
+        Some(other) => {
+            let id: AgentId = other
+                .parse()
+                .map_err(|_| ApiError::bad_request("assignee must be me, none or an agent id"))?;
+            sql.push_str(" AND c.assignee_id = ?");
+            binds.push(id.to_string());
+        }
+    }
+    let cursor = query.cursor.as_deref().map(parse_cursor).transpose()?;
+    if cursor.is_some() {
+        sql.push_str(" AND (c.activity_at, c.id) < (?, ?)");
+    }
+    sql.push_str(" ORDER BY c.activity_at DESC, c.id DESC LIMIT ?");
+    let mut q = sqlx::query_as::<_, ConversationRow>(&sql);
+    for bind in binds {
+        q = q.bind(bind);
+    }
+    if let Some((at, id)) = cursor {
+        q = q.bind(at).bind(id);
+    }
+    let mut rows = q.bind(i64::from(limit) + 1).fetch_all(&state.db).await?;
+    let next_cursor = if rows.len() > limit as usize {
+        rows.truncate(limit as usize);
+        rows.last()
+            .map(|row| format!("{}_{}", row.activity_at, row.id))
+    } else {
+        None
+    };
+    let conversations = rows
+        .into_iter()
+        .map(|row| row.into_conversation(&state.log))
+        .collect();
+    Ok(Json(ListResponse {
+        conversations,
+        next_cursor,
+    }))
+}
+
+#[derive(Debug, Serialize)]
+struct ConversationResponse {
+    conversation: Conversation,
+}
+
+async fn get_one(
+    State(state): State<AppState>,
+    AgentAuth(_): AgentAuth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<ConversationResponse>> {
+    let conversation = find(&state, parse_id(&id)?)
+        .await?
+        .ok_or_else(|| ApiError::not_found("conversation"))?;
+    Ok(Json(ConversationResponse { conversation }))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct PageQuery {
+    after: Option<u64>,
+    before: Option<u64>,
+    limit: Option<u32>,
+}
+
+/// A page of messages as `{"messages": [...]}`, the stored JSON spliced in.
+pub fn messages_page(
+    state: &AppState,
+    conversation: ConversationId,
+    query: &PageQuery,
+    include_notes: bool,
+) -> Result<Response, ApiError> {
+    let limit = page_limit(state, query.limit, 50)?;
+    let page = state.log.page(
+        conversation,
+        query.after.unwrap_or(0),
+        query.before,
+        limit as usize,
+        include_notes,
+    )?;
+    let mut body = String::with_capacity(16 + page.iter().map(|m| m.json.len() + 1).sum::<usize>());
+    body.push_str(r#"{"messages":["#);
+    for (index, message) in page.iter().enumerate() {
+        if index > 0 {
+            body.push(',');
+        }
+        body.push_str(&message.json);
+    }
+    body.push_str("]}");
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+/// `{"message": …}` with 201 for a new message, 200 for a resend.
+pub fn message_response(appended: &Appended) -> Response {
+    let status = if appended.duplicate {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    let body = format!(r#"{{"message":{}}}"#, appended.message.json);
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+async fn messages(
+    State(state): State<AppState>,
+    AgentAuth(_): AgentAuth,
+    Path(id): Path<String>,
+    ApiQuery(query): ApiQuery<PageQuery>,
+) -> ApiResult<Response> {
+    let id = parse_id(&id)?;
+    if !exists(&state, id).await? {
+        return Err(ApiError::not_found("conversation"));
+    }
+    messages_page(&state, id, &query, true)
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SendBody {
+    pub client_msg_id: Option<String>,
+    pub content: Option<String>,
+    pub meta: Option<Value>,
+    #[serde(default)]
+    pub private: bool,
+}
+
+async fn post_message(
+    State(state): State<AppState>,
+    AgentAuth(agent): AgentAuth,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<SendBody>,
+) -> ApiResult<Response> {
+    let id = parse_id(&id)?;
+    let input = message::validate_send(
+        &state.config.limits,
+        body.client_msg_id.as_deref(),
+        body.content.as_deref(),
+        body.meta.as_ref(),
+    )?;
+    let kind = if body.private {
+        MessageKind::Note
+    } else {
+        MessageKind::Text
+    };
+    let appended = send(&state, &Author::Agent(agent), id, input, kind, None).await?;
+    Ok(message_response(&appended))
+}
+
+/// `Some(None)` for an explicit `null`, `None` when the field is absent.
+fn explicit<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AssignBody {
+    #[serde(default, deserialize_with = "explicit")]
+    agent_id: Option<Option<AgentId>>,
+}
+
+async fn assign(
+    State(state): State<AppState>,
+    AgentAuth(_): AgentAuth,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<AssignBody>,
+) -> ApiResult<Json<ConversationResponse>> {
+    let id = parse_id(&id)?;
+    let Some(assignee) = body.agent_id else {
+        return Err(ApiError::bad_request(
+            "agent_id is required (null to unassign)",
+        ));
+    };
+    if let Some(agent) = assignee
+        && crate::agents::find(&state.db, agent).await?.is_none()
+    {
+        return Err(ApiError::not_found("agent"));
+    }
+    // Assigning takes a waiting chat out of the queue; unassigning an
+    // active one puts it back.
+    let updated = sqlx::query(
+        "UPDATE conversations SET assignee_id = ?1,
+             status = CASE
+                 WHEN ?1 IS NOT NULL AND status = 'queued' THEN 'open'
+                 WHEN ?1 IS NULL AND status IN ('open', 'pending') AND started_at IS NOT NULL THEN 'queued'
+                 ELSE status END
+         WHERE id = ?2",
+    )
+    .bind(assignee)
+    .bind(id)
+    .execute(&state.db)
+    .await?
+    .rows_affected();
+    if updated == 0 {
+        return Err(ApiError::not_found("conversation"));
+    }
+    state.conversations.forget_active(id);
+    let conversation = announce(&state, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("conversation"))?;
+    Ok(Json(ConversationResponse { conversation }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StatusBody {
+    status: Status,
+}
+
+async fn set_status(
+    State(state): State<AppState>,
+    AgentAuth(_): AgentAuth,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<StatusBody>,
+) -> ApiResult<Json<ConversationResponse>> {
+    let id = parse_id(&id)?;
+    if body.status == Status::Queued {
+        return Err(ApiError::bad_request(
+            "status must be open, pending or resolved",
+        ));
+    }
+    let updated = sqlx::query("UPDATE conversations SET status = ? WHERE id = ?")
+        .bind(body.status)
+        .bind(id)
+        .execute(&state.db)
+        .await?
+        .rows_affected();
+    if updated == 0 {
+        return Err(ApiError::not_found("conversation"));
+    }
+    state.conversations.forget_active(id);
+    let conversation = announce(&state, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("conversation"))?;
+    Ok(Json(ConversationResponse { conversation }))
+}

@@ -1,0 +1,122 @@
+//! The HTTP surface: wires each domain's routes under `/api/v1`, the
+//! service routes, CORS, body limits, security headers and metrics. The
+//! domain modules own their routes; this module only assembles them.
+
+pub mod extract;
+
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
+
+use crate::error::ApiError;
+use crate::metrics::HttpLabels;
+use crate::state::AppState;
+
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .merge(crate::agents::routes())
+        .merge(crate::apps::routes())
+        .merge(crate::visitors::routes())
+        .merge(crate::conversations::routes())
+        .merge(crate::tickets::routes())
+        .route("/ws", get(crate::hub::ws::upgrade))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed);
+
+    // Browsers may call the API from any origin: tokens travel in the
+    // Authorization header, never in cookies, so CORS is not what protects
+    // an agent. Visitors are held to their app's `allowed_origins` by the
+    // visitor routes and the WebSocket themselves (403).
+    let cors = CorsLayer::new()
+        .allow_origin(AllowOrigin::mirror_request())
+        .allow_methods([Method::GET, Method::POST, Method::PATCH])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+        .max_age(std::time::Duration::from_secs(600));
+
+    Router::new()
+        .nest("/api/v1", api)
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/", get(index))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), track))
+        .layer(DefaultBodyLimit::max(state.config.limits.http_body_bytes))
+        .layer(cors)
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound("no such route".into())
+}
+
+async fn method_not_allowed() -> Response {
+    let body = serde_json::json!({"error": {"code": "method_not_allowed", "message": "method not allowed on this route"}});
+    (StatusCode::METHOD_NOT_ALLOWED, axum::Json(body)).into_response()
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    let sqlite_ok = sqlx::query("SELECT 1").execute(&state.db).await.is_ok();
+    if sqlite_ok && state.log.is_open() && !state.shutdown.is_cancelled() {
+        "ready".into_response()
+    } else {
+        ApiError::Unavailable("store not open".into()).into_response()
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn index() -> &'static str {
+    "Kefu is running. API: /api/v1 (see docs/API.md). Health: /healthz\n"
+}
+
+/// Records the latency of every request by route template, never by raw
+/// path (ids would explode the label set, and paths are not logged).
+async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().to_string();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let response = next.run(request).await;
+    state.metrics.http_request(
+        HttpLabels {
+            method,
+            route,
+            status: response.status().as_u16(),
+        },
+        started.elapsed().as_secs_f64(),
+    );
+    response
+}

@@ -1,0 +1,96 @@
+//! Server → client frames, serialized once and shared by every recipient.
+//! Message frames embed the stored JSON as is.
+
+use axum::extract::ws::Utf8Bytes;
+use serde::Serialize;
+use serde_json::json;
+
+use crate::ids::ConversationId;
+use crate::message::Sender;
+use crate::store::messages::StoredMessage;
+
+/// One outbound frame. `seq` marks message frames so a connection can drop
+/// live copies of what its catch-up already delivered.
+#[derive(Debug, Clone)]
+pub struct Frame {
+    pub text: Utf8Bytes,
+    pub seq: Option<(ConversationId, u64)>,
+}
+
+impl Frame {
+    fn plain(text: String) -> Frame {
+        Frame {
+            text: Utf8Bytes::from(text),
+            seq: None,
+        }
+    }
+}
+
+pub fn message(stored: &StoredMessage) -> Frame {
+    let mut text = String::with_capacity(stored.json.len() + 32);
+    text.push_str(r#"{"type":"message","message":"#);
+    text.push_str(&stored.json);
+    text.push('}');
+    Frame {
+        text: Utf8Bytes::from(text),
+        seq: Some((stored.conversation_id, stored.seq)),
+    }
+}
+
+pub fn ack(client_msg_id: &str, stored: &StoredMessage) -> Frame {
+    // client_msg_id is [A-Za-z0-9_-]: safe inside quotes without escaping.
+    let mut text = String::with_capacity(stored.json.len() + 64 + client_msg_id.len());
+    text.push_str(r#"{"type":"ack","client_msg_id":""#);
+    text.push_str(client_msg_id);
+    text.push_str(r#"","message":"#);
+    text.push_str(&stored.json);
+    text.push('}');
+    Frame::plain(text)
+}
+
+pub fn error(code: &str, message: &str, client_msg_id: Option<&str>) -> Frame {
+    let mut value = json!({"type": "error", "code": code, "message": message});
+    if let Some(id) = client_msg_id {
+        value["client_msg_id"] = json!(id);
+    }
+    Frame::plain(value.to_string())
+}
+
+pub fn welcome(role: &str, id: &str) -> Frame {
+    Frame::plain(json!({"type": "welcome", "role": role, "id": id}).to_string())
+}
+
+pub fn pong() -> Frame {
+    Frame::plain(r#"{"type":"pong"}"#.to_owned())
+}
+
+pub fn typing(conversation: ConversationId, on: bool, sender: &Sender) -> Frame {
+    Frame::plain(
+        json!({"type": "typing", "conversation_id": conversation, "on": on, "sender": sender})
+            .to_string(),
+    )
+}
+
+pub fn read(conversation: ConversationId, seq: u64, sender: &Sender) -> Frame {
+    Frame::plain(
+        json!({"type": "read", "conversation_id": conversation, "seq": seq, "sender": sender})
+            .to_string(),
+    )
+}
+
+fn wrap<T: Serialize>(kind: &str, field: &str, value: &T) -> Frame {
+    let value = serde_json::to_value(value).unwrap_or(serde_json::Value::Null);
+    Frame::plain(json!({"type": kind, field: value}).to_string())
+}
+
+pub fn conversation<T: Serialize>(conversation: &T) -> Frame {
+    wrap("conversation", "conversation", conversation)
+}
+
+pub fn ticket<T: Serialize>(ticket: &T) -> Frame {
+    wrap("ticket", "ticket", ticket)
+}
+
+pub fn agent<T: Serialize>(agent: &T) -> Frame {
+    wrap("agent", "agent", agent)
+}

@@ -1,0 +1,342 @@
+//! Who is connected and who gets which frame.
+//!
+//! Invariants (checked by `check_invariants` in tests):
+//! - every connection is in `conns` and in exactly one party index
+//!   (`agents` or `by_conversation`), and nothing else is in the indexes;
+//! - each connection's outbound queue is bounded; delivery never waits: a
+//!   full queue cancels that connection (the client reconnects and resumes
+//!   by seq), so one slow client never slows the others.
+//!
+//! Presence and typing live only here, never in a store.
+
+pub mod frames;
+pub mod ws;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::RwLock;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::ids::{AgentId, ConversationId, VisitorId};
+use crate::metrics::Metrics;
+use crate::store::messages::StoredMessage;
+use frames::Frame;
+
+pub type ConnId = u64;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Party {
+    Agent(AgentId),
+    Visitor {
+        visitor: VisitorId,
+        conversation: ConversationId,
+    },
+}
+
+struct Entry {
+    tx: mpsc::Sender<Frame>,
+    kill: CancellationToken,
+    party: Party,
+}
+
+#[derive(Default)]
+struct Registry {
+    conns: HashMap<ConnId, Entry>,
+    /// Every agent connection: in v1 each receives every conversation's frames.
+    agents: HashSet<ConnId>,
+    by_agent: HashMap<AgentId, HashSet<ConnId>>,
+    /// Visitor connections by the conversation they belong to.
+    by_conversation: HashMap<ConversationId, HashSet<ConnId>>,
+}
+
+/// What a new connection gets from [`Hub::register`].
+pub struct Registration {
+    pub id: ConnId,
+    pub rx: mpsc::Receiver<Frame>,
+    /// Cancelled when the hub drops this connection (queue full).
+    pub kill: CancellationToken,
+}
+
+pub struct Hub {
+    registry: RwLock<Registry>,
+    next_id: AtomicU64,
+    queue: usize,
+    metrics: Arc<Metrics>,
+}
+
+impl Hub {
+    pub fn new(queue: usize, metrics: Arc<Metrics>) -> Hub {
+        Hub {
+            registry: RwLock::new(Registry::default()),
+            next_id: AtomicU64::new(1),
+            queue,
+            metrics,
+        }
+    }
+
+    pub fn register(&self, party: Party) -> Registration {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::channel(self.queue);
+        let kill = CancellationToken::new();
+        let mut registry = self.registry.write();
+        registry.conns.insert(
+            id,
+            Entry {
+                tx,
+                kill: kill.clone(),
+                party,
+            },
+        );
+        match party {
+            Party::Agent(agent) => {
+                registry.agents.insert(id);
+                registry.by_agent.entry(agent).or_default().insert(id);
+            }
+            Party::Visitor { conversation, .. } => {
+                registry
+                    .by_conversation
+                    .entry(conversation)
+                    .or_default()
+                    .insert(id);
+            }
+        }
+        drop(registry);
+        self.metrics
+            .connection_opened(matches!(party, Party::Agent(_)));
+        Registration { id, rx, kill }
+    }
+
+    pub fn unregister(&self, id: ConnId) {
+        let mut registry = self.registry.write();
+        let Some(entry) = registry.conns.remove(&id) else {
+            return;
+        };
+        match entry.party {
+            Party::Agent(agent) => {
+                registry.agents.remove(&id);
+                if let Some(set) = registry.by_agent.get_mut(&agent) {
+                    set.remove(&id);
+                    if set.is_empty() {
+                        registry.by_agent.remove(&agent);
+                    }
+                }
+            }
+            Party::Visitor { conversation, .. } => {
+                if let Some(set) = registry.by_conversation.get_mut(&conversation) {
+                    set.remove(&id);
+                    if set.is_empty() {
+                        registry.by_conversation.remove(&conversation);
+                    }
+                }
+            }
+        }
+        drop(registry);
+        self.metrics
+            .connection_closed(matches!(entry.party, Party::Agent(_)));
+    }
+
+    /// Fans committed messages out: to the conversation's visitor
+    /// connections (unless a note) and to every agent connection, except the
+    /// connection that sent it (which gets the ack instead).
+    pub fn publish_messages(&self, messages: &[(Arc<StoredMessage>, Option<ConnId>)]) {
+        let registry = self.registry.read();
+        for (message, origin) in messages {
+            let frame = frames::message(message);
+            let visitors = if message.note {
+                None
+            } else {
+                registry.by_conversation.get(&message.conversation_id)
+            };
+            let targets = registry.agents.iter().chain(visitors.into_iter().flatten());
+            for id in targets {
+                if Some(*id) == *origin {
+                    continue;
+                }
+                if let Some(entry) = registry.conns.get(id) {
+                    self.deliver(entry, &frame);
+                }
+            }
+        }
+    }
+
+    /// To every agent connection.
+    pub fn broadcast_agents(&self, frame: &Frame) {
+        let registry = self.registry.read();
+        for id in &registry.agents {
+            if let Some(entry) = registry.conns.get(id) {
+                self.deliver(entry, frame);
+            }
+        }
+    }
+
+    /// To the visitor connections of one conversation.
+    pub fn send_to_visitors(&self, conversation: ConversationId, frame: &Frame) {
+        let registry = self.registry.read();
+        for id in registry
+            .by_conversation
+            .get(&conversation)
+            .into_iter()
+            .flatten()
+        {
+            if let Some(entry) = registry.conns.get(id) {
+                self.deliver(entry, frame);
+            }
+        }
+    }
+
+    /// Typing and read frames go to the other side of the conversation and,
+    /// for agents, to the other agents too (so colleagues see who is on it);
+    /// never back to the connection they came from.
+    pub fn relay(&self, from: ConnId, party: Party, conversation: ConversationId, frame: &Frame) {
+        let registry = self.registry.read();
+        let visitors = registry
+            .by_conversation
+            .get(&conversation)
+            .into_iter()
+            .flatten();
+        let targets: Box<dyn Iterator<Item = &ConnId>> = match party {
+            Party::Visitor { .. } => Box::new(registry.agents.iter()),
+            Party::Agent(_) => Box::new(visitors.chain(registry.agents.iter())),
+        };
+        for id in targets {
+            if *id == from {
+                continue;
+            }
+            if let Some(entry) = registry.conns.get(id) {
+                self.deliver(entry, frame);
+            }
+        }
+    }
+
+    pub fn is_agent_connected(&self, agent: AgentId) -> bool {
+        self.registry.read().by_agent.contains_key(&agent)
+    }
+
+    pub fn connection_count(&self) -> usize {
+        self.registry.read().conns.len()
+    }
+
+    /// Never waits. A full queue means the client cannot keep up: it is
+    /// cancelled, and its task closes the socket and unregisters it.
+    fn deliver(&self, entry: &Entry, frame: &Frame) {
+        match entry.tx.try_send(frame.clone()) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                if !entry.kill.is_cancelled() {
+                    entry.kill.cancel();
+                    self.metrics.slow_client_dropped();
+                }
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+
+    /// Proves the indexes agree with `conns`. For tests.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        let registry = self.registry.read();
+        let mut indexed = 0usize;
+        for (id, entry) in &registry.conns {
+            match entry.party {
+                Party::Agent(agent) => {
+                    if !registry.agents.contains(id)
+                        || !registry
+                            .by_agent
+                            .get(&agent)
+                            .is_some_and(|s| s.contains(id))
+                    {
+                        return Err(format!("agent connection {id} missing from an index"));
+                    }
+                }
+                Party::Visitor { conversation, .. } => {
+                    if !registry
+                        .by_conversation
+                        .get(&conversation)
+                        .is_some_and(|s| s.contains(id))
+                    {
+                        return Err(format!(
+                            "visitor connection {id} missing from by_conversation"
+                        ));
+                    }
+                    indexed += 1;
+                }
+            }
+        }
+        let by_conv: usize = registry.by_conversation.values().map(HashSet::len).sum();
+        let by_agent: usize = registry.by_agent.values().map(HashSet::len).sum();
+        if by_conv != indexed
+            || by_agent != registry.agents.len()
+            || registry.agents.len() + indexed != registry.conns.len()
+        {
+            return Err("an index holds a connection that is gone".into());
+        }
+        if registry.by_conversation.values().any(HashSet::is_empty)
+            || registry.by_agent.values().any(HashSet::is_empty)
+        {
+            return Err("an empty set was left in an index".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stored(conversation: ConversationId, seq: u64, note: bool) -> Arc<StoredMessage> {
+        Arc::new(StoredMessage {
+            conversation_id: conversation,
+            seq,
+            note,
+            created_at: 0,
+            json: Arc::from("{}"),
+        })
+    }
+
+    #[test]
+    fn routing_and_slow_clients() {
+        let hub = Hub::new(2, Arc::new(Metrics::new()));
+        let conv = ConversationId::new();
+        let other = ConversationId::new();
+        let mut agent = hub.register(Party::Agent(AgentId::new()));
+        let mut visitor = hub.register(Party::Visitor {
+            visitor: VisitorId::new(),
+            conversation: conv,
+        });
+        let mut stranger = hub.register(Party::Visitor {
+            visitor: VisitorId::new(),
+            conversation: other,
+        });
+        hub.check_invariants().expect("invariants");
+
+        hub.publish_messages(&[
+            (stored(conv, 1, false), Some(visitor.id)),
+            (stored(conv, 2, true), None),
+        ]);
+        // The agent gets both, the sending visitor neither (ack instead, and
+        // notes never), the other conversation's visitor nothing.
+        assert_eq!(agent.rx.try_recv().expect("1").seq, Some((conv, 1)));
+        assert_eq!(agent.rx.try_recv().expect("2").seq, Some((conv, 2)));
+        assert!(visitor.rx.try_recv().is_err());
+        assert!(stranger.rx.try_recv().is_err());
+
+        // Queue of 2: the third undelivered frame cancels the connection.
+        for seq in 3..=5 {
+            hub.publish_messages(&[(stored(conv, seq, false), None)]);
+        }
+        assert!(visitor.kill.is_cancelled());
+        assert!(agent.kill.is_cancelled());
+        assert!(!stranger.kill.is_cancelled());
+        // What was queued before the overflow is still there to drain.
+        assert_eq!(visitor.rx.try_recv().expect("3").seq, Some((conv, 3)));
+
+        hub.unregister(visitor.id);
+        hub.unregister(agent.id);
+        hub.check_invariants().expect("invariants after unregister");
+        assert_eq!(hub.connection_count(), 1);
+        hub.unregister(stranger.id);
+        hub.check_invariants().expect("empty");
+    }
+}

@@ -1,0 +1,172 @@
+//! Kefu's server: the whole service as a library. The headless binary
+//! (`main.rs`) and the desktop app are thin shells over [`start`].
+//!
+//! See docs/ARCHITECTURE.md for the map of modules and their invariants.
+
+pub mod agents;
+pub mod apps;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod conversations;
+pub mod error;
+pub mod http;
+pub mod hub;
+pub mod ids;
+pub mod message;
+pub mod metrics;
+pub mod state;
+pub mod store;
+pub mod tickets;
+pub mod time;
+pub mod visitors;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use config::Config;
+use conversations::{ConversationCache, Derived};
+use hub::Hub;
+use metrics::Metrics;
+use state::{AppState, Kefu, Limiters};
+use store::messages::MessageLog;
+
+/// Directory of the message log inside the data dir.
+pub const LOG_DIR: &str = "messages";
+
+/// A started server.
+pub struct Running {
+    pub addr: SocketAddr,
+    state: AppState,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl Running {
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Graceful stop: no new connections, sockets closed with 1001, the log
+    /// writer drained and closed, derived columns flushed.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        self.state.shutdown.cancel();
+        self.task.await.context("server task panicked")?
+    }
+
+    /// Runs until the server stops (its shutdown token is cancelled).
+    pub async fn wait(self) -> anyhow::Result<()> {
+        self.task.await.context("server task panicked")?
+    }
+
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.state.shutdown.clone()
+    }
+}
+
+/// Opens the stores under `config.data_dir`, binds `config.bind` and serves.
+pub async fn start(config: Config) -> anyhow::Result<Running> {
+    let listener = TcpListener::bind(config.bind).await.with_context(|| {
+        format!(
+            "cannot listen on {} (is another Kefu running there?)",
+            config.bind
+        )
+    })?;
+    start_on(config, listener).await
+}
+
+/// As [`start`], on a listener the caller bound.
+pub async fn start_on(config: Config, listener: TcpListener) -> anyhow::Result<Running> {
+    let addr = listener.local_addr()?;
+    let state = open_state(config).await?;
+    let router = http::router(Arc::clone(&state));
+    let serving = Arc::clone(&state);
+    let task = tokio::spawn(async move {
+        let shutdown = serving.shutdown.clone();
+        let result = axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await;
+        // Also reached when the listener fails: stop everything else too.
+        serving.shutdown.cancel();
+        serving.log.close().await;
+        if let Err(error) = serving.derived.flush(&serving.db).await {
+            tracing::error!(%error, "final flush of derived columns failed");
+        }
+        serving.db.close().await;
+        tracing::info!("stopped");
+        result.context("server failed")
+    });
+    tracing::info!(%addr, data_dir = %state.config.data_dir.display(), durability = ?state.config.durability, "kefu listening");
+    Ok(Running { addr, state, task })
+}
+
+async fn open_state(config: Config) -> anyhow::Result<AppState> {
+    let db = store::db::open(&config.data_dir).await?;
+    let metrics = Arc::new(Metrics::new());
+    let hub = Arc::new(Hub::new(
+        config.limits.ws_outbound_queue,
+        Arc::clone(&metrics),
+    ));
+    let derived = Arc::new(Derived::default());
+    let on_commit = {
+        let hub = Arc::clone(&hub);
+        let derived = Arc::clone(&derived);
+        Box::new(
+            move |messages: &[(Arc<store::messages::StoredMessage>, Option<u64>)]| {
+                hub.publish_messages(messages);
+                derived.mark(messages);
+            },
+        )
+    };
+    let log_path = config.data_dir.join(LOG_DIR);
+    let log = MessageLog::open(
+        &log_path,
+        config.durability,
+        config.limits.writer_queue,
+        config.limits.writer_batch_max,
+        Arc::clone(&metrics) as Arc<dyn store::messages::LogMetrics>,
+        on_commit,
+    )
+    .with_context(|| format!("cannot open the message log at {}", log_path.display()))?;
+    let rebuilt = conversations::rebuild_derived(&db, &log).await?;
+    tracing::debug!(
+        conversations = rebuilt,
+        "derived columns rebuilt from the log"
+    );
+
+    let state = Arc::new(Kefu {
+        limiters: Limiters::new(&config),
+        connection_slots: Arc::new(Semaphore::new(config.limits.max_connections)),
+        config,
+        db,
+        log,
+        hub,
+        metrics,
+        conversations: ConversationCache::default(),
+        derived: Arc::clone(&derived),
+        shutdown: CancellationToken::new(),
+        dummy_password_hash: tokio::sync::OnceCell::new(),
+    });
+    tokio::spawn(derived.run(state.db.clone(), state.shutdown.clone()));
+    tokio::spawn(housekeeping(Arc::clone(&state)));
+    Ok(state)
+}
+
+async fn housekeeping(state: AppState) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => state.limiters.housekeeping(),
+            _ = state.shutdown.cancelled() => break,
+        }
+    }
+}

@@ -1,0 +1,163 @@
+//! The `Message` object of the protocol and the validation every send goes
+//! through, whichever door (REST or WebSocket) it came in by.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::config::Limits;
+use crate::error::ApiError;
+use crate::ids::{ConversationId, MessageId};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MessageKind {
+    Text,
+    Image,
+    File,
+    Event,
+    Note,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SenderType {
+    Visitor,
+    Agent,
+    System,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sender {
+    #[serde(rename = "type")]
+    pub kind: SenderType,
+    pub id: String,
+    pub name: String,
+}
+
+/// A message as stored and as sent on the wire (PROTOCOL.md "Objects").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    pub id: MessageId,
+    pub conversation_id: ConversationId,
+    pub seq: u64,
+    pub client_msg_id: Option<String>,
+    pub kind: MessageKind,
+    pub sender: Sender,
+    pub content: String,
+    pub meta: Value,
+    pub attachment: Option<Value>,
+    pub created_at: i64,
+}
+
+/// What a client asks to send, after validation.
+#[derive(Debug, Clone)]
+pub struct SendInput {
+    pub client_msg_id: String,
+    pub content: String,
+    pub meta: Value,
+}
+
+/// Checks a send against the limits: a malformed `client_msg_id` is 400, an
+/// oversized `content` or `meta` 413, a `meta` that is not an object 400.
+pub fn validate_send(
+    limits: &Limits,
+    client_msg_id: Option<&str>,
+    content: Option<&str>,
+    meta: Option<&Value>,
+) -> Result<SendInput, ApiError> {
+    let client_msg_id =
+        client_msg_id.ok_or_else(|| ApiError::bad_request("client_msg_id is required"))?;
+    validate_client_msg_id(client_msg_id)?;
+    let content = content.unwrap_or("");
+    if content.len() > limits.content_bytes {
+        return Err(ApiError::too_large(format!(
+            "content is {} bytes, the limit is {}",
+            content.len(),
+            limits.content_bytes
+        )));
+    }
+    if content.trim().is_empty() {
+        return Err(ApiError::bad_request("content must not be empty"));
+    }
+    let meta = match meta {
+        None | Some(Value::Null) => Value::Object(Default::default()),
+        Some(value @ Value::Object(_)) => {
+            let size = serde_json::to_vec(value)
+                .map(|v| v.len())
+                .unwrap_or(usize::MAX);
+            if size > limits.meta_bytes {
+                return Err(ApiError::too_large(format!(
+                    "meta is {size} bytes serialized, the limit is {}",
+                    limits.meta_bytes
+                )));
+            }
+            value.clone()
+        }
+        Some(_) => return Err(ApiError::bad_request("meta must be a JSON object")),
+    };
+    Ok(SendInput {
+        client_msg_id: client_msg_id.to_owned(),
+        content: content.to_owned(),
+        meta,
+    })
+}
+
+/// `client_msg_id`: 1–64 characters of `[A-Za-z0-9_-]`.
+pub fn validate_client_msg_id(id: &str) -> Result<(), ApiError> {
+    let ok = (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(
+            "client_msg_id must be 1-64 characters of A-Z a-z 0-9 _ -",
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn client_msg_id_grammar() {
+        for ok in ["a", "c1", "A-z_9", &"x".repeat(64)] {
+            assert!(validate_client_msg_id(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "has space", "ünï", "a/b", &"x".repeat(65), "a.b"] {
+            assert!(validate_client_msg_id(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn limits_give_the_right_codes() {
+        let limits = Limits {
+            content_bytes: 10,
+            meta_bytes: 20,
+            ..Limits::default()
+        };
+        let ok = validate_send(&limits, Some("c1"), Some("0123456789"), None).expect("ok");
+        assert_eq!(ok.meta, json!({}));
+        // 10 bytes is the limit in bytes, not characters: 4 CJK chars = 12 bytes.
+        let err = validate_send(&limits, Some("c1"), Some("退款退款"), None).expect_err("too big");
+        assert_eq!(err.code(), "payload_too_large");
+        let err = validate_send(
+            &limits,
+            Some("c1"),
+            Some("hi"),
+            Some(&json!({"k": "x".repeat(30)})),
+        )
+        .expect_err("meta too big");
+        assert_eq!(err.code(), "payload_too_large");
+        let err = validate_send(&limits, Some("c1"), Some("hi"), Some(&json!([1])))
+            .expect_err("meta array");
+        assert_eq!(err.code(), "bad_request");
+        let err = validate_send(&limits, None, Some("hi"), None).expect_err("no id");
+        assert_eq!(err.code(), "bad_request");
+        let err = validate_send(&limits, Some("c1"), Some("  "), None).expect_err("blank");
+        assert_eq!(err.code(), "bad_request");
+    }
+}

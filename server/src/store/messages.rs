@@ -1,0 +1,779 @@
+//! The message log: RocksDB, one writer thread, group commit.
+//!
+//! Invariants:
+//! - `seq` is per conversation, starts at 1 and has no gaps: only the writer
+//!   thread assigns it, from `conv_head`, and a batch that fails to write
+//!   assigns nothing (the in-memory heads of its conversations are dropped
+//!   and re-read).
+//! - A message, its dedup entry and its conversation head are written in one
+//!   `WriteBatch`: after a crash either all three exist or none does.
+//! - A send is answered only after its batch is written with the configured
+//!   durability (`os`: in the WAL; `fsync`: synced to disk).
+//! - Subscribers (`on_commit`) see every new message once, in commit order,
+//!   which is `seq` order within each conversation.
+//!
+//! Key grammar: see [`super::keys`].
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use rocksdb::{
+    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DB, DBCompressionType, Direction,
+    IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions,
+};
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
+
+use super::keys::{self, CF_DEDUP, CF_HEAD, CF_MSG, FLAG_NOTE};
+use crate::config::Durability;
+use crate::ids::{ConversationId, MessageId};
+use crate::message::{Message, MessageKind, Sender};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error("rocksdb: {0}")]
+    Rocks(#[from] rocksdb::Error),
+    #[error("the message log is closed")]
+    Closed,
+    #[error("corrupt record: {0}")]
+    Corrupt(String),
+}
+
+/// A message as the log holds it: the wire JSON, serialized once, plus the
+/// few fields routing needs without parsing it.
+#[derive(Debug, Clone)]
+pub struct StoredMessage {
+    pub conversation_id: ConversationId,
+    pub seq: u64,
+    pub note: bool,
+    pub created_at: i64,
+    /// The `Message` object as JSON text.
+    pub json: Arc<str>,
+}
+
+impl StoredMessage {
+    pub fn decode(&self) -> Result<Message, LogError> {
+        serde_json::from_str(&self.json).map_err(|e| LogError::Corrupt(e.to_string()))
+    }
+
+    fn from_value(
+        conversation_id: ConversationId,
+        seq: u64,
+        value: &[u8],
+    ) -> Result<Self, LogError> {
+        let (flags, created_at, json) = keys::split_msg_value(value)
+            .ok_or_else(|| LogError::Corrupt("short msg value".into()))?;
+        let json = std::str::from_utf8(json).map_err(|e| LogError::Corrupt(e.to_string()))?;
+        Ok(StoredMessage {
+            conversation_id,
+            seq,
+            note: flags & FLAG_NOTE != 0,
+            created_at,
+            json: Arc::from(json),
+        })
+    }
+}
+
+/// A message to append; the writer gives it its id, seq and time.
+#[derive(Debug, Clone)]
+pub struct Draft {
+    pub conversation_id: ConversationId,
+    pub sender: Sender,
+    /// The sender's 16-byte id, the dedup scope (all zeros for the system).
+    pub sender_key: [u8; 16],
+    pub client_msg_id: Option<String>,
+    pub kind: MessageKind,
+    pub content: String,
+    pub meta: Value,
+    pub attachment: Option<Value>,
+}
+
+/// The writer's answer to one append.
+#[derive(Debug, Clone)]
+pub struct Appended {
+    pub message: Arc<StoredMessage>,
+    /// True when the `client_msg_id` was seen before: `message` is the
+    /// original and nothing was written.
+    pub duplicate: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Head {
+    pub last_seq: u64,
+    pub last_at: i64,
+}
+
+/// Called on the writer thread after every committed batch with the new
+/// messages in commit order, and the connection each came from (if any).
+/// It must not block: it only queues frames.
+pub type CommitHook = Box<dyn Fn(&[(Arc<StoredMessage>, Option<u64>)]) + Send + 'static>;
+
+struct Request {
+    draft: Draft,
+    origin: Option<u64>,
+    reply: oneshot::Sender<Result<Appended, LogError>>,
+}
+
+enum Command {
+    Append(Request),
+    Stop,
+}
+
+/// Figures the writer reports after each batch, for `/metrics`.
+pub trait LogMetrics: Send + Sync + 'static {
+    fn batch_written(&self, size: usize, duplicates: usize, seconds: f64);
+}
+
+pub struct MessageLog {
+    db: Arc<DB>,
+    tx: mpsc::Sender<Command>,
+    closed: AtomicBool,
+    writer: parking_lot::Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+/// RocksDB options shared by the log and by the storage baseline of the
+/// bench, so that the baseline measures exactly what the log runs on.
+pub fn db_options() -> Options {
+    let mut options = Options::default();
+    options.create_if_missing(true);
+    options.create_missing_column_families(true);
+    options.increase_parallelism(2);
+    options.set_max_background_jobs(2);
+    options.set_compression_type(DBCompressionType::Lz4);
+    options.set_keep_log_file_num(4);
+    options.set_max_total_wal_size(256 << 20);
+    options
+}
+
+fn cf_options(cache: &Cache, bloom: bool) -> Options {
+    let mut block = BlockBasedOptions::default();
+    block.set_block_cache(cache);
+    if bloom {
+        block.set_bloom_filter(10.0, false);
+    }
+    let mut options = Options::default();
+    options.set_compression_type(DBCompressionType::Lz4);
+    options.set_block_based_table_factory(&block);
+    options.set_write_buffer_size(32 << 20);
+    options
+}
+
+impl MessageLog {
+    /// Opens (or creates) the log under `path` and starts its writer thread.
+    pub fn open(
+        path: &Path,
+        durability: Durability,
+        queue: usize,
+        batch_max: usize,
+        metrics: Arc<dyn LogMetrics>,
+        on_commit: CommitHook,
+    ) -> Result<MessageLog, LogError> {
+        let cache = Cache::new_lru_cache(64 << 20);
+        let cfs = vec![
+            ColumnFamilyDescriptor::new(CF_MSG, cf_options(&cache, false)),
+            ColumnFamilyDescriptor::new(CF_DEDUP, cf_options(&cache, true)),
+            ColumnFamilyDescriptor::new(CF_HEAD, cf_options(&cache, true)),
+        ];
+        let db = Arc::new(DB::open_cf_descriptors(&db_options(), path, cfs)?);
+        let (tx, rx) = mpsc::channel(queue);
+        let writer = Writer {
+            db: Arc::clone(&db),
+            durability,
+            batch_max,
+            heads: HashMap::new(),
+            metrics,
+            on_commit,
+        };
+        let handle = std::thread::Builder::new()
+            .name("kefu-log-writer".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|e| LogError::Corrupt(format!("cannot start writer thread: {e}")))?;
+        Ok(MessageLog {
+            db,
+            tx,
+            closed: AtomicBool::new(false),
+            writer: parking_lot::Mutex::new(Some(handle)),
+        })
+    }
+
+    /// Appends a message and waits until it is durable (or found to be a
+    /// duplicate). Waits for room when the writer's queue is full.
+    pub async fn append(&self, draft: Draft, origin: Option<u64>) -> Result<Appended, LogError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(LogError::Closed);
+        }
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Command::Append(Request {
+                draft,
+                origin,
+                reply,
+            }))
+            .await
+            .map_err(|_| LogError::Closed)?;
+        answer.await.map_err(|_| LogError::Closed)?
+    }
+
+    /// Stops taking appends, lets the writer finish what it has, and waits
+    /// for it. Appends queued after the stop fail with `Closed`.
+    pub async fn close(&self) {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let _ = self.tx.send(Command::Stop).await;
+        let handle = self.writer.lock().take();
+        if let Some(handle) = handle {
+            let _ = tokio::task::spawn_blocking(move || handle.join()).await;
+        }
+        let _ = self.db.flush_wal(true);
+    }
+
+    pub fn head(&self, conversation: ConversationId) -> Result<Option<Head>, LogError> {
+        read_head(&self.db, conversation)
+    }
+
+    pub fn get(
+        &self,
+        conversation: ConversationId,
+        seq: u64,
+    ) -> Result<Option<StoredMessage>, LogError> {
+        let cf = cf(&self.db, CF_MSG)?;
+        match self
+            .db
+            .get_pinned_cf(cf, keys::msg_key(conversation, seq))?
+        {
+            Some(value) => Ok(Some(StoredMessage::from_value(conversation, seq, &value)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Up to `limit` messages of a conversation, ascending by seq.
+    /// With `before`, the newest ones below it (for paging back);
+    /// otherwise the oldest ones above `after`. Notes are skipped unless
+    /// `include_notes`, and skipping one does not shorten the page.
+    pub fn page(
+        &self,
+        conversation: ConversationId,
+        after: u64,
+        before: Option<u64>,
+        limit: usize,
+        include_notes: bool,
+    ) -> Result<Vec<StoredMessage>, LogError> {
+        let cf = cf(&self.db, CF_MSG)?;
+        let mut options = ReadOptions::default();
+        options
+            .set_iterate_lower_bound(keys::msg_key(conversation, after.saturating_add(1)).to_vec());
+        let upper = match before {
+            Some(before) => keys::msg_key(conversation, before).to_vec(),
+            // The next conversation's first key: conv ++ 8 bytes is a full
+            // key, so bounding by conv+1 is needed; ULIDs of all 0xFF
+            // do not occur, but be exact anyway.
+            None => next_prefix(&conversation.to_bytes()),
+        };
+        options.set_iterate_upper_bound(upper);
+        let backwards = before.is_some();
+        let mode = if backwards {
+            IteratorMode::End
+        } else {
+            IteratorMode::Start
+        };
+        let mut out = Vec::with_capacity(limit.min(256));
+        for item in self.db.iterator_cf_opt(cf, options, mode) {
+            let (key, value) = item?;
+            let Some((conv, seq)) = keys::parse_msg_key(&key) else {
+                continue;
+            };
+            if conv != conversation {
+                continue;
+            }
+            let message = StoredMessage::from_value(conv, seq, &value)?;
+            if message.note && !include_notes {
+                continue;
+            }
+            out.push(message);
+            if out.len() >= limit {
+                break;
+            }
+        }
+        if backwards {
+            out.reverse();
+        }
+        Ok(out)
+    }
+
+    /// Every conversation head in the log: what SQLite's derived columns are
+    /// rebuilt from at start.
+    pub fn heads(&self) -> Result<Vec<(ConversationId, Head)>, LogError> {
+        let cf = cf(&self.db, CF_HEAD)?;
+        let mut out = Vec::new();
+        for item in self
+            .db
+            .iterator_cf(cf, IteratorMode::From(&[], Direction::Forward))
+        {
+            let (key, value) = item?;
+            let key: [u8; 16] = key
+                .as_ref()
+                .try_into()
+                .map_err(|_| LogError::Corrupt("conv_head key length".into()))?;
+            let (last_seq, last_at) = keys::parse_head_value(&value)
+                .ok_or_else(|| LogError::Corrupt("conv_head value".into()))?;
+            out.push((ConversationId::from_bytes(key), Head { last_seq, last_at }));
+        }
+        Ok(out)
+    }
+
+    pub fn is_open(&self) -> bool {
+        !self.closed.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for MessageLog {
+    fn drop(&mut self) {
+        self.closed.store(true, Ordering::Release);
+        let _ = self.tx.try_send(Command::Stop);
+        if let Some(handle) = self.writer.lock().take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+fn next_prefix(prefix: &[u8]) -> Vec<u8> {
+    let mut next = prefix.to_vec();
+    while let Some(last) = next.pop() {
+        if last < 0xFF {
+            next.push(last + 1);
+            return next;
+        }
+    }
+    // All 0xFF: no upper bound short of the end; use a longer max key.
+    vec![0xFF; keys::MSG_KEY_LEN + 1]
+}
+
+fn cf<'a>(db: &'a DB, name: &str) -> Result<&'a rocksdb::ColumnFamily, LogError> {
+    db.cf_handle(name)
+        .ok_or_else(|| LogError::Corrupt(format!("missing column family {name}")))
+}
+
+fn read_head(db: &DB, conversation: ConversationId) -> Result<Option<Head>, LogError> {
+    let cf = cf(db, CF_HEAD)?;
+    match db.get_pinned_cf(cf, keys::head_key(conversation))? {
+        Some(value) => {
+            let (last_seq, last_at) = keys::parse_head_value(&value)
+                .ok_or_else(|| LogError::Corrupt("conv_head value".into()))?;
+            Ok(Some(Head { last_seq, last_at }))
+        }
+        None => Ok(None),
+    }
+}
+
+fn now_ms() -> i64 {
+    crate::time::now_ms()
+}
+
+/// Heads cached by the writer; cleared past this many to stay bounded (the
+/// CF is the truth, a miss costs one point read).
+const HEAD_CACHE_MAX: usize = 200_000;
+
+struct Writer {
+    db: Arc<DB>,
+    durability: Durability,
+    batch_max: usize,
+    heads: HashMap<ConversationId, Head>,
+    metrics: Arc<dyn LogMetrics>,
+    on_commit: CommitHook,
+}
+
+/// What the writer decided for one request of a batch.
+enum Outcome {
+    New(Arc<StoredMessage>),
+    Existing(Arc<StoredMessage>),
+    /// Same conversation, sender and client_msg_id as an earlier request of
+    /// this batch: answered with that one's result.
+    SameAs(usize),
+    Failed(LogError),
+}
+
+impl Writer {
+    fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+        let mut batch: Vec<Request> = Vec::with_capacity(self.batch_max);
+        let mut stop = false;
+        while !stop {
+            match rx.blocking_recv() {
+                Some(Command::Append(request)) => batch.push(request),
+                Some(Command::Stop) | None => break,
+            }
+            while batch.len() < self.batch_max {
+                match rx.try_recv() {
+                    Ok(Command::Append(request)) => batch.push(request),
+                    Ok(Command::Stop) => {
+                        stop = true;
+                        break;
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.write_batch(&mut batch);
+        }
+        // Anything still queued after Stop is dropped: its callers get Closed.
+    }
+
+    fn write_batch(&mut self, batch: &mut Vec<Request>) {
+        let started = Instant::now();
+        let mut write = WriteBatch::default();
+        let mut outcomes: Vec<Outcome> = Vec::with_capacity(batch.len());
+        let mut seen: HashMap<Vec<u8>, usize> = HashMap::new();
+        let mut touched: HashMap<ConversationId, Head> = HashMap::new();
+
+        for (index, request) in batch.iter().enumerate() {
+            let outcome = self.plan(&request.draft, index, &mut write, &mut seen, &mut touched);
+            outcomes.push(outcome);
+        }
+
+        let new_count = outcomes
+            .iter()
+            .filter(|o| matches!(o, Outcome::New(_)))
+            .count();
+        if new_count > 0 {
+            let mut options = WriteOptions::default();
+            options.set_sync(self.durability == Durability::Fsync);
+            if let Err(error) = self.db.write_opt(write, &options) {
+                tracing::error!(%error, "message log write failed");
+                // Nothing of this batch was written: forget the seqs handed out.
+                for conv in touched.keys() {
+                    self.heads.remove(conv);
+                }
+                for outcome in outcomes.iter_mut() {
+                    if matches!(outcome, Outcome::New(_)) {
+                        *outcome =
+                            Outcome::Failed(LogError::Corrupt(format!("write failed: {error}")));
+                    }
+                }
+            } else {
+                self.heads.extend(touched);
+                if self.heads.len() > HEAD_CACHE_MAX {
+                    self.heads.clear();
+                }
+            }
+        }
+
+        // Publish the new messages in commit order before answering.
+        let committed: Vec<(Arc<StoredMessage>, Option<u64>)> = outcomes
+            .iter()
+            .zip(batch.iter())
+            .filter_map(|(outcome, request)| match outcome {
+                Outcome::New(message) => Some((Arc::clone(message), request.origin)),
+                _ => None,
+            })
+            .collect();
+        if !committed.is_empty() {
+            (self.on_commit)(&committed);
+        }
+
+        let duplicates = outcomes
+            .iter()
+            .filter(|o| matches!(o, Outcome::Existing(_) | Outcome::SameAs(_)))
+            .count();
+        let resolved: Vec<Result<Appended, String>> = (0..outcomes.len())
+            .map(|index| resolve(&outcomes, index))
+            .collect();
+        for (request, result) in batch.drain(..).zip(resolved) {
+            let answer = result.map_err(LogError::Corrupt);
+            let _ = request.reply.send(answer);
+        }
+        self.metrics.batch_written(
+            new_count + duplicates,
+            duplicates,
+            started.elapsed().as_secs_f64(),
+        );
+    }
+
+    fn head_of(
+        &mut self,
+        conversation: ConversationId,
+        touched: &HashMap<ConversationId, Head>,
+    ) -> Result<Head, LogError> {
+        if let Some(head) = touched
+            .get(&conversation)
+            .or_else(|| self.heads.get(&conversation))
+        {
+            return Ok(*head);
+        }
+        let head = read_head(&self.db, conversation)?.unwrap_or(Head {
+            last_seq: 0,
+            last_at: 0,
+        });
+        self.heads.insert(conversation, head);
+        Ok(head)
+    }
+
+    fn plan(
+        &mut self,
+        draft: &Draft,
+        index: usize,
+        write: &mut WriteBatch,
+        seen: &mut HashMap<Vec<u8>, usize>,
+        touched: &mut HashMap<ConversationId, Head>,
+    ) -> Outcome {
+        let dedup_key = draft
+            .client_msg_id
+            .as_deref()
+            .map(|id| keys::dedup_key(draft.conversation_id, draft.sender_key, id));
+        if let Some(key) = &dedup_key {
+            if let Some(&first) = seen.get(key) {
+                return Outcome::SameAs(first);
+            }
+            match self.find_existing(draft.conversation_id, key) {
+                Ok(Some(existing)) => return Outcome::Existing(Arc::new(existing)),
+                Ok(None) => {}
+                Err(error) => return Outcome::Failed(error),
+            }
+        }
+        let head = match self.head_of(draft.conversation_id, touched) {
+            Ok(head) => head,
+            Err(error) => return Outcome::Failed(error),
+        };
+        let seq = head.last_seq + 1;
+        // Times never go backwards within a conversation, whatever the clock does.
+        let created_at = now_ms().max(head.last_at);
+        let message = Message {
+            id: MessageId::new(),
+            conversation_id: draft.conversation_id,
+            seq,
+            client_msg_id: draft.client_msg_id.clone(),
+            kind: draft.kind,
+            sender: draft.sender.clone(),
+            content: draft.content.clone(),
+            meta: draft.meta.clone(),
+            attachment: draft.attachment.clone(),
+            created_at,
+        };
+        let json = match serde_json::to_string(&message) {
+            Ok(json) => json,
+            Err(error) => return Outcome::Failed(LogError::Corrupt(error.to_string())),
+        };
+        let note = draft.kind == MessageKind::Note;
+        let value = keys::msg_value(if note { FLAG_NOTE } else { 0 }, created_at, &json);
+        let (Ok(msg_cf), Ok(dedup_cf), Ok(head_cf)) = (
+            cf(&self.db, CF_MSG),
+            cf(&self.db, CF_DEDUP),
+            cf(&self.db, CF_HEAD),
+        ) else {
+            return Outcome::Failed(LogError::Corrupt("missing column family".into()));
+        };
+        write.put_cf(msg_cf, keys::msg_key(draft.conversation_id, seq), &value);
+        if let Some(key) = dedup_key {
+            write.put_cf(dedup_cf, &key, seq.to_be_bytes());
+            seen.insert(key, index);
+        }
+        write.put_cf(
+            head_cf,
+            keys::head_key(draft.conversation_id),
+            keys::head_value(seq, created_at),
+        );
+        touched.insert(
+            draft.conversation_id,
+            Head {
+                last_seq: seq,
+                last_at: created_at,
+            },
+        );
+        Outcome::New(Arc::new(StoredMessage {
+            conversation_id: draft.conversation_id,
+            seq,
+            note,
+            created_at,
+            json: Arc::from(json),
+        }))
+    }
+
+    fn find_existing(
+        &self,
+        conversation: ConversationId,
+        key: &[u8],
+    ) -> Result<Option<StoredMessage>, LogError> {
+        let dedup_cf = cf(&self.db, CF_DEDUP)?;
+        let Some(value) = self.db.get_pinned_cf(dedup_cf, key)? else {
+            return Ok(None);
+        };
+        let seq = keys::parse_seq(&value).ok_or_else(|| LogError::Corrupt("dedup value".into()))?;
+        let msg_cf = cf(&self.db, CF_MSG)?;
+        let value = self
+            .db
+            .get_pinned_cf(msg_cf, keys::msg_key(conversation, seq))?
+            .ok_or_else(|| LogError::Corrupt(format!("dedup entry points at missing seq {seq}")))?;
+        StoredMessage::from_value(conversation, seq, &value).map(Some)
+    }
+}
+
+fn resolve(outcomes: &[Outcome], index: usize) -> Result<Appended, String> {
+    match &outcomes[index] {
+        Outcome::New(message) => Ok(Appended {
+            message: Arc::clone(message),
+            duplicate: false,
+        }),
+        Outcome::Existing(message) => Ok(Appended {
+            message: Arc::clone(message),
+            duplicate: true,
+        }),
+        Outcome::SameAs(first) => resolve(outcomes, *first).map(|appended| Appended {
+            duplicate: true,
+            ..appended
+        }),
+        Outcome::Failed(error) => Err(error.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::SenderType;
+
+    struct NoMetrics;
+    impl LogMetrics for NoMetrics {
+        fn batch_written(&self, _: usize, _: usize, _: f64) {}
+    }
+
+    fn draft(conv: ConversationId, cmid: &str, kind: MessageKind) -> Draft {
+        Draft {
+            conversation_id: conv,
+            sender: Sender {
+                kind: SenderType::Visitor,
+                id: "v".into(),
+                name: "V".into(),
+            },
+            sender_key: [7; 16],
+            client_msg_id: Some(cmid.into()),
+            kind,
+            content: format!("content {cmid}"),
+            meta: serde_json::json!({}),
+            attachment: None,
+        }
+    }
+
+    fn open(dir: &Path) -> MessageLog {
+        MessageLog::open(
+            dir,
+            Durability::Os,
+            64,
+            16,
+            Arc::new(NoMetrics),
+            Box::new(|_| {}),
+        )
+        .expect("open")
+    }
+
+    #[tokio::test]
+    async fn seq_dedup_paging_and_reopen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let conv = ConversationId::new();
+        {
+            let log = open(dir.path());
+            for i in 1..=10 {
+                let kind = if i % 3 == 0 {
+                    MessageKind::Note
+                } else {
+                    MessageKind::Text
+                };
+                let appended = log
+                    .append(draft(conv, &format!("c{i}"), kind), None)
+                    .await
+                    .expect("append");
+                assert_eq!(appended.message.seq, i);
+                assert!(!appended.duplicate);
+            }
+            let again = log
+                .append(draft(conv, "c4", MessageKind::Text), None)
+                .await
+                .expect("dup");
+            assert!(again.duplicate);
+            assert_eq!(again.message.seq, 4);
+            // Same client id in another conversation is another message.
+            let other = ConversationId::new();
+            let fresh = log
+                .append(draft(other, "c4", MessageKind::Text), None)
+                .await
+                .expect("other");
+            assert_eq!(fresh.message.seq, 1);
+            assert!(!fresh.duplicate);
+
+            let all = log.page(conv, 0, None, 100, true).expect("page");
+            assert_eq!(
+                all.iter().map(|m| m.seq).collect::<Vec<_>>(),
+                (1..=10).collect::<Vec<_>>()
+            );
+            let visible = log.page(conv, 0, None, 4, false).expect("page");
+            assert_eq!(
+                visible.iter().map(|m| m.seq).collect::<Vec<_>>(),
+                vec![1, 2, 4, 5]
+            );
+            let after = log.page(conv, 7, None, 100, true).expect("page");
+            assert_eq!(
+                after.iter().map(|m| m.seq).collect::<Vec<_>>(),
+                vec![8, 9, 10]
+            );
+            let before = log.page(conv, 0, Some(8), 3, true).expect("page");
+            assert_eq!(
+                before.iter().map(|m| m.seq).collect::<Vec<_>>(),
+                vec![5, 6, 7]
+            );
+            assert_eq!(log.page(other, 0, None, 100, true).expect("page").len(), 1);
+            log.close().await;
+        }
+        let log = open(dir.path());
+        assert_eq!(log.head(conv).expect("head").map(|h| h.last_seq), Some(10));
+        let next = log
+            .append(draft(conv, "c11", MessageKind::Text), None)
+            .await
+            .expect("append");
+        assert_eq!(next.message.seq, 11);
+        let dup = log
+            .append(draft(conv, "c1", MessageKind::Text), None)
+            .await
+            .expect("dup");
+        assert!(dup.duplicate);
+        assert_eq!(dup.message.seq, 1);
+        let decoded = dup.message.decode().expect("decode");
+        assert_eq!(decoded.content, "content c1");
+        assert_eq!(log.heads().expect("heads").len(), 2);
+    }
+
+    #[tokio::test]
+    async fn concurrent_identical_sends_store_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = Arc::new(open(dir.path()));
+        let conv = ConversationId::new();
+        let mut tasks = Vec::new();
+        for _ in 0..20 {
+            let log = Arc::clone(&log);
+            tasks.push(tokio::spawn(async move {
+                log.append(draft(conv, "same", MessageKind::Text), None)
+                    .await
+            }));
+        }
+        let mut fresh = 0;
+        for task in tasks {
+            let appended = task.await.expect("join").expect("append");
+            assert_eq!(appended.message.seq, 1);
+            if !appended.duplicate {
+                fresh += 1;
+            }
+        }
+        assert_eq!(fresh, 1);
+        assert_eq!(log.page(conv, 0, None, 100, true).expect("page").len(), 1);
+    }
+
+    #[tokio::test]
+    async fn closed_log_refuses_appends() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = open(dir.path());
+        log.close().await;
+        let error = log
+            .append(draft(ConversationId::new(), "c1", MessageKind::Text), None)
+            .await
+            .expect_err("closed");
+        assert!(matches!(error, LogError::Closed));
+    }
+}
