@@ -1,0 +1,440 @@
+//! Test support: a real Kefu server on an ephemeral port over a temp data
+//! dir, and small clients that speak the protocol over real sockets.
+//! Each helper is one line in a test: `server.agent("amy")`,
+//! `server.visitor(&app)`, `server.ws(&token, resume)`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use kefu_server::Config;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub use serde_json;
+
+/// How long a test waits for a frame that must come.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+pub struct TestServer {
+    pub running: Option<kefu_server::Running>,
+    pub base: String,
+    pub data_dir: PathBuf,
+    _dir: Option<tempfile::TempDir>,
+    pub http: reqwest::Client,
+    config: Config,
+    admin_token: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AgentClient {
+    pub id: String,
+    pub username: String,
+    pub token: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct VisitorClient {
+    pub visitor_id: String,
+    pub conversation_id: String,
+    pub token: String,
+}
+
+impl TestServer {
+    pub async fn start() -> TestServer {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> TestServer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = Config::for_data_dir(dir.path());
+        adjust(&mut config);
+        let mut server = Self::on(config).await;
+        server._dir = Some(dir);
+        server
+    }
+
+    async fn on(config: Config) -> TestServer {
+        let running = kefu_server::start(config.clone())
+            .await
+            .expect("server starts");
+        let base = format!("http://{}", running.addr);
+        TestServer {
+            data_dir: config.data_dir.clone(),
+            running: Some(running),
+            base,
+            _dir: None,
+            http: reqwest::Client::new(),
+            config,
+            admin_token: None,
+        }
+    }
+
+    /// Stops gracefully and starts again on the same data dir and port 0.
+    pub async fn restart(mut self) -> TestServer {
+        if let Some(running) = self.running.take() {
+            running.shutdown().await.expect("clean shutdown");
+        }
+        let dir = self._dir.take();
+        let admin_token = self.admin_token.take();
+        let mut server = Self::on(self.config.clone()).await;
+        server._dir = dir;
+        server.admin_token = admin_token;
+        server
+    }
+
+    pub async fn shutdown(self) {
+        drop(self.stop().await);
+    }
+
+    /// Stops gracefully and hands over the temp data dir, so a test can
+    /// inspect the files (the dir is deleted when the guard drops).
+    pub async fn stop(mut self) -> Option<tempfile::TempDir> {
+        if let Some(running) = self.running.take() {
+            running.shutdown().await.expect("clean shutdown");
+        }
+        self._dir.take()
+    }
+
+    pub fn state(&self) -> &kefu_server::state::AppState {
+        self.running.as_ref().expect("running").state()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("{}/api/v1/ws", self.base.replacen("http", "ws", 1))
+    }
+
+    /// An admin, created in the store directly (as `kefu-server admin create` does).
+    pub async fn admin(&mut self) -> String {
+        if let Some(token) = &self.admin_token {
+            return token.clone();
+        }
+        kefu_server::agents::create(
+            &self.state().db,
+            kefu_server::agents::NewAgent {
+                username: "owner".into(),
+                password: "owner-password".into(),
+                display_name: Some("Owner".into()),
+                role: kefu_server::agents::Role::Admin,
+            },
+        )
+        .await
+        .expect("create admin");
+        let (status, body) = self
+            .post(
+                "/api/v1/auth/login",
+                None,
+                json!({"username": "owner", "password": "owner-password"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let token = body["token"].as_str().expect("token").to_owned();
+        self.admin_token = Some(token.clone());
+        token
+    }
+
+    /// An agent created by the admin over the API, then logged in.
+    pub async fn agent(&mut self, username: &str) -> AgentClient {
+        let admin = self.admin().await;
+        let (status, body) = self
+            .post(
+                "/api/v1/agents",
+                Some(&admin),
+                json!({"username": username, "password": "agent-password", "display_name": username.to_uppercase()}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let (status, body) = self
+            .post(
+                "/api/v1/auth/login",
+                None,
+                json!({"username": username, "password": "agent-password"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        AgentClient {
+            id: body["agent"]["id"].as_str().expect("id").to_owned(),
+            username: username.to_owned(),
+            token: body["token"].as_str().expect("token").to_owned(),
+        }
+    }
+
+    /// An app (`{"app": …}` body's inner object) with the given extra fields.
+    pub async fn app(&mut self, extra: Value) -> Value {
+        let admin = self.admin().await;
+        let mut body = json!({"name": "Shop"});
+        if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
+            body.extend(extra.clone());
+        }
+        let (status, body) = self.post("/api/v1/apps", Some(&admin), body).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["app"].clone()
+    }
+
+    pub async fn visitor(&self, app: &Value) -> VisitorClient {
+        self.visitor_with(app, json!({})).await
+    }
+
+    pub async fn visitor_with(&self, app: &Value, extra: Value) -> VisitorClient {
+        let mut body = json!({"app_key": app["app_key"]});
+        if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
+            body.extend(extra.clone());
+        }
+        let (status, body) = self.post("/api/v1/visitor/sessions", None, body).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        VisitorClient {
+            visitor_id: body["visitor_id"].as_str().expect("visitor_id").to_owned(),
+            conversation_id: body["conversation_id"]
+                .as_str()
+                .expect("conversation_id")
+                .to_owned(),
+            token: body["token"].as_str().expect("token").to_owned(),
+        }
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> (StatusCode, Value) {
+        let mut request = self.http.get(self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        read(request.send().await.expect("request")).await
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (StatusCode, Value) {
+        let mut request = self.http.post(self.url(path)).json(&body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        read(request.send().await.expect("request")).await
+    }
+
+    pub async fn patch(&self, path: &str, token: Option<&str>, body: Value) -> (StatusCode, Value) {
+        let mut request = self.http.patch(self.url(path)).json(&body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        read(request.send().await.expect("request")).await
+    }
+
+    /// POST with a raw body and content type, for malformed-input tests.
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        body: Vec<u8>,
+    ) -> (StatusCode, Value) {
+        let mut request = self
+            .http
+            .post(self.url(path))
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        read(request.send().await.expect("request")).await
+    }
+
+    /// A visitor message over REST; returns the status and the message.
+    pub async fn visitor_says(
+        &self,
+        visitor: &VisitorClient,
+        client_msg_id: &str,
+        content: &str,
+    ) -> (StatusCode, Value) {
+        let (status, body) = self
+            .post(
+                "/api/v1/visitor/messages",
+                Some(&visitor.token),
+                json!({"client_msg_id": client_msg_id, "content": content}),
+            )
+            .await;
+        (status, body["message"].clone())
+    }
+
+    pub async fn agent_says(
+        &self,
+        agent: &AgentClient,
+        conversation: &str,
+        client_msg_id: &str,
+        content: &str,
+    ) -> (StatusCode, Value) {
+        let (status, body) = self
+            .post(
+                &format!("/api/v1/conversations/{conversation}/messages"),
+                Some(&agent.token),
+                json!({"client_msg_id": client_msg_id, "content": content}),
+            )
+            .await;
+        (status, body["message"].clone())
+    }
+
+    /// All messages an agent can read in a conversation, by REST.
+    pub async fn transcript(&self, token: &str, conversation: &str) -> Vec<Value> {
+        let (status, body) = self
+            .get(
+                &format!("/api/v1/conversations/{conversation}/messages?limit=200"),
+                Some(token),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["messages"].as_array().expect("messages").clone()
+    }
+
+    /// A WebSocket that has said hello and read its welcome.
+    pub async fn ws(&self, token: &str, resume: Value) -> Ws {
+        let mut ws = Ws::connect(&self.ws_url()).await;
+        ws.send(json!({"type": "hello", "token": token, "resume": resume}))
+            .await;
+        let welcome = ws.next().await;
+        assert_eq!(welcome["type"], "welcome", "{welcome}");
+        ws
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+}
+
+pub async fn read(response: reqwest::Response) -> (StatusCode, Value) {
+    let status = response.status();
+    let text = response.text().await.expect("body");
+    let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, value)
+}
+
+/// Asserts the protocol's error body and code.
+pub fn assert_error(status: StatusCode, body: &Value, expected_status: u16, code: &str) {
+    assert_eq!(status.as_u16(), expected_status, "status for {body}");
+    assert_eq!(body["error"]["code"], code, "code in {body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "message in {body}"
+    );
+}
+
+pub struct Ws {
+    pub stream: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+/// How a WebSocket ended, as the client saw it.
+#[derive(Debug, PartialEq)]
+pub enum Closed {
+    Code(u16),
+    NoCode,
+}
+
+impl Ws {
+    pub async fn connect(url: &str) -> Ws {
+        let (stream, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("ws connect");
+        Ws { stream }
+    }
+
+    /// A client whose socket receive buffer is tiny, to play a client that
+    /// cannot keep up.
+    pub async fn connect_with_small_buffer(url: &str) -> Ws {
+        let addr: std::net::SocketAddr = url
+            .trim_start_matches("ws://")
+            .split('/')
+            .next()
+            .expect("host")
+            .parse()
+            .expect("addr");
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.set_recv_buffer_size(4096).expect("rcvbuf");
+        let tcp = socket.connect(addr).await.expect("connect");
+        let (stream, _) = tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(tcp))
+            .await
+            .expect("handshake");
+        Ws { stream }
+    }
+
+    pub async fn send(&mut self, frame: Value) {
+        self.stream
+            .send(WsMessage::Text(frame.to_string().into()))
+            .await
+            .expect("ws send");
+    }
+
+    pub async fn send_text(&mut self, text: String) {
+        self.stream
+            .send(WsMessage::Text(text.into()))
+            .await
+            .expect("ws send");
+    }
+
+    /// The next JSON frame; panics after [`WAIT`].
+    pub async fn next(&mut self) -> Value {
+        match self.try_next(WAIT).await {
+            Some(value) => value,
+            None => panic!("no frame within {WAIT:?}"),
+        }
+    }
+
+    /// The next JSON frame within `wait`, skipping pings.
+    pub async fn try_next(&mut self, wait: Duration) -> Option<Value> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let message = tokio::time::timeout_at(deadline, self.stream.next())
+                .await
+                .ok()??;
+            match message {
+                Ok(WsMessage::Text(text)) => {
+                    return Some(serde_json::from_str(text.as_str()).expect("json frame"));
+                }
+                Ok(WsMessage::Ping(_) | WsMessage::Pong(_)) => continue,
+                Ok(WsMessage::Close(frame)) => panic!("closed: {frame:?}"),
+                Ok(other) => panic!("unexpected frame {other:?}"),
+                Err(error) => panic!("ws error {error}"),
+            }
+        }
+    }
+
+    /// The next frame of the given type, skipping others.
+    pub async fn next_of(&mut self, kind: &str) -> Value {
+        loop {
+            let frame = self.next().await;
+            if frame["type"] == kind {
+                return frame;
+            }
+        }
+    }
+
+    /// Reads until the server closes; returns the close code.
+    pub async fn closed(&mut self) -> Closed {
+        loop {
+            match tokio::time::timeout(WAIT, self.stream.next()).await {
+                Err(_) => panic!("not closed within {WAIT:?}"),
+                Ok(None) => return Closed::NoCode,
+                Ok(Some(Ok(WsMessage::Close(Some(CloseFrame { code, .. }))))) => {
+                    return Closed::Code(code.into());
+                }
+                Ok(Some(Ok(WsMessage::Close(None)))) => return Closed::NoCode,
+                Ok(Some(Ok(_))) => continue,
+                Ok(Some(Err(_))) => return Closed::NoCode,
+            }
+        }
+    }
+
+    /// Asserts that no frame arrives for `wait`.
+    pub async fn silent(&mut self, wait: Duration) {
+        if let Some(frame) = self.try_next(wait).await {
+            panic!("expected silence, got {frame}");
+        }
+    }
+}
