@@ -1,0 +1,83 @@
+//! Runs a `kefu-server` process on a temp data dir for one scenario.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+
+pub struct Server {
+    child: Child,
+    pub base: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    pub async fn start(bin: &std::path::Path, durability: &str) -> anyhow::Result<Server> {
+        let dir = tempfile::tempdir()?;
+        let status = Command::new(bin)
+            .args(["admin", "create", "--data-dir"])
+            .arg(dir.path())
+            .args(["--username", "bench", "--password", "bench-password"])
+            .stdout(Stdio::null())
+            .status()
+            .with_context(|| format!("running {}", bin.display()))?;
+        if !status.success() {
+            bail!("admin create failed");
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let child = Command::new(bin)
+            .args(["serve", "--data-dir"])
+            .arg(dir.path())
+            .args([
+                "--bind",
+                &format!("127.0.0.1:{port}"),
+                "--durability",
+                durability,
+            ])
+            .env("RUST_LOG", "warn")
+            .env("KEFU_LIMITS__MAX_CONNECTIONS", "100000")
+            .stdout(Stdio::null())
+            .spawn()?;
+        let base = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::new();
+        for _ in 0..400 {
+            if http
+                .get(format!("{base}/readyz"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
+                return Ok(Server {
+                    child,
+                    base,
+                    _dir: dir,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        bail!("server did not become ready")
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("{}/api/v1/ws", self.base.replacen("http", "ws", 1))
+    }
+
+    /// Resident memory of the server process, KiB.
+    pub fn rss_kib(&self) -> anyhow::Result<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .context("no VmRSS")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
