@@ -1,0 +1,46 @@
+# Sourced by scripts/run and scripts/test: makes sure this Debian/Ubuntu
+# machine has what building Kefu needs, installing what is missing.
+# RocksDB is C++ and its bindings are generated with libclang.
+
+kefu_apt_packages=(build-essential clang libclang-dev pkg-config)
+
+kefu_have_package() {
+    dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"
+}
+
+kefu_install_packages() {
+    local missing=()
+    for package in "$@"; do
+        kefu_have_package "$package" || missing+=("$package")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    if ! command -v apt-get >/dev/null 2>&1; then
+        echo "kefu: please install: ${missing[*]} (no apt-get here)" >&2
+        return 1
+    fi
+    local sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    echo "kefu: installing ${missing[*]}" >&2
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+kefu_ensure_rust() {
+    if [ -f "$HOME/.cargo/env" ]; then
+        # shellcheck disable=SC1091
+        . "$HOME/.cargo/env"
+    fi
+    if command -v cargo >/dev/null 2>&1; then
+        return 0
+    fi
+    echo "kefu: no Rust toolchain; installing one with rustup (https://rustup.rs)" >&2
+    kefu_install_packages curl ca-certificates
+    curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
+    # shellcheck disable=SC1091
+    . "$HOME/.cargo/env"
+}
+
+kefu_ensure_build_deps() {
+    kefu_ensure_rust
+    kefu_install_packages "${kefu_apt_packages[@]}"
+}
