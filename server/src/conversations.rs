@@ -23,7 +23,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use parking_lot::{Mutex, RwLock};
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::SqlitePool;
 use tokio::sync::Notify;
@@ -596,17 +596,10 @@ async fn post_message(
     Ok(message_response(&appended))
 }
 
-/// `Some(None)` for an explicit `null`, `None` when the field is absent.
-fn explicit<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
-    d: D,
-) -> Result<Option<Option<T>>, D::Error> {
-    Option::<T>::deserialize(d).map(Some)
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct AssignBody {
-    #[serde(default, deserialize_with = "explicit")]
+    #[serde(default, deserialize_with = "crate::http::extract::explicit_null")]
     agent_id: Option<Option<AgentId>>,
 }
 
@@ -642,11 +635,21 @@ async fn assign(
     .execute(&state.db)
     .await?
     .rows_affected();
+    changed(&state, id, updated).await
+}
+
+/// After an update of `updated` rows: 404 if none, else the fresh
+/// conversation, announced to every agent.
+async fn changed(
+    state: &AppState,
+    id: ConversationId,
+    updated: u64,
+) -> ApiResult<Json<ConversationResponse>> {
     if updated == 0 {
         return Err(ApiError::not_found("conversation"));
     }
     state.conversations.forget_active(id);
-    let conversation = announce(&state, id)
+    let conversation = announce(state, id)
         .await?
         .ok_or_else(|| ApiError::not_found("conversation"))?;
     Ok(Json(ConversationResponse { conversation }))
@@ -676,12 +679,5 @@ async fn set_status(
         .execute(&state.db)
         .await?
         .rows_affected();
-    if updated == 0 {
-        return Err(ApiError::not_found("conversation"));
-    }
-    state.conversations.forget_active(id);
-    let conversation = announce(&state, id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("conversation"))?;
-    Ok(Json(ConversationResponse { conversation }))
+    changed(&state, id, updated).await
 }

@@ -134,3 +134,61 @@ fn check(limiter: Option<&DefaultKeyedRateLimiter<IpAddr>>, ip: IpAddr) -> Resul
         _ => Ok(()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(login: u32, sessions: u32) -> Config {
+        let mut config = Config::default();
+        config.limits.login_per_minute = login;
+        config.limits.visitor_sessions_per_minute = sessions;
+        config
+    }
+
+    #[test]
+    fn visitor_sessions_are_limited_per_ip_but_not_for_loopback() {
+        let limiters = Limiters::new(&config(5, 2));
+        let remote: IpAddr = "203.0.113.9".parse().expect("ip");
+        let other: IpAddr = "203.0.113.10".parse().expect("ip");
+        assert!(limiters.check_visitor_session(remote).is_ok());
+        assert!(limiters.check_visitor_session(remote).is_ok());
+        assert!(matches!(
+            limiters.check_visitor_session(remote),
+            Err(ApiError::RateLimited)
+        ));
+        assert!(limiters.check_visitor_session(other).is_ok());
+        let loopback: IpAddr = "127.0.0.7".parse().expect("ip");
+        for _ in 0..10 {
+            assert!(limiters.check_visitor_session(loopback).is_ok());
+        }
+        let unlimited = Limiters::new(&config(5, 0));
+        for _ in 0..10 {
+            assert!(unlimited.check_visitor_session(remote).is_ok());
+        }
+    }
+
+    #[test]
+    fn only_failed_logins_spend_the_quota_and_then_all_are_refused() {
+        let limiters = Limiters::new(&config(2, 0));
+        let ip: IpAddr = "198.51.100.1".parse().expect("ip");
+        for _ in 0..10 {
+            assert!(limiters.check_login(ip).is_ok(), "successes spend nothing");
+        }
+        assert!(matches!(
+            limiters.login_failed(ip),
+            ApiError::Unauthorized(_)
+        ));
+        assert!(matches!(
+            limiters.login_failed(ip),
+            ApiError::Unauthorized(_)
+        ));
+        assert!(matches!(limiters.login_failed(ip), ApiError::RateLimited));
+        assert!(matches!(
+            limiters.check_login(ip),
+            Err(ApiError::RateLimited)
+        ));
+        let other: IpAddr = "198.51.100.2".parse().expect("ip");
+        assert!(limiters.check_login(other).is_ok());
+    }
+}

@@ -373,12 +373,6 @@ async fn get_one(
     Ok(Json(TicketResponse { ticket }))
 }
 
-fn explicit<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
-    d: D,
-) -> Result<Option<Option<T>>, D::Error> {
-    Option::<T>::deserialize(d).map(Some)
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct UpdateBody {
@@ -386,7 +380,7 @@ struct UpdateBody {
     description: Option<String>,
     status: Option<TicketStatus>,
     priority: Option<Priority>,
-    #[serde(default, deserialize_with = "explicit")]
+    #[serde(default, deserialize_with = "crate::http::extract::explicit_null")]
     assignee_id: Option<Option<AgentId>>,
     tags: Option<Vec<String>>,
 }

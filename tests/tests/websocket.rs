@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use futures_util::SinkExt;
-use kefu_tests::serde_json::{Value, json};
+use kefu_tests::serde_json::{self as serde_json, Value, json};
 use kefu_tests::{Closed, TestServer, Ws};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
@@ -656,5 +656,40 @@ async fn conversation_and_ticket_frames_reach_agents() {
     assert_eq!(status, 201);
     let frame = ws.next_of("ticket").await;
     assert_eq!(frame["ticket"]["subject"], "Refund");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn connection_and_resume_limits_are_enforced() {
+    let mut server = TestServer::start_with(|c| {
+        c.limits.max_connections = 2;
+        c.limits.resume_conversations = 3;
+    })
+    .await;
+    let app = server.app(json!({})).await;
+    let amy = server.agent("amy").await;
+    let visitor = server.visitor(&app).await;
+    let _first = server.ws(&amy.token, json!({})).await;
+    let mut second = Ws::connect(&server.ws_url()).await;
+    // A third connection is refused at the handshake with 503.
+    match tokio_tungstenite::connect_async(server.ws_url()).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 503)
+        }
+        other => panic!("expected 503, got {other:?}"),
+    }
+    // Resume names at most 3 conversations.
+    let too_many: Value = (0..4)
+        .map(|i| (format!("01ARZ3NDEKTSV4RRFFQ69G5FA{i}"), json!(0)))
+        .collect::<serde_json::Map<_, _>>()
+        .into();
+    second
+        .send(json!({"type": "hello", "token": visitor.token, "resume": too_many}))
+        .await;
+    assert_eq!(second.closed().await, Closed::Code(1009));
+    // Its slot is free again.
+    let mut third = server.ws(&visitor.token, json!({})).await;
+    third.send(json!({"type": "ping"})).await;
+    assert_eq!(third.next().await["type"], "pong");
     server.shutdown().await;
 }

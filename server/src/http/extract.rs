@@ -61,3 +61,13 @@ where
 fn query_rejection(rejection: QueryRejection) -> ApiError {
     ApiError::bad_request(rejection.body_text())
 }
+
+/// For `Option<Option<T>>` fields with `#[serde(default)]`: `None` when the
+/// field is absent, `Some(None)` for an explicit `null` (e.g. "unassign").
+pub fn explicit_null<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    <Option<T> as serde::Deserialize>::deserialize(deserializer).map(Some)
+}
