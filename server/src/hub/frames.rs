@@ -1,6 +1,8 @@
 //! Server → client frames, serialized once and shared by every recipient.
 //! Message frames embed the stored JSON as is.
 
+use std::sync::Arc;
+
 use axum::extract::ws::Utf8Bytes;
 use serde::Serialize;
 use serde_json::json;
@@ -9,20 +11,34 @@ use crate::ids::ConversationId;
 use crate::message::Sender;
 use crate::store::messages::StoredMessage;
 
-/// One outbound frame. `seq` marks message frames so a connection can drop
-/// live copies of what its catch-up already delivered.
+/// One outbound frame, shared by all its recipients: a clone is a pointer
+/// copy, so a connection's queue slot costs 8 bytes whatever the frame.
 #[derive(Debug, Clone)]
-pub struct Frame {
-    pub text: Utf8Bytes,
-    pub seq: Option<(ConversationId, u64)>,
+pub struct Frame(Arc<FrameInner>);
+
+#[derive(Debug)]
+struct FrameInner {
+    text: Utf8Bytes,
+    /// Marks message frames so a connection can drop live copies of what
+    /// its catch-up already delivered.
+    seq: Option<(ConversationId, u64)>,
 }
 
 impl Frame {
+    fn new(text: String, seq: Option<(ConversationId, u64)>) -> Frame {
+        Frame(Arc::new(FrameInner { text: Utf8Bytes::from(text), seq }))
+    }
+
     fn plain(text: String) -> Frame {
-        Frame {
-            text: Utf8Bytes::from(text),
-            seq: None,
-        }
+        Frame::new(text, None)
+    }
+
+    pub fn text(&self) -> Utf8Bytes {
+        self.0.text.clone()
+    }
+
+    pub fn seq(&self) -> Option<(ConversationId, u64)> {
+        self.0.seq
     }
 }
 
@@ -31,10 +47,7 @@ pub fn message(stored: &StoredMessage) -> Frame {
     text.push_str(r#"{"type":"message","message":"#);
     text.push_str(&stored.json);
     text.push('}');
-    Frame {
-        text: Utf8Bytes::from(text),
-        seq: Some((stored.conversation_id, stored.seq)),
-    }
+    Frame::new(text, Some((stored.conversation_id, stored.seq)))
 }
 
 pub fn ack(client_msg_id: &str, stored: &StoredMessage) -> Frame {

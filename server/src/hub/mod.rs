@@ -317,8 +317,8 @@ mod tests {
         ]);
         // The agent gets both, the sending visitor neither (ack instead, and
         // notes never), the other conversation's visitor nothing.
-        assert_eq!(agent.rx.try_recv().expect("1").seq, Some((conv, 1)));
-        assert_eq!(agent.rx.try_recv().expect("2").seq, Some((conv, 2)));
+        assert_eq!(agent.rx.try_recv().expect("1").seq(), Some((conv, 1)));
+        assert_eq!(agent.rx.try_recv().expect("2").seq(), Some((conv, 2)));
         assert!(visitor.rx.try_recv().is_err());
         assert!(stranger.rx.try_recv().is_err());
 
@@ -330,7 +330,7 @@ mod tests {
         assert!(agent.kill.is_cancelled());
         assert!(!stranger.kill.is_cancelled());
         // What was queued before the overflow is still there to drain.
-        assert_eq!(visitor.rx.try_recv().expect("3").seq, Some((conv, 3)));
+        assert_eq!(visitor.rx.try_recv().expect("3").seq(), Some((conv, 3)));
 
         hub.unregister(visitor.id);
         hub.unregister(agent.id);

@@ -292,7 +292,7 @@ impl Connection {
     }
 
     fn already_delivered(&self, frame: &Frame) -> bool {
-        match frame.seq {
+        match frame.seq() {
             Some((conversation, seq)) => self
                 .caught_up
                 .get(&conversation)
@@ -568,7 +568,7 @@ async fn read_hello(socket: &mut WebSocket, state: &AppState) -> Hello {
 }
 
 fn text(frame: Frame) -> WsMessage {
-    WsMessage::Text(frame.text)
+    WsMessage::Text(frame.text())
 }
 
 async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) {
