@@ -137,7 +137,7 @@ impl Default for WsConfig {
             hello_timeout_secs: 5,
             idle_timeout_secs: 90,
             ping_interval_secs: 30,
-            read_buffer_bytes: 4 * 1024,
+            read_buffer_bytes: 1024,
         }
     }
 }
