@@ -40,20 +40,17 @@ impl Server {
             .env("KEFU_LIMITS__MAX_CONNECTIONS", "100000")
             .stdout(Stdio::null())
             .spawn()?;
-        let base = format!("http://127.0.0.1:{port}");
+        // Owned by `Server` at once, so it is killed and reaped on every path.
+        let server = Server {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            _dir: dir,
+        };
         let http = reqwest::Client::new();
         for _ in 0..400 {
-            if http
-                .get(format!("{base}/readyz"))
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success())
-            {
-                return Ok(Server {
-                    child,
-                    base,
-                    _dir: dir,
-                });
+            let ready = http.get(format!("{}/readyz", server.base)).send().await;
+            if ready.is_ok_and(|r| r.status().is_success()) {
+                return Ok(server);
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }

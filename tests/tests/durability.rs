@@ -64,13 +64,17 @@ impl Process {
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn server");
-        let base = format!("http://127.0.0.1:{port}");
+        // Owned by `Process` at once, so it is killed and reaped on every path.
+        let process = Process {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+        };
         let http = reqwest::Client::new();
         for _ in 0..200 {
-            if let Ok(response) = http.get(format!("{base}/readyz")).send().await
+            if let Ok(response) = http.get(format!("{}/readyz", process.base)).send().await
                 && response.status() == 200
             {
-                return Process { child, base };
+                return process;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

@@ -26,7 +26,10 @@ struct FrameInner {
 
 impl Frame {
     fn new(text: String, seq: Option<(ConversationId, u64)>) -> Frame {
-        Frame(Arc::new(FrameInner { text: Utf8Bytes::from(text), seq }))
+        Frame(Arc::new(FrameInner {
+            text: Utf8Bytes::from(text),
+            seq,
+        }))
     }
 
     fn plain(text: String) -> Frame {

@@ -117,6 +117,9 @@ struct Request {
     reply: oneshot::Sender<Result<Appended, LogError>>,
 }
 
+// Boxing the request would cost an allocation per send; a queue slot is
+// sized by the largest variant either way, and `Stop` is sent once.
+#[allow(clippy::large_enum_variant)]
 enum Command {
     Append(Request),
     Stop,
