@@ -140,6 +140,7 @@ async fn idle(
     // Let SQLite and the allocator settle before the baseline.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let before = server.rss_kib()?;
+    let cpu_before = server.cpu_seconds()?;
     let mut open = Vec::with_capacity(connections);
     let started = Instant::now();
     for chunk in visitors.chunks(500) {
@@ -157,6 +158,7 @@ async fn idle(
         }
     }
     let connect_seconds = started.elapsed().as_secs_f64();
+    let server_cpu_connecting = server.cpu_seconds()? - cpu_before;
     tokio::time::sleep(Duration::from_secs(hold)).await;
     let after = server.rss_kib()?;
     // Every connection must still be alive: ping a sample of them.
@@ -171,6 +173,7 @@ async fn idle(
         "scenario": "idle",
         "connections": connections,
         "connect_seconds": (connect_seconds * 100.0).round() / 100.0,
+        "server_cpu_seconds_connecting": (server_cpu_connecting * 100.0).round() / 100.0,
         "server_rss_kib_before": before,
         "server_rss_kib_after": after,
         "bytes_per_connection": per_connection.round(),

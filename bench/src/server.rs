@@ -72,6 +72,21 @@ impl Server {
     }
 }
 
+impl Server {
+    /// CPU time the server process has used (user + system), seconds.
+    pub fn cpu_seconds(&self) -> anyhow::Result<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))?;
+        // Fields after the command name (which may contain spaces) start at ')'.
+        let rest = stat.rsplit_once(')').map(|(_, r)| r).context("stat format")?;
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let utime: f64 = fields.get(11).context("utime")?.parse()?;
+        let stime: f64 = fields.get(12).context("stime")?.parse()?;
+        // Linux reports these in clock ticks, 100 per second on every
+        // mainstream configuration (USER_HZ).
+        Ok((utime + stime) / 100.0)
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -84,6 +84,12 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
 /// As [`start`], on a listener the caller bound.
 pub async fn start_on(config: Config, listener: TcpListener) -> anyhow::Result<Running> {
     let addr = listener.local_addr()?;
+    // Chat frames are small and latency matters: no Nagle delay.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::debug!(%error, "cannot set TCP_NODELAY");
+        }
+    });
     let state = open_state(config).await?;
     let router = http::router(Arc::clone(&state));
     let serving = Arc::clone(&state);
