@@ -77,7 +77,10 @@ impl Server {
     pub fn cpu_seconds(&self) -> anyhow::Result<f64> {
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))?;
         // Fields after the command name (which may contain spaces) start at ')'.
-        let rest = stat.rsplit_once(')').map(|(_, r)| r).context("stat format")?;
+        let rest = stat
+            .rsplit_once(')')
+            .map(|(_, r)| r)
+            .context("stat format")?;
         let fields: Vec<&str> = rest.split_whitespace().collect();
         let utime: f64 = fields.get(11).context("utime")?.parse()?;
         let stime: f64 = fields.get(12).context("stime")?.parse()?;

@@ -395,9 +395,16 @@ pub fn parse_id(text: &str) -> Result<ConversationId, ApiError> {
 
 #[derive(Debug, Deserialize)]
 struct ListQuery {
+    #[serde(default, deserialize_with = "crate::http::extract::empty_as_none")]
     status: Option<Status>,
+    #[serde(default, deserialize_with = "crate::http::extract::empty_as_none")]
     assignee: Option<String>,
+    #[serde(default, deserialize_with = "crate::http::extract::empty_as_none")]
     cursor: Option<String>,
+    #[serde(
+        default,
+        deserialize_with = "crate::http::extract::empty_as_none_number"
+    )]
     limit: Option<u32>,
 }
 
@@ -509,8 +516,20 @@ async fn get_one(
 
 #[derive(Debug, Deserialize)]
 pub struct PageQuery {
+    #[serde(
+        default,
+        deserialize_with = "crate::http::extract::empty_as_none_number"
+    )]
     after: Option<u64>,
+    #[serde(
+        default,
+        deserialize_with = "crate::http::extract::empty_as_none_number"
+    )]
     before: Option<u64>,
+    #[serde(
+        default,
+        deserialize_with = "crate::http::extract::empty_as_none_number"
+    )]
     limit: Option<u32>,
 }
 

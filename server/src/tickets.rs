@@ -267,12 +267,22 @@ async fn create(
 
 #[derive(Debug, Deserialize)]
 struct ListQuery {
+    #[serde(default, deserialize_with = "crate::http::extract::empty_as_none")]
     status: Option<TicketStatus>,
+    #[serde(default, deserialize_with = "crate::http::extract::empty_as_none")]
     priority: Option<Priority>,
+    #[serde(default, deserialize_with = "crate::http::extract::empty_as_none")]
     assignee: Option<String>,
+    #[serde(default, deserialize_with = "crate::http::extract::empty_as_none")]
     q: Option<String>,
+    #[serde(default, deserialize_with = "crate::http::extract::empty_as_none")]
     tag: Option<String>,
+    #[serde(default, deserialize_with = "crate::http::extract::empty_as_none")]
     cursor: Option<String>,
+    #[serde(
+        default,
+        deserialize_with = "crate::http::extract::empty_as_none_number"
+    )]
     limit: Option<u32>,
 }
 

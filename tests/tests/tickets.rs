@@ -234,3 +234,55 @@ async fn ticket_list_pages_with_a_cursor() {
     assert!(third["next_cursor"].is_null());
     server.shutdown().await;
 }
+
+/// PROTOCOL.md writes the list route as `?status=&priority=&assignee=&q=&cursor=`:
+/// empty parameters mean "no filter", as forms and templates send them.
+#[tokio::test]
+async fn empty_query_parameters_mean_no_filter() {
+    let mut server = TestServer::start().await;
+    let amy = server.agent("amy").await;
+    let app = server.app(json!({})).await;
+    let visitor = server.visitor(&app).await;
+    server.visitor_says(&visitor, "c1", "hi").await;
+    server
+        .post(
+            "/api/v1/tickets",
+            Some(&amy.token),
+            json!({"subject": "one"}),
+        )
+        .await;
+    let (status, body) = server
+        .get(
+            "/api/v1/tickets?status=&priority=&assignee=&q=&cursor=",
+            Some(&amy.token),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["tickets"].as_array().expect("tickets").len(), 1);
+    let (status, body) = server
+        .get(
+            "/api/v1/conversations?status=&assignee=&cursor=",
+            Some(&amy.token),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["conversations"]
+            .as_array()
+            .expect("conversations")
+            .len(),
+        1
+    );
+    let (status, body) = server
+        .get(
+            &format!(
+                "/api/v1/conversations/{}/messages?after=&limit=",
+                visitor.conversation_id
+            ),
+            Some(&amy.token),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["messages"].as_array().expect("messages").len(), 1);
+    server.shutdown().await;
+}

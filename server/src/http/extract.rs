@@ -71,3 +71,74 @@ where
 {
     <Option<T> as serde::Deserialize>::deserialize(deserializer).map(Some)
 }
+
+/// For query parameters: an empty value (`?status=`) means "not given", as
+/// clients that fill a form or a template send it. Enum-like values.
+pub fn empty_as_none<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    use serde::de::IntoDeserializer;
+    let text = <Option<String> as serde::Deserialize>::deserialize(deserializer)?;
+    match text {
+        None => Ok(None),
+        Some(text) if text.is_empty() => Ok(None),
+        Some(text) => {
+            let value: serde::de::value::StringDeserializer<D::Error> = text.into_deserializer();
+            T::deserialize(value).map(Some)
+        }
+    }
+}
+
+/// As [`empty_as_none`], for numbers (parsed with `FromStr`).
+pub fn empty_as_none_number<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    let text = <Option<String> as serde::Deserialize>::deserialize(deserializer)?;
+    match text {
+        None => Ok(None),
+        Some(text) if text.is_empty() => Ok(None),
+        Some(text) => text.parse().map(Some).map_err(serde::de::Error::custom),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    struct Query {
+        #[serde(default, deserialize_with = "empty_as_none")]
+        status: Option<crate::tickets::TicketStatus>,
+        #[serde(default, deserialize_with = "empty_as_none")]
+        q: Option<String>,
+        #[serde(default, deserialize_with = "empty_as_none_number")]
+        after: Option<u64>,
+    }
+
+    fn parse(query: &str) -> Result<Query, String> {
+        let uri: axum::http::Uri = format!("/x?{query}").parse().map_err(|e| format!("{e}"))?;
+        axum::extract::Query::<Query>::try_from_uri(&uri)
+            .map(|q| q.0)
+            .map_err(|e| e.body_text())
+    }
+
+    #[test]
+    fn empty_query_values_are_absent() {
+        let query = parse("status=&q=&after=").expect("parse");
+        assert!(query.status.is_none() && query.q.is_none() && query.after.is_none());
+        let query = parse("status=solved&q=%E9%80%80&after=7").expect("parse");
+        assert_eq!(query.status, Some(crate::tickets::TicketStatus::Solved));
+        assert_eq!(query.q.as_deref(), Some("退"));
+        assert_eq!(query.after, Some(7));
+        assert!(parse("status=weird").is_err());
+        assert!(parse("after=-1").is_err());
+        assert!(parse("after=x").is_err());
+        let query = parse("").expect("parse");
+        assert!(query.status.is_none());
+    }
+}
