@@ -540,7 +540,7 @@ pub fn messages_page(
     query: &PageQuery,
     include_notes: bool,
 ) -> Result<Response, ApiError> {
-    let limit = page_limit(state, query.limit, 50)?;
+    let limit = page_limit(state, query.limit, state.config.limits.page_max)?;
     let page = state.log.page(
         conversation,
         query.after.unwrap_or(0),

@@ -790,3 +790,29 @@ async fn allowed_origins_hold_for_browsers_only() {
     );
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn message_pages_default_to_the_page_maximum() {
+    let mut server = TestServer::start().await;
+    let app = server.app(json!({})).await;
+    let amy = server.agent("amy").await;
+    let visitor = server.visitor(&app).await;
+    for i in 0..120 {
+        let (status, _) = server
+            .visitor_says(&visitor, &format!("c{i}"), "hello")
+            .await;
+        assert_eq!(status, 201);
+    }
+    let (_, page) = server
+        .get("/api/v1/visitor/messages", Some(&visitor.token))
+        .await;
+    assert_eq!(page["messages"].as_array().expect("messages").len(), 120);
+    let (_, page) = server
+        .get(
+            &format!("/api/v1/conversations/{}/messages", visitor.conversation_id),
+            Some(&amy.token),
+        )
+        .await;
+    assert_eq!(page["messages"].as_array().expect("messages").len(), 120);
+    server.shutdown().await;
+}
