@@ -132,6 +132,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 return Ok(());
             }
             init_logging(&config);
+            raise_open_files_limit();
             let running = crate::start(config).await?;
             let token = running.shutdown_token();
             tokio::spawn(async move {
@@ -189,10 +190,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// Every WebSocket is a file descriptor: lift the soft limit (often 1024) to
+/// the hard limit the OS allows, as servers that hold many connections do.
+fn raise_open_files_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::info!(limit, "open files limit"),
+        Err(error) => tracing::warn!(%error, "cannot raise the open files limit"),
+    }
+}
+
 fn init_logging(config: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log_level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi);
     match config.log_format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Human => builder.init(),
