@@ -319,7 +319,7 @@ impl Derived {
     /// Writes everything marked so far.
     pub async fn flush(&self, db: &SqlitePool) -> Result<(), sqlx::Error> {
         let batch = std::mem::take(&mut *self.dirty.lock());
-        apply_heads(db, batch.into_iter()).await
+        apply_heads(db, batch.into_iter()).await.map(drop)
     }
 
     pub async fn run(
@@ -341,10 +341,13 @@ impl Derived {
     }
 }
 
-async fn apply_heads(
+/// Writes conversation heads into the derived columns; only ever moves
+/// them forward, so replays and races with the deriver are harmless.
+/// Idempotent. Returns how many heads it applied.
+pub async fn apply_heads(
     db: &SqlitePool,
     heads: impl Iterator<Item = (ConversationId, Head)>,
-) -> Result<(), sqlx::Error> {
+) -> Result<usize, sqlx::Error> {
     let heads: Vec<_> = heads.collect();
     for chunk in heads.chunks(1_000) {
         let mut tx = db.begin().await?;
@@ -363,15 +366,7 @@ async fn apply_heads(
         }
         tx.commit().await?;
     }
-    Ok(())
-}
-
-/// Re-derives every conversation's columns from the log. Idempotent.
-pub async fn rebuild_derived(db: &SqlitePool, log: &MessageLog) -> anyhow::Result<usize> {
-    let heads = log.heads()?;
-    let count = heads.len();
-    apply_heads(db, heads.into_iter()).await?;
-    Ok(count)
+    Ok(heads.len())
 }
 
 // ---- routes -------------------------------------------------------------

@@ -143,12 +143,6 @@ async fn open_state(config: Config) -> anyhow::Result<AppState> {
         on_commit,
     )
     .with_context(|| format!("cannot open the message log at {}", log_path.display()))?;
-    let rebuilt = conversations::rebuild_derived(&db, &log).await?;
-    tracing::debug!(
-        conversations = rebuilt,
-        "derived columns rebuilt from the log"
-    );
-
     let state = Arc::new(Kefu {
         limiters: Limiters::new(&config),
         connection_slots: Arc::new(Semaphore::new(config.limits.max_connections)),
@@ -164,7 +158,30 @@ async fn open_state(config: Config) -> anyhow::Result<AppState> {
     });
     tokio::spawn(derived.run(state.db.clone(), state.shutdown.clone()));
     tokio::spawn(housekeeping(Arc::clone(&state)));
+    // Served conversations overlay the log's head, so the derived columns
+    // only order lists: rebuild them behind the first requests instead of
+    // before them, keeping start-up fast however large the store.
+    tokio::spawn(rebuild_derived(Arc::clone(&state)));
     Ok(state)
+}
+
+async fn rebuild_derived(state: AppState) {
+    let reading = Arc::clone(&state);
+    let heads = match tokio::task::spawn_blocking(move || reading.log.heads()).await {
+        Ok(Ok(heads)) => heads,
+        Ok(Err(error)) => return tracing::error!(%error, "reading conversation heads failed"),
+        Err(error) => return tracing::error!(%error, "reading conversation heads panicked"),
+    };
+    match conversations::apply_heads(&state.db, heads.into_iter()).await {
+        Ok(count) => tracing::debug!(
+            conversations = count,
+            "derived columns rebuilt from the log"
+        ),
+        Err(error) if state.shutdown.is_cancelled() => {
+            tracing::debug!(%error, "rebuild cut short by shutdown")
+        }
+        Err(error) => tracing::error!(%error, "rebuilding derived columns failed"),
+    }
 }
 
 async fn housekeeping(state: AppState) {

@@ -118,20 +118,33 @@ async fn post(http: &reqwest::Client, url: String, token: Option<&str>, body: Va
     response.json().await.expect("json")
 }
 
+/// Pipelines `total` sends `m0…` without waiting for acks.
+async fn send_numbered(ws: &mut Ws, conv: &str, total: usize) {
+    for i in 0..total {
+        let frame = json!({"type": "send", "client_msg_id": format!("m{i}"), "conversation_id": conv,
+                           "content": format!("message {i}")});
+        ws.send(frame).await;
+    }
+}
+
+async fn login_owner(http: &reqwest::Client, base: &str) -> String {
+    let login = post(
+        http,
+        format!("{base}/api/v1/auth/login"),
+        None,
+        json!({"username": "owner", "password": "owner-password"}),
+    )
+    .await;
+    login["token"].as_str().expect("token").to_owned()
+}
+
 async fn kill_9_loses_nothing_acked(durability: &str) {
     let dir = tempfile::tempdir().expect("tempdir");
     create_admin(dir.path());
     let mut process = Process::start(dir.path(), durability).await;
     let http = reqwest::Client::new();
     let base = process.base.clone();
-    let login = post(
-        &http,
-        format!("{base}/api/v1/auth/login"),
-        None,
-        json!({"username": "owner", "password": "owner-password"}),
-    )
-    .await;
-    let admin = login["token"].as_str().expect("token").to_owned();
+    let admin = login_owner(&http, &base).await;
     let app = post(
         &http,
         format!("{base}/api/v1/apps"),
@@ -158,10 +171,7 @@ async fn kill_9_loses_nothing_acked(durability: &str) {
     // Keep sends in flight and kill the process the moment the 300th ack
     // arrives, while later sends are still being written.
     let total = 400;
-    for i in 0..total {
-        ws.send(json!({"type": "send", "client_msg_id": format!("m{i}"), "conversation_id": conv, "content": format!("message {i}")}))
-            .await;
-    }
+    send_numbered(&mut ws, &conv, total).await;
     let mut acked: Vec<Value> = Vec::new();
     while acked.len() < 300 {
         let frame = ws.next().await;
@@ -175,14 +185,7 @@ async fn kill_9_loses_nothing_acked(durability: &str) {
 
     let process = Process::start(dir.path(), durability).await;
     let base = process.base.clone();
-    let login = post(
-        &http,
-        format!("{base}/api/v1/auth/login"),
-        None,
-        json!({"username": "owner", "password": "owner-password"}),
-    )
-    .await;
-    let admin = login["token"].as_str().expect("token").to_owned();
+    let admin = login_owner(&http, &base).await;
     let mut stored = Vec::new();
     let mut after = 0;
     loop {
@@ -220,10 +223,7 @@ async fn kill_9_loses_nothing_acked(durability: &str) {
     let mut ws = Ws::connect(&format!("{}/api/v1/ws", base.replace("http", "ws"))).await;
     ws.send(json!({"type": "hello", "token": token})).await;
     ws.next_of("welcome").await;
-    for i in 0..total {
-        ws.send(json!({"type": "send", "client_msg_id": format!("m{i}"), "conversation_id": conv, "content": format!("message {i}")}))
-            .await;
-    }
+    send_numbered(&mut ws, &conv, total).await;
     let mut max_seq = 0;
     for _ in 0..total {
         let frame = ws.next_of("ack").await;
@@ -240,4 +240,63 @@ async fn kill_9_after_acks_loses_nothing_os() {
 #[tokio::test]
 async fn kill_9_after_acks_loses_nothing_fsync() {
     kill_9_loses_nothing_acked("fsync").await;
+}
+
+/// SQLite's derived columns (what orders the conversation list) are rebuilt
+/// from the log at start, e.g. after a crash before the deriver flushed.
+#[tokio::test]
+async fn derived_columns_are_rebuilt_from_the_log_at_start() {
+    let mut server = TestServer::start().await;
+    let app = server.app(json!({})).await;
+    let amy = server.agent("amy").await;
+    let older = server.visitor(&app).await;
+    let newer = server.visitor(&app).await;
+    server.visitor_says(&newer, "c1", "first chat").await;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    server.visitor_says(&older, "c1", "latest message").await;
+    let order = |body: &Value| -> Vec<String> {
+        body["conversations"]
+            .as_array()
+            .expect("list")
+            .iter()
+            .map(|c| c["id"].as_str().expect("id").to_owned())
+            .collect()
+    };
+    let expected = vec![older.conversation_id.clone(), newer.conversation_id.clone()];
+    // Wait for the deriver, then forget everything it wrote.
+    let mut listed = Vec::new();
+    for _ in 0..100 {
+        let (_, body) = server.get("/api/v1/conversations", Some(&amy.token)).await;
+        listed = order(&body);
+        if listed == expected {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(listed, expected);
+    sqlx::query(
+        "UPDATE conversations SET last_seq = 0, last_message_at = NULL, activity_at = created_at",
+    )
+    .execute(&server.state().db)
+    .await
+    .expect("reset derived columns");
+    let (_, body) = server.get("/api/v1/conversations", Some(&amy.token)).await;
+    assert_eq!(
+        order(&body),
+        vec![newer.conversation_id.clone(), older.conversation_id.clone()],
+        "reset took"
+    );
+
+    let server = server.restart().await;
+    let mut listed = Vec::new();
+    for _ in 0..100 {
+        let (_, body) = server.get("/api/v1/conversations", Some(&amy.token)).await;
+        listed = order(&body);
+        if listed == expected {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(listed, expected, "rebuilt order follows the log");
+    server.shutdown().await;
 }
