@@ -235,10 +235,19 @@ pub async fn send(
     };
     let appended = state.log.append(draft, origin).await?;
     if !appended.duplicate && matches!(author, Author::Visitor(_)) {
-        // The message is durable whatever happens here; a failure only
-        // delays the status change to the next visitor message.
-        if let Err(error) = on_visitor_message(state, conversation).await {
-            tracing::error!(%error, %conversation, "status change after a visitor message failed");
+        // The message is durable whatever happens here. The status change
+        // runs as its own task so that a caller going away (a socket that
+        // closes before its ack) cannot cut it in half: its resend is a
+        // duplicate and would not start the conversation again.
+        let task_state = Arc::clone(state);
+        let change =
+            tokio::spawn(async move { on_visitor_message(&task_state, conversation).await });
+        match change.await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                tracing::error!(%error, %conversation, "status change after a visitor message failed");
+            }
+            Err(error) => tracing::error!(%error, %conversation, "status change task failed"),
         }
     }
     Ok(appended)
