@@ -131,7 +131,16 @@ async fn create_session(
         }
         let key = auth::user_key(app.id, user_id);
         state.limiters.check_visitor_session(peer.ip())?;
-        let session = known_user_session(&state, &app, &key, &profile).await?;
+        // A device that still holds this user's token keeps it: no new
+        // token row per APP launch.
+        let held = match body.token.as_deref() {
+            Some(token) => match auth::resolve_token(&state.db, token).await? {
+                Some(Principal::Visitor(visitor)) => Some((visitor.visitor_id, token.to_owned())),
+                _ => None,
+            },
+            None => None,
+        };
+        let session = known_user_session(&state, &app, &key, &profile, held).await?;
         return Ok((StatusCode::CREATED, Json(session)));
     }
 
@@ -160,6 +169,7 @@ async fn known_user_session(
     app: &App,
     key: &[u8],
     profile: &Profile,
+    held: Option<(VisitorId, String)>,
 ) -> Result<SessionResponse, ApiError> {
     for _ in 0..2 {
         let existing: Option<(VisitorId, ConversationId)> = sqlx::query_as(
@@ -170,8 +180,13 @@ async fn known_user_session(
         .await?;
         if let Some((visitor_id, conversation_id)) = existing {
             update_profile(state, visitor_id, profile).await?;
-            let mut conn = state.db.acquire().await?;
-            let token = auth::issue_visitor_token(&mut conn, visitor_id).await?;
+            let token = match &held {
+                Some((holder, token)) if *holder == visitor_id => token.clone(),
+                _ => {
+                    let mut conn = state.db.acquire().await?;
+                    auth::issue_visitor_token(&mut conn, visitor_id).await?
+                }
+            };
             return Ok(SessionResponse {
                 visitor_id,
                 token,

@@ -249,9 +249,21 @@ async fn visitor_sessions() {
     assert_eq!(phone.visitor_id, laptop.visitor_id);
     assert_eq!(phone.conversation_id, laptop.conversation_id);
     assert_ne!(phone.token, laptop.token);
+    // The same device sending its token back keeps it.
+    let again = server
+        .visitor_with(&app, json!({"user_id": "user-42", "token": phone.token}))
+        .await;
+    assert_eq!(again.token, phone.token);
+    assert_eq!(again.visitor_id, phone.visitor_id);
+    // Another user's token does not carry over to this user.
     let other = server
         .visitor_with(&app, json!({"user_id": "user-43"}))
         .await;
+    let swapped = server
+        .visitor_with(&app, json!({"user_id": "user-42", "token": other.token}))
+        .await;
+    assert_eq!(swapped.visitor_id, phone.visitor_id);
+    assert_ne!(swapped.token, other.token);
     assert_ne!(other.visitor_id, phone.visitor_id);
 
     // Same user id in another app is another visitor.
