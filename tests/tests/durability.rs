@@ -254,25 +254,9 @@ async fn derived_columns_are_rebuilt_from_the_log_at_start() {
     server.visitor_says(&newer, "c1", "first chat").await;
     tokio::time::sleep(Duration::from_millis(5)).await;
     server.visitor_says(&older, "c1", "latest message").await;
-    let order = |body: &Value| -> Vec<String> {
-        body["conversations"]
-            .as_array()
-            .expect("list")
-            .iter()
-            .map(|c| c["id"].as_str().expect("id").to_owned())
-            .collect()
-    };
     let expected = vec![older.conversation_id.clone(), newer.conversation_id.clone()];
     // Wait for the deriver, then forget everything it wrote.
-    let mut listed = Vec::new();
-    for _ in 0..100 {
-        let (_, body) = server.get("/api/v1/conversations", Some(&amy.token)).await;
-        listed = order(&body);
-        if listed == expected {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let listed = list_order_within(&server, &amy.token, &expected).await;
     assert_eq!(listed, expected);
     sqlx::query(
         "UPDATE conversations SET last_seq = 0, last_message_at = NULL, activity_at = created_at",
@@ -280,23 +264,39 @@ async fn derived_columns_are_rebuilt_from_the_log_at_start() {
     .execute(&server.state().db)
     .await
     .expect("reset derived columns");
-    let (_, body) = server.get("/api/v1/conversations", Some(&amy.token)).await;
     assert_eq!(
-        order(&body),
+        list_order(&server, &amy.token).await,
         vec![newer.conversation_id.clone(), older.conversation_id.clone()],
         "reset took"
     );
 
     let server = server.restart().await;
+    let listed = list_order_within(&server, &amy.token, &expected).await;
+    assert_eq!(listed, expected, "rebuilt order follows the log");
+    server.shutdown().await;
+}
+
+/// Conversation ids in the agent list's order.
+async fn list_order(server: &TestServer, token: &str) -> Vec<String> {
+    let (_, body) = server.get("/api/v1/conversations", Some(token)).await;
+    body["conversations"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|c| c["id"].as_str().expect("id").to_owned())
+        .collect()
+}
+
+/// The list order once it equals `expected`, or the last seen after ~2 s
+/// (derived columns follow the log asynchronously).
+async fn list_order_within(server: &TestServer, token: &str, expected: &[String]) -> Vec<String> {
     let mut listed = Vec::new();
     for _ in 0..100 {
-        let (_, body) = server.get("/api/v1/conversations", Some(&amy.token)).await;
-        listed = order(&body);
+        listed = list_order(server, token).await;
         if listed == expected {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(listed, expected, "rebuilt order follows the log");
-    server.shutdown().await;
+    listed
 }
