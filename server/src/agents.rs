@@ -226,6 +226,14 @@ async fn create_route(
         },
     )
     .await?;
+    crate::audit::record(
+        &state.db,
+        Some(admin.id),
+        "agent.create",
+        Some(("agent", &agent.id.to_string())),
+        serde_json::json!({"username": agent.username, "role": agent.role}),
+    )
+    .await?;
     tracing::info!(admin = %admin.id, agent = %agent.id, "agent created");
     Ok((StatusCode::CREATED, Json(AgentResponse { agent })))
 }

@@ -189,6 +189,14 @@ async fn create(
     .bind(app.created_at)
     .execute(&state.db)
     .await?;
+    crate::audit::record(
+        &state.db,
+        Some(admin.id),
+        "app.create",
+        Some(("app", &app.id.to_string())),
+        serde_json::json!({"name": app.name, "identity_verification": app.identity_verification, "allowed_origins": app.allowed_origins}),
+    )
+    .await?;
     tracing::info!(admin = %admin.id, app = %app.id, "app created");
     Ok((StatusCode::CREATED, Json(AppResponse { app })))
 }

@@ -263,24 +263,39 @@ async fn on_visitor_message(state: &AppState, id: ConversationId) -> Result<(), 
         return Ok(());
     }
     ConversationCache::remember(&state.conversations.active, id);
-    let changed = sqlx::query(
+    let now = now_ms();
+    let changed: Result<Option<(AppId, Option<AgentId>)>, _> = sqlx::query_as(
         "UPDATE conversations
          SET status = CASE WHEN assignee_id IS NULL THEN 'queued' ELSE 'open' END,
-             started_at = COALESCE(started_at, ?)
-         WHERE id = ? AND (started_at IS NULL OR status = 'resolved')",
+             started_at = COALESCE(started_at, ?1),
+             opened_at = ?1, first_response_at = NULL, resolved_at = NULL
+         WHERE id = ?2 AND (started_at IS NULL OR status = 'resolved')
+         RETURNING app_id, assignee_id",
     )
-    .bind(now_ms())
+    .bind(now)
     .bind(id)
-    .execute(&state.db)
+    .fetch_optional(&state.db)
     .await;
     let changed = match changed {
-        Ok(result) => result.rows_affected(),
+        Ok(changed) => changed,
         Err(error) => {
             state.conversations.forget_active(id);
             return Err(error.into());
         }
     };
-    if changed > 0 {
+    if let Some((app_id, assignee)) = changed {
+        crate::reports::record(
+            &state.db,
+            crate::reports::EventName::ConversationOpened,
+            crate::reports::Event {
+                app_id: Some(app_id),
+                conversation_id: Some(id),
+                agent_id: assignee,
+                at: Some(now),
+                ..Default::default()
+            },
+        )
+        .await?;
         announce(state, id).await?;
     }
     Ok(())
@@ -696,11 +711,37 @@ async fn set_status(
             "status must be open, pending or resolved",
         ));
     }
-    let updated = sqlx::query("UPDATE conversations SET status = ? WHERE id = ?")
-        .bind(body.status)
-        .bind(id)
-        .execute(&state.db)
-        .await?
-        .rows_affected();
-    changed(&state, id, updated).await
+    let now = now_ms();
+    // Resolving stamps `resolved_at` once per session (a repeated resolve
+    // changes nothing); any other status clears it.
+    let updated: Option<(AppId, Option<AgentId>, Option<i64>, Option<i64>, i64)> = sqlx::query_as(
+        "UPDATE conversations SET
+             resolved_at = CASE WHEN ?1 = 'resolved' THEN COALESCE(resolved_at, ?2) ELSE NULL END,
+             status = ?1
+         WHERE id = ?3
+         RETURNING app_id, assignee_id, opened_at, resolved_at, resolved_at = ?2 AND ?1 = 'resolved'",
+    )
+    .bind(body.status)
+    .bind(now)
+    .bind(id)
+    .fetch_optional(&state.db)
+    .await?;
+    if let Some((app_id, assignee, opened_at, _, true_if_new)) = updated
+        && true_if_new != 0
+    {
+        crate::reports::record(
+            &state.db,
+            crate::reports::EventName::ConversationResolved,
+            crate::reports::Event {
+                app_id: Some(app_id),
+                conversation_id: Some(id),
+                agent_id: assignee,
+                value_ms: opened_at.map(|opened| now - opened),
+                at: Some(now),
+                ..Default::default()
+            },
+        )
+        .await?;
+    }
+    changed(&state, id, u64::from(updated.is_some())).await
 }

@@ -5,7 +5,10 @@
 
 pub mod agents;
 pub mod apps;
+pub mod attachments;
+pub mod audit;
 pub mod auth;
+pub mod canned;
 pub mod cli;
 pub mod config;
 pub mod conversations;
@@ -15,6 +18,10 @@ pub mod hub;
 pub mod ids;
 pub mod message;
 pub mod metrics;
+pub mod reads;
+pub mod reports;
+pub mod routing;
+pub mod search;
 pub mod state;
 pub mod store;
 pub mod tickets;

@@ -26,6 +26,13 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::visitors::routes())
         .merge(crate::conversations::routes())
         .merge(crate::tickets::routes())
+        .merge(crate::routing::routes())
+        .merge(crate::attachments::routes())
+        .merge(crate::reads::routes())
+        .merge(crate::canned::routes())
+        .merge(crate::search::routes())
+        .merge(crate::reports::routes())
+        .merge(crate::audit::routes())
         .route("/ws", get(crate::hub::ws::upgrade))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);

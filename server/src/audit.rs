@@ -1,0 +1,124 @@
+//! The audit log: what admins did to agents, apps, routing and settings.
+//! Append only; readable by admins at `GET /api/v1/audit`.
+//!
+//! Every admin action calls [`record`] after it succeeded, with a short
+//! dotted action (`agent.create`, `app.update`, `routing.update`…) and the
+//! changed fields in `details`. Secrets and passwords never go in.
+
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::routing::get;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sqlx::SqliteExecutor;
+
+use crate::auth::AdminAuth;
+use crate::conversations::page_limit;
+use crate::error::{ApiError, ApiResult};
+use crate::http::extract::ApiQuery;
+use crate::ids::AgentId;
+use crate::state::AppState;
+use crate::time::now_ms;
+
+/// One audit record.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct AuditEntry {
+    pub id: i64,
+    pub actor_id: Option<AgentId>,
+    pub action: String,
+    pub target_type: Option<String>,
+    pub target_id: Option<String>,
+    #[sqlx(json)]
+    pub details: Value,
+    pub created_at: i64,
+}
+
+/// Appends a record. `actor` is `None` for the command line.
+pub async fn record<'e>(
+    db: impl SqliteExecutor<'e>,
+    actor: Option<AgentId>,
+    action: &str,
+    target: Option<(&str, &str)>,
+    details: Value,
+) -> Result<(), ApiError> {
+    sqlx::query(
+        "INSERT INTO audit_log (actor_id, action, target_type, target_id, details, created_at)
+         VALUES (?, ?, ?, ?, ?, ?)",
+    )
+    .bind(actor)
+    .bind(action)
+    .bind(target.map(|(kind, _)| kind))
+    .bind(target.map(|(_, id)| id))
+    .bind(details.to_string())
+    .bind(now_ms())
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/audit", get(list))
+}
+
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    #[serde(default, deserialize_with = "crate::http::extract::empty_as_none")]
+    action: Option<String>,
+    #[serde(default, deserialize_with = "crate::http::extract::empty_as_none")]
+    actor_id: Option<AgentId>,
+    #[serde(
+        default,
+        deserialize_with = "crate::http::extract::empty_as_none_number"
+    )]
+    cursor: Option<i64>,
+    #[serde(
+        default,
+        deserialize_with = "crate::http::extract::empty_as_none_number"
+    )]
+    limit: Option<u32>,
+}
+
+#[derive(Debug, Serialize)]
+struct ListResponse {
+    entries: Vec<AuditEntry>,
+    next_cursor: Option<String>,
+}
+
+/// Newest first; `action` matches exactly or as a prefix ending in `.`
+/// (`agent.` gives every agent action); the cursor is the last id served.
+async fn list(
+    State(state): State<AppState>,
+    AdminAuth(_): AdminAuth,
+    ApiQuery(query): ApiQuery<ListQuery>,
+) -> ApiResult<Json<ListResponse>> {
+    let limit = page_limit(&state, query.limit, 50)?;
+    let (exact, prefix) = match query.action.as_deref() {
+        Some(action) if action.ends_with('.') => (None, Some(format!("{action}%"))),
+        Some(action) => (Some(action.to_owned()), None),
+        None => (None, None),
+    };
+    let mut rows: Vec<AuditEntry> = sqlx::query_as(
+        "SELECT id, actor_id, action, target_type, target_id, details, created_at FROM audit_log
+         WHERE (?1 IS NULL OR action = ?1) AND (?2 IS NULL OR action LIKE ?2)
+           AND (?3 IS NULL OR actor_id = ?3) AND (?4 IS NULL OR id < ?4)
+         ORDER BY id DESC LIMIT ?5",
+    )
+    .bind(exact)
+    .bind(prefix)
+    .bind(query.actor_id)
+    .bind(query.cursor)
+    .bind(i64::from(limit) + 1)
+    .fetch_all(&state.db)
+    .await?;
+    let next_cursor = if rows.len() > limit as usize {
+        rows.truncate(limit as usize);
+        rows.last().map(|entry| entry.id.to_string())
+    } else {
+        None
+    };
+    Ok(Json(ListResponse {
+        entries: rows,
+        next_cursor,
+    }))
+}
