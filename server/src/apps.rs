@@ -4,12 +4,13 @@
 
 use axum::Json;
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::post;
+use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use sqlx::SqlitePool;
 
+use crate::app_settings::{self, BusinessHours};
 use crate::auth::{self, AdminAuth};
 use crate::error::{ApiError, ApiResult};
 use crate::http::extract::ApiJson;
@@ -33,6 +34,12 @@ pub struct App {
     pub name: String,
     pub identity_verification: IdentityVerification,
     pub allowed_origins: Vec<String>,
+    /// Shown when a visitor opens the chat; empty = none. **[ext]**
+    pub welcome_message: String,
+    /// Shown when the shop is unavailable (closed or nobody online). **[ext]**
+    pub offline_message: String,
+    /// `None` = always open. **[ext]**
+    pub business_hours: Option<BusinessHours>,
     pub created_at: i64,
 }
 
@@ -44,6 +51,9 @@ struct AppRow {
     name: String,
     identity_verification: IdentityVerification,
     allowed_origins: String,
+    welcome_message: String,
+    offline_message: String,
+    business_hours: Option<String>,
     created_at: i64,
 }
 
@@ -56,6 +66,11 @@ impl From<AppRow> for App {
             name: row.name,
             identity_verification: row.identity_verification,
             allowed_origins: serde_json::from_str(&row.allowed_origins).unwrap_or_default(),
+            welcome_message: row.welcome_message,
+            offline_message: row.offline_message,
+            business_hours: row
+                .business_hours
+                .and_then(|json| serde_json::from_str(&json).ok()),
             created_at: row.created_at,
         }
     }
@@ -76,8 +91,8 @@ impl App {
     }
 }
 
-const APP_COLUMNS: &str =
-    "id, app_key, secret, name, identity_verification, allowed_origins, created_at";
+const APP_COLUMNS: &str = "id, app_key, secret, name, identity_verification, allowed_origins,
+    welcome_message, offline_message, business_hours, created_at";
 
 pub async fn find(db: &SqlitePool, id: AppId) -> Result<Option<App>, ApiError> {
     let row: Option<AppRow> =
@@ -128,7 +143,47 @@ pub fn normalize_origin(origin: &str) -> Result<String, ApiError> {
 }
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/apps", post(create).get(list))
+    Router::new()
+        .route("/apps", post(create).get(list))
+        .route("/apps/{id}", get(get_one).patch(update))
+        .route("/apps/{id}/rotate_secret", post(rotate_secret))
+}
+
+fn validate_name(name: &str) -> Result<String, ApiError> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 100 {
+        return Err(ApiError::bad_request("name must be 1-100 characters"));
+    }
+    Ok(name.to_owned())
+}
+
+fn validate_origins(origins: &[String]) -> Result<Vec<String>, ApiError> {
+    if origins.len() > 50 {
+        return Err(ApiError::bad_request("at most 50 allowed_origins"));
+    }
+    let mut normalized: Vec<String> = Vec::new();
+    for origin in origins {
+        let origin = normalize_origin(origin)?;
+        if !normalized.contains(&origin) {
+            normalized.push(origin);
+        }
+    }
+    Ok(normalized)
+}
+
+fn validate_hours(hours: Option<BusinessHours>) -> Result<Option<BusinessHours>, ApiError> {
+    if let Some(hours) = &hours {
+        hours.validate()?;
+    }
+    Ok(hours)
+}
+
+fn hours_json(hours: &Option<BusinessHours>) -> Result<Option<String>, ApiError> {
+    hours
+        .as_ref()
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(ApiError::internal)
 }
 
 #[derive(Debug, Deserialize)]
@@ -138,6 +193,11 @@ struct CreateAppBody {
     identity_verification: Option<IdentityVerification>,
     #[serde(default)]
     allowed_origins: Vec<String>,
+    #[serde(default)]
+    welcome_message: String,
+    #[serde(default)]
+    offline_message: String,
+    business_hours: Option<BusinessHours>,
 }
 
 #[derive(Debug, Serialize)]
@@ -150,35 +210,24 @@ async fn create(
     AdminAuth(admin): AdminAuth,
     ApiJson(body): ApiJson<CreateAppBody>,
 ) -> ApiResult<(StatusCode, Json<AppResponse>)> {
-    let name = body.name.trim();
-    if name.is_empty() || name.chars().count() > 100 {
-        return Err(ApiError::bad_request("name must be 1-100 characters"));
-    }
-    if body.allowed_origins.len() > 50 {
-        return Err(ApiError::bad_request("at most 50 allowed_origins"));
-    }
-    let mut origins: Vec<String> = Vec::new();
-    for origin in &body.allowed_origins {
-        let origin = normalize_origin(origin)?;
-        if !origins.contains(&origin) {
-            origins.push(origin);
-        }
-    }
-    let id = AppId::new();
     let app = App {
-        id,
+        id: AppId::new(),
         app_key: auth::random_key("ak_", 12),
         secret: auth::random_key("sk_", 32),
-        name: name.to_owned(),
+        name: validate_name(&body.name)?,
         identity_verification: body
             .identity_verification
             .unwrap_or(IdentityVerification::Off),
-        allowed_origins: origins,
+        allowed_origins: validate_origins(&body.allowed_origins)?,
+        welcome_message: app_settings::validate_message("welcome_message", &body.welcome_message)?,
+        offline_message: app_settings::validate_message("offline_message", &body.offline_message)?,
+        business_hours: validate_hours(body.business_hours)?,
         created_at: now_ms(),
     };
     sqlx::query(
-        "INSERT INTO apps (id, app_key, secret, name, identity_verification, allowed_origins, created_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO apps (id, app_key, secret, name, identity_verification, allowed_origins,
+             welcome_message, offline_message, business_hours, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)",
     )
     .bind(app.id)
     .bind(&app.app_key)
@@ -186,6 +235,9 @@ async fn create(
     .bind(&app.name)
     .bind(app.identity_verification)
     .bind(serde_json::to_string(&app.allowed_origins).map_err(ApiError::internal)?)
+    .bind(&app.welcome_message)
+    .bind(&app.offline_message)
+    .bind(hours_json(&app.business_hours)?)
     .bind(app.created_at)
     .execute(&state.db)
     .await?;
@@ -194,7 +246,11 @@ async fn create(
         Some(admin.id),
         "app.create",
         Some(("app", &app.id.to_string())),
-        serde_json::json!({"name": app.name, "identity_verification": app.identity_verification, "allowed_origins": app.allowed_origins}),
+        serde_json::json!({
+            "name": app.name,
+            "identity_verification": app.identity_verification,
+            "allowed_origins": app.allowed_origins,
+        }),
     )
     .await?;
     tracing::info!(admin = %admin.id, app = %app.id, "app created");
@@ -220,6 +276,138 @@ async fn list(
     }))
 }
 
+fn parse_id(text: &str) -> Result<AppId, ApiError> {
+    text.parse().map_err(|_| ApiError::not_found("app"))
+}
+
+async fn get_one(
+    State(state): State<AppState>,
+    AdminAuth(_): AdminAuth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<AppResponse>> {
+    let app = find(&state.db, parse_id(&id)?)
+        .await?
+        .ok_or_else(|| ApiError::not_found("app"))?;
+    Ok(Json(AppResponse { app }))
+}
+
+/// Every field optional; `business_hours: null` removes the hours (always open).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateAppBody {
+    name: Option<String>,
+    identity_verification: Option<IdentityVerification>,
+    allowed_origins: Option<Vec<String>>,
+    welcome_message: Option<String>,
+    offline_message: Option<String>,
+    #[serde(default, deserialize_with = "crate::http::extract::explicit_null")]
+    business_hours: Option<Option<BusinessHours>>,
+}
+
+async fn update(
+    State(state): State<AppState>,
+    AdminAuth(admin): AdminAuth,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<UpdateAppBody>,
+) -> ApiResult<Json<AppResponse>> {
+    let mut app = find(&state.db, parse_id(&id)?)
+        .await?
+        .ok_or_else(|| ApiError::not_found("app"))?;
+    // Validate everything before writing anything.
+    let mut changed = serde_json::Map::new();
+    if let Some(name) = &body.name {
+        app.name = validate_name(name)?;
+        changed.insert("name".into(), app.name.clone().into());
+    }
+    if let Some(mode) = body.identity_verification {
+        app.identity_verification = mode;
+        changed.insert("identity_verification".into(), serde_json::json!(mode));
+    }
+    if let Some(origins) = &body.allowed_origins {
+        app.allowed_origins = validate_origins(origins)?;
+        changed.insert(
+            "allowed_origins".into(),
+            serde_json::json!(app.allowed_origins),
+        );
+    }
+    if let Some(text) = &body.welcome_message {
+        app.welcome_message = app_settings::validate_message("welcome_message", text)?;
+        changed.insert("welcome_message".into(), app.welcome_message.clone().into());
+    }
+    if let Some(text) = &body.offline_message {
+        app.offline_message = app_settings::validate_message("offline_message", text)?;
+        changed.insert("offline_message".into(), app.offline_message.clone().into());
+    }
+    if let Some(hours) = body.business_hours {
+        app.business_hours = validate_hours(hours)?;
+        changed.insert(
+            "business_hours".into(),
+            serde_json::json!(app.business_hours),
+        );
+    }
+    if changed.is_empty() {
+        return Err(ApiError::bad_request("nothing to update"));
+    }
+    sqlx::query(
+        "UPDATE apps SET name = ?, identity_verification = ?, allowed_origins = ?,
+             welcome_message = ?, offline_message = ?, business_hours = ?, updated_at = ?
+         WHERE id = ?",
+    )
+    .bind(&app.name)
+    .bind(app.identity_verification)
+    .bind(serde_json::to_string(&app.allowed_origins).map_err(ApiError::internal)?)
+    .bind(&app.welcome_message)
+    .bind(&app.offline_message)
+    .bind(hours_json(&app.business_hours)?)
+    .bind(now_ms())
+    .bind(app.id)
+    .execute(&state.db)
+    .await?;
+    crate::audit::record(
+        &state.db,
+        Some(admin.id),
+        "app.update",
+        Some(("app", &app.id.to_string())),
+        serde_json::Value::Object(changed),
+    )
+    .await?;
+    tracing::info!(admin = %admin.id, app = %app.id, "app updated");
+    Ok(Json(AppResponse { app }))
+}
+
+/// A new secret: the old one stops verifying `user_hash` at once, so the
+/// APP's backend must switch to the new one.
+async fn rotate_secret(
+    State(state): State<AppState>,
+    AdminAuth(admin): AdminAuth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<AppResponse>> {
+    let id = parse_id(&id)?;
+    let secret = auth::random_key("sk_", 32);
+    let updated = sqlx::query("UPDATE apps SET secret = ?, updated_at = ? WHERE id = ?")
+        .bind(&secret)
+        .bind(now_ms())
+        .bind(id)
+        .execute(&state.db)
+        .await?
+        .rows_affected();
+    if updated == 0 {
+        return Err(ApiError::not_found("app"));
+    }
+    crate::audit::record(
+        &state.db,
+        Some(admin.id),
+        "app.rotate_secret",
+        Some(("app", &id.to_string())),
+        serde_json::json!({}),
+    )
+    .await?;
+    let app = find(&state.db, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("app"))?;
+    Ok(Json(AppResponse { app }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -232,6 +420,9 @@ mod tests {
             name: "n".into(),
             identity_verification: IdentityVerification::Off,
             allowed_origins: origins.iter().map(|s| s.to_string()).collect(),
+            welcome_message: String::new(),
+            offline_message: String::new(),
+            business_hours: None,
             created_at: 0,
         }
     }

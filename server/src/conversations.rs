@@ -714,20 +714,31 @@ async fn set_status(
     let now = now_ms();
     // Resolving stamps `resolved_at` once per session (a repeated resolve
     // changes nothing); any other status clears it.
-    let updated: Option<(AppId, Option<AgentId>, Option<i64>, Option<i64>, i64)> = sqlx::query_as(
+    #[derive(sqlx::FromRow)]
+    struct Resolved {
+        app_id: AppId,
+        assignee_id: Option<AgentId>,
+        opened_at: Option<i64>,
+        newly_resolved: bool,
+    }
+    let updated: Option<Resolved> = sqlx::query_as(
         "UPDATE conversations SET
              resolved_at = CASE WHEN ?1 = 'resolved' THEN COALESCE(resolved_at, ?2) ELSE NULL END,
              status = ?1
          WHERE id = ?3
-         RETURNING app_id, assignee_id, opened_at, resolved_at, resolved_at = ?2 AND ?1 = 'resolved'",
+         RETURNING app_id, assignee_id, opened_at, (resolved_at = ?2 AND ?1 = 'resolved') AS newly_resolved",
     )
     .bind(body.status)
     .bind(now)
     .bind(id)
     .fetch_optional(&state.db)
     .await?;
-    if let Some((app_id, assignee, opened_at, _, true_if_new)) = updated
-        && true_if_new != 0
+    if let Some(Resolved {
+        app_id,
+        assignee_id: assignee,
+        opened_at,
+        newly_resolved: true,
+    }) = updated
     {
         crate::reports::record(
             &state.db,

@@ -4,6 +4,7 @@
 //! See docs/ARCHITECTURE.md for the map of modules and their invariants.
 
 pub mod agents;
+pub mod app_settings;
 pub mod apps;
 pub mod attachments;
 pub mod audit;

@@ -33,6 +33,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::search::routes())
         .merge(crate::reports::routes())
         .merge(crate::audit::routes())
+        .merge(crate::app_settings::routes())
         .route("/ws", get(crate::hub::ws::upgrade))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
@@ -43,7 +44,13 @@ pub fn router(state: AppState) -> Router {
     // visitor routes and the WebSocket themselves (403).
     let cors = CorsLayer::new()
         .allow_origin(AllowOrigin::mirror_request())
-        .allow_methods([Method::GET, Method::POST, Method::PATCH])
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PATCH,
+            Method::PUT,
+            Method::DELETE,
+        ])
         .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
         .max_age(std::time::Duration::from_secs(600));
 
