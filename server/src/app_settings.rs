@@ -224,6 +224,45 @@ pub async fn visitor_config(state: &AppState, app: &App) -> Result<VisitorConfig
     })
 }
 
+/// After a visitor's message opened (or reopened) a session: when the shop
+/// is unavailable and the app has an offline message, answer once with it,
+/// as a `system` text message, so APP clients without our widget learn it
+/// too. Idempotent per session: the client message id is derived from the
+/// session's start, so a retry stores nothing twice.
+pub async fn offline_auto_reply(
+    state: &AppState,
+    conversation: crate::ids::ConversationId,
+    app_id: crate::ids::AppId,
+    opened_at: i64,
+) -> Result<(), ApiError> {
+    let Some(app) = crate::apps::find(&state.db, app_id).await? else {
+        return Ok(());
+    };
+    if app.offline_message.is_empty() {
+        return Ok(());
+    }
+    let config = visitor_config(state, &app).await?;
+    if config.available {
+        return Ok(());
+    }
+    let draft = crate::store::messages::Draft {
+        conversation_id: conversation,
+        sender: crate::message::Sender {
+            kind: crate::message::SenderType::System,
+            id: String::new(),
+            name: app.name.clone(),
+        },
+        sender_key: [0; 16],
+        client_msg_id: Some(format!("offline-{opened_at}")),
+        kind: crate::message::MessageKind::Text,
+        content: app.offline_message.clone(),
+        meta: serde_json::json!({"auto_reply": "offline"}),
+        attachment: None,
+    };
+    state.log.append(draft, None).await?;
+    Ok(())
+}
+
 pub fn routes() -> Router<AppState> {
     Router::new().route("/visitor/config", get(config_route))
 }

@@ -297,6 +297,9 @@ async fn on_visitor_message(state: &AppState, id: ConversationId) -> Result<(), 
         )
         .await?;
         announce(state, id).await?;
+        if let Err(error) = crate::app_settings::offline_auto_reply(state, id, app_id, now).await {
+            tracing::error!(%error, conversation = %id, "offline auto-reply failed");
+        }
     }
     Ok(())
 }

@@ -620,3 +620,75 @@ async fn canned_replies_are_limited_per_scope() {
         "another agent's scope is its own"
     );
 }
+
+#[tokio::test]
+async fn an_unavailable_shop_answers_a_new_chat_once_with_its_offline_message() {
+    let mut server = TestServer::start().await;
+    let admin = server.admin().await;
+    let amy = server.agent("amy").await;
+    let app = server
+        .app(json!({"offline_message": "我们现在不在线，请留下邮箱。"}))
+        .await;
+    let visitor = server.visitor(&app).await;
+    let mut ws = server
+        .ws(&visitor.token, json!({visitor.conversation_id.clone(): 0}))
+        .await;
+
+    // Nobody online: the first message gets the offline message, once.
+    server.visitor_says(&visitor, "v1", "在吗？").await;
+    server.visitor_says(&visitor, "v2", "有人吗？").await;
+    let (status, body) = server
+        .get("/api/v1/visitor/messages", Some(&visitor.token))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let messages = body["messages"].as_array().expect("messages");
+    let texts: Vec<&str> = messages
+        .iter()
+        .map(|m| m["content"].as_str().expect("content"))
+        .collect();
+    assert_eq!(
+        texts,
+        ["在吗？", "我们现在不在线，请留下邮箱。", "有人吗？"]
+    );
+    let auto = &messages[1];
+    assert_eq!(auto["sender"]["type"], "system");
+    assert_eq!(auto["sender"]["name"], "Shop");
+    assert_eq!(auto["kind"], "text");
+    assert_eq!(auto["meta"]["auto_reply"], "offline");
+    // It reaches the visitor live too.
+    let mut live = Vec::new();
+    while live.len() < 3 {
+        let frame = ws.next_of("message").await;
+        live.push(
+            frame["message"]["content"]
+                .as_str()
+                .expect("content")
+                .to_owned(),
+        );
+    }
+    assert_eq!(live[1], "我们现在不在线，请留下邮箱。");
+
+    // Resolved, then reopened while Amy is online: no auto-reply.
+    let (status, _) = server
+        .post(
+            &format!("/api/v1/conversations/{}/status", visitor.conversation_id),
+            Some(&admin),
+            json!({"status": "resolved"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    server
+        .post(
+            "/api/v1/agents/me/status",
+            Some(&amy.token),
+            json!({"status": "online"}),
+        )
+        .await;
+    server.visitor_says(&visitor, "v3", "我又来了").await;
+    let transcript = server.transcript(&admin, &visitor.conversation_id).await;
+    let autos = transcript
+        .iter()
+        .filter(|m| m["sender"]["type"] == "system")
+        .count();
+    assert_eq!(autos, 1, "{transcript:?}");
+}
