@@ -179,6 +179,20 @@ pub async fn attach(
 
 // ---- upload ---------------------------------------------------------------
 
+/// Removes uploads a previous process left half-written (it stopped
+/// mid-upload). Called at start, before any upload can be in progress.
+pub fn clean_incoming(data_dir: &Path) {
+    let dir = data_dir.join(DIR).join(INCOMING);
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if let Err(error) = std::fs::remove_file(entry.path()) {
+            tracing::warn!(%error, "cannot remove a stale upload");
+        }
+    }
+}
+
 /// Who is uploading: decides the owner columns.
 enum Uploader {
     Visitor {

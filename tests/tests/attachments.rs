@@ -533,6 +533,18 @@ async fn bad_uploads_are_refused_or_made_inert() {
             .all(|(name, _)| name.len() == 32 && name.bytes().all(|b| b.is_ascii_hexdigit()))
     );
     assert!(!server.data_dir().join("etc").exists());
+
+    // A half-written upload left by a stopped process is removed at start;
+    // stored attachments are not.
+    let stale = server
+        .data_dir()
+        .join("attachments")
+        .join(".incoming")
+        .join("0123.part");
+    std::fs::write(&stale, b"half").expect("write");
+    let server = server.restart().await;
+    assert!(!stale.exists());
+    assert_eq!(stored_files(server.data_dir()), files);
     server.shutdown().await;
 }
 
