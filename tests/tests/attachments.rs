@@ -215,6 +215,17 @@ async fn visitor_uploads_sends_and_downloads_over_rest() {
     assert_eq!(header(&response, "x-content-type-options"), "nosniff");
     assert!(header(&response, "content-security-policy").contains("sandbox"));
 
+    // HEAD: the headers only.
+    let response = server
+        .http
+        .head(server.url(url))
+        .send()
+        .await
+        .expect("head");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(header(&response, "content-length"), "5000");
+    assert_eq!(header(&response, "content-type"), "image/png");
+
     // Without the key, or with another one, the file does not exist.
     let (status, body) = server.get(&format!("/api/v1/attachments/{id}"), None).await;
     assert_error(status, &body, 404, "not_found");
