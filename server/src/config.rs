@@ -81,6 +81,10 @@ pub struct Limits {
     /// Visitor sessions created per client IP per minute (0 = unlimited).
     /// Loopback clients are exempt (a local reverse proxy or load tool).
     pub visitor_sessions_per_minute: u32,
+    /// One uploaded attachment, in bytes (the file part of the upload).
+    pub attachment_bytes: usize,
+    /// Attachments one visitor may upload per hour (0 = unlimited).
+    pub visitor_uploads_per_hour: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -127,6 +131,8 @@ impl Default for Limits {
             writer_batch_max: 512,
             login_per_minute: 20,
             visitor_sessions_per_minute: 60,
+            attachment_bytes: 10 * 1024 * 1024,
+            visitor_uploads_per_hour: 60,
         }
     }
 }
@@ -186,7 +192,7 @@ impl Config {
 
     pub fn validate(&self) -> Result<(), String> {
         let l = &self.limits;
-        let checks: [(&str, bool); 8] = [
+        let checks: [(&str, bool); 9] = [
             ("limits.content_bytes must be > 0", l.content_bytes > 0),
             ("limits.meta_bytes must be >= 2", l.meta_bytes >= 2),
             (
@@ -207,6 +213,10 @@ impl Config {
                 l.writer_batch_max > 0,
             ),
             ("limits.page_max must be > 0", l.page_max > 0),
+            (
+                "limits.attachment_bytes must be > 0",
+                l.attachment_bytes > 0,
+            ),
         ];
         for (message, ok) in checks {
             if !ok {

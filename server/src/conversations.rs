@@ -68,6 +68,12 @@ pub struct Conversation {
     pub last_seq: u64,
     pub last_message_at: Option<i64>,
     pub created_at: i64,
+    /// [ext] For the agent that asked: see `reads::fill_for_agent`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unread_count: Option<u64>,
+    /// [ext] How far the visitor has read (agent views only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub visitor_read_seq: Option<u64>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -118,6 +124,8 @@ impl ConversationRow {
             last_seq,
             last_message_at,
             created_at: self.created_at,
+            unread_count: None,
+            visitor_read_seq: None,
         }
     }
 }
@@ -212,6 +220,19 @@ pub async fn send(
     kind: MessageKind,
     origin: Option<ConnId>,
 ) -> Result<Appended, ApiError> {
+    send_with_attachment(state, author, conversation, input, kind, None, origin).await
+}
+
+/// [`send`] with a `Message.attachment` (checked by `attachments::attach`).
+pub async fn send_with_attachment(
+    state: &AppState,
+    author: &Author,
+    conversation: ConversationId,
+    input: SendInput,
+    kind: MessageKind,
+    attachment: Option<Value>,
+    origin: Option<ConnId>,
+) -> Result<Appended, ApiError> {
     match author {
         Author::Visitor(visitor) if visitor.conversation_id != conversation => {
             return Err(ApiError::forbidden("not your conversation"));
@@ -231,7 +252,7 @@ pub async fn send(
         kind,
         content: input.content,
         meta: input.meta,
-        attachment: None,
+        attachment,
     };
     let appended = state.log.append(draft, origin).await?;
     if !appended.duplicate && matches!(author, Author::Visitor(_)) {
@@ -510,10 +531,11 @@ async fn list(
     } else {
         None
     };
-    let conversations = rows
+    let mut conversations: Vec<Conversation> = rows
         .into_iter()
         .map(|row| row.into_conversation(&state.log))
         .collect();
+    crate::reads::fill_for_agent(&state, agent.id, &mut conversations).await?;
     Ok(Json(ListResponse {
         conversations,
         next_cursor,
@@ -527,12 +549,15 @@ struct ConversationResponse {
 
 async fn get_one(
     State(state): State<AppState>,
-    AgentAuth(_): AgentAuth,
+    AgentAuth(agent): AgentAuth,
     Path(id): Path<String>,
 ) -> ApiResult<Json<ConversationResponse>> {
     let conversation = find(&state, parse_id(&id)?)
         .await?
         .ok_or_else(|| ApiError::not_found("conversation"))?;
+    let mut one = [conversation];
+    crate::reads::fill_for_agent(&state, agent.id, &mut one).await?;
+    let [conversation] = one;
     Ok(Json(ConversationResponse { conversation }))
 }
 
@@ -613,6 +638,8 @@ pub struct SendBody {
     pub meta: Option<Value>,
     #[serde(default)]
     pub private: bool,
+    /// An uploaded attachment to send (then `content` is an optional caption).
+    pub attachment_id: Option<String>,
 }
 
 async fn post_message(
@@ -622,18 +649,22 @@ async fn post_message(
     ApiJson(body): ApiJson<SendBody>,
 ) -> ApiResult<Response> {
     let id = parse_id(&id)?;
-    let input = message::validate_send(
+    let input = message::validate_send_with(
         &state.config.limits,
         body.client_msg_id.as_deref(),
         body.content.as_deref(),
         body.meta.as_ref(),
+        body.attachment_id.is_some(),
     )?;
     let kind = if body.private {
         MessageKind::Note
     } else {
         MessageKind::Text
     };
-    let appended = send(&state, &Author::Agent(agent), id, input, kind, None).await?;
+    let author = Author::Agent(agent);
+    let (kind, attachment) =
+        crate::attachments::attach(&state, &author, body.attachment_id.as_deref(), kind).await?;
+    let appended = send_with_attachment(&state, &author, id, input, kind, attachment, None).await?;
     Ok(message_response(&appended))
 }
 

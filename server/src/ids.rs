@@ -103,6 +103,7 @@ id_type!(
 );
 id_type!(MessageId);
 id_type!(CommentId);
+id_type!(AttachmentId);
 
 #[cfg(test)]
 mod tests {

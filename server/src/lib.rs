@@ -125,6 +125,7 @@ pub async fn start_on(config: Config, listener: TcpListener) -> anyhow::Result<R
 
 async fn open_state(config: Config) -> anyhow::Result<AppState> {
     let db = store::db::open(&config.data_dir).await?;
+    attachments::clean_incoming(&config.data_dir);
     let metrics = Arc::new(Metrics::new());
     let hub = Arc::new(Hub::new(
         config.limits.ws_outbound_queue,

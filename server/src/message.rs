@@ -65,6 +65,18 @@ pub fn validate_send(
     content: Option<&str>,
     meta: Option<&Value>,
 ) -> Result<SendInput, ApiError> {
+    validate_send_with(limits, client_msg_id, content, meta, false)
+}
+
+/// As [`validate_send`]; a send that carries an attachment may leave
+/// `content` (its caption) empty.
+pub fn validate_send_with(
+    limits: &Limits,
+    client_msg_id: Option<&str>,
+    content: Option<&str>,
+    meta: Option<&Value>,
+    has_attachment: bool,
+) -> Result<SendInput, ApiError> {
     let client_msg_id =
         client_msg_id.ok_or_else(|| ApiError::bad_request("client_msg_id is required"))?;
     validate_client_msg_id(client_msg_id)?;
@@ -76,7 +88,7 @@ pub fn validate_send(
             limits.content_bytes
         )));
     }
-    if content.trim().is_empty() {
+    if content.trim().is_empty() && !has_attachment {
         return Err(ApiError::bad_request("content must not be empty"));
     }
     let meta = match meta {
@@ -159,5 +171,11 @@ mod tests {
         assert_eq!(err.code(), "bad_request");
         let err = validate_send(&limits, Some("c1"), Some("  "), None).expect_err("blank");
         assert_eq!(err.code(), "bad_request");
+        // A caption is optional with an attachment, but still bounded.
+        let ok = validate_send_with(&limits, Some("c1"), None, None, true).expect("no caption");
+        assert_eq!(ok.content, "");
+        let err = validate_send_with(&limits, Some("c1"), Some(&"x".repeat(11)), None, true)
+            .expect_err("caption too big");
+        assert_eq!(err.code(), "payload_too_large");
     }
 }

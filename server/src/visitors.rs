@@ -306,19 +306,29 @@ async fn post_message(
     if body.private {
         return Err(ApiError::forbidden("visitors cannot send notes"));
     }
-    let input = message::validate_send(
+    let input = message::validate_send_with(
         &state.config.limits,
         body.client_msg_id.as_deref(),
         body.content.as_deref(),
         body.meta.as_ref(),
+        body.attachment_id.is_some(),
     )?;
     let conversation = visitor.conversation_id;
-    let appended = conversations::send(
+    let author = Author::Visitor(visitor);
+    let (kind, attachment) = crate::attachments::attach(
         &state,
-        &Author::Visitor(visitor),
+        &author,
+        body.attachment_id.as_deref(),
+        MessageKind::Text,
+    )
+    .await?;
+    let appended = conversations::send_with_attachment(
+        &state,
+        &author,
         conversation,
         input,
-        MessageKind::Text,
+        kind,
+        attachment,
         None,
     )
     .await?;

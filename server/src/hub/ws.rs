@@ -18,7 +18,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
@@ -109,6 +109,39 @@ struct Connection {
     id: u64,
     /// Highest seq the catch-up delivered, per resumed conversation.
     caught_up: HashMap<ConversationId, u64>,
+    /// This reader's read markers as last stored through this connection.
+    marked: HashMap<ConversationId, u64>,
+    typing: TypingGate,
+}
+
+/// Bound of the small per-connection maps (cleared when reached).
+const PER_CONNECTION_MAP_MAX: usize = 1_024;
+/// A repeat of the same typing state is relayed at most this often.
+const TYPING_REPEAT: Duration = Duration::from_secs(2);
+
+/// Coalesces typing frames per connection and conversation: a change of
+/// state (on ↔ off) is relayed at once; a repeat of the same state at most
+/// once per [`TYPING_REPEAT`]. Clients that send `on: true` per keystroke
+/// thus cost the other side a frame every 2 s, not one per key.
+#[derive(Default)]
+struct TypingGate {
+    last: HashMap<ConversationId, (bool, Instant)>,
+}
+
+impl TypingGate {
+    fn should_relay(&mut self, conversation: ConversationId, on: bool, now: Instant) -> bool {
+        if let Some(&(was, at)) = self.last.get(&conversation)
+            && was == on
+            && now.duration_since(at) < TYPING_REPEAT
+        {
+            return false;
+        }
+        if self.last.len() >= PER_CONNECTION_MAP_MAX {
+            self.last.clear();
+        }
+        self.last.insert(conversation, (on, now));
+        true
+    }
 }
 
 enum Hello {
@@ -186,6 +219,8 @@ impl Connection {
             party,
             id: registration.id,
             caught_up: HashMap::new(),
+            marked: HashMap::new(),
+            typing: TypingGate::default(),
         };
         let result = connection.serve(registration, role, &id_text, resume).await;
         state.hub.unregister(connection.id);
@@ -400,25 +435,26 @@ impl Connection {
                         return Ok(None);
                     }
                 };
-                let sender = self.author.sender();
-                let out = if kind == "typing" {
+                if kind == "typing" {
                     let on = frame.get("on").and_then(Value::as_bool).unwrap_or(false);
-                    frames::typing(conversation, on, &sender)
-                } else {
-                    let Some(seq) = frame.get("seq").and_then(Value::as_u64) else {
-                        self.send(frames::error(
-                            "bad_request",
-                            "read needs a numeric seq",
-                            None,
-                        ))
-                        .await?;
-                        return Ok(None);
-                    };
-                    frames::read(conversation, seq, &sender)
+                    if self.typing.should_relay(conversation, on, Instant::now()) {
+                        let out = frames::typing(conversation, on, &self.author.sender());
+                        self.state
+                            .hub
+                            .relay(self.id, self.party, conversation, &out);
+                    }
+                    return Ok(None);
+                }
+                let Some(seq) = frame.get("seq").and_then(Value::as_u64) else {
+                    self.send(frames::error(
+                        "bad_request",
+                        "read needs a numeric seq",
+                        None,
+                    ))
+                    .await?;
+                    return Ok(None);
                 };
-                self.state
-                    .hub
-                    .relay(self.id, self.party, conversation, &out);
+                self.read(conversation, seq).await?;
                 Ok(None)
             }
             "hello" => {
@@ -430,6 +466,34 @@ impl Connection {
                 self.send(frames::error("bad_request", "unknown frame type", None))
                     .await?;
                 Ok(None)
+            }
+        }
+    }
+
+    /// A `read` frame: raises this reader's stored marker (forward-only) and
+    /// relays it when it moved. A seq at or below what this connection
+    /// already marked costs nothing (no SQLite round trip).
+    async fn read(&mut self, conversation: ConversationId, seq: u64) -> Result<(), &'static str> {
+        if self
+            .marked
+            .get(&conversation)
+            .is_some_and(|&marked| seq <= marked)
+        {
+            return Ok(());
+        }
+        match crate::reads::mark_and_relay(&self.state, &self.author, conversation, seq, self.id)
+            .await
+        {
+            Ok(marked) => {
+                if self.marked.len() >= PER_CONNECTION_MAP_MAX {
+                    self.marked.clear();
+                }
+                self.marked.insert(conversation, marked.seq);
+                Ok(())
+            }
+            Err(error) => {
+                self.send(frames::error(error.code(), &error.to_string(), None))
+                    .await
             }
         }
     }
@@ -482,12 +546,25 @@ impl Connection {
             .get("private")
             .and_then(Value::as_bool)
             .unwrap_or(false);
+        let attachment_id = match frame.get("attachment_id") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(_) => {
+                let error = frames::error(
+                    "bad_request",
+                    "attachment_id must be a string",
+                    client_msg_id.as_deref(),
+                );
+                return self.send(error).await.map(|_| None);
+            }
+        };
         let checked = self.conversation_of(frame).and_then(|conversation| {
-            let input = message::validate_send(
+            let input = message::validate_send_with(
                 &self.state.config.limits,
                 client_msg_id.as_deref(),
                 content,
                 frame.get("meta"),
+                attachment_id.is_some(),
             )?;
             let kind = match (&self.author, private) {
                 (Author::Agent(_), true) => MessageKind::Note,
@@ -516,9 +593,22 @@ impl Connection {
         let origin = self.id;
         Ok(Some(Box::pin(async move {
             let client_msg_id = input.client_msg_id.clone();
-            match conversations::send(&state, &author, conversation, input, kind, Some(origin))
+            let sent = async {
+                let (kind, attachment) =
+                    crate::attachments::attach(&state, &author, attachment_id.as_deref(), kind)
+                        .await?;
+                conversations::send_with_attachment(
+                    &state,
+                    &author,
+                    conversation,
+                    input,
+                    kind,
+                    attachment,
+                    Some(origin),
+                )
                 .await
-            {
+            };
+            match sent.await {
                 Ok(appended) => frames::ack(&client_msg_id, &appended.message),
                 Err(error) => frames::error(error.code(), &error.to_string(), Some(&client_msg_id)),
             }
@@ -590,4 +680,22 @@ fn is_too_big(error: &axum::Error) -> bool {
         source = current.source();
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typing_repeats_are_coalesced_but_changes_pass() {
+        let mut gate = TypingGate::default();
+        let (a, b) = (ConversationId::new(), ConversationId::new());
+        let t0 = Instant::now();
+        assert!(gate.should_relay(a, true, t0));
+        assert!(!gate.should_relay(a, true, t0 + Duration::from_millis(500)));
+        assert!(gate.should_relay(b, true, t0 + Duration::from_millis(500)));
+        assert!(gate.should_relay(a, false, t0 + Duration::from_millis(600)));
+        assert!(gate.should_relay(a, true, t0 + Duration::from_millis(700)));
+        assert!(gate.should_relay(a, true, t0 + Duration::from_millis(2_800)));
+    }
 }
