@@ -180,11 +180,12 @@ pub fn routes() -> Router<AppState> {
 }
 
 async fn find_in(conn: &mut SqliteConnection, number: i64) -> Result<Option<Ticket>, ApiError> {
-    let row: Option<TicketRow> =
-        sqlx::query_as(&format!("SELECT {COLUMNS} FROM tickets t WHERE t.number = ?"))
-            .bind(number)
-            .fetch_optional(conn)
-            .await?;
+    let row: Option<TicketRow> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM tickets t WHERE t.number = ?"
+    ))
+    .bind(number)
+    .fetch_optional(conn)
+    .await?;
     Ok(row.map(Ticket::from))
 }
 

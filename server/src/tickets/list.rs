@@ -135,8 +135,8 @@ impl Filter {
             if part.is_empty() {
                 continue;
             }
-            let status: TicketStatus = serde_json::from_value(serde_json::json!(part))
-                .map_err(|_| {
+            let status: TicketStatus =
+                serde_json::from_value(serde_json::json!(part)).map_err(|_| {
                     ApiError::bad_request("status must be open, pending, solved or closed")
                 })?;
             if !statuses.contains(&status) {
@@ -167,9 +167,7 @@ impl Filter {
             .map(str::trim)
             .filter(|q| !q.is_empty())
             .map(str::to_owned);
-        if q.as_ref()
-            .is_some_and(|q| q.chars().count() > Q_MAX_CHARS)
-        {
+        if q.as_ref().is_some_and(|q| q.chars().count() > Q_MAX_CHARS) {
             return Err(ApiError::bad_request(format!(
                 "q is longer than {Q_MAX_CHARS} characters"
             )));
@@ -256,9 +254,7 @@ impl Filter {
                     .replace('%', "\\%")
                     .replace('_', "\\_")
             );
-            sql.push_str(
-                " AND (t.subject LIKE ? ESCAPE '\\' OR t.description LIKE ? ESCAPE '\\')",
-            );
+            sql.push_str(" AND (t.subject LIKE ? ESCAPE '\\' OR t.description LIKE ? ESCAPE '\\')");
             binds.push(Bind::Text(pattern.clone()));
             binds.push(Bind::Text(pattern));
         }
@@ -413,8 +409,8 @@ mod tests {
                         // the single-status query, checked here too), and one requester's or one
                         // conversation's tickets are few; nothing else may
                         // sort.
-                        let small_set = filter.requester_visitor.is_some()
-                            || filter.conversation.is_some();
+                        let small_set =
+                            filter.requester_visitor.is_some() || filter.conversation.is_some();
                         let unbounded_sort = line.contains("TEMP B-TREE FOR ORDER BY")
                             && filter.statuses.len() < 2
                             && !small_set;

@@ -165,7 +165,8 @@ pub(super) async fn submit_form(
     )
     .await?;
     let seq = appended.message.seq;
-    let message: Value = serde_json::from_str(&appended.message.json).map_err(ApiError::internal)?;
+    let message: Value =
+        serde_json::from_str(&appended.message.json).map_err(ApiError::internal)?;
     if let Some(ticket) = by_source(&state, conversation, seq).await? {
         return Ok((
             StatusCode::OK,
