@@ -662,22 +662,31 @@ async fn update(
     let now = now_ms();
     let assignee = body.assignee_id.unwrap_or(current.assignee_id);
     let status = body.status.unwrap_or(current.status);
-    let new_tags = tags.as_ref().unwrap_or(&current.tags);
-    sqlx::query(
-        "UPDATE tickets SET subject = ?, description = ?, status = ?, priority = ?,
-             assignee_id = ?, tags = ?, updated_at = ?
-         WHERE number = ?",
-    )
-    .bind(subject.as_deref().unwrap_or(&current.subject))
-    .bind(description.unwrap_or(&current.description))
-    .bind(status)
-    .bind(body.priority.unwrap_or(current.priority))
-    .bind(assignee)
-    .bind(serde_json::to_string(new_tags).map_err(ApiError::internal)?)
-    .bind(now)
-    .bind(number)
-    .execute(&mut *tx)
-    .await?;
+    // Only the changed columns are set: column triggers (the search index
+    // over subject and description) fire only for real changes.
+    let mut sql = String::from("UPDATE tickets SET updated_at = ?");
+    for change in &changes {
+        sql.push_str(match change.kind {
+            EventKind::Subject => ", subject = ?",
+            EventKind::Description => ", description = ?",
+            EventKind::Status => ", status = ?",
+            EventKind::Priority => ", priority = ?",
+            EventKind::Assignee => ", assignee_id = ?",
+            EventKind::Tags => ", tags = ?",
+            EventKind::Created | EventKind::Comment => "",
+        });
+    }
+    sql.push_str(" WHERE number = ?");
+    let mut query = sqlx::query(&sql).bind(now);
+    for change in &changes {
+        query = match (change.kind, &change.to) {
+            (EventKind::Created | EventKind::Comment, _) => query,
+            (EventKind::Tags, tags) => query.bind(tags.to_string()),
+            (_, Value::String(text)) => query.bind(text.clone()),
+            (_, _) => query.bind(None::<String>),
+        };
+    }
+    query.bind(number).execute(&mut *tx).await?;
     if let Some(tags) = &tags
         && *tags != current.tags
     {
