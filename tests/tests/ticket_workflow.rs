@@ -1213,3 +1213,52 @@ async fn reporting_events_count_opened_and_solved_tickets() {
     );
     server.shutdown().await;
 }
+
+/// The same post sent twice at once (a client that retries before the first
+/// answer): one comment, one message; one form, one ticket.
+#[tokio::test]
+async fn concurrent_retries_store_and_deliver_once() {
+    let mut server = TestServer::start().await;
+    let app = server.app(json!({})).await;
+    let amy = server.agent("amy").await;
+    let visitor = server.visitor(&app).await;
+    server.visitor_says(&visitor, "v1", "hello").await;
+    let ticket = create(
+        &server,
+        &amy,
+        json!({"subject": "x", "conversation_id": visitor.conversation_id}),
+    )
+    .await;
+    let path = format!("/api/v1/tickets/{}/comments", ticket["number"]);
+    let body = json!({"body": "on its way", "public": true, "client_msg_id": "same"});
+    let posts = (0..4).map(|_| server.post(&path, Some(&amy.token), body.clone()));
+    let answers = futures_util::future::join_all(posts).await;
+    let mut statuses: Vec<u16> = answers.iter().map(|(s, _)| s.as_u16()).collect();
+    statuses.sort_unstable();
+    assert_eq!(statuses, vec![200, 200, 200, 201], "{answers:?}");
+    let ids: Vec<&Value> = answers.iter().map(|(_, b)| &b["comment"]["id"]).collect();
+    assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
+    let (_, comments) = server.get(&path, Some(&amy.token)).await;
+    assert_eq!(comments["comments"].as_array().expect("comments").len(), 1);
+    let messages = visitor_messages(&server, &visitor).await;
+    assert_eq!(messages.len(), 2, "{messages:?}");
+
+    let other = server.visitor(&app).await;
+    let form_body = json!({"email": "li@example.com", "content": "help", "client_msg_id": "f1"});
+    let forms = (0..4).map(|_| form(&server, &other, form_body.clone(), None));
+    let answers = futures_util::future::join_all(forms).await;
+    let mut statuses: Vec<u16> = answers.iter().map(|(s, _)| s.as_u16()).collect();
+    statuses.sort_unstable();
+    assert_eq!(statuses, vec![200, 200, 200, 201], "{answers:?}");
+    assert!(
+        answers
+            .iter()
+            .all(|(_, b)| b["ticket"]["number"] == answers[0].1["ticket"]["number"])
+    );
+    let (_, mine) = server
+        .get("/api/v1/visitor/tickets", Some(&other.token))
+        .await;
+    assert_eq!(mine["tickets"].as_array().expect("tickets").len(), 1);
+    assert_eq!(visitor_messages(&server, &other).await.len(), 1);
+    server.shutdown().await;
+}
