@@ -9,6 +9,7 @@
 -- conversation), `form` (a visitor's offline form).
 ALTER TABLE tickets ADD COLUMN via TEXT NOT NULL DEFAULT 'agent'
     CHECK (via IN ('agent', 'chat', 'form'));
+UPDATE tickets SET via = 'chat' WHERE conversation_id IS NOT NULL;
 -- The linked conversation's last seq when the ticket was made: the attached
 -- transcript is that conversation's messages 1..=transcript_seq (the log is
 -- append-only, so a seq range is a snapshot).
@@ -44,6 +45,16 @@ CREATE TABLE ticket_events (
     created_at    INTEGER NOT NULL
 );
 CREATE INDEX ticket_events_ticket ON ticket_events(ticket_number, id);
+-- Tickets made before this migration start their history with `created`.
+INSERT INTO ticket_events (ticket_number, actor_type, actor_id, kind, from_value, to_value, created_at)
+    SELECT number, CASE WHEN created_by IS NULL THEN 'system' ELSE 'agent' END, created_by,
+           'created', NULL,
+           json_object('subject', subject, 'status', status, 'priority', priority,
+                       'assignee_id', assignee_id,
+                       'tags', CASE WHEN json_valid(tags) THEN json(tags) ELSE json('[]') END,
+                       'via', via),
+           created_at
+    FROM tickets ORDER BY number;
 
 -- A comment's optional client id (a retried post returns the original) and,
 -- for a public reply delivered into the linked conversation, its seq there.

@@ -784,6 +784,53 @@ mod tests {
         assert!(check_tags((0..20).map(|i| format!("t{i}")).collect()).is_ok());
     }
 
+    /// A store made before migration 0004 keeps its tickets' tags (now rows
+    /// too) and gets a `created` event for each old ticket.
+    #[tokio::test]
+    async fn migration_0004_carries_old_tickets_over() {
+        let db = sqlx::sqlite::SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect("sqlite::memory:")
+            .await
+            .expect("db");
+        for sql in [
+            include_str!("../migrations/0001_init.sql"),
+            include_str!("../migrations/0002_workflow_base.sql"),
+            "INSERT INTO tickets (subject, status, priority, tags, created_at, updated_at)
+                 VALUES ('old', 'pending', 'high', '[\"vip\",\"退款\"]', 5, 6),
+                        ('bare', 'open', 'low', 'not json', 7, 7)",
+            include_str!("../migrations/0004_tickets.sql"),
+        ] {
+            sqlx::raw_sql(sql).execute(&db).await.expect("migrate");
+        }
+        let tags: Vec<(String, i64)> =
+            sqlx::query_as("SELECT tag, number FROM ticket_tags ORDER BY tag")
+                .fetch_all(&db)
+                .await
+                .expect("tags");
+        assert_eq!(tags, vec![("vip".into(), 1), ("退款".into(), 1)]);
+        let events: Vec<(i64, String, String, Option<String>, i64)> = sqlx::query_as(
+            "SELECT ticket_number, actor_type, kind, to_value, created_at FROM ticket_events ORDER BY id",
+        )
+        .fetch_all(&db)
+        .await
+        .expect("events");
+        assert_eq!(events.len(), 2);
+        assert_eq!(
+            (events[0].0, events[0].1.as_str(), events[0].2.as_str()),
+            (1, "system", "created")
+        );
+        let to: Value = serde_json::from_str(events[0].3.as_deref().expect("to")).expect("json");
+        assert_eq!(
+            to,
+            json!({"subject": "old", "status": "pending", "priority": "high",
+                   "assignee_id": null, "tags": ["vip", "退款"], "via": "agent"})
+        );
+        assert_eq!(events[0].4, 5);
+        let to: Value = serde_json::from_str(events[1].3.as_deref().expect("to")).expect("json");
+        assert_eq!(to["tags"], json!([]));
+    }
+
     #[test]
     fn subjects_from_messages() {
         assert_eq!(
