@@ -1,7 +1,24 @@
 //! Tickets: numbered (#1, #2, …) cases with status, priority, assignee,
-//! tags, a requester and an optional link to a conversation; comments are
-//! public or internal. Every change goes to agents as a `ticket` frame.
-//! Routes under `/api/v1/tickets`.
+//! tags, a requester (a visitor and/or an email) and an optional link to a
+//! conversation whose transcript is attached. Comments are public replies
+//! (delivered into the linked conversation) or internal. Every change is kept
+//! in the ticket's history and goes to agents as a `ticket` frame.
+//!
+//! Routes under `/api/v1/tickets` (agents) and `/api/v1/visitor/tickets`
+//! (the visitor's offline form and its own tickets). Submodules: `list`
+//! (filters, sort, cursor, and the indexes behind them), `comments`,
+//! `history`, `transcript`, `visitor`.
+//!
+//! Invariants: `ticket_tags` always holds exactly the tags of
+//! `tickets.tags` (both are written in one transaction); every stored change
+//! has a `ticket_events` row written in the same transaction; a visitor only
+//! ever reads tickets whose requester it is, and never internal comments.
+
+mod comments;
+mod history;
+mod list;
+mod transcript;
+mod visitor;
 
 use axum::Json;
 use axum::Router;
@@ -9,16 +26,19 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Value, json};
+use sqlx::SqliteConnection;
 
 use crate::auth::AgentAuth;
-use crate::conversations::page_limit;
 use crate::error::{ApiError, ApiResult};
-use crate::http::extract::{ApiJson, ApiQuery};
+use crate::http::extract::ApiJson;
 use crate::hub::frames;
-use crate::ids::{AgentId, CommentId, ConversationId, VisitorId};
+use crate::ids::{AgentId, AppId, CommentId, ConversationId, VisitorId};
+use crate::reports::{self, EventName};
 use crate::state::AppState;
 use crate::time::now_ms;
+
+pub use history::{Actor, EventKind};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
 #[serde(rename_all = "lowercase")]
@@ -40,6 +60,19 @@ pub enum Priority {
     Urgent,
 }
 
+/// Where a ticket came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
+#[serde(rename_all = "lowercase")]
+#[sqlx(rename_all = "lowercase")]
+pub enum Via {
+    /// Made by an agent, not from a conversation.
+    Agent,
+    /// Made by an agent from a conversation (transcript attached).
+    Chat,
+    /// A visitor's offline form.
+    Form,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Requester {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -48,7 +81,7 @@ pub struct Requester {
     pub email: Option<String>,
 }
 
-/// The protocol's `Ticket` object.
+/// The protocol's `Ticket` object, plus `via` and `transcript_seq` [ext].
 #[derive(Debug, Clone, Serialize)]
 pub struct Ticket {
     pub number: u64,
@@ -60,6 +93,10 @@ pub struct Ticket {
     pub conversation_id: Option<ConversationId>,
     pub requester: Requester,
     pub tags: Vec<String>,
+    pub via: Via,
+    /// The attached transcript is the linked conversation's messages with
+    /// `seq <= transcript_seq`; `null` when none is attached.
+    pub transcript_seq: Option<u64>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -76,6 +113,8 @@ struct TicketRow {
     requester_visitor_id: Option<VisitorId>,
     requester_email: Option<String>,
     tags: String,
+    via: Via,
+    transcript_seq: Option<i64>,
     created_at: i64,
     updated_at: i64,
 }
@@ -95,16 +134,20 @@ impl From<TicketRow> for Ticket {
                 email: row.requester_email,
             },
             tags: serde_json::from_str(&row.tags).unwrap_or_default(),
+            via: row.via,
+            transcript_seq: row.transcript_seq.and_then(|s| u64::try_from(s).ok()),
             created_at: row.created_at,
             updated_at: row.updated_at,
         }
     }
 }
 
-const COLUMNS: &str =
-    "number, subject, description, status, priority, assignee_id, conversation_id,
-    requester_visitor_id, requester_email, tags, created_at, updated_at";
+/// The columns of a `TicketRow`, from `tickets t`.
+const COLUMNS: &str = "t.number, t.subject, t.description, t.status, t.priority, t.assignee_id,
+    t.conversation_id, t.requester_visitor_id, t.requester_email, t.tags, t.via, t.transcript_seq,
+    t.created_at, t.updated_at";
 
+/// A ticket comment. `client_msg_id` and `message_seq` are [ext].
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct Comment {
     pub id: CommentId,
@@ -112,28 +155,46 @@ pub struct Comment {
     pub author_id: AgentId,
     pub body: String,
     pub public: bool,
+    /// The author's id for this post: a retried post returns the original.
+    pub client_msg_id: Option<String>,
+    /// A public reply delivered into the linked conversation: its seq there.
+    pub message_seq: Option<i64>,
     pub created_at: i64,
 }
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/tickets", post(create).get(list))
+        .route("/tickets", post(create).get(list::list))
         .route("/tickets/{number}", get(get_one).patch(update))
         .route(
             "/tickets/{number}/comments",
-            post(add_comment).get(comments),
+            post(comments::add).get(comments::list),
         )
+        .route("/tickets/{number}/history", get(history::list))
+        .route("/tickets/{number}/transcript", get(transcript::get))
+        .route(
+            "/visitor/tickets",
+            post(visitor::submit_form).get(visitor::list),
+        )
+        .route("/visitor/tickets/{number}", get(visitor::get_one))
 }
 
-async fn find(state: &AppState, number: i64) -> Result<Option<Ticket>, ApiError> {
-    let row: Option<TicketRow> =
-        sqlx::query_as(&format!("SELECT {COLUMNS} FROM tickets WHERE number = ?"))
-            .bind(number)
-            .fetch_optional(&state.db)
-            .await?;
+async fn find_in(conn: &mut SqliteConnection, number: i64) -> Result<Option<Ticket>, ApiError> {
+    let row: Option<TicketRow> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM tickets t WHERE t.number = ?"
+    ))
+    .bind(number)
+    .fetch_optional(conn)
+    .await?;
     Ok(row.map(Ticket::from))
 }
 
+pub async fn find(state: &AppState, number: i64) -> Result<Option<Ticket>, ApiError> {
+    let mut conn = state.db.acquire().await?;
+    find_in(&mut conn, number).await
+}
+
+/// `{number}` in a path: a positive integer, optionally after a `#`.
 fn parse_number(text: &str) -> Result<i64, ApiError> {
     text.trim_start_matches('#')
         .parse::<i64>()
@@ -142,19 +203,29 @@ fn parse_number(text: &str) -> Result<i64, ApiError> {
         .ok_or_else(|| ApiError::not_found("ticket"))
 }
 
+const SUBJECT_MAX_CHARS: usize = 200;
+const TAGS_MAX: usize = 20;
+const TAG_MAX_CHARS: usize = 50;
+const EMAIL_MAX_BYTES: usize = 254;
+
 fn check_subject(subject: &str) -> Result<String, ApiError> {
     let subject = subject.trim();
     if subject.is_empty() {
         return Err(ApiError::bad_request("subject must not be empty"));
     }
-    if subject.chars().count() > 200 {
-        return Err(ApiError::bad_request(
-            "subject is longer than 200 characters",
-        ));
+    if subject.chars().count() > SUBJECT_MAX_CHARS {
+        return Err(ApiError::bad_request(format!(
+            "subject is longer than {SUBJECT_MAX_CHARS} characters"
+        )));
+    }
+    if subject.chars().any(char::is_control) {
+        return Err(ApiError::bad_request("subject has control characters"));
     }
     Ok(subject.to_owned())
 }
 
+/// A description, comment body or form message: at most
+/// `limits.content_bytes` UTF-8 bytes (413).
 fn check_text(state: &AppState, field: &str, text: &str) -> Result<(), ApiError> {
     if text.len() > state.config.limits.content_bytes {
         return Err(ApiError::too_large(format!(
@@ -165,21 +236,60 @@ fn check_text(state: &AppState, field: &str, text: &str) -> Result<(), ApiError>
     Ok(())
 }
 
+/// Tags are trimmed and lower-cased, 1–50 characters without control
+/// characters or commas (a comma separates tags in UIs and imports);
+/// duplicates are dropped, order is kept; at most 20.
 fn check_tags(tags: Vec<String>) -> Result<Vec<String>, ApiError> {
     let mut clean: Vec<String> = Vec::new();
     for tag in tags {
         let tag = tag.trim().to_lowercase();
-        if tag.is_empty() || tag.chars().count() > 50 || tag.chars().any(char::is_control) {
-            return Err(ApiError::bad_request("tags must be 1-50 characters"));
+        if tag.is_empty()
+            || tag.chars().count() > TAG_MAX_CHARS
+            || tag.chars().any(|c| c.is_control() || c == ',')
+        {
+            return Err(ApiError::bad_request(format!(
+                "tags must be 1-{TAG_MAX_CHARS} characters, without control characters or commas"
+            )));
         }
         if !clean.contains(&tag) {
             clean.push(tag);
         }
     }
-    if clean.len() > 20 {
-        return Err(ApiError::bad_request("at most 20 tags"));
+    if clean.len() > TAGS_MAX {
+        return Err(ApiError::bad_request(format!("at most {TAGS_MAX} tags")));
     }
     Ok(clean)
+}
+
+/// A plausible address: `local@domain.tld`, one `@`, no spaces, quotes or
+/// brackets, a domain of letters, digits, `-` and dots with at least one dot.
+/// Not RFC 5322 in full (quoted local parts are refused), as most help desks.
+pub fn check_email(field: &str, email: &str) -> Result<String, ApiError> {
+    let email = email.trim();
+    let bad = || ApiError::bad_request(format!("{field} is not an email address"));
+    if email.len() > EMAIL_MAX_BYTES {
+        return Err(bad());
+    }
+    let (local, domain) = email.split_once('@').ok_or_else(bad)?;
+    let local_ok = !local.is_empty()
+        && local.len() <= 64
+        && !local.starts_with('.')
+        && !local.ends_with('.')
+        && local
+            .chars()
+            .all(|c| !c.is_whitespace() && !c.is_control() && !"<>()[]\\,;:\"@".contains(c));
+    let domain_ok = domain.contains('.')
+        && !domain.starts_with(['.', '-'])
+        && !domain.ends_with(['.', '-'])
+        && !domain.contains("..")
+        && domain
+            .chars()
+            .all(|c| c.is_alphanumeric() || c == '-' || c == '.');
+    if local_ok && domain_ok {
+        Ok(email.to_owned())
+    } else {
+        Err(bad())
+    }
 }
 
 async fn check_agent(state: &AppState, agent: Option<AgentId>) -> Result<(), ApiError> {
@@ -191,18 +301,156 @@ async fn check_agent(state: &AppState, agent: Option<AgentId>) -> Result<(), Api
     Ok(())
 }
 
+/// A subject made from a message: its first non-blank line, cut to 100
+/// characters (with `…` when cut).
+fn subject_from(text: &str) -> Option<String> {
+    let line = text.lines().map(str::trim).find(|l| !l.is_empty())?;
+    let line: String = line.chars().filter(|c| !c.is_control()).collect();
+    let mut chars = line.chars();
+    let mut subject: String = chars.by_ref().take(100).collect();
+    if chars.next().is_some() {
+        subject.push('…');
+    }
+    (!subject.trim().is_empty()).then(|| subject.trim().to_owned())
+}
+
+/// Begins a write transaction that holds SQLite's write lock from the
+/// start, so a read-then-write cannot fail on a concurrent writer.
+async fn begin_write(
+    state: &AppState,
+) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, ApiError> {
+    Ok(state.db.begin_with("BEGIN IMMEDIATE").await?)
+}
+
+async fn app_of(
+    conn: &mut SqliteConnection,
+    conversation: Option<ConversationId>,
+) -> Result<Option<AppId>, ApiError> {
+    let Some(conversation) = conversation else {
+        return Ok(None);
+    };
+    let app: Option<(AppId,)> = sqlx::query_as("SELECT app_id FROM conversations WHERE id = ?")
+        .bind(conversation)
+        .fetch_optional(conn)
+        .await?;
+    Ok(app.map(|(app,)| app))
+}
+
+/// A ticket about to be stored.
+struct NewTicket {
+    subject: String,
+    description: String,
+    priority: Priority,
+    assignee_id: Option<AgentId>,
+    conversation_id: Option<ConversationId>,
+    requester_visitor_id: Option<VisitorId>,
+    requester_email: Option<String>,
+    tags: Vec<String>,
+    created_by: Option<AgentId>,
+    via: Via,
+    transcript_seq: Option<u64>,
+    source_seq: Option<u64>,
+}
+
+fn seq_column(seq: Option<u64>) -> Option<i64> {
+    seq.map(|s| i64::try_from(s).unwrap_or(i64::MAX))
+}
+
+/// Stores a ticket with its tags, its `created` history event and the
+/// `ticket_opened` reporting event in one transaction, then tells agents.
+async fn insert(state: &AppState, new: NewTicket, actor: Actor) -> Result<Ticket, ApiError> {
+    let now = now_ms();
+    let mut tx = begin_write(state).await?;
+    let (number,): (i64,) = sqlx::query_as(
+        "INSERT INTO tickets (subject, description, status, priority, assignee_id, conversation_id,
+             requester_visitor_id, requester_email, tags, created_by, via, transcript_seq, source_seq,
+             created_at, updated_at)
+         VALUES (?, ?, 'open', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING number",
+    )
+    .bind(&new.subject)
+    .bind(&new.description)
+    .bind(new.priority)
+    .bind(new.assignee_id)
+    .bind(new.conversation_id)
+    .bind(new.requester_visitor_id)
+    .bind(&new.requester_email)
+    .bind(serde_json::to_string(&new.tags).map_err(ApiError::internal)?)
+    .bind(new.created_by)
+    .bind(new.via)
+    .bind(seq_column(new.transcript_seq))
+    .bind(seq_column(new.source_seq))
+    .bind(now)
+    .bind(now)
+    .fetch_one(&mut *tx)
+    .await?;
+    write_tags(&mut tx, number, &new.tags).await?;
+    history::record(
+        &mut tx,
+        number,
+        actor,
+        EventKind::Created,
+        None,
+        Some(json!({
+            "subject": new.subject,
+            "status": TicketStatus::Open,
+            "priority": new.priority,
+            "assignee_id": new.assignee_id,
+            "tags": new.tags,
+            "via": new.via,
+        })),
+        now,
+    )
+    .await?;
+    let app_id = app_of(&mut tx, new.conversation_id).await?;
+    reports::record(
+        &mut *tx,
+        EventName::TicketOpened,
+        reports::Event {
+            app_id,
+            conversation_id: new.conversation_id,
+            ticket_number: u64::try_from(number).ok(),
+            agent_id: new.created_by,
+            at: Some(now),
+            ..Default::default()
+        },
+    )
+    .await?;
+    let ticket = find_in(&mut tx, number)
+        .await?
+        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("inserted ticket vanished")))?;
+    tx.commit().await?;
+    state.hub.broadcast_agents(&frames::ticket(&ticket));
+    Ok(ticket)
+}
+
+/// Replaces the `ticket_tags` rows of a ticket.
+async fn write_tags(conn: &mut SqliteConnection, number: i64, tags: &[String]) -> ApiResult<()> {
+    sqlx::query("DELETE FROM ticket_tags WHERE number = ?")
+        .bind(number)
+        .execute(&mut *conn)
+        .await?;
+    for tag in tags {
+        sqlx::query("INSERT INTO ticket_tags (tag, number) VALUES (?, ?)")
+            .bind(tag)
+            .bind(number)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CreateBody {
-    subject: String,
-    #[serde(default)]
-    description: String,
+    /// Required, unless `conversation_id` is given (then it defaults to the
+    /// visitor's first message).
+    subject: Option<String>,
+    description: Option<String>,
     priority: Option<Priority>,
     conversation_id: Option<ConversationId>,
     assignee_id: Option<AgentId>,
     requester_email: Option<String>,
-    #[serde(default)]
-    tags: Vec<String>,
+    tags: Option<Vec<String>>,
 }
 
 #[derive(Debug, Serialize)]
@@ -215,160 +463,92 @@ async fn create(
     AgentAuth(agent): AgentAuth,
     ApiJson(body): ApiJson<CreateBody>,
 ) -> ApiResult<(StatusCode, Json<TicketResponse>)> {
-    let subject = check_subject(&body.subject)?;
-    check_text(&state, "description", &body.description)?;
-    let tags = check_tags(body.tags)?;
-    check_agent(&state, body.assignee_id).await?;
-    let mut requester_visitor = None;
-    let mut requester_email = body.requester_email.filter(|e| !e.trim().is_empty());
-    if let Some(email) = &requester_email
-        && (email.len() > 320 || !email.contains('@'))
-    {
+    let subject = body.subject.as_deref().map(check_subject).transpose()?;
+    if subject.is_none() && body.conversation_id.is_none() {
         return Err(ApiError::bad_request(
-            "requester_email is not an email address",
+            "subject is required (it may only be left out with conversation_id)",
         ));
     }
+    let description = body.description.unwrap_or_default();
+    check_text(&state, "description", &description)?;
+    let tags = check_tags(body.tags.unwrap_or_default())?;
+    check_agent(&state, body.assignee_id).await?;
+    let mut requester_email = match body.requester_email.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(email) => Some(check_email("requester_email", email)?),
+    };
+    let mut requester_visitor = None;
+    let mut transcript_seq = None;
+    let mut subject = subject;
     if let Some(conversation) = body.conversation_id {
-        let row: Option<(VisitorId, Option<String>)> = sqlx::query_as(
-            "SELECT v.id, v.email FROM conversations c JOIN visitors v ON v.id = c.visitor_id WHERE c.id = ?",
+        let row: Option<(VisitorId, Option<String>, Option<String>)> = sqlx::query_as(
+            "SELECT v.id, v.email, v.name FROM conversations c JOIN visitors v ON v.id = c.visitor_id WHERE c.id = ?",
         )
         .bind(conversation)
         .fetch_optional(&state.db)
         .await?;
-        let (visitor, email) = row.ok_or_else(|| ApiError::not_found("conversation"))?;
+        let (visitor, email, name) = row.ok_or_else(|| ApiError::not_found("conversation"))?;
         requester_visitor = Some(visitor);
         requester_email = requester_email.or(email);
+        transcript_seq = state
+            .log
+            .head(conversation)?
+            .map(|head| head.last_seq)
+            .filter(|seq| *seq > 0);
+        if subject.is_none() {
+            subject = Some(chat_subject(&state, conversation, name.as_deref())?);
+        }
     }
-    let now = now_ms();
-    let number: (i64,) = sqlx::query_as(
-        "INSERT INTO tickets (subject, description, status, priority, assignee_id, conversation_id,
-             requester_visitor_id, requester_email, tags, created_by, created_at, updated_at)
-         VALUES (?, ?, 'open', ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING number",
+    let via = if body.conversation_id.is_some() {
+        Via::Chat
+    } else {
+        Via::Agent
+    };
+    let ticket = insert(
+        &state,
+        NewTicket {
+            subject: subject.unwrap_or_default(),
+            description: description.trim().to_owned(),
+            priority: body.priority.unwrap_or(Priority::Normal),
+            assignee_id: body.assignee_id,
+            conversation_id: body.conversation_id,
+            requester_visitor_id: requester_visitor,
+            requester_email,
+            tags,
+            created_by: Some(agent.id),
+            via,
+            transcript_seq,
+            source_seq: None,
+        },
+        Actor::Agent(agent.id),
     )
-    .bind(&subject)
-    .bind(body.description.trim())
-    .bind(body.priority.unwrap_or(Priority::Normal))
-    .bind(body.assignee_id)
-    .bind(body.conversation_id)
-    .bind(requester_visitor)
-    .bind(requester_email)
-    .bind(serde_json::to_string(&tags).map_err(ApiError::internal)?)
-    .bind(agent.id)
-    .bind(now)
-    .bind(now)
-    .fetch_one(&state.db)
     .await?;
-    let ticket = find(&state, number.0)
-        .await?
-        .ok_or_else(|| ApiError::not_found("ticket"))?;
-    state.hub.broadcast_agents(&frames::ticket(&ticket));
     Ok((StatusCode::CREATED, Json(TicketResponse { ticket })))
 }
 
-#[derive(Debug, Deserialize)]
-struct ListQuery {
-    #[serde(default, deserialize_with = "crate::http::extract::empty_as_none")]
-    status: Option<TicketStatus>,
-    #[serde(default, deserialize_with = "crate::http::extract::empty_as_none")]
-    priority: Option<Priority>,
-    #[serde(default, deserialize_with = "crate::http::extract::empty_as_none")]
-    assignee: Option<String>,
-    #[serde(default, deserialize_with = "crate::http::extract::empty_as_none")]
-    q: Option<String>,
-    #[serde(default, deserialize_with = "crate::http::extract::empty_as_none")]
-    tag: Option<String>,
-    #[serde(default, deserialize_with = "crate::http::extract::empty_as_none")]
-    cursor: Option<String>,
-    #[serde(
-        default,
-        deserialize_with = "crate::http::extract::empty_as_none_number"
-    )]
-    limit: Option<u32>,
-}
-
-#[derive(Debug, Serialize)]
-struct TicketsResponse {
-    tickets: Vec<Ticket>,
-    next_cursor: Option<String>,
-}
-
-async fn list(
-    State(state): State<AppState>,
-    AgentAuth(agent): AgentAuth,
-    ApiQuery(query): ApiQuery<ListQuery>,
-) -> ApiResult<Json<TicketsResponse>> {
-    let limit = page_limit(&state, query.limit, 50)?;
-    let mut sql = format!("SELECT {COLUMNS} FROM tickets WHERE 1 = 1");
-    let mut binds: Vec<Value> = Vec::new();
-    if let Some(status) = query.status {
-        sql.push_str(" AND status = ?");
-        binds.push(serde_json::to_value(status).map_err(ApiError::internal)?);
-    }
-    if let Some(priority) = query.priority {
-        sql.push_str(" AND priority = ?");
-        binds.push(serde_json::to_value(priority).map_err(ApiError::internal)?);
-    }
-    match query.assignee.as_deref() {
-        None | Some("") => {}
-        Some("me") => {
-            sql.push_str(" AND assignee_id = ?");
-            binds.push(Value::String(agent.id.to_string()));
-        }
-        Some("none") => sql.push_str(" AND assignee_id IS NULL"),
-        Some(other) => {
-            let id: AgentId = other
-                .parse()
-                .map_err(|_| ApiError::bad_request("assignee must be me, none or an agent id"))?;
-            sql.push_str(" AND assignee_id = ?");
-            binds.push(Value::String(id.to_string()));
-        }
-    }
-    if let Some(q) = query.q.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
-        if q.chars().count() > 200 {
-            return Err(ApiError::bad_request("q is longer than 200 characters"));
-        }
-        let pattern = format!(
-            "%{}%",
-            q.replace('\\', "\\\\")
-                .replace('%', "\\%")
-                .replace('_', "\\_")
-        );
-        sql.push_str(" AND (subject LIKE ? ESCAPE '\\' OR description LIKE ? ESCAPE '\\')");
-        binds.push(Value::String(pattern.clone()));
-        binds.push(Value::String(pattern));
-    }
-    if let Some(tag) = query.tag.as_deref().filter(|t| !t.is_empty()) {
-        sql.push_str(
-            " AND EXISTS (SELECT 1 FROM json_each(tickets.tags) WHERE json_each.value = ?)",
-        );
-        binds.push(Value::String(tag.to_lowercase()));
-    }
-    if let Some(cursor) = query.cursor.as_deref() {
-        let before: i64 = cursor
-            .parse()
-            .map_err(|_| ApiError::bad_request("invalid cursor"))?;
-        sql.push_str(" AND number < ?");
-        binds.push(Value::from(before));
-    }
-    sql.push_str(" ORDER BY number DESC LIMIT ?");
-    let mut q = sqlx::query_as::<_, TicketRow>(&sql);
-    for bind in binds {
-        q = match bind {
-            Value::Number(n) => q.bind(n.as_i64()),
-            Value::String(s) => q.bind(s),
-            other => q.bind(other.as_str().unwrap_or_default().to_owned()),
-        };
-    }
-    let mut rows = q.bind(i64::from(limit) + 1).fetch_all(&state.db).await?;
-    let next_cursor = if rows.len() > limit as usize {
-        rows.truncate(limit as usize);
-        rows.last().map(|row| row.number.to_string())
-    } else {
-        None
-    };
-    Ok(Json(TicketsResponse {
-        tickets: rows.into_iter().map(Ticket::from).collect(),
-        next_cursor,
+/// The default subject of a ticket made from a chat: the first line of the
+/// visitor's first text message, else "Chat with NAME".
+fn chat_subject(
+    state: &AppState,
+    conversation: ConversationId,
+    visitor_name: Option<&str>,
+) -> Result<String, ApiError> {
+    let first = state.log.page(conversation, 0, None, 50, false)?;
+    let from_message = first
+        .iter()
+        .filter_map(|stored| stored.decode().ok())
+        .find(|m| {
+            m.sender.kind == crate::message::SenderType::Visitor
+                && m.kind == crate::message::MessageKind::Text
+        })
+        .and_then(|m| subject_from(&m.content));
+    Ok(from_message.unwrap_or_else(|| {
+        let name = visitor_name
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .unwrap_or("visitor");
+        let name: String = name.chars().take(100).collect();
+        format!("Chat with {name}")
     }))
 }
 
@@ -395,142 +575,273 @@ struct UpdateBody {
     tags: Option<Vec<String>>,
 }
 
+/// One field's change, for the history.
+struct Change {
+    kind: EventKind,
+    from: Value,
+    to: Value,
+}
+
+fn change<T: Serialize + PartialEq>(
+    changes: &mut Vec<Change>,
+    kind: EventKind,
+    current: &T,
+    new: Option<&T>,
+) -> Result<(), ApiError> {
+    if let Some(new) = new
+        && new != current
+    {
+        changes.push(Change {
+            kind,
+            from: serde_json::to_value(current).map_err(ApiError::internal)?,
+            to: serde_json::to_value(new).map_err(ApiError::internal)?,
+        });
+    }
+    Ok(())
+}
+
 async fn update(
     State(state): State<AppState>,
-    AgentAuth(_): AgentAuth,
+    AgentAuth(agent): AgentAuth,
     Path(number): Path<String>,
     ApiJson(body): ApiJson<UpdateBody>,
 ) -> ApiResult<Json<TicketResponse>> {
     let number = parse_number(&number)?;
     let subject = body.subject.as_deref().map(check_subject).transpose()?;
-    if let Some(description) = &body.description {
+    let description = body.description.as_deref().map(str::trim);
+    if let Some(description) = description {
         check_text(&state, "description", description)?;
     }
     let tags = body.tags.map(check_tags).transpose()?;
     if let Some(assignee) = body.assignee_id {
         check_agent(&state, assignee).await?;
     }
-    let tags = tags
-        .map(|t| serde_json::to_string(&t))
-        .transpose()
-        .map_err(ApiError::internal)?;
-    let updated = sqlx::query(
-        "UPDATE tickets SET
-             subject = COALESCE(?, subject),
-             description = COALESCE(?, description),
-             status = COALESCE(?, status),
-             priority = COALESCE(?, priority),
-             assignee_id = CASE WHEN ? THEN ? ELSE assignee_id END,
-             tags = COALESCE(?, tags),
-             updated_at = ?
-         WHERE number = ?",
-    )
-    .bind(subject)
-    .bind(body.description.as_deref().map(str::trim))
-    .bind(body.status)
-    .bind(body.priority)
-    .bind(body.assignee_id.is_some())
-    .bind(body.assignee_id.flatten())
-    .bind(tags)
-    .bind(now_ms())
-    .bind(number)
-    .execute(&state.db)
-    .await?
-    .rows_affected();
-    if updated == 0 {
-        return Err(ApiError::not_found("ticket"));
-    }
-    let ticket = find(&state, number)
+
+    let mut tx = begin_write(&state).await?;
+    let current = find_in(&mut tx, number)
         .await?
         .ok_or_else(|| ApiError::not_found("ticket"))?;
+    let mut changes = Vec::new();
+    change(
+        &mut changes,
+        EventKind::Subject,
+        &current.subject,
+        subject.as_ref(),
+    )?;
+    change(
+        &mut changes,
+        EventKind::Description,
+        &current.description.as_str(),
+        description.as_ref(),
+    )?;
+    change(
+        &mut changes,
+        EventKind::Status,
+        &current.status,
+        body.status.as_ref(),
+    )?;
+    change(
+        &mut changes,
+        EventKind::Priority,
+        &current.priority,
+        body.priority.as_ref(),
+    )?;
+    change(
+        &mut changes,
+        EventKind::Assignee,
+        &current.assignee_id,
+        body.assignee_id.as_ref(),
+    )?;
+    change(&mut changes, EventKind::Tags, &current.tags, tags.as_ref())?;
+    if changes.is_empty() {
+        // Nothing changed: nothing stored, no history, no frame.
+        tx.rollback().await?;
+        return Ok(Json(TicketResponse { ticket: current }));
+    }
+
+    let now = now_ms();
+    let assignee = body.assignee_id.unwrap_or(current.assignee_id);
+    let status = body.status.unwrap_or(current.status);
+    // Only the changed columns are set: column triggers (the search index
+    // over subject and description) fire only for real changes.
+    let mut sql = String::from("UPDATE tickets SET updated_at = ?");
+    for change in &changes {
+        sql.push_str(match change.kind {
+            EventKind::Subject => ", subject = ?",
+            EventKind::Description => ", description = ?",
+            EventKind::Status => ", status = ?",
+            EventKind::Priority => ", priority = ?",
+            EventKind::Assignee => ", assignee_id = ?",
+            EventKind::Tags => ", tags = ?",
+            EventKind::Created | EventKind::Comment => "",
+        });
+    }
+    sql.push_str(" WHERE number = ?");
+    let mut query = sqlx::query(&sql).bind(now);
+    for change in &changes {
+        query = match (change.kind, &change.to) {
+            (EventKind::Created | EventKind::Comment, _) => query,
+            (EventKind::Tags, tags) => query.bind(tags.to_string()),
+            (_, Value::String(text)) => query.bind(text.clone()),
+            (_, _) => query.bind(None::<String>),
+        };
+    }
+    query.bind(number).execute(&mut *tx).await?;
+    if let Some(tags) = &tags
+        && *tags != current.tags
+    {
+        write_tags(&mut tx, number, tags).await?;
+    }
+    for change in &changes {
+        history::record(
+            &mut tx,
+            number,
+            Actor::Agent(agent.id),
+            change.kind,
+            Some(change.from.clone()),
+            Some(change.to.clone()),
+            now,
+        )
+        .await?;
+    }
+    if status == TicketStatus::Solved && current.status != TicketStatus::Solved {
+        let app_id = app_of(&mut tx, current.conversation_id).await?;
+        reports::record(
+            &mut *tx,
+            EventName::TicketSolved,
+            reports::Event {
+                app_id,
+                conversation_id: current.conversation_id,
+                ticket_number: u64::try_from(number).ok(),
+                agent_id: Some(assignee.unwrap_or(agent.id)),
+                value_ms: Some(now - current.created_at),
+                at: Some(now),
+            },
+        )
+        .await?;
+    }
+    let ticket = find_in(&mut tx, number)
+        .await?
+        .ok_or_else(|| ApiError::not_found("ticket"))?;
+    tx.commit().await?;
     state.hub.broadcast_agents(&frames::ticket(&ticket));
     Ok(Json(TicketResponse { ticket }))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CommentBody {
-    body: String,
-    /// Internal unless said otherwise: a forgotten flag must never leak a
-    /// note to the customer.
-    #[serde(default)]
-    public: bool,
-}
-
-#[derive(Debug, Serialize)]
-struct CommentResponse {
-    comment: Comment,
-}
-
-async fn add_comment(
-    State(state): State<AppState>,
-    AgentAuth(agent): AgentAuth,
-    Path(number): Path<String>,
-    ApiJson(body): ApiJson<CommentBody>,
-) -> ApiResult<(StatusCode, Json<CommentResponse>)> {
-    let number = parse_number(&number)?;
-    let text = body.body.trim();
-    if text.is_empty() {
-        return Err(ApiError::bad_request("body must not be empty"));
-    }
-    check_text(&state, "body", text)?;
-    let now = now_ms();
-    let comment = Comment {
-        id: CommentId::new(),
-        ticket_number: number,
-        author_id: agent.id,
-        body: text.to_owned(),
-        public: body.public,
-        created_at: now,
-    };
-    let mut tx = state.db.begin().await?;
-    let touched = sqlx::query("UPDATE tickets SET updated_at = ? WHERE number = ?")
-        .bind(now)
-        .bind(number)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-    if touched == 0 {
-        return Err(ApiError::not_found("ticket"));
-    }
-    sqlx::query(
-        "INSERT INTO ticket_comments (id, ticket_number, author_id, body, public, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-    )
-    .bind(comment.id)
-    .bind(number)
-    .bind(comment.author_id)
-    .bind(&comment.body)
-    .bind(comment.public)
-    .bind(now)
-    .execute(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    if let Some(ticket) = find(&state, number).await? {
+/// Sends the ticket as it is now to every agent connection.
+async fn announce(state: &AppState, number: i64) -> Result<(), ApiError> {
+    if let Some(ticket) = find(state, number).await? {
         state.hub.broadcast_agents(&frames::ticket(&ticket));
     }
-    Ok((StatusCode::CREATED, Json(CommentResponse { comment })))
+    Ok(())
 }
 
-#[derive(Debug, Serialize)]
-struct CommentsResponse {
-    comments: Vec<Comment>,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-async fn comments(
-    State(state): State<AppState>,
-    AgentAuth(_): AgentAuth,
-    Path(number): Path<String>,
-) -> ApiResult<Json<CommentsResponse>> {
-    let number = parse_number(&number)?;
-    if find(&state, number).await?.is_none() {
-        return Err(ApiError::not_found("ticket"));
+    #[test]
+    fn emails() {
+        for ok in [
+            "li@example.com",
+            "a.b+c@mail.example.co.uk",
+            "王@例子.中国",
+            " x@y.io ",
+        ] {
+            assert!(check_email("email", ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "li",
+            "li@",
+            "@example.com",
+            "li@localhost",
+            "li@@example.com",
+            "li@exa mple.com",
+            "l i@example.com",
+            "li@example..com",
+            "li@.example.com",
+            "li@example.com.",
+            ".li@example.com",
+            "<li>@example.com",
+            "li@exa\tmple.com",
+            &format!("{}@example.com", "a".repeat(65)),
+            &format!("a@{}.com", "b".repeat(260)),
+        ] {
+            assert!(check_email("email", bad).is_err(), "{bad:?}");
+        }
     }
-    let comments = sqlx::query_as(
-        "SELECT id, ticket_number, author_id, body, public, created_at FROM ticket_comments
-         WHERE ticket_number = ? ORDER BY created_at, id LIMIT 1000",
-    )
-    .bind(number)
-    .fetch_all(&state.db)
-    .await?;
-    Ok(Json(CommentsResponse { comments }))
+
+    #[test]
+    fn tags_are_normalized_and_bounded() {
+        let tags = check_tags(vec![" VIP ".into(), "vip".into(), "退款".into()]).expect("ok");
+        assert_eq!(tags, vec!["vip", "退款"]);
+        assert!(check_tags(vec!["".into()]).is_err());
+        assert!(check_tags(vec!["a,b".into()]).is_err());
+        assert!(check_tags(vec!["x".repeat(51)]).is_err());
+        assert!(check_tags(vec!["x".repeat(50)]).is_ok());
+        assert!(check_tags((0..21).map(|i| format!("t{i}")).collect()).is_err());
+        assert!(check_tags((0..20).map(|i| format!("t{i}")).collect()).is_ok());
+    }
+
+    /// A store made before migration 0004 keeps its tickets' tags (now rows
+    /// too) and gets a `created` event for each old ticket.
+    #[tokio::test]
+    async fn migration_0004_carries_old_tickets_over() {
+        let db = sqlx::sqlite::SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect("sqlite::memory:")
+            .await
+            .expect("db");
+        for sql in [
+            include_str!("../migrations/0001_init.sql"),
+            include_str!("../migrations/0002_workflow_base.sql"),
+            "INSERT INTO tickets (subject, status, priority, tags, created_at, updated_at)
+                 VALUES ('old', 'pending', 'high', '[\"vip\",\"退款\"]', 5, 6),
+                        ('bare', 'open', 'low', 'not json', 7, 7)",
+            include_str!("../migrations/0004_tickets.sql"),
+        ] {
+            sqlx::raw_sql(sql).execute(&db).await.expect("migrate");
+        }
+        let tags: Vec<(String, i64)> =
+            sqlx::query_as("SELECT tag, number FROM ticket_tags ORDER BY tag")
+                .fetch_all(&db)
+                .await
+                .expect("tags");
+        assert_eq!(tags, vec![("vip".into(), 1), ("退款".into(), 1)]);
+        let events: Vec<(i64, String, String, Option<String>, i64)> = sqlx::query_as(
+            "SELECT ticket_number, actor_type, kind, to_value, created_at FROM ticket_events ORDER BY id",
+        )
+        .fetch_all(&db)
+        .await
+        .expect("events");
+        assert_eq!(events.len(), 2);
+        assert_eq!(
+            (events[0].0, events[0].1.as_str(), events[0].2.as_str()),
+            (1, "system", "created")
+        );
+        let to: Value = serde_json::from_str(events[0].3.as_deref().expect("to")).expect("json");
+        assert_eq!(
+            to,
+            json!({"subject": "old", "status": "pending", "priority": "high",
+                   "assignee_id": null, "tags": ["vip", "退款"], "via": "agent"})
+        );
+        assert_eq!(events[0].4, 5);
+        let to: Value = serde_json::from_str(events[1].3.as_deref().expect("to")).expect("json");
+        assert_eq!(to["tags"], json!([]));
+    }
+
+    #[test]
+    fn subjects_from_messages() {
+        assert_eq!(
+            subject_from("\n  my parcel  \nsecond").as_deref(),
+            Some("my parcel")
+        );
+        assert_eq!(subject_from("  \n ").as_deref(), None);
+        let long = "退".repeat(150);
+        let subject = subject_from(&long).expect("subject");
+        assert_eq!(subject.chars().count(), 101);
+        assert!(subject.ends_with('…'));
+        assert!(check_subject(&subject).is_ok());
+    }
 }

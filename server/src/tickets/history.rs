@@ -1,0 +1,185 @@
+//! A ticket's history: one `ticket_events` row per change (who, when, what,
+//! the value before and after), written in the transaction of the change
+//! itself, and `GET /api/v1/tickets/{number}/history` to read it.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sqlx::SqliteConnection;
+
+use super::parse_number;
+use crate::auth::AgentAuth;
+use crate::conversations::page_limit;
+use crate::error::{ApiError, ApiResult};
+use crate::http::extract::ApiQuery;
+use crate::ids::{AgentId, VisitorId};
+use crate::state::AppState;
+
+/// Who made a change.
+#[derive(Debug, Clone, Copy)]
+pub enum Actor {
+    Agent(AgentId),
+    Visitor(VisitorId),
+}
+
+impl Actor {
+    fn columns(self) -> (&'static str, String) {
+        match self {
+            Actor::Agent(id) => ("agent", id.to_string()),
+            Actor::Visitor(id) => ("visitor", id.to_string()),
+        }
+    }
+}
+
+/// What changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
+#[serde(rename_all = "lowercase")]
+#[sqlx(rename_all = "lowercase")]
+pub enum EventKind {
+    Created,
+    Subject,
+    Description,
+    Status,
+    Priority,
+    Assignee,
+    Tags,
+    Comment,
+}
+
+pub(super) async fn record(
+    conn: &mut SqliteConnection,
+    number: i64,
+    actor: Actor,
+    kind: EventKind,
+    from: Option<Value>,
+    to: Option<Value>,
+    at: i64,
+) -> Result<(), ApiError> {
+    let (actor_type, actor_id) = actor.columns();
+    sqlx::query(
+        "INSERT INTO ticket_events (ticket_number, actor_type, actor_id, kind, from_value, to_value, created_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(number)
+    .bind(actor_type)
+    .bind(actor_id)
+    .bind(kind)
+    .bind(from.map(|v| v.to_string()))
+    .bind(to.map(|v| v.to_string()))
+    .bind(at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+#[derive(sqlx::FromRow)]
+struct EventRow {
+    id: i64,
+    ticket_number: i64,
+    actor_type: String,
+    actor_id: Option<String>,
+    kind: EventKind,
+    from_value: Option<String>,
+    to_value: Option<String>,
+    created_at: i64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct EventActor {
+    #[serde(rename = "type")]
+    kind: String,
+    id: Option<String>,
+}
+
+/// One change, as served.
+#[derive(Debug, Serialize)]
+pub struct TicketEvent {
+    id: i64,
+    ticket_number: i64,
+    actor: EventActor,
+    kind: EventKind,
+    from: Value,
+    to: Value,
+    created_at: i64,
+}
+
+fn json_or_null(text: Option<String>) -> Value {
+    text.and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or(Value::Null)
+}
+
+impl From<EventRow> for TicketEvent {
+    fn from(row: EventRow) -> Self {
+        TicketEvent {
+            id: row.id,
+            ticket_number: row.ticket_number,
+            actor: EventActor {
+                kind: row.actor_type,
+                id: row.actor_id,
+            },
+            kind: row.kind,
+            from: json_or_null(row.from_value),
+            to: json_or_null(row.to_value),
+            created_at: row.created_at,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct HistoryQuery {
+    #[serde(default, deserialize_with = "crate::http::extract::empty_as_none")]
+    cursor: Option<String>,
+    #[serde(
+        default,
+        deserialize_with = "crate::http::extract::empty_as_none_number"
+    )]
+    limit: Option<u32>,
+}
+
+#[derive(Debug, Serialize)]
+pub(super) struct HistoryResponse {
+    events: Vec<TicketEvent>,
+    next_cursor: Option<String>,
+}
+
+/// Oldest first; the cursor is the last event id served.
+pub(super) async fn list(
+    State(state): State<AppState>,
+    AgentAuth(_): AgentAuth,
+    Path(number): Path<String>,
+    ApiQuery(query): ApiQuery<HistoryQuery>,
+) -> ApiResult<Json<HistoryResponse>> {
+    let number = parse_number(&number)?;
+    let limit = page_limit(&state, query.limit, state.config.limits.page_max)?;
+    let after: i64 = match query.cursor.as_deref() {
+        None => 0,
+        Some(cursor) => cursor
+            .parse()
+            .ok()
+            .filter(|n: &i64| *n >= 0)
+            .ok_or_else(|| ApiError::bad_request("invalid cursor"))?,
+    };
+    if super::find(&state, number).await?.is_none() {
+        return Err(ApiError::not_found("ticket"));
+    }
+    let mut rows: Vec<EventRow> = sqlx::query_as(
+        "SELECT id, ticket_number, actor_type, actor_id, kind, from_value, to_value, created_at
+         FROM ticket_events WHERE ticket_number = ? AND id > ? ORDER BY id LIMIT ?",
+    )
+    .bind(number)
+    .bind(after)
+    .bind(i64::from(limit) + 1)
+    .fetch_all(&state.db)
+    .await?;
+    let next_cursor = if rows.len() > limit as usize {
+        rows.truncate(limit as usize);
+        rows.last().map(|row| row.id.to_string())
+    } else {
+        None
+    };
+    Ok(Json(HistoryResponse {
+        events: rows.into_iter().map(TicketEvent::from).collect(),
+        next_cursor,
+    }))
+}

@@ -1,0 +1,369 @@
+//! The visitor's side of tickets: the offline form
+//! (`POST /api/v1/visitor/tickets`) and the visitor's own tickets with their
+//! public replies (`GET /api/v1/visitor/tickets[/{number}]`).
+//!
+//! The form's message is also a normal visitor message in the visitor's
+//! conversation (as Intercom and Crisp keep it in the thread): the chat
+//! shows what was asked, agents see it wherever they look, and the ticket
+//! links to it (`conversation_id`, `transcript_seq`). A retried form post
+//! with the same `client_msg_id` is the same message, and so finds the same
+//! ticket (`tickets_source` is unique per conversation and seq).
+//!
+//! A visitor reads only tickets whose requester it is, never internal
+//! comments, tags, priority or assignee; another visitor's ticket is 404.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{
+    Actor, NewTicket, Priority, Ticket, TicketStatus, Via, check_email, check_subject, check_text,
+    parse_number, subject_from,
+};
+use crate::auth::VisitorAuth;
+use crate::conversations::{self, Author, page_limit};
+use crate::error::{ApiError, ApiResult};
+use crate::http::extract::{ApiJson, ApiQuery};
+use crate::ids::{CommentId, ConversationId, VisitorId};
+use crate::message::{self, MessageKind};
+use crate::state::AppState;
+use crate::time::now_ms;
+
+/// Offline forms per visitor per hour; the next one is 429.
+pub const FORMS_PER_HOUR: i64 = 5;
+const NAME_MAX_CHARS: usize = 200;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FormBody {
+    email: String,
+    content: String,
+    name: Option<String>,
+    subject: Option<String>,
+    client_msg_id: Option<String>,
+}
+
+/// A ticket as its requester sees it.
+#[derive(Debug, Serialize)]
+pub(super) struct VisitorTicket {
+    number: u64,
+    subject: String,
+    /// What the visitor wrote (form tickets); `null` for tickets agents made,
+    /// whose description is theirs.
+    description: Option<String>,
+    status: TicketStatus,
+    created_at: i64,
+    updated_at: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    replies: Option<Vec<Reply>>,
+}
+
+impl VisitorTicket {
+    fn from_ticket(ticket: Ticket) -> Self {
+        VisitorTicket {
+            number: ticket.number,
+            subject: ticket.subject,
+            description: (ticket.via == Via::Form).then_some(ticket.description),
+            status: ticket.status,
+            created_at: ticket.created_at,
+            updated_at: ticket.updated_at,
+            replies: None,
+        }
+    }
+}
+
+/// A public comment, as the visitor sees it.
+#[derive(Debug, Serialize, sqlx::FromRow)]
+pub(super) struct Reply {
+    id: CommentId,
+    body: String,
+    author_name: String,
+    created_at: i64,
+}
+
+#[derive(Debug, Serialize)]
+pub(super) struct FormResponse {
+    ticket: VisitorTicket,
+    /// The form's message as stored in the visitor's conversation.
+    message: Value,
+}
+
+pub(super) async fn submit_form(
+    State(state): State<AppState>,
+    VisitorAuth(mut visitor): VisitorAuth,
+    ApiJson(body): ApiJson<FormBody>,
+) -> ApiResult<(StatusCode, Json<FormResponse>)> {
+    // Validate everything before storing anything.
+    let email = check_email("email", &body.email)?;
+    let name = match body.name.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(name) if name.chars().count() > NAME_MAX_CHARS => {
+            return Err(ApiError::bad_request(format!(
+                "name is longer than {NAME_MAX_CHARS} characters"
+            )));
+        }
+        Some(name) if name.chars().any(char::is_control) => {
+            return Err(ApiError::bad_request("name has control characters"));
+        }
+        Some(name) => Some(name.to_owned()),
+    };
+    check_text(&state, "content", &body.content)?;
+    let client_msg_id = body
+        .client_msg_id
+        .clone()
+        .unwrap_or_else(|| format!("form-{}", ulid::Ulid::new()));
+    let meta = serde_json::json!({"offline_form": true});
+    let input = message::validate_send(
+        &state.config.limits,
+        Some(&client_msg_id),
+        Some(&body.content),
+        Some(&meta),
+    )?;
+    let subject = match body.subject.as_deref() {
+        Some(subject) => check_subject(subject)?,
+        None => subject_from(&body.content)
+            .ok_or_else(|| ApiError::bad_request("content must not be empty"))?,
+    };
+
+    let conversation = visitor.conversation_id;
+    if body.client_msg_id.is_some()
+        && let Some(found) = by_client_msg_id(&state, &visitor, &client_msg_id).await?
+    {
+        // A retry of a form that was stored: answer as the first time.
+        return Ok((StatusCode::OK, Json(found)));
+    }
+    let hour_ago = now_ms() - 3_600_000;
+    let (recent,): (i64,) = sqlx::query_as(
+        "SELECT COUNT(*) FROM tickets WHERE requester_visitor_id = ? AND via = 'form' AND created_at > ?",
+    )
+    .bind(visitor.visitor_id)
+    .bind(hour_ago)
+    .fetch_one(&state.db)
+    .await?;
+    if recent >= FORMS_PER_HOUR {
+        return Err(ApiError::RateLimited);
+    }
+
+    sqlx::query(
+        "UPDATE visitors SET email = COALESCE(email, ?), name = COALESCE(name, ?) WHERE id = ?",
+    )
+    .bind(&email)
+    .bind(&name)
+    .bind(visitor.visitor_id)
+    .execute(&state.db)
+    .await?;
+    visitor.name = visitor.name.or(name);
+    let appended = conversations::send(
+        &state,
+        &Author::Visitor(visitor.clone()),
+        conversation,
+        input,
+        MessageKind::Text,
+        None,
+    )
+    .await?;
+    let seq = appended.message.seq;
+    let message: Value =
+        serde_json::from_str(&appended.message.json).map_err(ApiError::internal)?;
+    if let Some(ticket) = by_source(&state, conversation, seq).await? {
+        return Ok((
+            StatusCode::OK,
+            Json(FormResponse {
+                ticket: VisitorTicket::from_ticket(ticket),
+                message,
+            }),
+        ));
+    }
+    let inserted = super::insert(
+        &state,
+        NewTicket {
+            subject,
+            description: body.content.trim().to_owned(),
+            priority: Priority::Normal,
+            assignee_id: None,
+            conversation_id: Some(conversation),
+            requester_visitor_id: Some(visitor.visitor_id),
+            requester_email: Some(email),
+            tags: Vec::new(),
+            created_by: None,
+            via: Via::Form,
+            transcript_seq: Some(seq),
+            source_seq: Some(seq),
+        },
+        Actor::Visitor(visitor.visitor_id),
+    )
+    .await;
+    let (status, ticket) = match inserted {
+        Ok(ticket) => (StatusCode::CREATED, ticket),
+        Err(ApiError::Internal(error)) if is_unique_violation(&error) => {
+            // A concurrent retry of the same form made it first.
+            let ticket = by_source(&state, conversation, seq)
+                .await?
+                .ok_or_else(|| ApiError::internal(error))?;
+            (StatusCode::OK, ticket)
+        }
+        Err(other) => return Err(other),
+    };
+    Ok((
+        status,
+        Json(FormResponse {
+            ticket: VisitorTicket::from_ticket(ticket),
+            message,
+        }),
+    ))
+}
+
+fn is_unique_violation(error: &anyhow::Error) -> bool {
+    error
+        .downcast_ref::<sqlx::Error>()
+        .and_then(|e| e.as_database_error())
+        .is_some_and(|e| e.is_unique_violation())
+}
+
+async fn by_source(
+    state: &AppState,
+    conversation: ConversationId,
+    seq: u64,
+) -> Result<Option<Ticket>, ApiError> {
+    let number: Option<(i64,)> = sqlx::query_as(
+        "SELECT number FROM tickets WHERE conversation_id = ? AND source_seq = ? AND source_seq IS NOT NULL",
+    )
+    .bind(conversation)
+    .bind(i64::try_from(seq).unwrap_or(i64::MAX))
+    .fetch_optional(&state.db)
+    .await?;
+    match number {
+        Some((number,)) => super::find(state, number).await,
+        None => Ok(None),
+    }
+}
+
+/// The earlier answer to a form post with this `client_msg_id`, if its
+/// message and ticket were both stored. Reads the message's dedup entry
+/// without writing anything, so a retry is answered even over the hourly
+/// limit.
+async fn by_client_msg_id(
+    state: &AppState,
+    visitor: &crate::auth::VisitorPrincipal,
+    client_msg_id: &str,
+) -> Result<Option<FormResponse>, ApiError> {
+    let rows: Vec<(i64, Option<i64>)> = sqlx::query_as(
+        "SELECT number, source_seq FROM tickets
+         WHERE requester_visitor_id = ? AND via = 'form' AND conversation_id = ?
+         ORDER BY number DESC LIMIT ?",
+    )
+    .bind(visitor.visitor_id)
+    .bind(visitor.conversation_id)
+    .bind(FORMS_PER_HOUR * 4)
+    .fetch_all(&state.db)
+    .await?;
+    for (number, seq) in rows {
+        let Some(seq) = seq.and_then(|s| u64::try_from(s).ok()) else {
+            continue;
+        };
+        let Some(stored) = state.log.get(visitor.conversation_id, seq)? else {
+            continue;
+        };
+        let message = stored.decode()?;
+        if message.client_msg_id.as_deref() == Some(client_msg_id)
+            && message.sender.id == visitor.visitor_id.to_string()
+            && let Some(ticket) = super::find(state, number).await?
+        {
+            return Ok(Some(FormResponse {
+                ticket: VisitorTicket::from_ticket(ticket),
+                message: serde_json::from_str(&stored.json).map_err(ApiError::internal)?,
+            }));
+        }
+    }
+    Ok(None)
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct VisitorListQuery {
+    #[serde(default, deserialize_with = "crate::http::extract::empty_as_none")]
+    cursor: Option<String>,
+    #[serde(
+        default,
+        deserialize_with = "crate::http::extract::empty_as_none_number"
+    )]
+    limit: Option<u32>,
+}
+
+#[derive(Debug, Serialize)]
+pub(super) struct VisitorTicketsResponse {
+    tickets: Vec<VisitorTicket>,
+    next_cursor: Option<String>,
+}
+
+/// The visitor's tickets, newest first.
+pub(super) async fn list(
+    State(state): State<AppState>,
+    VisitorAuth(visitor): VisitorAuth,
+    ApiQuery(query): ApiQuery<VisitorListQuery>,
+) -> ApiResult<Json<VisitorTicketsResponse>> {
+    let limit = page_limit(&state, query.limit, 50)?;
+    let before = match query.cursor.as_deref() {
+        None => i64::MAX,
+        Some(cursor) => cursor
+            .parse()
+            .map_err(|_| ApiError::bad_request("invalid cursor"))?,
+    };
+    let mut rows: Vec<super::TicketRow> = sqlx::query_as(&format!(
+        "SELECT {} FROM tickets t WHERE t.requester_visitor_id = ? AND t.number < ?
+         ORDER BY t.number DESC LIMIT ?",
+        super::COLUMNS
+    ))
+    .bind(visitor.visitor_id)
+    .bind(before)
+    .bind(i64::from(limit) + 1)
+    .fetch_all(&state.db)
+    .await?;
+    let next_cursor = if rows.len() > limit as usize {
+        rows.truncate(limit as usize);
+        rows.last().map(|row| row.number.to_string())
+    } else {
+        None
+    };
+    Ok(Json(VisitorTicketsResponse {
+        tickets: rows
+            .into_iter()
+            .map(|row| VisitorTicket::from_ticket(Ticket::from(row)))
+            .collect(),
+        next_cursor,
+    }))
+}
+
+#[derive(Debug, Serialize)]
+pub(super) struct VisitorTicketResponse {
+    ticket: VisitorTicket,
+}
+
+/// One of the visitor's tickets with its public replies, oldest first.
+pub(super) async fn get_one(
+    State(state): State<AppState>,
+    VisitorAuth(visitor): VisitorAuth,
+    Path(number): Path<String>,
+) -> ApiResult<Json<VisitorTicketResponse>> {
+    let number = parse_number(&number)?;
+    let ticket = super::find(&state, number)
+        .await?
+        .filter(|t| is_requester(t, visitor.visitor_id))
+        .ok_or_else(|| ApiError::not_found("ticket"))?;
+    let replies: Vec<Reply> = sqlx::query_as(
+        "SELECT c.id, c.body, a.display_name AS author_name, c.created_at
+         FROM ticket_comments c JOIN agents a ON a.id = c.author_id
+         WHERE c.ticket_number = ? AND c.public = 1 ORDER BY c.created_at, c.id LIMIT 1000",
+    )
+    .bind(number)
+    .fetch_all(&state.db)
+    .await?;
+    let mut ticket = VisitorTicket::from_ticket(ticket);
+    ticket.replies = Some(replies);
+    Ok(Json(VisitorTicketResponse { ticket }))
+}
+
+fn is_requester(ticket: &Ticket, visitor: VisitorId) -> bool {
+    ticket.requester.visitor_id == Some(visitor)
+}
