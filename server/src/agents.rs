@@ -6,7 +6,7 @@
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
@@ -142,6 +142,7 @@ pub fn routes() -> Router<AppState> {
         .route("/agents", post(create_route).get(list))
         .route("/agents/me", get(me))
         .route("/agents/me/status", post(set_status))
+        .route("/agents/{id}", axum::routing::patch(update))
 }
 
 #[derive(Debug, Deserialize)]
@@ -281,5 +282,122 @@ async fn set_status(
     state
         .hub
         .broadcast_agents(&crate::hub::frames::agent(&agent));
+    availability_changed(&state, &agent).await;
+    Ok(Json(AgentResponse { agent }))
+}
+
+/// Routing's side of an availability or capacity change: an online agent
+/// without a connection starts its grace period, and may take from the queue.
+async fn availability_changed(state: &AppState, agent: &Agent) {
+    if agent.status == Availability::Online {
+        state.hub.mark_dark(agent.id);
+        crate::routing::drain_logged(state).await;
+    }
+}
+
+/// Highest `max_concurrent` an admin may set.
+pub const MAX_CONCURRENT_LIMIT: i64 = 1_000;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateBody {
+    display_name: Option<String>,
+    role: Option<Role>,
+    status: Option<Availability>,
+    max_concurrent: Option<i64>,
+    /// A new password; the agent's tokens are revoked.
+    password: Option<String>,
+}
+
+/// `PATCH /api/v1/agents/{id}` (admin): any of the fields above. The last
+/// admin cannot be demoted (409). Audited without the password.
+async fn update(
+    State(state): State<AppState>,
+    AdminAuth(admin): AdminAuth,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<UpdateBody>,
+) -> ApiResult<Json<AgentResponse>> {
+    let id: AgentId = id.parse().map_err(|_| ApiError::not_found("agent"))?;
+    let current = find(&state.db, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("agent"))?;
+    let display_name = match body.display_name.as_deref().map(str::trim) {
+        Some(name) if name.is_empty() || name.chars().count() > 100 => {
+            return Err(ApiError::bad_request(
+                "display_name must be 1-100 characters",
+            ));
+        }
+        other => other.map(str::to_owned),
+    };
+    if let Some(max) = body.max_concurrent
+        && !(0..=MAX_CONCURRENT_LIMIT).contains(&max)
+    {
+        return Err(ApiError::bad_request(format!(
+            "max_concurrent must be 0-{MAX_CONCURRENT_LIMIT}"
+        )));
+    }
+    let hash = match body.password {
+        Some(password) => {
+            validate_password(&password)?;
+            Some(
+                auth::hash_password(password)
+                    .await
+                    .map_err(ApiError::internal)?,
+            )
+        }
+        None => None,
+    };
+    let mut tx = state.db.begin().await?;
+    if current.role == Role::Admin && body.role == Some(Role::Agent) {
+        let (admins,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM agents WHERE role = 'admin'")
+            .fetch_one(&mut *tx)
+            .await?;
+        if admins <= 1 {
+            return Err(ApiError::Conflict(
+                "the last admin cannot be demoted".into(),
+            ));
+        }
+    }
+    sqlx::query(
+        "UPDATE agents SET display_name = COALESCE(?, display_name), role = COALESCE(?, role),
+             status = COALESCE(?, status), max_concurrent = COALESCE(?, max_concurrent),
+             password_hash = COALESCE(?, password_hash)
+         WHERE id = ?",
+    )
+    .bind(&display_name)
+    .bind(body.role)
+    .bind(body.status)
+    .bind(body.max_concurrent)
+    .bind(&hash)
+    .bind(id)
+    .execute(&mut *tx)
+    .await?;
+    if hash.is_some() {
+        sqlx::query("UPDATE tokens SET revoked_at = ? WHERE agent_id = ? AND revoked_at IS NULL")
+            .bind(now_ms())
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    crate::audit::record(
+        &mut *tx,
+        Some(admin.id),
+        "agent.update",
+        Some(("agent", &id.to_string())),
+        serde_json::json!({
+            "display_name": display_name, "role": body.role, "status": body.status,
+            "max_concurrent": body.max_concurrent, "password_reset": hash.is_some(),
+        }),
+    )
+    .await?;
+    tx.commit().await?;
+    let agent = find(&state.db, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("agent"))?;
+    tracing::info!(admin = %admin.id, agent = %agent.id, "agent updated");
+    state
+        .hub
+        .broadcast_agents(&crate::hub::frames::agent(&agent));
+    availability_changed(&state, &agent).await;
     Ok(Json(AgentResponse { agent }))
 }

@@ -103,6 +103,11 @@ id_type!(
 );
 id_type!(MessageId);
 id_type!(CommentId);
+id_type!(TeamId);
+id_type!(
+    /// A routing rule.
+    RuleId
+);
 
 #[cfg(test)]
 mod tests {
