@@ -37,6 +37,8 @@ CREATE TABLE routing_rules (
 ALTER TABLE conversations ADD COLUMN team_id TEXT REFERENCES teams(id);
 ALTER TABLE conversations ADD COLUMN queued_at INTEGER;
 CREATE INDEX conversations_queue ON conversations(queued_at, id) WHERE status = 'queued';
+-- An agent's load (open + pending assigned to them) without scanning their history.
+CREATE INDEX conversations_load ON conversations(assignee_id, status);
 
 -- Round robin: the free agent whose last automatic assignment is oldest goes next.
 ALTER TABLE agents ADD COLUMN last_assigned_at INTEGER;

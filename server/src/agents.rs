@@ -282,15 +282,18 @@ async fn set_status(
     state
         .hub
         .broadcast_agents(&crate::hub::frames::agent(&agent));
-    availability_changed(&state, &agent).await;
+    availability_changed(&state, &agent, true).await;
     Ok(Json(AgentResponse { agent }))
 }
 
-/// Routing's side of an availability or capacity change: an online agent
-/// without a connection starts its grace period, and may take from the queue.
-async fn availability_changed(state: &AppState, agent: &Agent) {
+/// Routing's side of a change to an online agent: when set online
+/// (`status_set`) without a connection their grace period starts; they may
+/// take from the queue.
+async fn availability_changed(state: &AppState, agent: &Agent, status_set: bool) {
     if agent.status == Availability::Online {
-        state.hub.mark_dark(agent.id);
+        if status_set {
+            state.hub.mark_dark(agent.id);
+        }
         crate::routing::drain_logged(state).await;
     }
 }
@@ -398,6 +401,8 @@ async fn update(
     state
         .hub
         .broadcast_agents(&crate::hub::frames::agent(&agent));
-    availability_changed(&state, &agent).await;
+    if body.status.is_some() || body.max_concurrent.is_some() {
+        availability_changed(&state, &agent, body.status.is_some()).await;
+    }
     Ok(Json(AgentResponse { agent }))
 }

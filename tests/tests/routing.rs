@@ -952,6 +952,36 @@ async fn admin_routes_refuse_agents_and_bad_input_changes_nothing() {
     }
     let (_, me) = server.get("/api/v1/agents/me", Some(&amy.token)).await;
     assert_eq!(me["agent"]["max_concurrent"], 10);
+    let team = create_team(&mut server, "Ops", &[]).await;
+    let rule = create_rule(&mut server, json!({"name": "r", "agent_id": amy.id})).await;
+    for path in [
+        format!("/api/v1/teams/{}", team["id"].as_str().expect("id")),
+        format!("/api/v1/routing/rules/{}", rule["id"].as_str().expect("id")),
+    ] {
+        let response = server
+            .http
+            .delete(server.url(&path))
+            .bearer_auth(&amy.token)
+            .send()
+            .await
+            .expect("delete");
+        let (code, body) = kefu_tests::read(response).await;
+        assert_error(code, &body, 403, "forbidden");
+        let response = server
+            .http
+            .delete(server.url(&path))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .expect("delete");
+        assert_eq!(response.status(), 200);
+    }
+    let (code, body) = server
+        .get("/api/v1/queue?team_id=nope", Some(&amy.token))
+        .await;
+    assert_error(code, &body, 400, "bad_request");
+    let (code, body) = server.get("/api/v1/queue?limit=0", Some(&amy.token)).await;
+    assert_error(code, &body, 400, "bad_request");
 
     // Bad input for admins: nothing stored.
     for (path, body, status, code) in [

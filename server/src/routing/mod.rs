@@ -321,7 +321,6 @@ async fn assign_if_free(
         .bind(agent)
         .execute(&state.db)
         .await?;
-    state.conversations.forget_active(conversation);
     joined(state, conversation, agent, &name, "auto").await?;
     conversations::announce(state, conversation).await?;
     Ok(true)

@@ -473,3 +473,48 @@ async fn reorder(
         rules: all(&state.db).await?,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(app: Option<AppId>, keywords: &[&str], attributes: Value) -> Rule {
+        Rule {
+            id: RuleId::new(),
+            name: "r".into(),
+            position: 1,
+            enabled: true,
+            app_id: app,
+            keywords: keywords.iter().map(|k| (*k).to_owned()).collect(),
+            attributes: attributes.as_object().cloned().unwrap_or_default(),
+            team_id: None,
+            agent_id: Some(AgentId::new()),
+            created_at: 0,
+        }
+    }
+
+    #[test]
+    fn every_given_condition_must_match() {
+        let shop = AppId::new();
+        let game = AppId::new();
+        let none = json!({});
+        assert!(rule(None, &[], json!({})).matches(shop, "anything", &none));
+        assert!(rule(Some(shop), &[], json!({})).matches(shop, "x", &none));
+        assert!(!rule(Some(game), &[], json!({})).matches(shop, "x", &none));
+        // Keywords: any one, case-insensitive substring, Chinese included.
+        let refunds = rule(None, &["退款", "Refund"], json!({}));
+        assert!(refunds.matches(shop, "我要退款", &none));
+        assert!(refunds.matches(shop, "a REFUND please", &none));
+        assert!(!refunds.matches(shop, "退货", &none));
+        // Attributes: every key equal as JSON (a string is not a number).
+        let vip = rule(None, &[], json!({"plan": "vip", "tier": 2}));
+        assert!(vip.matches(shop, "x", &json!({"plan": "vip", "tier": 2, "more": 1})));
+        assert!(!vip.matches(shop, "x", &json!({"plan": "vip", "tier": "2"})));
+        assert!(!vip.matches(shop, "x", &json!({"plan": "vip"})));
+        // All conditions together.
+        let all = rule(Some(shop), &["退款"], json!({"plan": "vip"}));
+        assert!(all.matches(shop, "退款", &json!({"plan": "vip"})));
+        assert!(!all.matches(game, "退款", &json!({"plan": "vip"})));
+        assert!(!all.matches(shop, "hello", &json!({"plan": "vip"})));
+    }
+}
