@@ -40,5 +40,8 @@ CREATE INDEX conversations_queue ON conversations(queued_at, id) WHERE status = 
 -- An agent's load (open + pending assigned to them) without scanning their history.
 CREATE INDEX conversations_load ON conversations(assignee_id, status);
 
+-- A deactivated agent cannot sign in and is never routed to; kept for history.
+ALTER TABLE agents ADD COLUMN deactivated_at INTEGER;
+
 -- Round robin: the free agent whose last automatic assignment is oldest goes next.
 ALTER TABLE agents ADD COLUMN last_assigned_at INTEGER;

@@ -46,9 +46,13 @@ pub struct Agent {
     pub role: Role,
     pub status: Availability,
     pub max_concurrent: i64,
+    /// [ext] False once an admin deactivated the agent.
+    pub active: bool,
 }
 
-const AGENT_COLUMNS: &str = "id, username, display_name, role, status, max_concurrent";
+/// The columns of an [`Agent`], for SELECT and RETURNING.
+pub const AGENT_COLUMNS: &str =
+    "id, username, display_name, role, status, max_concurrent, deactivated_at IS NULL AS active";
 
 pub async fn find(db: &SqlitePool, id: AgentId) -> Result<Option<Agent>, ApiError> {
     Ok(
@@ -163,11 +167,12 @@ async fn login(
     ApiJson(body): ApiJson<LoginBody>,
 ) -> ApiResult<Json<LoginResponse>> {
     state.limiters.check_login(peer.ip())?;
-    let row: Option<(AgentId, String)> =
-        sqlx::query_as("SELECT id, password_hash FROM agents WHERE username = ?")
-            .bind(&body.username)
-            .fetch_optional(&state.db)
-            .await?;
+    let row: Option<(AgentId, String)> = sqlx::query_as(
+        "SELECT id, password_hash FROM agents WHERE username = ? AND deactivated_at IS NULL",
+    )
+    .bind(&body.username)
+    .fetch_optional(&state.db)
+    .await?;
     // Verify against a dummy hash for unknown users too, so response time
     // does not tell which usernames exist.
     let (id, hash) = match row {
@@ -310,6 +315,9 @@ struct UpdateBody {
     max_concurrent: Option<i64>,
     /// A new password; the agent's tokens are revoked.
     password: Option<String>,
+    /// False: deactivate (signed out everywhere, offline, chats back to the
+    /// queue, cannot sign in); true: reactivate.
+    active: Option<bool>,
 }
 
 /// `PATCH /api/v1/agents/{id}` (admin): any of the fields above. The last
@@ -350,14 +358,20 @@ async fn update(
         }
         None => None,
     };
+    let deactivate = body.active == Some(false) && current.active;
+    if deactivate && id == admin.id {
+        return Err(ApiError::Conflict("you cannot deactivate yourself".into()));
+    }
     let mut tx = state.db.begin().await?;
-    if current.role == Role::Admin && body.role == Some(Role::Agent) {
-        let (admins,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM agents WHERE role = 'admin'")
-            .fetch_one(&mut *tx)
-            .await?;
+    if current.role == Role::Admin && (body.role == Some(Role::Agent) || deactivate) {
+        let (admins,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM agents WHERE role = 'admin' AND deactivated_at IS NULL",
+        )
+        .fetch_one(&mut *tx)
+        .await?;
         if admins <= 1 {
             return Err(ApiError::Conflict(
-                "the last admin cannot be demoted".into(),
+                "the last admin cannot be demoted or deactivated".into(),
             ));
         }
     }
@@ -375,9 +389,42 @@ async fn update(
     .bind(id)
     .execute(&mut *tx)
     .await?;
-    if hash.is_some() {
+    let now = now_ms();
+    match body.active {
+        Some(false) => {
+            sqlx::query(
+                "UPDATE agents SET deactivated_at = COALESCE(deactivated_at, ?), status = 'offline' WHERE id = ?",
+            )
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        Some(true) => {
+            sqlx::query("UPDATE agents SET deactivated_at = NULL WHERE id = ?")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        None => {}
+    }
+    // Their active chats go back to the queue (at its tail).
+    let requeued: Vec<(crate::ids::ConversationId,)> = if deactivate {
+        sqlx::query_as(
+            "UPDATE conversations SET assignee_id = NULL, status = 'queued', queued_at = ?
+             WHERE assignee_id = ? AND status IN ('open', 'pending') RETURNING id",
+        )
+        .bind(now)
+        .bind(id)
+        .fetch_all(&mut *tx)
+        .await?
+    } else {
+        Vec::new()
+    };
+    let signed_out = hash.is_some() || deactivate;
+    if signed_out {
         sqlx::query("UPDATE tokens SET revoked_at = ? WHERE agent_id = ? AND revoked_at IS NULL")
-            .bind(now_ms())
+            .bind(now)
             .bind(id)
             .execute(&mut *tx)
             .await?;
@@ -390,6 +437,7 @@ async fn update(
         serde_json::json!({
             "display_name": display_name, "role": body.role, "status": body.status,
             "max_concurrent": body.max_concurrent, "password_reset": hash.is_some(),
+            "active": body.active,
         }),
     )
     .await?;
@@ -401,8 +449,18 @@ async fn update(
     state
         .hub
         .broadcast_agents(&crate::hub::frames::agent(&agent));
-    if body.status.is_some() || body.max_concurrent.is_some() {
+    if signed_out {
+        state.hub.disconnect_agent(id);
+    }
+    for (conversation,) in &requeued {
+        state.conversations.forget_active(*conversation);
+        crate::conversations::announce(&state, *conversation).await?;
+    }
+    if body.status.is_some() || body.max_concurrent.is_some() || !requeued.is_empty() {
         availability_changed(&state, &agent, body.status.is_some()).await;
+        if !requeued.is_empty() {
+            crate::routing::drain_logged(&state).await;
+        }
     }
     Ok(Json(AgentResponse { agent }))
 }

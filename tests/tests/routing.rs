@@ -1154,3 +1154,77 @@ async fn admin_updates_an_agent_and_a_password_reset_signs_them_out() {
     assert!(!audit.to_string().contains("a-new-password"));
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_deactivated_agent_is_signed_out_and_their_chats_go_to_others() {
+    let mut server = TestServer::start().await;
+    let app = server.app(json!({})).await;
+    let amy = server.agent("amy").await;
+    let bo = server.agent("bo").await;
+    let admin = server.admin().await;
+    set_status(&server, &amy, "online").await;
+    let (visitor, chat) = new_chat(&server, &app, &admin, "hi").await;
+    assert_eq!(chat["assignee_id"], amy.id.as_str());
+    let mut amy_ws = server.ws(&amy.token, json!({})).await;
+    let mut bo_ws = server.ws(&bo.token, json!({})).await;
+    set_status(&server, &bo, "online").await;
+
+    let updated = patch_agent(&mut server, &amy, json!({"active": false})).await;
+    assert_eq!(updated["active"], false);
+    assert_eq!(updated["status"], "offline");
+    // Her socket is closed and her token is dead; she cannot sign in.
+    assert_ne!(amy_ws.closed().await, kefu_tests::Closed::Code(1000));
+    let (code, _) = server.get("/api/v1/agents/me", Some(&amy.token)).await;
+    assert_eq!(code, 401);
+    let (code, _) = server
+        .post(
+            "/api/v1/auth/login",
+            None,
+            json!({"username": "amy", "password": "agent-password"}),
+        )
+        .await;
+    assert_eq!(code, 401);
+    // Her chat went back to the queue and on to Bo.
+    let frame = conversation_frame(&mut bo_ws, &visitor.conversation_id, |c| {
+        c["assignee_id"] == bo.id.as_str()
+    })
+    .await;
+    assert_eq!(frame["status"], "open");
+    // Nothing is routed or transferred to her, even if set online.
+    patch_agent(&mut server, &amy, json!({"status": "online"})).await;
+    let (code, body) = server
+        .post(
+            &format!("/api/v1/conversations/{}/transfer", visitor.conversation_id),
+            Some(&bo.token),
+            json!({"agent_id": amy.id}),
+        )
+        .await;
+    assert_error(code, &body, 409, "conflict");
+    let (_, chat) = new_chat(&server, &app, &admin, "hello").await;
+    assert_eq!(chat["assignee_id"], bo.id.as_str());
+    // An admin cannot deactivate themselves.
+    let (_, owner) = server.get("/api/v1/agents/me", Some(&admin)).await;
+    let owner_id = owner["agent"]["id"].as_str().expect("id");
+    let (code, body) = server
+        .patch(
+            &format!("/api/v1/agents/{owner_id}"),
+            Some(&admin),
+            json!({"active": false}),
+        )
+        .await;
+    assert_error(code, &body, 409, "conflict");
+    // Reactivated, she signs in again.
+    assert_eq!(
+        patch_agent(&mut server, &amy, json!({"active": true})).await["active"],
+        true
+    );
+    let (code, _) = server
+        .post(
+            "/api/v1/auth/login",
+            None,
+            json!({"username": "amy", "password": "agent-password"}),
+        )
+        .await;
+    assert_eq!(code, 200);
+    server.shutdown().await;
+}

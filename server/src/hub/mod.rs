@@ -230,6 +230,18 @@ impl Hub {
         self.registry.read().by_agent.contains_key(&agent)
     }
 
+    /// Closes every connection of an agent (signed out: deactivated or
+    /// password reset). They close as a dropped client does (1013); the
+    /// reconnect is refused because the agent's tokens are revoked.
+    pub fn disconnect_agent(&self, agent: AgentId) {
+        let registry = self.registry.read();
+        for id in registry.by_agent.get(&agent).into_iter().flatten() {
+            if let Some(entry) = registry.conns.get(id) {
+                entry.kill.cancel();
+            }
+        }
+    }
+
     /// How many connections an agent has open.
     pub fn agent_connections(&self, agent: AgentId) -> usize {
         self.registry

@@ -118,6 +118,9 @@ async fn transfer(
             let agent = crate::agents::find(&state.db, agent)
                 .await?
                 .ok_or_else(|| ApiError::not_found("agent"))?;
+            if !agent.active {
+                return Err(ApiError::Conflict("that agent is deactivated".into()));
+            }
             To::Agent(agent.id, agent.display_name)
         }
         (None, Some(team)) => {

@@ -264,7 +264,7 @@ const LOAD: &str = "(SELECT COUNT(*) FROM conversations x WHERE x.assignee_id = 
 
 async fn anyone_free(db: &SqlitePool) -> Result<bool, ApiError> {
     let row: Option<(i64,)> = sqlx::query_as(&format!(
-        "SELECT 1 FROM agents a WHERE a.status = 'online' AND {LOAD} < a.max_concurrent LIMIT 1"
+        "SELECT 1 FROM agents a WHERE a.status = 'online' AND a.deactivated_at IS NULL AND {LOAD} < a.max_concurrent LIMIT 1"
     ))
     .fetch_optional(db)
     .await?;
@@ -283,7 +283,7 @@ async fn candidates(
     };
     let rows: Vec<(AgentId,)> = sqlx::query_as(&format!(
         "SELECT a.id FROM agents a
-         WHERE a.status = 'online' AND {LOAD} < a.max_concurrent
+         WHERE a.status = 'online' AND a.deactivated_at IS NULL AND {LOAD} < a.max_concurrent
            AND (?1 IS NULL OR EXISTS (SELECT 1 FROM team_members m WHERE m.team_id = ?1 AND m.agent_id = a.id))
          ORDER BY {order} LIMIT 8"
     ))
@@ -305,7 +305,7 @@ async fn assign_if_free(
     let won: Option<(String,)> = sqlx::query_as(&format!(
         "UPDATE conversations SET assignee_id = ?1, status = 'open'
          WHERE id = ?2 AND status = 'queued' AND assignee_id IS NULL
-           AND EXISTS (SELECT 1 FROM agents a WHERE a.id = ?1 AND a.status = 'online'
+           AND EXISTS (SELECT 1 FROM agents a WHERE a.id = ?1 AND a.status = 'online' AND a.deactivated_at IS NULL
                        AND {LOAD} < a.max_concurrent)
          RETURNING (SELECT display_name FROM agents WHERE id = ?1)"
     ))

@@ -60,10 +60,11 @@ async fn go_away(state: &AppState, agent: AgentId) -> Result<(), crate::error::A
     if state.hub.is_agent_connected(agent) {
         return Ok(());
     }
-    let changed: Option<Agent> = sqlx::query_as(
+    let changed: Option<Agent> = sqlx::query_as(&format!(
         "UPDATE agents SET status = 'away' WHERE id = ? AND status = 'online'
-         RETURNING id, username, display_name, role, status, max_concurrent",
-    )
+         RETURNING {}",
+        crate::agents::AGENT_COLUMNS
+    ))
     .bind(agent)
     .fetch_optional(&state.db)
     .await?;
