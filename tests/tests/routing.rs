@@ -415,14 +415,17 @@ async fn with_auto_assignment_off_chats_wait_for_a_claim() {
     let app = server.app(json!({})).await;
     let amy = server.agent("amy").await;
     let admin = server.admin().await;
-    let (code, _) = server
-        .patch(
-            "/api/v1/routing",
-            Some(&admin),
-            json!({"auto_assign": false}),
-        )
-        .await;
-    assert_eq!(code, 200);
+    let response = server
+        .http
+        .put(server.url("/api/v1/routing"))
+        .bearer_auth(&admin)
+        .json(&json!({"auto_assign": false}))
+        .send()
+        .await
+        .expect("put");
+    let (code, body) = kefu_tests::read(response).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["routing"]["auto_assign"], false);
     set_status(&server, &amy, "online").await;
     let (_, chat) = new_chat(&server, &app, &admin, "hi").await;
     assert_eq!(chat["status"], "queued");

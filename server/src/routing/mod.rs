@@ -347,7 +347,10 @@ async fn joined(
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/routing", get(get_settings).patch(patch_settings))
+        .route(
+            "/routing",
+            get(get_settings).patch(patch_settings).put(patch_settings),
+        )
         .route("/queue", get(queue))
         .merge(rules::routes())
         .merge(teams::routes())
