@@ -6,7 +6,7 @@
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
@@ -46,9 +46,13 @@ pub struct Agent {
     pub role: Role,
     pub status: Availability,
     pub max_concurrent: i64,
+    /// [ext] False once an admin deactivated the agent.
+    pub active: bool,
 }
 
-const AGENT_COLUMNS: &str = "id, username, display_name, role, status, max_concurrent";
+/// The columns of an [`Agent`], for SELECT and RETURNING.
+pub const AGENT_COLUMNS: &str =
+    "id, username, display_name, role, status, max_concurrent, deactivated_at IS NULL AS active";
 
 pub async fn find(db: &SqlitePool, id: AgentId) -> Result<Option<Agent>, ApiError> {
     Ok(
@@ -142,6 +146,7 @@ pub fn routes() -> Router<AppState> {
         .route("/agents", post(create_route).get(list))
         .route("/agents/me", get(me))
         .route("/agents/me/status", post(set_status))
+        .route("/agents/{id}", axum::routing::patch(update))
 }
 
 #[derive(Debug, Deserialize)]
@@ -162,11 +167,12 @@ async fn login(
     ApiJson(body): ApiJson<LoginBody>,
 ) -> ApiResult<Json<LoginResponse>> {
     state.limiters.check_login(peer.ip())?;
-    let row: Option<(AgentId, String)> =
-        sqlx::query_as("SELECT id, password_hash FROM agents WHERE username = ?")
-            .bind(&body.username)
-            .fetch_optional(&state.db)
-            .await?;
+    let row: Option<(AgentId, String)> = sqlx::query_as(
+        "SELECT id, password_hash FROM agents WHERE username = ? AND deactivated_at IS NULL",
+    )
+    .bind(&body.username)
+    .fetch_optional(&state.db)
+    .await?;
     // Verify against a dummy hash for unknown users too, so response time
     // does not tell which usernames exist.
     let (id, hash) = match row {
@@ -281,5 +287,180 @@ async fn set_status(
     state
         .hub
         .broadcast_agents(&crate::hub::frames::agent(&agent));
+    availability_changed(&state, &agent, true).await;
+    Ok(Json(AgentResponse { agent }))
+}
+
+/// Routing's side of a change to an online agent: when set online
+/// (`status_set`) without a connection their grace period starts; they may
+/// take from the queue.
+async fn availability_changed(state: &AppState, agent: &Agent, status_set: bool) {
+    if agent.status == Availability::Online {
+        if status_set {
+            state.hub.mark_dark(agent.id);
+        }
+        crate::routing::drain_logged(state).await;
+    }
+}
+
+/// Highest `max_concurrent` an admin may set.
+pub const MAX_CONCURRENT_LIMIT: i64 = 1_000;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateBody {
+    display_name: Option<String>,
+    role: Option<Role>,
+    status: Option<Availability>,
+    max_concurrent: Option<i64>,
+    /// A new password; the agent's tokens are revoked.
+    password: Option<String>,
+    /// False: deactivate (signed out everywhere, offline, chats back to the
+    /// queue, cannot sign in); true: reactivate.
+    active: Option<bool>,
+}
+
+/// `PATCH /api/v1/agents/{id}` (admin): any of the fields above. The last
+/// admin cannot be demoted (409). Audited without the password.
+async fn update(
+    State(state): State<AppState>,
+    AdminAuth(admin): AdminAuth,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<UpdateBody>,
+) -> ApiResult<Json<AgentResponse>> {
+    let id: AgentId = id.parse().map_err(|_| ApiError::not_found("agent"))?;
+    let current = find(&state.db, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("agent"))?;
+    let display_name = match body.display_name.as_deref().map(str::trim) {
+        Some(name) if name.is_empty() || name.chars().count() > 100 => {
+            return Err(ApiError::bad_request(
+                "display_name must be 1-100 characters",
+            ));
+        }
+        other => other.map(str::to_owned),
+    };
+    if let Some(max) = body.max_concurrent
+        && !(0..=MAX_CONCURRENT_LIMIT).contains(&max)
+    {
+        return Err(ApiError::bad_request(format!(
+            "max_concurrent must be 0-{MAX_CONCURRENT_LIMIT}"
+        )));
+    }
+    let hash = match body.password {
+        Some(password) => {
+            validate_password(&password)?;
+            Some(
+                auth::hash_password(password)
+                    .await
+                    .map_err(ApiError::internal)?,
+            )
+        }
+        None => None,
+    };
+    let deactivate = body.active == Some(false) && current.active;
+    if deactivate && id == admin.id {
+        return Err(ApiError::Conflict("you cannot deactivate yourself".into()));
+    }
+    let mut tx = state.db.begin().await?;
+    if current.role == Role::Admin && (body.role == Some(Role::Agent) || deactivate) {
+        let (admins,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM agents WHERE role = 'admin' AND deactivated_at IS NULL",
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        if admins <= 1 {
+            return Err(ApiError::Conflict(
+                "the last admin cannot be demoted or deactivated".into(),
+            ));
+        }
+    }
+    sqlx::query(
+        "UPDATE agents SET display_name = COALESCE(?, display_name), role = COALESCE(?, role),
+             status = COALESCE(?, status), max_concurrent = COALESCE(?, max_concurrent),
+             password_hash = COALESCE(?, password_hash)
+         WHERE id = ?",
+    )
+    .bind(&display_name)
+    .bind(body.role)
+    .bind(body.status)
+    .bind(body.max_concurrent)
+    .bind(&hash)
+    .bind(id)
+    .execute(&mut *tx)
+    .await?;
+    let now = now_ms();
+    match body.active {
+        Some(false) => {
+            sqlx::query(
+                "UPDATE agents SET deactivated_at = COALESCE(deactivated_at, ?), status = 'offline' WHERE id = ?",
+            )
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        Some(true) => {
+            sqlx::query("UPDATE agents SET deactivated_at = NULL WHERE id = ?")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        None => {}
+    }
+    // Their active chats go back to the queue (at its tail).
+    let requeued: Vec<(crate::ids::ConversationId,)> = if deactivate {
+        sqlx::query_as(
+            "UPDATE conversations SET assignee_id = NULL, status = 'queued', queued_at = ?
+             WHERE assignee_id = ? AND status IN ('open', 'pending') RETURNING id",
+        )
+        .bind(now)
+        .bind(id)
+        .fetch_all(&mut *tx)
+        .await?
+    } else {
+        Vec::new()
+    };
+    let signed_out = hash.is_some() || deactivate;
+    if signed_out {
+        sqlx::query("UPDATE tokens SET revoked_at = ? WHERE agent_id = ? AND revoked_at IS NULL")
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    crate::audit::record(
+        &mut *tx,
+        Some(admin.id),
+        "agent.update",
+        Some(("agent", &id.to_string())),
+        serde_json::json!({
+            "display_name": display_name, "role": body.role, "status": body.status,
+            "max_concurrent": body.max_concurrent, "password_reset": hash.is_some(),
+            "active": body.active,
+        }),
+    )
+    .await?;
+    tx.commit().await?;
+    let agent = find(&state.db, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("agent"))?;
+    tracing::info!(admin = %admin.id, agent = %agent.id, "agent updated");
+    state
+        .hub
+        .broadcast_agents(&crate::hub::frames::agent(&agent));
+    if signed_out {
+        state.hub.disconnect_agent(id);
+    }
+    for (conversation,) in &requeued {
+        state.conversations.forget_active(*conversation);
+        crate::conversations::announce(&state, *conversation).await?;
+    }
+    if body.status.is_some() || body.max_concurrent.is_some() || !requeued.is_empty() {
+        availability_changed(&state, &agent, body.status.is_some()).await;
+        if !requeued.is_empty() {
+            crate::routing::drain_logged(&state).await;
+        }
+    }
     Ok(Json(AgentResponse { agent }))
 }

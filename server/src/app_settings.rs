@@ -249,7 +249,7 @@ pub async fn offline_auto_reply(
         conversation_id: conversation,
         sender: crate::message::Sender {
             kind: crate::message::SenderType::System,
-            id: String::new(),
+            id: "system".to_owned(),
             name: app.name.clone(),
         },
         sender_key: [0; 16],

@@ -133,10 +133,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             init_logging(&config);
             raise_open_files_limit();
+            // Listen for signals before the server answers anything: a
+            // SIGTERM that comes right after start-up must stop it gracefully.
+            let signals = Signals::listen();
             let running = crate::start(config).await?;
             let token = running.shutdown_token();
             tokio::spawn(async move {
-                wait_for_signal().await;
+                signals.wait().await;
                 tracing::info!("shutting down");
                 token.cancel();
             });
@@ -225,24 +228,47 @@ fn init_logging(config: &Config) {
     }
 }
 
-async fn wait_for_signal() {
+/// SIGTERM and SIGINT (ctrl-c), registered when created.
+struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+    term: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    int: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn listen() -> Signals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Signals {
+                term: signal(SignalKind::terminate()).ok(),
+                int: signal(SignalKind::interrupt()).ok(),
             }
         }
+        #[cfg(not(unix))]
+        Signals {}
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+
+    async fn wait(self) {
+        #[cfg(unix)]
+        {
+            async fn next(signal: Option<tokio::signal::unix::Signal>) {
+                match signal {
+                    Some(mut signal) => {
+                        signal.recv().await;
+                    }
+                    None => std::future::pending().await,
+                }
+            }
+            tokio::select! {
+                _ = next(self.term) => {}
+                _ = next(self.int) => {}
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }

@@ -41,6 +41,26 @@ pub struct Config {
     pub log_level: String,
     pub limits: Limits,
     pub ws: WsConfig,
+    pub presence: PresenceConfig,
+}
+
+/// Agent presence: how long an `online` agent may be without any
+/// WebSocket connection before routing treats them as `away`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PresenceConfig {
+    /// Seconds after an online agent's last connection closed (or, at
+    /// start, since the server started) before they become `away`, unless
+    /// a connection comes back first.
+    pub away_grace_secs: u64,
+}
+
+impl Default for PresenceConfig {
+    fn default() -> Self {
+        PresenceConfig {
+            away_grace_secs: 60,
+        }
+    }
 }
 
 /// Every bound the server enforces. Over a size limit: 413; see docs/API.md.
@@ -110,6 +130,7 @@ impl Default for Config {
             log_level: "info".to_owned(),
             limits: Limits::default(),
             ws: WsConfig::default(),
+            presence: PresenceConfig::default(),
         }
     }
 }

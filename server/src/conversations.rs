@@ -74,6 +74,12 @@ pub struct Conversation {
     /// [ext] How far the visitor has read (agent views only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub visitor_read_seq: Option<u64>,
+    /// [ext] The team routing sent it to (rules, transfer); null: everyone.
+    pub team_id: Option<crate::ids::TeamId>,
+    /// [ext] While `queued`: since when it waits (the queue is FIFO by it).
+    pub queued_at: Option<i64>,
+    /// [ext] Start of the current session (first or reopening visitor message).
+    pub opened_at: Option<i64>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -90,12 +96,15 @@ struct ConversationRow {
     visitor_name: Option<String>,
     visitor_email: Option<String>,
     visitor_attributes: String,
+    team_id: Option<crate::ids::TeamId>,
+    queued_at: Option<i64>,
+    opened_at: Option<i64>,
 }
 
 const SELECT: &str =
     "SELECT c.id, c.app_id, c.status, c.assignee_id, c.last_seq, c.last_message_at, c.activity_at,
     c.created_at, v.id AS visitor_id, v.name AS visitor_name, v.email AS visitor_email,
-    v.attributes AS visitor_attributes
+    v.attributes AS visitor_attributes, c.team_id, c.queued_at, c.opened_at
     FROM conversations c JOIN visitors v ON v.id = c.visitor_id";
 
 impl ConversationRow {
@@ -126,6 +135,9 @@ impl ConversationRow {
             created_at: self.created_at,
             unread_count: None,
             visitor_read_seq: None,
+            team_id: self.team_id,
+            queued_at: self.queued_at.filter(|_| self.status == Status::Queued),
+            opened_at: self.opened_at,
         }
     }
 }
@@ -256,13 +268,16 @@ pub async fn send_with_attachment(
     };
     let appended = state.log.append(draft, origin).await?;
     if !appended.duplicate && matches!(author, Author::Visitor(_)) {
+        let message = Arc::clone(&appended.message);
         // The message is durable whatever happens here. The status change
         // runs as its own task so that a caller going away (a socket that
         // closes before its ack) cannot cut it in half: its resend is a
         // duplicate and would not start the conversation again.
         let task_state = Arc::clone(state);
         let change =
-            tokio::spawn(async move { on_visitor_message(&task_state, conversation).await });
+            tokio::spawn(
+                async move { on_visitor_message(&task_state, conversation, &message).await },
+            );
         match change.await {
             Ok(Ok(())) => {}
             Ok(Err(error)) => {
@@ -279,7 +294,11 @@ pub async fn send_with_attachment(
 /// The conversation is marked active *before* the update: a concurrent
 /// resolve (update, then `forget_active`) then always ends with the mark
 /// removed, so the cache never says "active" for a resolved conversation.
-async fn on_visitor_message(state: &AppState, id: ConversationId) -> Result<(), ApiError> {
+async fn on_visitor_message(
+    state: &AppState,
+    id: ConversationId,
+    message: &StoredMessage,
+) -> Result<(), ApiError> {
     if state.conversations.active.read().contains(&id) {
         return Ok(());
     }
@@ -289,7 +308,7 @@ async fn on_visitor_message(state: &AppState, id: ConversationId) -> Result<(), 
         "UPDATE conversations
          SET status = CASE WHEN assignee_id IS NULL THEN 'queued' ELSE 'open' END,
              started_at = COALESCE(started_at, ?1),
-             opened_at = ?1, first_response_at = NULL, resolved_at = NULL
+             opened_at = ?1, first_response_at = NULL, resolved_at = NULL, queued_at = ?1
          WHERE id = ?2 AND (started_at IS NULL OR status = 'resolved')
          RETURNING app_id, assignee_id",
     )
@@ -317,6 +336,13 @@ async fn on_visitor_message(state: &AppState, id: ConversationId) -> Result<(), 
             },
         )
         .await?;
+        if assignee.is_none() {
+            // Rules, then assignment or the queue (routing/mod.rs).
+            let text = message.decode().map(|m| m.content).unwrap_or_default();
+            if let Err(error) = crate::routing::enter(state, id, app_id, &text).await {
+                tracing::error!(%error, conversation = %id, "routing a new chat failed");
+            }
+        }
         announce(state, id).await?;
         if let Err(error) = crate::app_settings::offline_auto_reply(state, id, app_id, now).await {
             tracing::error!(%error, conversation = %id, "offline auto-reply failed");
@@ -699,11 +725,15 @@ async fn assign(
              status = CASE
                  WHEN ?1 IS NOT NULL AND status = 'queued' THEN 'open'
                  WHEN ?1 IS NULL AND status IN ('open', 'pending') AND started_at IS NOT NULL THEN 'queued'
-                 ELSE status END
+                 ELSE status END,
+             queued_at = CASE
+                 WHEN ?1 IS NULL AND status IN ('open', 'pending') AND started_at IS NOT NULL THEN ?3
+                 ELSE queued_at END
          WHERE id = ?2",
     )
     .bind(assignee)
     .bind(id)
+    .bind(now_ms())
     .execute(&state.db)
     .await?
     .rows_affected();
@@ -724,6 +754,8 @@ async fn changed(
     let conversation = announce(state, id)
         .await?
         .ok_or_else(|| ApiError::not_found("conversation"))?;
+    // Capacity may have been freed (resolve, reassign) or a chat requeued.
+    crate::routing::drain_logged(state).await;
     Ok(Json(ConversationResponse { conversation }))
 }
 

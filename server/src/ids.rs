@@ -104,6 +104,11 @@ id_type!(
 id_type!(MessageId);
 id_type!(CommentId);
 id_type!(AttachmentId);
+id_type!(TeamId);
+id_type!(
+    /// A routing rule.
+    RuleId
+);
 
 #[cfg(test)]
 mod tests {

@@ -162,11 +162,13 @@ async fn open_state(config: Config) -> anyhow::Result<AppState> {
         metrics,
         conversations: ConversationCache::default(),
         derived: Arc::clone(&derived),
+        routing: routing::Routing::default(),
         shutdown: CancellationToken::new(),
         dummy_password_hash: tokio::sync::OnceCell::new(),
     });
     tokio::spawn(derived.run(state.db.clone(), state.shutdown.clone()));
     tokio::spawn(housekeeping(Arc::clone(&state)));
+    tokio::spawn(routing::presence::run(Arc::clone(&state)));
     // Served conversations overlay the log's head, so the derived columns
     // only order lists: rebuild them behind the first requests instead of
     // before them, keeping start-up fast however large the store.

@@ -26,6 +26,8 @@ pub struct Kefu {
     pub metrics: Arc<Metrics>,
     pub conversations: ConversationCache,
     pub derived: Arc<Derived>,
+    /// Serializes routing passes (see `routing`).
+    pub routing: crate::routing::Routing,
     pub limiters: Limiters,
     /// Cancelled to stop the server: listeners stop, sockets close.
     pub shutdown: CancellationToken,

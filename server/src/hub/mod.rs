@@ -7,7 +7,12 @@
 //!   full queue cancels that connection (the client reconnects and resumes
 //!   by seq), so one slow client never slows the others.
 //!
-//! Presence and typing live only here, never in a store.
+//! - an agent is in `went_dark` only while it has no connection: the
+//!   presence task (`routing::presence`) turns an `online` agent that stays
+//!   there for the grace period into `away`.
+//!
+//! Typing and connections live only here, never in a store; availability
+//! (`online|away|offline`) lives in SQLite.
 
 pub mod frames;
 pub mod ws;
@@ -15,9 +20,10 @@ pub mod ws;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use parking_lot::RwLock;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::ids::{AgentId, ConversationId, VisitorId};
@@ -50,6 +56,9 @@ struct Registry {
     by_agent: HashMap<AgentId, HashSet<ConnId>>,
     /// Visitor connections by the conversation they belong to.
     by_conversation: HashMap<ConversationId, HashSet<ConnId>>,
+    /// Agents without a connection, since when: their last one closed, or
+    /// they were online with none (at start, or when set online over REST).
+    went_dark: HashMap<AgentId, Instant>,
 }
 
 /// What a new connection gets from [`Hub::register`].
@@ -65,6 +74,8 @@ pub struct Hub {
     next_id: AtomicU64,
     queue: usize,
     metrics: Arc<Metrics>,
+    /// Woken when an agent goes dark, for the presence task.
+    presence_wake: Notify,
 }
 
 impl Hub {
@@ -74,6 +85,7 @@ impl Hub {
             next_id: AtomicU64::new(1),
             queue,
             metrics,
+            presence_wake: Notify::new(),
         }
     }
 
@@ -94,6 +106,7 @@ impl Hub {
             Party::Agent(agent) => {
                 registry.agents.insert(id);
                 registry.by_agent.entry(agent).or_default().insert(id);
+                registry.went_dark.remove(&agent);
             }
             Party::Visitor { conversation, .. } => {
                 registry
@@ -121,6 +134,8 @@ impl Hub {
                     set.remove(&id);
                     if set.is_empty() {
                         registry.by_agent.remove(&agent);
+                        registry.went_dark.insert(agent, Instant::now());
+                        self.presence_wake.notify_one();
                     }
                 }
             }
@@ -215,6 +230,66 @@ impl Hub {
         self.registry.read().by_agent.contains_key(&agent)
     }
 
+    /// Closes every connection of an agent (signed out: deactivated or
+    /// password reset). They close as a dropped client does (1013); the
+    /// reconnect is refused because the agent's tokens are revoked.
+    pub fn disconnect_agent(&self, agent: AgentId) {
+        let registry = self.registry.read();
+        for id in registry.by_agent.get(&agent).into_iter().flatten() {
+            if let Some(entry) = registry.conns.get(id) {
+                entry.kill.cancel();
+            }
+        }
+    }
+
+    /// How many connections an agent has open.
+    pub fn agent_connections(&self, agent: AgentId) -> usize {
+        self.registry
+            .read()
+            .by_agent
+            .get(&agent)
+            .map_or(0, HashSet::len)
+    }
+
+    /// (Re)starts the grace period of an agent that has no connection (one
+    /// set online over REST, or online when the server started). No-op for
+    /// a connected agent.
+    pub fn mark_dark(&self, agent: AgentId) {
+        let mut registry = self.registry.write();
+        if registry.by_agent.contains_key(&agent) {
+            return;
+        }
+        registry.went_dark.insert(agent, Instant::now());
+        drop(registry);
+        self.presence_wake.notify_one();
+    }
+
+    /// Removes and returns the agents dark since `before` or earlier.
+    pub fn take_dark(&self, before: Instant) -> Vec<AgentId> {
+        let mut registry = self.registry.write();
+        let due: Vec<AgentId> = registry
+            .went_dark
+            .iter()
+            .filter(|(_, since)| **since <= before)
+            .map(|(agent, _)| *agent)
+            .collect();
+        for agent in &due {
+            registry.went_dark.remove(agent);
+        }
+        due
+    }
+
+    /// When the agent that has been dark longest went dark.
+    pub fn oldest_dark(&self) -> Option<Instant> {
+        self.registry.read().went_dark.values().min().copied()
+    }
+
+    /// Resolves when an agent goes dark (a wake-up is never lost: one
+    /// that comes while nobody waits is kept for the next wait).
+    pub async fn dark_changed(&self) {
+        self.presence_wake.notified().await;
+    }
+
     pub fn connection_count(&self) -> usize {
         self.registry.read().conns.len()
     }
@@ -271,6 +346,13 @@ impl Hub {
             || registry.agents.len() + indexed != registry.conns.len()
         {
             return Err("an index holds a connection that is gone".into());
+        }
+        if let Some(agent) = registry
+            .went_dark
+            .keys()
+            .find(|agent| registry.by_agent.contains_key(agent))
+        {
+            return Err(format!("agent {agent} is connected and dark"));
         }
         if registry.by_conversation.values().any(HashSet::is_empty)
             || registry.by_agent.values().any(HashSet::is_empty)
@@ -338,5 +420,28 @@ mod tests {
         assert_eq!(hub.connection_count(), 1);
         hub.unregister(stranger.id);
         hub.check_invariants().expect("empty");
+    }
+
+    #[test]
+    fn an_agent_goes_dark_with_its_last_connection_only() {
+        let hub = Hub::new(8, Arc::new(Metrics::new()));
+        let amy = AgentId::new();
+        let laptop = hub.register(Party::Agent(amy));
+        let phone = hub.register(Party::Agent(amy));
+        assert_eq!(hub.agent_connections(amy), 2);
+        hub.unregister(laptop.id);
+        assert_eq!(hub.oldest_dark(), None, "one connection is left");
+        hub.unregister(phone.id);
+        let since = hub.oldest_dark().expect("dark");
+        hub.check_invariants().expect("invariants");
+        // Coming back clears it; mark_dark ignores a connected agent.
+        let back = hub.register(Party::Agent(amy));
+        hub.mark_dark(amy);
+        assert_eq!(hub.oldest_dark(), None);
+        hub.check_invariants().expect("invariants");
+        hub.unregister(back.id);
+        assert!(hub.take_dark(since).is_empty(), "went dark after `since`");
+        assert_eq!(hub.take_dark(Instant::now()), vec![amy]);
+        assert_eq!(hub.oldest_dark(), None);
     }
 }

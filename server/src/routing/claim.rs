@@ -1,0 +1,213 @@
+//! An agent takes a chat from the queue (claim) or hands one on (transfer).
+//! Routes: `POST /api/v1/conversations/{id}/claim` and `…/transfer`.
+//!
+//! Both leave a visitor-visible `event` message; a transfer's note is a
+//! `note` message (agents only).
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::routing::post;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::auth::AgentAuth;
+use crate::conversations::{self, Conversation, parse_id};
+use crate::error::{ApiError, ApiResult};
+use crate::http::extract::ApiJson;
+use crate::ids::{AgentId, ConversationId, TeamId};
+use crate::message::MessageKind;
+use crate::state::AppState;
+use crate::store::messages::Draft;
+use crate::time::now_ms;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/conversations/{id}/claim", post(claim))
+        .route("/conversations/{id}/transfer", post(transfer))
+}
+
+#[derive(Debug, Serialize)]
+struct ConversationResponse {
+    conversation: Conversation,
+}
+
+async fn exists(state: &AppState, id: ConversationId) -> Result<bool, ApiError> {
+    let found: Option<(i64,)> = sqlx::query_as("SELECT 1 FROM conversations WHERE id = ?")
+        .bind(id)
+        .fetch_optional(&state.db)
+        .await?;
+    Ok(found.is_some())
+}
+
+/// 200 for the one claimer that wins; 409 `conflict` for anyone else (the
+/// chat is no longer queued). A claim ignores capacity: it is the agent's
+/// own choice.
+async fn claim(
+    State(state): State<AppState>,
+    AgentAuth(agent): AgentAuth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<ConversationResponse>> {
+    let id = parse_id(&id)?;
+    // One conditional statement: of concurrent claims (and the router), one wins.
+    let won = sqlx::query(
+        "UPDATE conversations SET assignee_id = ?1, status = 'open'
+         WHERE id = ?2 AND status = 'queued' AND assignee_id IS NULL AND started_at IS NOT NULL",
+    )
+    .bind(agent.id)
+    .bind(id)
+    .execute(&state.db)
+    .await?
+    .rows_affected();
+    if won == 0 {
+        return Err(if exists(&state, id).await? {
+            ApiError::Conflict("the conversation is not in the queue".into())
+        } else {
+            ApiError::not_found("conversation")
+        });
+    }
+    sqlx::query("UPDATE agents SET last_assigned_at = ? WHERE id = ?")
+        .bind(now_ms())
+        .bind(agent.id)
+        .execute(&state.db)
+        .await?;
+    state.conversations.forget_active(id);
+    super::joined(&state, id, agent.id, &agent.display_name, "claim").await?;
+    let conversation = conversations::announce(&state, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("conversation"))?;
+    Ok(Json(ConversationResponse { conversation }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TransferBody {
+    agent_id: Option<AgentId>,
+    team_id: Option<TeamId>,
+    /// An internal note for the colleague; never shown to the visitor.
+    note: Option<String>,
+}
+
+/// To an agent: assigned to them at once (whatever their load or
+/// availability: a person chose them). To a team: unassigned and queued
+/// for that team, then routed among its free members.
+async fn transfer(
+    State(state): State<AppState>,
+    AgentAuth(actor): AgentAuth,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<TransferBody>,
+) -> ApiResult<Json<ConversationResponse>> {
+    let id = parse_id(&id)?;
+    let note = match body.note.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(note) if note.len() > state.config.limits.content_bytes => {
+            return Err(ApiError::too_large(format!(
+                "note is {} bytes, the limit is {}",
+                note.len(),
+                state.config.limits.content_bytes
+            )));
+        }
+        Some(note) => Some(note.to_owned()),
+    };
+    enum To {
+        Agent(AgentId, String),
+        Team(TeamId, String),
+    }
+    let to = match (body.agent_id, body.team_id) {
+        (Some(agent), None) => {
+            let agent = crate::agents::find(&state.db, agent)
+                .await?
+                .ok_or_else(|| ApiError::not_found("agent"))?;
+            if !agent.active {
+                return Err(ApiError::Conflict("that agent is deactivated".into()));
+            }
+            To::Agent(agent.id, agent.display_name)
+        }
+        (None, Some(team)) => {
+            let team = super::teams::find(&state.db, team)
+                .await?
+                .ok_or_else(|| ApiError::not_found("team"))?;
+            To::Team(team.id, team.name)
+        }
+        _ => {
+            return Err(ApiError::bad_request(
+                "give exactly one of agent_id and team_id",
+            ));
+        }
+    };
+    let updated = match &to {
+        To::Agent(agent, _) => sqlx::query(
+            "UPDATE conversations SET assignee_id = ?1,
+                 status = CASE WHEN status = 'queued' THEN 'open' ELSE status END
+             WHERE id = ?2 AND started_at IS NOT NULL AND status <> 'resolved'
+               AND (assignee_id IS NULL OR assignee_id <> ?1)",
+        )
+        .bind(agent)
+        .bind(id)
+        .execute(&state.db)
+        .await?
+        .rows_affected(),
+        To::Team(team, _) => sqlx::query(
+            "UPDATE conversations SET team_id = ?1, assignee_id = NULL, status = 'queued', queued_at = ?3
+             WHERE id = ?2 AND started_at IS NOT NULL AND status <> 'resolved'",
+        )
+        .bind(team)
+        .bind(id)
+        .bind(now_ms())
+        .execute(&state.db)
+        .await?
+        .rows_affected(),
+    };
+    if updated == 0 {
+        return Err(if exists(&state, id).await? {
+            ApiError::Conflict(
+                "only an active conversation can be transferred, and not to its assignee".into(),
+            )
+        } else {
+            ApiError::not_found("conversation")
+        });
+    }
+    state.conversations.forget_active(id);
+    let (content, meta) = match &to {
+        To::Agent(agent, name) => (
+            format!(
+                "{} transferred the conversation to {name}",
+                actor.display_name
+            ),
+            json!({"event": "transferred", "by_agent_id": actor.id, "to_agent_id": agent}),
+        ),
+        To::Team(team, name) => (
+            format!(
+                "{} transferred the conversation to the {name} team",
+                actor.display_name
+            ),
+            json!({"event": "transferred", "by_agent_id": actor.id, "to_team_id": team}),
+        ),
+    };
+    super::event(&state, id, content, meta).await?;
+    if let Some(note) = note {
+        state
+            .log
+            .append(
+                Draft {
+                    conversation_id: id,
+                    sender: crate::conversations::Author::Agent(actor.clone()).sender(),
+                    sender_key: actor.id.to_bytes(),
+                    client_msg_id: None,
+                    kind: MessageKind::Note,
+                    content: note,
+                    meta: json!({"transfer": true}),
+                    attachment: None,
+                },
+                None,
+            )
+            .await?;
+    }
+    conversations::announce(&state, id).await?;
+    // The previous assignee has room again; a team transfer waits for a member.
+    super::drain_logged(&state).await;
+    let conversation = conversations::find(&state, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("conversation"))?;
+    Ok(Json(ConversationResponse { conversation }))
+}

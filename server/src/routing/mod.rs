@@ -1,0 +1,502 @@
+//! Routing: who gets a new chat. Policies, the queue, rules, teams, claim
+//! and transfer; presence (connection loss → `away`) in [`presence`].
+//!
+//! Where the state lives: everything is in SQLite (`conversations.status /
+//! assignee_id / team_id / queued_at`, `agents.status / max_concurrent /
+//! last_assigned_at`, `teams`, `team_members`, `routing_rules`, and the
+//! policy in `settings`). Nothing routing decides is only in memory, so a
+//! restart loses nothing.
+//!
+//! Invariants:
+//! - an assignment by routing or by a claim is one conditional `UPDATE`
+//!   (`… WHERE status = 'queued' AND assignee_id IS NULL`, and for routing
+//!   also "the agent is online and under capacity" in the same statement):
+//!   SQLite runs each statement atomically, so two claimers, or a claim and
+//!   the router, can never both win, and an agent is never pushed over
+//!   `max_concurrent` by routing;
+//! - the queue drains in FIFO order, `(queued_at, id)`; a conversation
+//!   whose team has nobody free is skipped, not blocking the ones behind it
+//!   that others can take;
+//! - every routing pass (a new chat, a drain) runs under one async lock, so
+//!   passes do not interleave and the order stays FIFO.
+//!
+//! Load: an agent's load is the number of conversations assigned to them
+//! with status `open` or `pending`; `resolved` and `queued` ones do not count.
+
+pub mod claim;
+pub mod presence;
+pub mod rules;
+pub mod teams;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::routing::get;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sqlx::SqlitePool;
+
+use crate::auth::{AdminAuth, AgentAuth};
+use crate::conversations;
+use crate::error::{ApiError, ApiResult};
+use crate::http::extract::ApiJson;
+use crate::ids::{AgentId, AppId, ConversationId, TeamId};
+use crate::message::{MessageKind, Sender, SenderType};
+use crate::state::AppState;
+use crate::store::messages::Draft;
+use crate::time::now_ms;
+
+/// How routing picks among free agents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Policy {
+    /// The free agent whose last automatic assignment is oldest.
+    RoundRobin,
+    /// The free agent with the fewest open/pending conversations (ties: round robin).
+    LeastBusy,
+}
+
+impl Policy {
+    fn as_str(self) -> &'static str {
+        match self {
+            Policy::RoundRobin => "round_robin",
+            Policy::LeastBusy => "least_busy",
+        }
+    }
+}
+
+/// The admin's choices, `GET/PATCH /api/v1/routing`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Settings {
+    pub policy: Policy,
+    /// Off: nothing is assigned automatically; chats wait in the queue for
+    /// a claim (rules still set their team).
+    pub auto_assign: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            policy: Policy::RoundRobin,
+            auto_assign: true,
+        }
+    }
+}
+
+const POLICY_KEY: &str = "routing.policy";
+const AUTO_ASSIGN_KEY: &str = "routing.auto_assign";
+
+pub async fn settings(db: &SqlitePool) -> Result<Settings, ApiError> {
+    let rows: Vec<(String, String)> =
+        sqlx::query_as("SELECT key, value FROM settings WHERE key IN (?, ?)")
+            .bind(POLICY_KEY)
+            .bind(AUTO_ASSIGN_KEY)
+            .fetch_all(db)
+            .await?;
+    let mut settings = Settings::default();
+    for (key, value) in rows {
+        match key.as_str() {
+            POLICY_KEY => {
+                if let Ok(policy) = serde_json::from_value(Value::String(value)) {
+                    settings.policy = policy;
+                }
+            }
+            AUTO_ASSIGN_KEY => settings.auto_assign = value == "true",
+            _ => {}
+        }
+    }
+    Ok(settings)
+}
+
+/// The serializer of routing passes (see the module invariants).
+#[derive(Default)]
+pub struct Routing {
+    pass: tokio::sync::Mutex<()>,
+}
+
+/// A system `event` message in a conversation's thread; visitors see it.
+/// Its text must not carry anything internal.
+pub async fn event(
+    state: &AppState,
+    conversation: ConversationId,
+    content: String,
+    meta: Value,
+) -> Result<(), ApiError> {
+    state
+        .log
+        .append(
+            Draft {
+                conversation_id: conversation,
+                sender: Sender {
+                    kind: SenderType::System,
+                    id: "system".to_owned(),
+                    name: "Kefu".to_owned(),
+                },
+                sender_key: [0; 16],
+                client_msg_id: None,
+                kind: MessageKind::Event,
+                content,
+                meta,
+                attachment: None,
+            },
+            None,
+        )
+        .await?;
+    Ok(())
+}
+
+/// A conversation entered the queue with the visitor's first message (or
+/// one that reopened it): rules pick its team or agent, then the router
+/// tries to assign it. The caller announces the final state.
+pub async fn enter(
+    state: &AppState,
+    conversation: ConversationId,
+    app_id: AppId,
+    first_message: &str,
+) -> Result<(), ApiError> {
+    let _pass = state.routing.pass.lock().await;
+    let attributes: Option<(String,)> = sqlx::query_as(
+        "SELECT v.attributes FROM conversations c JOIN visitors v ON v.id = c.visitor_id WHERE c.id = ?",
+    )
+    .bind(conversation)
+    .fetch_optional(&state.db)
+    .await?;
+    let attributes: Value = attributes
+        .and_then(|(text,)| serde_json::from_str(&text).ok())
+        .unwrap_or_else(|| json!({}));
+    let target = rules::decide(&state.db, app_id, first_message, &attributes).await?;
+    let team = match target {
+        Some(rules::Target::Team(team)) => Some(team),
+        _ => None,
+    };
+    let updated = sqlx::query(
+        "UPDATE conversations SET team_id = ? WHERE id = ? AND status = 'queued' AND assignee_id IS NULL",
+    )
+    .bind(team)
+    .bind(conversation)
+    .execute(&state.db)
+    .await?
+    .rows_affected();
+    if updated == 0 {
+        return Ok(());
+    }
+    let settings = settings(&state.db).await?;
+    if !settings.auto_assign {
+        return Ok(());
+    }
+    if let Some(rules::Target::Agent(agent)) = target
+        && assign_if_free(state, conversation, agent).await?
+    {
+        return Ok(());
+    }
+    drain_locked(state, settings).await
+}
+
+/// Gives queued conversations to free agents, oldest first. Called after
+/// anything that may free capacity or add an agent.
+pub async fn drain(state: &AppState) -> Result<(), ApiError> {
+    let queued: Option<(i64,)> =
+        sqlx::query_as("SELECT 1 FROM conversations WHERE status = 'queued' LIMIT 1")
+            .fetch_optional(&state.db)
+            .await?;
+    if queued.is_none() {
+        return Ok(());
+    }
+    let _pass = state.routing.pass.lock().await;
+    let settings = settings(&state.db).await?;
+    if !settings.auto_assign {
+        return Ok(());
+    }
+    drain_locked(state, settings).await
+}
+
+/// As [`drain`], logging instead of failing: for callers whose own change
+/// already succeeded.
+pub async fn drain_logged(state: &AppState) {
+    if let Err(error) = drain(state).await {
+        tracing::error!(%error, "draining the queue failed");
+    }
+}
+
+/// How many queued conversations one pass looks at, at most.
+const PASS_MAX: usize = 2_000;
+const PAGE: i64 = 200;
+
+async fn drain_locked(state: &AppState, settings: Settings) -> Result<(), ApiError> {
+    let mut after: Option<(i64, ConversationId)> = None;
+    let mut seen = 0usize;
+    while seen < PASS_MAX {
+        if !anyone_free(&state.db).await? {
+            return Ok(());
+        }
+        let page: Vec<(ConversationId, Option<TeamId>, i64)> = sqlx::query_as(
+            "SELECT id, team_id, COALESCE(queued_at, 0) FROM conversations
+             WHERE status = 'queued' AND assignee_id IS NULL AND started_at IS NOT NULL
+               AND (?1 IS NULL OR (COALESCE(queued_at, 0), id) > (?1, ?2))
+             ORDER BY COALESCE(queued_at, 0), id LIMIT ?3",
+        )
+        .bind(after.map(|(at, _)| at))
+        .bind(after.map(|(_, id)| id))
+        .bind(PAGE)
+        .fetch_all(&state.db)
+        .await?;
+        let Some(last) = page.last() else {
+            return Ok(());
+        };
+        after = Some((last.2, last.0));
+        seen += page.len();
+        let full = page.len() as i64 == PAGE;
+        for (conversation, team, _) in page {
+            for agent in candidates(&state.db, team, settings.policy).await? {
+                if assign_if_free(state, conversation, agent).await? {
+                    break;
+                }
+            }
+        }
+        if !full {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+const LOAD: &str = "(SELECT COUNT(*) FROM conversations x WHERE x.assignee_id = a.id AND x.status IN ('open', 'pending'))";
+
+async fn anyone_free(db: &SqlitePool) -> Result<bool, ApiError> {
+    let row: Option<(i64,)> = sqlx::query_as(&format!(
+        "SELECT 1 FROM agents a WHERE a.status = 'online' AND a.deactivated_at IS NULL AND {LOAD} < a.max_concurrent LIMIT 1"
+    ))
+    .fetch_optional(db)
+    .await?;
+    Ok(row.is_some())
+}
+
+/// Free agents (online, under capacity, in `team` if given), best first.
+async fn candidates(
+    db: &SqlitePool,
+    team: Option<TeamId>,
+    policy: Policy,
+) -> Result<Vec<AgentId>, ApiError> {
+    let order = match policy {
+        Policy::RoundRobin => "COALESCE(a.last_assigned_at, 0), a.id".to_owned(),
+        Policy::LeastBusy => format!("{LOAD}, COALESCE(a.last_assigned_at, 0), a.id"),
+    };
+    let rows: Vec<(AgentId,)> = sqlx::query_as(&format!(
+        "SELECT a.id FROM agents a
+         WHERE a.status = 'online' AND a.deactivated_at IS NULL AND {LOAD} < a.max_concurrent
+           AND (?1 IS NULL OR EXISTS (SELECT 1 FROM team_members m WHERE m.team_id = ?1 AND m.agent_id = a.id))
+         ORDER BY {order} LIMIT 8"
+    ))
+    .bind(team)
+    .fetch_all(db)
+    .await?;
+    Ok(rows.into_iter().map(|(id,)| id).collect())
+}
+
+/// Assigns a queued, unassigned conversation to `agent` if the agent is
+/// online and under capacity, all in one statement (race-safe). On success
+/// the thread gets "X joined the conversation" and agents a frame.
+async fn assign_if_free(
+    state: &AppState,
+    conversation: ConversationId,
+    agent: AgentId,
+) -> Result<bool, ApiError> {
+    let now = now_ms();
+    let won: Option<(String,)> = sqlx::query_as(&format!(
+        "UPDATE conversations SET assignee_id = ?1, status = 'open'
+         WHERE id = ?2 AND status = 'queued' AND assignee_id IS NULL
+           AND EXISTS (SELECT 1 FROM agents a WHERE a.id = ?1 AND a.status = 'online' AND a.deactivated_at IS NULL
+                       AND {LOAD} < a.max_concurrent)
+         RETURNING (SELECT display_name FROM agents WHERE id = ?1)"
+    ))
+    .bind(agent)
+    .bind(conversation)
+    .fetch_optional(&state.db)
+    .await?;
+    let Some((name,)) = won else {
+        return Ok(false);
+    };
+    sqlx::query("UPDATE agents SET last_assigned_at = ? WHERE id = ?")
+        .bind(now)
+        .bind(agent)
+        .execute(&state.db)
+        .await?;
+    joined(state, conversation, agent, &name, "auto").await?;
+    conversations::announce(state, conversation).await?;
+    Ok(true)
+}
+
+/// The visitor-visible "X joined the conversation" event.
+async fn joined(
+    state: &AppState,
+    conversation: ConversationId,
+    agent: AgentId,
+    name: &str,
+    how: &str,
+) -> Result<(), ApiError> {
+    event(
+        state,
+        conversation,
+        format!("{name} joined the conversation"),
+        json!({"event": "assigned", "agent_id": agent, "by": how}),
+    )
+    .await
+}
+
+// ---- routes -------------------------------------------------------------
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/routing",
+            get(get_settings).patch(patch_settings).put(patch_settings),
+        )
+        .route("/queue", get(queue))
+        .merge(rules::routes())
+        .merge(teams::routes())
+        .merge(claim::routes())
+}
+
+async fn get_settings(
+    State(state): State<AppState>,
+    AgentAuth(_): AgentAuth,
+) -> ApiResult<Json<SettingsResponse>> {
+    Ok(Json(SettingsResponse {
+        routing: settings(&state.db).await?,
+    }))
+}
+
+#[derive(Debug, Serialize)]
+struct SettingsResponse {
+    routing: Settings,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SettingsBody {
+    policy: Option<Policy>,
+    auto_assign: Option<bool>,
+}
+
+async fn patch_settings(
+    State(state): State<AppState>,
+    AdminAuth(admin): AdminAuth,
+    ApiJson(body): ApiJson<SettingsBody>,
+) -> ApiResult<Json<SettingsResponse>> {
+    let mut tx = state.db.begin().await?;
+    let mut changed = serde_json::Map::new();
+    for (key, value, field) in [
+        (
+            POLICY_KEY,
+            body.policy.map(|p| p.as_str().to_owned()),
+            "policy",
+        ),
+        (
+            AUTO_ASSIGN_KEY,
+            body.auto_assign.map(|b| b.to_string()),
+            "auto_assign",
+        ),
+    ] {
+        if let Some(value) = value {
+            sqlx::query(
+                "INSERT INTO settings (key, value) VALUES (?, ?)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            )
+            .bind(key)
+            .bind(&value)
+            .execute(&mut *tx)
+            .await?;
+            changed.insert(field.to_owned(), Value::String(value));
+        }
+    }
+    crate::audit::record(
+        &mut *tx,
+        Some(admin.id),
+        "routing.update",
+        None,
+        Value::Object(changed),
+    )
+    .await?;
+    tx.commit().await?;
+    // Turning auto-assignment on may have a queue to drain.
+    drain_logged(&state).await;
+    Ok(Json(SettingsResponse {
+        routing: settings(&state.db).await?,
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+struct QueueQuery {
+    #[serde(default, deserialize_with = "crate::http::extract::empty_as_none")]
+    team_id: Option<String>,
+    #[serde(
+        default,
+        deserialize_with = "crate::http::extract::empty_as_none_number"
+    )]
+    limit: Option<u32>,
+}
+
+#[derive(Debug, Serialize)]
+struct QueueEntry {
+    /// 1 for the head of the queue (among the entries listed by this filter).
+    position: u64,
+    /// Milliseconds since `queued_at`, at the time of the answer.
+    waiting_ms: i64,
+    conversation: conversations::Conversation,
+}
+
+#[derive(Debug, Serialize)]
+struct QueueResponse {
+    /// How many conversations wait in all (under the filter).
+    total: u64,
+    queue: Vec<QueueEntry>,
+}
+
+/// The queue head first: `GET /api/v1/queue?team_id=&limit=`. `team_id=none`
+/// lists the chats routed to nobody in particular.
+async fn queue(
+    State(state): State<AppState>,
+    AgentAuth(_): AgentAuth,
+    crate::http::extract::ApiQuery(query): crate::http::extract::ApiQuery<QueueQuery>,
+) -> ApiResult<Json<QueueResponse>> {
+    let limit = conversations::page_limit(&state, query.limit, 50)?;
+    // `all`, `none` (routed to no team) or a team id.
+    let team = match query.team_id.as_deref() {
+        None => "all".to_owned(),
+        Some("none") => "none".to_owned(),
+        Some(text) => text
+            .parse::<TeamId>()
+            .map_err(|_| ApiError::bad_request("team_id must be a team id or none"))?
+            .to_string(),
+    };
+    const FILTER: &str = "status = 'queued' AND started_at IS NOT NULL
+        AND (?1 = 'all' OR (?1 = 'none' AND team_id IS NULL) OR team_id = ?1)";
+    let total: (i64,) = sqlx::query_as(&format!(
+        "SELECT COUNT(*) FROM conversations WHERE {FILTER}"
+    ))
+    .bind(&team)
+    .fetch_one(&state.db)
+    .await?;
+    let ids: Vec<(ConversationId,)> = sqlx::query_as(&format!(
+        "SELECT id FROM conversations WHERE {FILTER} ORDER BY COALESCE(queued_at, 0), id LIMIT ?2"
+    ))
+    .bind(&team)
+    .bind(i64::from(limit))
+    .fetch_all(&state.db)
+    .await?;
+    let now = now_ms();
+    let mut queue = Vec::with_capacity(ids.len());
+    for (position, (id,)) in ids.into_iter().enumerate() {
+        if let Some(conversation) = conversations::find(&state, id).await? {
+            queue.push(QueueEntry {
+                position: position as u64 + 1,
+                waiting_ms: conversation.queued_at.map_or(0, |at| (now - at).max(0)),
+                conversation,
+            });
+        }
+    }
+    Ok(Json(QueueResponse {
+        total: u64::try_from(total.0).unwrap_or(0),
+        queue,
+    }))
+}

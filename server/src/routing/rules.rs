@@ -1,0 +1,520 @@
+//! Routing rules ("intelligent routing"): ordered conditions on the app,
+//! the first message's words and the visitor's attributes that send a new
+//! chat to a team or an agent. Admin CRUD under `/api/v1/routing/rules`.
+//!
+//! A rule matches when every condition it has matches: `app_id` equal;
+//! any one of `keywords` a case-insensitive substring of the first message
+//! (plain substring, so Chinese such as `退款` needs no segmenter); every
+//! key of `attributes` equal (as JSON) to the visitor's attribute. A rule
+//! with no condition matches everything. The first enabled match, by
+//! `position`, decides; no match: the conversation goes to everyone.
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, patch, post};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use sqlx::SqlitePool;
+
+use crate::auth::{AdminAuth, AgentAuth};
+use crate::error::{ApiError, ApiResult};
+use crate::http::extract::ApiJson;
+use crate::ids::{AgentId, AppId, RuleId, TeamId};
+use crate::state::AppState;
+use crate::time::now_ms;
+
+/// Limits: rules in all, keywords per rule, characters per keyword,
+/// attribute conditions per rule.
+pub const RULES_MAX: i64 = 200;
+const KEYWORDS_MAX: usize = 50;
+const KEYWORD_CHARS: usize = 100;
+const ATTRIBUTES_MAX: usize = 20;
+
+/// Where a matching rule sends the chat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Team(TeamId),
+    Agent(AgentId),
+}
+
+/// The `Rule` object.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct Rule {
+    pub id: RuleId,
+    pub name: String,
+    /// 1-based evaluation order.
+    pub position: i64,
+    pub enabled: bool,
+    pub app_id: Option<AppId>,
+    #[sqlx(json)]
+    pub keywords: Vec<String>,
+    #[sqlx(json)]
+    pub attributes: Map<String, Value>,
+    pub team_id: Option<TeamId>,
+    pub agent_id: Option<AgentId>,
+    pub created_at: i64,
+}
+
+impl Rule {
+    fn matches(&self, app: AppId, message: &str, attributes: &Value) -> bool {
+        if self.app_id.is_some_and(|wanted| wanted != app) {
+            return false;
+        }
+        if !self.keywords.is_empty() {
+            let message = message.to_lowercase();
+            if !self
+                .keywords
+                .iter()
+                .any(|keyword| message.contains(&keyword.to_lowercase()))
+            {
+                return false;
+            }
+        }
+        self.attributes
+            .iter()
+            .all(|(key, value)| attributes.get(key) == Some(value))
+    }
+
+    fn target(&self) -> Option<Target> {
+        match (self.team_id, self.agent_id) {
+            (Some(team), _) => Some(Target::Team(team)),
+            (None, Some(agent)) => Some(Target::Agent(agent)),
+            (None, None) => None,
+        }
+    }
+}
+
+const COLUMNS: &str =
+    "id, name, position, enabled, app_id, keywords, attributes, team_id, agent_id, created_at";
+
+async fn all(db: &SqlitePool) -> Result<Vec<Rule>, ApiError> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM routing_rules ORDER BY position, id LIMIT {RULES_MAX}"
+    ))
+    .fetch_all(db)
+    .await?)
+}
+
+/// The target of the first enabled rule that matches, if any.
+pub async fn decide(
+    db: &SqlitePool,
+    app: AppId,
+    first_message: &str,
+    attributes: &Value,
+) -> Result<Option<Target>, ApiError> {
+    Ok(all(db)
+        .await?
+        .iter()
+        .filter(|rule| rule.enabled)
+        .find(|rule| rule.matches(app, first_message, attributes))
+        .and_then(Rule::target))
+}
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/routing/rules", get(list).post(create))
+        .route("/routing/rules/reorder", post(reorder))
+        .route("/routing/rules/{id}", patch(update).delete(remove))
+}
+
+#[derive(Debug, Serialize)]
+struct RulesResponse {
+    rules: Vec<Rule>,
+}
+
+#[derive(Debug, Serialize)]
+struct RuleResponse {
+    rule: Rule,
+}
+
+async fn list(
+    State(state): State<AppState>,
+    AgentAuth(_): AgentAuth,
+) -> ApiResult<Json<RulesResponse>> {
+    Ok(Json(RulesResponse {
+        rules: all(&state.db).await?,
+    }))
+}
+
+/// Create and update share one body; on update every field is optional and
+/// `null` clears `app_id`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleBody {
+    name: Option<String>,
+    enabled: Option<bool>,
+    #[serde(default, deserialize_with = "crate::http::extract::explicit_null")]
+    app_id: Option<Option<AppId>>,
+    keywords: Option<Vec<String>>,
+    attributes: Option<Map<String, Value>>,
+    #[serde(default, deserialize_with = "crate::http::extract::explicit_null")]
+    team_id: Option<Option<TeamId>>,
+    #[serde(default, deserialize_with = "crate::http::extract::explicit_null")]
+    agent_id: Option<Option<AgentId>>,
+}
+
+/// The fields of a rule, validated, before it is stored.
+struct Fields {
+    name: String,
+    enabled: bool,
+    app_id: Option<AppId>,
+    keywords: Vec<String>,
+    attributes: Map<String, Value>,
+    target: Target,
+}
+
+impl Fields {
+    fn of(rule: &Rule) -> Option<Fields> {
+        Some(Fields {
+            name: rule.name.clone(),
+            enabled: rule.enabled,
+            app_id: rule.app_id,
+            keywords: rule.keywords.clone(),
+            attributes: rule.attributes.clone(),
+            target: rule.target()?,
+        })
+    }
+
+    /// Lays `body` over `self` and checks the result.
+    async fn apply(mut self, db: &SqlitePool, body: RuleBody) -> Result<Fields, ApiError> {
+        if let Some(name) = body.name {
+            self.name = name.trim().to_owned();
+        }
+        if self.name.is_empty() || self.name.chars().count() > 100 {
+            return Err(ApiError::bad_request("name must be 1-100 characters"));
+        }
+        if let Some(enabled) = body.enabled {
+            self.enabled = enabled;
+        }
+        if let Some(app_id) = body.app_id {
+            self.app_id = app_id;
+        }
+        if let Some(app) = self.app_id {
+            let found: Option<(i64,)> = sqlx::query_as("SELECT 1 FROM apps WHERE id = ?")
+                .bind(app)
+                .fetch_optional(db)
+                .await?;
+            if found.is_none() {
+                return Err(ApiError::not_found("app"));
+            }
+        }
+        if let Some(keywords) = body.keywords {
+            if keywords.len() > KEYWORDS_MAX {
+                return Err(ApiError::bad_request(format!(
+                    "at most {KEYWORDS_MAX} keywords"
+                )));
+            }
+            let mut clean = Vec::with_capacity(keywords.len());
+            for keyword in keywords {
+                let keyword = keyword.trim().to_owned();
+                if keyword.is_empty() || keyword.chars().count() > KEYWORD_CHARS {
+                    return Err(ApiError::bad_request(format!(
+                        "each keyword must be 1-{KEYWORD_CHARS} characters"
+                    )));
+                }
+                clean.push(keyword);
+            }
+            self.keywords = clean;
+        }
+        if let Some(attributes) = body.attributes {
+            if attributes.len() > ATTRIBUTES_MAX {
+                return Err(ApiError::bad_request(format!(
+                    "at most {ATTRIBUTES_MAX} attribute conditions"
+                )));
+            }
+            if attributes
+                .keys()
+                .any(|key| key.is_empty() || key.len() > 100)
+            {
+                return Err(ApiError::bad_request("attribute keys must be 1-100 bytes"));
+            }
+            if attributes.values().any(|v| v.is_object() || v.is_array()) {
+                return Err(ApiError::bad_request(
+                    "attribute values must be strings, numbers, booleans or null",
+                ));
+            }
+            self.attributes = attributes;
+        }
+        self.target = match (body.team_id, body.agent_id) {
+            (Some(Some(_)), Some(Some(_))) => {
+                return Err(ApiError::bad_request("give team_id or agent_id, not both"));
+            }
+            (Some(Some(team)), _) => Target::Team(team),
+            (_, Some(Some(agent))) => Target::Agent(agent),
+            (None, None) => self.target,
+            _ => {
+                return Err(ApiError::bad_request(
+                    "a rule needs a team_id or an agent_id",
+                ));
+            }
+        };
+        match self.target {
+            Target::Team(team) => {
+                if !super::teams::exists(db, team).await? {
+                    return Err(ApiError::not_found("team"));
+                }
+            }
+            Target::Agent(agent) => {
+                if crate::agents::find(db, agent).await?.is_none() {
+                    return Err(ApiError::not_found("agent"));
+                }
+            }
+        }
+        Ok(self)
+    }
+
+    fn ids(&self) -> (Option<TeamId>, Option<AgentId>) {
+        match self.target {
+            Target::Team(team) => (Some(team), None),
+            Target::Agent(agent) => (None, Some(agent)),
+        }
+    }
+
+    fn audit(&self) -> Value {
+        let (team, agent) = self.ids();
+        json!({"name": self.name, "enabled": self.enabled, "app_id": self.app_id,
+               "keywords": self.keywords, "attributes": self.attributes,
+               "team_id": team, "agent_id": agent})
+    }
+}
+
+async fn find(db: &SqlitePool, id: RuleId) -> Result<Option<Rule>, ApiError> {
+    Ok(
+        sqlx::query_as(&format!("SELECT {COLUMNS} FROM routing_rules WHERE id = ?"))
+            .bind(id)
+            .fetch_optional(db)
+            .await?,
+    )
+}
+
+fn parse_id(text: &str) -> Result<RuleId, ApiError> {
+    text.parse().map_err(|_| ApiError::not_found("rule"))
+}
+
+async fn create(
+    State(state): State<AppState>,
+    AdminAuth(admin): AdminAuth,
+    ApiJson(body): ApiJson<RuleBody>,
+) -> ApiResult<(StatusCode, Json<RuleResponse>)> {
+    if body.team_id.flatten().is_none() && body.agent_id.flatten().is_none() {
+        return Err(ApiError::bad_request(
+            "a rule needs a team_id or an agent_id",
+        ));
+    }
+    let blank = Fields {
+        name: String::new(),
+        enabled: true,
+        app_id: None,
+        keywords: Vec::new(),
+        attributes: Map::new(),
+        // Replaced by the body's target, which is required above.
+        target: Target::Agent(AgentId::new()),
+    };
+    let fields = blank.apply(&state.db, body).await?;
+    let (team, agent) = fields.ids();
+    let id = RuleId::new();
+    let mut tx = state.db.begin().await?;
+    let (count, last): (i64, i64) =
+        sqlx::query_as("SELECT COUNT(*), COALESCE(MAX(position), 0) FROM routing_rules")
+            .fetch_one(&mut *tx)
+            .await?;
+    if count >= RULES_MAX {
+        return Err(ApiError::Conflict(format!(
+            "at most {RULES_MAX} routing rules"
+        )));
+    }
+    sqlx::query(
+        "INSERT INTO routing_rules (id, position, name, enabled, app_id, keywords, attributes, team_id, agent_id, created_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(id)
+    .bind(last + 1)
+    .bind(&fields.name)
+    .bind(fields.enabled)
+    .bind(fields.app_id)
+    .bind(json!(fields.keywords).to_string())
+    .bind(Value::Object(fields.attributes.clone()).to_string())
+    .bind(team)
+    .bind(agent)
+    .bind(now_ms())
+    .execute(&mut *tx)
+    .await?;
+    crate::audit::record(
+        &mut *tx,
+        Some(admin.id),
+        "routing.rule.create",
+        Some(("rule", &id.to_string())),
+        fields.audit(),
+    )
+    .await?;
+    tx.commit().await?;
+    let rule = find(&state.db, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("rule"))?;
+    Ok((StatusCode::CREATED, Json(RuleResponse { rule })))
+}
+
+async fn update(
+    State(state): State<AppState>,
+    AdminAuth(admin): AdminAuth,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<RuleBody>,
+) -> ApiResult<Json<RuleResponse>> {
+    let id = parse_id(&id)?;
+    let rule = find(&state.db, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("rule"))?;
+    let current = Fields::of(&rule)
+        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("rule {id} has no target")))?;
+    let fields = current.apply(&state.db, body).await?;
+    let (team, agent) = fields.ids();
+    let mut tx = state.db.begin().await?;
+    sqlx::query(
+        "UPDATE routing_rules SET name = ?, enabled = ?, app_id = ?, keywords = ?, attributes = ?,
+             team_id = ?, agent_id = ? WHERE id = ?",
+    )
+    .bind(&fields.name)
+    .bind(fields.enabled)
+    .bind(fields.app_id)
+    .bind(json!(fields.keywords).to_string())
+    .bind(Value::Object(fields.attributes.clone()).to_string())
+    .bind(team)
+    .bind(agent)
+    .bind(id)
+    .execute(&mut *tx)
+    .await?;
+    crate::audit::record(
+        &mut *tx,
+        Some(admin.id),
+        "routing.rule.update",
+        Some(("rule", &id.to_string())),
+        fields.audit(),
+    )
+    .await?;
+    tx.commit().await?;
+    let rule = find(&state.db, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("rule"))?;
+    Ok(Json(RuleResponse { rule }))
+}
+
+async fn remove(
+    State(state): State<AppState>,
+    AdminAuth(admin): AdminAuth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let id = parse_id(&id)?;
+    let mut tx = state.db.begin().await?;
+    let removed = sqlx::query("DELETE FROM routing_rules WHERE id = ?")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    if removed == 0 {
+        return Err(ApiError::not_found("rule"));
+    }
+    crate::audit::record(
+        &mut *tx,
+        Some(admin.id),
+        "routing.rule.delete",
+        Some(("rule", &id.to_string())),
+        json!({}),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Json(json!({})))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReorderBody {
+    /// Every rule id exactly once, in the new order.
+    ids: Vec<RuleId>,
+}
+
+async fn reorder(
+    State(state): State<AppState>,
+    AdminAuth(admin): AdminAuth,
+    ApiJson(body): ApiJson<ReorderBody>,
+) -> ApiResult<Json<RulesResponse>> {
+    let mut tx = state.db.begin().await?;
+    let mut current: Vec<(RuleId,)> = sqlx::query_as("SELECT id FROM routing_rules")
+        .fetch_all(&mut *tx)
+        .await?;
+    let mut given = body.ids.clone();
+    current.sort();
+    given.sort();
+    given.dedup();
+    if given.len() != body.ids.len() || given != current.iter().map(|(id,)| *id).collect::<Vec<_>>()
+    {
+        return Err(ApiError::bad_request(
+            "ids must list every rule exactly once",
+        ));
+    }
+    for (index, id) in body.ids.iter().enumerate() {
+        sqlx::query("UPDATE routing_rules SET position = ? WHERE id = ?")
+            .bind(index as i64 + 1)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    crate::audit::record(
+        &mut *tx,
+        Some(admin.id),
+        "routing.rule.reorder",
+        None,
+        json!({"ids": body.ids}),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Json(RulesResponse {
+        rules: all(&state.db).await?,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(app: Option<AppId>, keywords: &[&str], attributes: Value) -> Rule {
+        Rule {
+            id: RuleId::new(),
+            name: "r".into(),
+            position: 1,
+            enabled: true,
+            app_id: app,
+            keywords: keywords.iter().map(|k| (*k).to_owned()).collect(),
+            attributes: attributes.as_object().cloned().unwrap_or_default(),
+            team_id: None,
+            agent_id: Some(AgentId::new()),
+            created_at: 0,
+        }
+    }
+
+    #[test]
+    fn every_given_condition_must_match() {
+        let shop = AppId::new();
+        let game = AppId::new();
+        let none = json!({});
+        assert!(rule(None, &[], json!({})).matches(shop, "anything", &none));
+        assert!(rule(Some(shop), &[], json!({})).matches(shop, "x", &none));
+        assert!(!rule(Some(game), &[], json!({})).matches(shop, "x", &none));
+        // Keywords: any one, case-insensitive substring, Chinese included.
+        let refunds = rule(None, &["退款", "Refund"], json!({}));
+        assert!(refunds.matches(shop, "我要退款", &none));
+        assert!(refunds.matches(shop, "a REFUND please", &none));
+        assert!(!refunds.matches(shop, "退货", &none));
+        // Attributes: every key equal as JSON (a string is not a number).
+        let vip = rule(None, &[], json!({"plan": "vip", "tier": 2}));
+        assert!(vip.matches(shop, "x", &json!({"plan": "vip", "tier": 2, "more": 1})));
+        assert!(!vip.matches(shop, "x", &json!({"plan": "vip", "tier": "2"})));
+        assert!(!vip.matches(shop, "x", &json!({"plan": "vip"})));
+        // All conditions together.
+        let all = rule(Some(shop), &["退款"], json!({"plan": "vip"}));
+        assert!(all.matches(shop, "退款", &json!({"plan": "vip"})));
+        assert!(!all.matches(game, "退款", &json!({"plan": "vip"})));
+        assert!(!all.matches(shop, "hello", &json!({"plan": "vip"})));
+    }
+}

@@ -1,0 +1,316 @@
+//! Teams: named groups of agents that rules and transfers route to.
+//! Agents read them; admins create, rename, set members and delete
+//! (`/api/v1/teams`), each change audited.
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sqlx::SqlitePool;
+
+use crate::auth::{AdminAuth, AgentAuth};
+use crate::error::{ApiError, ApiResult};
+use crate::http::extract::ApiJson;
+use crate::ids::{AgentId, TeamId};
+use crate::state::AppState;
+use crate::time::now_ms;
+
+/// Limits: teams in all, members per team.
+pub const TEAMS_MAX: i64 = 200;
+const MEMBERS_MAX: usize = 1_000;
+
+/// The `Team` object.
+#[derive(Debug, Clone, Serialize)]
+pub struct Team {
+    pub id: TeamId,
+    pub name: String,
+    /// Members, ordered by id.
+    pub agent_ids: Vec<AgentId>,
+    pub created_at: i64,
+}
+
+pub async fn exists(db: &SqlitePool, id: TeamId) -> Result<bool, ApiError> {
+    let found: Option<(i64,)> = sqlx::query_as("SELECT 1 FROM teams WHERE id = ?")
+        .bind(id)
+        .fetch_optional(db)
+        .await?;
+    Ok(found.is_some())
+}
+
+pub async fn find(db: &SqlitePool, id: TeamId) -> Result<Option<Team>, ApiError> {
+    let row: Option<(TeamId, String, i64)> =
+        sqlx::query_as("SELECT id, name, created_at FROM teams WHERE id = ?")
+            .bind(id)
+            .fetch_optional(db)
+            .await?;
+    let Some((id, name, created_at)) = row else {
+        return Ok(None);
+    };
+    let members: Vec<(AgentId,)> =
+        sqlx::query_as("SELECT agent_id FROM team_members WHERE team_id = ? ORDER BY agent_id")
+            .bind(id)
+            .fetch_all(db)
+            .await?;
+    Ok(Some(Team {
+        id,
+        name,
+        agent_ids: members.into_iter().map(|(id,)| id).collect(),
+        created_at,
+    }))
+}
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/teams", get(list).post(create))
+        .route("/teams/{id}", get(get_one).patch(update).delete(remove))
+}
+
+fn parse_id(text: &str) -> Result<TeamId, ApiError> {
+    text.parse().map_err(|_| ApiError::not_found("team"))
+}
+
+#[derive(Debug, Serialize)]
+struct TeamsResponse {
+    teams: Vec<Team>,
+}
+
+#[derive(Debug, Serialize)]
+struct TeamResponse {
+    team: Team,
+}
+
+async fn list(
+    State(state): State<AppState>,
+    AgentAuth(_): AgentAuth,
+) -> ApiResult<Json<TeamsResponse>> {
+    let ids: Vec<(TeamId,)> = sqlx::query_as(&format!(
+        "SELECT id FROM teams ORDER BY name, id LIMIT {TEAMS_MAX}"
+    ))
+    .fetch_all(&state.db)
+    .await?;
+    let mut teams = Vec::with_capacity(ids.len());
+    for (id,) in ids {
+        if let Some(team) = find(&state.db, id).await? {
+            teams.push(team);
+        }
+    }
+    Ok(Json(TeamsResponse { teams }))
+}
+
+async fn get_one(
+    State(state): State<AppState>,
+    AgentAuth(_): AgentAuth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<TeamResponse>> {
+    let team = find(&state.db, parse_id(&id)?)
+        .await?
+        .ok_or_else(|| ApiError::not_found("team"))?;
+    Ok(Json(TeamResponse { team }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TeamBody {
+    name: Option<String>,
+    /// The whole member list (replaces it on update).
+    agent_ids: Option<Vec<AgentId>>,
+}
+
+fn clean_name(name: &str) -> Result<String, ApiError> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 100 {
+        return Err(ApiError::bad_request("name must be 1-100 characters"));
+    }
+    Ok(name.to_owned())
+}
+
+/// Checks every member exists; returns them sorted without duplicates.
+async fn clean_members(db: &SqlitePool, mut ids: Vec<AgentId>) -> Result<Vec<AgentId>, ApiError> {
+    if ids.len() > MEMBERS_MAX {
+        return Err(ApiError::bad_request(format!(
+            "at most {MEMBERS_MAX} members"
+        )));
+    }
+    ids.sort();
+    ids.dedup();
+    for id in &ids {
+        if crate::agents::find(db, *id).await?.is_none() {
+            return Err(ApiError::not_found("agent"));
+        }
+    }
+    Ok(ids)
+}
+
+fn name_taken(error: sqlx::Error, name: &str) -> ApiError {
+    match error {
+        sqlx::Error::Database(e) if e.is_unique_violation() => {
+            ApiError::Conflict(format!("a team named {name} exists"))
+        }
+        other => other.into(),
+    }
+}
+
+async fn set_members(
+    tx: &mut sqlx::SqliteConnection,
+    team: TeamId,
+    members: &[AgentId],
+) -> Result<(), ApiError> {
+    sqlx::query("DELETE FROM team_members WHERE team_id = ?")
+        .bind(team)
+        .execute(&mut *tx)
+        .await?;
+    for agent in members {
+        sqlx::query("INSERT INTO team_members (team_id, agent_id) VALUES (?, ?)")
+            .bind(team)
+            .bind(agent)
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(())
+}
+
+async fn create(
+    State(state): State<AppState>,
+    AdminAuth(admin): AdminAuth,
+    ApiJson(body): ApiJson<TeamBody>,
+) -> ApiResult<(StatusCode, Json<TeamResponse>)> {
+    let name = clean_name(
+        body.name
+            .as_deref()
+            .ok_or_else(|| ApiError::bad_request("name is required"))?,
+    )?;
+    let members = clean_members(&state.db, body.agent_ids.unwrap_or_default()).await?;
+    let id = TeamId::new();
+    let mut tx = state.db.begin().await?;
+    let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM teams")
+        .fetch_one(&mut *tx)
+        .await?;
+    if count >= TEAMS_MAX {
+        return Err(ApiError::Conflict(format!("at most {TEAMS_MAX} teams")));
+    }
+    sqlx::query("INSERT INTO teams (id, name, created_at) VALUES (?, ?, ?)")
+        .bind(id)
+        .bind(&name)
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| name_taken(e, &name))?;
+    set_members(&mut tx, id, &members).await?;
+    crate::audit::record(
+        &mut *tx,
+        Some(admin.id),
+        "team.create",
+        Some(("team", &id.to_string())),
+        json!({"name": name, "agent_ids": members}),
+    )
+    .await?;
+    tx.commit().await?;
+    let team = find(&state.db, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("team"))?;
+    Ok((StatusCode::CREATED, Json(TeamResponse { team })))
+}
+
+async fn update(
+    State(state): State<AppState>,
+    AdminAuth(admin): AdminAuth,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<TeamBody>,
+) -> ApiResult<Json<TeamResponse>> {
+    let id = parse_id(&id)?;
+    if !exists(&state.db, id).await? {
+        return Err(ApiError::not_found("team"));
+    }
+    let name = body.name.as_deref().map(clean_name).transpose()?;
+    let members = match body.agent_ids {
+        Some(ids) => Some(clean_members(&state.db, ids).await?),
+        None => None,
+    };
+    let mut tx = state.db.begin().await?;
+    let mut details = serde_json::Map::new();
+    if let Some(name) = &name {
+        sqlx::query("UPDATE teams SET name = ? WHERE id = ?")
+            .bind(name)
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| name_taken(e, name))?;
+        details.insert("name".into(), json!(name));
+    }
+    if let Some(members) = &members {
+        set_members(&mut tx, id, members).await?;
+        details.insert("agent_ids".into(), json!(members));
+    }
+    crate::audit::record(
+        &mut *tx,
+        Some(admin.id),
+        "team.update",
+        Some(("team", &id.to_string())),
+        Value::Object(details),
+    )
+    .await?;
+    tx.commit().await?;
+    // New members may be free for the team's queue.
+    if members.is_some() {
+        super::drain_logged(&state).await;
+    }
+    let team = find(&state.db, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("team"))?;
+    Ok(Json(TeamResponse { team }))
+}
+
+/// A team a rule routes to cannot be deleted (409): change the rule first.
+/// Conversations routed to it go back to everyone.
+async fn remove(
+    State(state): State<AppState>,
+    AdminAuth(admin): AdminAuth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let id = parse_id(&id)?;
+    let mut tx = state.db.begin().await?;
+    let used: Option<(String,)> =
+        sqlx::query_as("SELECT name FROM routing_rules WHERE team_id = ? LIMIT 1")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    if let Some((rule,)) = used {
+        return Err(ApiError::Conflict(format!(
+            "routing rule {rule} sends chats to this team"
+        )));
+    }
+    let touched: Vec<(crate::ids::ConversationId,)> =
+        sqlx::query_as("UPDATE conversations SET team_id = NULL WHERE team_id = ? RETURNING id")
+            .bind(id)
+            .fetch_all(&mut *tx)
+            .await?;
+    sqlx::query("DELETE FROM team_members WHERE team_id = ?")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    let removed = sqlx::query("DELETE FROM teams WHERE id = ?")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    if removed == 0 {
+        return Err(ApiError::not_found("team"));
+    }
+    crate::audit::record(
+        &mut *tx,
+        Some(admin.id),
+        "team.delete",
+        Some(("team", &id.to_string())),
+        json!({}),
+    )
+    .await?;
+    tx.commit().await?;
+    for (conversation,) in touched {
+        crate::conversations::announce(&state, conversation).await?;
+    }
+    super::drain_logged(&state).await;
+    Ok(Json(json!({})))
+}
