@@ -130,13 +130,16 @@ async fn open_state(config: Config) -> anyhow::Result<AppState> {
         Arc::clone(&metrics),
     ));
     let derived = Arc::new(Derived::default());
+    let indexer = Arc::new(search::Indexer::default());
     let on_commit = {
         let hub = Arc::clone(&hub);
         let derived = Arc::clone(&derived);
+        let indexer = Arc::clone(&indexer);
         Box::new(
             move |messages: &[(Arc<store::messages::StoredMessage>, Option<u64>)]| {
                 hub.publish_messages(messages);
                 derived.mark(messages);
+                indexer.mark(messages);
             },
         )
     };
@@ -164,6 +167,9 @@ async fn open_state(config: Config) -> anyhow::Result<AppState> {
         dummy_password_hash: tokio::sync::OnceCell::new(),
     });
     tokio::spawn(derived.run(state.db.clone(), state.shutdown.clone()));
+    // The search index catches up with the log in the background, then
+    // follows it (see search.rs).
+    tokio::spawn(indexer.run(Arc::clone(&state)));
     tokio::spawn(housekeeping(Arc::clone(&state)));
     // Served conversations overlay the log's head, so the derived columns
     // only order lists: rebuild them behind the first requests instead of

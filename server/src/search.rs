@@ -1,9 +1,1002 @@
-//! Full-text search over messages and tickets (SQLite FTS5, trigram).
+//! Full-text search over messages and tickets: `GET /api/v1/search`.
+//!
+//! Indexes (migration 0006): FTS5 `trigram` for terms of 3+ characters in
+//! any script, and FTS5 `unicode61` over CJK bigrams for 2-character
+//! Chinese/Japanese/Korean terms (`退款`), which trigram cannot match.
+//!
+//! Messages live in the RocksDB log; the [`Indexer`] copies them into
+//! `message_index` off the send path. Invariants:
+//! - The writer thread only *marks* a conversation with its new head
+//!   ([`Indexer::mark`]: a map insert, no I/O); the indexer task reads the
+//!   missing range from the log and writes it in batches.
+//! - A conversation's indexed rows are always `1..=mark` without gaps: each
+//!   range is read from the log in seq order and written in one
+//!   transaction; `INSERT OR IGNORE` on `(conversation_id, seq)` makes any
+//!   replay harmless.
+//! - At start every conversation whose log head is past its mark is marked,
+//!   so a crash, a kill or a wiped index converges to the log.
+//!
+//! Ticket bigrams are one document per ticket, rewritten by the indexer for
+//! the tickets the triggers queue in `search_pending_tickets`.
+//!
+//! Results are plain text split into segments (`{"text", "match"}`), never
+//! HTML, so a UI renders highlights without parsing anything.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
 use axum::Router;
+use axum::extract::State;
+use axum::routing::get;
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use sqlx::{Sqlite, SqlitePool, Transaction};
+use tokio::sync::Notify;
 
+use crate::auth::AgentAuth;
+use crate::error::{ApiError, ApiResult};
+use crate::http::extract::ApiQuery;
+use crate::ids::ConversationId;
+use crate::message::{MessageKind, SenderType};
 use crate::state::AppState;
+use crate::store::messages::{MessageLog, StoredMessage};
+
+/// Longest query, in characters.
+pub const QUERY_MAX_CHARS: usize = 200;
+/// Most whitespace-separated terms in one query.
+pub const TERMS_MAX: usize = 8;
+pub const LIMIT_DEFAULT: u32 = 20;
+pub const LIMIT_MAX: u32 = 50;
+
+/// Messages read from the log per conversation per pass; the rest waits for
+/// the next pass, so one long conversation cannot hold the write lock.
+const RANGE_MAX: usize = 500;
+/// Messages written per transaction.
+const BATCH_MAX: usize = 5_000;
+/// Marks cached by the indexer; cleared past this (a miss is one lookup).
+const MARKS_MAX: usize = 200_000;
+/// Tickets re-indexed per pass.
+const TICKETS_PER_PASS: i64 = 500;
+
+// ---- text helpers -------------------------------------------------------
+
+/// Chinese, Japanese and Korean characters: indexed by bigram.
+pub fn is_cjk(c: char) -> bool {
+    matches!(c as u32,
+        0x3040..=0x30FF      // Hiragana, Katakana
+        | 0x3400..=0x4DBF    // CJK Extension A
+        | 0x4E00..=0x9FFF    // CJK Unified Ideographs
+        | 0xAC00..=0xD7AF    // Hangul syllables
+        | 0xF900..=0xFAFF    // CJK Compatibility Ideographs
+        | 0x20000..=0x3FFFF) // CJK Extensions B–H
+}
+
+/// Overlapping pairs of adjacent CJK characters, space-separated:
+/// "我要退款!" → "我要 要退 退款".
+pub fn cjk_bigrams(text: &str) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::new();
+    for pair in chars.windows(2) {
+        if is_cjk(pair[0]) && is_cjk(pair[1]) {
+            if !out.is_empty() {
+                out.push(' ');
+            }
+            out.push(pair[0]);
+            out.push(pair[1]);
+        }
+    }
+    out
+}
+
+/// A parsed query: trigram terms (3+ characters) and bigram terms
+/// (exactly 2 CJK characters), all of which must match.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Query {
+    pub terms: Vec<String>,
+    trigram: Vec<String>,
+    bigram: Vec<String>,
+}
+
+impl Query {
+    pub fn parse(q: &str) -> Result<Query, ApiError> {
+        let q = q.trim();
+        if q.is_empty() {
+            return Err(ApiError::bad_request("q is required"));
+        }
+        if q.chars().count() > QUERY_MAX_CHARS {
+            return Err(ApiError::bad_request(format!(
+                "q is longer than {QUERY_MAX_CHARS} characters"
+            )));
+        }
+        let terms: Vec<String> = q.split_whitespace().map(str::to_owned).collect();
+        if terms.len() > TERMS_MAX {
+            return Err(ApiError::bad_request(format!(
+                "q has more than {TERMS_MAX} terms"
+            )));
+        }
+        let mut query = Query {
+            terms: Vec::new(),
+            trigram: Vec::new(),
+            bigram: Vec::new(),
+        };
+        for term in terms {
+            let count = term.chars().count();
+            if count >= 3 {
+                query.trigram.push(term.clone());
+            } else if count == 2 && term.chars().all(is_cjk) {
+                query.bigram.push(term.clone());
+            } else {
+                return Err(ApiError::bad_request(
+                    "each search term needs at least 3 characters (2 for Chinese, Japanese or Korean)",
+                ));
+            }
+            if !query.terms.contains(&term) {
+                query.terms.push(term);
+            }
+        }
+        Ok(query)
+    }
+
+    /// FTS5 query text: every term a quoted phrase, implicitly ANDed.
+    fn fts(terms: &[String]) -> Option<String> {
+        if terms.is_empty() {
+            return None;
+        }
+        Some(
+            terms
+                .iter()
+                .map(|t| format!("\"{}\"", t.replace('"', "\"\"")))
+                .collect::<Vec<_>>()
+                .join(" "),
+        )
+    }
+}
+
+/// One run of a snippet: matched text or the text around it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Segment {
+    pub text: String,
+    #[serde(rename = "match")]
+    pub matched: bool,
+}
+
+/// Characters of context kept before the first match.
+const SNIPPET_BEFORE: usize = 30;
+/// Longest snippet, in characters.
+const SNIPPET_MAX: usize = 160;
+
+fn fold(c: char) -> char {
+    c.to_lowercase().next().unwrap_or(c)
+}
+
+/// Where `terms` occur in `text` (case-insensitive), as char ranges, merged.
+fn match_ranges(text: &[char], terms: &[String]) -> Vec<(usize, usize)> {
+    let folded: Vec<char> = text.iter().map(|&c| fold(c)).collect();
+    let mut ranges = Vec::new();
+    for term in terms {
+        let term: Vec<char> = term.chars().map(fold).collect();
+        if term.is_empty() || term.len() > folded.len() {
+            continue;
+        }
+        for start in 0..=folded.len() - term.len() {
+            if folded[start..start + term.len()] == term[..] {
+                ranges.push((start, start + term.len()));
+            }
+        }
+    }
+    ranges.sort_unstable();
+    let mut merged: Vec<(usize, usize)> = Vec::new();
+    for (start, end) in ranges {
+        match merged.last_mut() {
+            Some(last) if start <= last.1 => last.1 = last.1.max(end),
+            _ => merged.push((start, end)),
+        }
+    }
+    merged
+}
+
+/// A window of `text` around its first match, split into segments; `None`
+/// when no term occurs in it.
+pub fn snippet(text: &str, terms: &[String]) -> Option<Vec<Segment>> {
+    let chars: Vec<char> = text.chars().collect();
+    let ranges = match_ranges(&chars, terms);
+    let first = ranges.first()?.0;
+    let start = first.saturating_sub(SNIPPET_BEFORE);
+    let end = (start + SNIPPET_MAX).min(chars.len());
+    let mut segments = Vec::new();
+    let mut push = |from: usize, to: usize, matched: bool| {
+        if from < to {
+            let mut text: String = chars[from..to].iter().collect();
+            if !matched && from == start && start > 0 {
+                text.insert(0, '…');
+            }
+            if !matched && to == end && end < chars.len() {
+                text.push('…');
+            }
+            segments.push(Segment { text, matched });
+        }
+    };
+    let mut at = start;
+    for (from, to) in ranges {
+        let (from, to) = (from.max(start), to.min(end));
+        if from >= end {
+            break;
+        }
+        if to <= at {
+            continue;
+        }
+        push(at, from, false);
+        push(from.max(at), to, true);
+        at = to;
+    }
+    push(at, end, false);
+    Some(segments)
+}
+
+// ---- the message indexer -----------------------------------------------
+
+/// Keeps `message_index` up with the log. See the module doc.
+#[derive(Default)]
+pub struct Indexer {
+    /// Conversation → its newest seq the indexer has not caught up to.
+    dirty: Mutex<HashMap<ConversationId, u64>>,
+    wake: Notify,
+}
+
+/// A row of `message_index`.
+struct IndexRow {
+    conversation_id: ConversationId,
+    seq: u64,
+    kind: MessageKind,
+    sender_type: SenderType,
+    sender_id: String,
+    created_at: i64,
+    text: String,
+}
+
+fn kind_str(kind: MessageKind) -> &'static str {
+    match kind {
+        MessageKind::Text => "text",
+        MessageKind::Image => "image",
+        MessageKind::File => "file",
+        MessageKind::Event => "event",
+        MessageKind::Note => "note",
+    }
+}
+
+fn sender_str(sender: SenderType) -> &'static str {
+    match sender {
+        SenderType::Visitor => "visitor",
+        SenderType::Agent => "agent",
+        SenderType::System => "system",
+    }
+}
+
+impl IndexRow {
+    fn from_stored(stored: &StoredMessage) -> Option<IndexRow> {
+        let message = match stored.decode() {
+            Ok(message) => message,
+            Err(error) => {
+                tracing::error!(%error, conversation = %stored.conversation_id, seq = stored.seq, "cannot index a message");
+                return None;
+            }
+        };
+        let mut text = message.content;
+        if let Some(name) = message
+            .attachment
+            .as_ref()
+            .and_then(|a| a.get("name"))
+            .and_then(|n| n.as_str())
+        {
+            if !text.is_empty() {
+                text.push(' ');
+            }
+            text.push_str(name);
+        }
+        Some(IndexRow {
+            conversation_id: stored.conversation_id,
+            seq: stored.seq,
+            kind: message.kind,
+            sender_type: message.sender.kind,
+            sender_id: message.sender.id,
+            created_at: stored.created_at,
+            text,
+        })
+    }
+}
+
+impl Indexer {
+    /// Called on the writer thread after each commit; never blocks on I/O.
+    pub fn mark(&self, messages: &[(Arc<StoredMessage>, Option<u64>)]) {
+        let mut dirty = self.dirty.lock();
+        for (message, _) in messages {
+            let head = dirty.entry(message.conversation_id).or_insert(0);
+            *head = (*head).max(message.seq);
+        }
+        drop(dirty);
+        self.wake.notify_one();
+    }
+
+    /// How many conversations wait to be indexed (for tests and the bench).
+    pub fn backlog(&self) -> usize {
+        self.dirty.lock().len()
+    }
+
+    /// Indexes until shutdown: first whatever the log has beyond the index
+    /// (start-up catch-up), then what the writer marks.
+    pub async fn run(self: Arc<Self>, state: AppState) {
+        let mut marks: HashMap<ConversationId, u64> = HashMap::new();
+        if let Err(error) = self.catch_up(&state, &mut marks).await {
+            tracing::error!(%error, "search index catch-up failed");
+        }
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        loop {
+            tokio::select! {
+                _ = self.wake.notified() => {
+                    // Let a burst accumulate into one transaction.
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                _ = tick.tick() => {}
+                _ = state.shutdown.cancelled() => break,
+            }
+            if let Err(error) = self.pass(&state, &mut marks).await {
+                if state.shutdown.is_cancelled() {
+                    break;
+                }
+                tracing::error!(%error, "search indexing failed; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+
+    /// Marks every conversation whose log head is past its indexed mark.
+    async fn catch_up(
+        &self,
+        state: &AppState,
+        marks: &mut HashMap<ConversationId, u64>,
+    ) -> anyhow::Result<()> {
+        let reading = Arc::clone(state);
+        let heads = tokio::task::spawn_blocking(move || reading.log.heads()).await??;
+        let indexed: Vec<(ConversationId, i64)> = sqlx::query_as(
+            "SELECT conversation_id, MAX(seq) FROM message_index GROUP BY conversation_id",
+        )
+        .fetch_all(&state.db)
+        .await?;
+        let indexed: HashMap<ConversationId, u64> = indexed
+            .into_iter()
+            .map(|(id, seq)| (id, u64::try_from(seq).unwrap_or(0)))
+            .collect();
+        let mut lagging = 0usize;
+        {
+            let mut dirty = self.dirty.lock();
+            for (conversation, head) in heads {
+                let mark = indexed.get(&conversation).copied().unwrap_or(0);
+                if head.last_seq > mark {
+                    lagging += 1;
+                    let entry = dirty.entry(conversation).or_insert(0);
+                    *entry = (*entry).max(head.last_seq);
+                }
+                if marks.len() < MARKS_MAX {
+                    marks.insert(conversation, mark);
+                }
+            }
+        }
+        tracing::info!(conversations = lagging, "search index catching up");
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// One pass: some dirty conversations, then pending tickets.
+    async fn pass(
+        &self,
+        state: &AppState,
+        marks: &mut HashMap<ConversationId, u64>,
+    ) -> anyhow::Result<()> {
+        loop {
+            let work: Vec<(ConversationId, u64)> = {
+                let mut dirty = self.dirty.lock();
+                let keys: Vec<ConversationId> =
+                    dirty.keys().take(BATCH_MAX / 10).copied().collect();
+                keys.into_iter()
+                    .filter_map(|k| dirty.remove(&k).map(|head| (k, head)))
+                    .collect()
+            };
+            if work.is_empty() {
+                break;
+            }
+            if let Err(error) = self.index_conversations(state, marks, &work).await {
+                // Put the work back: nothing of the failed transaction stuck.
+                let mut dirty = self.dirty.lock();
+                for (conversation, head) in work {
+                    let entry = dirty.entry(conversation).or_insert(0);
+                    *entry = (*entry).max(head);
+                }
+                marks.clear();
+                return Err(error);
+            }
+            if state.shutdown.is_cancelled() {
+                return Ok(());
+            }
+            // Let requests in between large catch-up batches.
+            tokio::task::yield_now().await;
+        }
+        index_pending_tickets(&state.db).await
+    }
+
+    async fn index_conversations(
+        &self,
+        state: &AppState,
+        marks: &mut HashMap<ConversationId, u64>,
+        work: &[(ConversationId, u64)],
+    ) -> anyhow::Result<()> {
+        let mut ranges = Vec::with_capacity(work.len());
+        for &(conversation, head) in work {
+            let mark = match marks.get(&conversation) {
+                Some(mark) => *mark,
+                None => {
+                    let mark: Option<i64> = sqlx::query_scalar(
+                        "SELECT MAX(seq) FROM message_index WHERE conversation_id = ?",
+                    )
+                    .bind(conversation)
+                    .fetch_one(&state.db)
+                    .await?;
+                    u64::try_from(mark.unwrap_or(0)).unwrap_or(0)
+                }
+            };
+            if head > mark {
+                ranges.push((conversation, mark, head));
+            }
+        }
+        if ranges.is_empty() {
+            return Ok(());
+        }
+        let reading = Arc::clone(state);
+        let read = tokio::task::spawn_blocking(move || read_ranges(&reading.log, &ranges)).await??;
+        let mut tx = state.db.begin().await?;
+        let mut answered: Vec<ConversationId> = Vec::new();
+        for row in &read.rows {
+            let inserted = sqlx::query(
+                "INSERT OR IGNORE INTO message_index
+                 (conversation_id, seq, kind, sender_type, sender_id, created_at, text)
+                 VALUES (?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(row.conversation_id)
+            .bind(i64::try_from(row.seq).unwrap_or(i64::MAX))
+            .bind(kind_str(row.kind))
+            .bind(sender_str(row.sender_type))
+            .bind(&row.sender_id)
+            .bind(row.created_at)
+            .bind(&row.text)
+            .execute(&mut *tx)
+            .await?;
+            if inserted.rows_affected() == 0 {
+                continue;
+            }
+            let grams = cjk_bigrams(&row.text);
+            if !grams.is_empty() {
+                sqlx::query(
+                    "INSERT INTO message_bigram(rowid, grams)
+                     SELECT id, ? FROM message_index WHERE conversation_id = ? AND seq = ?",
+                )
+                .bind(grams)
+                .bind(row.conversation_id)
+                .bind(i64::try_from(row.seq).unwrap_or(i64::MAX))
+                .execute(&mut *tx)
+                .await?;
+            }
+            let replies = row.sender_type == SenderType::Agent
+                && matches!(
+                    row.kind,
+                    MessageKind::Text | MessageKind::Image | MessageKind::File
+                );
+            if replies && !answered.contains(&row.conversation_id) {
+                if first_response(&mut tx, row).await? {
+                    answered.push(row.conversation_id);
+                }
+            }
+        }
+        tx.commit().await?;
+        if marks.len() >= MARKS_MAX {
+            marks.clear();
+        }
+        for (conversation, mark, more) in read.reached {
+            marks.insert(conversation, mark);
+            if more {
+                let mut dirty = self.dirty.lock();
+                let entry = dirty.entry(conversation).or_insert(0);
+                *entry = (*entry).max(mark + 1);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What [`read_ranges`] found.
+struct Read {
+    rows: Vec<IndexRow>,
+    /// Per conversation: the seq reached and whether more remains.
+    reached: Vec<(ConversationId, u64, bool)>,
+}
+
+fn read_ranges(
+    log: &MessageLog,
+    ranges: &[(ConversationId, u64, u64)],
+) -> Result<Read, crate::store::messages::LogError> {
+    let mut read = Read {
+        rows: Vec::new(),
+        reached: Vec::with_capacity(ranges.len()),
+    };
+    for &(conversation, mark, head) in ranges {
+        let page = log.page(conversation, mark, None, RANGE_MAX, true)?;
+        let reached = page.last().map_or(mark, |m| m.seq);
+        read.rows
+            .extend(page.iter().filter_map(IndexRow::from_stored));
+        read.reached
+            .push((conversation, reached, reached < head && reached > mark));
+    }
+    Ok(read)
+}
+
+/// Stamps the session's first response and records it, once per session.
+/// Returns whether it did.
+async fn first_response(
+    tx: &mut Transaction<'_, Sqlite>,
+    row: &IndexRow,
+) -> Result<bool, sqlx::Error> {
+    let opened: Option<(i64, crate::ids::AppId)> = sqlx::query_as(
+        "UPDATE conversations SET first_response_at = ?1
+         WHERE id = ?2 AND first_response_at IS NULL AND opened_at IS NOT NULL AND opened_at <= ?1
+         RETURNING opened_at, app_id",
+    )
+    .bind(row.created_at)
+    .bind(row.conversation_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some((opened_at, app_id)) = opened else {
+        return Ok(false);
+    };
+    let agent = row.sender_id.parse().ok();
+    crate::reports::record(
+        &mut **tx,
+        crate::reports::EventName::FirstResponse,
+        crate::reports::Event {
+            app_id: Some(app_id),
+            conversation_id: Some(row.conversation_id),
+            agent_id: agent,
+            value_ms: Some(row.created_at - opened_at),
+            at: Some(row.created_at),
+            ..Default::default()
+        },
+    )
+    .await
+    .map_err(|error| match error {
+        ApiError::Internal(cause) => sqlx::Error::Protocol(cause.to_string()),
+        other => sqlx::Error::Protocol(other.to_string()),
+    })?;
+    Ok(true)
+}
+
+/// Rewrites the bigram document of every ticket the triggers queued.
+async fn index_pending_tickets(db: &SqlitePool) -> anyhow::Result<()> {
+    loop {
+        // Read and write in one transaction: a ticket changed meanwhile
+        // makes the commit fail (SQLite's snapshot check) and is retried,
+        // so a queued change is never dropped.
+        let mut tx = db.begin().await?;
+        let numbers: Vec<i64> =
+            sqlx::query_scalar("SELECT number FROM search_pending_tickets ORDER BY number LIMIT ?")
+                .bind(TICKETS_PER_PASS)
+                .fetch_all(&mut *tx)
+                .await?;
+        if numbers.is_empty() {
+            return Ok(());
+        }
+        for &number in &numbers {
+            let ticket: Option<(String, String)> =
+                sqlx::query_as("SELECT subject, description FROM tickets WHERE number = ?")
+                    .bind(number)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            sqlx::query("DELETE FROM ticket_bigram WHERE rowid = ?")
+                .bind(number)
+                .execute(&mut *tx)
+                .await?;
+            if let Some((subject, description)) = ticket {
+                let comments: Vec<String> = sqlx::query_scalar(
+                    "SELECT body FROM ticket_comments WHERE ticket_number = ?",
+                )
+                .bind(number)
+                .fetch_all(&mut *tx)
+                .await?;
+                let mut grams = vec![cjk_bigrams(&subject), cjk_bigrams(&description)];
+                grams.extend(comments.iter().map(|body| cjk_bigrams(body)));
+                let grams = grams.join(" ");
+                if !grams.trim().is_empty() {
+                    sqlx::query("INSERT INTO ticket_bigram(rowid, grams) VALUES (?, ?)")
+                        .bind(number)
+                        .bind(grams)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+            sqlx::query("DELETE FROM search_pending_tickets WHERE number = ?")
+                .bind(number)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+    }
+}
+
+// ---- the route ----------------------------------------------------------
 
 pub fn routes() -> Router<AppState> {
-    Router::new()
+    Router::new().route("/search", get(search))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum SearchType {
+    Messages,
+    Tickets,
+    #[default]
+    All,
+}
+
+#[derive(Debug, Deserialize)]
+struct SearchParams {
+    #[serde(default)]
+    q: Option<String>,
+    #[serde(default, deserialize_with = "crate::http::extract::empty_as_none")]
+    r#type: Option<SearchType>,
+    #[serde(default, deserialize_with = "crate::http::extract::empty_as_none")]
+    cursor: Option<String>,
+    #[serde(
+        default,
+        deserialize_with = "crate::http::extract::empty_as_none_number"
+    )]
+    limit: Option<u32>,
+}
+
+#[derive(Debug, Serialize)]
+struct SenderRef {
+    #[serde(rename = "type")]
+    kind: String,
+    id: String,
+}
+
+#[derive(Debug, Serialize)]
+struct MessageHit {
+    conversation_id: ConversationId,
+    seq: u64,
+    kind: String,
+    /// An internal note: show it as such, never to a visitor.
+    note: bool,
+    sender: SenderRef,
+    created_at: i64,
+    snippet: Vec<Segment>,
+}
+
+#[derive(Debug, Serialize)]
+struct TicketHit {
+    number: u64,
+    subject: String,
+    status: String,
+    priority: String,
+    assignee_id: Option<String>,
+    updated_at: i64,
+    /// Where the snippet comes from: `subject`, `description` or `comment`.
+    matched: &'static str,
+    snippet: Vec<Segment>,
+}
+
+#[derive(Debug, Default, Serialize)]
+struct NextCursor {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    messages: Option<Option<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tickets: Option<Option<String>>,
+}
+
+#[derive(Debug, Default, Serialize)]
+struct SearchResponse {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    messages: Option<Vec<MessageHit>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tickets: Option<Vec<TicketHit>>,
+    next_cursor: NextCursor,
+}
+
+fn parse_cursor(cursor: Option<&str>) -> Result<i64, ApiError> {
+    match cursor {
+        None => Ok(i64::MAX),
+        Some(text) => text
+            .parse::<i64>()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| ApiError::bad_request("invalid cursor")),
+    }
+}
+
+async fn search(
+    State(state): State<AppState>,
+    AgentAuth(_): AgentAuth,
+    ApiQuery(params): ApiQuery<SearchParams>,
+) -> ApiResult<Json<SearchResponse>> {
+    let query = Query::parse(params.q.as_deref().unwrap_or(""))?;
+    let limit = match params.limit {
+        None => LIMIT_DEFAULT,
+        Some(0) => return Err(ApiError::bad_request("limit must be at least 1")),
+        Some(n) if n > LIMIT_MAX => {
+            return Err(ApiError::bad_request(format!(
+                "limit must be at most {LIMIT_MAX}"
+            )));
+        }
+        Some(n) => n,
+    };
+    let kind = params.r#type.unwrap_or_default();
+    if kind == SearchType::All && params.cursor.is_some() {
+        return Err(ApiError::bad_request(
+            "a cursor pages one type: pass type=messages or type=tickets",
+        ));
+    }
+    let before = parse_cursor(params.cursor.as_deref())?;
+    let mut response = SearchResponse::default();
+    if kind != SearchType::Tickets {
+        let (hits, next) = search_messages(&state.db, &query, before, limit).await?;
+        response.messages = Some(hits);
+        response.next_cursor.messages = Some(next);
+    }
+    if kind != SearchType::Messages {
+        let (hits, next) = search_tickets(&state.db, &query, before, limit).await?;
+        response.tickets = Some(hits);
+        response.next_cursor.tickets = Some(next);
+    }
+    Ok(Json(response))
+}
+
+#[derive(sqlx::FromRow)]
+struct MessageRow {
+    id: i64,
+    conversation_id: ConversationId,
+    seq: i64,
+    kind: String,
+    sender_type: String,
+    sender_id: String,
+    created_at: i64,
+    text: String,
+}
+
+/// Newest-indexed first; the cursor is the last row's index id.
+async fn search_messages(
+    db: &SqlitePool,
+    query: &Query,
+    before: i64,
+    limit: u32,
+) -> Result<(Vec<MessageHit>, Option<String>), ApiError> {
+    let trigram = Query::fts(&query.trigram);
+    let bigram = Query::fts(&query.bigram);
+    // The FTS table drives (CROSS JOIN keeps it the outer loop), walking
+    // its rowids downwards, so a page costs `limit` rows however common
+    // the term.
+    let sql = match (&trigram, &bigram) {
+        (Some(_), None) => {
+            "SELECT i.id, i.conversation_id, i.seq, i.kind, i.sender_type, i.sender_id, i.created_at, i.text
+             FROM message_fts f CROSS JOIN message_index i ON i.id = f.rowid
+             WHERE message_fts MATCH ?1 AND f.rowid < ?3 ORDER BY f.rowid DESC LIMIT ?4"
+        }
+        (None, Some(_)) => {
+            "SELECT i.id, i.conversation_id, i.seq, i.kind, i.sender_type, i.sender_id, i.created_at, i.text
+             FROM message_bigram b CROSS JOIN message_index i ON i.id = b.rowid
+             WHERE message_bigram MATCH ?2 AND b.rowid < ?3 ORDER BY b.rowid DESC LIMIT ?4"
+        }
+        _ => {
+            "SELECT i.id, i.conversation_id, i.seq, i.kind, i.sender_type, i.sender_id, i.created_at, i.text
+             FROM message_fts f CROSS JOIN message_index i ON i.id = f.rowid
+             WHERE message_fts MATCH ?1 AND f.rowid < ?3
+               AND f.rowid IN (SELECT rowid FROM message_bigram WHERE message_bigram MATCH ?2)
+             ORDER BY f.rowid DESC LIMIT ?4"
+        }
+    };
+    let mut rows: Vec<MessageRow> = sqlx::query_as(sql)
+        .bind(trigram.unwrap_or_default())
+        .bind(bigram.unwrap_or_default())
+        .bind(before)
+        .bind(i64::from(limit) + 1)
+        .fetch_all(db)
+        .await?;
+    let next = if rows.len() > limit as usize {
+        rows.truncate(limit as usize);
+        rows.last().map(|row| row.id.to_string())
+    } else {
+        None
+    };
+    let hits = rows
+        .into_iter()
+        .map(|row| {
+            let snippet = snippet(&row.text, &query.terms).unwrap_or_else(|| {
+                vec![Segment {
+                    text: row.text.chars().take(SNIPPET_MAX).collect(),
+                    matched: false,
+                }]
+            });
+            MessageHit {
+                conversation_id: row.conversation_id,
+                seq: u64::try_from(row.seq).unwrap_or(0),
+                note: row.kind == "note",
+                kind: row.kind,
+                sender: SenderRef {
+                    kind: row.sender_type,
+                    id: row.sender_id,
+                },
+                created_at: row.created_at,
+                snippet,
+            }
+        })
+        .collect();
+    Ok((hits, next))
+}
+
+#[derive(sqlx::FromRow)]
+struct TicketRow {
+    number: i64,
+    subject: String,
+    description: String,
+    status: String,
+    priority: String,
+    assignee_id: Option<String>,
+    updated_at: i64,
+}
+
+/// Highest number first; the cursor is the last ticket's number.
+async fn search_tickets(
+    db: &SqlitePool,
+    query: &Query,
+    before: i64,
+    limit: u32,
+) -> Result<(Vec<TicketHit>, Option<String>), ApiError> {
+    let trigram = Query::fts(&query.trigram);
+    let bigram = Query::fts(&query.bigram);
+    let take = i64::from(limit) + 1;
+    let mut numbers: Vec<i64> = match &trigram {
+        Some(trigram) => {
+            // Subject/description and comments are two indexes: take a
+            // page from each (both ordered by number) and merge.
+            let sql = "SELECT number FROM (SELECT rowid AS number FROM ticket_fts
+                     WHERE ticket_fts MATCH ?1 AND rowid < ?2 ORDER BY rowid DESC LIMIT ?3)
+                 UNION
+                 SELECT number FROM (SELECT DISTINCT ticket_number AS number FROM comment_fts
+                     WHERE comment_fts MATCH ?1 AND ticket_number < ?2
+                     ORDER BY ticket_number DESC LIMIT ?3)
+                 ORDER BY number DESC LIMIT ?3";
+            if bigram.is_some() {
+                // With a bigram filter a page of trigram hits may shrink:
+                // filter inside the FTS scan instead.
+                let sql = "SELECT number FROM (
+                        SELECT rowid AS number FROM ticket_fts WHERE ticket_fts MATCH ?1 AND rowid < ?2
+                        UNION
+                        SELECT ticket_number FROM comment_fts WHERE comment_fts MATCH ?1 AND ticket_number < ?2)
+                     WHERE number IN (SELECT rowid FROM ticket_bigram WHERE ticket_bigram MATCH ?3)
+                     ORDER BY number DESC LIMIT ?4";
+                sqlx::query_scalar(sql)
+                    .bind(trigram)
+                    .bind(before)
+                    .bind(bigram.clone().unwrap_or_default())
+                    .bind(take)
+                    .fetch_all(db)
+                    .await?
+            } else {
+                sqlx::query_scalar(sql)
+                    .bind(trigram)
+                    .bind(before)
+                    .bind(take)
+                    .fetch_all(db)
+                    .await?
+            }
+        }
+        None => {
+            sqlx::query_scalar(
+                "SELECT rowid FROM ticket_bigram WHERE ticket_bigram MATCH ?1 AND rowid < ?2
+                 ORDER BY rowid DESC LIMIT ?3",
+            )
+            .bind(bigram.unwrap_or_default())
+            .bind(before)
+            .bind(take)
+            .fetch_all(db)
+            .await?
+        }
+    };
+    let next = if numbers.len() > limit as usize {
+        numbers.truncate(limit as usize);
+        numbers.last().map(i64::to_string)
+    } else {
+        None
+    };
+    let mut hits = Vec::with_capacity(numbers.len());
+    for number in numbers {
+        let row: Option<TicketRow> = sqlx::query_as(
+            "SELECT number, subject, description, status, priority, assignee_id, updated_at
+             FROM tickets WHERE number = ?",
+        )
+        .bind(number)
+        .fetch_optional(db)
+        .await?;
+        let Some(row) = row else { continue };
+        let (matched, snippet) = if let Some(s) = snippet(&row.subject, &query.terms) {
+            ("subject", s)
+        } else if let Some(s) = snippet(&row.description, &query.terms) {
+            ("description", s)
+        } else {
+            let bodies: Vec<String> = sqlx::query_scalar(
+                "SELECT body FROM ticket_comments WHERE ticket_number = ? ORDER BY created_at",
+            )
+            .bind(number)
+            .fetch_all(db)
+            .await?;
+            let found = bodies.iter().find_map(|body| snippet(body, &query.terms));
+            match found {
+                Some(s) => ("comment", s),
+                None => (
+                    "subject",
+                    vec![Segment {
+                        text: row.subject.clone(),
+                        matched: false,
+                    }],
+                ),
+            }
+        };
+        hits.push(TicketHit {
+            number: u64::try_from(row.number).unwrap_or(0),
+            subject: row.subject,
+            status: row.status,
+            priority: row.priority,
+            assignee_id: row.assignee_id,
+            updated_at: row.updated_at,
+            matched,
+            snippet,
+        });
+    }
+    Ok((hits, next))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bigrams_only_pair_cjk() {
+        assert_eq!(cjk_bigrams("我要退款!ok 发票"), "我要 要退 退款 发票");
+        assert_eq!(cjk_bigrams("refund"), "");
+    }
+
+    #[test]
+    fn query_terms_by_length_and_script() {
+        let q = Query::parse(" 退款  refund ").expect("parse");
+        assert_eq!(q.bigram, vec!["退款".to_owned()]);
+        assert_eq!(q.trigram, vec!["refund".to_owned()]);
+        assert!(Query::parse("ok").is_err());
+        assert!(Query::parse("退").is_err());
+        assert!(Query::parse("   ").is_err());
+        assert_eq!(
+            Query::fts(&["a\"b c".to_owned()]).as_deref(),
+            Some("\"a\"\"b c\"")
+        );
+    }
+
+    #[test]
+    fn snippet_marks_matches_case_insensitively() {
+        let segments = snippet("Please REFUND my order, refund now", &["refund".into()])
+            .expect("matches");
+        let matched: Vec<&str> = segments
+            .iter()
+            .filter(|s| s.matched)
+            .map(|s| s.text.as_str())
+            .collect();
+        assert_eq!(matched, vec!["REFUND", "refund"]);
+        let joined: String = segments.iter().map(|s| s.text.as_str()).collect();
+        assert_eq!(joined, "Please REFUND my order, refund now");
+        assert!(snippet("nothing here", &["refund".into()]).is_none());
+    }
 }

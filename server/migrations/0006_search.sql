@@ -1,0 +1,93 @@
+-- Full-text search (see docs/ARCHITECTURE.md, "Search").
+--
+-- Two kinds of index per corpus:
+-- - FTS5 `trigram`: substring search for any term of 3+ characters, in any
+--   script, case-insensitive, no word segmenter needed for Chinese.
+-- - FTS5 `unicode61` over CJK bigrams ("退款申请" → "退款 款申 申请"),
+--   computed in Rust: trigram cannot match a 2-character term such as
+--   `退款`, and a LIKE scan for one costs a full table scan.
+
+-- Messages: copied out of the RocksDB log by the indexer task (search.rs),
+-- never on the send path. (conversation_id, seq) makes re-indexing
+-- idempotent; the highest seq per conversation is the indexer's mark.
+CREATE TABLE message_index (
+    id              INTEGER PRIMARY KEY,  -- FTS rowid; index order, newest last
+    conversation_id TEXT NOT NULL,
+    seq             INTEGER NOT NULL,
+    kind            TEXT NOT NULL,        -- text | image | file | event | note
+    sender_type     TEXT NOT NULL,        -- visitor | agent | system
+    sender_id       TEXT NOT NULL,
+    created_at      INTEGER NOT NULL,
+    text            TEXT NOT NULL,        -- content, plus the attachment name if any
+    UNIQUE (conversation_id, seq)
+);
+-- Reports count messages per day, sender type and sender from this index alone.
+CREATE INDEX message_index_time ON message_index(created_at, sender_type, sender_id, kind);
+
+CREATE VIRTUAL TABLE message_fts USING fts5(
+    text, content = 'message_index', content_rowid = 'id', tokenize = 'trigram'
+);
+CREATE TRIGGER message_index_ai AFTER INSERT ON message_index BEGIN
+    INSERT INTO message_fts(rowid, text) VALUES (new.id, new.text);
+END;
+CREATE TRIGGER message_index_ad AFTER DELETE ON message_index BEGIN
+    INSERT INTO message_fts(message_fts, rowid, text) VALUES ('delete', old.id, old.text);
+END;
+
+-- Contentless: rows are only ever added (a wipe uses 'delete-all').
+CREATE VIRTUAL TABLE message_bigram USING fts5(
+    grams, content = '', tokenize = 'unicode61'
+);
+
+-- One bigram document per ticket (subject, description and comments),
+-- rewritten by the indexer for every ticket the triggers queue here.
+CREATE TABLE search_pending_tickets (number INTEGER PRIMARY KEY);
+CREATE VIRTUAL TABLE ticket_bigram USING fts5(
+    grams, content = '', contentless_delete = 1, tokenize = 'unicode61'
+);
+
+-- Tickets: subject and description through external-content triggers on
+-- the tickets engineer's table; comments in their own table.
+CREATE VIRTUAL TABLE ticket_fts USING fts5(
+    subject, description, content = 'tickets', content_rowid = 'number', tokenize = 'trigram'
+);
+CREATE TRIGGER tickets_search_ai AFTER INSERT ON tickets BEGIN
+    INSERT INTO ticket_fts(rowid, subject, description) VALUES (new.number, new.subject, new.description);
+    INSERT OR IGNORE INTO search_pending_tickets(number) VALUES (new.number);
+END;
+CREATE TRIGGER tickets_search_ad AFTER DELETE ON tickets BEGIN
+    INSERT INTO ticket_fts(ticket_fts, rowid, subject, description)
+        VALUES ('delete', old.number, old.subject, old.description);
+    INSERT OR IGNORE INTO search_pending_tickets(number) VALUES (old.number);
+END;
+CREATE TRIGGER tickets_search_au AFTER UPDATE OF subject, description ON tickets BEGIN
+    INSERT INTO ticket_fts(ticket_fts, rowid, subject, description)
+        VALUES ('delete', old.number, old.subject, old.description);
+    INSERT INTO ticket_fts(rowid, subject, description) VALUES (new.number, new.subject, new.description);
+    INSERT OR IGNORE INTO search_pending_tickets(number) VALUES (new.number);
+END;
+
+-- Comments keep their own copy (ticket_comments has a TEXT key, and an
+-- implicit rowid is not stable across VACUUM).
+CREATE VIRTUAL TABLE comment_fts USING fts5(
+    body, comment_id UNINDEXED, ticket_number UNINDEXED, tokenize = 'trigram'
+);
+CREATE TRIGGER ticket_comments_search_ai AFTER INSERT ON ticket_comments BEGIN
+    INSERT INTO comment_fts(body, comment_id, ticket_number) VALUES (new.body, new.id, new.ticket_number);
+    INSERT OR IGNORE INTO search_pending_tickets(number) VALUES (new.ticket_number);
+END;
+CREATE TRIGGER ticket_comments_search_ad AFTER DELETE ON ticket_comments BEGIN
+    DELETE FROM comment_fts WHERE comment_id = old.id;
+    INSERT OR IGNORE INTO search_pending_tickets(number) VALUES (old.ticket_number);
+END;
+CREATE TRIGGER ticket_comments_search_au AFTER UPDATE OF body ON ticket_comments BEGIN
+    DELETE FROM comment_fts WHERE comment_id = old.id;
+    INSERT INTO comment_fts(body, comment_id, ticket_number) VALUES (new.body, new.id, new.ticket_number);
+    INSERT OR IGNORE INTO search_pending_tickets(number) VALUES (new.ticket_number);
+END;
+
+
+-- Tickets that exist already.
+INSERT INTO ticket_fts(ticket_fts) VALUES ('rebuild');
+INSERT INTO comment_fts(body, comment_id, ticket_number) SELECT body, id, ticket_number FROM ticket_comments;
+INSERT INTO search_pending_tickets(number) SELECT number FROM tickets;
