@@ -35,10 +35,47 @@ pub struct Sizes {
 }
 
 const ZH: &[&str] = &[
-    "退款", "发货", "快递", "订单", "地址", "修改", "尺码", "颜色", "质量", "问题", "客服", "你好",
-    "请问", "什么", "时候", "能到", "已经", "收到", "破损", "换货", "优惠券", "发票", "谢谢", "麻烦",
-    "尽快", "处理", "物流", "查询", "付款", "成功", "失败", "账户", "登录", "密码", "会员", "积分",
-    "活动", "价格", "保修", "申请退款", "快递单号",
+    "退款",
+    "发货",
+    "快递",
+    "订单",
+    "地址",
+    "修改",
+    "尺码",
+    "颜色",
+    "质量",
+    "问题",
+    "客服",
+    "你好",
+    "请问",
+    "什么",
+    "时候",
+    "能到",
+    "已经",
+    "收到",
+    "破损",
+    "换货",
+    "优惠券",
+    "发票",
+    "谢谢",
+    "麻烦",
+    "尽快",
+    "处理",
+    "物流",
+    "查询",
+    "付款",
+    "成功",
+    "失败",
+    "账户",
+    "登录",
+    "密码",
+    "会员",
+    "积分",
+    "活动",
+    "价格",
+    "保修",
+    "申请退款",
+    "快递单号",
 ];
 const EN: &[&str] = &[
     "order", "refund", "delivery", "parcel", "invoice", "size", "color", "broken", "exchange",
@@ -49,7 +86,14 @@ const EN: &[&str] = &[
 const RARE_ZH: &str = "蓝牙耳机";
 const RARE_EN: &str = "bluetooth";
 const TAGS: &[&str] = &[
-    "vip", "refund", "shipping", "billing", "bug", "urgent-case", "wholesale", "return",
+    "vip",
+    "refund",
+    "shipping",
+    "billing",
+    "bug",
+    "urgent-case",
+    "wholesale",
+    "return",
 ];
 const STATUSES: &[&str] = &["open", "pending", "solved", "closed"];
 const PRIORITIES: &[&str] = &["low", "normal", "high", "urgent"];
@@ -118,7 +162,9 @@ pub async fn run(bin: &std::path::Path, sizes: Sizes) -> anyhow::Result<Value> {
     let ready_seconds = exec.elapsed().as_secs_f64();
     let index_seconds = wait_indexed(server.data_dir(), sizes.messages).await?;
     let catch_up_seconds = exec.elapsed().as_secs_f64();
-    eprintln!("server ready in {ready_seconds:.2} s, search index caught up after {catch_up_seconds:.1} s");
+    eprintln!(
+        "server ready in {ready_seconds:.2} s, search index caught up after {catch_up_seconds:.1} s"
+    );
 
     let http = reqwest::Client::new();
     let login: Value = http
@@ -216,7 +262,10 @@ pub async fn run(bin: &std::path::Path, sizes: Sizes) -> anyhow::Result<Value> {
         ),
         (
             "search messages: zh 4 chars",
-            search("messages", &["申请退款", "快递单号", "蓝牙耳机", "退款成功"]),
+            search(
+                "messages",
+                &["申请退款", "快递单号", "蓝牙耳机", "退款成功"],
+            ),
         ),
         (
             "search messages: en",
@@ -240,7 +289,10 @@ pub async fn run(bin: &std::path::Path, sizes: Sizes) -> anyhow::Result<Value> {
         ),
     ];
     let mut results = serde_json::Map::new();
-    println!("{:<36} {:>9} {:>9} {:>9} {:>9}", "query", "p50 ms", "p90 ms", "p99 ms", "max ms");
+    println!(
+        "{:<36} {:>9} {:>9} {:>9} {:>9}",
+        "query", "p50 ms", "p90 ms", "p99 ms", "max ms"
+    );
     for (name, paths) in &cases {
         // Warm up: one round of every variant.
         for path in paths {
@@ -422,11 +474,7 @@ async fn table_exists(db: &SqlitePool, name: &str) -> anyhow::Result<bool> {
     Ok(found.is_some())
 }
 
-async fn fill_log(
-    dir: &std::path::Path,
-    sizes: &Sizes,
-    agents: &[AgentId],
-) -> anyhow::Result<()> {
+async fn fill_log(dir: &std::path::Path, sizes: &Sizes, agents: &[AgentId]) -> anyhow::Result<()> {
     let log = Arc::new(MessageLog::open(
         &dir.join(kefu_server::LOG_DIR),
         Durability::Os,

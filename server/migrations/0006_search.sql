@@ -32,11 +32,13 @@ CREATE TRIGGER message_index_ai AFTER INSERT ON message_index BEGIN
 END;
 CREATE TRIGGER message_index_ad AFTER DELETE ON message_index BEGIN
     INSERT INTO message_fts(message_fts, rowid, text) VALUES ('delete', old.id, old.text);
+    DELETE FROM message_bigram WHERE rowid = old.id;
 END;
 
--- Contentless: rows are only ever added (a wipe uses 'delete-all').
+-- Contentless (the bigrams are not worth storing twice); rows follow
+-- message_index: inserted with it by the indexer, deleted with it here.
 CREATE VIRTUAL TABLE message_bigram USING fts5(
-    grams, content = '', tokenize = 'unicode61'
+    grams, content = '', contentless_delete = 1, tokenize = 'unicode61'
 );
 
 -- One bigram document per ticket (subject, description and comments),

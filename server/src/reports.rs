@@ -345,9 +345,10 @@ async fn message_counts(
         .bind(end)
         .fetch_all(db)
         .await?;
-        out.extend(rows.into_iter().map(|(kind, id, count)| {
-            (day, kind, id, u64::try_from(count).unwrap_or(0))
-        }));
+        out.extend(
+            rows.into_iter()
+                .map(|(kind, id, count)| (day, kind, id, u64::try_from(count).unwrap_or(0))),
+        );
     }
     Ok(out)
 }

@@ -453,7 +453,8 @@ impl Indexer {
             return Ok(());
         }
         let reading = Arc::clone(state);
-        let read = tokio::task::spawn_blocking(move || read_ranges(&reading.log, &ranges)).await??;
+        let read =
+            tokio::task::spawn_blocking(move || read_ranges(&reading.log, &ranges)).await??;
         let mut tx = state.db.begin().await?;
         let mut answered: Vec<ConversationId> = Vec::new();
         for row in &read.rows {
@@ -501,12 +502,12 @@ impl Indexer {
         if marks.len() >= MARKS_MAX {
             marks.clear();
         }
-        for (conversation, mark, more) in read.reached {
-            marks.insert(conversation, mark);
-            if more {
-                let mut dirty = self.dirty.lock();
+        marks.extend(read.reached);
+        if !read.again.is_empty() {
+            let mut dirty = self.dirty.lock();
+            for (conversation, head) in read.again {
                 let entry = dirty.entry(conversation).or_insert(0);
-                *entry = (*entry).max(mark + 1);
+                *entry = (*entry).max(head);
             }
         }
         Ok(())
@@ -516,10 +517,15 @@ impl Indexer {
 /// What [`read_ranges`] found.
 struct Read {
     rows: Vec<IndexRow>,
-    /// Per conversation: the seq reached and whether more remains.
-    reached: Vec<(ConversationId, u64, bool)>,
+    /// Per conversation read: the seq reached.
+    reached: Vec<(ConversationId, u64)>,
+    /// Conversations with more to read, and their head: marked again.
+    again: Vec<(ConversationId, u64)>,
 }
 
+/// Reads each range `(mark, head]` from the log, up to [`RANGE_MAX`]
+/// messages per conversation and [`BATCH_MAX`] in all; what is left is
+/// returned in `again`.
 fn read_ranges(
     log: &MessageLog,
     ranges: &[(ConversationId, u64, u64)],
@@ -527,14 +533,24 @@ fn read_ranges(
     let mut read = Read {
         rows: Vec::new(),
         reached: Vec::with_capacity(ranges.len()),
+        again: Vec::new(),
     };
     for &(conversation, mark, head) in ranges {
+        if read.rows.len() >= BATCH_MAX {
+            read.again.push((conversation, head));
+            continue;
+        }
         let page = log.page(conversation, mark, None, RANGE_MAX, true)?;
         let reached = page.last().map_or(mark, |m| m.seq);
         read.rows
             .extend(page.iter().filter_map(IndexRow::from_stored));
-        read.reached
-            .push((conversation, reached, reached < head && reached > mark));
+        read.reached.push((conversation, reached));
+        // A full page may have more behind it; a short one reached the
+        // log's end (a head past it would be a marked seq not yet
+        // readable, which the writer never publishes).
+        if page.len() == RANGE_MAX && reached < head {
+            read.again.push((conversation, head));
+        }
     }
     Ok(read)
 }
@@ -604,12 +620,11 @@ async fn index_pending_tickets(db: &SqlitePool) -> anyhow::Result<()> {
                 .execute(&mut *tx)
                 .await?;
             if let Some((subject, description)) = ticket {
-                let comments: Vec<String> = sqlx::query_scalar(
-                    "SELECT body FROM ticket_comments WHERE ticket_number = ?",
-                )
-                .bind(number)
-                .fetch_all(&mut *tx)
-                .await?;
+                let comments: Vec<String> =
+                    sqlx::query_scalar("SELECT body FROM ticket_comments WHERE ticket_number = ?")
+                        .bind(number)
+                        .fetch_all(&mut *tx)
+                        .await?;
                 let mut grams = vec![cjk_bigrams(&subject), cjk_bigrams(&description)];
                 grams.extend(comments.iter().map(|body| cjk_bigrams(body)));
                 let grams = grams.join(" ");
@@ -987,8 +1002,8 @@ mod tests {
 
     #[test]
     fn snippet_marks_matches_case_insensitively() {
-        let segments = snippet("Please REFUND my order, refund now", &["refund".into()])
-            .expect("matches");
+        let segments =
+            snippet("Please REFUND my order, refund now", &["refund".into()]).expect("matches");
         let matched: Vec<&str> = segments
             .iter()
             .filter(|s| s.matched)
