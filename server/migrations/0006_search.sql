@@ -48,48 +48,52 @@ CREATE VIRTUAL TABLE ticket_bigram USING fts5(
     grams, content = '', contentless_delete = 1, tokenize = 'unicode61'
 );
 
--- Tickets: subject and description through external-content triggers on
--- the tickets engineer's table; comments in their own table.
+-- Tickets: one trigram document per ticket — subject, description and
+-- its comments joined — kept by triggers on the tickets engineer's tables.
+-- A copy, not external content: the comments column exists in no table,
+-- and one document per ticket lets a page be one rowid-ordered FTS scan
+-- (a separate comments index had to be merged by ticket number).
 CREATE VIRTUAL TABLE ticket_fts USING fts5(
-    subject, description, content = 'tickets', content_rowid = 'number', tokenize = 'trigram'
+    subject, description, comments, tokenize = 'trigram'
 );
 CREATE TRIGGER tickets_search_ai AFTER INSERT ON tickets BEGIN
-    INSERT INTO ticket_fts(rowid, subject, description) VALUES (new.number, new.subject, new.description);
+    INSERT INTO ticket_fts(rowid, subject, description, comments)
+        VALUES (new.number, new.subject, new.description, '');
     INSERT OR IGNORE INTO search_pending_tickets(number) VALUES (new.number);
 END;
 CREATE TRIGGER tickets_search_ad AFTER DELETE ON tickets BEGIN
-    INSERT INTO ticket_fts(ticket_fts, rowid, subject, description)
-        VALUES ('delete', old.number, old.subject, old.description);
+    DELETE FROM ticket_fts WHERE rowid = old.number;
     INSERT OR IGNORE INTO search_pending_tickets(number) VALUES (old.number);
 END;
 CREATE TRIGGER tickets_search_au AFTER UPDATE OF subject, description ON tickets BEGIN
-    INSERT INTO ticket_fts(ticket_fts, rowid, subject, description)
-        VALUES ('delete', old.number, old.subject, old.description);
-    INSERT INTO ticket_fts(rowid, subject, description) VALUES (new.number, new.subject, new.description);
+    UPDATE ticket_fts SET subject = new.subject, description = new.description
+        WHERE rowid = new.number;
     INSERT OR IGNORE INTO search_pending_tickets(number) VALUES (new.number);
 END;
 
--- Comments keep their own copy (ticket_comments has a TEXT key, and an
--- implicit rowid is not stable across VACUUM).
-CREATE VIRTUAL TABLE comment_fts USING fts5(
-    body, comment_id UNINDEXED, ticket_number UNINDEXED, tokenize = 'trigram'
-);
+-- Any change to a ticket's comments rewrites its comments column.
 CREATE TRIGGER ticket_comments_search_ai AFTER INSERT ON ticket_comments BEGIN
-    INSERT INTO comment_fts(body, comment_id, ticket_number) VALUES (new.body, new.id, new.ticket_number);
+    UPDATE ticket_fts SET comments = COALESCE((SELECT group_concat(body, char(10))
+        FROM ticket_comments WHERE ticket_number = new.ticket_number), '')
+        WHERE rowid = new.ticket_number;
     INSERT OR IGNORE INTO search_pending_tickets(number) VALUES (new.ticket_number);
 END;
 CREATE TRIGGER ticket_comments_search_ad AFTER DELETE ON ticket_comments BEGIN
-    DELETE FROM comment_fts WHERE comment_id = old.id;
+    UPDATE ticket_fts SET comments = COALESCE((SELECT group_concat(body, char(10))
+        FROM ticket_comments WHERE ticket_number = old.ticket_number), '')
+        WHERE rowid = old.ticket_number;
     INSERT OR IGNORE INTO search_pending_tickets(number) VALUES (old.ticket_number);
 END;
 CREATE TRIGGER ticket_comments_search_au AFTER UPDATE OF body ON ticket_comments BEGIN
-    DELETE FROM comment_fts WHERE comment_id = old.id;
-    INSERT INTO comment_fts(body, comment_id, ticket_number) VALUES (new.body, new.id, new.ticket_number);
+    UPDATE ticket_fts SET comments = COALESCE((SELECT group_concat(body, char(10))
+        FROM ticket_comments WHERE ticket_number = new.ticket_number), '')
+        WHERE rowid = new.ticket_number;
     INSERT OR IGNORE INTO search_pending_tickets(number) VALUES (new.ticket_number);
 END;
 
-
 -- Tickets that exist already.
-INSERT INTO ticket_fts(ticket_fts) VALUES ('rebuild');
-INSERT INTO comment_fts(body, comment_id, ticket_number) SELECT body, id, ticket_number FROM ticket_comments;
+INSERT INTO ticket_fts(rowid, subject, description, comments)
+    SELECT number, subject, description, COALESCE((SELECT group_concat(body, char(10))
+        FROM ticket_comments c WHERE c.ticket_number = t.number), '')
+    FROM tickets t;
 INSERT INTO search_pending_tickets(number) SELECT number FROM tickets;

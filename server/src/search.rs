@@ -16,8 +16,9 @@
 //! - At start every conversation whose log head is past its mark is marked,
 //!   so a crash, a kill or a wiped index converges to the log.
 //!
-//! Ticket bigrams are one document per ticket, rewritten by the indexer for
-//! the tickets the triggers queue in `search_pending_tickets`.
+//! Tickets are one document each (subject, description, comments): the
+//! trigram one kept by SQL triggers, the bigram one rewritten by the
+//! indexer for the tickets those triggers queue in `search_pending_tickets`.
 //!
 //! Results are plain text split into segments (`{"text", "match"}`), never
 //! HTML, so a UI renders highlights without parsing anything.
@@ -32,7 +33,7 @@ use axum::extract::State;
 use axum::routing::get;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
-use sqlx::{Sqlite, SqlitePool, Transaction};
+use sqlx::{QueryBuilder, Sqlite, SqlitePool, Transaction};
 use tokio::sync::Notify;
 
 use crate::auth::AgentAuth;
@@ -57,6 +58,8 @@ const RANGE_MAX: usize = 500;
 const BATCH_MAX: usize = 5_000;
 /// Marks cached by the indexer; cleared past this (a miss is one lookup).
 const MARKS_MAX: usize = 200_000;
+/// Rows per multi-row INSERT (7 parameters each, far below SQLite's cap).
+const ROWS_PER_STATEMENT: usize = 500;
 /// Tickets re-indexed per pass.
 const TICKETS_PER_PASS: i64 = 500;
 
@@ -456,48 +459,63 @@ impl Indexer {
         let read =
             tokio::task::spawn_blocking(move || read_ranges(&reading.log, &ranges)).await??;
         let mut tx = state.db.begin().await?;
-        let mut answered: Vec<ConversationId> = Vec::new();
-        for row in &read.rows {
-            let inserted = sqlx::query(
+        // Multi-row statements: per statement, sqlx costs more than SQLite.
+        let mut inserted: HashMap<(ConversationId, i64), i64> = HashMap::new();
+        for chunk in read.rows.chunks(ROWS_PER_STATEMENT) {
+            let mut insert = QueryBuilder::<Sqlite>::new(
                 "INSERT OR IGNORE INTO message_index
-                 (conversation_id, seq, kind, sender_type, sender_id, created_at, text)
-                 VALUES (?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(row.conversation_id)
-            .bind(i64::try_from(row.seq).unwrap_or(i64::MAX))
-            .bind(kind_str(row.kind))
-            .bind(sender_str(row.sender_type))
-            .bind(&row.sender_id)
-            .bind(row.created_at)
-            .bind(&row.text)
-            .execute(&mut *tx)
-            .await?;
-            if inserted.rows_affected() == 0 {
-                continue;
-            }
-            let grams = cjk_bigrams(&row.text);
-            if !grams.is_empty() {
-                sqlx::query(
-                    "INSERT INTO message_bigram(rowid, grams)
-                     SELECT id, ? FROM message_index WHERE conversation_id = ? AND seq = ?",
-                )
-                .bind(grams)
-                .bind(row.conversation_id)
-                .bind(i64::try_from(row.seq).unwrap_or(i64::MAX))
-                .execute(&mut *tx)
-                .await?;
-            }
-            let replies = row.sender_type == SenderType::Agent
-                && matches!(
-                    row.kind,
-                    MessageKind::Text | MessageKind::Image | MessageKind::File
-                );
-            if replies && !answered.contains(&row.conversation_id) {
-                if first_response(&mut tx, row).await? {
-                    answered.push(row.conversation_id);
-                }
-            }
+                 (conversation_id, seq, kind, sender_type, sender_id, created_at, text) ",
+            );
+            insert.push_values(chunk, |mut values, row| {
+                values
+                    .push_bind(row.conversation_id)
+                    .push_bind(i64::try_from(row.seq).unwrap_or(i64::MAX))
+                    .push_bind(kind_str(row.kind))
+                    .push_bind(sender_str(row.sender_type))
+                    .push_bind(row.sender_id.as_str())
+                    .push_bind(row.created_at)
+                    .push_bind(row.text.as_str());
+            });
+            insert.push(" RETURNING id, conversation_id, seq");
+            let rows: Vec<(i64, ConversationId, i64)> =
+                insert.build_query_as().fetch_all(&mut *tx).await?;
+            inserted.extend(rows.into_iter().map(|(id, conv, seq)| ((conv, seq), id)));
         }
+        let fresh: Vec<(&IndexRow, i64)> = read
+            .rows
+            .iter()
+            .filter_map(|row| {
+                let seq = i64::try_from(row.seq).unwrap_or(i64::MAX);
+                inserted
+                    .get(&(row.conversation_id, seq))
+                    .map(|id| (row, *id))
+            })
+            .collect();
+        let grams: Vec<(i64, String)> = fresh
+            .iter()
+            .map(|(row, id)| (*id, cjk_bigrams(&row.text)))
+            .filter(|(_, grams)| !grams.is_empty())
+            .collect();
+        for chunk in grams.chunks(ROWS_PER_STATEMENT) {
+            let mut insert =
+                QueryBuilder::<Sqlite>::new("INSERT INTO message_bigram(rowid, grams) ");
+            insert.push_values(chunk, |mut values, (id, grams)| {
+                values.push_bind(*id).push_bind(grams.as_str());
+            });
+            insert.build().execute(&mut *tx).await?;
+        }
+        let replies: Vec<&IndexRow> = fresh
+            .iter()
+            .map(|(row, _)| *row)
+            .filter(|row| {
+                row.sender_type == SenderType::Agent
+                    && matches!(
+                        row.kind,
+                        MessageKind::Text | MessageKind::Image | MessageKind::File
+                    )
+            })
+            .collect();
+        first_responses(&mut tx, &replies).await?;
         tx.commit().await?;
         if marks.len() >= MARKS_MAX {
             marks.clear();
@@ -555,43 +573,81 @@ fn read_ranges(
     Ok(read)
 }
 
-/// Stamps the session's first response and records it, once per session.
-/// Returns whether it did.
-async fn first_response(
+/// Stamps each session's first response and records it, once per
+/// session. `replies` are new agent replies, in seq order per conversation.
+async fn first_responses(
     tx: &mut Transaction<'_, Sqlite>,
-    row: &IndexRow,
-) -> Result<bool, sqlx::Error> {
-    let opened: Option<(i64, crate::ids::AppId)> = sqlx::query_as(
-        "UPDATE conversations SET first_response_at = ?1
-         WHERE id = ?2 AND first_response_at IS NULL AND opened_at IS NOT NULL AND opened_at <= ?1
-         RETURNING opened_at, app_id",
-    )
-    .bind(row.created_at)
-    .bind(row.conversation_id)
-    .fetch_optional(&mut **tx)
-    .await?;
-    let Some((opened_at, app_id)) = opened else {
-        return Ok(false);
+    replies: &[&IndexRow],
+) -> Result<(), sqlx::Error> {
+    if replies.is_empty() {
+        return Ok(());
+    }
+    // Only conversations whose session still waits for an answer.
+    let mut waiting: HashMap<ConversationId, i64> = HashMap::new();
+    let conversations: Vec<ConversationId> = {
+        let mut ids: Vec<ConversationId> = replies.iter().map(|r| r.conversation_id).collect();
+        ids.sort_unstable_by_key(|id| id.to_string());
+        ids.dedup();
+        ids
     };
-    let agent = row.sender_id.parse().ok();
-    crate::reports::record(
-        &mut **tx,
-        crate::reports::EventName::FirstResponse,
-        crate::reports::Event {
-            app_id: Some(app_id),
-            conversation_id: Some(row.conversation_id),
-            agent_id: agent,
-            value_ms: Some(row.created_at - opened_at),
-            at: Some(row.created_at),
-            ..Default::default()
-        },
-    )
-    .await
-    .map_err(|error| match error {
-        ApiError::Internal(cause) => sqlx::Error::Protocol(cause.to_string()),
-        other => sqlx::Error::Protocol(other.to_string()),
-    })?;
-    Ok(true)
+    for chunk in conversations.chunks(ROWS_PER_STATEMENT) {
+        let mut select = QueryBuilder::<Sqlite>::new(
+            "SELECT id, opened_at FROM conversations
+             WHERE first_response_at IS NULL AND opened_at IS NOT NULL AND id IN (",
+        );
+        let mut ids = select.separated(", ");
+        for id in chunk {
+            ids.push_bind(*id);
+        }
+        select.push(")");
+        let rows: Vec<(ConversationId, i64)> = select.build_query_as().fetch_all(&mut **tx).await?;
+        waiting.extend(rows);
+    }
+    for row in replies {
+        let Some(&opened_at) = waiting.get(&row.conversation_id) else {
+            continue;
+        };
+        if row.created_at < opened_at {
+            continue;
+        }
+        let stamped: Option<(i64, crate::ids::AppId)> = sqlx::query_as(
+            "UPDATE conversations SET first_response_at = ?1
+             WHERE id = ?2 AND first_response_at IS NULL AND opened_at IS NOT NULL AND opened_at <= ?1
+             RETURNING opened_at, app_id",
+        )
+        .bind(row.created_at)
+        .bind(row.conversation_id)
+        .fetch_optional(&mut **tx)
+        .await?;
+        waiting.remove(&row.conversation_id);
+        let Some((opened_at, app_id)) = stamped else {
+            continue;
+        };
+        crate::reports::record(
+            &mut **tx,
+            crate::reports::EventName::FirstResponse,
+            crate::reports::Event {
+                app_id: Some(app_id),
+                conversation_id: Some(row.conversation_id),
+                agent_id: row.sender_id.parse().ok(),
+                value_ms: Some(row.created_at - opened_at),
+                at: Some(row.created_at),
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|error| sqlx::Error::Protocol(error.to_string()))?;
+    }
+    Ok(())
+}
+
+/// Appends `v1, v2, …)` to an `IN (` clause.
+fn push_list(query: &mut QueryBuilder<'_, Sqlite>, values: &[i64]) {
+    let mut list = query.separated(", ");
+    for value in values {
+        list.push_bind(*value);
+    }
+    query.push(")");
 }
 
 /// Rewrites the bigram document of every ticket the triggers queued.
@@ -609,38 +665,42 @@ async fn index_pending_tickets(db: &SqlitePool) -> anyhow::Result<()> {
         if numbers.is_empty() {
             return Ok(());
         }
-        for &number in &numbers {
-            let ticket: Option<(String, String)> =
-                sqlx::query_as("SELECT subject, description FROM tickets WHERE number = ?")
-                    .bind(number)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            sqlx::query("DELETE FROM ticket_bigram WHERE rowid = ?")
-                .bind(number)
-                .execute(&mut *tx)
-                .await?;
-            if let Some((subject, description)) = ticket {
-                let comments: Vec<String> =
-                    sqlx::query_scalar("SELECT body FROM ticket_comments WHERE ticket_number = ?")
-                        .bind(number)
-                        .fetch_all(&mut *tx)
-                        .await?;
-                let mut grams = vec![cjk_bigrams(&subject), cjk_bigrams(&description)];
-                grams.extend(comments.iter().map(|body| cjk_bigrams(body)));
-                let grams = grams.join(" ");
-                if !grams.trim().is_empty() {
-                    sqlx::query("INSERT INTO ticket_bigram(rowid, grams) VALUES (?, ?)")
-                        .bind(number)
-                        .bind(grams)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-            }
-            sqlx::query("DELETE FROM search_pending_tickets WHERE number = ?")
-                .bind(number)
-                .execute(&mut *tx)
-                .await?;
+        // The trigram document already joins subject, description and
+        // comments (kept by the triggers): read it from there.
+        let mut select = QueryBuilder::<Sqlite>::new(
+            "SELECT rowid, subject, description, comments FROM ticket_fts WHERE rowid IN (",
+        );
+        push_list(&mut select, &numbers);
+        let docs: Vec<(i64, String, String, String)> =
+            select.build_query_as().fetch_all(&mut *tx).await?;
+        let mut delete = QueryBuilder::<Sqlite>::new("DELETE FROM ticket_bigram WHERE rowid IN (");
+        push_list(&mut delete, &numbers);
+        delete.build().execute(&mut *tx).await?;
+        let grams: Vec<(i64, String)> = docs
+            .into_iter()
+            .map(|(number, subject, description, comments)| {
+                let grams = [subject, description, comments]
+                    .iter()
+                    .map(|text| cjk_bigrams(text))
+                    .filter(|g| !g.is_empty())
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                (number, grams)
+            })
+            .filter(|(_, grams)| !grams.is_empty())
+            .collect();
+        for chunk in grams.chunks(ROWS_PER_STATEMENT) {
+            let mut insert =
+                QueryBuilder::<Sqlite>::new("INSERT INTO ticket_bigram(rowid, grams) ");
+            insert.push_values(chunk, |mut values, (number, grams)| {
+                values.push_bind(*number).push_bind(grams.as_str());
+            });
+            insert.build().execute(&mut *tx).await?;
         }
+        let mut done =
+            QueryBuilder::<Sqlite>::new("DELETE FROM search_pending_tickets WHERE number IN (");
+        push_list(&mut done, &numbers);
+        done.build().execute(&mut *tx).await?;
         tx.commit().await?;
     }
 }
@@ -875,48 +935,39 @@ async fn search_tickets(
     let trigram = Query::fts(&query.trigram);
     let bigram = Query::fts(&query.bigram);
     let take = i64::from(limit) + 1;
-    let mut numbers: Vec<i64> = match &trigram {
-        Some(trigram) => {
-            // Subject/description and comments are two indexes: take a
-            // page from each (both ordered by number) and merge.
-            let sql = "SELECT number FROM (SELECT rowid AS number FROM ticket_fts
-                     WHERE ticket_fts MATCH ?1 AND rowid < ?2 ORDER BY rowid DESC LIMIT ?3)
-                 UNION
-                 SELECT number FROM (SELECT DISTINCT ticket_number AS number FROM comment_fts
-                     WHERE comment_fts MATCH ?1 AND ticket_number < ?2
-                     ORDER BY ticket_number DESC LIMIT ?3)
-                 ORDER BY number DESC LIMIT ?3";
-            if bigram.is_some() {
-                // With a bigram filter a page of trigram hits may shrink:
-                // filter inside the FTS scan instead.
-                let sql = "SELECT number FROM (
-                        SELECT rowid AS number FROM ticket_fts WHERE ticket_fts MATCH ?1 AND rowid < ?2
-                        UNION
-                        SELECT ticket_number FROM comment_fts WHERE comment_fts MATCH ?1 AND ticket_number < ?2)
-                     WHERE number IN (SELECT rowid FROM ticket_bigram WHERE ticket_bigram MATCH ?3)
-                     ORDER BY number DESC LIMIT ?4";
-                sqlx::query_scalar(sql)
-                    .bind(trigram)
-                    .bind(before)
-                    .bind(bigram.clone().unwrap_or_default())
-                    .bind(take)
-                    .fetch_all(db)
-                    .await?
-            } else {
-                sqlx::query_scalar(sql)
-                    .bind(trigram)
-                    .bind(before)
-                    .bind(take)
-                    .fetch_all(db)
-                    .await?
-            }
+    // One document per ticket (subject, description, comments), so the
+    // FTS table drives and a page costs `limit` rows.
+    let mut numbers: Vec<i64> = match (&trigram, &bigram) {
+        (Some(trigram), None) => {
+            sqlx::query_scalar(
+                "SELECT rowid FROM ticket_fts WHERE ticket_fts MATCH ?1 AND rowid < ?2
+                 ORDER BY rowid DESC LIMIT ?3",
+            )
+            .bind(trigram)
+            .bind(before)
+            .bind(take)
+            .fetch_all(db)
+            .await?
         }
-        None => {
+        (Some(trigram), Some(bigram)) => {
+            sqlx::query_scalar(
+                "SELECT rowid FROM ticket_fts WHERE ticket_fts MATCH ?1 AND rowid < ?2
+                   AND rowid IN (SELECT rowid FROM ticket_bigram WHERE ticket_bigram MATCH ?3)
+                 ORDER BY rowid DESC LIMIT ?4",
+            )
+            .bind(trigram)
+            .bind(before)
+            .bind(bigram)
+            .bind(take)
+            .fetch_all(db)
+            .await?
+        }
+        (None, bigram) => {
             sqlx::query_scalar(
                 "SELECT rowid FROM ticket_bigram WHERE ticket_bigram MATCH ?1 AND rowid < ?2
                  ORDER BY rowid DESC LIMIT ?3",
             )
-            .bind(bigram.unwrap_or_default())
+            .bind(bigram.clone().unwrap_or_default())
             .bind(before)
             .bind(take)
             .fetch_all(db)
