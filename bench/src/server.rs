@@ -18,13 +18,10 @@ impl Server {
     }
 
     /// A temp data dir with the bench admin in it, for a scenario that
-    /// fills the store before the server starts.
+    /// fills the store before the server starts. It is made under `TMPDIR`
+    /// (e.g. `TMPDIR=/dev/shm` when the disk is short).
     pub fn prepare(bin: &std::path::Path) -> anyhow::Result<tempfile::TempDir> {
-        let dir = tempfile::tempdir_in(
-            std::env::var_os("KEFU_BENCH_DIR")
-                .map(std::path::PathBuf::from)
-                .unwrap_or_else(std::env::temp_dir),
-        )?;
+        let dir = tempfile::tempdir()?;
         let status = Command::new(bin)
             .args(["admin", "create", "--data-dir"])
             .arg(dir.path())

@@ -289,6 +289,7 @@ pub async fn run(bin: &std::path::Path, sizes: Sizes) -> anyhow::Result<Value> {
         ),
     ];
     let mut results = serde_json::Map::new();
+    let load_before = load_average();
     println!(
         "{:<36} {:>9} {:>9} {:>9} {:>9}",
         "query", "p50 ms", "p90 ms", "p99 ms", "max ms"
@@ -315,6 +316,7 @@ pub async fn run(bin: &std::path::Path, sizes: Sizes) -> anyhow::Result<Value> {
         );
         results.insert((*name).to_owned(), crate::percentiles(&histogram));
     }
+    let load_after = load_average();
     let rss = server.rss_kib()?;
     let size = dir_size(server.data_dir());
     Ok(json!({
@@ -331,8 +333,20 @@ pub async fn run(bin: &std::path::Path, sizes: Sizes) -> anyhow::Result<Value> {
         "search_index_wait_seconds": round(index_seconds),
         "data_dir_bytes": size,
         "server_rss_kib": rss,
+        // Other work on the machine shows up in the tail latencies.
+        "load_average_1m": {"before": load_before, "after": load_after},
         "latency_us": results,
     }))
+}
+
+/// The 1-minute load average (Linux), if readable.
+fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 fn round(x: f64) -> f64 {

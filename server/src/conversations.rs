@@ -714,7 +714,8 @@ async fn set_status(
     let now = now_ms();
     // Resolving stamps `resolved_at` once per session (a repeated resolve
     // changes nothing); any other status clears it.
-    let updated: Option<(AppId, Option<AgentId>, Option<i64>, Option<i64>, i64)> = sqlx::query_as(
+    type Resolved = (AppId, Option<AgentId>, Option<i64>, Option<i64>, i64);
+    let updated: Option<Resolved> = sqlx::query_as(
         "UPDATE conversations SET
              resolved_at = CASE WHEN ?1 = 'resolved' THEN COALESCE(resolved_at, ?2) ELSE NULL END,
              status = ?1

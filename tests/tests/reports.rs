@@ -187,7 +187,7 @@ async fn figures_match_the_traffic_exactly() {
     let fourth = r4 - opened_at(&server, &v1.conversation_id).await;
     let summary = summary_within(&server, &admin, &day, 4).await;
     assert_eq!(summary["conversations"]["opened"], 4);
-    let mut all = vec![
+    let mut all = [
         first_responses[0],
         first_responses[1],
         first_responses[2],
@@ -249,7 +249,7 @@ async fn figures_match_the_traffic_exactly() {
     let amy_row = row(&amy.id);
     assert_eq!(amy_row["display_name"], "AMY");
     assert_eq!(amy_row["messages"]["agent"], 4);
-    let mut amy_times = vec![first_responses[0], first_responses[2], fourth];
+    let mut amy_times = [first_responses[0], first_responses[2], fourth];
     amy_times.sort_unstable();
     assert_eq!(
         amy_row["first_response"],
