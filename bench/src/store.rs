@@ -268,6 +268,18 @@ pub async fn run(bin: &std::path::Path, sizes: Sizes) -> anyhow::Result<Value> {
             ),
         ),
         (
+            "search messages: zh 2 + 4 chars",
+            search(
+                "messages",
+                &[
+                    "退款 快递单号",
+                    "发票 申请退款",
+                    "物流 蓝牙耳机",
+                    "耳机 退款成功",
+                ],
+            ),
+        ),
+        (
             "search messages: en",
             search("messages", &["refund", "invoice", "tracking", "bluetooth"]),
         ),

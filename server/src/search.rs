@@ -76,18 +76,23 @@ pub fn is_cjk(c: char) -> bool {
         | 0x20000..=0x3FFFF) // CJK Extensions B–H
 }
 
-/// Overlapping pairs of adjacent CJK characters, space-separated:
-/// "我要退款!" → "我要 要退 退款".
+/// Overlapping pairs of adjacent CJK characters, space-separated, with a
+/// `0` token between runs so that a phrase of bigrams only matches inside
+/// one run: "我要退款!ok 发票" → "我要 要退 退款 0 发票".
 pub fn cjk_bigrams(text: &str) -> String {
     let chars: Vec<char> = text.chars().collect();
     let mut out = String::new();
-    for pair in chars.windows(2) {
+    let mut previous_pair_at: Option<usize> = None;
+    for (at, pair) in chars.windows(2).enumerate() {
         if is_cjk(pair[0]) && is_cjk(pair[1]) {
-            if !out.is_empty() {
-                out.push(' ');
+            match previous_pair_at {
+                Some(previous) if previous + 1 == at => out.push(' '),
+                Some(_) => out.push_str(" 0 "),
+                None => {}
             }
             out.push(pair[0]);
             out.push(pair[1]);
+            previous_pair_at = Some(at);
         }
     }
     out
@@ -140,6 +145,24 @@ impl Query {
             }
         }
         Ok(query)
+    }
+
+    /// The FTS5 queries to run: `(trigram, bigram)`. When every term is
+    /// Chinese/Japanese/Korean and one is 2 characters, the bigram table
+    /// answers alone: a longer CJK term is the phrase of its bigrams
+    /// (`快递单号` → `"快递 递单 单号"`), so one FTS scan drives the page.
+    fn indexes(&self) -> (Option<String>, Option<String>) {
+        let all_cjk = self.trigram.iter().all(|t| t.chars().all(is_cjk));
+        if !self.bigram.is_empty() && all_cjk {
+            let phrases: Vec<String> = self
+                .bigram
+                .iter()
+                .cloned()
+                .chain(self.trigram.iter().map(|t| cjk_bigrams(t)))
+                .collect();
+            return (None, Self::fts(&phrases));
+        }
+        (Self::fts(&self.trigram), Self::fts(&self.bigram))
     }
 
     /// FTS5 query text: every term a quoted phrase, implicitly ANDed.
@@ -684,7 +707,7 @@ async fn index_pending_tickets(db: &SqlitePool) -> anyhow::Result<()> {
                     .map(|text| cjk_bigrams(text))
                     .filter(|g| !g.is_empty())
                     .collect::<Vec<_>>()
-                    .join(" ");
+                    .join(" 0 ");
                 (number, grams)
             })
             .filter(|(_, grams)| !grams.is_empty())
@@ -851,8 +874,7 @@ async fn search_messages(
     before: i64,
     limit: u32,
 ) -> Result<(Vec<MessageHit>, Option<String>), ApiError> {
-    let trigram = Query::fts(&query.trigram);
-    let bigram = Query::fts(&query.bigram);
+    let (trigram, bigram) = query.indexes();
     // The FTS table drives (CROSS JOIN keeps it the outer loop), walking
     // its rowids downwards, so a page costs `limit` rows however common
     // the term.
@@ -932,8 +954,7 @@ async fn search_tickets(
     before: i64,
     limit: u32,
 ) -> Result<(Vec<TicketHit>, Option<String>), ApiError> {
-    let trigram = Query::fts(&query.trigram);
-    let bigram = Query::fts(&query.bigram);
+    let (trigram, bigram) = query.indexes();
     let take = i64::from(limit) + 1;
     // One document per ticket (subject, description, comments), so the
     // FTS table drives and a page costs `limit` rows.
@@ -981,14 +1002,18 @@ async fn search_tickets(
         None
     };
     let mut hits = Vec::with_capacity(numbers.len());
+    if numbers.is_empty() {
+        return Ok((hits, next));
+    }
+    let mut select = QueryBuilder::<Sqlite>::new(
+        "SELECT number, subject, description, status, priority, assignee_id, updated_at
+         FROM tickets WHERE number IN (",
+    );
+    push_list(&mut select, &numbers);
+    let rows: Vec<TicketRow> = select.build_query_as().fetch_all(db).await?;
+    let mut rows: HashMap<i64, TicketRow> = rows.into_iter().map(|r| (r.number, r)).collect();
     for number in numbers {
-        let row: Option<TicketRow> = sqlx::query_as(
-            "SELECT number, subject, description, status, priority, assignee_id, updated_at
-             FROM tickets WHERE number = ?",
-        )
-        .bind(number)
-        .fetch_optional(db)
-        .await?;
+        let row = rows.remove(&number);
         let Some(row) = row else { continue };
         let (matched, snippet) = if let Some(s) = snippet(&row.subject, &query.terms) {
             ("subject", s)
@@ -1033,7 +1058,8 @@ mod tests {
 
     #[test]
     fn bigrams_only_pair_cjk() {
-        assert_eq!(cjk_bigrams("我要退款!ok 发票"), "我要 要退 退款 发票");
+        assert_eq!(cjk_bigrams("我要退款!ok 发票"), "我要 要退 退款 0 发票");
+        assert_eq!(cjk_bigrams("退款"), "退款");
         assert_eq!(cjk_bigrams("refund"), "");
     }
 
@@ -1042,6 +1068,15 @@ mod tests {
         let q = Query::parse(" 退款  refund ").expect("parse");
         assert_eq!(q.bigram, vec!["退款".to_owned()]);
         assert_eq!(q.trigram, vec!["refund".to_owned()]);
+        assert_eq!(
+            q.indexes(),
+            (Some("\"refund\"".into()), Some("\"退款\"".into()))
+        );
+        let cjk = Query::parse("退款 快递单号").expect("parse");
+        assert_eq!(
+            cjk.indexes(),
+            (None, Some("\"退款\" \"快递 递单 单号\"".into()))
+        );
         assert!(Query::parse("ok").is_err());
         assert!(Query::parse("退").is_err());
         assert!(Query::parse("   ").is_err());

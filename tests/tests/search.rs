@@ -422,3 +422,33 @@ async fn index_is_rebuilt_from_the_log_after_a_wipe() {
     );
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn chinese_terms_of_mixed_lengths_match_inside_one_run_only() {
+    let mut server = TestServer::start().await;
+    let app = server.app(json!({})).await;
+    let amy = server.agent("amy").await;
+    let visitor = server.visitor(&app).await;
+    server.visitor_says(&visitor, "c1", "退款，款到了").await;
+    server
+        .visitor_says(&visitor, "c2", "快递单号是多少？我要退款")
+        .await;
+    server.visitor_says(&visitor, "c3", "退款到账了").await;
+    assert_eq!(
+        hits_within(&server, &amy.token, "messages", "退款", 3)
+            .await
+            .len(),
+        3
+    );
+
+    // A 2-character term with a longer one: both must match.
+    let hits = hits_within(&server, &amy.token, "messages", "退款 快递单号", 1).await;
+    assert_eq!(hits.len(), 1, "{hits:?}");
+    assert_eq!(hits[0]["seq"], 2);
+    assert_eq!(matched(&hits[0]), vec!["快递单号", "退款"]);
+    // "退款到" is in c3 only: c1 has "退款" and "款到" on both sides of a comma.
+    let hits = hits_within(&server, &amy.token, "messages", "款到 退款到", 1).await;
+    assert_eq!(hits.len(), 1, "{hits:?}");
+    assert_eq!(hits[0]["seq"], 3);
+    server.shutdown().await;
+}
