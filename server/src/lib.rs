@@ -97,7 +97,7 @@ pub async fn start_on(config: Config, listener: TcpListener) -> anyhow::Result<R
             tracing::debug!(%error, "cannot set TCP_NODELAY");
         }
     });
-    let state = open_state(config).await?;
+    let (state, indexer) = open_state(config).await?;
     let router = http::router(Arc::clone(&state));
     let serving = Arc::clone(&state);
     let task = tokio::spawn(async move {
@@ -110,6 +110,11 @@ pub async fn start_on(config: Config, listener: TcpListener) -> anyhow::Result<R
         .await;
         // Also reached when the listener fails: stop everything else too.
         serving.shutdown.cancel();
+        // The indexer holds the state (and so the log): let it finish its
+        // batch, so that the store is closed when this task returns.
+        if let Err(error) = indexer.await {
+            tracing::error!(%error, "search indexer task failed");
+        }
         serving.log.close().await;
         if let Err(error) = serving.derived.flush(&serving.db).await {
             tracing::error!(%error, "final flush of derived columns failed");
@@ -122,7 +127,7 @@ pub async fn start_on(config: Config, listener: TcpListener) -> anyhow::Result<R
     Ok(Running { addr, state, task })
 }
 
-async fn open_state(config: Config) -> anyhow::Result<AppState> {
+async fn open_state(config: Config) -> anyhow::Result<(AppState, JoinHandle<()>)> {
     let db = store::db::open(&config.data_dir).await?;
     let metrics = Arc::new(Metrics::new());
     let hub = Arc::new(Hub::new(
@@ -169,13 +174,13 @@ async fn open_state(config: Config) -> anyhow::Result<AppState> {
     tokio::spawn(derived.run(state.db.clone(), state.shutdown.clone()));
     // The search index catches up with the log in the background, then
     // follows it (see search.rs).
-    tokio::spawn(indexer.run(Arc::clone(&state)));
+    let indexer = tokio::spawn(indexer.run(Arc::clone(&state)));
     tokio::spawn(housekeeping(Arc::clone(&state)));
     // Served conversations overlay the log's head, so the derived columns
     // only order lists: rebuild them behind the first requests instead of
     // before them, keeping start-up fast however large the store.
     tokio::spawn(rebuild_derived(Arc::clone(&state)));
-    Ok(state)
+    Ok((state, indexer))
 }
 
 async fn rebuild_derived(state: AppState) {

@@ -448,7 +448,7 @@ impl Indexer {
             // Let requests in between large catch-up batches.
             tokio::task::yield_now().await;
         }
-        index_pending_tickets(&state.db).await
+        index_pending_tickets(&state.db, &state.shutdown).await
     }
 
     async fn index_conversations(
@@ -674,8 +674,11 @@ fn push_list(query: &mut QueryBuilder<'_, Sqlite>, values: &[i64]) {
 }
 
 /// Rewrites the bigram document of every ticket the triggers queued.
-async fn index_pending_tickets(db: &SqlitePool) -> anyhow::Result<()> {
-    loop {
+async fn index_pending_tickets(
+    db: &SqlitePool,
+    shutdown: &tokio_util::sync::CancellationToken,
+) -> anyhow::Result<()> {
+    while !shutdown.is_cancelled() {
         // Read and write in one transaction: a ticket changed meanwhile
         // makes the commit fail (SQLite's snapshot check) and is retried,
         // so a queued change is never dropped.
@@ -726,6 +729,7 @@ async fn index_pending_tickets(db: &SqlitePool) -> anyhow::Result<()> {
         done.build().execute(&mut *tx).await?;
         tx.commit().await?;
     }
+    Ok(())
 }
 
 // ---- the route ----------------------------------------------------------
