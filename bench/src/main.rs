@@ -10,6 +10,7 @@
 
 mod client;
 mod server;
+mod store;
 
 use std::time::{Duration, Instant};
 
@@ -54,6 +55,27 @@ enum Scenario {
         #[arg(long, default_value_t = 10)]
         hold: u64,
     },
+    /// Ticket lists and full-text search on a store filled with many
+    /// tickets and messages (filled offline through the server library,
+    /// then served by the real server over HTTP).
+    Store {
+        #[arg(long, default_value_t = 1_000_000)]
+        tickets: u64,
+        #[arg(long, default_value_t = 1_000_000)]
+        messages: u64,
+        /// Conversations the messages are spread over (default messages / 10).
+        #[arg(long)]
+        conversations: Option<u64>,
+        /// Ticket comments (default tickets / 10).
+        #[arg(long)]
+        comments: Option<u64>,
+        /// Requests measured per query.
+        #[arg(long, default_value_t = 2_000)]
+        requests: u64,
+        /// Tiny sizes, for CI: checks that the scenario works, not speed.
+        #[arg(long)]
+        smoke: bool,
+    },
 }
 
 #[tokio::main]
@@ -71,6 +93,33 @@ async fn main() -> anyhow::Result<()> {
             seconds,
         } => throughput(&bin, &durability, conversations, in_flight, seconds).await?,
         Scenario::Idle { connections, hold } => idle(&bin, connections, hold).await?,
+        Scenario::Store {
+            tickets,
+            messages,
+            conversations,
+            comments,
+            requests,
+            smoke,
+        } => {
+            let sizes = if smoke {
+                store::Sizes {
+                    tickets: 2_000,
+                    messages: 2_000,
+                    conversations: 200,
+                    comments: 200,
+                    requests: 20,
+                }
+            } else {
+                store::Sizes {
+                    tickets,
+                    messages,
+                    conversations: conversations.unwrap_or(messages / 10).max(1),
+                    comments: comments.unwrap_or(tickets / 10),
+                    requests: requests.max(1),
+                }
+            };
+            store::run(&bin, sizes).await?
+        }
     };
     println!("{}", serde_json::to_string_pretty(&report)?);
     if let Some(path) = cli.json {
@@ -180,6 +229,13 @@ async fn idle(
         "sampled_alive": alive,
         "sampled": connections.div_ceil((connections / 100).max(1)),
     }))
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 fn percentiles(histogram: &Histogram<u64>) -> serde_json::Value {

@@ -13,6 +13,14 @@ pub struct Server {
 
 impl Server {
     pub async fn start(bin: &std::path::Path, durability: &str) -> anyhow::Result<Server> {
+        let dir = Self::prepare(bin)?;
+        Self::serve(bin, dir, durability).await
+    }
+
+    /// A temp data dir with the bench admin in it, for a scenario that
+    /// fills the store before the server starts. It is made under `TMPDIR`
+    /// (e.g. `TMPDIR=/dev/shm` when the disk is short).
+    pub fn prepare(bin: &std::path::Path) -> anyhow::Result<tempfile::TempDir> {
         let dir = tempfile::tempdir()?;
         let status = Command::new(bin)
             .args(["admin", "create", "--data-dir"])
@@ -24,6 +32,15 @@ impl Server {
         if !status.success() {
             bail!("admin create failed");
         }
+        Ok(dir)
+    }
+
+    /// Starts the server on a prepared data dir and waits until it is ready.
+    pub async fn serve(
+        bin: &std::path::Path,
+        dir: tempfile::TempDir,
+        durability: &str,
+    ) -> anyhow::Result<Server> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
@@ -47,7 +64,7 @@ impl Server {
             _dir: dir,
         };
         let http = reqwest::Client::new();
-        for _ in 0..400 {
+        for _ in 0..2400 {
             let ready = http.get(format!("{}/readyz", server.base)).send().await;
             if ready.is_ok_and(|r| r.status().is_success()) {
                 return Ok(server);
@@ -55,6 +72,10 @@ impl Server {
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
         bail!("server did not become ready")
+    }
+
+    pub fn data_dir(&self) -> &std::path::Path {
+        self._dir.path()
     }
 
     pub fn ws_url(&self) -> String {

@@ -98,7 +98,7 @@ pub async fn start_on(config: Config, listener: TcpListener) -> anyhow::Result<R
             tracing::debug!(%error, "cannot set TCP_NODELAY");
         }
     });
-    let state = open_state(config).await?;
+    let (state, indexer) = open_state(config).await?;
     let router = http::router(Arc::clone(&state));
     let serving = Arc::clone(&state);
     let task = tokio::spawn(async move {
@@ -111,6 +111,11 @@ pub async fn start_on(config: Config, listener: TcpListener) -> anyhow::Result<R
         .await;
         // Also reached when the listener fails: stop everything else too.
         serving.shutdown.cancel();
+        // The indexer holds the state (and so the log): let it finish its
+        // batch, so that the store is closed when this task returns.
+        if let Err(error) = indexer.await {
+            tracing::error!(%error, "search indexer task failed");
+        }
         serving.log.close().await;
         if let Err(error) = serving.derived.flush(&serving.db).await {
             tracing::error!(%error, "final flush of derived columns failed");
@@ -123,7 +128,7 @@ pub async fn start_on(config: Config, listener: TcpListener) -> anyhow::Result<R
     Ok(Running { addr, state, task })
 }
 
-async fn open_state(config: Config) -> anyhow::Result<AppState> {
+async fn open_state(config: Config) -> anyhow::Result<(AppState, JoinHandle<()>)> {
     let db = store::db::open(&config.data_dir).await?;
     attachments::clean_incoming(&config.data_dir);
     let metrics = Arc::new(Metrics::new());
@@ -132,13 +137,16 @@ async fn open_state(config: Config) -> anyhow::Result<AppState> {
         Arc::clone(&metrics),
     ));
     let derived = Arc::new(Derived::default());
+    let indexer = Arc::new(search::Indexer::default());
     let on_commit = {
         let hub = Arc::clone(&hub);
         let derived = Arc::clone(&derived);
+        let indexer = Arc::clone(&indexer);
         Box::new(
             move |messages: &[(Arc<store::messages::StoredMessage>, Option<u64>)]| {
                 hub.publish_messages(messages);
                 derived.mark(messages);
+                indexer.mark(messages);
             },
         )
     };
@@ -167,13 +175,16 @@ async fn open_state(config: Config) -> anyhow::Result<AppState> {
         dummy_password_hash: tokio::sync::OnceCell::new(),
     });
     tokio::spawn(derived.run(state.db.clone(), state.shutdown.clone()));
+    // The search index catches up with the log in the background, then
+    // follows it (see search.rs).
+    let indexer = tokio::spawn(indexer.run(Arc::clone(&state)));
     tokio::spawn(housekeeping(Arc::clone(&state)));
     tokio::spawn(routing::presence::run(Arc::clone(&state)));
     // Served conversations overlay the log's head, so the derived columns
     // only order lists: rebuild them behind the first requests instead of
     // before them, keeping start-up fast however large the store.
     tokio::spawn(rebuild_derived(Arc::clone(&state)));
-    Ok(state)
+    Ok((state, indexer))
 }
 
 async fn rebuild_derived(state: AppState) {

@@ -1,15 +1,38 @@
 //! Reports: per day and per agent — conversations, messages, first
 //! response and resolution times (median, p90), tickets opened/solved.
 //! Computed from `reporting_events` (one row per fact, see migration 0002)
-//! and the message index. Routes under `/api/v1/reports`.
+//! and the message index (search.rs). Routes under `/api/v1/reports`.
+//!
+//! A range is whole days `from..=to` (`YYYY-MM-DD`) in an IANA time zone
+//! `tz` (default UTC), at most [`RANGE_MAX_DAYS`] days; a day is bucketed by
+//! its local midnight, so DST days are 23 or 25 hours long. Percentiles are
+//! nearest-rank: the median of 1, 2, 3, 4 is 2. Message counts follow the
+//! log through the search indexer, a few milliseconds behind it.
+//!
+//! Who sees what: admins see the whole shop; an agent sees only their own
+//! row of `/reports/agents` (like Chatwoot's agent reports).
 
+use std::collections::{BTreeMap, HashMap};
+
+use axum::Json;
 use axum::Router;
-use sqlx::SqliteExecutor;
+use axum::extract::State;
+use axum::routing::get;
+use jiff::civil::Date;
+use jiff::tz::TimeZone;
+use serde::{Deserialize, Serialize};
+use sqlx::{SqliteExecutor, SqlitePool};
 
-use crate::error::ApiError;
+use crate::agents::Role;
+use crate::auth::AgentAuth;
+use crate::error::{ApiError, ApiResult};
+use crate::http::extract::ApiQuery;
 use crate::ids::{AgentId, AppId, ConversationId};
 use crate::state::AppState;
 use crate::time::now_ms;
+
+/// Longest range one request may cover.
+pub const RANGE_MAX_DAYS: i64 = 366;
 
 /// The facts reports count.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,4 +94,442 @@ pub async fn record<'e>(
 
 pub fn routes() -> Router<AppState> {
     Router::new()
+        .route("/reports/summary", get(summary))
+        .route("/reports/daily", get(daily))
+        .route("/reports/agents", get(agents))
+}
+
+#[derive(Debug, Deserialize)]
+struct RangeParams {
+    #[serde(default, deserialize_with = "crate::http::extract::empty_as_none")]
+    from: Option<String>,
+    #[serde(default, deserialize_with = "crate::http::extract::empty_as_none")]
+    to: Option<String>,
+    #[serde(default, deserialize_with = "crate::http::extract::empty_as_none")]
+    tz: Option<String>,
+}
+
+/// A validated range: its days and each day's start, plus the end.
+#[derive(Debug, Clone)]
+struct Range {
+    from: Date,
+    to: Date,
+    tz: String,
+    /// Start of each day, ms; `starts.len()` = number of days.
+    starts: Vec<i64>,
+    end: i64,
+}
+
+#[derive(Debug, Serialize)]
+struct RangeOut {
+    from: String,
+    to: String,
+    tz: String,
+    start_ms: i64,
+    end_ms: i64,
+}
+
+impl Range {
+    fn parse(params: &RangeParams) -> Result<Range, ApiError> {
+        let date = |field: &str, text: Option<&str>| -> Result<Date, ApiError> {
+            let text = text.ok_or_else(|| {
+                ApiError::bad_request(format!("{field} is required (YYYY-MM-DD)"))
+            })?;
+            let ok = text.len() == 10 && text.as_bytes()[4] == b'-' && text.as_bytes()[7] == b'-';
+            ok.then(|| text.parse::<Date>().ok())
+                .flatten()
+                .ok_or_else(|| ApiError::bad_request(format!("{field} must be a date YYYY-MM-DD")))
+        };
+        let from = date("from", params.from.as_deref())?;
+        let to = date("to", params.to.as_deref())?;
+        if to < from {
+            return Err(ApiError::bad_request("to is before from"));
+        }
+        let days = (to - from).get_days() as i64 + 1;
+        if days > RANGE_MAX_DAYS {
+            return Err(ApiError::bad_request(format!(
+                "the range is longer than {RANGE_MAX_DAYS} days"
+            )));
+        }
+        let tz_name = params.tz.clone().unwrap_or_else(|| "UTC".to_owned());
+        if tz_name.len() > 64 {
+            return Err(ApiError::bad_request("tz is not a known time zone"));
+        }
+        let tz = TimeZone::get(&tz_name)
+            .map_err(|_| ApiError::bad_request("tz is not a known time zone"))?;
+        let start_of = |day: Date| -> Result<i64, ApiError> {
+            day.to_zoned(tz.clone())
+                .map(|zoned| zoned.timestamp().as_millisecond())
+                .map_err(|_| ApiError::bad_request("date out of range"))
+        };
+        let mut starts = Vec::with_capacity(days as usize);
+        let mut day = from;
+        while day <= to {
+            starts.push(start_of(day)?);
+            day = day
+                .tomorrow()
+                .map_err(|_| ApiError::bad_request("date out of range"))?;
+        }
+        let end = start_of(day)?;
+        Ok(Range {
+            from,
+            to,
+            tz: tz_name,
+            starts,
+            end,
+        })
+    }
+
+    fn start(&self) -> i64 {
+        self.starts.first().copied().unwrap_or(self.end)
+    }
+
+    /// Index of the day `at` falls in.
+    fn day_of(&self, at: i64) -> Option<usize> {
+        if at < self.start() || at >= self.end {
+            return None;
+        }
+        Some(self.starts.partition_point(|&start| start <= at) - 1)
+    }
+
+    fn out(&self) -> RangeOut {
+        RangeOut {
+            from: self.from.to_string(),
+            to: self.to.to_string(),
+            tz: self.tz.clone(),
+            start_ms: self.start(),
+            end_ms: self.end,
+        }
+    }
+}
+
+/// Median and p90 of durations, nearest-rank.
+#[derive(Debug, Default, Serialize, PartialEq, Eq)]
+pub struct Durations {
+    pub count: usize,
+    pub median_ms: Option<i64>,
+    pub p90_ms: Option<i64>,
+}
+
+/// Nearest-rank percentile of sorted values.
+fn percentile(sorted: &[i64], p: f64) -> Option<i64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    Some(sorted[rank - 1])
+}
+
+fn durations(mut values: Vec<i64>) -> Durations {
+    values.sort_unstable();
+    Durations {
+        count: values.len(),
+        median_ms: percentile(&values, 0.5),
+        p90_ms: percentile(&values, 0.9),
+    }
+}
+
+/// Raw tallies of one bucket (a day, an agent, the whole range).
+#[derive(Debug, Default)]
+struct Tally {
+    opened: u64,
+    resolved: u64,
+    visitor_messages: u64,
+    agent_messages: u64,
+    first_response: Vec<i64>,
+    resolution: Vec<i64>,
+    tickets_opened: u64,
+    tickets_solved: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct Counts {
+    opened: u64,
+    resolved: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct MessageCounts {
+    visitor: u64,
+    agent: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct TicketCounts {
+    opened: u64,
+    solved: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct Figures {
+    conversations: Counts,
+    messages: MessageCounts,
+    first_response: Durations,
+    resolution: Durations,
+    tickets: TicketCounts,
+}
+
+impl From<Tally> for Figures {
+    fn from(tally: Tally) -> Figures {
+        Figures {
+            conversations: Counts {
+                opened: tally.opened,
+                resolved: tally.resolved,
+            },
+            messages: MessageCounts {
+                visitor: tally.visitor_messages,
+                agent: tally.agent_messages,
+            },
+            first_response: durations(tally.first_response),
+            resolution: durations(tally.resolution),
+            tickets: TicketCounts {
+                opened: tally.tickets_opened,
+                solved: tally.tickets_solved,
+            },
+        }
+    }
+}
+
+impl Tally {
+    fn add_event(&mut self, name: &str, value_ms: Option<i64>) {
+        match name {
+            "conversation_opened" => self.opened += 1,
+            "conversation_resolved" => {
+                self.resolved += 1;
+                self.resolution.extend(value_ms);
+            }
+            "first_response" => self.first_response.extend(value_ms),
+            "ticket_opened" => self.tickets_opened += 1,
+            "ticket_solved" => self.tickets_solved += 1,
+            _ => {}
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct EventRow {
+    name: String,
+    agent_id: Option<String>,
+    value_ms: Option<i64>,
+    created_at: i64,
+}
+
+async fn events(db: &SqlitePool, range: &Range) -> Result<Vec<EventRow>, ApiError> {
+    Ok(sqlx::query_as(
+        "SELECT name, agent_id, value_ms, created_at FROM reporting_events
+         WHERE name IN ('conversation_opened', 'first_response', 'conversation_resolved',
+                        'ticket_opened', 'ticket_solved')
+           AND created_at >= ? AND created_at < ?",
+    )
+    .bind(range.start())
+    .bind(range.end)
+    .fetch_all(db)
+    .await?)
+}
+
+/// Messages per day and sender: `(day, sender_type, sender_id, count)`.
+/// Notes and events are not conversation traffic and are not counted.
+async fn message_counts(
+    db: &SqlitePool,
+    range: &Range,
+) -> Result<Vec<(usize, String, String, u64)>, ApiError> {
+    let mut out = Vec::new();
+    for (day, &start) in range.starts.iter().enumerate() {
+        let end = range.starts.get(day + 1).copied().unwrap_or(range.end);
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT sender_type, sender_id, COUNT(*) FROM message_index
+             WHERE created_at >= ? AND created_at < ? AND kind IN ('text', 'image', 'file')
+             GROUP BY sender_type, sender_id",
+        )
+        .bind(start)
+        .bind(end)
+        .fetch_all(db)
+        .await?;
+        out.extend(
+            rows.into_iter()
+                .map(|(kind, id, count)| (day, kind, id, u64::try_from(count).unwrap_or(0))),
+        );
+    }
+    Ok(out)
+}
+
+fn add_messages(tally: &mut Tally, sender_type: &str, count: u64) {
+    match sender_type {
+        "visitor" => tally.visitor_messages += count,
+        "agent" => tally.agent_messages += count,
+        _ => {}
+    }
+}
+
+fn admin_only(agent: &crate::agents::Agent) -> Result<(), ApiError> {
+    if agent.role == Role::Admin {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(
+            "shop-wide reports are for admins; agents see /reports/agents",
+        ))
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct SummaryResponse {
+    range: RangeOut,
+    #[serde(flatten)]
+    figures: Figures,
+}
+
+async fn summary(
+    State(state): State<AppState>,
+    AgentAuth(agent): AgentAuth,
+    ApiQuery(params): ApiQuery<RangeParams>,
+) -> ApiResult<Json<SummaryResponse>> {
+    admin_only(&agent)?;
+    let range = Range::parse(&params)?;
+    let mut tally = Tally::default();
+    for event in events(&state.db, &range).await? {
+        tally.add_event(&event.name, event.value_ms);
+    }
+    for (_, sender_type, _, count) in message_counts(&state.db, &range).await? {
+        add_messages(&mut tally, &sender_type, count);
+    }
+    Ok(Json(SummaryResponse {
+        range: range.out(),
+        figures: tally.into(),
+    }))
+}
+
+#[derive(Debug, Serialize)]
+struct Day {
+    date: String,
+    start_ms: i64,
+    #[serde(flatten)]
+    figures: Figures,
+}
+
+#[derive(Debug, Serialize)]
+struct DailyResponse {
+    range: RangeOut,
+    days: Vec<Day>,
+}
+
+async fn daily(
+    State(state): State<AppState>,
+    AgentAuth(agent): AgentAuth,
+    ApiQuery(params): ApiQuery<RangeParams>,
+) -> ApiResult<Json<DailyResponse>> {
+    admin_only(&agent)?;
+    let range = Range::parse(&params)?;
+    let mut tallies: Vec<Tally> = range.starts.iter().map(|_| Tally::default()).collect();
+    for event in events(&state.db, &range).await? {
+        if let Some(day) = range.day_of(event.created_at) {
+            tallies[day].add_event(&event.name, event.value_ms);
+        }
+    }
+    for (day, sender_type, _, count) in message_counts(&state.db, &range).await? {
+        add_messages(&mut tallies[day], &sender_type, count);
+    }
+    let mut days = Vec::with_capacity(tallies.len());
+    let mut date = range.from;
+    for (tally, &start) in tallies.into_iter().zip(&range.starts) {
+        days.push(Day {
+            date: date.to_string(),
+            start_ms: start,
+            figures: tally.into(),
+        });
+        date = date.tomorrow().unwrap_or(date);
+    }
+    Ok(Json(DailyResponse {
+        range: range.out(),
+        days,
+    }))
+}
+
+/// One agent's row. `opened` counts sessions that opened assigned to them;
+/// `resolved` and resolution times, conversations resolved while assigned
+/// to them; `messages.agent` their replies (`messages.visitor` is 0).
+#[derive(Debug, Serialize)]
+struct AgentRow {
+    agent_id: AgentId,
+    display_name: String,
+    #[serde(flatten)]
+    figures: Figures,
+}
+
+#[derive(Debug, Serialize)]
+struct AgentsResponse {
+    range: RangeOut,
+    agents: Vec<AgentRow>,
+}
+
+async fn agents(
+    State(state): State<AppState>,
+    AgentAuth(agent): AgentAuth,
+    ApiQuery(params): ApiQuery<RangeParams>,
+) -> ApiResult<Json<AgentsResponse>> {
+    let range = Range::parse(&params)?;
+    let people: Vec<(AgentId, String)> = if agent.role == Role::Admin {
+        sqlx::query_as("SELECT id, display_name FROM agents ORDER BY display_name, id")
+            .fetch_all(&state.db)
+            .await?
+    } else {
+        vec![(agent.id, agent.display_name.clone())]
+    };
+    let mut tallies: BTreeMap<String, Tally> = BTreeMap::new();
+    for event in events(&state.db, &range).await? {
+        if let Some(id) = event.agent_id {
+            tallies
+                .entry(id)
+                .or_default()
+                .add_event(&event.name, event.value_ms);
+        }
+    }
+    for (_, sender_type, sender_id, count) in message_counts(&state.db, &range).await? {
+        if sender_type == "agent" {
+            add_messages(tallies.entry(sender_id).or_default(), &sender_type, count);
+        }
+    }
+    let mut tallies: HashMap<String, Tally> = tallies.into_iter().collect();
+    let agents = people
+        .into_iter()
+        .map(|(id, display_name)| AgentRow {
+            figures: tallies.remove(&id.to_string()).unwrap_or_default().into(),
+            agent_id: id,
+            display_name,
+        })
+        .collect();
+    Ok(Json(AgentsResponse {
+        range: range.out(),
+        agents,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        assert_eq!(percentile(&[], 0.5), None);
+        assert_eq!(percentile(&[7], 0.9), Some(7));
+        assert_eq!(percentile(&[1, 2, 3, 4], 0.5), Some(2));
+        let ten: Vec<i64> = (1..=10).collect();
+        assert_eq!(percentile(&ten, 0.9), Some(9));
+        assert_eq!(percentile(&ten, 0.5), Some(5));
+    }
+
+    #[test]
+    fn days_follow_local_midnight() {
+        let params = RangeParams {
+            from: Some("2026-03-28".into()),
+            to: Some("2026-03-30".into()),
+            tz: Some("Europe/Paris".into()),
+        };
+        let range = Range::parse(&params).expect("range");
+        assert_eq!(range.starts.len(), 3);
+        // 29 March 2026 is 23 hours long in Paris (DST starts).
+        assert_eq!(range.starts[2] - range.starts[1], 23 * 3_600_000);
+        assert_eq!(range.day_of(range.starts[1]), Some(1));
+        assert_eq!(range.day_of(range.starts[1] - 1), Some(0));
+        assert_eq!(range.day_of(range.end), None);
+    }
 }
