@@ -784,6 +784,9 @@ mod tests {
         assert!(check_tags((0..20).map(|i| format!("t{i}")).collect()).is_ok());
     }
 
+    /// ticket_number, actor_type, kind, to_value, created_at
+    type EventRow = (i64, String, String, Option<String>, i64);
+
     /// A store made before migration 0004 keeps its tickets' tags (now rows
     /// too) and gets a `created` event for each old ticket.
     #[tokio::test]
@@ -809,7 +812,7 @@ mod tests {
                 .await
                 .expect("tags");
         assert_eq!(tags, vec![("vip".into(), 1), ("退款".into(), 1)]);
-        let events: Vec<(i64, String, String, Option<String>, i64)> = sqlx::query_as(
+        let events: Vec<EventRow> = sqlx::query_as(
             "SELECT ticket_number, actor_type, kind, to_value, created_at FROM ticket_events ORDER BY id",
         )
         .fetch_all(&db)

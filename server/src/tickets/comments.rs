@@ -123,8 +123,10 @@ pub(super) async fn add(
     )
     .await?;
     tx.commit().await?;
-    let comment = deliver(&state, &agent, comment, ticket.conversation_id).await?;
+    // Agents hear of the comment even if its delivery fails below (the
+    // client then retries with the same client_msg_id).
     super::announce(&state, number).await?;
+    let comment = deliver(&state, &agent, comment, ticket.conversation_id).await?;
     Ok((StatusCode::CREATED, Json(CommentResponse { comment })))
 }
 
