@@ -688,7 +688,11 @@ async fn an_unavailable_shop_answers_a_new_chat_once_with_its_offline_message() 
     let transcript = server.transcript(&admin, &visitor.conversation_id).await;
     let autos = transcript
         .iter()
-        .filter(|m| m["sender"]["type"] == "system")
+        .filter(|m| m["meta"]["auto_reply"] == "offline")
         .count();
     assert_eq!(autos, 1, "{transcript:?}");
+    // Amy was online, so routing gave her the reopened chat.
+    let last = transcript.last().expect("messages");
+    assert_eq!(last["kind"], "event");
+    assert_eq!(last["meta"]["event"], "assigned");
 }
