@@ -165,6 +165,25 @@ impl Query {
         (Self::fts(&self.trigram), Self::fts(&self.bigram))
     }
 
+    /// How a ticket list's `q` filter reads the ticket indexes: the table
+    /// that drives (in rowid order) with its MATCH text, and optionally a
+    /// second table every row must also match. `None` when `q` is not a
+    /// search query (a term too short): the caller falls back to a scan.
+    pub fn ticket_filter(q: &str) -> Option<TicketFilter> {
+        let query = Query::parse(q).ok()?;
+        match query.indexes() {
+            (Some(trigram), bigram) => Some(TicketFilter {
+                driver: ("ticket_fts", trigram),
+                also: bigram.map(|bigram| ("ticket_bigram", bigram)),
+            }),
+            (None, Some(bigram)) => Some(TicketFilter {
+                driver: ("ticket_bigram", bigram),
+                also: None,
+            }),
+            (None, None) => None,
+        }
+    }
+
     /// FTS5 query text: every term a quoted phrase, implicitly ANDed.
     fn fts(terms: &[String]) -> Option<String> {
         if terms.is_empty() {
@@ -178,6 +197,14 @@ impl Query {
                 .join(" "),
         )
     }
+}
+
+/// See [`Query::ticket_filter`]: `(table, MATCH text)` pairs over the
+/// ticket indexes, whose rowid is the ticket number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TicketFilter {
+    pub driver: (&'static str, String),
+    pub also: Option<(&'static str, String)>,
 }
 
 /// One run of a snippet: matched text or the text around it.

@@ -286,3 +286,126 @@ async fn empty_query_parameters_mean_no_filter() {
     assert_eq!(body["messages"].as_array().expect("messages").len(), 1);
     server.shutdown().await;
 }
+
+/// `q` on the ticket list reads the full-text indexes: Chinese two- and
+/// four-character terms, English in any case, comments included, with the
+/// other filters and cursor pages; a one-character `q` still works.
+#[tokio::test]
+async fn the_ticket_list_q_filter_searches_subjects_descriptions_and_comments() {
+    let mut server = TestServer::start().await;
+    let amy = server.agent("amy").await;
+    let subjects = [
+        ("申请退款", "订单 1001 想退款", "open"),
+        ("物流查询", "快递单号是多少", "open"),
+        ("Refund please", "The INVOICE was wrong", "pending"),
+        ("发票问题", "需要开发票", "open"),
+        ("退款进度", "退款什么时候到账", "pending"),
+    ];
+    for (subject, description, status) in subjects {
+        let (code, body) = server
+            .post(
+                "/api/v1/tickets",
+                Some(&amy.token),
+                json!({"subject": subject, "description": description}),
+            )
+            .await;
+        assert_eq!(code, reqwest::StatusCode::CREATED, "{body}");
+        if status != "open" {
+            let number = body["ticket"]["number"].as_u64().expect("number");
+            let (code, _) = server
+                .patch(
+                    &format!("/api/v1/tickets/{number}"),
+                    Some(&amy.token),
+                    json!({"status": status}),
+                )
+                .await;
+            assert_eq!(code, reqwest::StatusCode::OK);
+        }
+    }
+    // A comment on #2 mentions a refund too.
+    let (code, _) = server
+        .post(
+            "/api/v1/tickets/2/comments",
+            Some(&amy.token),
+            json!({"body": "客户也要求退款", "public": false}),
+        )
+        .await;
+    assert_eq!(code, reqwest::StatusCode::CREATED);
+
+    let numbers = |body: &Value| -> Vec<u64> {
+        body["tickets"]
+            .as_array()
+            .expect("tickets")
+            .iter()
+            .map(|t| t["number"].as_u64().expect("number"))
+            .collect()
+    };
+    // The bigram index follows the tickets a moment behind: wait for it.
+    let mut found = Vec::new();
+    for _ in 0..100 {
+        let (code, body) = server
+            .get("/api/v1/tickets?q=%E9%80%80%E6%AC%BE", Some(&amy.token))
+            .await;
+        assert_eq!(code, reqwest::StatusCode::OK, "{body}");
+        found = numbers(&body);
+        if found.len() == 3 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        found,
+        [5, 2, 1],
+        "退款 in subjects, descriptions and a comment"
+    );
+    let (_, body) = server
+        .get(
+            "/api/v1/tickets?q=%E9%80%80%E6%AC%BE&status=pending",
+            Some(&amy.token),
+        )
+        .await;
+    assert_eq!(numbers(&body), [5]);
+    let (_, body) = server
+        .get(
+            "/api/v1/tickets?q=%E5%BF%AB%E9%80%92%E5%8D%95%E5%8F%B7",
+            Some(&amy.token),
+        )
+        .await;
+    assert_eq!(numbers(&body), [2], "快递单号");
+    let (_, body) = server
+        .get("/api/v1/tickets?q=invoice", Some(&amy.token))
+        .await;
+    assert_eq!(numbers(&body), [3], "any case");
+    // Pages over the matches, no repeats, no gaps.
+    let (_, first) = server
+        .get(
+            "/api/v1/tickets?q=%E9%80%80%E6%AC%BE&limit=2",
+            Some(&amy.token),
+        )
+        .await;
+    assert_eq!(numbers(&first), [5, 2]);
+    let cursor = first["next_cursor"].as_str().expect("cursor");
+    let (_, second) = server
+        .get(
+            &format!("/api/v1/tickets?q=%E9%80%80%E6%AC%BE&limit=2&cursor={cursor}"),
+            Some(&amy.token),
+        )
+        .await;
+    assert_eq!(numbers(&second), [1]);
+    assert_eq!(second["next_cursor"], Value::Null);
+    // Sorted by update, the same matches.
+    let (_, body) = server
+        .get(
+            "/api/v1/tickets?q=%E9%80%80%E6%AC%BE&sort=updated",
+            Some(&amy.token),
+        )
+        .await;
+    let mut by_update = numbers(&body);
+    by_update.sort_unstable();
+    assert_eq!(by_update, [1, 2, 5]);
+    // Too short for the index: a substring match still answers.
+    let (_, body) = server
+        .get("/api/v1/tickets?q=%E7%A5%A8", Some(&amy.token))
+        .await;
+    assert_eq!(numbers(&body), [4], "票");
+}

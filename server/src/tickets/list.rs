@@ -7,8 +7,13 @@
 //! combination with `EXPLAIN QUERY PLAN`. Several statuses are one branch per
 //! status, each an ordered index read of at most `limit + 1` rows, merged by
 //! `UNION ALL … ORDER BY` (SQLite would otherwise sort every matching row).
-//! Known slow paths: `q` is a substring `LIKE` (a scan of whatever the other
-//! filters leave; full-text search replaces it), and `tag` with
+//! `q` reads the full-text indexes of `search` (subject, description and
+//! comments; trigram, or CJK bigrams for 2-character Chinese terms): with
+//! creation order the FTS table drives in rowid (= number) order, so a page
+//! costs about `limit` index hits. A `q` too short to be a search query (one
+//! character, two Latin letters) falls back to a substring `LIKE` on subject
+//! and description, a scan of what the other filters leave.
+//! Known slow path: `tag` with
 //! `sort=updated` walks the update order checking the tag, which is slow
 //! only for a rare tag.
 
@@ -203,7 +208,20 @@ impl Filter {
         // With a tag and creation order, walk the tag's rows in number
         // order (CROSS JOIN fixes the join order in SQLite).
         let tag_driven = self.tag.is_some() && self.sort == Sort::Created;
-        let mut sql = if tag_driven {
+        let fts = self
+            .q
+            .as_deref()
+            .and_then(crate::search::Query::ticket_filter);
+        // With a search query and creation order (and no tag), the FTS
+        // table drives: its rows come in number order already.
+        let fts_driven = fts.is_some() && !tag_driven && self.sort == Sort::Created;
+        let mut sql = if let (true, Some(fts)) = (fts_driven, &fts) {
+            let table = fts.driver.0;
+            binds.push(Bind::Text(fts.driver.1.clone()));
+            format!(
+                "SELECT {COLUMNS} FROM {table} CROSS JOIN tickets t ON t.number = {table}.rowid WHERE {table} MATCH ?"
+            )
+        } else if tag_driven {
             format!(
                 "SELECT {COLUMNS} FROM ticket_tags tt CROSS JOIN tickets t ON t.number = tt.number WHERE tt.tag = ?"
             )
@@ -247,7 +265,21 @@ impl Filter {
             );
             binds.push(Bind::Text(tag.clone()));
         }
-        if let Some(q) = &self.q {
+        if let Some(fts) = &fts {
+            let filters = if fts_driven {
+                fts.also.iter().collect::<Vec<_>>()
+            } else {
+                std::iter::once(&fts.driver)
+                    .chain(fts.also.iter())
+                    .collect()
+            };
+            for (table, text) in filters {
+                sql.push_str(&format!(
+                    " AND t.number IN (SELECT rowid FROM {table} WHERE {table} MATCH ?)"
+                ));
+                binds.push(Bind::Text(text.clone()));
+            }
+        } else if let Some(q) = &self.q {
             let pattern = format!(
                 "%{}%",
                 q.replace('\\', "\\\\")
@@ -261,11 +293,13 @@ impl Filter {
         match self.cursor {
             None => {}
             Some(Cursor::Number(before)) => {
-                sql.push_str(if tag_driven {
-                    " AND tt.number < ?"
-                } else {
-                    " AND t.number < ?"
-                });
+                match (fts_driven, &fts) {
+                    (true, Some(fts)) => {
+                        sql.push_str(&format!(" AND {}.rowid < ?", fts.driver.0));
+                    }
+                    _ if tag_driven => sql.push_str(" AND tt.number < ?"),
+                    _ => sql.push_str(" AND t.number < ?"),
+                }
                 binds.push(Bind::Int(before));
             }
             Some(Cursor::Updated(at, number)) => {
@@ -273,6 +307,12 @@ impl Filter {
                 binds.push(Bind::Int(at));
                 binds.push(Bind::Int(number));
             }
+        }
+        if let (true, Some(fts)) = (fts_driven, &fts) {
+            let table = fts.driver.0;
+            sql.push_str(&format!(" ORDER BY {table}.rowid DESC LIMIT ?"));
+            binds.push(Bind::Int(i64::from(self.limit) + 1));
+            return sql;
         }
         sql.push_str(match (self.sort, tag_driven) {
             (Sort::Created, true) => " ORDER BY tt.number DESC",
