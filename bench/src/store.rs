@@ -257,6 +257,27 @@ pub async fn run(bin: &std::path::Path, sizes: Sizes) -> anyhow::Result<Value> {
                 .collect(),
         ),
         (
+            "tickets: q zh 2 chars",
+            ["退款", "发票", "物流", "耳机"]
+                .iter()
+                .map(|q| format!("/api/v1/tickets?limit=50&q={}", enc(q)))
+                .collect(),
+        ),
+        (
+            "tickets: q zh 4 chars + status",
+            ["申请退款", "快递单号", "蓝牙耳机", "退款成功"]
+                .iter()
+                .map(|q| format!("/api/v1/tickets?limit=50&status=open&q={}", enc(q)))
+                .collect(),
+        ),
+        (
+            "tickets: q en",
+            ["refund", "invoice", "tracking", "bluetooth"]
+                .iter()
+                .map(|q| format!("/api/v1/tickets?limit=50&q={}", enc(q)))
+                .collect(),
+        ),
+        (
             "search messages: zh 2 chars",
             search("messages", &["退款", "发票", "物流", "耳机"]),
         ),

@@ -111,12 +111,8 @@ async fn list(
     .bind(i64::from(limit) + 1)
     .fetch_all(&state.db)
     .await?;
-    let next_cursor = if rows.len() > limit as usize {
-        rows.truncate(limit as usize);
-        rows.last().map(|entry| entry.id.to_string())
-    } else {
-        None
-    };
+    let next_cursor =
+        crate::http::extract::cut_page(&mut rows, limit, |entry| entry.id.to_string());
     Ok(Json(ListResponse {
         entries: rows,
         next_cursor,

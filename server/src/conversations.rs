@@ -550,13 +550,9 @@ async fn list(
         q = q.bind(at).bind(id);
     }
     let mut rows = q.bind(i64::from(limit) + 1).fetch_all(&state.db).await?;
-    let next_cursor = if rows.len() > limit as usize {
-        rows.truncate(limit as usize);
-        rows.last()
-            .map(|row| format!("{}_{}", row.activity_at, row.id))
-    } else {
-        None
-    };
+    let next_cursor = crate::http::extract::cut_page(&mut rows, limit, |row| {
+        format!("{}_{}", row.activity_at, row.id)
+    });
     let mut conversations: Vec<Conversation> = rows
         .into_iter()
         .map(|row| row.into_conversation(&state.log))

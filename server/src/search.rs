@@ -935,12 +935,7 @@ async fn search_messages(
         .bind(i64::from(limit) + 1)
         .fetch_all(db)
         .await?;
-    let next = if rows.len() > limit as usize {
-        rows.truncate(limit as usize);
-        rows.last().map(|row| row.id.to_string())
-    } else {
-        None
-    };
+    let next = crate::http::extract::cut_page(&mut rows, limit, |row| row.id.to_string());
     let hits = rows
         .into_iter()
         .map(|row| {
@@ -1026,12 +1021,7 @@ async fn search_tickets(
             .await?
         }
     };
-    let next = if numbers.len() > limit as usize {
-        numbers.truncate(limit as usize);
-        numbers.last().map(i64::to_string)
-    } else {
-        None
-    };
+    let next = crate::http::extract::cut_page(&mut numbers, limit, i64::to_string);
     let mut hits = Vec::with_capacity(numbers.len());
     if numbers.is_empty() {
         return Ok((hits, next));

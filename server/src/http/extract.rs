@@ -106,6 +106,23 @@ where
     }
 }
 
+/// A page is fetched with `limit + 1` rows, so that one more row says there
+/// is a next page: cuts `rows` to `limit` and returns the cursor of its last
+/// row then (`None` on the last page).
+pub fn cut_page<T>(
+    rows: &mut Vec<T>,
+    limit: u32,
+    cursor: impl FnOnce(&T) -> String,
+) -> Option<String> {
+    let limit = limit as usize;
+    if rows.len() > limit {
+        rows.truncate(limit);
+        rows.last().map(cursor)
+    } else {
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -172,12 +172,7 @@ pub(super) async fn list(
     .bind(i64::from(limit) + 1)
     .fetch_all(&state.db)
     .await?;
-    let next_cursor = if rows.len() > limit as usize {
-        rows.truncate(limit as usize);
-        rows.last().map(|row| row.id.to_string())
-    } else {
-        None
-    };
+    let next_cursor = crate::http::extract::cut_page(&mut rows, limit, |row| row.id.to_string());
     Ok(Json(HistoryResponse {
         events: rows.into_iter().map(TicketEvent::from).collect(),
         next_cursor,

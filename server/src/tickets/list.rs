@@ -368,12 +368,8 @@ pub(super) async fn list(
         };
     }
     let mut rows = q.fetch_all(&state.db).await?;
-    let next_cursor = if rows.len() > limit as usize {
-        rows.truncate(limit as usize);
-        rows.last().map(|row| Cursor::after(row, filter.sort))
-    } else {
-        None
-    };
+    let next_cursor =
+        crate::http::extract::cut_page(&mut rows, limit, |row| Cursor::after(row, filter.sort));
     Ok(Json(TicketsResponse {
         tickets: rows.into_iter().map(Ticket::from).collect(),
         next_cursor,

@@ -320,12 +320,8 @@ pub(super) async fn list(
     .bind(i64::from(limit) + 1)
     .fetch_all(&state.db)
     .await?;
-    let next_cursor = if rows.len() > limit as usize {
-        rows.truncate(limit as usize);
-        rows.last().map(|row| row.number.to_string())
-    } else {
-        None
-    };
+    let next_cursor =
+        crate::http::extract::cut_page(&mut rows, limit, |row| row.number.to_string());
     Ok(Json(VisitorTicketsResponse {
         tickets: rows
             .into_iter()
