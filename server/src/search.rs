@@ -55,6 +55,9 @@ pub const LIMIT_MAX: u32 = 50;
 /// the next pass, so one long conversation cannot hold the write lock.
 const RANGE_MAX: usize = 500;
 /// Messages written per transaction.
+/// How long new messages wait to be indexed, at most about: like a search
+/// engine's refresh interval, it lets a burst become one large batch.
+const INDEX_INTERVAL_MS: u64 = 1_000;
 const BATCH_MAX: usize = 5_000;
 /// Marks cached by the indexer; cleared past this (a miss is one lookup).
 const MARKS_MAX: usize = 200_000;
@@ -389,7 +392,7 @@ impl Indexer {
             tokio::select! {
                 _ = self.wake.notified() => {
                     // Let a burst accumulate into one transaction.
-                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    tokio::time::sleep(Duration::from_millis(INDEX_INTERVAL_MS)).await;
                 }
                 _ = tick.tick() => {}
                 _ = state.shutdown.cancelled() => break,
