@@ -709,10 +709,17 @@ async fn assign(
             "agent_id is required (null to unassign)",
         ));
     };
-    if let Some(agent) = assignee
-        && crate::agents::find(&state.db, agent).await?.is_none()
-    {
-        return Err(ApiError::not_found("agent"));
+    if let Some(agent) = assignee {
+        match crate::agents::find(&state.db, agent).await? {
+            None => return Err(ApiError::not_found("agent")),
+            Some(agent) if !agent.active => {
+                return Err(ApiError::Conflict(format!(
+                    "{} is deactivated and cannot be assigned chats",
+                    agent.display_name
+                )));
+            }
+            Some(_) => {}
+        }
     }
     // Assigning takes a waiting chat out of the queue; unassigning an
     // active one puts it back.

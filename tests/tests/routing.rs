@@ -1203,6 +1203,22 @@ async fn a_deactivated_agent_is_signed_out_and_their_chats_go_to_others() {
         )
         .await;
     assert_error(code, &body, 409, "conflict");
+    // Nor assigned by hand; the chat stays with Bo.
+    let (code, body) = server
+        .post(
+            &format!("/api/v1/conversations/{}/assign", visitor.conversation_id),
+            Some(&admin),
+            json!({"agent_id": amy.id}),
+        )
+        .await;
+    assert_error(code, &body, 409, "conflict");
+    let (_, still) = server
+        .get(
+            &format!("/api/v1/conversations/{}", visitor.conversation_id),
+            Some(&admin),
+        )
+        .await;
+    assert_eq!(still["conversation"]["assignee_id"], bo.id.as_str());
     let (_, chat) = new_chat(&server, &app, &admin, "hello").await;
     assert_eq!(chat["assignee_id"], bo.id.as_str());
     // An admin cannot deactivate themselves.
