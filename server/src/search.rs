@@ -809,6 +809,9 @@ struct MessageHit {
     sender: SenderRef,
     created_at: i64,
     snippet: Vec<Segment>,
+    /// The whole protocol `Message` (id, sender name, content, attachment),
+    /// read from the log; `null` if the log no longer has it.
+    message: Option<Box<serde_json::value::RawValue>>,
 }
 
 #[derive(Debug, Serialize)]
@@ -877,7 +880,8 @@ async fn search(
     let before = parse_cursor(params.cursor.as_deref())?;
     let mut response = SearchResponse::default();
     if kind != SearchType::Tickets {
-        let (hits, next) = search_messages(&state.db, &query, before, limit).await?;
+        let (mut hits, next) = search_messages(&state.db, &query, before, limit).await?;
+        attach_messages(&state, &mut hits);
         response.messages = Some(hits);
         response.next_cursor.messages = Some(next);
     }
@@ -902,6 +906,22 @@ struct MessageRow {
 }
 
 /// Newest-indexed first; the cursor is the last row's index id.
+/// Fills each hit's `message` from the log: a point read per hit.
+fn attach_messages(state: &AppState, hits: &mut [MessageHit]) {
+    for hit in hits {
+        hit.message = match state.log.get(hit.conversation_id, hit.seq) {
+            Ok(Some(stored)) => {
+                serde_json::value::RawValue::from_string(stored.json.to_string()).ok()
+            }
+            Ok(None) => None,
+            Err(error) => {
+                tracing::warn!(%error, "reading a search hit from the log failed");
+                None
+            }
+        };
+    }
+}
+
 async fn search_messages(
     db: &SqlitePool,
     query: &Query,
@@ -959,6 +979,7 @@ async fn search_messages(
                 },
                 created_at: row.created_at,
                 snippet,
+                message: None,
             }
         })
         .collect();

@@ -121,6 +121,11 @@ async fn chinese_and_english_terms_find_messages_and_flag_notes() {
         assert_eq!(hit["note"], false);
     }
     assert_eq!(snippet_text(&hits[1]), "我要退款，订单123");
+    // Each hit carries the whole protocol Message, read from the log.
+    assert_eq!(hits[1]["message"]["content"], "我要退款，订单123");
+    assert_eq!(hits[1]["message"]["seq"], 1);
+    assert_eq!(hits[1]["message"]["conversation_id"], conv.as_str());
+    assert!(hits[1]["message"]["id"].is_string());
     // "款到" is not "退款": no false positive from single characters.
     let hits = hits_within(&server, &amy.token, "messages", "款到", 1).await;
     assert_eq!(hits.len(), 1);
