@@ -1,0 +1,9 @@
+// All of the workstation's strings, merged from one file per area so that
+// screens can be worked on apart. A test checks both languages have every key.
+import { mergeDicts } from "../../lib/i18n";
+import { common } from "./common";
+import { chats } from "./chats";
+import { tickets } from "./tickets";
+import { settings } from "./settings";
+
+export const dicts = mergeDicts(common, chats, tickets, settings);

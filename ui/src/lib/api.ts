@@ -1,0 +1,111 @@
+// A small REST client for /api/v1: JSON in and out, the bearer token in a
+// header (never in a URL), and the protocol's error body turned into an
+// ApiError that callers branch on by `code`, never by message text.
+
+export class ApiError extends Error {
+  readonly status: number;
+  readonly code: string;
+  constructor(status: number, code: string, message: string) {
+    super(message);
+    this.name = "ApiError";
+    this.status = status;
+    this.code = code;
+  }
+}
+
+export type Query = Record<string, string | number | boolean | null | undefined | string[]>;
+
+/** Builds `?a=1&b=x` from the defined, non-empty values of `query`. */
+export function queryString(query: Query | undefined): string {
+  if (!query) return "";
+  const params = new URLSearchParams();
+  for (const [key, value] of Object.entries(query)) {
+    if (value === undefined || value === null || value === "") continue;
+    if (Array.isArray(value)) {
+      if (value.length) params.set(key, value.join(","));
+    } else {
+      params.set(key, String(value));
+    }
+  }
+  const text = params.toString();
+  return text ? `?${text}` : "";
+}
+
+export class Api {
+  /** `base` is the server's origin, e.g. `http://127.0.0.1:5338`; `""` = this page's. */
+  constructor(
+    readonly base: string,
+    private token: string | null = null,
+    private readonly fetchImpl: typeof fetch = (...args) => fetch(...args),
+  ) {}
+
+  setToken(token: string | null) {
+    this.token = token;
+  }
+
+  get hasToken(): boolean {
+    return this.token !== null;
+  }
+
+  /** The WebSocket URL of the same server. */
+  wsUrl(query = ""): string {
+    const origin = this.base || location.origin;
+    return origin.replace(/^http/, "ws") + "/api/v1/ws" + query;
+  }
+
+  async request<T>(method: string, path: string, body?: unknown, query?: Query): Promise<T> {
+    const headers: Record<string, string> = {};
+    let payload: BodyInit | undefined;
+    if (body instanceof FormData) {
+      payload = body;
+    } else if (body !== undefined) {
+      headers["Content-Type"] = "application/json";
+      payload = JSON.stringify(body);
+    }
+    if (this.token) headers["Authorization"] = `Bearer ${this.token}`;
+    let response: Response;
+    try {
+      response = await this.fetchImpl(`${this.base}/api/v1${path}${queryString(query)}`, {
+        method,
+        headers,
+        body: payload,
+      });
+    } catch (err) {
+      throw new ApiError(0, "network", err instanceof Error ? err.message : String(err));
+    }
+    const text = await response.text();
+    let data: unknown = null;
+    if (text) {
+      try {
+        data = JSON.parse(text);
+      } catch {
+        data = null;
+      }
+    }
+    if (!response.ok) {
+      const error = (data as { error?: { code?: string; message?: string } } | null)?.error;
+      throw new ApiError(
+        response.status,
+        error?.code ?? "internal",
+        error?.message ?? `${response.status} ${response.statusText}`,
+      );
+    }
+    return data as T;
+  }
+
+  get<T>(path: string, query?: Query) {
+    return this.request<T>("GET", path, undefined, query);
+  }
+  post<T>(path: string, body: unknown = {}) {
+    return this.request<T>("POST", path, body);
+  }
+  patch<T>(path: string, body: unknown) {
+    return this.request<T>("PATCH", path, body);
+  }
+  put<T>(path: string, body: unknown) {
+    return this.request<T>("PUT", path, body);
+  }
+  delete<T>(path: string) {
+    return this.request<T>("DELETE", path);
+  }
+}
