@@ -294,9 +294,7 @@ async fn config_route(
         },
         (None, None) => return Err(ApiError::bad_request("app_key is required")),
     };
-    let origin = headers
-        .get(axum::http::header::ORIGIN)
-        .and_then(|value| value.to_str().ok());
+    let origin = crate::apps::cross_origin(&headers);
     if !app.origin_allowed(origin) {
         return Err(ApiError::forbidden("origin not allowed for this app"));
     }

@@ -76,6 +76,27 @@ impl From<AppRow> for App {
     }
 }
 
+/// The request's `Origin` when it is another site's. A request from this
+/// server's own pages (the widget's iframe at `/widget/frame.html`) is
+/// same-origin: its `Origin` names the `Host` it was sent to, and it counts
+/// as no `Origin`. Which sites may embed that iframe is enforced by the
+/// browser instead, through the frame's `frame-ancestors` (crate::ui).
+pub fn cross_origin(headers: &axum::http::HeaderMap) -> Option<&str> {
+    let origin = headers
+        .get(axum::http::header::ORIGIN)
+        .and_then(|v| v.to_str().ok())?;
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|v| v.to_str().ok());
+    let same = host.is_some_and(|host| {
+        let authority = origin
+            .strip_prefix("http://")
+            .or_else(|| origin.strip_prefix("https://"));
+        authority.is_some_and(|a| a.trim_end_matches('/').eq_ignore_ascii_case(host))
+    });
+    if same { None } else { Some(origin) }
+}
+
 impl App {
     /// Requests without an `Origin` (native APPs, servers) are not subject
     /// to the list; an empty list allows every origin.
@@ -456,5 +477,30 @@ mod tests {
         assert!(strict.origin_allowed(Some("https://SHOP.example/")));
         assert!(!strict.origin_allowed(Some("https://evil.example")));
         assert!(!strict.origin_allowed(Some("null")));
+    }
+
+    #[test]
+    fn own_origin_is_same_origin() {
+        use axum::http::{HeaderMap, HeaderValue, header};
+        let mut headers = HeaderMap::new();
+        headers.insert(header::HOST, HeaderValue::from_static("127.0.0.1:5338"));
+        assert_eq!(cross_origin(&headers), None);
+        headers.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("http://127.0.0.1:5338"),
+        );
+        assert_eq!(cross_origin(&headers), None);
+        headers.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("http://127.0.0.1:5339"),
+        );
+        assert_eq!(cross_origin(&headers), Some("http://127.0.0.1:5339"));
+        headers.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("https://evil.example"),
+        );
+        assert_eq!(cross_origin(&headers), Some("https://evil.example"));
+        headers.insert(header::ORIGIN, HeaderValue::from_static("null"));
+        assert_eq!(cross_origin(&headers), Some("null"));
     }
 }

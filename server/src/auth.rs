@@ -218,10 +218,7 @@ impl FromRequestParts<AppState> for VisitorAuth {
     ) -> Result<Self, Self::Rejection> {
         match principal(parts, state).await? {
             Principal::Visitor(visitor) => {
-                let origin = parts
-                    .headers
-                    .get(axum::http::header::ORIGIN)
-                    .and_then(|v| v.to_str().ok());
+                let origin = crate::apps::cross_origin(&parts.headers);
                 let app = crate::apps::find(&state.db, visitor.app_id)
                     .await?
                     .ok_or_else(|| {

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use axum::Json;
 use axum::Router;
 use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::post;
 use serde::{Deserialize, Serialize};
@@ -107,7 +107,7 @@ async fn create_session(
     let app = crate::apps::find_by_key(&state.db, &body.app_key)
         .await?
         .ok_or_else(|| ApiError::not_found("app"))?;
-    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    let origin = crate::apps::cross_origin(&headers);
     if !app.origin_allowed(origin) {
         return Err(ApiError::forbidden("origin not allowed for this app"));
     }

@@ -71,10 +71,7 @@ pub async fn upgrade(
             .into_response();
         }
     };
-    let origin = headers
-        .get(axum::http::header::ORIGIN)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+    let origin = crate::apps::cross_origin(&headers).map(str::to_owned);
     if let Some(app_key) = query.app_key {
         match crate::apps::find_by_key(&state.db, &app_key).await {
             Ok(Some(app)) if app.origin_allowed(origin.as_deref()) => {}
