@@ -27,6 +27,7 @@ pub mod state;
 pub mod store;
 pub mod tickets;
 pub mod time;
+pub mod ui;
 pub mod visitors;
 
 use std::net::SocketAddr;

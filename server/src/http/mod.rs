@@ -59,7 +59,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .route("/", get(index))
+        .merge(crate::ui::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), track))
@@ -107,10 +107,6 @@ async fn metrics(State(state): State<AppState>) -> Response {
         state.metrics.render(),
     )
         .into_response()
-}
-
-async fn index() -> &'static str {
-    "Kefu is running. API: /api/v1 (see docs/API.md). Health: /healthz\n"
 }
 
 /// Records the latency of every request by route template, never by raw
