@@ -80,6 +80,10 @@ pub struct Conversation {
     pub queued_at: Option<i64>,
     /// [ext] Start of the current session (first or reopening visitor message).
     pub opened_at: Option<i64>,
+    /// [ext] The last message (notes included), for list previews; agent
+    /// views only, see `reads::fill_for_agent`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_message: Option<Box<crate::message::Message>>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -138,6 +142,7 @@ impl ConversationRow {
             team_id: self.team_id,
             queued_at: self.queued_at.filter(|_| self.status == Status::Queued),
             opened_at: self.opened_at,
+            last_message: None,
         }
     }
 }

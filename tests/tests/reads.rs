@@ -416,3 +416,38 @@ async fn typing_is_coalesced_and_never_stored() {
     assert_eq!(visitor_state(&server, &visitor).await["last_seq"], 0);
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_agents_list_carries_each_conversations_last_message() {
+    let (server, app, amy, _) = shop().await;
+    let visitor = server.visitor(&app).await;
+    let conv = visitor.conversation_id.clone();
+    server.visitor_says(&visitor, "v1", "first").await;
+    server
+        .visitor_says(&visitor, "v2", "where is my tea?")
+        .await;
+    let (status, body) = server.get("/api/v1/conversations", Some(&amy.token)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let listed = &body["conversations"][0];
+    assert_eq!(listed["id"], json!(conv));
+    assert_eq!(listed["last_message"]["seq"], listed["last_seq"]);
+    assert_eq!(listed["last_message"]["content"], "where is my tea?");
+    assert_eq!(listed["last_message"]["sender"]["type"], "visitor");
+    // An internal note is the last message an agent sees, in the list too.
+    let (status, body) = server
+        .post(
+            &format!("/api/v1/conversations/{conv}/messages"),
+            Some(&amy.token),
+            json!({"client_msg_id": "n1", "content": "VIP customer", "private": true}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (_, body) = server
+        .get(&format!("/api/v1/conversations/{conv}"), Some(&amy.token))
+        .await;
+    assert_eq!(body["conversation"]["last_message"]["kind"], "note");
+    assert_eq!(
+        body["conversation"]["last_message"]["content"],
+        "VIP customer"
+    );
+}
