@@ -43,4 +43,29 @@ kefu_ensure_rust() {
 kefu_ensure_build_deps() {
     kefu_ensure_rust
     kefu_install_packages "${kefu_apt_packages[@]}"
+    kefu_ensure_node
+}
+
+# The web UI (ui/, built into kefu-server by server/build.rs) needs Node.js
+# >= 20.19 and npm. Debian 13 and Ubuntu 24.10+ ship one; older releases
+# ship Node 18, for which we print how to get a newer one.
+kefu_node_ok() {
+    command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 &&
+        node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 20 || (a === 20 && b >= 19) ? 0 : 1)'
+}
+
+kefu_ensure_node() {
+    kefu_node_ok && return 0
+    kefu_install_packages nodejs npm || true
+    if ! kefu_node_ok; then
+        echo "kefu: building the web UI needs Node.js >= 20.19 with npm (found: $(node --version 2>/dev/null || echo none))." >&2
+        echo "kefu: install it from https://nodejs.org or your distribution's backports, then run this again." >&2
+        return 1
+    fi
+}
+
+# The browser the UI's end-to-end tests drive (Debian's Chromium; no
+# downloaded browsers), and CJK fonts so Chinese screens render.
+kefu_ensure_test_browser() {
+    kefu_install_packages chromium fonts-noto-cjk
 }

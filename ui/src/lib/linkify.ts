@@ -4,7 +4,10 @@
 
 export type Segment = { kind: "text"; text: string } | { kind: "link"; text: string; href: string };
 
-const CANDIDATE = /\b(?:https?:\/\/|www\.)[^\s<>"'`]+|\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b/gi;
+// A link ends at whitespace, quotes, angle brackets, and at CJK text or
+// punctuation (Chinese rarely puts a space after a URL).
+const CANDIDATE =
+  /\b(?:https?:\/\/|www\.)[^\s<>"'`\u3000-\u303f\u3400-\u9fff\uff00-\uffef]+|\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b/gi;
 // Punctuation that usually ends a sentence rather than a URL.
 const TRAILING = /[.,;:!?)\]}'"，。；：！？）」』】]+$/u;
 
