@@ -58,7 +58,8 @@ export function defaultWeek(): Record<Day, Interval[]> {
 export function hoursToForm(hours: BusinessHours | null | undefined, fallbackZone = "UTC"): HoursForm {
   if (!hours) return { enabled: false, timezone: fallbackZone, weekly: defaultWeek(), closedDates: [] };
   const weekly = emptyWeek();
-  for (const day of DAYS) weekly[day] = (hours.weekly[day] ?? []).map((i) => ({ start: i.start, end: i.end }));
+  // A time picker cannot say 24:00: the editor shows midnight as 00:00.
+  for (const day of DAYS) weekly[day] = (hours.weekly[day] ?? []).map((i) => ({ start: i.start, end: i.end === "24:00" ? "00:00" : i.end }));
   return { enabled: true, timezone: hours.timezone, weekly, closedDates: [...hours.closed_dates] };
 }
 
@@ -66,7 +67,9 @@ export function formToHours(form: HoursForm): BusinessHours | null {
   if (!form.enabled) return null;
   const weekly: Partial<Record<Day, Interval[]>> = {};
   for (const day of DAYS) {
-    const intervals = form.weekly[day].filter((i) => i.start && i.end).map((i) => ({ start: i.start, end: i.end }));
+    const intervals = form.weekly[day]
+      .filter((i) => i.start && i.end)
+      .map((i) => ({ start: i.start, end: i.end === "00:00" ? "24:00" : i.end }));
     if (intervals.length) weekly[day] = intervals;
   }
   const dates = [...new Set(form.closedDates.map((d) => d.trim()).filter(Boolean))].sort();

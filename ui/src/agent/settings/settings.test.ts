@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { formToHours, hoursToForm, nextInterval, type BusinessHours } from "./businessHours";
 import { embedSnippet, parseOrigins } from "./embed";
+import { lastDays } from "./reports";
 import { formToBody, moved, parseAttributes, parseKeywords, ruleToForm, type Rule } from "./rules";
 
 describe("business hours", () => {
@@ -15,6 +16,11 @@ describe("business hours", () => {
     expect(form.weekly.tue).toEqual([]);
     expect(form.weekly.mon).toHaveLength(2);
     expect(formToHours(form)).toEqual(api);
+  });
+  it("shows 24:00 as midnight 00:00 in the editor and saves it back as 24:00", () => {
+    const form = hoursToForm({ timezone: "UTC", weekly: { fri: [{ start: "18:00", end: "24:00" }] }, closed_dates: [] });
+    expect(form.weekly.fri).toEqual([{ start: "18:00", end: "00:00" }]);
+    expect(formToHours(form)!.weekly.fri).toEqual([{ start: "18:00", end: "24:00" }]);
   });
   it("null means always open, and a disabled form saves null", () => {
     const form = hoursToForm(null, "Europe/Berlin");
@@ -72,5 +78,12 @@ describe("routing rules", () => {
     expect(moved(["a", "b", "c"], "b", 1)).toEqual(["a", "c", "b"]);
     expect(moved(["a", "b", "c"], "a", -1)).toEqual(["a", "b", "c"]);
     expect(moved(["a", "b", "c"], "c", 1)).toEqual(["a", "b", "c"]);
+  });
+});
+
+describe("reports range", () => {
+  it("covers N whole days ending today, across a month boundary", () => {
+    expect(lastDays(7, new Date(2026, 2, 3, 15, 0))).toEqual({ from: "2026-02-25", to: "2026-03-03" });
+    expect(lastDays(1, new Date(2026, 0, 1))).toEqual({ from: "2026-01-01", to: "2026-01-01" });
   });
 });
