@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import type { Ticket } from "../../lib/types";
 import { queryString } from "../../lib/api";
-import { appendPage, applyTicketFrame, defaultFilters, matchesFilters, parseTags, ticketQuery, type TicketFilters } from "./ticketList";
+import { appendPage, applyTicketFrame, defaultFilters, matchesFilters, parseTags, restoreFilters, ticketQuery, type TicketFilters } from "./ticketList";
 
 function ticket(number: number, extra: Partial<Ticket> = {}): Ticket {
   return {
@@ -80,5 +80,15 @@ describe("appendPage and parseTags", () => {
   });
   it("splits, trims, lower-cases and dedupes tags (Chinese comma too)", () => {
     expect(parseTags(" Shipping, refund，退款 ,, shipping")).toEqual(["shipping", "refund", "退款"]);
+  });
+});
+
+describe("restoreFilters", () => {
+  it("keeps valid saved values and drops odd ones", () => {
+    const saved = JSON.stringify({ status: ["closed", "bogus"], priority: "urgent", assignee: "me", tag: "vip", q: "退款", sort: "created" });
+    expect(restoreFilters(saved)).toEqual({ status: ["closed"], priority: "urgent", assignee: "me", tag: "vip", q: "退款", sort: "created" });
+    expect(restoreFilters(JSON.stringify({ priority: "huge", assignee: "<x>", sort: 3 }))).toEqual(defaultFilters());
+    expect(restoreFilters("{not json")).toEqual(defaultFilters());
+    expect(restoreFilters(null)).toEqual(defaultFilters());
   });
 });

@@ -114,3 +114,25 @@ export function parseTags(text: string): string[] {
   }
   return out;
 }
+
+/** Filters saved as JSON, checked field by field; anything odd falls back to the default. */
+export function restoreFilters(json: string | null): TicketFilters {
+  const out = defaultFilters();
+  if (!json) return out;
+  let raw: Partial<Record<keyof TicketFilters, unknown>>;
+  try {
+    raw = JSON.parse(json);
+  } catch {
+    return out;
+  }
+  if (!raw || typeof raw !== "object") return out;
+  if (Array.isArray(raw.status)) out.status = STATUSES.filter((s) => (raw.status as unknown[]).includes(s));
+  if (typeof raw.priority === "string" && (raw.priority === "" || PRIORITIES.includes(raw.priority as TicketPriority))) {
+    out.priority = raw.priority as TicketPriority | "";
+  }
+  if (typeof raw.assignee === "string" && /^(|me|none|[0-9A-Za-z]{26})$/.test(raw.assignee)) out.assignee = raw.assignee;
+  if (typeof raw.tag === "string") out.tag = raw.tag.slice(0, 50);
+  if (typeof raw.q === "string") out.q = raw.q.slice(0, 200);
+  if (raw.sort === "created" || raw.sort === "updated") out.sort = raw.sort;
+  return out;
+}
