@@ -184,6 +184,7 @@ export const settings: Dicts = {
     "settings.reports.tickets_solved": "Solved",
     "settings.reports.none": "—",
     "settings.reports.tz": "Days in {tz}",
+    "settings.reports.by_agent": "By agent",
   },
   "zh-CN": {
     "settings.title": "设置",
@@ -367,5 +368,6 @@ export const settings: Dicts = {
     "settings.reports.tickets_solved": "已解决",
     "settings.reports.none": "—",
     "settings.reports.tz": "按 {tz} 时区统计",
+    "settings.reports.by_agent": "按客服统计",
   },
 };
