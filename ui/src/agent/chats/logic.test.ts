@@ -68,12 +68,12 @@ describe("applyMessage", () => {
     expect(c.last_seq).toBe(4);
   });
 
-  it("does not count my own messages nor system events, nor the thread I am reading", () => {
+  it("does not count my own messages nor the thread I am reading; counts system events as the server does", () => {
     let c = conv("c1", { unread_count: 2 });
     c = applyMessage(c, msg(4, { sender: { type: "agent", id: ME, name: "Me" } }), ME, false);
     expect(c.unread_count).toBe(2);
     c = applyMessage(c, msg(5, { kind: "event", sender: { type: "system", id: "system", name: "Kefu" } }), ME, false);
-    expect(c.unread_count).toBe(2);
+    expect(c.unread_count).toBe(3);
     c = applyMessage(c, msg(6), ME, true);
     expect(c.unread_count).toBe(0);
     expect(c.last_seq).toBe(6);

@@ -61,10 +61,14 @@ export function isMine(m: Message, meId: string | null): boolean {
   return m.sender.type === "agent" && m.sender.id === meId;
 }
 
-/** Does this message count as unread for an agent (server rule, API.md 2.9)? */
+/**
+ * Does this message count as unread for an agent? The server's rule (API.md
+ * 2.9): everything above the marker the reader did not send, so system
+ * events ("joined", "transferred") count too; the client must agree with
+ * the counts it refetches after a reconnect.
+ */
 export function countsAsUnread(m: Message, meId: string | null): boolean {
-  if (isMine(m, meId)) return false;
-  return m.sender.type === "visitor" || m.sender.type === "agent";
+  return !isMine(m, meId);
 }
 
 /**
