@@ -90,6 +90,7 @@ class ChatsStore {
 
   private stops: (() => void)[] = [];
   private loadingLists = false;
+  private refreshAgain = false;
   /** Frames that arrived while the list was being (re)fetched: applied again after it. */
   private buffered: ServerFrame[] = [];
   private readSent: Record<string, number> = {};
@@ -161,9 +162,14 @@ class ChatsStore {
   // ---- loading ---------------------------------------------------------
 
   /** (Re)loads the list (all pages, bounded) and the queue. */
-  async refresh() {
-    if (this.loadingLists) return;
+  async refresh(): Promise<void> {
+    if (this.loadingLists) {
+      // A reconnect during a load: what that load returns may predate it.
+      this.refreshAgain = true;
+      return;
+    }
     this.loadingLists = true;
+    this.refreshAgain = false;
     this.buffered = [];
     try {
       const fetched: Conversation[] = [];
@@ -197,6 +203,7 @@ class ChatsStore {
       this.buffered = [];
       for (const f of replay) this.replayFrame(f);
     }
+    if (this.refreshAgain) await this.refresh();
   }
 
   /** A preview from a loaded thread when the server gives none. */
