@@ -143,6 +143,8 @@ class ChatsStore {
     this.threads = {};
     this.typing = {};
     this.readSent = {};
+    this.firstMessages = {};
+    this.firstAsked.clear();
     this.ready = false;
     this.activeId = null;
   }
@@ -494,6 +496,25 @@ class ChatsStore {
 
   typingSignal(id: string, on: boolean) {
     session.socket?.typing(id, on);
+  }
+
+  /** The first message of each waiting chat (the queue's preview), fetched once each. */
+  firstMessages = $state.raw<Record<string, Message | null>>({});
+  private firstAsked = new Set<string>();
+
+  async loadFirstMessage(id: string) {
+    if (this.firstAsked.has(id)) return;
+    this.firstAsked.add(id);
+    try {
+      const { messages } = await session.api.get<{ messages: Message[] }>(
+        `/conversations/${encodeURIComponent(id)}/messages`,
+        { after: 0, limit: 5 },
+      );
+      const first = messages.find((m) => m.sender.type === "visitor") ?? messages[0] ?? null;
+      this.firstMessages = { ...this.firstMessages, [id]: first };
+    } catch {
+      this.firstAsked.delete(id);
+    }
   }
 
   async claim(id: string): Promise<Conversation> {
