@@ -8,6 +8,27 @@ class Sound {
   private ctx: AudioContext | null = null;
   private lastAt = 0;
 
+  constructor() {
+    // Browsers start audio suspended until the user does something on the
+    // page (after a reload the agent may not have clicked yet): wake it then.
+    if (typeof window === "undefined") return;
+    const unlock = () => {
+      this.context()?.resume().catch(() => {});
+      window.removeEventListener("pointerdown", unlock);
+      window.removeEventListener("keydown", unlock);
+    };
+    window.addEventListener("pointerdown", unlock);
+    window.addEventListener("keydown", unlock);
+  }
+
+  private context(): AudioContext | null {
+    if (this.ctx) return this.ctx;
+    const Ctor = window.AudioContext ?? (window as unknown as { webkitAudioContext?: typeof AudioContext }).webkitAudioContext;
+    if (!Ctor) return null;
+    this.ctx = new Ctor();
+    return this.ctx;
+  }
+
   set(on: boolean) {
     this.enabled = on;
     localStorage.setItem(KEY, on ? "on" : "off");
@@ -20,10 +41,8 @@ class Sound {
     if (now - this.lastAt < 1000) return;
     this.lastAt = now;
     try {
-      const Ctor = window.AudioContext ?? (window as unknown as { webkitAudioContext?: typeof AudioContext }).webkitAudioContext;
-      if (!Ctor) return;
-      this.ctx ??= new Ctor();
-      const ctx = this.ctx;
+      const ctx = this.context();
+      if (!ctx) return;
       if (ctx.state === "suspended") void ctx.resume();
       const start = ctx.currentTime;
       for (const [i, freq] of [880, 1320].entries()) {
