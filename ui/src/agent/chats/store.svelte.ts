@@ -221,6 +221,9 @@ class ChatsStore {
   }
 
   private async afterReconnect() {
+    // A `read` sent just before the drop may never have arrived: send again
+    // (markers are forward-only, so a repeat is harmless).
+    this.readSent = {};
     await this.refresh();
     for (const [id, t] of Object.entries(this.threads)) {
       if (t.loaded) void this.fetchAfter(id, lastSeq(t.messages)).catch(() => {});
