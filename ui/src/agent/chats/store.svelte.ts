@@ -56,6 +56,8 @@ const PAGE = 50;
 const LIST_PAGE = 200;
 const LIST_PAGES_MAX = 10;
 const TYPING_SHOWN_MS = 7000;
+/** Threads kept in memory (and refetched after reconnects); older ones are dropped. */
+const THREADS_KEPT = 20;
 
 function emptyThread(): ThreadState {
   return { messages: [], pending: [], loaded: false, loading: false, hasOlder: false, loadingOlder: false, error: "" };
@@ -90,6 +92,8 @@ class ChatsStore {
 
   private stops: (() => void)[] = [];
   private loadingLists = false;
+  /** Threads by most recent opening (for dropping old ones). */
+  private opened: string[] = [];
   private refreshAgain = false;
   /** Frames that arrived while the list was being (re)fetched: applied again after it. */
   private buffered: ServerFrame[] = [];
@@ -141,6 +145,7 @@ class ChatsStore {
     this.conversations = {};
     this.queue = [];
     this.threads = {};
+    this.opened = [];
     this.typing = {};
     this.readSent = {};
     this.firstMessages = {};
@@ -234,6 +239,15 @@ class ChatsStore {
   /** Opens a thread: the conversation itself and its newest page. */
   async open(id: string) {
     this.activeId = id;
+    this.opened = [id, ...this.opened.filter((x) => x !== id)];
+    if (this.opened.length > THREADS_KEPT) {
+      const dropped = this.opened.slice(THREADS_KEPT);
+      this.opened = this.opened.slice(0, THREADS_KEPT);
+      const next = { ...this.threads };
+      // Unsent messages keep their thread.
+      for (const x of dropped) if (!next[x]?.pending.length) delete next[x];
+      this.threads = next;
+    }
     const held = this.threads[id];
     if (held?.loaded || held?.loading) {
       if (held.loaded) void this.fetchAfter(id, lastSeq(held.messages)).catch(() => {});

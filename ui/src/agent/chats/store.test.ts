@@ -228,3 +228,23 @@ describe("the conversations store", () => {
     expect(chats.conversations.b.unread_count).toBe(0);
   });
 });
+
+describe("the conversations store's memory", () => {
+  it("keeps the 20 most recently opened threads", async () => {
+    const server = new FakeServer();
+    for (let i = 0; i < 22; i++) server.add(conv(`k${String(i).padStart(2, "0")}`), 2);
+    vi.stubGlobal("fetch", (input: string, init?: RequestInit) => server.fetch(input, init));
+    session.me = { id: ME, username: "me", display_name: "Me", role: "agent", status: "online" };
+    chats.start();
+    await settle();
+    for (let i = 0; i < 22; i++) await chats.open(`k${String(i).padStart(2, "0")}`);
+    await settle();
+    expect(Object.keys(chats.threads)).toHaveLength(20);
+    expect(chats.threads.k00).toBeUndefined();
+    expect(chats.threads.k21?.loaded).toBe(true);
+    // A dropped thread resumes from the list again.
+    expect(chats.resume().k00).toBe(2);
+    chats.stop();
+    vi.unstubAllGlobals();
+  });
+});
