@@ -1,3 +1,4 @@
+// The composer's canned-reply popup: when it opens, the highlight, the insertion, the order.
 import { describe, expect, it } from "vitest";
 import { cannedQuery, insertCanned, moveHighlight, rankCanned, type CannedReply } from "./canned";
 

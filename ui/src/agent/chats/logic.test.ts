@@ -1,3 +1,4 @@
+// The store's decisions: frames, unread bookkeeping, queue order, resume map, list filters.
 import { describe, expect, it } from "vitest";
 import type { Conversation, Message } from "../../lib/types";
 import {

@@ -1,3 +1,4 @@
+// The agent's typing signal: on at once, repeats throttled, off when idle or sent.
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { TypingSignal } from "./typing";
 

@@ -1,3 +1,4 @@
+// The visitor panel's device line from real-world user agents.
 import { describe, expect, it } from "vitest";
 import { describeDevice, parseUserAgent } from "./useragent";
 

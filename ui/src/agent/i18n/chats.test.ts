@@ -1,3 +1,4 @@
+// Every chats/queue string exists in both languages.
 import { describe, expect, it } from "vitest";
 import { missingKeys } from "../../lib/i18n";
 import { chats } from "./chats";
