@@ -186,6 +186,20 @@ function start(opts: LoaderOptions, previous: { q?: unknown[][] } | undefined) {
   }
   mobile?.addEventListener?.("change", layout);
 
+  // The frame's fallback when the browser refuses it storage: the token kept
+  // in this page's localStorage (the frame asks; see the "session" event).
+  const storeKey = `kefu.v1.visitor.${opts.appKey}`;
+  function pageStore(op: "get" | "set", token: string | null = null): string | null {
+    try {
+      if (op === "get") return localStorage.getItem(storeKey);
+      if (token) localStorage.setItem(storeKey, token);
+      else localStorage.removeItem(storeKey);
+    } catch {
+      /* no storage here either: the visitor lasts this page view */
+    }
+    return null;
+  }
+
   const page = () => ({ url: location.href.slice(0, 2048), title: document.title.slice(0, 500) });
   const post = (c: Command) => iframe.contentWindow?.postMessage(wrap(c), opts.host);
 
@@ -211,7 +225,7 @@ function start(opts: LoaderOptions, previous: { q?: unknown[][] } | undefined) {
         if (locale) queue.push({ type: "setLocale", locale });
         if (user) queue.push({ type: "setUser", user });
         if (attributes) queue.push({ type: "setAttributes", attributes });
-        queue.flush(post, page(), isOpen);
+        queue.flush(post, page(), isOpen, pageStore("get"));
         break;
       case "ready":
         if (!ready) {
@@ -229,6 +243,9 @@ function start(opts: LoaderOptions, previous: { q?: unknown[][] } | undefined) {
         break;
       case "close":
         setOpen(false);
+        break;
+      case "session":
+        pageStore("set", e.token);
         break;
     }
   });

@@ -85,8 +85,11 @@ describe("page → frame commands", () => {
       attributes: null,
       reset: false,
       open: false,
+      token: null,
     };
     expect(parseCommand(cmd(good))).toEqual(good);
+    expect(parseCommand(cmd({ ...good, token: "kf_0123456789abcdef0123456789abcdef" }))).not.toBeNull();
+    expect(parseCommand(cmd({ ...good, token: "kf_<x>" }))).toBeNull();
     expect(parseCommand(cmd({ ...good, user: { user_id: "" } }))).toBeNull();
     expect(parseCommand(cmd({ ...good, locale: "de" }))).toBeNull();
     expect(parseCommand(cmd({ ...good, reset: undefined }))).toBeNull();
@@ -126,5 +129,8 @@ describe("frame → page events", () => {
     expect(parseEvent(wrap({ type: "message", message: { ...message, sender: { type: "visitor", name: "" } } }))).toBeNull();
     expect(parseEvent(wrap({ type: "message", message: { ...message, kind: "note" } }))).toBeNull();
     expect(parseEvent(wrap({ type: "setUser" }))).toBeNull();
+    expect(parseEvent(wrap({ type: "session", token: 5 }))).toBeNull();
+    expect(parseEvent(wrap({ type: "session", token: "x" }))).toBeNull();
+    expect(parseEvent(wrap({ type: "session", token: null }))).toEqual({ type: "session", token: null });
   });
 });

@@ -42,6 +42,8 @@ export type Command =
       attributes: Record<string, unknown> | null;
       reset: boolean;
       open: boolean;
+      /** The visitor token the page keeps for the frame (see the `session` event), or null. */
+      token: string | null;
     }
   | { type: "setUser"; user: UserInfo }
   | { type: "setAttributes"; attributes: Record<string, unknown> }
@@ -65,7 +67,9 @@ export type FrameEvent =
   | { type: "ready" }
   | { type: "message"; message: PageMessage }
   | { type: "unread"; count: number }
-  | { type: "close" };
+  | { type: "close" }
+  /** Only when the frame's own storage is refused: keep this token (null: forget it). */
+  | { type: "session"; token: string | null };
 
 type Obj = Record<string, unknown>;
 
@@ -80,6 +84,11 @@ function optStr(v: unknown, max: number): boolean {
 }
 function count(v: unknown): v is number {
   return typeof v === "number" && Number.isSafeInteger(v) && v >= 0;
+}
+
+/** A visitor token as the server issues them (`kf_` + hex). */
+export function isToken(v: unknown): v is string {
+  return typeof v === "string" && /^kf_[0-9a-f]{16,128}$/.test(v);
 }
 
 export function isLocale(v: unknown): v is Locale {
@@ -126,6 +135,7 @@ export function parseCommand(data: unknown): Command | null {
       if (d.locale !== null && !isLocale(d.locale)) return null;
       if (d.user !== null && !isUser(d.user)) return null;
       if (d.attributes !== null && !isAttributes(d.attributes)) return null;
+      if (d.token !== null && !isToken(d.token)) return null;
       return {
         type: "init",
         page: { url: d.page.url, title: d.page.title },
@@ -134,6 +144,7 @@ export function parseCommand(data: unknown): Command | null {
         attributes: d.attributes as Record<string, unknown> | null,
         reset: d.reset,
         open: d.open,
+        token: d.token as string | null,
       };
     case "setUser":
       return isUser(d.user) ? { type: "setUser", user: pickUser(d.user) } : null;
@@ -183,6 +194,8 @@ export function parseEvent(data: unknown): FrameEvent | null {
       return { type: d.type };
     case "unread":
       return count(d.count) ? { type: "unread", count: d.count } : null;
+    case "session":
+      return d.token === null || isToken(d.token) ? { type: "session", token: d.token } : null;
     case "message": {
       if (!isPageMessage(d.message)) return null;
       const m = d.message;

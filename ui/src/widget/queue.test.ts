@@ -25,6 +25,7 @@ describe("command queue before the frame is ready", () => {
         attributes: { a: 1, b: 2 },
         reset: false,
         open: true,
+        token: null,
       },
     ]);
     q.push({ type: "reset" });
@@ -55,6 +56,10 @@ describe("command queue before the frame is ready", () => {
     expect(init).toMatchObject({ user: null, reset: true, locale: "zh-CN" });
     const [again] = foldInit([{ type: "reset" }, { type: "setUser", user: { user_id: "2" } }], page, false);
     expect(again).toMatchObject({ user: { user_id: "2" }, reset: true });
+    const [withToken] = foldInit([], page, false, "kf_00");
+    expect(withToken).toMatchObject({ token: "kf_00" });
+    const [forgotten] = foldInit([{ type: "reset" }], page, false, "kf_00");
+    expect(forgotten).toMatchObject({ token: null, reset: true });
   });
 });
 

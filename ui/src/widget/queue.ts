@@ -5,7 +5,7 @@
 
 import type { Command, PageInfo } from "./protocol";
 
-export function foldInit(queued: readonly Command[], page: PageInfo, open: boolean): Command[] {
+export function foldInit(queued: readonly Command[], page: PageInfo, open: boolean, token: string | null = null): Command[] {
   const init: Extract<Command, { type: "init" }> = {
     type: "init",
     page,
@@ -14,6 +14,7 @@ export function foldInit(queued: readonly Command[], page: PageInfo, open: boole
     attributes: null,
     reset: false,
     open,
+    token,
   };
   for (const c of queued) {
     switch (c.type) {
@@ -33,6 +34,7 @@ export function foldInit(queued: readonly Command[], page: PageInfo, open: boole
         init.reset = true;
         init.user = null;
         init.attributes = null;
+        init.token = null;
         break;
       case "visibility":
         init.open = c.open;
@@ -59,8 +61,8 @@ export class CommandQueue {
   }
 
   /** Sends the folded init, then lets later commands through directly. */
-  flush(send: (c: Command) => void, page: PageInfo, open: boolean) {
-    const all = foldInit(this.queued, page, open);
+  flush(send: (c: Command) => void, page: PageInfo, open: boolean, token: string | null = null) {
+    const all = foldInit(this.queued, page, open, token);
     this.queued = [];
     for (const c of all) send(c);
     this.sender = send;

@@ -13,7 +13,7 @@ import { translator, type Locale } from "../../lib/i18n";
 import type { Attachment, Message, ServerFrame } from "../../lib/types";
 import type { Command, PageInfo, PageMessage, UserInfo } from "../protocol";
 import { buildMeta, toPageMessage, unreadCount } from "./meta";
-import { forgetSession, loadSession, saveSession, type StoredSession } from "./storage";
+import { loadToken, ownStorage, saveToken } from "./storage";
 import { dicts } from "./i18n";
 
 export interface VisitorConfig {
@@ -52,6 +52,7 @@ interface SessionAnswer {
   token: string;
   conversation_id: string;
 }
+type StoredSession = SessionAnswer;
 
 const PAGE = 200;
 const TYPING_SHOWN_MS = 8000;
@@ -86,6 +87,9 @@ export class Chat {
   private typingSentAt = 0;
   private idleTimer: ReturnType<typeof setTimeout> | null = null;
   private user: UserInfo | null = null;
+  private readonly storage = ownStorage();
+  /** The token the page keeps for us when our own storage is refused. */
+  private pageToken: string | null = null;
 
   constructor(
     readonly appKey: string,
@@ -93,6 +97,8 @@ export class Chat {
     /** Tells the page (when embedded): a new agent message. */
     private readonly onPageMessage: (m: PageMessage) => void = () => {},
     private readonly onReady: () => void = () => {},
+    /** Asks the page to keep the token (only when our own storage is refused). */
+    private readonly onPageToken: (token: string | null) => void = () => {},
     base = "",
   ) {
     this.locale = locale;
@@ -111,7 +117,8 @@ export class Chat {
         if (c.locale) this.locale = c.locale;
         this.page = c.page;
         this.open = c.open;
-        if (c.reset) forgetSession(this.appKey);
+        this.pageToken = c.token;
+        if (c.reset) this.storeToken(null);
         this.user = c.user;
         await this.start(c.user, c.attributes);
         return;
@@ -134,7 +141,7 @@ export class Chat {
         return;
       case "reset":
         this.user = null;
-        forgetSession(this.appKey);
+        this.storeToken(null);
         await this.connect({ app_key: this.appKey });
         return;
     }
@@ -156,8 +163,8 @@ export class Chat {
 
   private sessionBody(user: UserInfo | null, attributes: Record<string, unknown> | null): Record<string, unknown> {
     const body: Record<string, unknown> = { app_key: this.appKey };
-    const stored = this.session ?? loadSession(this.appKey);
-    if (stored) body.token = stored.token;
+    const token = this.session?.token ?? this.storedToken();
+    if (token) body.token = token;
     if (user) Object.assign(body, user);
     if (attributes) body.attributes = attributes;
     return body;
@@ -188,7 +195,7 @@ export class Chat {
       visitor_id: answer.visitor_id,
       conversation_id: answer.conversation_id,
     };
-    saveSession(this.appKey, next);
+    this.storeToken(next.token);
     if (same) return;
     const switched = this.session !== null && this.session.conversation_id !== answer.conversation_id;
     this.stopLive();
@@ -204,6 +211,17 @@ export class Chat {
       await this.loadHistory();
     }
     this.startLive();
+  }
+
+  private storedToken(): string | null {
+    return this.storage ? loadToken(this.storage, this.appKey) : this.pageToken;
+  }
+
+  private storeToken(token: string | null) {
+    if (this.storage) return saveToken(this.storage, this.appKey, token);
+    if (token === this.pageToken) return;
+    this.pageToken = token;
+    this.onPageToken(token);
   }
 
   private async loadHistory() {

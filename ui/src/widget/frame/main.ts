@@ -16,6 +16,7 @@ const chat = new Chat(
   params.locale ?? detectLocale(navigator.languages ?? [navigator.language]),
   (message) => bridge.post({ type: "message", message }),
   () => bridge.post({ type: "ready" }),
+  (token) => bridge.post({ type: "session", token }),
 );
 
 mount(Frame, { target: document.getElementById("app")!, props: { chat, bridge, color: params.color } });
