@@ -3,23 +3,28 @@
 // button and the chat iframe (served by the Kefu host, so the visitor's token
 // and the API live in that origin, not the shop's), and exposes window.Kefu.
 // Styles are inline and !important so the page's CSS cannot break them, and
-// ours cannot leak; nothing here ever parses HTML.
+// ours cannot leak; nothing here ever parses HTML. What the page passes in is
+// checked by the frame (protocol.ts), which says in the console what it refused.
 
-import { acceptFromFrame, wrap, isAttributes, isUser, type Command, type PageMessage, type UserInfo } from "./protocol";
+import { acceptFromFrame, wrap, type Command, type UserInfo } from "./protocol";
 import { parseOptions, normalizeLocale, type LoaderOptions, type Settings } from "./options";
 import { frameUrl } from "./fragment";
 import { CommandQueue } from "./queue";
 import { Emitter, type Listeners, type KefuEvent } from "./emitter";
 import { launcherLabel } from "./label";
 
-type Style = Record<string, string>;
-
-function css(el: HTMLElement | SVGElement, style: Style) {
-  for (const [k, v] of Object.entries(style)) el.style.setProperty(k, v, "important");
+/** Sets `a:b;c:d` as inline !important declarations. */
+function css(el: HTMLElement | SVGElement, style: string) {
+  for (const decl of style.split(";")) {
+    const i = decl.indexOf(":");
+    if (i > 0) el.style.setProperty(decl.slice(0, i), decl.slice(i + 1), "important");
+  }
 }
 
-const Z = "2147483000";
 const MOBILE = "(max-width: 480px)";
+const CHAT_ICON =
+  "M12 3C6.5 3 2 6.8 2 11.5c0 2.4 1.2 4.6 3.1 6.1L4.5 21l3.9-2c1.1.3 2.3.5 3.6.5 5.5 0 10-3.8 10-8.5S17.5 3 12 3z";
+const CLOSE_ICON = "M6.4 5 5 6.4l5.6 5.6L5 17.6 6.4 19l5.6-5.6 5.6 5.6 1.4-1.4-5.6-5.6L19 6.4 17.6 5 12 10.6z";
 
 interface KefuApi {
   setUser(userId: string, info?: { name?: string; email?: string; userHash?: string }): void;
@@ -45,30 +50,12 @@ function findScript(): HTMLScriptElement | null {
   const current = document.currentScript;
   if (current instanceof HTMLScriptElement && current.dataset.appKey) return current;
   const all = document.querySelectorAll<HTMLScriptElement>("script[data-app-key][src]");
-  return all.length ? all[all.length - 1] : null;
-}
-
-function chatIcon(): SVGSVGElement {
-  const ns = "http://www.w3.org/2000/svg";
-  const svg = document.createElementNS(ns, "svg");
-  svg.setAttribute("viewBox", "0 0 24 24");
-  svg.setAttribute("width", "28");
-  svg.setAttribute("height", "28");
-  svg.setAttribute("aria-hidden", "true");
-  svg.setAttribute("focusable", "false");
-  const path = document.createElementNS(ns, "path");
-  path.setAttribute("fill", "currentColor");
-  path.setAttribute(
-    "d",
-    "M12 3C6.5 3 2 6.8 2 11.5c0 2.4 1.2 4.6 3.1 6.1L4.5 21l3.9-2c1.1.3 2.3.5 3.6.5 5.5 0 10-3.8 10-8.5S17.5 3 12 3z",
-  );
-  svg.appendChild(path);
-  css(svg, { display: "block", width: "28px", height: "28px" });
-  return svg;
+  return all[all.length - 1] ?? null;
 }
 
 function start(opts: LoaderOptions, previous: { q?: unknown[][] } | undefined) {
   const side = opts.position;
+  const other = side === "left" ? "right" : "left";
   const color = opts.color ?? "#2563eb";
   const emitter = new Emitter();
   const queue = new CommandQueue();
@@ -80,118 +67,74 @@ function start(opts: LoaderOptions, previous: { q?: unknown[][] } | undefined) {
   let attributes: Record<string, unknown> | null = null;
   let locale = opts.locale;
 
-  const launcher = document.createElement("button");
+  const el = <K extends keyof HTMLElementTagNameMap>(tag: K) => document.createElement(tag);
+  const launcher = el("button");
   launcher.id = "kefu-launcher";
   launcher.type = "button";
   launcher.setAttribute("aria-haspopup", "dialog");
-  launcher.setAttribute("aria-expanded", "false");
-  launcher.appendChild(chatIcon());
-  const badge = document.createElement("span");
+  const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+  svg.setAttribute("viewBox", "0 0 24 24");
+  svg.setAttribute("aria-hidden", "true");
+  const icon = document.createElementNS("http://www.w3.org/2000/svg", "path");
+  icon.setAttribute("fill", "currentColor");
+  svg.appendChild(icon);
+  css(svg, "all:initial;display:block;width:28px;height:28px;fill:currentColor");
+  const badge = el("span");
   badge.setAttribute("aria-hidden", "true");
-  launcher.appendChild(badge);
-  css(launcher, {
-    all: "initial",
-    position: "fixed",
-    bottom: "calc(20px + env(safe-area-inset-bottom, 0px))",
-    [side]: "20px",
-    width: "56px",
-    height: "56px",
-    "border-radius": "50%",
-    background: color,
-    color: "#fff",
-    display: "flex",
-    "align-items": "center",
-    "justify-content": "center",
-    cursor: "pointer",
-    "box-shadow": "0 4px 14px rgba(0,0,0,.25)",
-    "z-index": Z,
-    "box-sizing": "border-box",
-  });
-  css(badge, {
-    all: "initial",
-    position: "absolute",
-    top: "-2px",
-    right: "-2px",
-    "min-width": "20px",
-    height: "20px",
-    padding: "0 5px",
-    "box-sizing": "border-box",
-    "border-radius": "10px",
-    background: "#d92d20",
-    color: "#fff",
-    font: "600 12px/20px system-ui, sans-serif",
-    "text-align": "center",
-    display: "none",
-  });
-  const ring = (on: boolean) =>
-    css(launcher, { "box-shadow": on ? `0 0 0 3px #fff, 0 0 0 5px ${color}` : "0 4px 14px rgba(0,0,0,.25)" });
+  launcher.append(svg, badge);
+  const shadow = "0 4px 14px rgba(0,0,0,.25)";
+  css(
+    launcher,
+    `all:initial;position:fixed;bottom:calc(20px + env(safe-area-inset-bottom, 0px));${side}:20px;width:56px;height:56px;` +
+      `border-radius:50%;background:${color};color:#fff;align-items:center;justify-content:center;cursor:pointer;` +
+      `box-shadow:${shadow};z-index:2147483000;box-sizing:border-box`,
+  );
+  css(
+    badge,
+    "all:initial;position:absolute;top:-2px;right:-2px;min-width:20px;height:20px;padding:0 5px;box-sizing:border-box;" +
+      "border-radius:10px;background:#d92d20;color:#fff;font:600 12px/20px system-ui,sans-serif;text-align:center",
+  );
+  const ring = (on: boolean) => css(launcher, `box-shadow:${on ? `0 0 0 3px #fff,0 0 0 5px ${color}` : shadow}`);
   launcher.addEventListener("focus", () => ring(launcher.matches(":focus-visible")));
   launcher.addEventListener("blur", () => ring(false));
 
-  const iframe = document.createElement("iframe");
+  const iframe = el("iframe");
   iframe.title = "Kefu chat";
   iframe.setAttribute(
     "sandbox",
     "allow-scripts allow-same-origin allow-forms allow-popups allow-popups-to-escape-sandbox allow-downloads",
   );
   iframe.setAttribute("allow", "clipboard-write");
-  iframe.setAttribute("referrerpolicy", "no-referrer");
-  iframe.src = frameUrl(opts.host, {
-    appKey: opts.appKey,
-    origin: location.origin,
-    locale: opts.locale,
-    color: opts.color,
-  });
-  const mobile = window.matchMedia ? window.matchMedia(MOBILE) : null;
+  iframe.src = frameUrl(opts.host, { appKey: opts.appKey, origin: location.origin, locale, color: opts.color });
+  const mobile = window.matchMedia?.(MOBILE);
 
   function layout() {
     const small = !!mobile?.matches;
-    css(iframe, {
-      all: "initial",
-      position: "fixed",
-      border: "0",
-      "z-index": Z,
-      background: "transparent",
-      "color-scheme": "normal",
-      display: isOpen ? "block" : "none",
-      ...(small
-        ? {
-            top: "0",
-            left: "0",
-            right: "0",
-            bottom: "0",
-            width: "100%",
-            height: "100%",
-            "border-radius": "0",
-            "box-shadow": "none",
-          }
-        : {
-            top: "auto",
-            bottom: "88px",
-            [side]: "20px",
-            [side === "left" ? "right" : "left"]: "auto",
-            width: "380px",
-            height: "min(640px, calc(100vh - 108px))",
-            "max-width": "calc(100vw - 40px)",
-            "border-radius": "12px",
-            "box-shadow": "0 12px 40px rgba(0,0,0,.25)",
-          }),
-    });
+    css(
+      iframe,
+      "all:initial;position:fixed;border:0;z-index:2147483000;color-scheme:normal;background:transparent;" +
+        `display:${isOpen ? "block" : "none"};` +
+        (small
+          ? "inset:0;width:100%;height:100%;border-radius:0;box-shadow:none"
+          : `top:auto;bottom:88px;${side}:20px;${other}:auto;width:380px;height:min(640px, calc(100vh - 108px));` +
+            "max-width:calc(100vw - 40px);border-radius:12px;box-shadow:0 12px 40px rgba(0,0,0,.25)"),
+    );
     // Full screen on a phone: the frame has its own close button.
-    css(launcher, { display: isOpen && small ? "none" : "flex" });
+    css(launcher, `display:${isOpen && small ? "none" : "flex"}`);
+    icon.setAttribute("d", isOpen ? CLOSE_ICON : CHAT_ICON);
     launcher.setAttribute("aria-expanded", String(isOpen));
     launcher.setAttribute("aria-label", launcherLabel(locale, isOpen, unread));
     badge.textContent = unread > 99 ? "99+" : String(unread);
-    css(badge, { display: unread > 0 && !isOpen ? "block" : "none" });
+    css(badge, `display:${unread > 0 && !isOpen ? "block" : "none"}`);
   }
   mobile?.addEventListener?.("change", layout);
 
   // The frame's fallback when the browser refuses it storage: the token kept
   // in this page's localStorage (the frame asks; see the "session" event).
   const storeKey = `kefu.v1.visitor.${opts.appKey}`;
-  function pageStore(op: "get" | "set", token: string | null = null): string | null {
+  function pageStore(token?: string | null): string | null {
     try {
-      if (op === "get") return localStorage.getItem(storeKey);
+      if (token === undefined) return localStorage.getItem(storeKey);
       if (token) localStorage.setItem(storeKey, token);
       else localStorage.removeItem(storeKey);
     } catch {
@@ -209,7 +152,7 @@ function start(opts: LoaderOptions, previous: { q?: unknown[][] } | undefined) {
     layout();
     queue.push({ type: "visibility", open });
     emitter.emit(open ? "open" : "close");
-    if (open) setTimeout(() => iframe.contentWindow?.focus(), 0);
+    if (open) setTimeout(() => iframe.contentWindow?.focus());
     else if (document.activeElement === iframe) launcher.focus();
   }
 
@@ -225,13 +168,11 @@ function start(opts: LoaderOptions, previous: { q?: unknown[][] } | undefined) {
         if (locale) queue.push({ type: "setLocale", locale });
         if (user) queue.push({ type: "setUser", user });
         if (attributes) queue.push({ type: "setAttributes", attributes });
-        queue.flush(post, page(), isOpen, pageStore("get"));
+        queue.flush(post, page(), isOpen, pageStore());
         break;
       case "ready":
-        if (!ready) {
-          ready = true;
-          emitter.emit("ready");
-        }
+        if (!ready) emitter.emit("ready");
+        ready = true;
         break;
       case "unread":
         unread = e.count;
@@ -239,13 +180,13 @@ function start(opts: LoaderOptions, previous: { q?: unknown[][] } | undefined) {
         emitter.emit("unread", e.count);
         break;
       case "message":
-        emitter.emit("message", e.message as PageMessage);
+        emitter.emit("message", e.message);
         break;
       case "close":
         setOpen(false);
         break;
       case "session":
-        pageStore("set", e.token);
+        pageStore(e.token);
         break;
     }
   });
@@ -256,7 +197,7 @@ function start(opts: LoaderOptions, previous: { q?: unknown[][] } | undefined) {
   setInterval(() => {
     const p = page();
     const key = p.url + "\n" + p.title;
-    if (key !== last && last) queue.push({ type: "page", page: p });
+    if (last && key !== last) queue.push({ type: "page", page: p });
     last = key;
   }, 1500);
 
@@ -266,13 +207,11 @@ function start(opts: LoaderOptions, previous: { q?: unknown[][] } | undefined) {
       if (info.name) u.name = String(info.name);
       if (info.email) u.email = String(info.email);
       if (info.userHash) u.user_hash = String(info.userHash);
-      if (!isUser(u)) return console.warn("Kefu.setUser: invalid user id, name, email or userHash");
       user = u;
       queue.push({ type: "setUser", user: u });
     },
     setAttributes(attrs) {
-      if (!isAttributes(attrs)) return console.warn("Kefu.setAttributes: a JSON object of at most 4 KB");
-      attributes = { ...(attributes ?? {}), ...attrs };
+      attributes = { ...attributes, ...attrs };
       queue.push({ type: "setAttributes", attributes: attrs });
     },
     setLocale(l) {
@@ -286,15 +225,14 @@ function start(opts: LoaderOptions, previous: { q?: unknown[][] } | undefined) {
     close: () => setOpen(false),
     toggle: () => setOpen(!isOpen),
     reset() {
-      user = null;
-      attributes = null;
+      user = attributes = null;
       unread = 0;
       layout();
       queue.push({ type: "reset" });
     },
     on(event, fn) {
       const off = emitter.on(event, fn);
-      if (event === "ready" && ready) setTimeout(() => (fn as () => void)(), 0);
+      if (event === "ready" && ready) setTimeout(fn);
       return off;
     },
     get isOpen() {
@@ -307,19 +245,15 @@ function start(opts: LoaderOptions, previous: { q?: unknown[][] } | undefined) {
   window.Kefu = api;
 
   layout();
-  const mount = () => {
-    document.body.appendChild(iframe);
-    document.body.appendChild(launcher);
-  };
+  const mount = () => document.body.append(iframe, launcher);
   if (document.body) mount();
   else document.addEventListener("DOMContentLoaded", mount);
 
   // Calls made through a stub before this script loaded:
   //   window.Kefu = window.Kefu || { q: [] }; Kefu.q.push(["setUser", "42", {...}]);
   for (const call of previous?.q ?? []) {
-    if (!Array.isArray(call) || typeof call[0] !== "string") continue;
-    const fn = (api as unknown as Record<string, unknown>)[call[0]];
-    if (typeof fn === "function" && call[0] !== "on") (fn as (...a: unknown[]) => void).apply(api, call.slice(1));
+    const fn = Array.isArray(call) && call[0] !== "on" && (api as unknown as Record<string, unknown>)[String(call[0])];
+    if (typeof fn === "function") fn.apply(api, call.slice(1));
   }
 }
 
@@ -327,16 +261,9 @@ function start(opts: LoaderOptions, previous: { q?: unknown[][] } | undefined) {
   const existing = window.Kefu;
   if (existing && "open" in existing) return; // loaded twice: keep the first
   const script = findScript();
-  if (!script) return;
-  const opts = parseOptions(
-    (name) => script.getAttribute(`data-${name}`),
-    script.getAttribute("src"),
-    window.kefuSettings,
-    location.href,
-  );
-  if (!opts) {
-    console.warn("Kefu: widget.js needs data-app-key=\"ak_…\"");
-    return;
-  }
+  const opts =
+    script &&
+    parseOptions((name) => script.getAttribute(`data-${name}`), script.getAttribute("src"), window.kefuSettings, location.href);
+  if (!opts) return console.warn('Kefu: widget.js needs data-app-key="ak_…"');
   start(opts, existing as { q?: unknown[][] } | undefined);
 })();

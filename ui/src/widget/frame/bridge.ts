@@ -4,6 +4,11 @@
 
 import { acceptFromParent, wrap, type Command, type FrameEvent } from "../protocol";
 
+function refused(data: unknown) {
+  const type = (data as { type?: unknown } | null)?.type;
+  console.warn(`Kefu: refused ${String(type)}: a field is missing, of the wrong type or too long (docs/WIDGET.md)`);
+}
+
 export interface Bridge {
   /** False when opened on its own (a direct link) or the parent is unknown. */
   readonly embedded: boolean;
@@ -30,6 +35,7 @@ export function createBridge(named: string | null): Bridge {
       window.addEventListener("message", (event) => {
         const c = acceptFromParent(event, window.parent, origin);
         if (c) fn(c);
+        else if (origin && event.source === window.parent && event.origin === origin) refused(event.data);
       });
     },
   };

@@ -32,7 +32,6 @@ export interface VisitorTicket {
   status: "open" | "pending" | "solved" | "closed";
   created_at: number;
   updated_at: number;
-  replies?: { id: string; body: string; author_name: string; created_at: number }[];
 }
 
 /** A visitor message not stored yet (or a file still uploading). */
@@ -61,8 +60,8 @@ const TYPING_REPEAT_MS = 2000;
 
 export class Chat {
   messages = $state.raw<readonly Message[]>([]);
-  outgoing = $state<Outgoing[]>([]);
-  config = $state<VisitorConfig | null>(null);
+  outgoing = $state.raw<readonly Outgoing[]>([]);
+  config = $state.raw<VisitorConfig | null>(null);
   live = $state<LiveState>("stopped");
   phase = $state<"loading" | "ready" | "error">("loading");
   error = $state("");
@@ -73,7 +72,7 @@ export class Chat {
   seenSeq = $state(0);
   open = $state(false);
   locale = $state<Locale>("en");
-  page = $state<PageInfo | null>(null);
+  page = $state.raw<PageInfo | null>(null);
   t = $derived(translator(dicts, this.locale));
   unread = $derived(unreadCount(this.messages, this.readSeq));
 
@@ -304,8 +303,7 @@ export class Chat {
     const before = this.messages;
     this.messages = insertMessage(before, m);
     if (m.client_msg_id) {
-      const i = this.outgoing.findIndex((o) => o.client_msg_id === m.client_msg_id);
-      if (i >= 0) this.outgoing.splice(i, 1);
+      if (this.find(m.client_msg_id)) this.discard(m.client_msg_id);
     }
     if (this.messages === before) return;
     if (m.sender.type === "agent") this.typingName = null;
@@ -342,20 +340,13 @@ export class Chat {
     if (!text) return;
     this.stopTyping();
     const o: Outgoing = { client_msg_id: clientMsgId(), content: text, created_at: Date.now() };
-    this.outgoing.push(o);
+    this.outgoing = [...this.outgoing, o];
     this.deliver(o);
   }
 
   sendFile(file: File) {
-    const o: Outgoing = {
-      client_msg_id: clientMsgId(),
-      content: "",
-      created_at: Date.now(),
-      file,
-      fileName: file.name,
-      uploading: true,
-    };
-    this.outgoing.push(o);
+    const o: Outgoing = { client_msg_id: clientMsgId(), content: "", created_at: Date.now(), file, fileName: file.name };
+    this.outgoing = [...this.outgoing, o];
     void this.upload(o.client_msg_id);
   }
 
@@ -363,26 +354,24 @@ export class Chat {
     return this.outgoing.find((o) => o.client_msg_id === id);
   }
 
+  /** Replaces an entry (the list is immutable, so the view sees the change). */
+  private patch(id: string, change: Partial<Outgoing>): Outgoing | undefined {
+    let out: Outgoing | undefined;
+    this.outgoing = this.outgoing.map((o) => (o.client_msg_id === id ? (out = { ...o, ...change }) : o));
+    return out;
+  }
+
   private async upload(id: string) {
-    const o = this.find(id);
+    const o = this.patch(id, { uploading: true, failed: undefined });
     if (!o?.file) return;
-    o.uploading = true;
-    o.failed = undefined;
     const form = new FormData();
     form.append("file", o.file, o.file.name);
     try {
       const { attachment } = await this.api.post<{ attachment: Attachment }>("/visitor/attachments", form);
-      const now = this.find(id);
-      if (!now) return;
-      now.attachment_id = attachment.id;
-      now.uploading = false;
-      this.deliver(now);
+      const now = this.patch(id, { attachment_id: attachment.id, uploading: false });
+      if (now) this.deliver(now);
     } catch (err) {
-      const now = this.find(id);
-      if (now) {
-        now.uploading = false;
-        now.failed = errorText(err, this.t("error.network"));
-      }
+      this.patch(id, { uploading: false, failed: errorText(err, this.t("error.network")) });
     }
   }
 
@@ -394,23 +383,19 @@ export class Chat {
       .sendMessage({ client_msg_id: id, content: o.content, meta: { ...this.meta() }, attachment_id: o.attachment_id })
       .then((m) => this.add(m))
       .catch((err) => {
-        const now = this.find(id);
         // "stopped": the session switched; the next connection sends it again.
-        if (now && !(err?.code === "stopped" && this.socket !== socket)) now.failed = errorText(err, "");
+        if (!(err?.code === "stopped" && this.socket !== socket)) this.patch(id, { failed: errorText(err, "") });
       });
   }
 
   retry(id: string) {
-    const o = this.find(id);
-    if (!o) return;
-    o.failed = undefined;
-    if (o.file && !o.attachment_id) void this.upload(id);
-    else this.deliver(o);
+    const o = this.patch(id, { failed: undefined });
+    if (o?.file && !o.attachment_id) void this.upload(id);
+    else if (o) this.deliver(o);
   }
 
   discard(id: string) {
-    const i = this.outgoing.findIndex((o) => o.client_msg_id === id);
-    if (i >= 0) this.outgoing.splice(i, 1);
+    this.outgoing = this.outgoing.filter((o) => o.client_msg_id !== id);
   }
 
   /** The composer's text changed: typing on (repeated now and then), off when idle or empty. */
@@ -445,13 +430,6 @@ export class Chat {
     return answer.ticket;
   }
 
-  tickets() {
-    return this.api.get<{ tickets: VisitorTicket[] }>("/visitor/tickets", { limit: 50 });
-  }
-
-  ticket(number: number) {
-    return this.api.get<{ ticket: VisitorTicket }>(`/visitor/tickets/${number}`);
-  }
 
   private report(err: unknown) {
     this.notice = errorText(err, this.t("error.network"));
