@@ -147,7 +147,7 @@ export class Chat {
   }
 
   /** First start: config and session, then history and the live connection. */
-  async start(user: UserInfo | null = null, attributes: Record<string, unknown> | null = null) {
+  async start(user: UserInfo | null = this.user, attributes: Record<string, unknown> | null = null) {
     this.phase = "loading";
     this.error = "";
     try {
