@@ -7,6 +7,7 @@ import Frame from "./Frame.svelte";
 import { Chat } from "./chat.svelte";
 import { parseFragment } from "../fragment";
 import { createBridge } from "./bridge";
+import { contrastText } from "./meta";
 import "./frame.css";
 
 const params = parseFragment(location.hash);
@@ -19,7 +20,13 @@ const chat = new Chat(
   (token) => bridge.post({ type: "session", token }),
 );
 
-mount(Frame, { target: document.getElementById("app")!, props: { chat, bridge, color: params.color } });
+// The shop's color (data-color), with readable text on it.
+if (params.color) {
+  document.documentElement.style.setProperty("--accent", params.color);
+  document.documentElement.style.setProperty("--accent-text", contrastText(params.color));
+}
+
+mount(Frame, { target: document.getElementById("app")!, props: { chat, bridge } });
 
 if (!params.appKey) {
   chat.phase = "error";
