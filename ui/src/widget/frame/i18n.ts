@@ -36,7 +36,7 @@ export const table: Record<string, readonly [string, string]> = {
   "offline.sending": ["Sending…", "提交中…"],
   "offline.sent": ["Thanks! We received your message as ticket #{number} and will reply to {email}.", "已收到您的留言（工单 #{number}），我们会回复到 {email}。"],
   "offline.rate": ["You've sent several messages already. Please try again in an hour.", "您已提交多条留言，请一小时后再试。"],
-  "offline.chat": ["Chat instead", "继续在线聊天"],
+  "offline.chat": ["Continue chatting", "继续在线聊天"],
   "offline.form": ["Leave a message by email", "留言并通过邮件接收回复"],
   "error.load": ["The chat could not be loaded: {error}", "客服窗口加载失败：{error}"],
   "error.network": ["No connection to the server.", "无法连接到服务器。"],
