@@ -86,6 +86,8 @@ export class Chat {
   private typingSentAt = 0;
   private idleTimer: ReturnType<typeof setTimeout> | null = null;
   private user: UserInfo | null = null;
+  /** The last attributes stored, to skip repeats. */
+  private attributesSent = "";
   private readonly storage = ownStorage();
   /** The token the page keeps for us when our own storage is refused. */
   private pageToken: string | null = null;
@@ -122,12 +124,20 @@ export class Chat {
         await this.start(c.user, c.attributes);
         return;
       case "setUser":
+        // Pages often call setUser on every navigation: the same user again
+        // costs no request (named-user sessions count against a rate limit).
+        if (this.phase === "ready" && JSON.stringify(c.user) === JSON.stringify(this.user)) return;
         this.user = c.user;
+        this.attributesSent = "";
         if (this.phase === "ready") await this.connect(this.sessionBody(c.user, null));
         return;
-      case "setAttributes":
-        if (this.session) await this.connect(this.sessionBody(this.user, c.attributes));
+      case "setAttributes": {
+        const json = JSON.stringify(c.attributes);
+        if (!this.session || json === this.attributesSent) return;
+        await this.connect(this.sessionBody(this.user, c.attributes));
+        this.attributesSent = json;
         return;
+      }
       case "setLocale":
         this.locale = c.locale;
         return;
@@ -140,6 +150,7 @@ export class Chat {
         return;
       case "reset":
         this.user = null;
+        this.attributesSent = "";
         this.storeToken(null);
         await this.connect({ app_key: this.appKey });
         return;

@@ -97,6 +97,16 @@ describe("the visitor's session", () => {
     expect(server.sessions[2]).toEqual({ app_key: "ak_test", token: tokens[1], user_id: "7", attributes: { cart: 3 } });
   });
 
+  it("skips a repeated setUser or setAttributes", async () => {
+    await chat.command(init({ user: { user_id: "42" } }));
+    await chat.command({ type: "setUser", user: { user_id: "42" } });
+    await chat.command({ type: "setAttributes", attributes: { a: 1 } });
+    await chat.command({ type: "setAttributes", attributes: { a: 1 } });
+    expect(server.sessions).toHaveLength(2);
+    await chat.command({ type: "setUser", user: { user_id: "42", name: "Li" } });
+    expect(server.sessions).toHaveLength(3);
+  });
+
   it("reset forgets the token and starts a new anonymous visitor", async () => {
     await chat.command(init());
     const first = tokens.at(-1);
