@@ -1,6 +1,8 @@
 // The iframe URL's fragment: what the frame needs before any postMessage (the
-// app, the parent's origin for its origin checks, locale and color). A
-// fragment, not a query, so the app key never reaches a server log.
+// app, the parent's origin for its origin checks, locale and color). The app
+// key is also in the query: the server answers the frame page with
+// `frame-ancestors` from that app's allowed_origins (it is a public key); the
+// rest stays in the fragment, which no server sees.
 
 import type { Locale } from "../lib/i18n";
 import { isLocale } from "./protocol";
@@ -19,7 +21,7 @@ export function frameUrl(host: string, p: FrameParams): string {
   if (p.origin) q.set("origin", p.origin);
   if (p.locale) q.set("locale", p.locale);
   if (p.color) q.set("color", p.color);
-  return `${host}/widget/frame.html#${q.toString()}`;
+  return `${host}/widget/frame.html?app_key=${encodeURIComponent(p.appKey)}#${q.toString()}`;
 }
 
 function origin(v: string | null): string | null {

@@ -54,9 +54,9 @@ describe("loader options", () => {
 });
 
 describe("frame fragment", () => {
-  it("round-trips and keeps the app key out of the query", () => {
+  it("round-trips; only the public app key is in the query (for frame-ancestors)", () => {
     const url = frameUrl("http://k:5338", { appKey: KEY, origin: "https://shop.example", locale: "zh-CN", color: "#123456" });
-    expect(new URL(url).search).toBe("");
+    expect(new URL(url).search).toBe(`?app_key=${KEY}`);
     expect(new URL(url).pathname).toBe("/widget/frame.html");
     expect(parseFragment(new URL(url).hash)).toEqual({
       appKey: KEY,
