@@ -17,7 +17,9 @@ const proxy = {
 export default defineConfig({
   server: { proxy },
   preview: { proxy },
-  plugins: [svelte()],
+  // Short scoped-class names (`k3f9` rather than `svelte-1x2y3z4`): they
+  // repeat in every template and style rule the visitor downloads.
+  plugins: [svelte({ compilerOptions: { cssHash: ({ hash, css }) => `k${hash(css).slice(0, 4)}` } })],
   base: "/",
   build: {
     outDir: "dist",
