@@ -27,7 +27,7 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 #[derive(RustEmbed)]
-#[folder = "$KEFU_UI_DIR"]
+#[folder = "$EMBEDDED_UI_DIR"]
 struct Assets;
 
 /// The policy of every UI page; `frame-ancestors` is added per page.
