@@ -96,9 +96,12 @@ enum Scenario {
 struct ConnectionsArgs {
     #[arg(long, default_value_t = 19_000)]
     connections: usize,
-    /// Seconds to hold them before counting the survivors.
+    /// Seconds Kefu holds them before counting the survivors.
     #[arg(long, default_value_t = 600)]
     hold: u64,
+    /// Seconds the baselines hold them (their memory is what is compared).
+    #[arg(long, default_value_t = 60)]
+    baseline_hold: u64,
     /// Connections per worker process.
     #[arg(long, default_value_t = 9_500)]
     per_worker: usize,
@@ -176,9 +179,12 @@ struct StoreArgs {
 
 #[derive(Args, Clone)]
 struct AllArgs {
-    /// Seconds to hold the idle connections.
+    /// Seconds Kefu holds the idle connections.
     #[arg(long, default_value_t = 600)]
     hold: u64,
+    /// Seconds the baselines hold theirs.
+    #[arg(long, default_value_t = 60)]
+    baseline_hold: u64,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -210,6 +216,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let connections = ConnectionsArgs {
                 connections: 19_000,
                 hold: args.hold,
+                baseline_hold: args.baseline_hold,
                 per_worker: 9_500,
             };
             sections.push(connections_section(&bin, &global, &connections).await?);
@@ -282,12 +289,18 @@ async fn connections_section(
     global: &Global,
     args: &ConnectionsArgs,
 ) -> anyhow::Result<Value> {
-    let (count, hold, per_worker) = if global.smoke {
-        (300, 1, 200)
+    let (count, hold, baseline_hold, per_worker) = if global.smoke {
+        (300, 1, 1, 200)
     } else {
-        (args.connections, args.hold, args.per_worker)
+        (
+            args.connections,
+            args.hold,
+            args.baseline_hold,
+            args.per_worker,
+        )
     };
-    let rows = scenarios::connections(bin, &global.systems, count, hold, per_worker).await?;
+    let rows = scenarios::connections(bin, &global.systems, count, hold, baseline_hold, per_worker)
+        .await?;
     if global.smoke {
         for row in &rows {
             check(row["alive_after_hold"] == count, "connections all held")?;

@@ -129,6 +129,11 @@ fn show(value: Option<&Value>, show: Show) -> String {
             _ => n.to_string(),
         },
         (Some(Value::String(s)), _) => s.clone(),
+        (Some(Value::Array(items)), how) => items
+            .iter()
+            .map(|item| self::show(Some(item), how))
+            .collect::<Vec<_>>()
+            .join(" / "),
         (Some(other), _) => other.to_string(),
     }
 }

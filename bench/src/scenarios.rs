@@ -49,7 +49,7 @@ async fn spawn_workers(
             clients: chunk.to_vec(),
             index_base: index_base + n * per_worker,
             prepare,
-            concurrency: 256,
+            concurrency: 128,
         };
         workers.push(Worker::spawn(&job).await?);
     }
@@ -73,10 +73,16 @@ pub async fn connections(
     systems: &[System],
     count: usize,
     hold: u64,
+    baseline_hold: u64,
     per_worker: usize,
 ) -> anyhow::Result<Vec<Value>> {
     let mut rows = Vec::new();
     for &system in systems {
+        let hold = if system == System::Kefu {
+            hold
+        } else {
+            baseline_hold
+        };
         eprintln!("connections: {} with {count}", system.label());
         let target = Target::start(system, bin, "os").await?;
         let clients = target.clients(count).await?;
