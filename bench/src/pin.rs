@@ -8,8 +8,10 @@ use std::sync::OnceLock;
 /// Core list of the server under test (`taskset -c`), when pinned.
 static SERVER_CORES: OnceLock<Option<String>> = OnceLock::new();
 
-/// Env var set on the re-executed, pinned load process.
-const PINNED: &str = "KEFU_BENCH_PINNED";
+/// Env var set on the re-executed, pinned load process. Not `KEFU_…`:
+/// the server under test reads every `KEFU_*` variable as configuration
+/// and refuses unknown keys.
+const PINNED: &str = "KEFUBENCH_LOAD_CPUS";
 
 /// What was pinned where, for the report.
 pub fn describe() -> String {
@@ -49,7 +51,7 @@ pub fn server_command(program: impl AsRef<std::ffi::OsStr>) -> Command {
     match SERVER_CORES.get().cloned().flatten() {
         Some(cores) => {
             let mut command = Command::new("taskset");
-            command.args(["-c", &cores]).arg(program);
+            command.args(["-c", &cores]).arg(program).env_remove(PINNED);
             command
         }
         None => Command::new(program),
