@@ -39,11 +39,12 @@ fn main() {
                     ui.display()
                 ));
             }
+            // Only paths that exist: cargo reruns a build script on every
+            // build while a path it watches is missing.
             for input in [
                 "src",
                 "index.html",
                 "widget",
-                "public",
                 "scripts",
                 "package.json",
                 "package-lock.json",
