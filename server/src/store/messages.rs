@@ -434,13 +434,13 @@ impl Writer {
 
     fn write_batch(&mut self, batch: &mut Vec<Request>) {
         let started = Instant::now();
-        let mut write = WriteBatch::default();
+        let mut puts = SortedPuts::default();
         let mut outcomes: Vec<Outcome> = Vec::with_capacity(batch.len());
         let mut seen: HashMap<Vec<u8>, usize> = HashMap::new();
         let mut touched: HashMap<ConversationId, Head> = HashMap::new();
 
         for (index, request) in batch.iter().enumerate() {
-            let outcome = self.plan(&request.draft, index, &mut write, &mut seen, &mut touched);
+            let outcome = self.plan(&request.draft, index, &mut puts, &mut seen, &mut touched);
             outcomes.push(outcome);
         }
 
@@ -451,7 +451,10 @@ impl Writer {
         if new_count > 0 {
             let mut options = WriteOptions::default();
             options.set_sync(self.durability == Durability::Fsync);
-            if let Err(error) = self.db.write_opt(write, &options) {
+            let written = puts
+                .into_batch(&self.db, &touched)
+                .and_then(|write| Ok(self.db.write_opt(write, &options)?));
+            if let Err(error) = written {
                 tracing::error!(%error, "message log write failed");
                 // Nothing of this batch was written: forget the seqs handed out.
                 for conv in touched.keys() {
@@ -525,7 +528,7 @@ impl Writer {
         &mut self,
         draft: &Draft,
         index: usize,
-        write: &mut WriteBatch,
+        puts: &mut SortedPuts,
         seen: &mut HashMap<Vec<u8>, usize>,
         touched: &mut HashMap<ConversationId, Head>,
     ) -> Outcome {
@@ -568,23 +571,13 @@ impl Writer {
         };
         let note = draft.kind == MessageKind::Note;
         let value = keys::msg_value(if note { FLAG_NOTE } else { 0 }, created_at, &json);
-        let (Ok(msg_cf), Ok(dedup_cf), Ok(head_cf)) = (
-            cf(&self.db, CF_MSG),
-            cf(&self.db, CF_DEDUP),
-            cf(&self.db, CF_HEAD),
-        ) else {
-            return Outcome::Failed(LogError::Corrupt("missing column family".into()));
-        };
-        write.put_cf(msg_cf, keys::msg_key(draft.conversation_id, seq), &value);
+        puts.msg
+            .push((keys::msg_key(draft.conversation_id, seq), value));
         if let Some(key) = dedup_key {
-            write.put_cf(dedup_cf, &key, seq.to_be_bytes());
+            puts.dedup.push((key.clone(), seq.to_be_bytes()));
             seen.insert(key, index);
         }
-        write.put_cf(
-            head_cf,
-            keys::head_key(draft.conversation_id),
-            keys::head_value(seq, created_at),
-        );
+        // The conversation's head is put once per batch, from `touched`.
         touched.insert(
             draft.conversation_id,
             Head {
@@ -617,6 +610,51 @@ impl Writer {
             .get_pinned_cf(msg_cf, keys::msg_key(conversation, seq))?
             .ok_or_else(|| LogError::Corrupt(format!("dedup entry points at missing seq {seq}")))?;
         StoredMessage::from_value(conversation, seq, &value).map(Some)
+    }
+}
+
+/// One batch's puts, written per column family in key order. RocksDB's
+/// memtable is a skip list that inserts a key next to the previous one
+/// cheaply, whereas keys in arrival order (random conversations: ULIDs)
+/// each search from the top: that search was ~13.5 % of the server's CPU.
+/// Sorting cannot change what is stored: every key of a batch is distinct
+/// (message keys by seq, dedup keys by `seen`, one head per conversation).
+#[derive(Default)]
+struct SortedPuts {
+    msg: Vec<([u8; keys::MSG_KEY_LEN], Vec<u8>)>,
+    dedup: Vec<(Vec<u8>, [u8; 8])>,
+}
+
+impl SortedPuts {
+    fn into_batch(
+        mut self,
+        db: &DB,
+        heads: &HashMap<ConversationId, Head>,
+    ) -> Result<WriteBatch, LogError> {
+        let (msg_cf, dedup_cf, head_cf) = (cf(db, CF_MSG)?, cf(db, CF_DEDUP)?, cf(db, CF_HEAD)?);
+        self.msg.sort_unstable_by_key(|a| a.0);
+        self.dedup.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let mut heads: Vec<([u8; keys::CONV_LEN], [u8; 16])> = heads
+            .iter()
+            .map(|(conversation, head)| {
+                (
+                    keys::head_key(*conversation),
+                    keys::head_value(head.last_seq, head.last_at),
+                )
+            })
+            .collect();
+        heads.sort_unstable_by_key(|a| a.0);
+        let mut write = WriteBatch::default();
+        for (key, value) in &self.msg {
+            write.put_cf(msg_cf, key, value);
+        }
+        for (key, value) in &self.dedup {
+            write.put_cf(dedup_cf, key, value);
+        }
+        for (key, value) in &heads {
+            write.put_cf(head_cf, key, value);
+        }
+        Ok(write)
     }
 }
 
