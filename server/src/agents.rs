@@ -203,6 +203,7 @@ async fn logout(
 ) -> ApiResult<Json<serde_json::Value>> {
     if let Some(token) = auth::bearer(&headers) {
         auth::revoke(&state.db, token).await?;
+        state.auth_cache.token_revoked(token);
     }
     tracing::info!(agent = %agent.id, "agent signed out");
     Ok(Json(serde_json::json!({})))
@@ -287,6 +288,11 @@ async fn update_me(
     )
     .await?;
     tx.commit().await?;
+    if hash.is_some() {
+        state.auth_cache.agent_signed_out(agent.id);
+    } else {
+        state.auth_cache.agent_changed(agent.id);
+    }
     let agent = find(&state.db, agent.id)
         .await?
         .ok_or_else(|| ApiError::not_found("agent"))?;
@@ -374,6 +380,7 @@ async fn set_status(
         .bind(agent.id)
         .execute(&state.db)
         .await?;
+    state.auth_cache.agent_changed(agent.id);
     let agent = find(&state.db, agent.id)
         .await?
         .ok_or_else(|| ApiError::not_found("agent"))?;
@@ -532,6 +539,11 @@ async fn update(
     )
     .await?;
     tx.commit().await?;
+    if signed_out {
+        state.auth_cache.agent_signed_out(id);
+    } else {
+        state.auth_cache.agent_changed(id);
+    }
     let agent = find(&state.db, id)
         .await?
         .ok_or_else(|| ApiError::not_found("agent"))?;

@@ -281,15 +281,17 @@ async fn config_route(
     ApiQuery(query): ApiQuery<ConfigQuery>,
 ) -> ApiResult<Json<VisitorConfig>> {
     let app = match (query.app_key, crate::auth::bearer(&headers)) {
-        (Some(key), _) => crate::apps::find_by_key(&state.db, &key)
+        (Some(key), _) => state
+            .auth_cache
+            .app_by_key(&state.db, &key)
             .await?
             .ok_or_else(|| ApiError::not_found("app"))?,
-        (None, Some(token)) => match crate::auth::resolve_token(&state.db, token).await? {
-            Some(crate::auth::Principal::Visitor(visitor)) => {
-                crate::apps::find(&state.db, visitor.app_id)
-                    .await?
-                    .ok_or_else(|| ApiError::not_found("app"))?
-            }
+        (None, Some(token)) => match crate::auth::resolve_token(&state, token).await? {
+            Some(crate::auth::Principal::Visitor(visitor)) => state
+                .auth_cache
+                .app(&state.db, visitor.app_id)
+                .await?
+                .ok_or_else(|| ApiError::not_found("app"))?,
             _ => return Err(ApiError::Unauthorized("a visitor token is required".into())),
         },
         (None, None) => return Err(ApiError::bad_request("app_key is required")),

@@ -384,6 +384,7 @@ async fn update(
     .bind(app.id)
     .execute(&state.db)
     .await?;
+    state.auth_cache.app_changed(app.id);
     crate::audit::record(
         &state.db,
         Some(admin.id),
@@ -412,6 +413,7 @@ async fn rotate_secret(
         .execute(&state.db)
         .await?
         .rows_affected();
+    state.auth_cache.app_changed(id);
     if updated == 0 {
         return Err(ApiError::not_found("app"));
     }

@@ -5,6 +5,8 @@
 //! Tokens are only ever read from the `Authorization` header (REST) or the
 //! `hello` frame (WebSocket): never from a URL, never logged.
 
+pub mod cache;
+
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use axum::extract::FromRequestParts;
@@ -17,7 +19,7 @@ use sqlx::SqlitePool;
 use crate::agents::{Agent, Role};
 use crate::error::ApiError;
 use crate::ids::{AgentId, AppId, ConversationId, VisitorId};
-use crate::state::AppState;
+use crate::state::{AppState, Kefu};
 use crate::time::now_ms;
 
 pub async fn hash_password(password: String) -> anyhow::Result<String> {
@@ -114,39 +116,10 @@ pub enum Principal {
     Visitor(VisitorPrincipal),
 }
 
-/// Looks a token up; `None` for unknown or revoked tokens.
-pub async fn resolve_token(db: &SqlitePool, token: &str) -> Result<Option<Principal>, ApiError> {
-    if token.is_empty() || token.len() > 256 {
-        return Ok(None);
-    }
-    let row: Option<(Option<AgentId>, Option<VisitorId>)> = sqlx::query_as(
-        "SELECT agent_id, visitor_id FROM tokens WHERE token_hash = ? AND revoked_at IS NULL",
-    )
-    .bind(token_hash(token))
-    .fetch_optional(db)
-    .await?;
-    match row {
-        Some((Some(agent_id), _)) => Ok(crate::agents::find(db, agent_id)
-            .await?
-            .map(Principal::Agent)),
-        Some((None, Some(visitor_id))) => {
-            let row: Option<(AppId, ConversationId, Option<String>)> = sqlx::query_as(
-                "SELECT v.app_id, c.id, v.name FROM visitors v JOIN conversations c ON c.visitor_id = v.id WHERE v.id = ?",
-            )
-            .bind(visitor_id)
-            .fetch_optional(db)
-            .await?;
-            Ok(row.map(|(app_id, conversation_id, name)| {
-                Principal::Visitor(VisitorPrincipal {
-                    visitor_id,
-                    app_id,
-                    conversation_id,
-                    name,
-                })
-            }))
-        }
-        _ => Ok(None),
-    }
+/// Looks a token up; `None` for unknown or revoked tokens. Served from
+/// memory when it can be (see [`cache`]).
+pub async fn resolve_token(state: &Kefu, token: &str) -> Result<Option<Principal>, ApiError> {
+    state.auth_cache.resolve(&state.db, token).await
 }
 
 /// The token of the `Authorization: Bearer …` header, if any.
@@ -162,7 +135,7 @@ pub fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
 async fn principal(parts: &Parts, state: &AppState) -> Result<Principal, ApiError> {
     let token = bearer(&parts.headers)
         .ok_or_else(|| ApiError::Unauthorized("missing bearer token".into()))?;
-    resolve_token(&state.db, token)
+    resolve_token(state, token)
         .await?
         .ok_or_else(|| ApiError::Unauthorized("invalid or revoked token".into()))
 }
@@ -219,7 +192,9 @@ impl FromRequestParts<AppState> for VisitorAuth {
         match principal(parts, state).await? {
             Principal::Visitor(visitor) => {
                 let origin = crate::apps::cross_origin(&parts.headers);
-                let app = crate::apps::find(&state.db, visitor.app_id)
+                let app = state
+                    .auth_cache
+                    .app(&state.db, visitor.app_id)
                     .await?
                     .ok_or_else(|| {
                         ApiError::Unauthorized("the visitor's app no longer exists".into())

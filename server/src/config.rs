@@ -88,6 +88,10 @@ pub struct Limits {
     pub ws_sends_in_flight: usize,
     /// Concurrent WebSocket connections for the whole server.
     pub max_connections: usize,
+    /// Tokens (and, as many, visitors) kept in memory so that a WebSocket
+    /// `hello` needs no SQLite read; past it the least useful are evicted
+    /// and read again when next used.
+    pub auth_cache_entries: usize,
     /// Conversations one `hello` may ask to resume.
     pub resume_conversations: usize,
     /// Page size cap for lists and message pages.
@@ -146,6 +150,7 @@ impl Default for Limits {
             ws_outbound_queue: 4_096,
             ws_sends_in_flight: 64,
             max_connections: 60_000,
+            auth_cache_entries: 100_000,
             resume_conversations: 1_000,
             page_max: 200,
             writer_queue: 8_192,

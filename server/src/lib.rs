@@ -164,6 +164,7 @@ async fn open_state(config: Config) -> anyhow::Result<(AppState, JoinHandle<()>)
     let state = Arc::new(Kefu {
         limiters: Limiters::new(&config),
         connection_slots: Arc::new(Semaphore::new(config.limits.max_connections)),
+        auth_cache: crate::auth::cache::AuthCache::new(config.limits.auth_cache_entries),
         config,
         db,
         log,

@@ -32,6 +32,9 @@ pub struct Kefu {
     /// Cancelled to stop the server: listeners stop, sockets close.
     pub shutdown: CancellationToken,
     pub connection_slots: Arc<Semaphore>,
+    /// Tokens, agents, visitors and apps in memory, so that a `hello`
+    /// touches no SQLite (see `auth::cache` for its invalidation rules).
+    pub auth_cache: crate::auth::cache::AuthCache,
     /// Verified against when a username does not exist, so that a login
     /// takes as long either way.
     pub dummy_password_hash: tokio::sync::OnceCell<String>,

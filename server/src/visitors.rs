@@ -104,7 +104,9 @@ async fn create_session(
     headers: HeaderMap,
     ApiJson(body): ApiJson<SessionBody>,
 ) -> ApiResult<(StatusCode, Json<SessionResponse>)> {
-    let app = crate::apps::find_by_key(&state.db, &body.app_key)
+    let app = state
+        .auth_cache
+        .app_by_key(&state.db, &body.app_key)
         .await?
         .ok_or_else(|| ApiError::not_found("app"))?;
     let origin = crate::apps::cross_origin(&headers);
@@ -134,7 +136,7 @@ async fn create_session(
         // A device that still holds this user's token keeps it: no new
         // token row per APP launch.
         let held = match body.token.as_deref() {
-            Some(token) => match auth::resolve_token(&state.db, token).await? {
+            Some(token) => match auth::resolve_token(&state, token).await? {
                 Some(Principal::Visitor(visitor)) => Some((visitor.visitor_id, token.to_owned())),
                 _ => None,
             },
@@ -145,7 +147,7 @@ async fn create_session(
     }
 
     if let Some(token) = body.token.as_deref()
-        && let Some(Principal::Visitor(visitor)) = auth::resolve_token(&state.db, token).await?
+        && let Some(Principal::Visitor(visitor)) = auth::resolve_token(&state, token).await?
         && visitor.app_id == app.id
     {
         update_profile(&state, visitor.visitor_id, &profile).await?;
@@ -295,6 +297,7 @@ async fn update_profile(
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
+    state.auth_cache.visitor_changed(visitor);
     Ok(())
 }
 

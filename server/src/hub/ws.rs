@@ -73,7 +73,7 @@ pub async fn upgrade(
     };
     let origin = crate::apps::cross_origin(&headers).map(str::to_owned);
     if let Some(app_key) = query.app_key {
-        match crate::apps::find_by_key(&state.db, &app_key).await {
+        match state.auth_cache.app_by_key(&state.db, &app_key).await {
             Ok(Some(app)) if app.origin_allowed(origin.as_deref()) => {}
             Ok(Some(_)) => {
                 return ApiError::forbidden("origin not allowed for this app").into_response();
@@ -225,7 +225,7 @@ impl Connection {
                 )
             }
             Principal::Visitor(visitor) => {
-                match Box::pin(crate::apps::find(&state.db, visitor.app_id)).await {
+                match Box::pin(state.auth_cache.app(&state.db, visitor.app_id)).await {
                     Ok(Some(app)) if app.origin_allowed(origin.as_deref()) => {}
                     Err(error) => {
                         tracing::error!(%error, "app lookup failed at hello");
@@ -675,7 +675,7 @@ async fn read_hello(socket: &mut WebSocket, state: &AppState) -> Hello {
         if hello.resume.len() > state.config.limits.resume_conversations {
             return Hello::Refuse(CLOSE_TOO_BIG, "resume names too many conversations");
         }
-        return match auth::resolve_token(&state.db, &hello.token).await {
+        return match auth::resolve_token(state, &hello.token).await {
             Ok(Some(principal)) => Hello::Ok(principal, hello.resume),
             Ok(None) => Hello::Refuse(CLOSE_UNAUTHORIZED, "invalid token"),
             Err(_) => Hello::Refuse(CLOSE_INTERNAL, "internal error"),

@@ -68,6 +68,7 @@ async fn go_away(state: &AppState, agent: AgentId) -> Result<(), crate::error::A
     .bind(agent)
     .fetch_optional(&state.db)
     .await?;
+    state.auth_cache.agent_changed(agent);
     if let Some(agent) = changed {
         tracing::info!(agent = %agent.id, "no connection for the grace period: away");
         state.hub.broadcast_agents(&frames::agent(&agent));

@@ -154,6 +154,7 @@ pub(super) async fn submit_form(
     .bind(visitor.visitor_id)
     .execute(&state.db)
     .await?;
+    state.auth_cache.visitor_changed(visitor.visitor_id);
     visitor.name = visitor.name.or(name);
     let appended = conversations::send(
         &state,
