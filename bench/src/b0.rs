@@ -1,5 +1,5 @@
 //! Baseline B0: the smallest WebSocket relay tokio-tungstenite allows, with
-//! the same WebSocket settings as Kefu (1 KiB read buffer, no write buffer,
+//! the same WebSocket settings as Kefu (256-byte read buffer, no write buffer,
 //! 64 KiB frames, TCP_NODELAY) and no persistence. It speaks the subset of
 //! the protocol the bench uses: `hello` → `welcome`, `send` → `ack` to the
 //! sender and `message` to every agent connection, `ping` → `pong`.
@@ -50,7 +50,7 @@ pub async fn serve(bind: SocketAddr) -> anyhow::Result<()> {
 
 fn config() -> WebSocketConfig {
     WebSocketConfig::default()
-        .read_buffer_size(1024)
+        .read_buffer_size(256)
         .write_buffer_size(0)
         .max_write_buffer_size(1 << 20)
         .max_message_size(Some(64 << 10))

@@ -169,7 +169,7 @@ impl Default for WsConfig {
             hello_timeout_secs: 5,
             idle_timeout_secs: 90,
             ping_interval_secs: 30,
-            read_buffer_bytes: 1024,
+            read_buffer_bytes: 256,
         }
     }
 }
