@@ -275,7 +275,10 @@ impl Connection {
         let idle = tokio::time::sleep(idle_timeout);
         tokio::pin!(idle);
         let shutdown = self.state.shutdown.clone();
-        let mut pending: FuturesUnordered<PendingSend> = FuturesUnordered::new();
+        // Sends waiting for their ack. Made on first use and dropped when
+        // empty: an empty FuturesUnordered still holds two allocations,
+        // which every idle connection would pay for.
+        let mut pending: Option<FuturesUnordered<PendingSend>> = None;
 
         loop {
             tokio::select! {
@@ -288,19 +291,22 @@ impl Connection {
                     let _ = tokio::time::timeout(Duration::from_secs(1), close(&mut self.socket, CLOSE_SLOW, "too slow, resume by seq")).await;
                     return Err("slow consumer");
                 }
-                Some(frame) = pending.next(), if !pending.is_empty() => {
+                Some(frame) = next_ack(&mut pending), if pending.as_ref().is_some_and(|p| !p.is_empty()) => {
+                    if pending.as_ref().is_some_and(FuturesUnordered::is_empty) {
+                        pending = None;
+                    }
                     self.send(frame).await?;
                 }
                 frame = rx.recv() => {
                     let Some(frame) = frame else { return Err("hub closed") };
                     Box::pin(self.forward(frame, &mut rx)).await?;
                 }
-                incoming = self.socket.recv(), if pending.len() < max_in_flight => {
+                incoming = self.socket.recv(), if pending.as_ref().map_or(0, FuturesUnordered::len) < max_in_flight => {
                     idle.as_mut().reset(tokio::time::Instant::now() + idle_timeout);
                     match incoming {
                         Some(Ok(WsMessage::Text(text))) => {
                             if let Some(send) = Box::pin(self.handle(text.as_str())).await? {
-                                pending.push(send);
+                                pending.get_or_insert_with(FuturesUnordered::new).push(send);
                             }
                         }
                         Some(Ok(WsMessage::Binary(_))) => {
@@ -680,6 +686,14 @@ async fn read_hello(socket: &mut WebSocket, state: &AppState) -> Hello {
             Ok(None) => Hello::Refuse(CLOSE_UNAUTHORIZED, "invalid token"),
             Err(_) => Hello::Refuse(CLOSE_INTERNAL, "internal error"),
         };
+    }
+}
+
+/// The next acked send, if any are pending.
+async fn next_ack(pending: &mut Option<FuturesUnordered<PendingSend>>) -> Option<Frame> {
+    match pending {
+        Some(pending) => pending.next().await,
+        None => None,
     }
 }
 
