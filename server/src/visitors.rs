@@ -217,6 +217,7 @@ async fn create_visitor(
     let conversation_id = ConversationId::new();
     let now = now_ms();
     let attributes = Value::Object(profile.attributes.clone().unwrap_or_default()).to_string();
+    let seen = state.auth_cache.generation();
     let mut tx = state.db.begin().await?;
     let inserted = sqlx::query(
         "INSERT INTO visitors (id, app_id, user_key, name, email, attributes, created_at, last_seen_at)
@@ -252,6 +253,16 @@ async fn create_visitor(
     .await?;
     let token = auth::issue_visitor_token(&mut tx, visitor_id).await?;
     tx.commit().await?;
+    state.auth_cache.visitor_created(
+        &token,
+        auth::VisitorPrincipal {
+            visitor_id,
+            app_id: app.id,
+            conversation_id,
+            name: profile.name.clone(),
+        },
+        seen,
+    );
     Ok(SessionResponse {
         visitor_id,
         token,

@@ -1,7 +1,8 @@
 //! What a `hello` (and every authenticated request) needs, kept in memory:
 //! token hash → owner, agent id → [`Agent`], visitor id → its principal,
 //! app id → [`App`] (and `app_key` → app id). A hello that hits touches no
-//! SQLite; a miss reads SQLite as before and fills the cache.
+//! SQLite; a miss reads SQLite as before and fills the cache. A new
+//! visitor's session puts its token in at once, for the hello that follows.
 //!
 //! Bounded: each map is a `quick_cache` (S3-FIFO eviction) of at most
 //! `limits.auth_cache_entries` items (apps and agents: [`SMALL_MAP_ENTRIES`]);
@@ -194,6 +195,20 @@ impl AuthCache {
         self.tokens.len()
     }
 
+    /// A visitor and its first token were just committed, read at
+    /// generation `seen` (taken before the transaction began): the hello
+    /// that usually follows finds them here.
+    pub fn visitor_created(&self, token: &str, visitor: VisitorPrincipal, seen: u64) {
+        let id = visitor.visitor_id;
+        self.fill(
+            &self.tokens,
+            token_hash(token),
+            TokenOwner::Visitor(id),
+            seen,
+        );
+        self.fill(&self.visitors, id, visitor, seen);
+    }
+
     /// One token was revoked (logout).
     pub fn token_revoked(&self, token: &str) {
         self.bump();
@@ -228,7 +243,8 @@ impl AuthCache {
         self.apps.remove(&id);
     }
 
-    fn generation(&self) -> u64 {
+    /// Read before a database read whose result may be cached.
+    pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::SeqCst)
     }
 
