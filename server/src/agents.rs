@@ -144,7 +144,7 @@ pub fn routes() -> Router<AppState> {
         .route("/auth/login", post(login))
         .route("/auth/logout", post(logout))
         .route("/agents", post(create_route).get(list))
-        .route("/agents/me", get(me))
+        .route("/agents/me", get(me).patch(update_me))
         .route("/agents/me/status", post(set_status))
         .route("/agents/{id}", axum::routing::patch(update))
 }
@@ -201,6 +201,97 @@ async fn logout(
     }
     tracing::info!(agent = %agent.id, "agent signed out");
     Ok(Json(serde_json::json!({})))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateMeBody {
+    display_name: Option<String>,
+    /// A new password; needs `current_password`. The agent's other tokens
+    /// are revoked, the one making the call stays valid.
+    password: Option<String>,
+    current_password: Option<String>,
+}
+
+/// `PATCH /api/v1/agents/me`: an agent changes their own display name or
+/// password (role, capacity and activation stay with admins).
+async fn update_me(
+    State(state): State<AppState>,
+    AgentAuth(agent): AgentAuth,
+    headers: axum::http::HeaderMap,
+    ApiJson(body): ApiJson<UpdateMeBody>,
+) -> ApiResult<Json<AgentResponse>> {
+    let display_name = match body.display_name.as_deref().map(str::trim) {
+        Some(name) if name.is_empty() || name.chars().count() > 100 => {
+            return Err(ApiError::bad_request(
+                "display_name must be 1-100 characters",
+            ));
+        }
+        other => other.map(str::to_owned),
+    };
+    let hash = match body.password {
+        Some(password) => {
+            validate_password(&password)?;
+            let Some(current) = body.current_password else {
+                return Err(ApiError::bad_request(
+                    "current_password is required to change the password",
+                ));
+            };
+            let (stored,): (String,) =
+                sqlx::query_as("SELECT password_hash FROM agents WHERE id = ?")
+                    .bind(agent.id)
+                    .fetch_one(&state.db)
+                    .await?;
+            if !auth::verify_password(current, stored).await {
+                return Err(ApiError::forbidden("current_password is wrong"));
+            }
+            Some(
+                auth::hash_password(password)
+                    .await
+                    .map_err(ApiError::internal)?,
+            )
+        }
+        None => None,
+    };
+    let mut tx = state.db.begin().await?;
+    sqlx::query(
+        "UPDATE agents SET display_name = COALESCE(?, display_name),
+             password_hash = COALESCE(?, password_hash) WHERE id = ?",
+    )
+    .bind(&display_name)
+    .bind(&hash)
+    .bind(agent.id)
+    .execute(&mut *tx)
+    .await?;
+    if hash.is_some() {
+        let keep = auth::bearer(&headers)
+            .map(auth::token_hash)
+            .unwrap_or_default();
+        sqlx::query(
+            "UPDATE tokens SET revoked_at = ? WHERE agent_id = ? AND revoked_at IS NULL AND token_hash != ?",
+        )
+        .bind(now_ms())
+        .bind(agent.id)
+        .bind(keep)
+        .execute(&mut *tx)
+        .await?;
+    }
+    crate::audit::record(
+        &mut *tx,
+        Some(agent.id),
+        "agent.update_self",
+        Some(("agent", &agent.id.to_string())),
+        serde_json::json!({"display_name": display_name, "password_changed": hash.is_some()}),
+    )
+    .await?;
+    tx.commit().await?;
+    let agent = find(&state.db, agent.id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("agent"))?;
+    state
+        .hub
+        .broadcast_agents(&crate::hub::frames::agent(&agent));
+    Ok(Json(AgentResponse { agent }))
 }
 
 #[derive(Debug, Deserialize)]

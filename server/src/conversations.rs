@@ -81,9 +81,20 @@ pub struct Conversation {
     /// [ext] Start of the current session (first or reopening visitor message).
     pub opened_at: Option<i64>,
     /// [ext] The last message (notes included), for list previews; agent
-    /// views only, see `reads::fill_for_agent`.
+    /// views only (`fill_last_message`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_message: Option<Box<crate::message::Message>>,
+    /// [ext] The asking agent's own read marker (see `reads::fill_for_agent`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub read_seq: Option<u64>,
+}
+
+/// Sets `last_message` from the log: one point read.
+pub fn fill_last_message(log: &MessageLog, conversation: &mut Conversation) {
+    conversation.last_message = match log.get(conversation.id, conversation.last_seq) {
+        Ok(Some(stored)) => stored.decode().ok().map(Box::new),
+        _ => None,
+    };
 }
 
 #[derive(sqlx::FromRow)]
@@ -143,6 +154,7 @@ impl ConversationRow {
             queued_at: self.queued_at.filter(|_| self.status == Status::Queued),
             opened_at: self.opened_at,
             last_message: None,
+            read_seq: None,
         }
     }
 }

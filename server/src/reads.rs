@@ -241,11 +241,8 @@ pub async fn fill_for_agent(
         )?);
         conversation.visitor_read_seq =
             Some(markers.get(&(conversation.id, true)).copied().unwrap_or(0));
-        // One point read of the log per conversation, for the preview.
-        conversation.last_message = match state.log.get(conversation.id, conversation.last_seq) {
-            Ok(Some(stored)) => stored.decode().ok().map(Box::new),
-            _ => None,
-        };
+        conversation.read_seq = Some(read);
+        crate::conversations::fill_last_message(&state.log, conversation);
     }
     Ok(())
 }

@@ -433,6 +433,14 @@ async fn the_agents_list_carries_each_conversations_last_message() {
     assert_eq!(listed["last_message"]["seq"], listed["last_seq"]);
     assert_eq!(listed["last_message"]["content"], "where is my tea?");
     assert_eq!(listed["last_message"]["sender"]["type"], "visitor");
+    assert_eq!(listed["read_seq"], 0);
+    // The queue shows it too (the chat waits: nobody is online).
+    let (_, body) = server.get("/api/v1/queue", Some(&amy.token)).await;
+    assert_eq!(
+        body["queue"][0]["conversation"]["last_message"]["content"],
+        "where is my tea?"
+    );
+    agent_reads(&server, &amy, &conv, json!(2)).await;
     // An internal note is the last message an agent sees, in the list too.
     let (status, body) = server
         .post(
@@ -446,6 +454,7 @@ async fn the_agents_list_carries_each_conversations_last_message() {
         .get(&format!("/api/v1/conversations/{conv}"), Some(&amy.token))
         .await;
     assert_eq!(body["conversation"]["last_message"]["kind"], "note");
+    assert_eq!(body["conversation"]["read_seq"], 2);
     assert_eq!(
         body["conversation"]["last_message"]["content"],
         "VIP customer"

@@ -828,3 +828,74 @@ async fn message_pages_default_to_the_page_maximum() {
     assert_eq!(page["messages"].as_array().expect("messages").len(), 120);
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_agent_changes_their_own_name_and_password() {
+    let mut server = TestServer::start().await;
+    let amy = server.agent("amy").await;
+    let me = Some(amy.token.as_str());
+    // A second session of Amy's, which a password change signs out.
+    let (_, other) = server
+        .post(
+            "/api/v1/auth/login",
+            None,
+            json!({"username": "amy", "password": "agent-password"}),
+        )
+        .await;
+    let other = other["token"].as_str().expect("token").to_owned();
+
+    let (status, body) = server
+        .patch(
+            "/api/v1/agents/me",
+            me,
+            json!({"display_name": "  Amy Li "}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["agent"]["display_name"], "Amy Li");
+
+    // Bad input changes nothing.
+    for (bad, code) in [
+        (json!({"display_name": ""}), 400),
+        (json!({"role": "admin"}), 400),
+        (json!({"password": "new-password-1"}), 400),
+        (
+            json!({"password": "x", "current_password": "agent-password"}),
+            400,
+        ),
+    ] {
+        let (status, body) = server.patch("/api/v1/agents/me", me, bad).await;
+        assert_error(status, &body, code, "bad_request");
+    }
+    let (status, body) = server
+        .patch(
+            "/api/v1/agents/me",
+            me,
+            json!({"password": "new-password-1", "current_password": "wrong"}),
+        )
+        .await;
+    assert_error(status, &body, 403, "forbidden");
+    let (_, body) = server.get("/api/v1/agents/me", me).await;
+    assert_eq!(body["agent"]["role"], "agent");
+    assert_eq!(body["agent"]["display_name"], "Amy Li");
+
+    let (status, body) = server
+        .patch(
+            "/api/v1/agents/me",
+            me,
+            json!({"password": "new-password-1", "current_password": "agent-password"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    // This session stays, the other one is revoked; the new password works.
+    assert_eq!(server.get("/api/v1/agents/me", me).await.0, 200);
+    assert_eq!(server.get("/api/v1/agents/me", Some(&other)).await.0, 401);
+    let (status, _) = server
+        .post(
+            "/api/v1/auth/login",
+            None,
+            json!({"username": "amy", "password": "new-password-1"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+}

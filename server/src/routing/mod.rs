@@ -487,7 +487,8 @@ async fn queue(
     let now = now_ms();
     let mut queue = Vec::with_capacity(ids.len());
     for (position, (id,)) in ids.into_iter().enumerate() {
-        if let Some(conversation) = conversations::find(&state, id).await? {
+        if let Some(mut conversation) = conversations::find(&state, id).await? {
+            conversations::fill_last_message(&state.log, &mut conversation);
             queue.push(QueueEntry {
                 position: position as u64 + 1,
                 waiting_ms: conversation.queued_at.map_or(0, |at| (now - at).max(0)),
