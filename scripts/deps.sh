@@ -69,3 +69,30 @@ kefu_ensure_node() {
 kefu_ensure_test_browser() {
     kefu_install_packages chromium fonts-noto-cjk
 }
+
+# The desktop app (src-tauri/, Tauri 2 on WebKitGTK): its build dependencies
+# on Debian, and what its tests run against: Xvfb, Debian's WebKitWebDriver
+# (webkit2gtk-driver) behind tauri-driver, a private D-Bus session with the
+# dunst notification daemon and gnome-keyring's Secret Service.
+kefu_desktop_packages=(
+    libwebkit2gtk-4.1-dev libgtk-3-dev libayatana-appindicator3-dev librsvg2-dev
+    libssl-dev libsoup-3.0-dev libxdo-dev patchelf file
+    xvfb xauth webkit2gtk-driver dbus dbus-x11 dunst gnome-keyring libsecret-tools
+    squashfs-tools fonts-noto-cjk
+)
+
+kefu_ensure_desktop_deps() {
+    kefu_ensure_build_deps
+    kefu_install_packages "${kefu_desktop_packages[@]}"
+}
+
+# tauri-driver (the WebDriver proxy of Tauri apps) from crates.io, built
+# once into "$1/bin" (a persistent dir such as the cargo target dir).
+kefu_ensure_tauri_driver() {
+    local root="$1"
+    if [ -x "$root/bin/tauri-driver" ]; then
+        return 0
+    fi
+    echo "kefu: building tauri-driver from crates.io into $root" >&2
+    cargo install tauri-driver@2.1.0 --locked --root "$root" >&2
+}
