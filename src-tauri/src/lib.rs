@@ -122,11 +122,9 @@ pub fn run() -> anyhow::Result<()> {
         })
         .build(tauri::generate_context!("../tauri.conf.json"))?
         .run(|app, event| match event {
-            RunEvent::ExitRequested { api, code, .. } => {
-                // Closing the last window does not quit: the tray stays.
-                if code.is_none() && close_to_tray(app) {
-                    api.prevent_exit();
-                }
+            // Closing the last window does not quit: the tray stays.
+            RunEvent::ExitRequested { api, code, .. } if code.is_none() && close_to_tray(app) => {
+                api.prevent_exit();
             }
             RunEvent::Exit => stop_server(app),
             _ => {}
@@ -253,17 +251,15 @@ fn create_window(app: &tauri::AppHandle, shell: &Shell, visible: bool) -> tauri:
         .build()?;
     let events = window.clone();
     window.on_window_event(move |event| match event {
-        WindowEvent::CloseRequested { api, .. } => {
-            if close_to_tray(events.app_handle()) {
-                api.prevent_close();
-                let _ = events.hide();
-            }
+        WindowEvent::CloseRequested { api, .. } if close_to_tray(events.app_handle()) => {
+            api.prevent_close();
+            let _ = events.hide();
         }
         WindowEvent::Focused(true) => {
-            if let Some(shell) = events.try_state::<Arc<Shell>>() {
-                if shell.unread.lock().clear() {
-                    tray::refresh(events.app_handle());
-                }
+            if let Some(shell) = events.try_state::<Arc<Shell>>()
+                && shell.unread.lock().clear()
+            {
+                tray::refresh(events.app_handle());
             }
         }
         _ => {}
