@@ -9,22 +9,25 @@
 //! gzips the text files there so the server can send them compressed
 //! without compressing per request.
 //!
-//! `KEFU_UI_DIST=/path/to/dist` embeds an already built UI instead (for
-//! packagers that build `ui/` in a separate step).
+//! `PREBUILT_UI_DIST=/path/to/dist` embeds an already built UI instead (for
+//! packagers that build `ui/` in a separate step). Neither variable starts
+//! with `KEFU_`: cargo also sets `rustc-env` variables when it runs the
+//! binary or its tests, and the server reads every `KEFU_*` variable as
+//! configuration (unknown keys are errors).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::{env, fs, io};
 
 fn main() {
-    println!("cargo:rerun-if-env-changed=KEFU_UI_DIST");
+    println!("cargo:rerun-if-env-changed=PREBUILT_UI_DIST");
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR")).join("ui");
-    let dist = match env::var_os("KEFU_UI_DIST") {
+    let dist = match env::var_os("PREBUILT_UI_DIST") {
         Some(dist) => {
             let dist = PathBuf::from(dist);
             println!("cargo:rerun-if-changed={}", dist.display());
             copy_dir(&dist, &out)
-                .unwrap_or_else(|e| fail(&format!("KEFU_UI_DIST={}: {e}", dist.display())));
+                .unwrap_or_else(|e| fail(&format!("PREBUILT_UI_DIST={}: {e}", dist.display())));
             out
         }
         None => {
@@ -32,15 +35,16 @@ fn main() {
             let ui = manifest.join("..").join("ui");
             if !ui.join("package.json").is_file() {
                 fail(&format!(
-                    "the web UI sources are not at {} (build from the repository, or set KEFU_UI_DIST)",
+                    "the web UI sources are not at {} (build from the repository, or set PREBUILT_UI_DIST)",
                     ui.display()
                 ));
             }
+            // Only paths that exist: cargo reruns a build script on every
+            // build while a path it watches is missing.
             for input in [
                 "src",
                 "index.html",
                 "widget",
-                "public",
                 "scripts",
                 "package.json",
                 "package-lock.json",
@@ -65,7 +69,7 @@ fn main() {
         }
     }
     gzip_tree(&dist).unwrap_or_else(|e| fail(&format!("gzip of the UI failed: {e}")));
-    println!("cargo:rustc-env=KEFU_UI_DIR={}", dist.display());
+    println!("cargo:rustc-env=EMBEDDED_UI_DIR={}", dist.display());
 }
 
 fn build_ui(ui: &Path, out: &Path) {
@@ -101,7 +105,7 @@ fn run(command: &mut Command, what: &str) {
         )),
         Err(e) => fail(&format!(
             "could not run `{what}` ({e}). kefu-server embeds its web UI, and building it \
-             needs Node.js >= 20.19 with npm on PATH (or set KEFU_UI_DIST to a built ui/dist)"
+             needs Node.js >= 20.19 with npm on PATH (or set PREBUILT_UI_DIST to a built ui/dist)"
         )),
     }
 }

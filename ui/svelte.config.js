@@ -2,5 +2,7 @@
 export default {
   compilerOptions: {
     runes: true,
+    // No version beacon in the bundles (bytes the widget budget counts).
+    discloseVersion: false,
   },
 };

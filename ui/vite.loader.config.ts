@@ -8,7 +8,8 @@ export default defineConfig({
   build: {
     outDir: "dist",
     emptyOutDir: false,
-    target: "es2017",
+    // The same floor as the frame: a browser that cannot run the chat needs no launcher.
+    target: "es2020",
     lib: {
       entry: resolve(import.meta.dirname, "src/widget/loader.ts"),
       name: "KefuLoader",

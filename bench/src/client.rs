@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
 use serde_json::{Value, json};
-use tokio::net::TcpSocket;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
@@ -79,35 +79,82 @@ impl Shop {
     }
 }
 
+pub type Stream = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
 pub struct Connection {
-    stream: WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>,
+    stream: Stream,
 }
 
-/// Source address for the n-th connection: 127.0.0.2, .3, … .250, so that
-/// no single source address runs out of ephemeral ports.
-fn source_address(index: usize) -> IpAddr {
-    IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2 + (index % 249) as u8))
+/// Source address and port of the n-th connection: 127.0.0.2, .3, … .250
+/// in turn, each with its own port counted up from 10,000. Binding an
+/// explicit port costs the kernel one lookup; binding port 0 before
+/// connect makes it search for a port free for any destination (the 18 s
+/// for 10,000 connections of the first idle runs). A taken port (a
+/// neighbour's wildcard listener, a TIME_WAIT of an earlier round) moves
+/// on to another.
+pub fn source(index: usize, attempt: usize) -> SocketAddr {
+    let ip = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2 + (index % 249) as u8));
+    let slot = index / 249 + attempt * 7_919;
+    SocketAddr::new(ip, 10_000 + (slot % 50_000) as u16)
+}
+
+/// A TCP connection to `server` from the n-th source address.
+pub async fn connect_from(index: usize, server: SocketAddr) -> anyhow::Result<TcpStream> {
+    let mut last = None;
+    for attempt in 0..16 {
+        let socket = TcpSocket::new_v4()?;
+        socket.set_reuseaddr(true)?;
+        if let Err(error) = socket.bind(source(index, attempt)) {
+            last = Some(error);
+            continue;
+        }
+        match socket.connect(server).await {
+            Ok(tcp) => {
+                tcp.set_nodelay(true)?;
+                return Ok(tcp);
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::AddrNotAvailable => {
+                last = Some(error);
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+    Err(last.map_or_else(|| anyhow::anyhow!("no source port"), anyhow::Error::from))
+}
+
+/// Host and port of a `ws://HOST:PORT/…` URL.
+pub fn server_addr(url: &str) -> anyhow::Result<SocketAddr> {
+    let host = url
+        .trim_start_matches("ws://")
+        .split('/')
+        .next()
+        .context("url")?;
+    Ok(host.parse()?)
 }
 
 impl Connection {
     pub async fn open(url: &str, token: &str, index: usize) -> anyhow::Result<Connection> {
-        let host = url
-            .trim_start_matches("ws://")
-            .split('/')
-            .next()
-            .context("url")?;
-        let server: SocketAddr = host.parse()?;
-        let socket = TcpSocket::new_v4()?;
-        socket.bind(SocketAddr::new(source_address(index), 0))?;
-        let tcp = socket.connect(server).await?;
-        tcp.set_nodelay(true)?;
+        Self::resume(url, token, index, None).await
+    }
+
+    /// Connects, says hello (with `resume` when given) and waits for the
+    /// welcome.
+    pub async fn resume(
+        url: &str,
+        token: &str,
+        index: usize,
+        resume: Option<(&str, u64)>,
+    ) -> anyhow::Result<Connection> {
+        let tcp = connect_from(index, server_addr(url)?).await?;
         let (mut stream, _) =
             tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(tcp)).await?;
-        stream
-            .send(Message::Text(
-                json!({"type": "hello", "token": token}).to_string().into(),
-            ))
-            .await?;
+        let hello = match resume {
+            Some((conversation, seq)) => {
+                json!({"type": "hello", "token": token, "resume": {conversation: seq}})
+            }
+            None => json!({"type": "hello", "token": token}),
+        };
+        stream.send(Message::Text(hello.to_string().into())).await?;
         match stream.next().await {
             Some(Ok(Message::Text(text))) if text.as_str().contains("\"welcome\"") => {
                 Ok(Connection { stream })
@@ -116,19 +163,58 @@ impl Connection {
         }
     }
 
-    pub async fn ping(&mut self) -> anyhow::Result<()> {
+    pub async fn next_frame(
+        &mut self,
+    ) -> Option<Result<Message, tokio_tungstenite::tungstenite::Error>> {
+        self.stream.next().await
+    }
+
+    pub fn into_stream(self) -> Stream {
         self.stream
-            .send(Message::Text(r#"{"type":"ping"}"#.into()))
+    }
+
+    /// Sends one message and waits for its ack; returns its seq.
+    pub async fn send_and_ack(
+        &mut self,
+        conversation: &str,
+        client_msg_id: &str,
+    ) -> anyhow::Result<u64> {
+        let send = json!({"type": "send", "client_msg_id": client_msg_id, "conversation_id": conversation, "content": "benchmark message", "meta": {}});
+        self.stream
+            .send(Message::Text(send.to_string().into()))
             .await?;
         loop {
-            match tokio::time::timeout(Duration::from_secs(5), self.stream.next()).await? {
-                Some(Ok(Message::Text(text))) if text.as_str().contains("\"pong\"") => {
+            match tokio::time::timeout(Duration::from_secs(30), self.stream.next()).await? {
+                Some(Ok(Message::Text(text))) if text.as_str().contains(r#""type":"ack""#) => {
+                    let value: Value = serde_json::from_str(text.as_str())?;
+                    return value["message"]["seq"].as_u64().context("ack without seq");
+                }
+                Some(Ok(_)) => continue,
+                other => bail!("no ack: {other:?}"),
+            }
+        }
+    }
+
+    /// Waits for the message frame with `seq` (a catch-up).
+    pub async fn wait_seq(&mut self, seq: u64, wait: Duration) -> anyhow::Result<()> {
+        let needle = format!(r#""seq":{seq},"#);
+        loop {
+            match tokio::time::timeout(wait, self.stream.next()).await? {
+                Some(Ok(Message::Text(text)))
+                    if text.as_str().starts_with(r#"{"type":"message""#)
+                        && text.as_str().contains(&needle) =>
+                {
                     return Ok(());
                 }
                 Some(Ok(_)) => continue,
-                other => bail!("no pong: {other:?}"),
+                other => bail!("stream ended before seq {seq}: {other:?}"),
             }
         }
+    }
+
+    /// Reads (answering pings) until the server closes; returns then.
+    pub async fn drain(&mut self) {
+        while let Some(Ok(_)) = self.stream.next().await {}
     }
 
     /// Keeps `in_flight` sends outstanding until `deadline`; returns the
@@ -159,12 +245,9 @@ impl Connection {
                     Some(Ok(_)) => continue,
                     other => bail!("stream ended: {other:?}"),
                 };
-            let value: Value = serde_json::from_str(frame.as_str())?;
-            if value["type"] != "ack" {
+            let Some(n) = ack_number(frame.as_str()) else {
                 continue;
-            }
-            let id = value["client_msg_id"].as_str().unwrap_or("b0");
-            let n: u64 = id.trim_start_matches('b').parse().unwrap_or(0);
+            };
             if let Some(at) = sent_at.remove(&n) {
                 histogram.record(at.elapsed().as_micros() as u64)?;
                 acked += 1;
@@ -191,4 +274,28 @@ impl Connection {
         }
         Ok(count)
     }
+}
+
+/// The n of an ack frame for client_msg_id `bN`, found without parsing the
+/// whole frame (the load side must stay cheap next to the server).
+pub fn ack_number(frame: &str) -> Option<u64> {
+    if !frame.starts_with(r#"{"type":"ack""#) {
+        return None;
+    }
+    let at = frame.find(r#""client_msg_id":"b"#)? + r#""client_msg_id":"b"#.len();
+    let digits = &frame[at..];
+    let end = digits.find('"')?;
+    digits[..end].parse().ok()
+}
+
+/// The `meta.t` of a message frame: the intended send time (µs since the
+/// epoch) the latency scenario puts there.
+pub fn meta_time(frame: &str) -> Option<u64> {
+    if !frame.starts_with(r#"{"type":"message""#) {
+        return None;
+    }
+    let at = frame.find(r#""meta":{"t":"#)? + r#""meta":{"t":"#.len();
+    let digits = &frame[at..];
+    let end = digits.find(|c: char| !c.is_ascii_digit())?;
+    digits[..end].parse().ok()
 }

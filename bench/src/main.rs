@@ -1,250 +1,460 @@
 //! `kefu-bench`: drives a real Kefu server over the real protocol (REST to
-//! set up, WebSocket `hello`/`send`/`ack`/`message` to measure) and reports
-//! figures as a table and as JSON.
+//! set up, WebSocket `hello`/`send`/`ack`/`message` to measure) side by side
+//! with two baselines started in the same run — B0, a minimal
+//! tokio-tungstenite relay (`b0.rs`), and N, a Node.js `ws` relay
+//! (`bench/baselines/node`) — and a raw RocksDB put loop (`storage.rs`).
+//! Results are printed as tables (with Kefu's ratios to B0 and N) and
+//! written as JSON.
 //!
-//! By default it starts its own `kefu-server` (the binary next to this one)
-//! on a temp data dir, so the server runs in its own process and its memory
-//! can be read from /proc. Client sockets bind to source addresses
-//! 127.0.0.2… in turn, so one run can open more connections than one
-//! source address has ephemeral ports.
+//! Each system runs in its own process, so its memory and CPU can be read
+//! from /proc; with `--pin` the server runs on core 0 and the load on core
+//! 1 (taskset). Client sockets bind to source addresses 127.0.0.2… before
+//! connecting; the connection scenarios spread clients over worker
+//! processes (one process may hold 20,000 files).
 
+mod b0;
 mod client;
+mod coldstart;
+mod pin;
+mod report;
+mod scenarios;
 mod server;
+mod storage;
 mod store;
+mod target;
+mod worker;
 
-use std::time::{Duration, Instant};
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
-use hdrhistogram::Histogram;
-use serde_json::json;
+use clap::{Args, Parser, Subcommand};
+use serde_json::{Value, json};
+
+use crate::scenarios::check;
+use crate::target::System;
 
 #[derive(Parser)]
 #[command(name = "kefu-bench", about = "Benchmarks Kefu over its real protocol")]
 struct Cli {
     #[command(subcommand)]
     scenario: Scenario,
+    #[command(flatten)]
+    global: Global,
+}
+
+#[derive(Args, Clone)]
+struct Global {
     /// Path of the kefu-server binary (default: next to kefu-bench).
     #[arg(long, global = true)]
-    server_bin: Option<std::path::PathBuf>,
+    server_bin: Option<PathBuf>,
     /// Write the results as JSON to this file.
     #[arg(long, global = true)]
-    json: Option<std::path::PathBuf>,
+    json: Option<PathBuf>,
+    /// Systems to measure (comma-separated).
+    #[arg(long, global = true, value_delimiter = ',', default_values = ["kefu", "b0", "node"])]
+    systems: Vec<System>,
+    /// Pin the server to core 0 and the load to core 1 (taskset).
+    #[arg(long, global = true)]
+    pin: bool,
+    /// Tiny sizes, for CI: checks that the tool works, not how fast.
+    #[arg(long, global = true)]
+    smoke: bool,
 }
 
 #[derive(Subcommand)]
 enum Scenario {
-    /// Persisted messages per second, visitor → agent, closed loop with
-    /// many sends in flight; ack latency histogram.
-    Throughput {
-        #[arg(long, default_value = "os")]
-        durability: String,
-        #[arg(long, default_value_t = 100)]
-        conversations: usize,
-        /// Sends in flight per visitor connection.
-        #[arg(long, default_value_t = 32)]
-        in_flight: usize,
-        #[arg(long, default_value_t = 10)]
-        seconds: u64,
+    /// Idle authenticated WebSocket connections held by one server
+    /// process: how many, for how long, memory per connection (slope).
+    Connections(ConnectionsArgs),
+    /// Persisted messages per second visitor → agent, closed loop.
+    Throughput(ThroughputArgs),
+    /// End-to-end latency visitor → agent, open loop on a fixed schedule.
+    Latency(LatencyArgs),
+    /// Every client drops at once and resumes by seq.
+    Reconnect(ReconnectArgs),
+    /// Exec → serving the last 50 messages, clean and after kill -9 under load.
+    Coldstart(ColdstartArgs),
+    /// Raw RocksDB put loop with the log's options: the storage ceiling.
+    Storage(StorageArgs),
+    /// Ticket lists and full-text search at scale (Kefu only).
+    #[command(alias = "tickets")]
+    Store(StoreArgs),
+    /// Every scenario in turn (with `--smoke`: tiny, for CI).
+    All(AllArgs),
+    /// Baseline B0: serve the minimal relay (used by the bench itself).
+    #[command(hide = true)]
+    B0Server {
+        #[arg(long, default_value = "127.0.0.1:0")]
+        bind: std::net::SocketAddr,
     },
-    /// Authenticated idle WebSocket connections: server memory per connection.
-    Idle {
-        #[arg(long, default_value_t = 10_000)]
-        connections: usize,
-        /// Seconds to hold them before measuring again.
-        #[arg(long, default_value_t = 10)]
-        hold: u64,
-    },
-    /// Ticket lists and full-text search on a store filled with many
-    /// tickets and messages (filled offline through the server library,
-    /// then served by the real server over HTTP).
-    Store {
-        #[arg(long, default_value_t = 1_000_000)]
-        tickets: u64,
-        #[arg(long, default_value_t = 1_000_000)]
-        messages: u64,
-        /// Conversations the messages are spread over (default messages / 10).
-        #[arg(long)]
-        conversations: Option<u64>,
-        /// Ticket comments (default tickets / 10).
-        #[arg(long)]
-        comments: Option<u64>,
-        /// Requests measured per query.
-        #[arg(long, default_value_t = 2_000)]
-        requests: u64,
-        /// Tiny sizes, for CI: checks that the scenario works, not speed.
-        #[arg(long)]
-        smoke: bool,
-    },
+    /// A load worker process (used by the bench itself).
+    #[command(hide = true)]
+    Worker,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+#[derive(Args, Clone)]
+struct ConnectionsArgs {
+    #[arg(long, default_value_t = 19_000)]
+    connections: usize,
+    /// Seconds Kefu holds them before counting the survivors.
+    #[arg(long, default_value_t = 600)]
+    hold: u64,
+    /// Seconds the baselines hold them (their memory is what is compared).
+    #[arg(long, default_value_t = 60)]
+    baseline_hold: u64,
+    /// Connections per worker process.
+    #[arg(long, default_value_t = 9_500)]
+    per_worker: usize,
+}
+
+#[derive(Args, Clone)]
+struct ThroughputArgs {
+    #[arg(long, default_value_t = 100)]
+    conversations: usize,
+    /// Sends in flight per visitor connection.
+    #[arg(long, default_value_t = 8)]
+    in_flight: usize,
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+}
+
+#[derive(Args, Clone)]
+struct LatencyArgs {
+    /// Messages per second, all visitors together.
+    #[arg(long, default_value_t = 10_000)]
+    rate: u64,
+    /// Visitor connections (conversations); one run per value.
+    #[arg(long, value_delimiter = ',', default_values_t = [1_000usize, 5_000])]
+    conversations: Vec<usize>,
+    #[arg(long, default_value_t = 20)]
+    seconds: u64,
+    /// Seconds sent before measuring.
+    #[arg(long, default_value_t = 3)]
+    warmup: u64,
+}
+
+#[derive(Args, Clone)]
+struct ReconnectArgs {
+    #[arg(long, default_value_t = 19_000)]
+    clients: usize,
+    #[arg(long, default_value_t = 9_500)]
+    per_worker: usize,
+}
+
+#[derive(Args, Clone)]
+struct ColdstartArgs {
+    #[arg(long, default_value_t = 1_000_000)]
+    messages: u64,
+    #[arg(long, default_value_t = 100_000)]
+    tickets: u64,
+    /// Clean starts measured.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+}
+
+#[derive(Args, Clone)]
+struct StorageArgs {
+    #[arg(long, default_value_t = 5)]
+    seconds: u64,
+    #[arg(long, default_value_t = 512)]
+    batch: usize,
+}
+
+#[derive(Args, Clone)]
+struct StoreArgs {
+    #[arg(long, default_value_t = 1_000_000)]
+    tickets: u64,
+    #[arg(long, default_value_t = 1_000_000)]
+    messages: u64,
+    /// Conversations the messages are spread over (default messages / 10).
+    #[arg(long)]
+    conversations: Option<u64>,
+    /// Ticket comments (default tickets / 10).
+    #[arg(long)]
+    comments: Option<u64>,
+    /// Requests measured per query.
+    #[arg(long, default_value_t = 2_000)]
+    requests: u64,
+}
+
+#[derive(Args, Clone)]
+struct AllArgs {
+    /// Seconds Kefu holds the idle connections.
+    #[arg(long, default_value_t = 600)]
+    hold: u64,
+    /// Seconds the baselines hold theirs.
+    #[arg(long, default_value_t = 60)]
+    baseline_hold: u64,
+}
+
+fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let bin = match cli.server_bin {
-        Some(bin) => bin,
+    let hidden = matches!(cli.scenario, Scenario::B0Server { .. } | Scenario::Worker);
+    if !hidden {
+        let pin = cli.global.pin.then(|| ("0".to_owned(), "1".to_owned()));
+        if let Some(code) = pin::setup(pin)? {
+            std::process::exit(code);
+        }
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let global = cli.global;
+    let bin = match &global.server_bin {
+        Some(bin) => bin.clone(),
         None => std::env::current_exe()?.with_file_name("kefu-server"),
     };
-    let report = match cli.scenario {
-        Scenario::Throughput {
-            durability,
-            conversations,
-            in_flight,
-            seconds,
-        } => throughput(&bin, &durability, conversations, in_flight, seconds).await?,
-        Scenario::Idle { connections, hold } => idle(&bin, connections, hold).await?,
-        Scenario::Store {
-            tickets,
-            messages,
-            conversations,
-            comments,
-            requests,
-            smoke,
-        } => {
-            let sizes = if smoke {
-                store::Sizes {
-                    tickets: 2_000,
-                    messages: 2_000,
-                    conversations: 200,
-                    comments: 200,
-                    requests: 20,
-                }
-            } else {
-                store::Sizes {
-                    tickets,
-                    messages,
-                    conversations: conversations.unwrap_or(messages / 10).max(1),
-                    comments: comments.unwrap_or(tickets / 10),
-                    requests: requests.max(1),
-                }
+    let sections = match cli.scenario {
+        Scenario::B0Server { bind } => return b0::serve(bind).await,
+        Scenario::Worker => return worker::run().await,
+        Scenario::All(args) => {
+            let mut sections = Vec::new();
+            let connections = ConnectionsArgs {
+                connections: 19_000,
+                hold: args.hold,
+                baseline_hold: args.baseline_hold,
+                per_worker: 9_500,
             };
-            store::run(&bin, sizes).await?
+            sections.push(connections_section(&bin, &global, &connections).await?);
+            let throughput = ThroughputArgs {
+                conversations: 100,
+                in_flight: 8,
+                seconds: 10,
+            };
+            sections.push(throughput_section(&bin, &global, &throughput).await?);
+            let latency = LatencyArgs {
+                rate: 10_000,
+                conversations: vec![1_000, 5_000],
+                seconds: 20,
+                warmup: 3,
+            };
+            sections.push(latency_section(&bin, &global, &latency).await?);
+            let reconnect = ReconnectArgs {
+                clients: 19_000,
+                per_worker: 9_500,
+            };
+            sections.push(reconnect_section(&bin, &global, &reconnect).await?);
+            let coldstart = ColdstartArgs {
+                messages: 1_000_000,
+                tickets: 100_000,
+                runs: 3,
+            };
+            sections.push(coldstart_section(&bin, &global, &coldstart).await?);
+            let store = StoreArgs {
+                tickets: 1_000_000,
+                messages: 1_000_000,
+                conversations: None,
+                comments: None,
+                requests: 2_000,
+            };
+            sections.push(store_section(&bin, &global, &store).await?);
+            sections
         }
+        Scenario::Connections(args) => vec![connections_section(&bin, &global, &args).await?],
+        Scenario::Throughput(args) => vec![throughput_section(&bin, &global, &args).await?],
+        Scenario::Latency(args) => vec![latency_section(&bin, &global, &args).await?],
+        Scenario::Reconnect(args) => vec![reconnect_section(&bin, &global, &args).await?],
+        Scenario::Coldstart(args) => vec![coldstart_section(&bin, &global, &args).await?],
+        Scenario::Storage(args) => vec![storage_section(&global, &args)?],
+        Scenario::Store(args) => vec![store_section(&bin, &global, &args).await?],
     };
-    println!("{}", serde_json::to_string_pretty(&report)?);
-    if let Some(path) = cli.json {
-        std::fs::write(&path, serde_json::to_string_pretty(&report)?)
+    let report = json!({
+        "tool": "kefu-bench",
+        "date": report::date(),
+        "commit": report::commit(),
+        "machine": report::machine(),
+        "pinning": pin::describe(),
+        "smoke": global.smoke,
+        "load_average_1m_at_end": report::load_average(),
+        "sections": sections,
+    });
+    println!("{}", report::tables(&report));
+    if let Some(path) = &global.json {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)
             .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
 }
 
-async fn throughput(
-    bin: &std::path::Path,
-    durability: &str,
-    conversations: usize,
-    in_flight: usize,
-    seconds: u64,
-) -> anyhow::Result<serde_json::Value> {
-    let server = server::Server::start(bin, durability).await?;
-    let shop = client::Shop::setup(&server.base).await?;
-    let visitors = shop.visitors(conversations).await?;
-    let mut agent = client::Connection::open(&server.ws_url(), &shop.admin_token, 0).await?;
-    let agent_reader =
-        tokio::spawn(async move { agent.count_messages(Duration::from_secs(seconds + 5)).await });
-
-    let deadline = Instant::now() + Duration::from_secs(seconds);
-    let mut tasks = Vec::new();
-    for (index, visitor) in visitors.into_iter().enumerate() {
-        let url = server.ws_url();
-        tasks.push(tokio::spawn(async move {
-            let mut connection = client::Connection::open(&url, &visitor.token, index).await?;
-            connection
-                .pipeline(&visitor.conversation_id, in_flight, deadline)
-                .await
-        }));
-    }
-    let mut histogram = Histogram::<u64>::new(3)?;
-    let mut acked = 0u64;
-    for task in tasks {
-        let (count, latencies) = task.await??;
-        acked += count;
-        histogram.add(latencies)?;
-    }
-    let received = agent_reader.await??;
-    let rate = acked as f64 / seconds as f64;
-    let rss = server.rss_kib()?;
-    Ok(json!({
-        "scenario": "throughput",
-        "durability": durability,
-        "conversations": conversations,
-        "in_flight_per_connection": in_flight,
-        "seconds": seconds,
-        "acked": acked,
-        "acks_per_second": rate.round(),
-        "agent_received": received,
-        "ack_latency_us": percentiles(&histogram),
-        "server_rss_kib": rss,
-    }))
+fn section(name: &str, rows: Vec<Value>) -> Value {
+    json!({"scenario": name, "rows": rows})
 }
 
-async fn idle(
-    bin: &std::path::Path,
-    connections: usize,
-    hold: u64,
-) -> anyhow::Result<serde_json::Value> {
-    let server = server::Server::start(bin, "os").await?;
-    let shop = client::Shop::setup(&server.base).await?;
-    let visitors = shop.visitors(connections).await?;
-    // Let SQLite and the allocator settle before the baseline.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let before = server.rss_kib()?;
-    let cpu_before = server.cpu_seconds()?;
-    let mut open = Vec::with_capacity(connections);
-    let started = Instant::now();
-    for chunk in visitors.chunks(500) {
-        let mut batch = Vec::new();
-        for (offset, visitor) in chunk.iter().enumerate() {
-            let url = server.ws_url();
-            let token = visitor.token.clone();
-            let index = open.len() + offset;
-            batch.push(tokio::spawn(async move {
-                client::Connection::open(&url, &token, index).await
-            }));
-        }
-        for task in batch {
-            open.push(task.await??);
+async fn connections_section(
+    bin: &Path,
+    global: &Global,
+    args: &ConnectionsArgs,
+) -> anyhow::Result<Value> {
+    let (count, hold, baseline_hold, per_worker) = if global.smoke {
+        (300, 1, 1, 200)
+    } else {
+        (
+            args.connections,
+            args.hold,
+            args.baseline_hold,
+            args.per_worker,
+        )
+    };
+    let rows = scenarios::connections(bin, &global.systems, count, hold, baseline_hold, per_worker)
+        .await?;
+    if global.smoke {
+        for row in &rows {
+            check(row["alive_after_hold"] == count, "connections all held")?;
         }
     }
-    let connect_seconds = started.elapsed().as_secs_f64();
-    let server_cpu_connecting = server.cpu_seconds()? - cpu_before;
-    tokio::time::sleep(Duration::from_secs(hold)).await;
-    let after = server.rss_kib()?;
-    // Every connection must still be alive: ping a sample of them.
-    let mut alive = 0usize;
-    for connection in open.iter_mut().step_by((connections / 100).max(1)) {
-        if connection.ping().await.is_ok() {
-            alive += 1;
-        }
-    }
-    let per_connection = (after.saturating_sub(before)) as f64 * 1024.0 / connections as f64;
-    Ok(json!({
-        "scenario": "idle",
-        "connections": connections,
-        "connect_seconds": (connect_seconds * 100.0).round() / 100.0,
-        "server_cpu_seconds_connecting": (server_cpu_connecting * 100.0).round() / 100.0,
-        "server_rss_kib_before": before,
-        "server_rss_kib_after": after,
-        "bytes_per_connection": per_connection.round(),
-        "sampled_alive": alive,
-        "sampled": connections.div_ceil((connections / 100).max(1)),
-    }))
+    Ok(section("connections", rows))
 }
 
-fn now_ms() -> i64 {
+async fn throughput_section(
+    bin: &Path,
+    global: &Global,
+    args: &ThroughputArgs,
+) -> anyhow::Result<Value> {
+    let (conversations, in_flight, seconds) = if global.smoke {
+        (4, 2, 1)
+    } else {
+        (args.conversations, args.in_flight, args.seconds)
+    };
+    let mut rows =
+        scenarios::throughput(bin, &global.systems, conversations, in_flight, seconds).await?;
+    if global.smoke {
+        for row in &rows {
+            check(row["acked"].as_u64() > Some(0), "throughput acked")?;
+            check(row["agent_got_all"] == true, "the agent got every message")?;
+        }
+    }
+    rows.extend(storage::run(if global.smoke { 1 } else { 5 }, 512)?);
+    Ok(section("throughput", rows))
+}
+
+async fn latency_section(bin: &Path, global: &Global, args: &LatencyArgs) -> anyhow::Result<Value> {
+    let (rate, conversations, seconds, warmup) = if global.smoke {
+        (200, vec![20], 1, 1)
+    } else {
+        (
+            args.rate,
+            args.conversations.clone(),
+            args.seconds,
+            args.warmup,
+        )
+    };
+    let mut rows = Vec::new();
+    for count in conversations {
+        rows.extend(scenarios::latency(bin, &global.systems, rate, count, seconds, warmup).await?);
+    }
+    if global.smoke {
+        for row in &rows {
+            check(
+                row["received"] == row["sent"],
+                "latency: every send arrived",
+            )?;
+            check(row["measured"].as_u64() > Some(0), "latency measured")?;
+        }
+    }
+    Ok(section("latency", rows))
+}
+
+async fn reconnect_section(
+    bin: &Path,
+    global: &Global,
+    args: &ReconnectArgs,
+) -> anyhow::Result<Value> {
+    let (clients, per_worker) = if global.smoke {
+        (200, 120)
+    } else {
+        (args.clients, args.per_worker)
+    };
+    let rows = scenarios::reconnect(bin, &global.systems, clients, per_worker).await?;
+    if global.smoke {
+        for row in &rows {
+            check(row["resumed"] == clients, "reconnect: every client resumed")?;
+        }
+    }
+    Ok(section("reconnect", rows))
+}
+
+async fn coldstart_section(
+    bin: &Path,
+    global: &Global,
+    args: &ColdstartArgs,
+) -> anyhow::Result<Value> {
+    if !global.systems.contains(&System::Kefu) {
+        return Ok(section("coldstart", Vec::new()));
+    }
+    let sizes = if global.smoke {
+        coldstart::Sizes {
+            messages: 2_000,
+            tickets: 200,
+            runs: 1,
+            load_seconds: 1,
+        }
+    } else {
+        coldstart::Sizes {
+            messages: args.messages,
+            tickets: args.tickets,
+            runs: args.runs,
+            load_seconds: 3,
+        }
+    };
+    let rows = coldstart::run(bin, sizes).await?;
+    if global.smoke {
+        for row in &rows {
+            check(row["crash_lost"] == 0, "coldstart: nothing acked lost")?;
+        }
+    }
+    Ok(section("coldstart", rows))
+}
+
+fn storage_section(global: &Global, args: &StorageArgs) -> anyhow::Result<Value> {
+    let seconds = if global.smoke { 1 } else { args.seconds };
+    Ok(section("storage", storage::run(seconds, args.batch)?))
+}
+
+async fn store_section(bin: &Path, global: &Global, args: &StoreArgs) -> anyhow::Result<Value> {
+    if !global.systems.contains(&System::Kefu) {
+        return Ok(section("tickets", Vec::new()));
+    }
+    let sizes = if global.smoke {
+        store::Sizes {
+            tickets: 2_000,
+            messages: 2_000,
+            conversations: 200,
+            comments: 200,
+            requests: 20,
+        }
+    } else {
+        store::Sizes {
+            tickets: args.tickets,
+            messages: args.messages,
+            conversations: args.conversations.unwrap_or(args.messages / 10).max(1),
+            comments: args.comments.unwrap_or(args.tickets / 10),
+            requests: args.requests.max(1),
+        }
+    };
+    let result = store::run(bin, sizes).await?;
+    let mut rows = Vec::new();
+    if let Some(latencies) = result["latency_us"].as_object() {
+        for (query, figures) in latencies {
+            rows.push(json!({"system": "Kefu", "case": query, "latency_us": figures}));
+        }
+    }
+    Ok(json!({"scenario": "tickets", "rows": rows, "details": result}))
+}
+
+pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
 }
 
-fn percentiles(histogram: &Histogram<u64>) -> serde_json::Value {
-    json!({
-        "p50": histogram.value_at_quantile(0.50),
-        "p90": histogram.value_at_quantile(0.90),
-        "p99": histogram.value_at_quantile(0.99),
-        "p999": histogram.value_at_quantile(0.999),
-        "max": histogram.max(),
-        "count": histogram.len(),
-    })
+pub fn now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
 }

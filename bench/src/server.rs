@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 pub struct Server {
     child: Child,
     pub base: String,
-    _dir: tempfile::TempDir,
+    dir: Option<tempfile::TempDir>,
 }
 
 impl Server {
@@ -41,10 +41,28 @@ impl Server {
         dir: tempfile::TempDir,
         durability: &str,
     ) -> anyhow::Result<Server> {
+        let server = Self::spawn(bin, dir, durability)?;
+        let http = reqwest::Client::new();
+        for _ in 0..2400 {
+            let ready = http.get(format!("{}/readyz", server.base)).send().await;
+            if ready.is_ok_and(|r| r.status().is_success()) {
+                return Ok(server);
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        bail!("server did not become ready")
+    }
+
+    /// Starts the server on a prepared data dir; returns at once.
+    pub fn spawn(
+        bin: &std::path::Path,
+        dir: tempfile::TempDir,
+        durability: &str,
+    ) -> anyhow::Result<Server> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
-        let child = Command::new(bin)
+        let child = crate::pin::server_command(bin)
             .args(["serve", "--data-dir"])
             .arg(dir.path())
             .args([
@@ -58,24 +76,39 @@ impl Server {
             .stdout(Stdio::null())
             .spawn()?;
         // Owned by `Server` at once, so it is killed and reaped on every path.
-        let server = Server {
+        Ok(Server {
             child,
             base: format!("http://127.0.0.1:{port}"),
-            _dir: dir,
-        };
-        let http = reqwest::Client::new();
-        for _ in 0..2400 {
-            let ready = http.get(format!("{}/readyz", server.base)).send().await;
-            if ready.is_ok_and(|r| r.status().is_success()) {
-                return Ok(server);
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        bail!("server did not become ready")
+            dir: Some(dir),
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Stops the server with SIGTERM (a clean shutdown) and gives back its
+    /// data dir.
+    pub fn terminate(mut self) -> anyhow::Result<tempfile::TempDir> {
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()?;
+        self.child.wait()?;
+        self.dir.take().context("data dir")
+    }
+
+    /// Kills the server with SIGKILL (no shutdown at all) and gives back
+    /// its data dir.
+    pub fn kill(mut self) -> anyhow::Result<tempfile::TempDir> {
+        self.child.kill()?;
+        self.child.wait()?;
+        self.dir.take().context("data dir")
     }
 
     pub fn data_dir(&self) -> &std::path::Path {
-        self._dir.path()
+        self.dir
+            .as_ref()
+            .map_or(std::path::Path::new(""), |d| d.path())
     }
 
     pub fn ws_url(&self) -> String {
@@ -90,24 +123,6 @@ impl Server {
             .find_map(|l| l.strip_prefix("VmRSS:"))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             .context("no VmRSS")
-    }
-}
-
-impl Server {
-    /// CPU time the server process has used (user + system), seconds.
-    pub fn cpu_seconds(&self) -> anyhow::Result<f64> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))?;
-        // Fields after the command name (which may contain spaces) start at ')'.
-        let rest = stat
-            .rsplit_once(')')
-            .map(|(_, r)| r)
-            .context("stat format")?;
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let utime: f64 = fields.get(11).context("utime")?.parse()?;
-        let stime: f64 = fields.get(12).context("stime")?.parse()?;
-        // Linux reports these in clock ticks, 100 per second on every
-        // mainstream configuration (USER_HZ).
-        Ok((utime + stime) / 100.0)
     }
 }
 

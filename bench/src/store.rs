@@ -147,6 +147,17 @@ impl LogMetrics for NoMetrics {
     fn batch_written(&self, _: usize, _: usize, _: f64) {}
 }
 
+/// Fills a prepared data dir offline (SQLite, then the log); returns the
+/// seconds each took.
+pub async fn fill(dir: &std::path::Path, sizes: &Sizes) -> anyhow::Result<(f64, f64)> {
+    let started = Instant::now();
+    let agents = fill_sqlite(dir, sizes).await?;
+    let sqlite_seconds = started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    fill_log(dir, sizes, &agents).await?;
+    Ok((sqlite_seconds, started.elapsed().as_secs_f64()))
+}
+
 pub async fn run(bin: &std::path::Path, sizes: Sizes) -> anyhow::Result<Value> {
     let dir = Server::prepare(bin)?;
     let fill_started = Instant::now();
@@ -323,7 +334,7 @@ pub async fn run(bin: &std::path::Path, sizes: Sizes) -> anyhow::Result<Value> {
     ];
     let mut results = serde_json::Map::new();
     let load_before = load_average();
-    println!(
+    eprintln!(
         "{:<36} {:>9} {:>9} {:>9} {:>9}",
         "query", "p50 ms", "p90 ms", "p99 ms", "max ms"
     );
@@ -340,14 +351,17 @@ pub async fn run(bin: &std::path::Path, sizes: Sizes) -> anyhow::Result<Value> {
             histogram.record(started.elapsed().as_micros() as u64)?;
         }
         let ms = |q: f64| histogram.value_at_quantile(q) as f64 / 1000.0;
-        println!(
+        eprintln!(
             "{name:<36} {:>9.2} {:>9.2} {:>9.2} {:>9.2}",
             ms(0.5),
             ms(0.9),
             ms(0.99),
             histogram.max() as f64 / 1000.0
         );
-        results.insert((*name).to_owned(), crate::percentiles(&histogram));
+        results.insert(
+            (*name).to_owned(),
+            crate::scenarios::percentiles(&histogram),
+        );
     }
     let load_after = load_average();
     let rss = server.rss_kib()?;
@@ -589,7 +603,7 @@ async fn fill_log(dir: &std::path::Path, sizes: &Sizes, agents: &[AgentId]) -> a
 
 /// Waits until the server's indexer has every message and every ticket;
 /// returns the seconds waited.
-async fn wait_indexed(dir: &std::path::Path, messages: u64) -> anyhow::Result<f64> {
+pub async fn wait_indexed(dir: &std::path::Path, messages: u64) -> anyhow::Result<f64> {
     let started = Instant::now();
     let options = sqlx::sqlite::SqliteConnectOptions::new()
         .filename(dir.join(kefu_server::store::db::FILE_NAME))

@@ -97,18 +97,23 @@ pub fn validate_password(password: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// A display name, trimmed: 1–100 characters.
+fn valid_display_name(name: &str) -> Result<String, ApiError> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 100 {
+        return Err(ApiError::bad_request(
+            "display_name must be 1-100 characters",
+        ));
+    }
+    Ok(name.to_owned())
+}
+
 /// Creates an agent; a taken username (case-insensitive) is `conflict`.
 /// Shared by the admin route and `kefu-server admin create`.
 pub async fn create(db: &SqlitePool, new: NewAgent) -> Result<Agent, ApiError> {
     validate_username(&new.username)?;
     validate_password(&new.password)?;
-    let display_name = new.display_name.unwrap_or_else(|| new.username.clone());
-    let display_name = display_name.trim().to_owned();
-    if display_name.is_empty() || display_name.chars().count() > 100 {
-        return Err(ApiError::bad_request(
-            "display_name must be 1-100 characters",
-        ));
-    }
+    let display_name = valid_display_name(new.display_name.as_deref().unwrap_or(&new.username))?;
     let hash = auth::hash_password(new.password)
         .await
         .map_err(ApiError::internal)?;
@@ -221,14 +226,11 @@ async fn update_me(
     headers: axum::http::HeaderMap,
     ApiJson(body): ApiJson<UpdateMeBody>,
 ) -> ApiResult<Json<AgentResponse>> {
-    let display_name = match body.display_name.as_deref().map(str::trim) {
-        Some(name) if name.is_empty() || name.chars().count() > 100 => {
-            return Err(ApiError::bad_request(
-                "display_name must be 1-100 characters",
-            ));
-        }
-        other => other.map(str::to_owned),
-    };
+    let display_name = body
+        .display_name
+        .as_deref()
+        .map(valid_display_name)
+        .transpose()?;
     let hash = match body.password {
         Some(password) => {
             validate_password(&password)?;
@@ -423,14 +425,11 @@ async fn update(
     let current = find(&state.db, id)
         .await?
         .ok_or_else(|| ApiError::not_found("agent"))?;
-    let display_name = match body.display_name.as_deref().map(str::trim) {
-        Some(name) if name.is_empty() || name.chars().count() > 100 => {
-            return Err(ApiError::bad_request(
-                "display_name must be 1-100 characters",
-            ));
-        }
-        other => other.map(str::to_owned),
-    };
+    let display_name = body
+        .display_name
+        .as_deref()
+        .map(valid_display_name)
+        .transpose()?;
     if let Some(max) = body.max_concurrent
         && !(0..=MAX_CONCURRENT_LIMIT).contains(&max)
     {

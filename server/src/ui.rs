@@ -27,7 +27,7 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 #[derive(RustEmbed)]
-#[folder = "$KEFU_UI_DIR"]
+#[folder = "$EMBEDDED_UI_DIR"]
 struct Assets;
 
 /// The policy of every UI page; `frame-ancestors` is added per page.
@@ -143,11 +143,11 @@ fn serve(path: &str, headers: &HeaderMap, caching: Caching) -> Response {
             .flatten();
         let mut response = match gzip {
             Some(zipped) => {
-                let mut r = zipped.data.into_owned().into_response();
+                let mut r = body(zipped.data).into_response();
                 set(&mut r, header::CONTENT_ENCODING, "gzip");
                 r
             }
-            None => file.data.into_owned().into_response(),
+            None => body(file.data).into_response(),
         };
         set(&mut response, header::CONTENT_TYPE, content_type(path));
         response
@@ -156,6 +156,14 @@ fn serve(path: &str, headers: &HeaderMap, caching: Caching) -> Response {
     set(&mut response, header::CACHE_CONTROL, cache);
     set(&mut response, header::VARY, "Accept-Encoding");
     response
+}
+
+/// The embedded bytes without a copy (they are `'static` in the binary).
+fn body(data: std::borrow::Cow<'static, [u8]>) -> bytes::Bytes {
+    match data {
+        std::borrow::Cow::Borrowed(bytes) => bytes::Bytes::from_static(bytes),
+        std::borrow::Cow::Owned(bytes) => bytes::Bytes::from(bytes),
+    }
 }
 
 fn accepts_gzip(headers: &HeaderMap) -> bool {

@@ -116,6 +116,9 @@ test("network drops on both sides: nothing missed, nothing doubled", async () =>
   for (const i of [1, 2]) {
     await server.api("POST", `/conversations/${conversationId}/messages`, { client_msg_id: `api-${i}`, content: `sent through the API ${i}` }, server.adminToken);
   }
+  // A change the agent's screen can only learn by refetching: frames such as
+  // `conversation` are not replayed on resume.
+  await server.api("POST", `/conversations/${conversationId}/status`, { status: "pending" }, server.adminToken);
   await new Promise((r) => setTimeout(r, 1500));
   agentProxy.restore();
   visitorProxy.restore();
@@ -141,6 +144,8 @@ test("network drops on both sides: nothing missed, nothing doubled", async () =>
   const { messages } = await server.api("GET", `/conversations/${conversationId}/messages?limit=200`, undefined, server.adminToken);
   for (const text of expected) assert.equal(messages.filter((m) => m.content.includes(text)).length, 1, `stored once: ${text}`);
   await agentPage.locator("[data-live=open]").waitFor();
+  await agentPage.locator("[data-testid=conversation-status]", { hasText: "Pending" }).waitFor({ timeout: 10_000 });
+  await server.api("POST", `/conversations/${conversationId}/status`, { status: "open" }, server.adminToken);
 });
 
 test("files go both ways: an image from the visitor, a file from the agent", async () => {

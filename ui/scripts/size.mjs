@@ -17,7 +17,8 @@ while (queue.length) {
   seen.add(ref);
   if (ref.endsWith(".js")) {
     const text = readFileSync(join(dist, ref), "utf8");
-    for (const m of text.matchAll(/from\s*"\.\/([^"]+\.js)"|import\(\s*"\.\/([^"]+\.js)"\s*\)/g)) {
+    // Static imports, and dynamic ones (a minifier may quote them with backticks).
+    for (const m of text.matchAll(/from\s*["'`]\.\/([^"'`]+\.js)["'`]|import\(\s*["'`]\.\/([^"'`]+\.js)["'`]\s*\)/g)) {
       const dir = ref.slice(0, ref.lastIndexOf("/") + 1);
       queue.push(dir + (m[1] ?? m[2]));
     }
@@ -35,4 +36,6 @@ const rows = files.map((file) => {
 });
 const report = { files: rows, total_bytes: raw, total_gzip: gz, budget_gzip: 30 * 1024 };
 writeFileSync(join(dist, "size.json"), JSON.stringify(report, null, 2));
-console.log(`widget: ${files.length} files, ${(raw / 1024).toFixed(1)} KB, ${(gz / 1024).toFixed(1)} KB gzipped (budget 30 KB)`);
+const over = gz > report.budget_gzip ? ` — OVER by ${((gz - report.budget_gzip) / 1024).toFixed(1)} KB` : "";
+console.log(`widget: ${files.length} files, ${(raw / 1024).toFixed(1)} KB, ${(gz / 1024).toFixed(1)} KB gzipped (budget 30 KB)${over}`);
+for (const row of rows) console.log(`  ${row.file}: ${(row.gzip / 1024).toFixed(1)} KB gzipped`);

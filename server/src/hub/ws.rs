@@ -149,63 +149,16 @@ enum Hello {
 
 impl Connection {
     async fn run(
-        mut socket: WebSocket,
+        socket: WebSocket,
         state: AppState,
         origin: Option<String>,
         peer: SocketAddr,
-        _permit: OwnedSemaphorePermit,
+        permit: OwnedSemaphorePermit,
     ) {
-        let hello_timeout = Duration::from_secs(state.config.ws.hello_timeout_secs);
-        let hello = match tokio::time::timeout(hello_timeout, read_hello(&mut socket, &state)).await
-        {
-            Ok(hello) => hello,
-            Err(_) => Hello::Refuse(CLOSE_UNAUTHORIZED, "no hello in time"),
-        };
-        let (principal, resume) = match hello {
-            Hello::Ok(principal, resume) => (principal, resume),
-            Hello::Refuse(code, reason) => {
-                close(&mut socket, code, reason).await;
-                return;
-            }
-            Hello::Gone => return,
-        };
-        let (author, party, role, id_text) = match principal {
-            Principal::Agent(agent) => {
-                let id = agent.id.to_string();
-                (
-                    Author::Agent(agent.clone()),
-                    Party::Agent(agent.id),
-                    "agent",
-                    id,
-                )
-            }
-            Principal::Visitor(visitor) => {
-                match crate::apps::find(&state.db, visitor.app_id).await {
-                    Ok(Some(app)) if app.origin_allowed(origin.as_deref()) => {}
-                    Err(error) => {
-                        tracing::error!(%error, "app lookup failed at hello");
-                        close(&mut socket, CLOSE_INTERNAL, "internal error").await;
-                        return;
-                    }
-                    Ok(_) => {
-                        let _ = socket
-                            .send(text(frames::error(
-                                "forbidden",
-                                "origin not allowed for this app",
-                                None,
-                            )))
-                            .await;
-                        close(&mut socket, CLOSE_FORBIDDEN, "origin not allowed").await;
-                        return;
-                    }
-                }
-                let party = Party::Visitor {
-                    visitor: visitor.visitor_id,
-                    conversation: visitor.conversation_id,
-                };
-                let id = visitor.visitor_id.to_string();
-                (Author::Visitor(visitor), party, "visitor", id)
-            }
+        let Some((socket, author, party, role, id_text, resume)) =
+            Self::authenticate(socket, &state, origin).await
+        else {
+            return;
         };
         tracing::debug!(%peer, role, "websocket connected");
         let registration = state.hub.register(party);
@@ -219,11 +172,87 @@ impl Connection {
             marked: HashMap::new(),
             typing: TypingGate::default(),
         };
-        let result = connection.serve(registration, role, &id_text, resume).await;
-        state.hub.unregister(connection.id);
-        if let Err(reason) = result {
-            tracing::debug!(%peer, reason, "websocket closed");
-        }
+        // The served loop gets a task of its own, sized for the loop alone:
+        // this task (with the upgrade's and the hello's state) ends here.
+        tokio::spawn(async move {
+            let result = connection.serve(registration, role, &id_text, resume).await;
+            state.hub.unregister(connection.id);
+            drop(permit);
+            if let Err(reason) = result {
+                tracing::debug!(%peer, reason, "websocket closed");
+            }
+        });
+    }
+
+    /// The hello: the client's principal, checked against its app's
+    /// allowed origins. `None` when the connection was refused (and closed).
+    async fn authenticate(
+        mut socket: WebSocket,
+        state: &AppState,
+        origin: Option<String>,
+    ) -> Option<(
+        WebSocket,
+        Author,
+        Party,
+        &'static str,
+        String,
+        HashMap<String, u64>,
+    )> {
+        let hello_timeout = Duration::from_secs(state.config.ws.hello_timeout_secs);
+        let hello =
+            match tokio::time::timeout(hello_timeout, Box::pin(read_hello(&mut socket, state)))
+                .await
+            {
+                Ok(hello) => hello,
+                Err(_) => Hello::Refuse(CLOSE_UNAUTHORIZED, "no hello in time"),
+            };
+        let (principal, resume) = match hello {
+            Hello::Ok(principal, resume) => (principal, resume),
+            Hello::Refuse(code, reason) => {
+                close(&mut socket, code, reason).await;
+                return None;
+            }
+            Hello::Gone => return None,
+        };
+        let (author, party, role, id_text) = match principal {
+            Principal::Agent(agent) => {
+                let id = agent.id.to_string();
+                (
+                    Author::Agent(agent.clone()),
+                    Party::Agent(agent.id),
+                    "agent",
+                    id,
+                )
+            }
+            Principal::Visitor(visitor) => {
+                match Box::pin(crate::apps::find(&state.db, visitor.app_id)).await {
+                    Ok(Some(app)) if app.origin_allowed(origin.as_deref()) => {}
+                    Err(error) => {
+                        tracing::error!(%error, "app lookup failed at hello");
+                        close(&mut socket, CLOSE_INTERNAL, "internal error").await;
+                        return None;
+                    }
+                    Ok(_) => {
+                        let _ = socket
+                            .send(text(frames::error(
+                                "forbidden",
+                                "origin not allowed for this app",
+                                None,
+                            )))
+                            .await;
+                        close(&mut socket, CLOSE_FORBIDDEN, "origin not allowed").await;
+                        return None;
+                    }
+                }
+                let party = Party::Visitor {
+                    visitor: visitor.visitor_id,
+                    conversation: visitor.conversation_id,
+                };
+                let id = visitor.visitor_id.to_string();
+                (Author::Visitor(visitor), party, "visitor", id)
+            }
+        };
+        Some((socket, author, party, role, id_text, resume))
     }
 
     async fn serve(
@@ -235,7 +264,7 @@ impl Connection {
     ) -> Result<(), &'static str> {
         let Registration { mut rx, kill, .. } = registration;
         self.send(frames::welcome(role, id)).await?;
-        self.catch_up(resume).await?;
+        Box::pin(self.catch_up(resume)).await?;
 
         let config = &self.state.config;
         let idle_timeout = Duration::from_secs(config.ws.idle_timeout_secs);
@@ -264,13 +293,13 @@ impl Connection {
                 }
                 frame = rx.recv() => {
                     let Some(frame) = frame else { return Err("hub closed") };
-                    self.forward(frame, &mut rx).await?;
+                    Box::pin(self.forward(frame, &mut rx)).await?;
                 }
                 incoming = self.socket.recv(), if pending.len() < max_in_flight => {
                     idle.as_mut().reset(tokio::time::Instant::now() + idle_timeout);
                     match incoming {
                         Some(Ok(WsMessage::Text(text))) => {
-                            if let Some(send) = self.handle(text.as_str()).await? {
+                            if let Some(send) = Box::pin(self.handle(text.as_str())).await? {
                                 pending.push(send);
                             }
                         }

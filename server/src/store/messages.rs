@@ -151,6 +151,17 @@ pub fn db_options() -> Options {
     options
 }
 
+/// The log's column families with their options (one block cache for
+/// all), shared with the bench's storage baseline like [`db_options`].
+pub fn column_families() -> Vec<ColumnFamilyDescriptor> {
+    let cache = Cache::new_lru_cache(64 << 20);
+    vec![
+        ColumnFamilyDescriptor::new(CF_MSG, cf_options(&cache, false)),
+        ColumnFamilyDescriptor::new(CF_DEDUP, cf_options(&cache, true)),
+        ColumnFamilyDescriptor::new(CF_HEAD, cf_options(&cache, true)),
+    ]
+}
+
 fn cf_options(cache: &Cache, bloom: bool) -> Options {
     let mut block = BlockBasedOptions::default();
     block.set_block_cache(cache);
@@ -174,13 +185,11 @@ impl MessageLog {
         metrics: Arc<dyn LogMetrics>,
         on_commit: CommitHook,
     ) -> Result<MessageLog, LogError> {
-        let cache = Cache::new_lru_cache(64 << 20);
-        let cfs = vec![
-            ColumnFamilyDescriptor::new(CF_MSG, cf_options(&cache, false)),
-            ColumnFamilyDescriptor::new(CF_DEDUP, cf_options(&cache, true)),
-            ColumnFamilyDescriptor::new(CF_HEAD, cf_options(&cache, true)),
-        ];
-        let db = Arc::new(DB::open_cf_descriptors(&db_options(), path, cfs)?);
+        let db = Arc::new(DB::open_cf_descriptors(
+            &db_options(),
+            path,
+            column_families(),
+        )?);
         let (tx, rx) = mpsc::channel(queue);
         let writer = Writer {
             db: Arc::clone(&db),

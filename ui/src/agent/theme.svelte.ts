@@ -12,11 +12,14 @@ class ThemeState {
   }
 }
 
+const dark = window.matchMedia("(prefers-color-scheme: dark)");
+
+/** Puts the effective theme on the root; "system" follows the OS, live. */
 function apply(theme: Theme) {
-  const root = document.documentElement;
-  if (theme === "system") delete root.dataset.theme;
-  else root.dataset.theme = theme;
+  const effective = theme === "system" ? (dark.matches ? "dark" : "light") : theme;
+  document.documentElement.dataset.theme = effective;
 }
 
 export const theme = new ThemeState();
 apply(theme.current);
+dark.addEventListener("change", () => apply(theme.current));

@@ -110,6 +110,18 @@ export interface TicketEvent {
   created_at: Ms;
 }
 
+/** A canned reply (docs/API.md §2.10); `owner_id` null = shared. */
+export interface CannedReply {
+  id: string;
+  shortcut: string;
+  title: string;
+  body: string;
+  shared: boolean;
+  owner_id: string | null;
+  created_at: number;
+  updated_at: number;
+}
+
 /** Frames the server sends over the WebSocket (docs/API.md section 4.5). */
 export type ServerFrame =
   | { type: "welcome"; role: "visitor" | "agent"; id: string }

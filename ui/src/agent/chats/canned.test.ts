@@ -3,7 +3,7 @@ import { describe, expect, it } from "vitest";
 import { cannedQuery, insertCanned, moveHighlight, rankCanned, type CannedReply } from "./canned";
 
 const reply = (shortcut: string, title = shortcut, body = "body"): CannedReply => ({
-  id: shortcut, shortcut, title, body, shared: true, owner_id: null,
+  id: shortcut, shortcut, title, body, shared: true, owner_id: null, created_at: 0, updated_at: 0,
 });
 
 describe("canned replies", () => {

@@ -2,14 +2,8 @@
 // of the draft), what it searches for, the keyboard's highlighted row, and
 // how the chosen (rendered) reply replaces the `/shortcut` that was typed.
 
-export interface CannedReply {
-  id: string;
-  shortcut: string;
-  title: string;
-  body: string;
-  shared: boolean;
-  owner_id: string | null;
-}
+import type { CannedReply } from "../../lib/types";
+export type { CannedReply };
 
 /** The search text when the draft asks for canned replies (`/ref` → "ref"), else null. */
 export function cannedQuery(draft: string): string | null {

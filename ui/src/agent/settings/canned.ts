@@ -1,16 +1,8 @@
 // Canned replies: the object of docs/API.md §2.10, who may change one, and
 // the placeholders the server fills in (shown as help in the editor).
 
-export interface CannedReply {
-  id: string;
-  shortcut: string;
-  title: string;
-  body: string;
-  shared: boolean;
-  owner_id: string | null;
-  created_at: number;
-  updated_at: number;
-}
+import type { CannedReply } from "../../lib/types";
+export type { CannedReply };
 
 export const PLACEHOLDERS: readonly { text: string; key: string }[] = [
   { text: "{visitor.name}", key: "visitor_name" },

@@ -1,0 +1,198 @@
+//! The systems under test, started the same way for every scenario: Kefu
+//! (the real `kefu-server` on a temp data dir), B0 (the tokio-tungstenite
+//! relay of `b0.rs`, this binary's `b0-server` subcommand) and N (the Node.js
+//! `ws` relay in `bench/baselines/node`). Each runs in its own process, on
+//! the server's cores when pinned, and is killed when dropped.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+
+use anyhow::{Context, bail};
+use serde::{Deserialize, Serialize};
+
+use crate::client::Shop;
+use crate::server::Server;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum System {
+    Kefu,
+    B0,
+    Node,
+}
+
+impl System {
+    pub fn label(self) -> &'static str {
+        match self {
+            System::Kefu => "Kefu",
+            System::B0 => "B0",
+            System::Node => "N",
+        }
+    }
+}
+
+/// A visitor as the load sees it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Client {
+    pub token: String,
+    pub conversation: String,
+}
+
+pub struct Target {
+    pub ws_url: String,
+    kefu: Option<Server>,
+    child: Option<Child>,
+    shop: Option<Shop>,
+}
+
+/// Where the Node baseline lives (`KEFU_BENCH_NODE_DIR` overrides).
+fn node_dir() -> PathBuf {
+    std::env::var_os("KEFU_BENCH_NODE_DIR").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("baselines/node"),
+        PathBuf::from,
+    )
+}
+
+impl Target {
+    /// Starts `system`; `durability` applies to Kefu only.
+    pub async fn start(system: System, bin: &Path, durability: &str) -> anyhow::Result<Target> {
+        match system {
+            System::Kefu => {
+                let server = Server::start(bin, durability).await?;
+                let shop = Shop::setup(&server.base).await?;
+                Ok(Target {
+                    ws_url: server.ws_url(),
+                    kefu: Some(server),
+                    child: None,
+                    shop: Some(shop),
+                })
+            }
+            System::B0 => {
+                let mut command = crate::pin::server_command(std::env::current_exe()?);
+                command.args(["b0-server", "--bind", "127.0.0.1:0"]);
+                Self::spawn_relay(system, command)
+            }
+            System::Node => {
+                let dir = node_dir();
+                if !dir.join("node_modules/ws").exists() {
+                    let status = std::process::Command::new("npm")
+                        .args(["ci", "--no-audit", "--no-fund"])
+                        .current_dir(&dir)
+                        .stdout(Stdio::null())
+                        .status()
+                        .context("npm ci for the Node baseline")?;
+                    if !status.success() {
+                        bail!("npm ci failed in {}", dir.display());
+                    }
+                }
+                let mut command = crate::pin::server_command("node");
+                command.arg(dir.join("relay.js")).args(["127.0.0.1", "0"]);
+                Self::spawn_relay(system, command)
+            }
+        }
+    }
+
+    /// Starts a relay that prints `listening HOST:PORT` once bound.
+    fn spawn_relay(system: System, mut command: std::process::Command) -> anyhow::Result<Target> {
+        let mut child = command
+            .stdout(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting {}", system.label()))?;
+        let stdout = child.stdout.take().context("relay stdout")?;
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line)?;
+        let Some(addr) = line.trim().strip_prefix("listening ") else {
+            let _ = child.kill();
+            bail!("{} did not start: {line:?}", system.label());
+        };
+        Ok(Target {
+            ws_url: format!("ws://{addr}/"),
+            kefu: None,
+            child: Some(child),
+            shop: None,
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        match (&self.kefu, &self.child) {
+            (Some(server), _) => server.pid(),
+            (None, Some(child)) => child.id(),
+            (None, None) => 0,
+        }
+    }
+
+    /// `count` visitors, each with its own conversation: created over REST
+    /// on Kefu, made up on the baselines (which check no token).
+    pub async fn clients(&self, count: usize) -> anyhow::Result<Vec<Client>> {
+        match &self.shop {
+            Some(shop) => Ok(shop
+                .visitors(count)
+                .await?
+                .into_iter()
+                .map(|v| Client {
+                    token: v.token,
+                    conversation: v.conversation_id,
+                })
+                .collect()),
+            None => Ok((0..count)
+                .map(|n| Client {
+                    token: format!("visitor-{n}"),
+                    conversation: format!("conv-{n}"),
+                })
+                .collect()),
+        }
+    }
+
+    /// A token for an agent connection (it receives every message).
+    pub fn agent_token(&self) -> String {
+        match &self.shop {
+            Some(shop) => shop.admin_token.clone(),
+            None => "agent".into(),
+        }
+    }
+
+    /// Resident memory of the server process, KiB.
+    pub fn rss_kib(&self) -> anyhow::Result<u64> {
+        proc_rss_kib(self.pid())
+    }
+
+    /// CPU time of the server process (user + system), seconds.
+    pub fn cpu_seconds(&self) -> anyhow::Result<f64> {
+        proc_cpu_seconds(self.pid())
+    }
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// VmRSS of a process, KiB.
+pub fn proc_rss_kib(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("no VmRSS")
+}
+
+/// User + system CPU time of a process, seconds.
+pub fn proc_cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name (which may contain spaces) start at ')'.
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .context("stat format")?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11).context("utime")?.parse()?;
+    let stime: f64 = fields.get(12).context("stime")?.parse()?;
+    // USER_HZ is 100 on every mainstream configuration.
+    Ok((utime + stime) / 100.0)
+}
