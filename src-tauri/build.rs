@@ -20,6 +20,7 @@ const COMMANDS: &[&str] = &[
     "token_clear",
     "set_prefs",
     "report_status",
+    "report_unread",
     "notify",
     "open_external",
 ];

@@ -152,8 +152,17 @@ pub fn report_status(app: AppHandle, shell: State<'_, Arc<Shell>>, status: Strin
     Ok(())
 }
 
-/// An event from the live connection: maybe a notification, and the
-/// tray's unread count.
+/// The workstation's unread total changed: the tray, the window title and
+/// the launcher badge show it.
+#[tauri::command]
+pub fn report_unread(app: AppHandle, shell: State<'_, Arc<Shell>>, count: u32) -> Result<()> {
+    if shell.unread.lock().set(count) {
+        tray::refresh(&app);
+    }
+    Ok(())
+}
+
+/// An event from the live connection: maybe a notification.
 #[tauri::command]
 pub fn notify(
     app: AppHandle,
@@ -166,9 +175,6 @@ pub fn notify(
         .and_then(|w| Some(w.is_focused().ok()? && w.is_visible().ok()?))
         .unwrap_or(false);
     let decision = notify::decide(&event, &shell.prefs.lock().notify, focused);
-    if shell.unread.lock().record(decision) {
-        tray::refresh(&app);
-    }
     if decision == Decision::Show {
         let summary = notify::summary(event.kind, &event.title, zh);
         let route = notify::route(event.kind, &event.target);

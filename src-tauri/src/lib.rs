@@ -83,6 +83,7 @@ pub fn run() -> anyhow::Result<()> {
             commands::token_clear,
             commands::set_prefs,
             commands::report_status,
+            commands::report_unread,
             commands::notify,
             commands::open_external,
         ])
@@ -254,13 +255,6 @@ fn create_window(app: &tauri::AppHandle, shell: &Shell, visible: bool) -> tauri:
         WindowEvent::CloseRequested { api, .. } if close_to_tray(events.app_handle()) => {
             api.prevent_close();
             let _ = events.hide();
-        }
-        WindowEvent::Focused(true) => {
-            if let Some(shell) = events.try_state::<Arc<Shell>>()
-                && shell.unread.lock().clear()
-            {
-                tray::refresh(events.app_handle());
-            }
         }
         _ => {}
     });

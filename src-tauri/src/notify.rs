@@ -128,26 +128,21 @@ pub fn summary(kind: Kind, title: &str, zh: bool) -> String {
     }
 }
 
-/// Events that arrived while the window was not focused: the tray's count.
+/// The tray's count: the workstation's unread messages in the agent's own
+/// chats (the number on its Chats tab and in its title), reported by the
+/// page whenever it changes.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Unread(u32);
 
 impl Unread {
-    /// Counts an event unless the agent is looking at the window (or the
-    /// target was refused); returns whether the count changed.
-    pub fn record(&mut self, decision: Decision) -> bool {
-        match decision {
-            Decision::Show | Decision::Disabled => {
-                self.0 = self.0.saturating_add(1);
-                true
-            }
-            Decision::Focused | Decision::BadTarget => false,
-        }
-    }
+    /// Larger reports are clamped (a badge needs no more).
+    pub const MAX: u32 = 100_000;
 
-    /// The window got the focus: everything is seen.
-    pub fn clear(&mut self) -> bool {
-        std::mem::take(&mut self.0) != 0
+    /// The page reported a new total; returns whether it changed. Bounded:
+    /// the label stops at 99+ and the badge at [`Unread::MAX`].
+    pub fn set(&mut self, count: u32) -> bool {
+        let count = count.min(Self::MAX);
+        std::mem::replace(&mut self.0, count) != count
     }
 
     pub fn count(self) -> u32 {
@@ -291,21 +286,19 @@ mod tests {
     }
 
     #[test]
-    fn unread_counts_unseen_events_and_clears_on_focus() {
+    fn unread_follows_the_reported_total() {
         let mut unread = Unread::default();
         assert_eq!(unread.label(), "");
-        assert!(unread.record(Decision::Show));
-        assert!(unread.record(Decision::Disabled));
-        assert!(!unread.record(Decision::Focused));
-        assert!(!unread.record(Decision::BadTarget));
+        assert!(unread.set(2));
+        assert!(!unread.set(2), "an unchanged total needs no refresh");
         assert_eq!(unread.count(), 2);
         assert_eq!(unread.label(), "2");
-        assert!(unread.clear());
-        assert!(!unread.clear());
-        for _ in 0..150 {
-            unread.record(Decision::Show);
-        }
+        assert!(unread.set(150));
         assert_eq!(unread.label(), "99+");
+        assert!(unread.set(u32::MAX));
+        assert_eq!(unread.count(), Unread::MAX);
+        assert!(unread.set(0));
+        assert_eq!(unread.label(), "");
     }
 
     /// Against a real notification daemon: scripts/test-desktop runs it in

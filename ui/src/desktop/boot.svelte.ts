@@ -2,12 +2,13 @@
 // shell where its embedded server is, runs the first-start setup when the
 // store has no account yet, keeps the session token in the OS keyring
 // instead of sessionStorage, turns live frames into native notifications,
-// reports the agent's availability to the tray, and answers the tray
+// reports the agent's availability and unread count to the tray, and answers the tray
 // (open a chat, switch availability, preferences).
 import { mount, unmount } from "svelte";
 import type { TokenStore } from "../agent/session.svelte";
 import { session } from "../agent/session.svelte";
 import { locale } from "../agent/locale.svelte";
+import { chats } from "../agent/chats/store.svelte";
 import type { Conversation } from "../lib/types";
 import { desktop, type DesktopEvent } from "./bridge";
 import { Watcher } from "./events";
@@ -100,6 +101,10 @@ function watchLiveFrames() {
     $effect(() => {
       const status = session.me?.status;
       if (status) desktop.reportStatus(status).catch(warn);
+    });
+    $effect(() => {
+      // The same total as the Chats tab's badge and the `(N) Kefu` title.
+      desktop.reportUnread(session.me ? chats.unreadTotal : 0).catch(warn);
     });
   });
 }

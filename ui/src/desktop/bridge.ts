@@ -66,6 +66,7 @@ export const desktop = {
   tokenClear: () => invoke<void>("token_clear"),
   setPrefs: (prefs: Prefs) => invoke<void>("set_prefs", { prefs }),
   reportStatus: (status: string) => invoke<void>("report_status", { status }),
+  reportUnread: (count: number) => invoke<void>("report_unread", { count }),
   notify: (event: DesktopEvent, locale: Locale) => invoke<string>("notify", { event, zh: locale === "zh-CN" }),
   openExternal: (url: string) => invoke<void>("open_external", { url }),
 };
