@@ -3,9 +3,11 @@
 // dir. Checks: the app starts, its embedded server answers /healthz, the
 // first start creates the owner (who is signed in) and the first app with
 // its embed snippet, a visitor message sent over the API appears in the
-// window, and the reply typed in the window reaches the visitor. Then the app
+// window, and the reply typed in the window reaches the visitor; a second
+// launch hands over to the first and exits (single instance). Then the app
 // restarts and the owner is still signed in: the token came back from the
-// OS keyring. Saves a screenshot (docs/desktop.png) and prints the timings.
+// OS keyring; with ten chats open, the native window title (and so the
+// tray) carries the page's unread total. Saves a screenshot (docs/desktop.png) and prints the timings.
 //
 // Run by scripts/test-desktop, which provides the display, the D-Bus
 // session with a notification daemon and a secret store, and these:
@@ -13,7 +15,7 @@
 //   TAURI_DRIVER       the tauri-driver binary
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { mkdtempSync, writeFileSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
@@ -34,6 +36,12 @@ function freePort() {
     });
     s.on("error", rej);
   });
+}
+
+/** Names of the X server's windows (the app's native window title among them). */
+function nativeWindowTitles() {
+  const tree = execFileSync("xwininfo", ["-root", "-tree"], { encoding: "utf8" });
+  return [...tree.matchAll(/^\s*0x[0-9a-f]+ "(.*)": /gm)].map((m) => m[1]);
 }
 
 async function waitHttp(url, timeoutMs = 30000) {
@@ -86,7 +94,7 @@ async function startDriver(env) {
   throw new Error("tauri-driver did not start");
 }
 
-test("desktop app: first start, chat with a visitor, keyring sign-in after restart", { timeout: 240000 }, async () => {
+test("desktop app: first start, chat with a visitor, single instance, keyring sign-in after restart", { timeout: 240000 }, async () => {
   assert.ok(BIN, "KEFU_DESKTOP_BIN is set");
   const home = mkdtempSync(join(tmpdir(), "kefu-desktop-e2e-"));
   const port = await freePort();
@@ -129,6 +137,8 @@ test("desktop app: first start, chat with a visitor, keyring sign-in after resta
     const visitor = await api(base, "POST", "/visitor/sessions", null, { app_key: appKey, name: "Vera Visitor" });
     await api(base, "POST", "/visitor/messages", visitor.token, { client_msg_id: "e2e-1", content: "Hello from the e2e visitor" });
     const cid = visitor.conversation_id;
+    const signedIn = (await api(base, "POST", "/auth/login", null, { username: "owner", password: "correct horse battery" })).token;
+    assert.equal((await api(base, "GET", "/agents/me", signedIn)).agent.status, "online", "signing in makes the owner available");
     await wd.exec("location.hash = arguments[0]", ["#/queue"]);
     // Routing may have given the chat to the owner already; else claim it.
     await wd.until("the chat reaches the owner", async () => {
@@ -154,6 +164,23 @@ test("desktop app: first start, chat with a visitor, keyring sign-in after resta
     });
     writeFileSync(SCREENSHOT, await wd.screenshot());
 
+    // 4b. Single instance: a second launch hands over to the first (which
+    // shows and focuses its window) and exits; the first keeps serving.
+    const second = spawn(BIN, [], { env: { ...process.env, ...env }, stdio: "ignore" });
+    const secondExit = await new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        second.kill();
+        reject(new Error("a second launch did not exit"));
+      }, 20000);
+      second.on("exit", (code) => {
+        clearTimeout(timer);
+        resolve(code);
+      });
+    });
+    assert.equal(secondExit, 0, "the second launch exits cleanly");
+    assert.equal((await fetch(`${base}/healthz`)).status, 200, "the first instance still serves");
+    assert.match(await wd.title(), /Kefu/, "the first instance's window is still there");
+
     // 5. Restart: the session token comes back from the OS keyring.
     await wd.quit();
     await new Promise((r) => setTimeout(r, 1000));
@@ -177,6 +204,16 @@ test("desktop app: first start, chat with a visitor, keyring sign-in after resta
     await wd.exec("location.hash = arguments[0]", [`#/chats/${encodeURIComponent(cid)}`]);
     await wd.until("ten chats listed", async () => (await wd.findAll('[data-testid="chat-item"]')).length >= 10, 30000).catch(() => {});
     figures.open_chats = (await wd.findAll('[data-testid="chat-item"]')).length;
+    // The tray and the native window title carry the workstation's unread
+    // total: the new chats' messages, the number on the page's Chats tab.
+    let pageCount = 0;
+    await wd.until("the native window title shows the page's unread count", async () => {
+      const match = /^\((\d+)\) /.exec(await wd.title());
+      pageCount = match ? Number(match[1]) : 0;
+      return pageCount > 0 && nativeWindowTitles().includes(`Kefu (${pageCount})`);
+    }, 20000);
+    assert.ok(pageCount >= 1 && pageCount <= 9, `unread total ${pageCount}`);
+    figures.unread_in_title = pageCount;
     await new Promise((r) => setTimeout(r, 10000));
     figures.idle_memory = appMemory();
     console.log(`desktop e2e figures: ${JSON.stringify(figures)}`);
