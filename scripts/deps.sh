@@ -69,3 +69,55 @@ kefu_ensure_node() {
 kefu_ensure_test_browser() {
     kefu_install_packages chromium fonts-noto-cjk
 }
+
+# The desktop app (src-tauri/, Tauri 2 on WebKitGTK): its build dependencies
+# on Debian, and what its tests run against: Xvfb, Debian's WebKitWebDriver
+# (webkit2gtk-driver) behind tauri-driver, a private D-Bus session with the
+# dunst notification daemon and gnome-keyring's Secret Service.
+kefu_desktop_packages=(
+    libwebkit2gtk-4.1-dev libgtk-3-dev libayatana-appindicator3-dev librsvg2-dev
+    libssl-dev libsoup-3.0-dev libxdo-dev patchelf file
+    xvfb xauth webkit2gtk-driver dbus dbus-x11 dunst gnome-keyring libsecret-tools
+    squashfs-tools x11-utils fonts-noto-cjk
+)
+
+kefu_ensure_desktop_deps() {
+    kefu_ensure_build_deps
+    kefu_install_packages "${kefu_desktop_packages[@]}"
+}
+
+# tauri-driver (the WebDriver proxy of Tauri apps) from crates.io, built
+# once into "$1/bin" (a persistent dir such as the cargo target dir).
+kefu_ensure_tauri_driver() {
+    local root="$1"
+    if [ -x "$root/bin/tauri-driver" ]; then
+        return 0
+    fi
+    echo "kefu: building tauri-driver from crates.io into $root" >&2
+    cargo install tauri-driver@2.1.0 --locked --root "$root" >&2
+}
+
+# The AppImage runtime: the executable part of every type-2 AppImage
+# (AppImageKit's runtime.c: mounts the appended squashfs with FUSE, or
+# extracts it with --appimage-extract[-and-run], then runs AppRun). Tauri's
+# own AppImage bundler downloads it, with linuxdeploy, from GitHub, which our
+# build machines cannot reach; the same runtime ships in the crates.io
+# package `appimage` 0.4.0 (assets/runtime-x86_64). It is fetched from the
+# registry once, checked against the registry index's checksum (what Cargo
+# checks), and kept in "$1". Prints the runtime's path.
+kefu_appimage_crate_sha256=567a4da6b94a2ac20a27620933c80fc14cf475b5fe7d7b137d20eb237d6b1920
+kefu_ensure_appimage_runtime() {
+    local root="$1" runtime="$1/appimage-runtime-x86_64"
+    if [ ! -x "$runtime" ]; then
+        [ "$(uname -m)" = "x86_64" ] || { echo "kefu: the AppImage runtime is fetched for x86_64 only" >&2; return 1; }
+        mkdir -p "$root"
+        local tmp
+        tmp="$(mktemp -d)"
+        curl -sSfL -o "$tmp/appimage.crate" https://static.crates.io/crates/appimage/appimage-0.4.0.crate
+        echo "$kefu_appimage_crate_sha256  $tmp/appimage.crate" | sha256sum -c --quiet - >&2
+        tar -xzf "$tmp/appimage.crate" -C "$tmp" appimage-0.4.0/assets/runtime-x86_64
+        install -m 0755 "$tmp/appimage-0.4.0/assets/runtime-x86_64" "$runtime"
+        rm -rf "$tmp"
+    fi
+    echo "$runtime"
+}

@@ -157,7 +157,9 @@ pub async fn mark_and_relay(
 }
 
 /// Messages in `conversation` after `after` that `reader_id` did not send,
-/// up to [`UNREAD_CAP`]. Notes count only when `include_notes` (agents).
+/// up to [`UNREAD_CAP`]. Notes count only when `include_notes` (agents);
+/// `event` lines ("Bo joined the conversation") never do: nobody has to
+/// answer them.
 pub fn count_unread(
     state: &AppState,
     conversation: ConversationId,
@@ -169,6 +171,7 @@ pub fn count_unread(
     #[derive(Deserialize)]
     struct SenderOnly {
         sender: SenderId,
+        kind: String,
     }
     #[derive(Deserialize)]
     struct SenderId {
@@ -185,10 +188,10 @@ pub fn count_unread(
         for message in &page {
             cursor = message.seq;
             scanned += 1;
-            let from_reader = serde_json::from_str::<SenderOnly>(&message.json)
-                .map(|m| m.sender.id == reader_id)
-                .unwrap_or(false);
-            if !from_reader {
+            let counts = serde_json::from_str::<SenderOnly>(&message.json)
+                .map(|m| m.sender.id != reader_id && m.kind != "event")
+                .unwrap_or(true);
+            if counts {
                 count += 1;
                 if count >= UNREAD_CAP {
                     return Ok(UNREAD_CAP);

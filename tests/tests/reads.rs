@@ -255,6 +255,49 @@ async fn unread_counts_are_per_agent_and_follow_reads() {
 }
 
 #[tokio::test]
+async fn event_lines_are_never_unread() {
+    let (server, app, amy, bo) = shop().await;
+    let visitor = server.visitor(&app).await;
+    let conv = visitor.conversation_id.clone();
+    server.visitor_says(&visitor, "v1", "hello").await;
+    // Amy claims the chat: the log gets "Amy joined the conversation".
+    let (status, body) = server
+        .post(
+            &format!("/api/v1/conversations/{conv}/claim"),
+            Some(&amy.token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, body) = server
+        .get(
+            &format!("/api/v1/conversations/{conv}/messages?after=0&limit=50"),
+            Some(&amy.token),
+        )
+        .await;
+    let kinds: Vec<&str> = body["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .map(|m| m["kind"].as_str().expect("kind"))
+        .collect();
+    assert!(
+        kinds.contains(&"event"),
+        "the claim left an event: {kinds:?}"
+    );
+    // One visitor message is one unread message, for every agent.
+    assert_eq!(unread_of(&server, &amy, &conv).await, 1);
+    assert_eq!(unread_of(&server, &bo, &conv).await, 1);
+    let (_, body) = server
+        .get("/api/v1/agents/me/unread", Some(&amy.token))
+        .await;
+    assert_eq!(body["total"], 1, "{body}");
+    // The visitor has nothing unread: the event is no agent's message.
+    assert_eq!(visitor_state(&server, &visitor).await["unread_count"], 0);
+    server.shutdown().await;
+}
+
+#[tokio::test]
 async fn the_visitor_side_has_its_own_unread_and_seen() {
     let (server, app, amy, bo) = shop().await;
     let visitor = server.visitor(&app).await;

@@ -102,6 +102,10 @@ class Session {
     this.tokenStore.set(token);
     this.expired = false;
     await this.begin(agent);
+    // Signing in is starting work: an offline agent becomes available (the
+    // status menu switches it back). Away stays away; a resumed session
+    // (reload, keyring) keeps whatever the agent chose.
+    if (agent.status === "offline") await this.setStatus("online").catch(() => {});
   }
 
   async logout(): Promise<void> {

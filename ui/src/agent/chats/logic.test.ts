@@ -69,15 +69,18 @@ describe("applyMessage", () => {
     expect(c.last_seq).toBe(4);
   });
 
-  it("does not count my own messages nor the thread I am reading; counts system events as the server does", () => {
+  it("does not count my own messages, event lines, nor the thread I am reading (as the server)", () => {
     let c = conv("c1", { unread_count: 2 });
     c = applyMessage(c, msg(4, { sender: { type: "agent", id: ME, name: "Me" } }), ME, false);
     expect(c.unread_count).toBe(2);
     c = applyMessage(c, msg(5, { kind: "event", sender: { type: "system", id: "system", name: "Kefu" } }), ME, false);
+    expect(c.unread_count).toBe(2);
+    expect(c.last_seq).toBe(5);
+    c = applyMessage(c, msg(6), ME, false);
     expect(c.unread_count).toBe(3);
-    c = applyMessage(c, msg(6), ME, true);
+    c = applyMessage(c, msg(7), ME, true);
     expect(c.unread_count).toBe(0);
-    expect(c.last_seq).toBe(6);
+    expect(c.last_seq).toBe(7);
   });
 
   it("counts another agent's note", () => {

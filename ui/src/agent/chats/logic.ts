@@ -68,7 +68,8 @@ export function isMine(m: Message, meId: string | null): boolean {
  * the counts it refetches after a reconnect.
  */
 export function countsAsUnread(m: Message, meId: string | null): boolean {
-  return !isMine(m, meId);
+  // As the server counts: never my own messages, never `event` lines.
+  return !isMine(m, meId) && m.kind !== "event";
 }
 
 /**

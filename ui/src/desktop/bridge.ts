@@ -1,0 +1,72 @@
+// The desktop shell's IPC, used only inside the Tauri window (src-tauri/).
+// We call Tauri's internal `invoke` directly instead of adding @tauri-apps/api:
+// the shell exposes a handful of commands and nothing else (see
+// src-tauri/capabilities/main-window.json).
+import type { Locale } from "../lib/i18n";
+
+interface TauriInternals {
+  invoke<T>(cmd: string, args?: Record<string, unknown>): Promise<T>;
+}
+
+export function isDesktop(): boolean {
+  return (globalThis as { __KEFU_DESKTOP__?: boolean }).__KEFU_DESKTOP__ === true &&
+    "__TAURI_INTERNALS__" in globalThis;
+}
+
+export function invoke<T>(cmd: string, args?: Record<string, unknown>): Promise<T> {
+  const internals = (globalThis as unknown as { __TAURI_INTERNALS__?: TauriInternals }).__TAURI_INTERNALS__;
+  if (!internals) return Promise.reject(new Error("not in the desktop app"));
+  return internals.invoke<T>(cmd, args);
+}
+
+export interface NotifyPrefs {
+  queue: boolean;
+  messages: boolean;
+  tickets: boolean;
+}
+
+export interface Prefs {
+  port: number;
+  durability: "os" | "fsync";
+  close_to_tray: boolean;
+  remember_me: boolean;
+  autostart: boolean;
+  notify: NotifyPrefs;
+}
+
+export type ServerStatus =
+  | { state: "running"; api_base: string }
+  | { state: "port_in_use"; port: number; suggested: number | null }
+  | { state: "failed"; message: string };
+
+export interface DesktopConfig {
+  status: ServerStatus;
+  needs_setup: boolean;
+  prefs: Prefs;
+  version: string;
+  data_dir: string;
+}
+
+export type EventKind = "queue" | "message" | "ticket";
+
+export interface DesktopEvent {
+  kind: EventKind;
+  title: string;
+  body: string;
+  target: string;
+}
+
+export const desktop = {
+  config: () => invoke<DesktopConfig>("desktop_config"),
+  setupOwner: (owner: { username: string; password: string; display_name: string | null }) =>
+    invoke<void>("setup_owner", { owner }),
+  usePort: (port: number) => invoke<void>("use_port", { port }),
+  tokenGet: () => invoke<string | null>("token_get"),
+  tokenSet: (token: string) => invoke<void>("token_set", { token }),
+  tokenClear: () => invoke<void>("token_clear"),
+  setPrefs: (prefs: Prefs) => invoke<void>("set_prefs", { prefs }),
+  reportStatus: (status: string) => invoke<void>("report_status", { status }),
+  reportUnread: (count: number) => invoke<void>("report_unread", { count }),
+  notify: (event: DesktopEvent, locale: Locale) => invoke<string>("notify", { event, zh: locale === "zh-CN" }),
+  openExternal: (url: string) => invoke<void>("open_external", { url }),
+};
