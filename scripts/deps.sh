@@ -110,6 +110,7 @@ kefu_ensure_appimage_runtime() {
     local root="$1" runtime="$1/appimage-runtime-x86_64"
     if [ ! -x "$runtime" ]; then
         [ "$(uname -m)" = "x86_64" ] || { echo "kefu: the AppImage runtime is fetched for x86_64 only" >&2; return 1; }
+        kefu_install_packages curl ca-certificates >&2
         mkdir -p "$root"
         local tmp
         tmp="$(mktemp -d)"
