@@ -21,6 +21,7 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::client::{Connection, Shop};
+use crate::report::dir_size;
 use crate::scenarios::round2;
 use crate::server::Server;
 use crate::store;
@@ -227,18 +228,4 @@ async fn send_until_dead(
         next += 1;
     }
     Ok(())
-}
-
-fn dir_size(path: &std::path::Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(path) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .map(|e| match e.metadata() {
-            Ok(m) if m.is_dir() => dir_size(&e.path()),
-            Ok(m) => m.len(),
-            Err(_) => 0,
-        })
-        .sum()
 }

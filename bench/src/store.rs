@@ -24,6 +24,7 @@ use kefu_server::store::messages::{Draft, LogMetrics, MessageLog};
 use serde_json::{Value, json};
 use sqlx::SqlitePool;
 
+use crate::report::{dir_size, load_average};
 use crate::server::Server;
 
 pub struct Sizes {
@@ -386,32 +387,8 @@ pub async fn run(bin: &std::path::Path, sizes: Sizes) -> anyhow::Result<Value> {
     }))
 }
 
-/// The 1-minute load average (Linux), if readable.
-fn load_average() -> Option<f64> {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
-}
-
 fn round(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
-}
-
-fn dir_size(path: &std::path::Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(path) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .map(|e| match e.metadata() {
-            Ok(m) if m.is_dir() => dir_size(&e.path()),
-            Ok(m) => m.len(),
-            Err(_) => 0,
-        })
-        .sum()
 }
 
 struct Client {
