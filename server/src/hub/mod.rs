@@ -15,6 +15,7 @@
 //! (`online|away|offline`) lives in SQLite.
 
 pub mod frames;
+pub mod outbox;
 pub mod ws;
 
 use std::collections::{HashMap, HashSet};
@@ -23,13 +24,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use parking_lot::RwLock;
-use tokio::sync::{Notify, mpsc};
-use tokio_util::sync::CancellationToken;
+use tokio::sync::Notify;
 
 use crate::ids::{AgentId, ConversationId, VisitorId};
 use crate::metrics::Metrics;
 use crate::store::messages::StoredMessage;
 use frames::Frame;
+use outbox::{Outbox, Push};
 
 pub type ConnId = u64;
 
@@ -43,8 +44,7 @@ pub enum Party {
 }
 
 struct Entry {
-    tx: mpsc::Sender<Frame>,
-    kill: CancellationToken,
+    outbox: Arc<Outbox>,
     party: Party,
 }
 
@@ -53,20 +53,106 @@ struct Registry {
     conns: HashMap<ConnId, Entry>,
     /// Every agent connection: in v1 each receives every conversation's frames.
     agents: HashSet<ConnId>,
-    by_agent: HashMap<AgentId, HashSet<ConnId>>,
+    by_agent: HashMap<AgentId, ConnSet>,
     /// Visitor connections by the conversation they belong to.
-    by_conversation: HashMap<ConversationId, HashSet<ConnId>>,
+    by_conversation: HashMap<ConversationId, ConnSet>,
     /// Agents without a connection, since when: their last one closed, or
     /// they were online with none (at start, or when set online over REST).
     went_dark: HashMap<AgentId, Instant>,
 }
 
+/// The connections of one conversation or one agent: almost always one,
+/// kept inline (a visitor's tab); a set only while there are more, so the
+/// common case costs no allocation of its own.
+#[derive(Debug)]
+enum ConnSet {
+    One(ConnId),
+    Many(HashSet<ConnId>),
+}
+
+impl ConnSet {
+    fn insert(&mut self, id: ConnId) {
+        match self {
+            ConnSet::One(only) if *only == id => {}
+            ConnSet::One(only) => *self = ConnSet::Many(HashSet::from([*only, id])),
+            ConnSet::Many(set) => {
+                set.insert(id);
+            }
+        }
+    }
+
+    /// Removes `id`; true when nothing is left (drop the set then).
+    fn remove(&mut self, id: ConnId) -> bool {
+        match self {
+            ConnSet::One(only) => *only == id,
+            ConnSet::Many(set) => {
+                set.remove(&id);
+                let mut left = set.iter();
+                match (left.next(), left.next()) {
+                    (None, _) => true,
+                    (Some(&last), None) => {
+                        *self = ConnSet::One(last);
+                        false
+                    }
+                    _ => false,
+                }
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            ConnSet::One(_) => 1,
+            ConnSet::Many(set) => set.len(),
+        }
+    }
+
+    fn contains(&self, id: ConnId) -> bool {
+        match self {
+            ConnSet::One(only) => *only == id,
+            ConnSet::Many(set) => set.contains(&id),
+        }
+    }
+
+    fn iter(&self) -> ConnSetIter<'_> {
+        match self {
+            ConnSet::One(only) => ConnSetIter::One(Some(only)),
+            ConnSet::Many(set) => ConnSetIter::Many(set.iter()),
+        }
+    }
+}
+
+enum ConnSetIter<'a> {
+    One(Option<&'a ConnId>),
+    Many(std::collections::hash_set::Iter<'a, ConnId>),
+}
+
+impl<'a> Iterator for ConnSetIter<'a> {
+    type Item = &'a ConnId;
+
+    fn next(&mut self) -> Option<&'a ConnId> {
+        match self {
+            ConnSetIter::One(only) => only.take(),
+            ConnSetIter::Many(iter) => iter.next(),
+        }
+    }
+}
+
+impl<'a> IntoIterator for &'a ConnSet {
+    type Item = &'a ConnId;
+    type IntoIter = ConnSetIter<'a>;
+
+    fn into_iter(self) -> ConnSetIter<'a> {
+        self.iter()
+    }
+}
+
 /// What a new connection gets from [`Hub::register`].
 pub struct Registration {
     pub id: ConnId,
-    pub rx: mpsc::Receiver<Frame>,
-    /// Cancelled when the hub drops this connection (queue full).
-    pub kill: CancellationToken,
+    /// Frames for this connection; killed when the hub drops it (queue
+    /// full, or the agent signed out).
+    pub outbox: Arc<Outbox>,
 }
 
 pub struct Hub {
@@ -91,35 +177,37 @@ impl Hub {
 
     pub fn register(&self, party: Party) -> Registration {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = mpsc::channel(self.queue);
-        let kill = CancellationToken::new();
+        let outbox = Arc::new(Outbox::default());
         let mut registry = self.registry.write();
         registry.conns.insert(
             id,
             Entry {
-                tx,
-                kill: kill.clone(),
+                outbox: Arc::clone(&outbox),
                 party,
             },
         );
         match party {
             Party::Agent(agent) => {
                 registry.agents.insert(id);
-                registry.by_agent.entry(agent).or_default().insert(id);
+                registry
+                    .by_agent
+                    .entry(agent)
+                    .and_modify(|set| set.insert(id))
+                    .or_insert(ConnSet::One(id));
                 registry.went_dark.remove(&agent);
             }
             Party::Visitor { conversation, .. } => {
                 registry
                     .by_conversation
                     .entry(conversation)
-                    .or_default()
-                    .insert(id);
+                    .and_modify(|set| set.insert(id))
+                    .or_insert(ConnSet::One(id));
             }
         }
         drop(registry);
         self.metrics
             .connection_opened(matches!(party, Party::Agent(_)));
-        Registration { id, rx, kill }
+        Registration { id, outbox }
     }
 
     pub fn unregister(&self, id: ConnId) {
@@ -130,21 +218,19 @@ impl Hub {
         match entry.party {
             Party::Agent(agent) => {
                 registry.agents.remove(&id);
-                if let Some(set) = registry.by_agent.get_mut(&agent) {
-                    set.remove(&id);
-                    if set.is_empty() {
-                        registry.by_agent.remove(&agent);
-                        registry.went_dark.insert(agent, Instant::now());
-                        self.presence_wake.notify_one();
-                    }
+                if let Some(set) = registry.by_agent.get_mut(&agent)
+                    && set.remove(id)
+                {
+                    registry.by_agent.remove(&agent);
+                    registry.went_dark.insert(agent, Instant::now());
+                    self.presence_wake.notify_one();
                 }
             }
             Party::Visitor { conversation, .. } => {
-                if let Some(set) = registry.by_conversation.get_mut(&conversation) {
-                    set.remove(&id);
-                    if set.is_empty() {
-                        registry.by_conversation.remove(&conversation);
-                    }
+                if let Some(set) = registry.by_conversation.get_mut(&conversation)
+                    && set.remove(id)
+                {
+                    registry.by_conversation.remove(&conversation);
                 }
             }
         }
@@ -237,7 +323,7 @@ impl Hub {
         let registry = self.registry.read();
         for id in registry.by_agent.get(&agent).into_iter().flatten() {
             if let Some(entry) = registry.conns.get(id) {
-                entry.kill.cancel();
+                entry.outbox.kill();
             }
         }
     }
@@ -248,7 +334,7 @@ impl Hub {
             .read()
             .by_agent
             .get(&agent)
-            .map_or(0, HashSet::len)
+            .map_or(0, ConnSet::len)
     }
 
     /// (Re)starts the grace period of an agent that has no connection (one
@@ -297,15 +383,9 @@ impl Hub {
     /// Never waits. A full queue means the client cannot keep up: it is
     /// cancelled, and its task closes the socket and unregisters it.
     fn deliver(&self, entry: &Entry, frame: &Frame) {
-        match entry.tx.try_send(frame.clone()) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                if !entry.kill.is_cancelled() {
-                    entry.kill.cancel();
-                    self.metrics.slow_client_dropped();
-                }
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        match entry.outbox.push(frame.clone(), self.queue) {
+            Push::Queued | Push::Dead => {}
+            Push::Overflowed => self.metrics.slow_client_dropped(),
         }
     }
 
@@ -320,7 +400,7 @@ impl Hub {
                         || !registry
                             .by_agent
                             .get(&agent)
-                            .is_some_and(|s| s.contains(id))
+                            .is_some_and(|s| s.contains(*id))
                     {
                         return Err(format!("agent connection {id} missing from an index"));
                     }
@@ -329,7 +409,7 @@ impl Hub {
                     if !registry
                         .by_conversation
                         .get(&conversation)
-                        .is_some_and(|s| s.contains(id))
+                        .is_some_and(|s| s.contains(*id))
                     {
                         return Err(format!(
                             "visitor connection {id} missing from by_conversation"
@@ -339,8 +419,8 @@ impl Hub {
                 }
             }
         }
-        let by_conv: usize = registry.by_conversation.values().map(HashSet::len).sum();
-        let by_agent: usize = registry.by_agent.values().map(HashSet::len).sum();
+        let by_conv: usize = registry.by_conversation.values().map(ConnSet::len).sum();
+        let by_agent: usize = registry.by_agent.values().map(ConnSet::len).sum();
         if by_conv != indexed
             || by_agent != registry.agents.len()
             || registry.agents.len() + indexed != registry.conns.len()
@@ -354,10 +434,13 @@ impl Hub {
         {
             return Err(format!("agent {agent} is connected and dark"));
         }
-        if registry.by_conversation.values().any(HashSet::is_empty)
-            || registry.by_agent.values().any(HashSet::is_empty)
+        if registry
+            .by_conversation
+            .values()
+            .chain(registry.by_agent.values())
+            .any(|set| matches!(set, ConnSet::Many(many) if many.len() < 2))
         {
-            return Err("an empty set was left in an index".into());
+            return Err("an empty or one-entry set was left in an index".into());
         }
         Ok(())
     }
@@ -366,6 +449,14 @@ impl Hub {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use outbox::Next;
+
+    fn next_seq(registration: &Registration) -> Option<(ConversationId, u64)> {
+        match registration.outbox.try_next() {
+            Some(Next::Frame(frame)) => frame.seq(),
+            other => panic!("expected a frame, got {other:?}"),
+        }
+    }
 
     fn stored(conversation: ConversationId, seq: u64, note: bool) -> Arc<StoredMessage> {
         Arc::new(StoredMessage {
@@ -382,12 +473,12 @@ mod tests {
         let hub = Hub::new(2, Arc::new(Metrics::new()));
         let conv = ConversationId::new();
         let other = ConversationId::new();
-        let mut agent = hub.register(Party::Agent(AgentId::new()));
-        let mut visitor = hub.register(Party::Visitor {
+        let agent = hub.register(Party::Agent(AgentId::new()));
+        let visitor = hub.register(Party::Visitor {
             visitor: VisitorId::new(),
             conversation: conv,
         });
-        let mut stranger = hub.register(Party::Visitor {
+        let stranger = hub.register(Party::Visitor {
             visitor: VisitorId::new(),
             conversation: other,
         });
@@ -399,20 +490,20 @@ mod tests {
         ]);
         // The agent gets both, the sending visitor neither (ack instead, and
         // notes never), the other conversation's visitor nothing.
-        assert_eq!(agent.rx.try_recv().expect("1").seq(), Some((conv, 1)));
-        assert_eq!(agent.rx.try_recv().expect("2").seq(), Some((conv, 2)));
-        assert!(visitor.rx.try_recv().is_err());
-        assert!(stranger.rx.try_recv().is_err());
+        assert_eq!(next_seq(&agent), Some((conv, 1)));
+        assert_eq!(next_seq(&agent), Some((conv, 2)));
+        assert!(visitor.outbox.try_next().is_none());
+        assert!(stranger.outbox.try_next().is_none());
 
-        // Queue of 2: the third undelivered frame cancels the connection.
+        // Queue of 2: the third undelivered frame kills the connection,
+        // and the kill is what it sees next.
         for seq in 3..=5 {
             hub.publish_messages(&[(stored(conv, seq, false), None)]);
         }
-        assert!(visitor.kill.is_cancelled());
-        assert!(agent.kill.is_cancelled());
-        assert!(!stranger.kill.is_cancelled());
-        // What was queued before the overflow is still there to drain.
-        assert_eq!(visitor.rx.try_recv().expect("3").seq(), Some((conv, 3)));
+        assert!(visitor.outbox.is_killed());
+        assert!(agent.outbox.is_killed());
+        assert!(!stranger.outbox.is_killed());
+        assert!(matches!(visitor.outbox.try_next(), Some(Next::Killed)));
 
         hub.unregister(visitor.id);
         hub.unregister(agent.id);
@@ -420,6 +511,33 @@ mod tests {
         assert_eq!(hub.connection_count(), 1);
         hub.unregister(stranger.id);
         hub.check_invariants().expect("empty");
+    }
+
+    #[test]
+    fn a_conversation_open_in_several_tabs_reaches_each_until_it_closes() {
+        let hub = Hub::new(8, Arc::new(Metrics::new()));
+        let conv = ConversationId::new();
+        let visitor = VisitorId::new();
+        let party = Party::Visitor {
+            visitor,
+            conversation: conv,
+        };
+        let tabs: Vec<Registration> = (0..3).map(|_| hub.register(party)).collect();
+        hub.check_invariants().expect("three tabs");
+        hub.send_to_visitors(conv, &frames::pong());
+        for tab in &tabs {
+            assert!(matches!(tab.outbox.try_next(), Some(Next::Frame(_))));
+        }
+        // Down to one (the set collapses back to its inline form), then none.
+        hub.unregister(tabs[0].id);
+        hub.unregister(tabs[2].id);
+        hub.check_invariants().expect("one tab left");
+        hub.send_to_visitors(conv, &frames::pong());
+        assert!(tabs[0].outbox.try_next().is_none());
+        assert!(matches!(tabs[1].outbox.try_next(), Some(Next::Frame(_))));
+        hub.unregister(tabs[1].id);
+        hub.check_invariants().expect("no tab left");
+        assert_eq!(hub.connection_count(), 0);
     }
 
     #[test]

@@ -29,9 +29,11 @@ use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::Value;
 use tokio::sync::OwnedSemaphorePermit;
+use tokio::time::Instant as TokioInstant;
 
+use super::Party;
 use super::frames::{self, Frame};
-use super::{Party, Registration};
+use super::outbox::{Next, Outbox};
 use crate::auth::{self, Principal};
 use crate::conversations::{self, Author};
 use crate::error::ApiError;
@@ -104,6 +106,13 @@ struct Connection {
     author: Author,
     party: Party,
     id: u64,
+    /// Made on first use: most connections (an idle visitor) never need
+    /// it, and three empty maps inline would cost each of them 144 bytes.
+    per_conversation: Option<Box<PerConversation>>,
+}
+
+#[derive(Default)]
+struct PerConversation {
     /// Highest seq the catch-up delivered, per resumed conversation.
     caught_up: HashMap<ConversationId, u64>,
     /// This reader's read markers as last stored through this connection.
@@ -141,6 +150,13 @@ impl TypingGate {
     }
 }
 
+/// What the welcome and the catch-up need, boxed until they run.
+struct Opening {
+    role: &'static str,
+    id: String,
+    resume: HashMap<String, u64>,
+}
+
 enum Hello {
     Ok(Principal, HashMap<String, u64>),
     Refuse(u16, &'static str),
@@ -168,14 +184,23 @@ impl Connection {
             author,
             party,
             id: registration.id,
-            caught_up: HashMap::new(),
-            marked: HashMap::new(),
-            typing: TypingGate::default(),
+            per_conversation: None,
         };
         // The served loop gets a task of its own, sized for the loop alone:
-        // this task (with the upgrade's and the hello's state) ends here.
+        // this task, with the upgrade's and the hello's state, ends here.
+        // The welcome must be written by the new task, not by this one:
+        // tokio-tungstenite keeps the waker of the last task that wrote
+        // (and read) the socket, and a waker keeps its task's memory
+        // alive: written here, this finished task (≈ 2.8 KB) would stay
+        // allocated until the first ping.
+        let opening = Box::new(Opening {
+            role,
+            id: id_text,
+            resume,
+        });
+        let outbox = registration.outbox;
         tokio::spawn(async move {
-            let result = connection.serve(registration, role, &id_text, resume).await;
+            let result = connection.serve(outbox, opening).await;
             state.hub.unregister(connection.id);
             drop(permit);
             if let Err(reason) = result {
@@ -255,25 +280,32 @@ impl Connection {
         Some((socket, author, party, role, id_text, resume))
     }
 
+    /// The welcome, then the catch-up (in a future of its own, so that
+    /// the served loop's task is not sized for them).
+    async fn open(&mut self, opening: Opening) -> Result<(), &'static str> {
+        self.send(frames::welcome(opening.role, &opening.id))
+            .await?;
+        self.catch_up(opening.resume).await
+    }
+
     async fn serve(
         &mut self,
-        registration: Registration,
-        role: &str,
-        id: &str,
-        resume: HashMap<String, u64>,
+        outbox: Arc<Outbox>,
+        opening: Box<Opening>,
     ) -> Result<(), &'static str> {
-        let Registration { mut rx, kill, .. } = registration;
-        self.send(frames::welcome(role, id)).await?;
-        Box::pin(self.catch_up(resume)).await?;
-
+        Box::pin(self.open(*opening)).await?;
         let config = &self.state.config;
         let idle_timeout = Duration::from_secs(config.ws.idle_timeout_secs);
+        let ping_every = Duration::from_secs(config.ws.ping_interval_secs.max(1));
         let max_in_flight = config.limits.ws_sends_in_flight;
-        let mut ping =
-            tokio::time::interval(Duration::from_secs(config.ws.ping_interval_secs.max(1)));
-        ping.reset();
-        let idle = tokio::time::sleep(idle_timeout);
-        tokio::pin!(idle);
+        // One timer serves both the ping and the idle timeout: it is set for
+        // whichever is due first and re-armed when it fires, so a frame
+        // coming in only moves a deadline (no timer work per frame), and an
+        // idle connection holds one timer, not two.
+        let mut idle_at = TokioInstant::now() + idle_timeout;
+        let mut ping_at = TokioInstant::now() + ping_every;
+        let timer = tokio::time::sleep_until(ping_at.min(idle_at));
+        tokio::pin!(timer);
         let shutdown = self.state.shutdown.clone();
         // Sends waiting for their ack. Made on first use and dropped when
         // empty: an empty FuturesUnordered still holds two allocations,
@@ -284,12 +316,8 @@ impl Connection {
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => {
-                    close(&mut self.socket, CLOSE_GOING_AWAY, "server shutting down").await;
+                    Box::pin(close(&mut self.socket, CLOSE_GOING_AWAY, "server shutting down")).await;
                     return Err("shutdown");
-                }
-                _ = kill.cancelled() => {
-                    let _ = tokio::time::timeout(Duration::from_secs(1), close(&mut self.socket, CLOSE_SLOW, "too slow, resume by seq")).await;
-                    return Err("slow consumer");
                 }
                 Some(frame) = next_ack(&mut pending), if pending.as_ref().is_some_and(|p| !p.is_empty()) => {
                     if pending.as_ref().is_some_and(FuturesUnordered::is_empty) {
@@ -297,12 +325,15 @@ impl Connection {
                     }
                     self.send(frame).await?;
                 }
-                frame = rx.recv() => {
-                    let Some(frame) = frame else { return Err("hub closed") };
-                    Box::pin(self.forward(frame, &mut rx)).await?;
-                }
+                next = outbox.next() => match next {
+                    Next::Frame(frame) => Box::pin(self.forward(frame, &outbox)).await?,
+                    Next::Killed => {
+                        let _ = Box::pin(tokio::time::timeout(Duration::from_secs(1), close(&mut self.socket, CLOSE_SLOW, "too slow, resume by seq"))).await;
+                        return Err("slow consumer");
+                    }
+                },
                 incoming = self.socket.recv(), if pending.as_ref().map_or(0, FuturesUnordered::len) < max_in_flight => {
-                    idle.as_mut().reset(tokio::time::Instant::now() + idle_timeout);
+                    idle_at = TokioInstant::now() + idle_timeout;
                     match incoming {
                         Some(Ok(WsMessage::Text(text))) => {
                             if let Some(send) = Box::pin(self.handle(text.as_str())).await? {
@@ -316,19 +347,24 @@ impl Connection {
                         Some(Ok(WsMessage::Close(_))) | None => return Ok(()),
                         Some(Err(error)) => {
                             if is_too_big(&error) {
-                                close(&mut self.socket, CLOSE_TOO_BIG, "frame too large").await;
+                                Box::pin(close(&mut self.socket, CLOSE_TOO_BIG, "frame too large")).await;
                                 return Err("frame too large");
                             }
                             return Err("read error");
                         }
                     }
                 }
-                _ = ping.tick() => {
-                    self.socket.send(WsMessage::Ping(Default::default())).await.map_err(|_| "write error")?;
-                }
-                _ = &mut idle => {
-                    close(&mut self.socket, CLOSE_IDLE, "idle timeout").await;
-                    return Err("idle");
+                () = &mut timer => {
+                    let now = TokioInstant::now();
+                    if now >= idle_at {
+                        Box::pin(close(&mut self.socket, CLOSE_IDLE, "idle timeout")).await;
+                        return Err("idle");
+                    }
+                    if now >= ping_at {
+                        self.socket.send(WsMessage::Ping(Default::default())).await.map_err(|_| "write error")?;
+                        ping_at = now + ping_every;
+                    }
+                    timer.as_mut().reset(ping_at.min(idle_at));
                 }
             }
         }
@@ -336,11 +372,7 @@ impl Connection {
 
     /// Writes a queued frame and whatever else is already queued, then
     /// flushes once.
-    async fn forward(
-        &mut self,
-        first: Frame,
-        rx: &mut tokio::sync::mpsc::Receiver<Frame>,
-    ) -> Result<(), &'static str> {
+    async fn forward(&mut self, first: Frame, outbox: &Outbox) -> Result<(), &'static str> {
         let mut next = Some(first);
         let mut written = 0;
         while let Some(frame) = next.take() {
@@ -351,19 +383,27 @@ impl Connection {
                     .map_err(|_| "write error")?;
                 written += 1;
             }
-            if written < 64 {
-                next = rx.try_recv().ok();
+            // A kill ends the batch; the loop sees it next (it stays).
+            if written < 64
+                && let Some(Next::Frame(frame)) = outbox.try_next()
+            {
+                next = Some(frame);
             }
         }
         self.socket.flush().await.map_err(|_| "write error")
     }
 
+    fn per_conversation(&mut self) -> &mut PerConversation {
+        self.per_conversation.get_or_insert_with(Box::default)
+    }
+
     fn already_delivered(&self, frame: &Frame) -> bool {
         match frame.seq() {
-            Some((conversation, seq)) => self
-                .caught_up
-                .get(&conversation)
-                .is_some_and(|&upto| seq <= upto),
+            Some((conversation, seq)) => self.per_conversation.as_ref().is_some_and(|per| {
+                per.caught_up
+                    .get(&conversation)
+                    .is_some_and(|&upto| seq <= upto)
+            }),
             None => false,
         }
     }
@@ -438,7 +478,9 @@ impl Connection {
             }
             // Every visible message up to the scan's end was sent; live
             // copies of those are dropped, anything later is new.
-            self.caught_up.insert(conversation, cursor);
+            self.per_conversation()
+                .caught_up
+                .insert(conversation, cursor);
         }
         Ok(())
     }
@@ -469,7 +511,11 @@ impl Connection {
                 };
                 if kind == "typing" {
                     let on = frame.get("on").and_then(Value::as_bool).unwrap_or(false);
-                    if self.typing.should_relay(conversation, on, Instant::now()) {
+                    if self
+                        .per_conversation()
+                        .typing
+                        .should_relay(conversation, on, Instant::now())
+                    {
                         let out = frames::typing(conversation, on, &self.author.sender());
                         self.state
                             .hub
@@ -506,21 +552,22 @@ impl Connection {
     /// relays it when it moved. A seq at or below what this connection
     /// already marked costs nothing (no SQLite round trip).
     async fn read(&mut self, conversation: ConversationId, seq: u64) -> Result<(), &'static str> {
-        if self
-            .marked
-            .get(&conversation)
-            .is_some_and(|&marked| seq <= marked)
-        {
+        if self.per_conversation.as_ref().is_some_and(|per| {
+            per.marked
+                .get(&conversation)
+                .is_some_and(|&marked| seq <= marked)
+        }) {
             return Ok(());
         }
         match crate::reads::mark_and_relay(&self.state, &self.author, conversation, seq, self.id)
             .await
         {
             Ok(marked) => {
-                if self.marked.len() >= PER_CONNECTION_MAP_MAX {
-                    self.marked.clear();
+                let per = self.per_conversation();
+                if per.marked.len() >= PER_CONNECTION_MAP_MAX {
+                    per.marked.clear();
                 }
-                self.marked.insert(conversation, marked.seq);
+                per.marked.insert(conversation, marked.seq);
                 Ok(())
             }
             Err(error) => {
