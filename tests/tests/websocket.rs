@@ -694,3 +694,53 @@ async fn connection_and_resume_limits_are_enforced() {
     assert_eq!(third.next().await["type"], "pong");
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn pings_keep_a_reading_client_and_silence_closes_4408() {
+    let mut server = TestServer::start_with(|c| {
+        c.ws.ping_interval_secs = 1;
+        c.ws.idle_timeout_secs = 3;
+    })
+    .await;
+    let app = server.app(json!({})).await;
+    let amy = server.agent("amy").await;
+    let visitor = server.visitor(&app).await;
+
+    // A visitor that keeps reading answers every ping (the client library
+    // pongs as it reads) and outlives the idle timeout twice over.
+    let mut live = server.ws(&visitor.token, json!({})).await;
+    let mut silent = server.ws(&amy.token, json!({})).await;
+    assert_eq!(server.state().hub.connection_count(), 2);
+    let mut pings = 0;
+    let until = tokio::time::Instant::now() + Duration::from_millis(6_500);
+    while let Ok(Some(message)) =
+        tokio::time::timeout_at(until, futures_util::StreamExt::next(&mut live.stream)).await
+    {
+        match message.expect("frame") {
+            WsMessage::Ping(_) => pings += 1,
+            WsMessage::Close(frame) => panic!("a reading client was closed: {frame:?}"),
+            _ => {}
+        }
+    }
+    assert!(pings >= 5, "one ping a second, got {pings} in 6.5 s");
+
+    // The agent's socket was never read, so it never answered: the server
+    // dropped it as idle (after 3 s). Reading it now gives its queued pings,
+    // then the 4408 close frame, unless the client library's late pongs
+    // meet the closed socket first and the reset discards the frame.
+    assert_eq!(
+        server.state().hub.connection_count(),
+        1,
+        "only the reader is left"
+    );
+    let end = silent.closed().await;
+    assert!(
+        matches!(end, Closed::Code(4408) | Closed::NoCode),
+        "{end:?}"
+    );
+
+    // The live one still works.
+    live.send(send_frame(&visitor.conversation_id, "late", "still there?"))
+        .await;
+    assert_eq!(live.next_of("ack").await["client_msg_id"], "late");
+}
