@@ -179,7 +179,7 @@ async fn open_state(config: Config) -> anyhow::Result<(AppState, JoinHandle<()>)
     tokio::spawn(derived.run(state.db.clone(), state.shutdown.clone()));
     // The search index catches up with the log in the background, then
     // follows it (see search.rs).
-    let indexer = tokio::spawn(indexer.run(Arc::clone(&state)));
+    let indexer = search::spawn(indexer, Arc::clone(&state));
     tokio::spawn(housekeeping(Arc::clone(&state)));
     tokio::spawn(routing::presence::run(Arc::clone(&state)));
     // Served conversations overlay the log's head, so the derived columns

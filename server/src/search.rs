@@ -33,7 +33,7 @@ use axum::extract::State;
 use axum::routing::get;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
-use sqlx::{QueryBuilder, Sqlite, SqlitePool, Transaction};
+use sqlx::{Connection, QueryBuilder, Sqlite, SqliteConnection, SqlitePool, Transaction};
 use tokio::sync::Notify;
 
 use crate::auth::AgentAuth;
@@ -387,6 +387,9 @@ impl Indexer {
         if let Err(error) = self.catch_up(&state, &mut marks).await {
             tracing::error!(%error, "search index catch-up failed");
         }
+        // The indexer's own connection, made from this low-priority thread
+        // (see `spawn`), so that its SQLite work runs at that priority too.
+        let mut background: Option<SqliteConnection> = None;
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         loop {
             tokio::select! {
@@ -397,11 +400,23 @@ impl Indexer {
                 _ = tick.tick() => {}
                 _ = state.shutdown.cancelled() => break,
             }
-            if let Err(error) = self.pass(&state, &mut marks).await {
+            let result = match background.as_mut() {
+                Some(conn) => self.pass(&state, conn, &mut marks).await,
+                None => match open_background(&state).await {
+                    Ok(conn) => {
+                        let conn = background.insert(conn);
+                        self.pass(&state, conn, &mut marks).await
+                    }
+                    Err(error) => Err(error),
+                },
+            };
+            if let Err(error) = result {
                 if state.shutdown.is_cancelled() {
                     break;
                 }
                 tracing::error!(%error, "search indexing failed; retrying");
+                // A fresh connection next time, in case this one broke.
+                background = None;
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
@@ -448,6 +463,7 @@ impl Indexer {
     async fn pass(
         &self,
         state: &AppState,
+        conn: &mut SqliteConnection,
         marks: &mut HashMap<ConversationId, u64>,
     ) -> anyhow::Result<()> {
         loop {
@@ -462,7 +478,7 @@ impl Indexer {
             if work.is_empty() {
                 break;
             }
-            if let Err(error) = self.index_conversations(state, marks, &work).await {
+            if let Err(error) = self.index_conversations(state, conn, marks, &work).await {
                 // Put the work back: nothing of the failed transaction stuck.
                 let mut dirty = self.dirty.lock();
                 for (conversation, head) in work {
@@ -478,12 +494,13 @@ impl Indexer {
             // Let requests in between large catch-up batches.
             tokio::task::yield_now().await;
         }
-        index_pending_tickets(&state.db, &state.shutdown).await
+        index_pending_tickets(conn, &state.shutdown).await
     }
 
     async fn index_conversations(
         &self,
         state: &AppState,
+        conn: &mut SqliteConnection,
         marks: &mut HashMap<ConversationId, u64>,
         work: &[(ConversationId, u64)],
     ) -> anyhow::Result<()> {
@@ -496,7 +513,7 @@ impl Indexer {
                         "SELECT MAX(seq) FROM message_index WHERE conversation_id = ?",
                     )
                     .bind(conversation)
-                    .fetch_one(&state.db)
+                    .fetch_one(&mut *conn)
                     .await?;
                     u64::try_from(mark.unwrap_or(0)).unwrap_or(0)
                 }
@@ -511,7 +528,7 @@ impl Indexer {
         let reading = Arc::clone(state);
         let read =
             tokio::task::spawn_blocking(move || read_ranges(&reading.log, &ranges)).await??;
-        let mut tx = state.db.begin().await?;
+        let mut tx = conn.begin().await?;
         // Multi-row statements: per statement, sqlx costs more than SQLite.
         let mut inserted: HashMap<(ConversationId, i64), i64> = HashMap::new();
         for chunk in read.rows.chunks(ROWS_PER_STATEMENT) {
@@ -703,16 +720,50 @@ fn push_list(query: &mut QueryBuilder<'_, Sqlite>, values: &[i64]) {
     query.push(")");
 }
 
+async fn open_background(state: &AppState) -> anyhow::Result<SqliteConnection> {
+    crate::store::db::connect_background(&state.config.data_dir).await
+}
+
+/// Runs the indexer on a thread of its own at the lowest CPU priority, with
+/// a single-threaded runtime: its work (reading messages back from the log,
+/// bigrams, and, on sqlx's worker thread for its own connection, SQLite's
+/// FTS writes) then yields to serving instead of taking a core from the
+/// WebSocket workers for a moment once a second, which showed in the
+/// message path's tail latency (docs/PERFORMANCE.md). The handle resolves
+/// when the indexer has stopped.
+pub fn spawn(indexer: Arc<Indexer>, state: AppState) -> tokio::task::JoinHandle<()> {
+    let (done, stopped) = tokio::sync::oneshot::channel::<()>();
+    let spawned = std::thread::Builder::new()
+        .name("kefu-indexer".into())
+        .spawn(move || {
+            crate::store::db::lower_own_priority();
+            match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime.block_on(indexer.run(state)),
+                Err(error) => tracing::error!(%error, "cannot start the search indexer"),
+            }
+            let _ = done.send(());
+        });
+    if let Err(error) = &spawned {
+        tracing::error!(%error, "cannot start the search indexer's thread");
+    }
+    tokio::spawn(async move {
+        let _ = stopped.await;
+    })
+}
+
 /// Rewrites the bigram document of every ticket the triggers queued.
 async fn index_pending_tickets(
-    db: &SqlitePool,
+    conn: &mut SqliteConnection,
     shutdown: &tokio_util::sync::CancellationToken,
 ) -> anyhow::Result<()> {
     while !shutdown.is_cancelled() {
         // Read and write in one transaction: a ticket changed meanwhile
         // makes the commit fail (SQLite's snapshot check) and is retried,
         // so a queued change is never dropped.
-        let mut tx = db.begin().await?;
+        let mut tx = conn.begin().await?;
         let numbers: Vec<i64> =
             sqlx::query_scalar("SELECT number FROM search_pending_tickets ORDER BY number LIMIT ?")
                 .bind(TICKETS_PER_PASS)

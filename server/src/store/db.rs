@@ -9,8 +9,8 @@
 use std::path::Path;
 use std::time::Duration;
 
-use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{ConnectOptions, SqliteConnection, SqlitePool};
 
 pub const FILE_NAME: &str = "kefu.sqlite3";
 
@@ -18,14 +18,7 @@ pub async fn open(data_dir: &Path) -> anyhow::Result<SqlitePool> {
     std::fs::create_dir_all(data_dir)
         .map_err(|e| anyhow::anyhow!("cannot create data dir {}: {e}", data_dir.display()))?;
     let path = data_dir.join(FILE_NAME);
-    let options = SqliteConnectOptions::new()
-        .filename(&path)
-        .create_if_missing(true)
-        .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(SqliteSynchronous::Full)
-        .foreign_keys(true)
-        .busy_timeout(Duration::from_secs(10))
-        .pragma("temp_store", "memory");
+    let options = options(&path);
     let pool = SqlitePoolOptions::new()
         .max_connections(8)
         .min_connections(1)
@@ -35,3 +28,44 @@ pub async fn open(data_dir: &Path) -> anyhow::Result<SqlitePool> {
     sqlx::migrate!("./migrations").run(&pool).await?;
     Ok(pool)
 }
+
+fn options(path: &Path) -> SqliteConnectOptions {
+    SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+        .foreign_keys(true)
+        .busy_timeout(Duration::from_secs(10))
+        .pragma("temp_store", "memory")
+}
+
+/// The search indexer's own connection: `synchronous=NORMAL`, because
+/// everything written through it (the search index) is derived from the
+/// message log and the tickets and redone at start if a power cut took the
+/// last commits, so it needs no fsync per commit. sqlx runs it on a worker
+/// thread of its own, created by the connecting thread: connected from the
+/// indexer's thread, it inherits that thread's low priority
+/// ([`lower_own_priority`]).
+pub async fn connect_background(data_dir: &Path) -> anyhow::Result<SqliteConnection> {
+    let path = data_dir.join(FILE_NAME);
+    options(&path)
+        .synchronous(SqliteSynchronous::Normal)
+        .connect()
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))
+}
+
+/// Lowers the calling thread to the lowest CPU priority (nice 19) on Linux,
+/// where the threads it creates afterwards inherit it; elsewhere a no-op
+/// (on macOS `setpriority` would apply to the whole process).
+#[cfg(target_os = "linux")]
+pub fn lower_own_priority() {
+    use thread_priority::{ThreadPriority, set_current_thread_priority};
+    if let Err(error) = set_current_thread_priority(ThreadPriority::Min) {
+        tracing::warn!(?error, "cannot lower a background thread's priority");
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn lower_own_priority() {}
