@@ -177,6 +177,15 @@ async fn open_state(config: Config) -> anyhow::Result<(AppState, JoinHandle<()>)
         dummy_password_hash: tokio::sync::OnceCell::new(),
     });
     tokio::spawn(derived.run(state.db.clone(), state.shutdown.clone()));
+    // WebSocket connections learn of the shutdown through their outboxes.
+    tokio::spawn({
+        let hub = Arc::clone(&state.hub);
+        let shutdown = state.shutdown.clone();
+        async move {
+            shutdown.cancelled().await;
+            hub.close_all();
+        }
+    });
     // The search index catches up with the log in the background, then
     // follows it (see search.rs).
     let indexer = search::spawn(indexer, Arc::clone(&state));

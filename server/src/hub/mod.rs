@@ -20,7 +20,7 @@ pub mod ws;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
 use parking_lot::RwLock;
@@ -162,6 +162,9 @@ pub struct Hub {
     metrics: Arc<Metrics>,
     /// Woken when an agent goes dark, for the presence task.
     presence_wake: Notify,
+    /// Set (under the registry's write lock) by [`Hub::close_all`]: a
+    /// connection registered afterwards is told at once.
+    closing: AtomicBool,
 }
 
 impl Hub {
@@ -172,6 +175,18 @@ impl Hub {
             queue,
             metrics,
             presence_wake: Notify::new(),
+            closing: AtomicBool::new(false),
+        }
+    }
+
+    /// The server is shutting down: every connection, and any registered
+    /// from now on, closes as "going away" (its outbox says
+    /// [`Next::Closing`](outbox::Next::Closing)).
+    pub fn close_all(&self) {
+        let registry = self.registry.write();
+        self.closing.store(true, Ordering::Release);
+        for entry in registry.conns.values() {
+            entry.outbox.close();
         }
     }
 
@@ -203,6 +218,9 @@ impl Hub {
                     .and_modify(|set| set.insert(id))
                     .or_insert(ConnSet::One(id));
             }
+        }
+        if self.closing.load(Ordering::Acquire) {
+            outbox.close();
         }
         drop(registry);
         self.metrics
@@ -511,6 +529,27 @@ mod tests {
         assert_eq!(hub.connection_count(), 1);
         hub.unregister(stranger.id);
         hub.check_invariants().expect("empty");
+    }
+
+    #[test]
+    fn close_all_tells_every_connection_and_any_that_comes_later() {
+        let hub = Hub::new(8, Arc::new(Metrics::new()));
+        let conv = ConversationId::new();
+        let agent = hub.register(Party::Agent(AgentId::new()));
+        let visitor = hub.register(Party::Visitor {
+            visitor: VisitorId::new(),
+            conversation: conv,
+        });
+        hub.close_all();
+        assert!(matches!(agent.outbox.try_next(), Some(Next::Closing)));
+        assert!(matches!(visitor.outbox.try_next(), Some(Next::Closing)));
+        // Frames published after the close are dropped, not queued.
+        hub.publish_messages(&[(stored(conv, 1, false), None)]);
+        assert!(matches!(agent.outbox.try_next(), Some(Next::Closing)));
+        // A connection that registers during the shutdown is told at once.
+        let late = hub.register(Party::Agent(AgentId::new()));
+        assert!(matches!(late.outbox.try_next(), Some(Next::Closing)));
+        hub.check_invariants().expect("invariants");
     }
 
     #[test]

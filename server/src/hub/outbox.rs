@@ -3,7 +3,9 @@
 //! The hub pushes frames without ever waiting; the connection's task takes
 //! them. Bounded: a push that finds the queue full kills the connection
 //! instead (the client reconnects and resumes by seq). A kill (also used to
-//! sign an agent out) is seen before any frame still queued.
+//! sign an agent out) is seen before any frame still queued, and so is the
+//! server's shutdown, which the hub tells every connection this way (the
+//! served loop then polls no shared token per wake-up).
 //!
 //! Why not `tokio::sync::mpsc` plus a `CancellationToken`, as before: an
 //! idle connection is what a server holds most of, and that pair costs
@@ -28,6 +30,8 @@ pub enum Next {
     Frame(Frame),
     /// Dropped by the hub: too slow, or signed out.
     Killed,
+    /// The server is shutting down: close as "going away".
+    Closing,
 }
 
 #[derive(Debug)]
@@ -48,6 +52,7 @@ pub struct Outbox {
 struct State {
     frames: VecDeque<Frame>,
     killed: bool,
+    closing: bool,
     waker: Option<Waker>,
 }
 
@@ -60,7 +65,7 @@ impl Outbox {
     /// Queues a frame unless the queue holds `bound` already; never waits.
     pub fn push(&self, frame: Frame, bound: usize) -> Push {
         let mut state = self.state.lock();
-        if state.killed {
+        if state.killed || state.closing {
             return Push::Dead;
         }
         let result = if state.frames.len() >= bound {
@@ -83,6 +88,19 @@ impl Outbox {
     pub fn kill(&self) {
         let mut state = self.state.lock();
         state.killed = true;
+        state.frames = VecDeque::new();
+        let waker = state.waker.take();
+        drop(state);
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    /// Tells the connection the server is shutting down: its task sees
+    /// [`Next::Closing`] next (after a kill, before any queued frame).
+    pub fn close(&self) {
+        let mut state = self.state.lock();
+        state.closing = true;
         state.frames = VecDeque::new();
         let waker = state.waker.take();
         drop(state);
@@ -122,6 +140,9 @@ impl Outbox {
     fn take(state: &mut State) -> Option<Next> {
         if state.killed {
             return Some(Next::Killed);
+        }
+        if state.closing {
+            return Some(Next::Closing);
         }
         let frame = state.frames.pop_front()?;
         if state.frames.is_empty() && state.frames.capacity() > KEEP_CAPACITY {
@@ -195,5 +216,27 @@ mod tests {
         tokio::task::yield_now().await;
         outbox.kill();
         assert!(matches!(waiter.await.expect("join"), Next::Killed));
+    }
+
+    #[tokio::test]
+    async fn closing_wakes_the_task_and_comes_before_queued_frames() {
+        let outbox = Arc::new(Outbox::default());
+        outbox.push(frame(1), 8);
+        outbox.close();
+        assert!(matches!(outbox.try_next(), Some(Next::Closing)));
+        // It stays: the task sees it however often it looks.
+        assert!(matches!(outbox.try_next(), Some(Next::Closing)));
+
+        let outbox = Arc::new(Outbox::default());
+        let waiter = tokio::spawn({
+            let outbox = Arc::clone(&outbox);
+            async move { outbox.next().await }
+        });
+        tokio::task::yield_now().await;
+        outbox.close();
+        assert!(matches!(waiter.await.expect("join"), Next::Closing));
+        // A kill still wins over closing.
+        outbox.kill();
+        assert!(matches!(outbox.try_next(), Some(Next::Killed)));
     }
 }
