@@ -14,10 +14,11 @@
 //! reading from this client (back-pressure) until acks go out.
 
 use std::collections::HashMap;
-use std::future::Future;
+use std::future::{Future, poll_fn};
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket, WebSocketUpgrade};
@@ -89,7 +90,7 @@ pub async fn upgrade(
     };
     let limits = &state.config.limits;
     ws.read_buffer_size(state.config.ws.read_buffer_bytes)
-        .write_buffer_size(0)
+        .write_buffer_size(WRITE_BUFFER_BYTES)
         .max_write_buffer_size(1 << 20)
         .max_message_size(limits.ws_frame_bytes)
         .max_frame_size(limits.ws_frame_bytes)
@@ -97,6 +98,13 @@ pub async fn upgrade(
             Connection::run(socket, state, origin, peer, permit).await;
         })
 }
+
+/// Frames fed without a flush are written once this many bytes wait (or
+/// at the flush): a burst (the acks of one log batch, an agent's queued
+/// messages) goes out in a few writes rather than one per frame. Every
+/// path that feeds also flushes, so nothing waits here. The buffer grows
+/// to a burst's size only on connections that get bursts.
+const WRITE_BUFFER_BYTES: usize = 8 * 1024;
 
 type PendingSend = Pin<Box<dyn Future<Output = Frame> + Send>>;
 
@@ -306,7 +314,6 @@ impl Connection {
         let mut ping_at = TokioInstant::now() + ping_every;
         let timer = tokio::time::sleep_until(ping_at.min(idle_at));
         tokio::pin!(timer);
-        let shutdown = self.state.shutdown.clone();
         // Sends waiting for their ack. Made on first use and dropped when
         // empty: an empty FuturesUnordered still holds two allocations,
         // which every idle connection would pay for.
@@ -315,23 +322,25 @@ impl Connection {
         loop {
             tokio::select! {
                 biased;
-                _ = shutdown.cancelled() => {
-                    Box::pin(close(&mut self.socket, CLOSE_GOING_AWAY, "server shutting down")).await;
-                    return Err("shutdown");
-                }
-                Some(frame) = next_ack(&mut pending), if pending.as_ref().is_some_and(|p| !p.is_empty()) => {
-                    if pending.as_ref().is_some_and(FuturesUnordered::is_empty) {
-                        pending = None;
-                    }
-                    self.send(frame).await?;
-                }
+                // Shutdown comes through the outbox (`Hub::close_all`), so
+                // this loop polls no shared token on every wake-up.
                 next = outbox.next() => match next {
                     Next::Frame(frame) => Box::pin(self.forward(frame, &outbox)).await?,
                     Next::Killed => {
                         let _ = Box::pin(tokio::time::timeout(Duration::from_secs(1), close(&mut self.socket, CLOSE_SLOW, "too slow, resume by seq"))).await;
                         return Err("slow consumer");
                     }
+                    Next::Closing => {
+                        Box::pin(close(&mut self.socket, CLOSE_GOING_AWAY, "server shutting down")).await;
+                        return Err("shutdown");
+                    }
                 },
+                Some(frame) = next_ack(&mut pending), if pending.as_ref().is_some_and(|p| !p.is_empty()) => {
+                    Box::pin(self.write_acks(frame, &mut pending)).await?;
+                    if pending.as_ref().is_some_and(FuturesUnordered::is_empty) {
+                        pending = None;
+                    }
+                }
                 incoming = self.socket.recv(), if pending.as_ref().map_or(0, FuturesUnordered::len) < max_in_flight => {
                     idle_at = TokioInstant::now() + idle_timeout;
                     match incoming {
@@ -389,6 +398,25 @@ impl Connection {
             {
                 next = Some(frame);
             }
+        }
+        self.socket.flush().await.map_err(|_| "write error")
+    }
+
+    /// Writes an ack and every other ack already done, then flushes once:
+    /// the sends of one log batch are answered together, so a client with
+    /// several in flight gets them in one write instead of one each.
+    async fn write_acks(
+        &mut self,
+        first: Frame,
+        pending: &mut Option<FuturesUnordered<PendingSend>>,
+    ) -> Result<(), &'static str> {
+        let mut next = Some(first);
+        while let Some(frame) = next.take() {
+            self.socket
+                .feed(text(frame))
+                .await
+                .map_err(|_| "write error")?;
+            next = ready_ack(pending).await;
         }
         self.socket.flush().await.map_err(|_| "write error")
     }
@@ -742,6 +770,17 @@ async fn next_ack(pending: &mut Option<FuturesUnordered<PendingSend>>) -> Option
         Some(pending) => pending.next().await,
         None => None,
     }
+}
+
+/// An acked send that is already done, without waiting for one. Polled
+/// with the task's own waker, so nothing is lost when there is none yet.
+async fn ready_ack(pending: &mut Option<FuturesUnordered<PendingSend>>) -> Option<Frame> {
+    let pending = pending.as_mut()?;
+    poll_fn(|cx| match pending.poll_next_unpin(cx) {
+        Poll::Ready(Some(frame)) => Poll::Ready(Some(frame)),
+        Poll::Ready(None) | Poll::Pending => Poll::Ready(None),
+    })
+    .await
 }
 
 fn text(frame: Frame) -> WsMessage {
