@@ -284,7 +284,12 @@ pub async fn send_with_attachment(
         attachment,
     };
     let appended = state.log.append(draft, origin).await?;
-    if !appended.duplicate && matches!(author, Author::Visitor(_)) {
+    // A visitor writing into a conversation that is already going (the
+    // common case, checked without I/O) changes nothing: no task then.
+    if !appended.duplicate
+        && matches!(author, Author::Visitor(_))
+        && !state.conversations.active.read().contains(&conversation)
+    {
         let message = Arc::clone(&appended.message);
         // The message is durable whatever happens here. The status change
         // runs as its own task so that a caller going away (a socket that
