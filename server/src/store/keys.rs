@@ -47,11 +47,12 @@ pub fn parse_msg_key(key: &[u8]) -> Option<(ConversationId, u64)> {
 
 /// A `msg` value: the flags and time that read paths need without parsing
 /// the JSON, then the JSON.
-pub fn msg_value(flags: u8, created_at: i64, json: &str) -> Vec<u8> {
-    let mut value = Vec::with_capacity(9 + json.len());
+/// A message value's header, with room for `json_capacity` more bytes: the
+/// writer serializes the message straight after it.
+pub fn msg_value_header(flags: u8, created_at: i64, json_capacity: usize) -> Vec<u8> {
+    let mut value = Vec::with_capacity(9 + json_capacity);
     value.push(flags);
     value.extend_from_slice(&created_at.to_be_bytes());
-    value.extend_from_slice(json.as_bytes());
     value
 }
 
@@ -119,7 +120,8 @@ mod tests {
 
     #[test]
     fn msg_value_layout() {
-        let value = msg_value(FLAG_NOTE, 258, "{}");
+        let mut value = msg_value_header(FLAG_NOTE, 258, 2);
+        value.extend_from_slice(b"{}");
         assert_eq!(value, vec![1, 0, 0, 0, 0, 0, 0, 1, 2, b'{', b'}']);
         assert_eq!(split_msg_value(&value), Some((FLAG_NOTE, 258, &b"{}"[..])));
         assert_eq!(split_msg_value(&value[..5]), None);
