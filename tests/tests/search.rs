@@ -457,3 +457,73 @@ async fn chinese_terms_of_mixed_lengths_match_inside_one_run_only() {
     assert_eq!(hits[0]["seq"], 3);
     server.shutdown().await;
 }
+
+/// Name, scheduling policy and niceness of every thread of this process
+/// (Linux `/proc`).
+#[cfg(target_os = "linux")]
+fn threads() -> Vec<(String, u32, i64)> {
+    std::fs::read_dir("/proc/self/task")
+        .expect("/proc/self/task")
+        .filter_map(|task| {
+            let path = task.ok()?.path();
+            let comm = std::fs::read_to_string(path.join("comm")).ok()?;
+            let stat = std::fs::read_to_string(path.join("stat")).ok()?;
+            // After the parenthesised name come fields 3…: nice is field
+            // 19, policy field 41 (proc(5)).
+            let fields: Vec<&str> = stat[stat.rfind(')')? + 2..].split(' ').collect();
+            let nice = fields.get(16)?.parse().ok()?;
+            let policy = fields.get(38)?.parse().ok()?;
+            Some((comm.trim().to_owned(), policy, nice))
+        })
+        .collect()
+}
+
+/// The indexer, and the SQLite worker thread of its connection, run under
+/// `SCHED_IDLE` (only on CPU time serving does not want); serving (the
+/// runtime's workers) and the pool's SQLite threads stay normal.
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_indexer_and_its_sqlite_thread_run_at_idle_priority() {
+    const SCHED_OTHER: u32 = 0;
+    const SCHED_IDLE: u32 = 5;
+    let mut server = TestServer::start().await;
+    let app = server.app(json!({})).await;
+    let amy = server.agent("amy").await;
+    let visitor = server.visitor(&app).await;
+    server.visitor_says(&visitor, "m1", "退款 refund").await;
+    // Found by search: the indexer has connected and written.
+    let hits = hits_within(&server, &amy.token, "messages", "退款", 1).await;
+    assert_eq!(hits.len(), 1, "{hits:?}");
+
+    let threads = threads();
+    let policies = |prefix: &str| -> Vec<u32> {
+        threads
+            .iter()
+            .filter(|(name, _, _)| name.starts_with(prefix))
+            .map(|(_, policy, _)| *policy)
+            .collect()
+    };
+    let indexer = policies("kefu-indexer");
+    assert!(!indexer.is_empty(), "no indexer thread: {threads:?}");
+    assert!(indexer.iter().all(|&p| p == SCHED_IDLE), "{threads:?}");
+    let sqlite = policies("sqlx-sqlite");
+    assert!(
+        sqlite.contains(&SCHED_IDLE),
+        "the indexer's connection: {threads:?}"
+    );
+    assert!(
+        sqlite.contains(&SCHED_OTHER),
+        "the pool's connections: {threads:?}"
+    );
+    // This test's runtime has two workers ("tokio-rt-worker", as Linux
+    // cuts the name); the indexer's own blocking thread, which reads the
+    // log for it, shares the name and is idle-priority like the indexer.
+    let normal_workers = threads
+        .iter()
+        .filter(|(name, policy, nice)| {
+            name.starts_with("tokio-rt-worker") && *policy == SCHED_OTHER && *nice == 0
+        })
+        .count();
+    assert!(normal_workers >= 2, "{threads:?}");
+    server.shutdown().await;
+}

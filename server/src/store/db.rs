@@ -56,14 +56,29 @@ pub async fn connect_background(data_dir: &Path) -> anyhow::Result<SqliteConnect
         .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))
 }
 
-/// Lowers the calling thread to the lowest CPU priority (nice 19) on Linux,
-/// where the threads it creates afterwards inherit it; elsewhere a no-op
-/// (on macOS `setpriority` would apply to the whole process).
+/// Moves the calling thread to Linux's `SCHED_IDLE` policy, where the
+/// threads it creates afterwards inherit it; elsewhere a no-op (on macOS
+/// `setpriority` would apply to the whole process). An idle-policy thread
+/// runs only on CPU time no normal thread wants, and any normal thread that
+/// wakes preempts it at once; nice 19, tried first, still took the CPU for
+/// whole slices from the WebSocket workers it was meant to yield to. If the
+/// policy cannot be set, falls back to nice 19.
 #[cfg(target_os = "linux")]
 pub fn lower_own_priority() {
-    use thread_priority::{ThreadPriority, set_current_thread_priority};
-    if let Err(error) = set_current_thread_priority(ThreadPriority::Min) {
-        tracing::warn!(?error, "cannot lower a background thread's priority");
+    use thread_priority::{
+        NormalThreadSchedulePolicy, ThreadPriority, ThreadSchedulePolicy,
+        set_current_thread_priority, set_thread_priority_and_policy, thread_native_id,
+    };
+    let idle = set_thread_priority_and_policy(
+        thread_native_id(),
+        ThreadPriority::Min,
+        ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle),
+    );
+    if let Err(error) = idle {
+        tracing::debug!(?error, "cannot use SCHED_IDLE; trying nice 19");
+        if let Err(error) = set_current_thread_priority(ThreadPriority::Min) {
+            tracing::warn!(?error, "cannot lower a background thread's priority");
+        }
     }
 }
 
