@@ -94,9 +94,7 @@ pub fn validate_send_with(
     let meta = match meta {
         None | Some(Value::Null) => Value::Object(Default::default()),
         Some(value @ Value::Object(_)) => {
-            let size = serde_json::to_vec(value)
-                .map(|v| v.len())
-                .unwrap_or(usize::MAX);
+            let size = serialized_len(value);
             if size > limits.meta_bytes {
                 return Err(ApiError::too_large(format!(
                     "meta is {size} bytes serialized, the limit is {}",
@@ -112,6 +110,25 @@ pub fn validate_send_with(
         content: content.to_owned(),
         meta,
     })
+}
+
+/// The length of a value's compact JSON, counted without building it.
+fn serialized_len(value: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    match serde_json::to_writer(&mut count, value) {
+        Ok(()) => count.0,
+        Err(_) => usize::MAX,
+    }
 }
 
 /// `client_msg_id`: 1–64 characters of `[A-Za-z0-9_-]`.

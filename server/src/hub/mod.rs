@@ -15,6 +15,7 @@
 //! (`online|away|offline`) lives in SQLite.
 
 pub mod frames;
+pub mod inbound;
 pub mod outbox;
 pub mod ws;
 

@@ -13,6 +13,7 @@
 //! the connection keeps delivering frames; past that the server stops
 //! reading from this client (back-pressure) until acks go out.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::future::{Future, poll_fn};
 use std::net::SocketAddr;
@@ -28,12 +29,12 @@ use axum::response::{IntoResponse, Response};
 use futures_util::stream::FuturesUnordered;
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
-use serde_json::Value;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant as TokioInstant;
 
 use super::Party;
 use super::frames::{self, Frame};
+use super::inbound::{ClientFrame, WrongType};
 use super::outbox::{Next, Outbox};
 use crate::auth::{self, Principal};
 use crate::conversations::{self, Author};
@@ -515,7 +516,7 @@ impl Connection {
 
     /// One client frame. Returns a pending send to await alongside others.
     async fn handle(&mut self, text: &str) -> Result<Option<PendingSend>, &'static str> {
-        let Ok(Value::Object(frame)) = serde_json::from_str::<Value>(text) else {
+        let Some(frame) = ClientFrame::parse(text) else {
             self.send(frames::error(
                 "bad_request",
                 "frames must be JSON objects",
@@ -524,8 +525,8 @@ impl Connection {
             .await?;
             return Ok(None);
         };
-        let kind = frame.get("type").and_then(Value::as_str).unwrap_or("");
-        match kind {
+        let kind = frame.kind();
+        match &*kind {
             "ping" => self.send(frames::pong()).await.map(|_| None),
             "send" => Ok(self.start_send(&frame).await?),
             "typing" | "read" => {
@@ -538,7 +539,7 @@ impl Connection {
                     }
                 };
                 if kind == "typing" {
-                    let on = frame.get("on").and_then(Value::as_bool).unwrap_or(false);
+                    let on = frame.on();
                     if self
                         .per_conversation()
                         .typing
@@ -551,7 +552,7 @@ impl Connection {
                     }
                     return Ok(None);
                 }
-                let Some(seq) = frame.get("seq").and_then(Value::as_u64) else {
+                let Some(seq) = frame.seq() else {
                     self.send(frames::error(
                         "bad_request",
                         "read needs a numeric seq",
@@ -607,12 +608,9 @@ impl Connection {
 
     /// The conversation a frame names, if this party may use it. Visitors
     /// may leave it out (they have one).
-    fn conversation_of(
-        &self,
-        frame: &serde_json::Map<String, Value>,
-    ) -> Result<ConversationId, ApiError> {
-        let given = frame.get("conversation_id").and_then(Value::as_str);
-        match (&self.author, given) {
+    fn conversation_of(&self, frame: &ClientFrame<'_>) -> Result<ConversationId, ApiError> {
+        let given = frame.conversation_id();
+        match (&self.author, given.as_deref()) {
             (Author::Visitor(visitor), None) => Ok(visitor.conversation_id),
             (_, None) => Err(ApiError::bad_request("conversation_id is required")),
             (author, Some(text)) => {
@@ -631,16 +629,12 @@ impl Connection {
 
     async fn start_send(
         &mut self,
-        frame: &serde_json::Map<String, Value>,
+        frame: &ClientFrame<'_>,
     ) -> Result<Option<PendingSend>, &'static str> {
-        let client_msg_id = frame
-            .get("client_msg_id")
-            .and_then(Value::as_str)
-            .map(str::to_owned);
-        let content = match frame.get("content") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) => Some(s.as_str()),
-            Some(_) => {
+        let client_msg_id = frame.client_msg_id().map(Cow::into_owned);
+        let content = match frame.content() {
+            Ok(content) => content,
+            Err(WrongType) => {
                 let error = frames::error(
                     "bad_request",
                     "content must be a string",
@@ -649,14 +643,10 @@ impl Connection {
                 return self.send(error).await.map(|_| None);
             }
         };
-        let private = frame
-            .get("private")
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
-        let attachment_id = match frame.get("attachment_id") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) => Some(s.clone()),
-            Some(_) => {
+        let private = frame.private();
+        let attachment_id = match frame.attachment_id() {
+            Ok(id) => id.map(Cow::into_owned),
+            Err(WrongType) => {
                 let error = frames::error(
                     "bad_request",
                     "attachment_id must be a string",
@@ -669,8 +659,8 @@ impl Connection {
             let input = message::validate_send_with(
                 &self.state.config.limits,
                 client_msg_id.as_deref(),
-                content,
-                frame.get("meta"),
+                content.as_deref(),
+                frame.meta().as_ref(),
                 attachment_id.is_some(),
             )?;
             let kind = match (&self.author, private) {
@@ -701,9 +691,15 @@ impl Connection {
         Ok(Some(Box::pin(async move {
             let client_msg_id = input.client_msg_id.clone();
             let sent = async {
-                let (kind, attachment) =
-                    crate::attachments::attach(&state, &author, attachment_id.as_deref(), kind)
-                        .await?;
+                // Boxed: the attachment lookup's state would otherwise
+                // enlarge every pending send (this future is allocated per send).
+                let (kind, attachment) = match attachment_id.as_deref() {
+                    None => (kind, None),
+                    Some(id) => {
+                        Box::pin(crate::attachments::attach(&state, &author, Some(id), kind))
+                            .await?
+                    }
+                };
                 conversations::send_with_attachment(
                     &state,
                     &author,
