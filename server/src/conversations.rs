@@ -268,7 +268,9 @@ pub async fn send_with_attachment(
         }
         Author::Visitor(_) => {}
         Author::Agent(_) => {
-            if !exists(state, conversation).await? {
+            // Boxed, like the rare paths below: a query's state would
+            // otherwise enlarge every send's future.
+            if !Box::pin(exists(state, conversation)).await? {
                 return Err(ApiError::not_found("conversation"));
             }
         }

@@ -226,14 +226,21 @@ impl MessageLog {
             return Err(LogError::Closed);
         }
         let (reply, answer) = oneshot::channel();
-        self.tx
-            .send(Command::Append(Request {
-                draft,
-                origin,
-                reply,
-            }))
-            .await
-            .map_err(|_| LogError::Closed)?;
+        let command = Command::Append(Request {
+            draft,
+            origin,
+            reply,
+        });
+        // Room in the queue is the common case: no send future then (it
+        // would hold the command and a semaphore wait in every append's
+        // state, and so in every pending send's allocation).
+        match self.tx.try_send(command) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(command)) => Box::pin(self.tx.send(command))
+                .await
+                .map_err(|_| LogError::Closed)?,
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(LogError::Closed),
+        }
         answer.await.map_err(|_| LogError::Closed)?
     }
 
