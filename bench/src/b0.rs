@@ -51,7 +51,7 @@ pub async fn serve(bind: SocketAddr) -> anyhow::Result<()> {
 fn config() -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(256)
-        .write_buffer_size(0)
+        .write_buffer_size(8 * 1024)
         .max_write_buffer_size(1 << 20)
         .max_message_size(Some(64 << 10))
         .max_frame_size(Some(64 << 10))
