@@ -212,38 +212,54 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Scenario::B0Server { bind } => return b0::serve(bind).await,
         Scenario::Worker => return worker::run().await,
         Scenario::All(args) => {
-            let mut sections = Vec::new();
+            // Each scenario's result is written as soon as it is in, and a
+            // failing one does not stop the others: an hour-long run that
+            // fails near its end (a full disk in the store scenario) keeps
+            // everything measured before. The run still fails at the end.
+            let mut all = AllRun::new(&global);
             let connections = ConnectionsArgs {
                 connections: 19_000,
                 hold: args.hold,
                 baseline_hold: args.baseline_hold,
                 per_worker: 9_500,
             };
-            sections.push(connections_section(&bin, &global, &connections).await?);
+            all.add(
+                "connections",
+                connections_section(&bin, &global, &connections).await,
+            )?;
             let throughput = ThroughputArgs {
                 conversations: 100,
                 in_flight: 8,
                 seconds: 10,
             };
-            sections.push(throughput_section(&bin, &global, &throughput).await?);
+            all.add(
+                "throughput",
+                throughput_section(&bin, &global, &throughput).await,
+            )?;
             let latency = LatencyArgs {
                 rate: 10_000,
                 conversations: vec![1_000, 5_000],
                 seconds: 20,
                 warmup: 3,
             };
-            sections.push(latency_section(&bin, &global, &latency).await?);
+            all.add("latency", latency_section(&bin, &global, &latency).await)?;
             let reconnect = ReconnectArgs {
                 clients: 19_000,
                 per_worker: 9_500,
             };
-            sections.push(reconnect_section(&bin, &global, &reconnect).await?);
+            all.add(
+                "reconnect",
+                reconnect_section(&bin, &global, &reconnect).await,
+            )?;
             let coldstart = ColdstartArgs {
                 messages: 1_000_000,
                 tickets: 100_000,
                 runs: 3,
             };
-            sections.push(coldstart_section(&bin, &global, &coldstart).await?);
+            all.add(
+                "coldstart",
+                coldstart_section(&bin, &global, &coldstart).await,
+            )?;
             let store = StoreArgs {
                 tickets: 1_000_000,
                 messages: 1_000_000,
@@ -251,8 +267,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 comments: None,
                 requests: 2_000,
             };
-            sections.push(store_section(&bin, &global, &store).await?);
-            sections
+            all.add("tickets", store_section(&bin, &global, &store).await)?;
+            return all.finish();
         }
         Scenario::Connections(args) => vec![connections_section(&bin, &global, &args).await?],
         Scenario::Throughput(args) => vec![throughput_section(&bin, &global, &args).await?],
@@ -262,7 +278,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Scenario::Storage(args) => vec![storage_section(&global, &args)?],
         Scenario::Store(args) => vec![store_section(&bin, &global, &args).await?],
     };
-    let report = json!({
+    let report = full_report(&global, sections);
+    println!("{}", report::tables(&report));
+    write_json(&global, &report)
+}
+
+fn full_report(global: &Global, sections: Vec<Value>) -> Value {
+    json!({
         "tool": "kefu-bench",
         "date": report::date(),
         "commit": report::commit(),
@@ -271,13 +293,60 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         "smoke": global.smoke,
         "load_average_1m_at_end": report::load_average(),
         "sections": sections,
-    });
-    println!("{}", report::tables(&report));
+    })
+}
+
+fn write_json(global: &Global, report: &Value) -> anyhow::Result<()> {
     if let Some(path) = &global.json {
-        std::fs::write(path, serde_json::to_string_pretty(&report)?)
+        std::fs::write(path, serde_json::to_string_pretty(report)?)
             .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
+}
+
+/// `kefu-bench all`: the sections so far, and which scenarios failed.
+struct AllRun<'a> {
+    global: &'a Global,
+    sections: Vec<Value>,
+    failed: Vec<&'static str>,
+}
+
+impl<'a> AllRun<'a> {
+    fn new(global: &'a Global) -> Self {
+        AllRun {
+            global,
+            sections: Vec::new(),
+            failed: Vec::new(),
+        }
+    }
+
+    /// Records a scenario's result (or its failure) and rewrites the JSON.
+    fn add(&mut self, name: &'static str, result: anyhow::Result<Value>) -> anyhow::Result<()> {
+        match result {
+            Ok(section) => self.sections.push(section),
+            Err(error) => {
+                eprintln!("kefu-bench: the {name} scenario failed: {error:#}");
+                self.sections
+                    .push(json!({"scenario": name, "rows": [], "error": format!("{error:#}")}));
+                self.failed.push(name);
+            }
+        }
+        write_json(
+            self.global,
+            &full_report(self.global, self.sections.clone()),
+        )
+    }
+
+    fn finish(self) -> anyhow::Result<()> {
+        let report = full_report(self.global, self.sections);
+        println!("{}", report::tables(&report));
+        write_json(self.global, &report)?;
+        if self.failed.is_empty() {
+            Ok(())
+        } else {
+            anyhow::bail!("scenarios failed: {}", self.failed.join(", "))
+        }
+    }
 }
 
 fn section(name: &str, rows: Vec<Value>) -> Value {

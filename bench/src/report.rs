@@ -159,6 +159,10 @@ pub fn tables(report: &Value) -> String {
         let rows = section["rows"].as_array().cloned().unwrap_or_default();
         let (columns, ratio) = layout(scenario);
         let _ = writeln!(out, "\n### {scenario}\n");
+        if let Some(error) = section["error"].as_str() {
+            let _ = writeln!(out, "FAILED: {error}");
+            continue;
+        }
         let mut header = "| system | case |".to_owned();
         let mut rule = "|---|---|".to_owned();
         for column in &columns {
