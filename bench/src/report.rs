@@ -318,3 +318,27 @@ pub fn dir_size(path: &std::path::Path) -> u64 {
         })
         .sum()
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::tables;
+
+    #[test]
+    fn a_failed_scenario_is_shown_as_failed_among_the_others() {
+        let report = json!({
+            "date": "d", "commit": "c", "machine": "m", "pinning": "p", "smoke": false,
+            "sections": [
+                {"scenario": "coldstart", "rows": [
+                    {"system": "Kefu", "case": "clean", "seconds": 0.03}
+                ]},
+                {"scenario": "tickets", "rows": [], "error": "disk full"}
+            ]
+        });
+        let text = tables(&report);
+        assert!(text.contains("### coldstart"), "{text}");
+        assert!(text.contains("| Kefu | clean |"), "{text}");
+        assert!(text.contains("### tickets\n\nFAILED: disk full"), "{text}");
+    }
+}

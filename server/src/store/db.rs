@@ -60,9 +60,9 @@ pub async fn connect_background(data_dir: &Path) -> anyhow::Result<SqliteConnect
 /// threads it creates afterwards inherit it; elsewhere a no-op (on macOS
 /// `setpriority` would apply to the whole process). An idle-policy thread
 /// runs only on CPU time no normal thread wants, and any normal thread that
-/// wakes preempts it at once; nice 19, tried first, still took the CPU for
-/// whole slices from the WebSocket workers it was meant to yield to. If the
-/// policy cannot be set, falls back to nice 19.
+/// wakes preempts it; a nice-19 thread (tried first) still gets a weighted
+/// share (docs/PERFORMANCE.md has the A/B). If the policy cannot be set,
+/// falls back to nice 19.
 #[cfg(target_os = "linux")]
 pub fn lower_own_priority() {
     use thread_priority::{
