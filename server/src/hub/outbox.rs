@@ -86,21 +86,19 @@ impl Outbox {
 
     /// Kills the connection: its task sees [`Next::Killed`] next.
     pub fn kill(&self) {
-        let mut state = self.state.lock();
-        state.killed = true;
-        state.frames = VecDeque::new();
-        let waker = state.waker.take();
-        drop(state);
-        if let Some(waker) = waker {
-            waker.wake();
-        }
+        self.end(|state| state.killed = true);
     }
 
     /// Tells the connection the server is shutting down: its task sees
     /// [`Next::Closing`] next (after a kill, before any queued frame).
     pub fn close(&self) {
+        self.end(|state| state.closing = true);
+    }
+
+    /// Sets an ending flag, drops what is queued and wakes the task.
+    fn end(&self, mark: impl FnOnce(&mut State)) {
         let mut state = self.state.lock();
-        state.closing = true;
+        mark(&mut state);
         state.frames = VecDeque::new();
         let waker = state.waker.take();
         drop(state);
