@@ -114,7 +114,10 @@ pub type CommitHook = Box<dyn Fn(&[(Arc<StoredMessage>, Option<u64>)]) + Send + 
 struct Request {
     draft: Draft,
     origin: Option<u64>,
-    reply: oneshot::Sender<Result<Appended, LogError>>,
+    /// The answer, and the draft back: what the writer moved out of it to
+    /// serialize the message is moved back in, so that its buffers are
+    /// freed by the thread that allocated them (see `Writer::plan`).
+    reply: oneshot::Sender<(Result<Appended, LogError>, Draft)>,
 }
 
 // Boxing the request would cost an allocation per send; a queue slot is
@@ -241,7 +244,8 @@ impl MessageLog {
                 .map_err(|_| LogError::Closed)?,
             Err(mpsc::error::TrySendError::Closed(_)) => return Err(LogError::Closed),
         }
-        answer.await.map_err(|_| LogError::Closed)?
+        let (result, _spent) = answer.await.map_err(|_| LogError::Closed)?;
+        result
     }
 
     /// Stops taking appends, lets the writer finish what it has, and waits
@@ -517,7 +521,7 @@ impl Writer {
             .collect();
         for (request, result) in batch.drain(..).zip(resolved) {
             let answer = result.map_err(LogError::Corrupt);
-            let _ = request.reply.send(answer);
+            let _ = request.reply.send((answer, request.draft));
         }
         self.metrics.batch_written(
             new_count + duplicates,
@@ -545,8 +549,9 @@ impl Writer {
         Ok(head)
     }
 
-    /// Decides one request. A new message takes its fields out of `draft`
-    /// (which is not read again) rather than copying them.
+    /// Decides one request. A new message borrows its fields from `draft`
+    /// by moving them out for serialization and back in afterwards, rather
+    /// than copying them.
     fn plan(
         &mut self,
         draft: &mut Draft,
@@ -600,7 +605,17 @@ impl Writer {
             created_at,
             message.content.len() + 256,
         );
-        if let Err(error) = serde_json::to_writer(&mut value, &message) {
+        let serialized = serde_json::to_writer(&mut value, &message);
+        // The draft's buffers go back to the draft, to be freed by the
+        // appending thread that allocated them: freed here, each would take
+        // that thread's malloc arena lock, and the writer was seen sleeping
+        // on it (glibc frees a chunk into the arena it came from).
+        draft.client_msg_id = message.client_msg_id;
+        draft.sender = message.sender;
+        draft.content = message.content;
+        draft.meta = message.meta;
+        draft.attachment = message.attachment;
+        if let Err(error) = serialized {
             return Outcome::Failed(LogError::Corrupt(error.to_string()));
         }
         let Some((_, _, json)) = keys::split_msg_value(&value) else {
