@@ -21,7 +21,7 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { WebDriver } from "./webdriver.mjs";
-import { appMemory } from "./procs.mjs";
+import { appMemory, stopApps } from "./procs.mjs";
 
 const BIN = process.env.KEFU_DESKTOP_BIN;
 const DRIVER = process.env.TAURI_DRIVER ?? "tauri-driver";
@@ -220,6 +220,8 @@ test("desktop app: first start, chat with a visitor, single instance, keyring si
   } finally {
     await wd.quit();
     driver.child.kill();
+    const left = await stopApps(env.KEFU_DESKTOP_DATA_DIR);
+    if (left > 0) console.log(`# ${left} app process(es) outlived the WebDriver session; stopped`);
     rmSync(home, { recursive: true, force: true });
   }
 });

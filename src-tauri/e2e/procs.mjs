@@ -39,3 +39,41 @@ export function appMemory() {
     processes: tree.map((p) => ({ comm: p.comm, rss_mb: mb(p.rssKb) })),
   };
 }
+
+function environ(pid) {
+  try {
+    return readFileSync(`/proc/${pid}/environ`, "latin1").split("\0");
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * Ends every app process started with `dataDir` (SIGTERM, SIGKILL after
+ * 10 s) and returns how many were still running. An instance that outlives
+ * its WebDriver session would keep the test runner's output pipe open, and
+ * the runner would wait for it forever. Only this test's instances are
+ * touched: a Kefu the developer runs has another data dir.
+ */
+export async function stopApps(dataDir) {
+  const mine = () =>
+    procs()
+      .filter((p) => p.comm.startsWith("kefu-desktop"))
+      .filter((p) => environ(p.pid).includes(`KEFU_DESKTOP_DATA_DIR=${dataDir}`))
+      .map((p) => p.pid);
+  const signal = (pids, name) => {
+    for (const pid of pids) {
+      try {
+        process.kill(pid, name);
+      } catch {
+        // gone meanwhile
+      }
+    }
+  };
+  const left = mine();
+  signal(left, "SIGTERM");
+  const until = Date.now() + 10000;
+  while (Date.now() < until && mine().length > 0) await new Promise((r) => setTimeout(r, 100));
+  signal(mine(), "SIGKILL");
+  return left.length;
+}
