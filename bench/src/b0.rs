@@ -8,17 +8,33 @@
 //! Seqs are counted per conversation in memory. What B0 measures is the
 //! practical limit of a Rust relay on this machine: Kefu's cost is its
 //! distance from here.
+//!
+//! Baseline B1 is the same relay with `--log DIR`: it keeps Kefu's storage
+//! promise and nothing else. Every send goes to one writer thread that
+//! looks the dedup key up and writes the message, its dedup key and the
+//! conversation's head in one RocksDB batch, with the log's own options and
+//! column families (`kefu_server::store::messages`), `os` durability, up to
+//! 512 sends a batch. Only when the batch is written are the ack and the
+//! message sent, as Kefu does. Sends on one connection may be in flight
+//! together. B1 is the floor for any relay that acks only what is durable;
+//! B1 − B0 is what that promise costs, and Kefu − B1 what the rest of Kefu
+//! costs (auth, the hub, SQLite's derived columns, the search index).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use futures_util::stream::FuturesOrdered;
 use futures_util::{SinkExt, StreamExt};
+use kefu_server::store::keys::{CF_DEDUP, CF_HEAD, CF_MSG};
+use kefu_server::store::messages::{column_families, db_options};
 use parking_lot::Mutex;
+use rocksdb::{DB, WriteBatch};
 use serde_json::Value;
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
@@ -26,18 +42,86 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 /// `ws_outbound_queue`).
 const OUTBOUND_QUEUE: usize = 4_096;
 
+/// Sends one writer batch may hold (the log's `writer_batch_max`).
+const BATCH_MAX: usize = 512;
+
+/// Sends queued for B1's writer (the log's `writer_queue`).
+const WRITER_QUEUE: usize = 65_536;
+
 #[derive(Default)]
 struct Relay {
     agents: Mutex<HashMap<u64, mpsc::Sender<Arc<str>>>>,
     seqs: Mutex<HashMap<String, u64>>,
     next_id: AtomicU64,
+    /// B1: the writer thread's queue.
+    log: Option<mpsc::Sender<Append>>,
+}
+
+/// The ack for the sender and the frame for the agents (`None`: a
+/// duplicate, acked with the stored message and not sent again).
+type Stored = (String, Option<Arc<str>>);
+
+/// What a `send` frame asks for.
+struct Send {
+    conversation: String,
+    client_msg_id: String,
+    role: &'static str,
+    sender: u64,
+    content: Value,
+    meta: Value,
+}
+
+impl Send {
+    fn parse(frame: &Value, role: &'static str, sender: u64) -> Send {
+        let text = |name: &str| frame[name].as_str().unwrap_or("").to_owned();
+        Send {
+            conversation: text("conversation_id"),
+            client_msg_id: text("client_msg_id"),
+            role,
+            sender,
+            content: frame["content"].clone(),
+            meta: frame["meta"].clone(),
+        }
+    }
+
+    /// The stored message's JSON.
+    fn message(&self, seq: u64) -> String {
+        serde_json::json!({
+            "id": format!("{}-{seq}", self.conversation),
+            "conversation_id": self.conversation,
+            "seq": seq,
+            "client_msg_id": self.client_msg_id,
+            "kind": "text",
+            "sender": {"type": self.role, "id": self.sender.to_string(), "name": ""},
+            "content": self.content,
+            "meta": self.meta,
+            "created_at": crate::now_ms(),
+        })
+        .to_string()
+    }
+}
+
+/// A send on its way to B1's writer.
+struct Append {
+    send: Send,
+    reply: oneshot::Sender<Stored>,
 }
 
 /// Serves until the process is killed. Prints `listening ADDR` when bound.
-pub async fn serve(bind: SocketAddr) -> anyhow::Result<()> {
+/// With `log`, this is B1: sends are written to RocksDB under `log` first.
+pub async fn serve(bind: SocketAddr, log: Option<&Path>) -> anyhow::Result<()> {
+    let relay = Arc::new(Relay {
+        log: log
+            .map(|path| open_log(path).and_then(start_writer))
+            .transpose()?,
+        ..Relay::default()
+    });
     let listener = TcpListener::bind(bind).await?;
     println!("listening {}", listener.local_addr()?);
-    let relay = Arc::new(Relay::default());
+    accept(listener, relay).await
+}
+
+async fn accept(listener: TcpListener, relay: Arc<Relay>) -> anyhow::Result<()> {
     loop {
         let (stream, _) = listener.accept().await?;
         let relay = Arc::clone(&relay);
@@ -72,10 +156,21 @@ async fn connection(stream: tokio::net::TcpStream, relay: Arc<Relay>) -> anyhow:
     }
     let role = if agent { "agent" } else { "visitor" };
     let welcome = format!(r#"{{"type":"welcome","role":"{role}","id":"{id}"}}"#);
+    // B1: sends waiting for their batch, answered in the order they came.
+    let mut written = FuturesOrdered::new();
     let result = async {
         ws.send(Message::Text(welcome.into())).await?;
         loop {
             tokio::select! {
+                done = written.next(), if !written.is_empty() => {
+                    let Some(Ok((ack, message))): Option<Result<Stored, _>> = done else {
+                        anyhow::bail!("the writer stopped");
+                    };
+                    ws.send(Message::Text(ack.into())).await?;
+                    if let Some(message) = message {
+                        relay.publish(&message, id);
+                    }
+                }
                 frame = rx.recv() => {
                     let Some(frame) = frame else { return Ok(()) };
                     ws.feed(Message::Text(frame.as_ref().into())).await?;
@@ -100,11 +195,21 @@ async fn connection(stream: tokio::net::TcpStream, relay: Arc<Relay>) -> anyhow:
                     };
                     match frame["type"].as_str() {
                         Some("ping") => ws.send(Message::Text(r#"{"type":"pong"}"#.into())).await?,
-                        Some("send") => {
-                            let (ack, message) = relay.store(&frame, role, id);
-                            ws.send(Message::Text(ack.into())).await?;
-                            relay.publish(&message, id);
-                        }
+                        Some("send") => match &relay.log {
+                            Some(log) => {
+                                let (reply, stored) = oneshot::channel();
+                                let send = Send::parse(&frame, role, id);
+                                log.send(Append { send, reply }).await?;
+                                written.push_back(stored);
+                            }
+                            None => {
+                                let send = Send::parse(&frame, role, id);
+                                let message = send.message(relay.next_seq(&send.conversation));
+                                let ack = ack_frame(&send.client_msg_id, &message);
+                                ws.send(Message::Text(ack.into())).await?;
+                                relay.publish(&message_frame(&message), id);
+                            }
+                        },
                         _ => {}
                     }
                 }
@@ -116,35 +221,113 @@ async fn connection(stream: tokio::net::TcpStream, relay: Arc<Relay>) -> anyhow:
     result
 }
 
-impl Relay {
-    /// Gives the send its seq and builds the ack and the message frame.
-    fn store(&self, frame: &Value, role: &str, sender: u64) -> (String, Arc<str>) {
-        let conversation = frame["conversation_id"].as_str().unwrap_or("");
-        let seq = {
-            let mut seqs = self.seqs.lock();
-            let seq = seqs.entry(conversation.to_owned()).or_insert(0);
+fn ack_frame(client_msg_id: &str, message: &str) -> String {
+    format!(
+        r#"{{"type":"ack","client_msg_id":{},"message":{message}}}"#,
+        Value::from(client_msg_id)
+    )
+}
+
+fn message_frame(message: &str) -> Arc<str> {
+    format!(r#"{{"type":"message","message":{message}}}"#).into()
+}
+
+/// Opens B1's log under `path`.
+fn open_log(path: &Path) -> anyhow::Result<Arc<DB>> {
+    Ok(Arc::new(DB::open_cf_descriptors(
+        &db_options(),
+        path,
+        column_families(),
+    )?))
+}
+
+/// Starts B1's writer thread on `db`.
+fn start_writer(db: Arc<DB>) -> anyhow::Result<mpsc::Sender<Append>> {
+    let (tx, rx) = mpsc::channel(WRITER_QUEUE);
+    std::thread::Builder::new()
+        .name("b1-writer".into())
+        .spawn(move || {
+            if let Err(error) = write_loop(&db, rx) {
+                eprintln!("b1 writer: {error:#}");
+            }
+        })?;
+    Ok(tx)
+}
+
+/// B1's writer: drains the queue into a batch, looks each dedup key up,
+/// writes message, dedup key and head in one batch, then answers them all.
+fn write_loop(db: &DB, mut rx: mpsc::Receiver<Append>) -> anyhow::Result<()> {
+    let cf = |name| {
+        db.cf_handle(name)
+            .ok_or_else(|| anyhow::anyhow!("no {name}"))
+    };
+    let (msg_cf, dedup_cf, head_cf) = (cf(CF_MSG)?, cf(CF_DEDUP)?, cf(CF_HEAD)?);
+    let mut seqs: HashMap<String, u64> = HashMap::new();
+    // Dedup keys written by the batch being built: a resend within one
+    // batch is a duplicate too.
+    let mut in_batch: HashMap<Vec<u8>, String> = HashMap::new();
+    let mut batch = Vec::with_capacity(BATCH_MAX);
+    let mut replies = Vec::with_capacity(BATCH_MAX);
+    while let Some(first) = rx.blocking_recv() {
+        batch.push(first);
+        while batch.len() < BATCH_MAX {
+            match rx.try_recv() {
+                Ok(append) => batch.push(append),
+                Err(_) => break,
+            }
+        }
+        let mut write = WriteBatch::default();
+        for Append { send, reply } in batch.drain(..) {
+            let mut dedup_key = send.conversation.as_bytes().to_vec();
+            dedup_key.extend_from_slice(&send.sender.to_be_bytes());
+            dedup_key.extend_from_slice(send.client_msg_id.as_bytes());
+            let earlier = match in_batch.get(&dedup_key) {
+                Some(message) => Some(message.clone()),
+                None => match db.get_pinned_cf(dedup_cf, &dedup_key)? {
+                    Some(seq) => {
+                        let mut key = send.conversation.as_bytes().to_vec();
+                        key.extend_from_slice(&seq);
+                        let stored = db.get_cf(msg_cf, key)?.unwrap_or_default();
+                        Some(String::from_utf8_lossy(&stored).into_owned())
+                    }
+                    None => None,
+                },
+            };
+            if let Some(message) = earlier {
+                replies.push((reply, (ack_frame(&send.client_msg_id, &message), None)));
+                continue;
+            }
+            let seq = seqs.entry(send.conversation.clone()).or_insert(0);
             *seq += 1;
-            *seq
-        };
-        let client_msg_id = frame["client_msg_id"].as_str().unwrap_or("");
-        let message = serde_json::json!({
-            "id": format!("{conversation}-{seq}"),
-            "conversation_id": conversation,
-            "seq": seq,
-            "client_msg_id": client_msg_id,
-            "kind": "text",
-            "sender": {"type": role, "id": sender.to_string(), "name": ""},
-            "content": frame["content"],
-            "meta": frame["meta"],
-            "created_at": crate::now_ms(),
-        })
-        .to_string();
-        let ack = format!(
-            r#"{{"type":"ack","client_msg_id":{},"message":{message}}}"#,
-            Value::from(client_msg_id)
-        );
-        let out: Arc<str> = format!(r#"{{"type":"message","message":{message}}}"#).into();
-        (ack, out)
+            let seq = *seq;
+            let message = send.message(seq);
+            let mut key = send.conversation.as_bytes().to_vec();
+            key.extend_from_slice(&seq.to_be_bytes());
+            write.put_cf(msg_cf, key, message.as_bytes());
+            write.put_cf(dedup_cf, &dedup_key, seq.to_be_bytes());
+            let mut head = seq.to_be_bytes().to_vec();
+            head.extend_from_slice(&crate::now_ms().to_be_bytes());
+            write.put_cf(head_cf, send.conversation.as_bytes(), head);
+            let ack = ack_frame(&send.client_msg_id, &message);
+            replies.push((reply, (ack, Some(message_frame(&message)))));
+            in_batch.insert(dedup_key, message);
+        }
+        in_batch.clear();
+        // `os` durability: in the WAL (the OS's page cache) before any ack.
+        db.write(write)?;
+        for (reply, stored) in replies.drain(..) {
+            let _ = reply.send(stored);
+        }
+    }
+    Ok(())
+}
+
+impl Relay {
+    fn next_seq(&self, conversation: &str) -> u64 {
+        let mut seqs = self.seqs.lock();
+        let seq = seqs.entry(conversation.to_owned()).or_insert(0);
+        *seq += 1;
+        *seq
     }
 
     /// Queues the frame for every agent connection but the sender's; a full
@@ -152,5 +335,92 @@ impl Relay {
     fn publish(&self, frame: &Arc<str>, sender: u64) {
         let mut agents = self.agents.lock();
         agents.retain(|&id, tx| id == sender || tx.try_send(Arc::clone(frame)).is_ok());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type Ws = tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >;
+
+    async fn hello(url: &str, token: &str) -> Ws {
+        let (mut ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("connect");
+        let hello = serde_json::json!({"type": "hello", "token": token}).to_string();
+        ws.send(Message::Text(hello.into())).await.expect("hello");
+        assert_eq!(next(&mut ws).await["type"], "welcome");
+        ws
+    }
+
+    async fn next(ws: &mut Ws) -> Value {
+        loop {
+            let frame = tokio::time::timeout(std::time::Duration::from_secs(10), ws.next())
+                .await
+                .expect("a frame within 10 s")
+                .expect("open")
+                .expect("frame");
+            if let Message::Text(text) = frame {
+                return serde_json::from_str(text.as_str()).expect("JSON");
+            }
+        }
+    }
+
+    async fn send(ws: &mut Ws, client_msg_id: &str, content: &str) {
+        let frame = serde_json::json!({"type": "send", "conversation_id": "c1",
+            "client_msg_id": client_msg_id, "content": content});
+        ws.send(Message::Text(frame.to_string().into()))
+            .await
+            .expect("send");
+    }
+
+    /// B1 stores before it answers: the message is in RocksDB when the ack
+    /// comes, a resend is acked with the stored message and not relayed,
+    /// and seqs stay gap-free.
+    #[tokio::test]
+    async fn b1_acks_what_it_stored_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = open_log(dir.path()).expect("log");
+        let relay = Arc::new(Relay {
+            log: Some(start_writer(Arc::clone(&db)).expect("writer")),
+            ..Relay::default()
+        });
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("ws://{}/", listener.local_addr().expect("addr"));
+        tokio::spawn(accept(listener, Arc::clone(&relay)));
+        let mut agent = hello(&url, "agent").await;
+        let mut visitor = hello(&url, "visitor-1").await;
+
+        send(&mut visitor, "m1", "first").await;
+        let ack = next(&mut visitor).await;
+        assert_eq!(ack["type"], "ack");
+        assert_eq!(ack["message"]["seq"], 1);
+        send(&mut visitor, "m1", "first, resent").await;
+        let again = next(&mut visitor).await;
+        assert_eq!(again["message"]["seq"], 1);
+        assert_eq!(again["message"]["content"], "first");
+        send(&mut visitor, "m2", "second").await;
+        assert_eq!(next(&mut visitor).await["message"]["seq"], 2);
+        // Acked, so written: conversation ++ seq (big-endian) in `msg`.
+        let msg = db.cf_handle(CF_MSG).expect("cf");
+        let key = |seq: u64| [b"c1".as_slice(), &seq.to_be_bytes()].concat();
+        let stored = db.get_cf(msg, key(2)).expect("get").expect("seq 2 stored");
+        let stored: Value = serde_json::from_slice(&stored).expect("JSON");
+        assert_eq!(stored["content"], "second");
+        assert!(
+            db.get_cf(msg, key(3)).expect("get").is_none(),
+            "the resend took no seq"
+        );
+
+        // The agent got each message once, in order.
+        let first = next(&mut agent).await;
+        assert_eq!(
+            (first["type"].as_str(), first["message"]["seq"].as_u64()),
+            (Some("message"), Some(1))
+        );
+        assert_eq!(next(&mut agent).await["message"]["seq"], 2);
     }
 }

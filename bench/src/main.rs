@@ -1,10 +1,11 @@
 //! `kefu-bench`: drives a real Kefu server over the real protocol (REST to
 //! set up, WebSocket `hello`/`send`/`ack`/`message` to measure) side by side
-//! with two baselines started in the same run — B0, a minimal
-//! tokio-tungstenite relay (`b0.rs`), and N, a Node.js `ws` relay
-//! (`bench/baselines/node`) — and a raw RocksDB put loop (`storage.rs`).
-//! Results are printed as tables (with Kefu's ratios to B0 and N) and
-//! written as JSON.
+//! with three baselines started in the same run — B0, a minimal
+//! tokio-tungstenite relay (`b0.rs`), B1, the same relay writing each send
+//! to a RocksDB log before acking it (`b0.rs`, `--log`), and N, a Node.js
+//! `ws` relay (`bench/baselines/node`) — and a raw RocksDB put loop
+//! (`storage.rs`). Results are printed as tables (with Kefu's ratios to B0,
+//! B1 and N) and written as JSON.
 //!
 //! Each system runs in its own process, so its memory and CPU can be read
 //! from /proc; with `--pin` the server runs on core 0 and the load on core
@@ -51,7 +52,7 @@ struct Global {
     #[arg(long, global = true)]
     json: Option<PathBuf>,
     /// Systems to measure (comma-separated).
-    #[arg(long, global = true, value_delimiter = ',', default_values = ["kefu", "b0", "node"])]
+    #[arg(long, global = true, value_delimiter = ',', default_values = ["kefu", "b0", "b1", "node"])]
     systems: Vec<System>,
     /// Pin the server to core 0 and the load to core 1 (taskset).
     #[arg(long, global = true)]
@@ -86,6 +87,10 @@ enum Scenario {
     B0Server {
         #[arg(long, default_value = "127.0.0.1:0")]
         bind: std::net::SocketAddr,
+        /// Baseline B1: write every send to a RocksDB log in this directory
+        /// before acking and relaying it.
+        #[arg(long)]
+        log: Option<PathBuf>,
     },
     /// A load worker process (used by the bench itself).
     #[command(hide = true)]
@@ -209,7 +214,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         None => std::env::current_exe()?.with_file_name("kefu-server"),
     };
     let sections = match cli.scenario {
-        Scenario::B0Server { bind } => return b0::serve(bind).await,
+        Scenario::B0Server { bind, log } => return b0::serve(bind, log.as_deref()).await,
         Scenario::Worker => return worker::run().await,
         Scenario::All(args) => {
             // Each scenario's result is written as soon as it is in, and a

@@ -170,8 +170,8 @@ pub fn tables(report: &Value) -> String {
             rule.push_str("---|");
         }
         if ratio.is_some() {
-            header.push_str(" Kefu ÷ B0 | Kefu ÷ N |");
-            rule.push_str("---|---|");
+            header.push_str(" Kefu ÷ B0 | Kefu ÷ B1 | Kefu ÷ N |");
+            rule.push_str("---|---|---|");
         }
         let _ = writeln!(out, "{header}\n{rule}");
         for row in &rows {
@@ -187,7 +187,7 @@ pub fn tables(report: &Value) -> String {
                 ));
             }
             if let Some(pointer) = ratio {
-                for baseline in ["B0", "N"] {
+                for baseline in ["B0", "B1", "N"] {
                     line.push_str(&format!(" {} |", ratio_to(&rows, row, baseline, pointer)));
                 }
             }

@@ -149,7 +149,7 @@ pub async fn throughput(
             runs.push((system, "os"));
             runs.push((system, "fsync"));
         } else {
-            runs.push((system, "none"));
+            runs.push((system, if system == System::B1 { "os" } else { "none" }));
         }
     }
     for (system, durability) in runs {

@@ -1,6 +1,7 @@
 //! The systems under test, started the same way for every scenario: Kefu
 //! (the real `kefu-server` on a temp data dir), B0 (the tokio-tungstenite
-//! relay of `b0.rs`, this binary's `b0-server` subcommand) and N (the Node.js
+//! relay of `b0.rs`, this binary's `b0-server` subcommand), B1 (the same
+//! relay writing every send to RocksDB first, `b0-server --log`) and N (the Node.js
 //! `ws` relay in `bench/baselines/node`). Each runs in its own process, on
 //! the server's cores when pinned, and is killed when dropped.
 
@@ -19,6 +20,7 @@ use crate::server::Server;
 pub enum System {
     Kefu,
     B0,
+    B1,
     Node,
 }
 
@@ -27,6 +29,7 @@ impl System {
         match self {
             System::Kefu => "Kefu",
             System::B0 => "B0",
+            System::B1 => "B1",
             System::Node => "N",
         }
     }
@@ -44,6 +47,8 @@ pub struct Target {
     kefu: Option<Server>,
     child: Option<Child>,
     shop: Option<Shop>,
+    /// B1's log, removed when the target is dropped (after the child).
+    log_dir: Option<tempfile::TempDir>,
 }
 
 /// Where the Node baseline lives (`KEFU_BENCH_NODE_DIR` overrides).
@@ -66,12 +71,23 @@ impl Target {
                     kefu: Some(server),
                     child: None,
                     shop: Some(shop),
+                    log_dir: None,
                 })
             }
             System::B0 => {
                 let mut command = crate::pin::server_command(std::env::current_exe()?);
                 command.args(["b0-server", "--bind", "127.0.0.1:0"]);
                 Self::spawn_relay(system, command)
+            }
+            System::B1 => {
+                let dir = tempfile::tempdir()?;
+                let mut command = crate::pin::server_command(std::env::current_exe()?);
+                command
+                    .args(["b0-server", "--bind", "127.0.0.1:0", "--log"])
+                    .arg(dir.path());
+                let mut target = Self::spawn_relay(system, command)?;
+                target.log_dir = Some(dir);
+                Ok(target)
             }
             System::Node => {
                 let dir = node_dir();
@@ -111,6 +127,7 @@ impl Target {
             kefu: None,
             child: Some(child),
             shop: None,
+            log_dir: None,
         })
     }
 
