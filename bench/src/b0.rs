@@ -16,7 +16,9 @@
 //! column families (`kefu_server::store::messages`), `os` durability, up to
 //! 512 sends a batch. Only when the batch is written are the ack and the
 //! message sent, as Kefu does. Sends on one connection may be in flight
-//! together. B1 is the floor for any relay that acks only what is durable;
+//! together. Seqs live in the writer's memory and start again with the
+//! process: the bench only ever starts B1 on an empty directory.
+//! B1 is the floor for any relay that acks only what is durable;
 //! B1 − B0 is what that promise costs, and Kefu − B1 what the rest of Kefu
 //! costs (auth, the hub, SQLite's derived columns, the search index).
 

@@ -8,7 +8,7 @@
 //! message after `resolved` reopens it the same way.
 //!
 //! Derived columns (`last_seq`, `last_message_at`, `activity_at`) follow the
-//! log a few milliseconds behind, are rebuilt from `conv_head` at start, and
+//! log 20–500 ms behind (more under load, see [`derive_pause`]), are rebuilt from `conv_head` at start, and
 //! are overlaid from the log whenever a `Conversation` is served, so clients
 //! always see the log's truth.
 
