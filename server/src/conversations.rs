@@ -8,9 +8,9 @@
 //! message after `resolved` reopens it the same way.
 //!
 //! Derived columns (`last_seq`, `last_message_at`, `activity_at`) follow the
-//! log 20–500 ms behind (more under load, see [`derive_pause`]), are rebuilt from `conv_head` at start, and
-//! are overlaid from the log whenever a `Conversation` is served, so clients
-//! always see the log's truth.
+//! log 20–500 ms behind (more under load, see [`derive_pause`]), are
+//! rebuilt from `conv_head` at start, and are overlaid from the log whenever
+//! a `Conversation` is served, so clients always see the log's truth.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -448,10 +448,10 @@ const DERIVE_PAUSE_MIN: Duration = Duration::from_millis(20);
 /// The longest: what the list's order may lag by under heavy load.
 const DERIVE_PAUSE_MAX: Duration = Duration::from_millis(500);
 /// Wait this many times as long as the last flush took, so that the
-/// deriver keeps to about 1/25 of a core whatever the load: under load more
-/// messages per conversation fall into one flush, and each conversation's
-/// row (with its three indexes on `activity_at`) is written once for all of
-/// them. At 10,000 messages a second over 1,000 conversations a 20 ms
+/// deriver keeps to about 1/25 of a core until the pause reaches its bound:
+/// under load more messages per conversation fall into one flush, and each
+/// conversation's row (with its three indexes on `activity_at`) is written
+/// once for all of them. At 10,000 messages a second over 1,000 conversations a 20 ms
 /// pause wrote ~10,000 rows a second in 50 bursts of 2–3 ms on the cores
 /// that serve the messages (docs/PERFORMANCE.md).
 const DERIVE_PAUSE_PER_WORK: u32 = 25;
