@@ -64,7 +64,7 @@ struct Relay {
 type Stored = (String, Option<Arc<str>>);
 
 /// What a `send` frame asks for.
-struct Send {
+struct SendFrame {
     conversation: String,
     client_msg_id: String,
     role: &'static str,
@@ -73,10 +73,10 @@ struct Send {
     meta: Value,
 }
 
-impl Send {
-    fn parse(frame: &Value, role: &'static str, sender: u64) -> Send {
+impl SendFrame {
+    fn parse(frame: &Value, role: &'static str, sender: u64) -> SendFrame {
         let text = |name: &str| frame[name].as_str().unwrap_or("").to_owned();
-        Send {
+        SendFrame {
             conversation: text("conversation_id"),
             client_msg_id: text("client_msg_id"),
             role,
@@ -105,7 +105,7 @@ impl Send {
 
 /// A send on its way to B1's writer.
 struct Append {
-    send: Send,
+    send: SendFrame,
     reply: oneshot::Sender<Stored>,
 }
 
@@ -197,15 +197,13 @@ async fn connection(stream: tokio::net::TcpStream, relay: Arc<Relay>) -> anyhow:
                     };
                     match frame["type"].as_str() {
                         Some("ping") => ws.send(Message::Text(r#"{"type":"pong"}"#.into())).await?,
-                        Some("send") => match &relay.log {
-                            Some(log) => {
+                        Some("send") => match (&relay.log, SendFrame::parse(&frame, role, id)) {
+                            (Some(log), send) => {
                                 let (reply, stored) = oneshot::channel();
-                                let send = Send::parse(&frame, role, id);
                                 log.send(Append { send, reply }).await?;
                                 written.push_back(stored);
                             }
-                            None => {
-                                let send = Send::parse(&frame, role, id);
+                            (None, send) => {
                                 let message = send.message(relay.next_seq(&send.conversation));
                                 let ack = ack_frame(&send.client_msg_id, &message);
                                 ws.send(Message::Text(ack.into())).await?;

@@ -451,9 +451,9 @@ const DERIVE_PAUSE_MAX: Duration = Duration::from_millis(500);
 /// deriver keeps to about 1/25 of a core until the pause reaches its bound:
 /// under load more messages per conversation fall into one flush, and each
 /// conversation's row (with its three indexes on `activity_at`) is written
-/// once for all of them. At 10,000 messages a second over 1,000 conversations a 20 ms
-/// pause wrote ~10,000 rows a second in 50 bursts of 2–3 ms on the cores
-/// that serve the messages (docs/PERFORMANCE.md).
+/// once for all of them. At 10,000 messages a second over 1,000
+/// conversations a 20 ms pause wrote ~10,000 rows a second in 50 bursts of
+/// 2–3 ms on the cores that serve the messages (docs/PERFORMANCE.md).
 const DERIVE_PAUSE_PER_WORK: u32 = 25;
 
 /// How long the deriver waits before its next flush, given how long the
