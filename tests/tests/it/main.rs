@@ -1,0 +1,20 @@
+//! Kefu's black-box suites, linked as one test binary: each module starts
+//! real servers and talks to them over real sockets (see tests/src/lib.rs).
+//! One binary, not one per file: every test binary links RocksDB and the
+//! whole server, so fourteen of them cost fourteen links and gigabytes of
+//! disk for the same code.
+
+mod attachments;
+mod auth_cache;
+mod cli;
+mod durability;
+mod reads;
+mod reports;
+mod rest;
+mod routing;
+mod search;
+mod settings;
+mod ticket_workflow;
+mod tickets;
+mod tidy;
+mod websocket;
