@@ -72,6 +72,7 @@ fn layout(scenario: &str) -> (Vec<Column>, Option<&'static str>) {
                 col("p99 ms", "/latency_us/p99", Ms),
                 col("p99.9 ms", "/latency_us/p999", Ms),
                 col("max ms", "/latency_us/max", Ms),
+                col("open s", "/open_seconds", Plain),
             ],
             Some("/latency_us/p99"),
         ),
