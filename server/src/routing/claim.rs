@@ -1,8 +1,9 @@
 //! An agent takes a chat from the queue (claim) or hands one on (transfer).
 //! Routes: `POST /api/v1/conversations/{id}/claim` and `…/transfer`.
 //!
-//! Both leave a visitor-visible `event` message; a transfer's note is a
-//! `note` message (agents only).
+//! Both leave a visitor-visible `event` message whose `meta` carries the
+//! names a client needs to word it in its reader's language (docs/API.md,
+//! event lines); a transfer's note is a `note` message (agents only).
 
 use axum::Json;
 use axum::Router;
@@ -174,14 +175,26 @@ async fn transfer(
                 "{} transferred the conversation to {name}",
                 actor.display_name
             ),
-            json!({"event": "transferred", "by_agent_id": actor.id, "to_agent_id": agent}),
+            json!({
+                "event": "transferred",
+                "by_agent_id": actor.id,
+                "by_agent_name": actor.display_name,
+                "to_agent_id": agent,
+                "to_agent_name": name,
+            }),
         ),
         To::Team(team, name) => (
             format!(
                 "{} transferred the conversation to the {name} team",
                 actor.display_name
             ),
-            json!({"event": "transferred", "by_agent_id": actor.id, "to_team_id": team}),
+            json!({
+                "event": "transferred",
+                "by_agent_id": actor.id,
+                "by_agent_name": actor.display_name,
+                "to_team_id": team,
+                "to_team_name": name,
+            }),
         ),
     };
     super::event(&state, id, content, meta).await?;

@@ -338,7 +338,9 @@ async fn joined(
         state,
         conversation,
         format!("{name} joined the conversation"),
-        json!({"event": "assigned", "agent_id": agent, "by": how}),
+        // `agent_name` lets a client word the line in its reader's language
+        // without a lookup a visitor cannot make (docs/API.md, event lines).
+        json!({"event": "assigned", "agent_id": agent, "agent_name": name, "by": how}),
     )
     .await
 }

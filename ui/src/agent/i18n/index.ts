@@ -5,5 +5,7 @@ import { common } from "./common";
 import { chats } from "./chats";
 import { tickets } from "./tickets";
 import { settings } from "./settings";
+// Event lines ("X joined the conversation") are shared with the widget.
+import { eventDicts } from "../../lib/events";
 
-export const dicts = mergeDicts(common, chats, tickets, settings);
+export const dicts = mergeDicts(common, chats, tickets, settings, eventDicts);

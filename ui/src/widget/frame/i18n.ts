@@ -2,7 +2,8 @@
 // (not the agent workstation's dictionaries): it ships to every visitor, so
 // each key is written once with its two translations side by side.
 
-import type { Dicts } from "../../lib/i18n";
+import { mergeDicts, type Dicts } from "../../lib/i18n";
+import { eventDicts } from "../../lib/events";
 
 /** key → [English, 简体中文]. */
 export const table: Record<string, readonly [string, string]> = {
@@ -44,8 +45,11 @@ export const table: Record<string, readonly [string, string]> = {
   "error.identity": ["We could not confirm who you are: {error}", "无法确认您的身份：{error}"],
 };
 
-export const dicts: Dicts = { en: {}, "zh-CN": {} };
+const own: Dicts = { en: {}, "zh-CN": {} };
 for (const [key, [en, zh]] of Object.entries(table)) {
-  dicts.en[key] = en;
-  dicts["zh-CN"][key] = zh;
+  own.en[key] = en;
+  own["zh-CN"][key] = zh;
 }
+
+/** The table, plus the event lines shared with the workstation (lib/events.ts). */
+export const dicts: Dicts = mergeDicts(own, eventDicts);
