@@ -101,8 +101,7 @@ pub async fn start_on(config: Config, listener: TcpListener) -> anyhow::Result<R
         let shutdown = serving.shutdown.clone();
         // Returns once the shutdown token is cancelled and the HTTP
         // connections are done (or dropped at the deadline).
-        let deadline =
-            http::serve::serve(listener, router, &serving.config.http, shutdown).await;
+        let deadline = http::serve::serve(listener, router, &serving.config.http, shutdown).await;
         // Also reached when serving stopped on its own: stop everything else too.
         serving.shutdown.cancel();
         // Sockets were told to close (1001) by the hub; give their tasks

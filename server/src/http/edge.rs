@@ -117,7 +117,7 @@ impl Edge {
                 || self.addresses.contains(&ip);
         }
         host == "localhost"
-            || self.names.iter().any(|name| *name == host)
+            || self.names.contains(&host)
             || self
                 .suffixes
                 .iter()
@@ -219,8 +219,10 @@ mod tests {
     use super::*;
 
     fn edge(allowed: &[&str], proxies: &[&str]) -> Edge {
-        let mut config = Config::default();
-        config.bind = "192.0.2.7:5338".parse().expect("addr");
+        let mut config = Config {
+            bind: "192.0.2.7:5338".parse().expect("addr"),
+            ..Config::default()
+        };
         config.http.allowed_hosts = allowed.iter().map(|s| (*s).to_owned()).collect();
         config.http.trusted_proxies = proxies.iter().map(|s| (*s).to_owned()).collect();
         config.validate().expect("valid");
@@ -267,26 +269,41 @@ mod tests {
     fn client_ip_is_the_rightmost_untrusted_hop_from_trusted_peers_only() {
         let edge = edge(&[], &["10.0.0.0/8", "127.0.0.2"]);
         let mut headers = HeaderMap::new();
-        headers.append("x-forwarded-for", "6.6.6.6, 203.0.113.9".parse().expect("v"));
+        headers.append(
+            "x-forwarded-for",
+            "6.6.6.6, 203.0.113.9".parse().expect("v"),
+        );
         headers.append("x-forwarded-for", "10.1.1.1".parse().expect("v"));
         let proxy: IpAddr = "127.0.0.2".parse().expect("ip");
         let stranger: IpAddr = "127.0.0.3".parse().expect("ip");
-        assert_eq!(edge.client_ip(proxy, &headers), "203.0.113.9".parse::<IpAddr>().expect("ip"));
+        assert_eq!(
+            edge.client_ip(proxy, &headers),
+            "203.0.113.9".parse::<IpAddr>().expect("ip")
+        );
         assert_eq!(edge.client_ip(stranger, &headers), stranger);
         // No header: the proxy itself; all hops trusted: the left-most.
         assert_eq!(edge.client_ip(proxy, &HeaderMap::new()), proxy);
         let mut inner = HeaderMap::new();
         inner.insert("x-forwarded-for", "10.9.9.9, 10.1.1.1".parse().expect("v"));
-        assert_eq!(edge.client_ip(proxy, &inner), "10.9.9.9".parse::<IpAddr>().expect("ip"));
+        assert_eq!(
+            edge.client_ip(proxy, &inner),
+            "10.9.9.9".parse::<IpAddr>().expect("ip")
+        );
         // Garbage stops the walk at the last address a proxy vouched for.
         let mut garbage = HeaderMap::new();
         garbage.insert("x-forwarded-for", "127.0.0.1, nonsense".parse().expect("v"));
         assert_eq!(edge.client_ip(proxy, &garbage), proxy);
         let mut ported = HeaderMap::new();
         ported.insert("x-forwarded-for", "[2001:db8::1]:4711".parse().expect("v"));
-        assert_eq!(edge.client_ip(proxy, &ported), "2001:db8::1".parse::<IpAddr>().expect("ip"));
+        assert_eq!(
+            edge.client_ip(proxy, &ported),
+            "2001:db8::1".parse::<IpAddr>().expect("ip")
+        );
         // IPv4-mapped peers (a dual-stack listener) match IPv4 CIDRs.
         let mapped: IpAddr = "::ffff:10.2.3.4".parse().expect("ip");
-        assert_eq!(edge.client_ip(mapped, &headers), "203.0.113.9".parse::<IpAddr>().expect("ip"));
+        assert_eq!(
+            edge.client_ip(mapped, &headers),
+            "203.0.113.9".parse::<IpAddr>().expect("ip")
+        );
     }
 }

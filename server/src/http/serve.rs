@@ -154,7 +154,7 @@ fn refuse(mut tcp: TcpStream, refusing: &Arc<Semaphore>) {
     };
     tokio::spawn(async move {
         let response = format!(
-            "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\nretry-after: 1\r\ncache-control: no-store\r\nconnection: close\r\n\r\n{BUSY_BODY}",
+            "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\nretry-after: 1\r\ncache-control: no-store\r\nx-content-type-options: nosniff\r\nconnection: close\r\n\r\n{BUSY_BODY}",
             BUSY_BODY.len()
         );
         let _ = tokio::time::timeout(REFUSE_LINGER, async {

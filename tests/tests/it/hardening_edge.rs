@@ -105,7 +105,11 @@ async fn password_change_guesses_are_limited_per_ip_and_per_account() {
     assert_error(status, &body, 429, "rate_limited");
     let (status, body) = login(&server, &third, "amy", "agent-password").await;
     assert_error(status, &body, 429, "rate_limited");
-    assert_eq!(password_hash(&server, "amy").await, before, "nothing changed");
+    assert_eq!(
+        password_hash(&server, "amy").await,
+        before,
+        "nothing changed"
+    );
 
     // Another account from another address is not affected.
     let (status, body) = change_password(&server, &third, &bob.token, "agent-password").await;
@@ -172,7 +176,10 @@ async fn foreign_host_is_misdirected_and_creates_no_visitor() {
     let (status, _) = send(
         server
             .http
-            .request(reqwest::Method::OPTIONS, server.url("/api/v1/visitor/sessions"))
+            .request(
+                reqwest::Method::OPTIONS,
+                server.url("/api/v1/visitor/sessions"),
+            )
             .header("host", "evil.example")
             .header("origin", "http://evil.example")
             .header("access-control-request-method", "POST"),
@@ -190,7 +197,13 @@ async fn foreign_host_is_misdirected_and_creates_no_visitor() {
         format!("[::1]:{port}"),
         "LOCALHOST".to_owned(),
     ] {
-        let (status, body) = send(server.http.get(server.url("/healthz")).header("host", &host)).await;
+        let (status, body) = send(
+            server
+                .http
+                .get(server.url("/healthz"))
+                .header("host", &host),
+        )
+        .await;
         assert_eq!(status, 200, "{host}: {body}");
     }
     let (status, body) = send(
@@ -243,7 +256,8 @@ async fn websocket_handshakes_and_allowed_hosts() {
         ("kefu.example", 421),
         ("shop.example.evil.example", 421),
     ] {
-        let (status, body) = send(server.http.get(server.url("/healthz")).header("host", host)).await;
+        let (status, body) =
+            send(server.http.get(server.url("/healthz")).header("host", host)).await;
         assert_eq!(status.as_u16(), expected, "{host}: {body}");
     }
     server.shutdown().await;
@@ -447,7 +461,10 @@ async fn http_connections_are_capped() {
     drop(held);
     let mut served = false;
     for _ in 0..200 {
-        if let Ok(response) = reqwest::Client::new().get(server.url("/healthz")).send().await
+        if let Ok(response) = reqwest::Client::new()
+            .get(server.url("/healthz"))
+            .send()
+            .await
             && response.status() == 200
         {
             served = true;
@@ -518,7 +535,10 @@ async fn start_process(data_dir: &std::path::Path, env: &[(&str, &str)]) -> Serv
     };
     let http = reqwest::Client::new();
     for _ in 0..400 {
-        if let Ok(response) = http.get(format!("http://{}/readyz", process.addr)).send().await
+        if let Ok(response) = http
+            .get(format!("http://{}/readyz", process.addr))
+            .send()
+            .await
             && response.status() == 200
         {
             return process;
@@ -588,7 +608,10 @@ async fn binary_closes_stalled_connections_and_keeps_serving() {
         .expect("served");
     assert_eq!(response.status(), 200);
     for tcp in &mut held {
-        assert!(closed_within(tcp, WAIT).await, "stalled connection still open");
+        assert!(
+            closed_within(tcp, WAIT).await,
+            "stalled connection still open"
+        );
     }
 }
 
@@ -597,7 +620,10 @@ async fn binary_closes_stalled_connections_and_keeps_serving() {
 fn http_settings_from_the_environment() {
     let output = Command::new(env!("CARGO_BIN_EXE_kefu-server-under-test"))
         .args(["serve", "--print-config"])
-        .env("KEFU_HTTP__ALLOWED_HOSTS", r#"["chat.shop.example", "*.kefu.example"]"#)
+        .env(
+            "KEFU_HTTP__ALLOWED_HOSTS",
+            r#"["chat.shop.example", "*.kefu.example"]"#,
+        )
         .env("KEFU_HTTP__TRUSTED_PROXIES", r#"["10.0.0.0/8"]"#)
         .output()
         .expect("run");
