@@ -62,8 +62,11 @@ impl Running {
         &self.state
     }
 
-    /// Graceful stop: no new connections, sockets closed with 1001, the log
-    /// writer drained and closed, derived columns flushed.
+    /// Graceful stop: no new connections, requests in flight finish,
+    /// sockets closed with 1001 and their tasks awaited, then the log
+    /// writer drained and closed and derived columns flushed. Connections
+    /// still open after `http.shutdown_timeout_secs` are dropped, so this
+    /// returns in bounded time whatever the clients do.
     pub async fn shutdown(self) -> anyhow::Result<()> {
         self.state.shutdown.cancel();
         self.task.await.context("server task panicked")?
