@@ -6,15 +6,15 @@
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use sqlx::SqlitePool;
-use std::net::SocketAddr;
 
 use crate::auth::{self, AdminAuth, AgentAuth};
 use crate::error::{ApiError, ApiResult};
+use crate::http::ClientIp;
 use crate::http::extract::ApiJson;
 use crate::ids::AgentId;
 use crate::state::AppState;
@@ -168,10 +168,14 @@ struct LoginResponse {
 
 async fn login(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(client): ClientIp,
     ApiJson(body): ApiJson<LoginBody>,
 ) -> ApiResult<Json<LoginResponse>> {
-    state.limiters.check_login(peer.ip())?;
+    // Spent before the password is looked at (see `state::Limiters`).
+    if let Err(error) = state.limiters.password_attempt(client, &body.username) {
+        tracing::warn!(%client, "login refused: too many password attempts");
+        return Err(error);
+    }
     let row: Option<(AgentId, String)> = sqlx::query_as(
         "SELECT id, password_hash FROM agents WHERE username = ? AND deactivated_at IS NULL",
     )
@@ -186,13 +190,14 @@ async fn login(
     };
     let valid = auth::verify_password(body.password, hash).await;
     let Some(id) = id.filter(|_| valid) else {
-        return Err(state.limiters.login_failed(peer.ip()));
+        tracing::info!(%client, "login failed: wrong username or password");
+        return Err(ApiError::Unauthorized("wrong username or password".into()));
     };
     let token = auth::issue_agent_token(&state.db, id).await?;
     let agent = find(&state.db, id)
         .await?
         .ok_or_else(|| ApiError::not_found("agent"))?;
-    tracing::info!(agent = %agent.id, "agent signed in");
+    tracing::info!(agent = %agent.id, %client, "agent signed in");
     Ok(Json(LoginResponse { token, agent }))
 }
 
@@ -223,6 +228,7 @@ struct UpdateMeBody {
 /// password (role, capacity and activation stay with admins).
 async fn update_me(
     State(state): State<AppState>,
+    ClientIp(client): ClientIp,
     AgentAuth(agent): AgentAuth,
     headers: axum::http::HeaderMap,
     ApiJson(body): ApiJson<UpdateMeBody>,
@@ -240,6 +246,12 @@ async fn update_me(
                     "current_password is required to change the password",
                 ));
             };
+            // A token holder must not get unlimited guesses at the
+            // password: the same budgets as logins, spent before checking.
+            if let Err(error) = state.limiters.password_attempt(client, &agent.username) {
+                tracing::warn!(agent = %agent.id, %client, "password change refused: too many password attempts");
+                return Err(error);
+            }
             let (stored,): (String,) =
                 sqlx::query_as("SELECT password_hash FROM agents WHERE id = ?")
                     .bind(agent.id)

@@ -81,6 +81,12 @@ impl From<AppRow> for App {
 /// same-origin: its `Origin` names the `Host` it was sent to, and it counts
 /// as no `Origin`. Which sites may embed that iframe is enforced by the
 /// browser instead, through the frame's `frame-ancestors` (crate::ui).
+///
+/// Trusting `Host` here is sound only because the edge (`http::edge`) has
+/// already refused every Host this server does not answer to: a DNS
+/// rebinding page sends `Origin: http://evil.example` with `Host:
+/// evil.example`, and is answered 421 before any route (unless
+/// `http.allowed_hosts` is `["*"]`, which the docs warn about).
 pub fn cross_origin(headers: &axum::http::HeaderMap) -> Option<&str> {
     let origin = headers
         .get(axum::http::header::ORIGIN)

@@ -42,6 +42,125 @@ pub struct Config {
     pub limits: Limits,
     pub ws: WsConfig,
     pub presence: PresenceConfig,
+    pub http: HttpConfig,
+}
+
+/// The network edge: which `Host` names this server answers to, which peers
+/// may tell it the client's address, and how long a connection may take.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Host names (or IP literals) requests may name in `Host`, besides the
+    /// ones always allowed: `localhost`, loopback addresses, the bind
+    /// address and the address the client connected to. `*.shop.example`
+    /// allows every subdomain; `*` alone allows any Host (no protection
+    /// against DNS rebinding). Others are answered 421.
+    pub allowed_hosts: Vec<String>,
+    /// CIDRs (or single addresses) of reverse proxies whose
+    /// `X-Forwarded-For` is believed: the client is the right-most address
+    /// in it that is not one of these. From other peers the header is
+    /// ignored.
+    pub trusted_proxies: Vec<String>,
+    /// Seconds a client has to send a request's headers (also how long an
+    /// idle keep-alive connection stays open). Over it: closed.
+    pub header_read_timeout_secs: u64,
+    /// Seconds a request body may go without a byte arriving. Over it: the
+    /// request fails (400) and the connection is closed.
+    pub body_idle_timeout_secs: u64,
+    /// Concurrent HTTP connections, not counting those upgraded to a
+    /// WebSocket (`limits.max_connections` caps those). Over it: 503 and
+    /// closed.
+    pub max_connections: usize,
+    /// Seconds a graceful shutdown waits for requests in flight and for
+    /// WebSockets to close; then the rest are dropped.
+    pub shutdown_timeout_secs: u64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            allowed_hosts: Vec::new(),
+            trusted_proxies: Vec::new(),
+            header_read_timeout_secs: 10,
+            body_idle_timeout_secs: 30,
+            max_connections: 10_000,
+            shutdown_timeout_secs: 10,
+        }
+    }
+}
+
+impl HttpConfig {
+    /// The parsed `trusted_proxies`: `a.b.c.d/n`, `v6::/n` or an address.
+    pub fn trusted_proxy_nets(&self) -> Result<Vec<ipnet::IpNet>, String> {
+        self.trusted_proxies
+            .iter()
+            .map(|entry| {
+                let entry = entry.trim();
+                entry
+                    .parse::<ipnet::IpNet>()
+                    .or_else(|_| entry.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map(|net| net.trunc())
+                    .map_err(|_| {
+                        format!(
+                            "invalid configuration: http.trusted_proxies entry {entry:?} is not an address or CIDR"
+                        )
+                    })
+            })
+            .collect()
+    }
+
+    /// The normalized `allowed_hosts` (lower case, no trailing dot).
+    pub fn allowed_host_names(&self) -> Result<Vec<String>, String> {
+        self.allowed_hosts
+            .iter()
+            .map(|entry| {
+                let name = entry
+                    .trim()
+                    .trim_end_matches('.')
+                    .to_ascii_lowercase();
+                let bare = name
+                    .strip_prefix('[')
+                    .and_then(|n| n.strip_suffix(']'))
+                    .unwrap_or(&name);
+                let wildcard = bare.strip_prefix("*.").unwrap_or(bare);
+                let ok = bare == "*"
+                    || bare.parse::<std::net::IpAddr>().is_ok()
+                    || (!wildcard.is_empty()
+                        && wildcard
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.'));
+                if ok {
+                    Ok(bare.to_owned())
+                } else {
+                    Err(format!(
+                        "invalid configuration: http.allowed_hosts entry {entry:?} must be a host name, `*.` and a domain, an IP address or `*` (no scheme, no port)"
+                    ))
+                }
+            })
+            .collect()
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        self.trusted_proxy_nets()?;
+        self.allowed_host_names()?;
+        let checks = [
+            (
+                "http.header_read_timeout_secs must be > 0",
+                self.header_read_timeout_secs > 0,
+            ),
+            (
+                "http.body_idle_timeout_secs must be > 0",
+                self.body_idle_timeout_secs > 0,
+            ),
+            ("http.max_connections must be > 0", self.max_connections > 0),
+        ];
+        for (message, ok) in checks {
+            if !ok {
+                return Err(format!("invalid configuration: {message}"));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Agent presence: how long an `online` agent may be without any
@@ -100,8 +219,13 @@ pub struct Limits {
     pub writer_queue: usize,
     /// Sends the writer puts into one RocksDB write batch at most.
     pub writer_batch_max: usize,
-    /// Login attempts per client IP per minute.
+    /// Password attempts per client IP per minute: every well-formed login
+    /// and every `current_password` check counts, right or wrong (0 =
+    /// unlimited).
     pub login_per_minute: u32,
+    /// Password attempts per account (username) per hour, from anywhere:
+    /// logins and `current_password` checks, right or wrong (0 = unlimited).
+    pub password_attempts_per_account_per_hour: u32,
     /// Visitor sessions created per client IP per minute (0 = unlimited).
     /// Loopback clients are exempt (a local reverse proxy or load tool).
     pub visitor_sessions_per_minute: u32,
@@ -135,6 +259,7 @@ impl Default for Config {
             limits: Limits::default(),
             ws: WsConfig::default(),
             presence: PresenceConfig::default(),
+            http: HttpConfig::default(),
         }
     }
 }
@@ -156,6 +281,7 @@ impl Default for Limits {
             writer_queue: 8_192,
             writer_batch_max: 512,
             login_per_minute: 20,
+            password_attempts_per_account_per_hour: 20,
             visitor_sessions_per_minute: 60,
             attachment_bytes: 10 * 1024 * 1024,
             visitor_uploads_per_hour: 60,
@@ -249,7 +375,7 @@ impl Config {
                 return Err(format!("invalid configuration: {message}"));
             }
         }
-        Ok(())
+        self.http.validate()
     }
 
     /// A config for tests and embedding: everything default but the data dir,
@@ -312,6 +438,40 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn http_section_from_file_and_env() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("kefu.toml");
+        std::fs::write(
+            &file,
+            "[http]\nallowed_hosts = [\"chat.shop.example\", \"*.kefu.example\"]\ntrusted_proxies = [\"10.0.0.0/8\", \"127.0.0.1\"]\nshutdown_timeout_secs = 3\n",
+        )
+        .expect("write");
+        let config = Config::load(Some(&file), &Overrides::default()).expect("load");
+        assert_eq!(config.http.allowed_hosts.len(), 2);
+        assert_eq!(config.http.trusted_proxy_nets().expect("nets").len(), 2);
+        assert_eq!(config.http.shutdown_timeout_secs, 3);
+        assert_eq!(config.http.header_read_timeout_secs, 10);
+        let text = config.to_toml();
+        assert_eq!(toml::from_str::<Config>(&text).expect("parse"), config);
+
+        for bad in [
+            "[http]\ntrusted_proxies = [\"10.0.0.0/33\"]\n",
+            "[http]\ntrusted_proxies = [\"proxy.local\"]\n",
+            "[http]\nallowed_hosts = [\"https://shop.example\"]\n",
+            "[http]\nallowed_hosts = [\"shop.example:443\"]\n",
+            "[http]\nallowed_hosts = [\"\"]\n",
+            "[http]\nheader_read_timeout_secs = 0\n",
+            "[http]\nmax_connections = 0\n",
+        ] {
+            std::fs::write(&file, bad).expect("write");
+            assert!(
+                Config::load(Some(&file), &Overrides::default()).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -62,8 +62,11 @@ impl Running {
         &self.state
     }
 
-    /// Graceful stop: no new connections, sockets closed with 1001, the log
-    /// writer drained and closed, derived columns flushed.
+    /// Graceful stop: no new connections, requests in flight finish,
+    /// sockets closed with 1001 and their tasks awaited, then the log
+    /// writer drained and closed and derived columns flushed. Connections
+    /// still open after `http.shutdown_timeout_secs` are dropped, so this
+    /// returns in bounded time whatever the clients do.
     pub async fn shutdown(self) -> anyhow::Result<()> {
         self.state.shutdown.cancel();
         self.task.await.context("server task panicked")?
@@ -92,26 +95,22 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
 
 /// As [`start`], on a listener the caller bound.
 pub async fn start_on(config: Config, listener: TcpListener) -> anyhow::Result<Running> {
+    config.validate().map_err(anyhow::Error::msg)?;
     let addr = listener.local_addr()?;
-    // Chat frames are small and latency matters: no Nagle delay.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        if let Err(error) = tcp.set_nodelay(true) {
-            tracing::debug!(%error, "cannot set TCP_NODELAY");
-        }
-    });
     let (state, indexer) = open_state(config).await?;
     let router = http::router(Arc::clone(&state));
     let serving = Arc::clone(&state);
     let task = tokio::spawn(async move {
         let shutdown = serving.shutdown.clone();
-        let result = axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await;
-        // Also reached when the listener fails: stop everything else too.
+        // Returns once the shutdown token is cancelled and the HTTP
+        // connections are done (or dropped at the deadline).
+        let deadline = http::serve::serve(listener, router, &serving.config.http, shutdown).await;
+        // Also reached when serving stopped on its own: stop everything else too.
         serving.shutdown.cancel();
+        // Sockets were told to close (1001) by the hub; give their tasks
+        // until the same deadline to finish, so that nothing they write
+        // meets a closed log.
+        websockets_closed(&serving, deadline).await;
         // The indexer holds the state (and so the log): let it finish its
         // batch, so that the store is closed when this task returns.
         if let Err(error) = indexer.await {
@@ -123,10 +122,22 @@ pub async fn start_on(config: Config, listener: TcpListener) -> anyhow::Result<R
         }
         serving.db.close().await;
         tracing::info!("stopped");
-        result.context("server failed")
+        Ok(())
     });
     tracing::info!(%addr, data_dir = %state.config.data_dir.display(), durability = ?state.config.durability, "kefu listening");
     Ok(Running { addr, state, task })
+}
+
+/// Waits until every WebSocket task gave its connection slot back, or the
+/// deadline.
+async fn websockets_closed(state: &Kefu, deadline: tokio::time::Instant) {
+    let max = state.config.limits.max_connections;
+    let all = u32::try_from(max).unwrap_or(u32::MAX);
+    let closed = tokio::time::timeout_at(deadline, state.connection_slots.acquire_many(all));
+    if closed.await.is_err() {
+        let open = max.saturating_sub(state.connection_slots.available_permits());
+        tracing::warn!(open, "WebSockets still open at the shutdown deadline");
+    }
 }
 
 async fn open_state(config: Config) -> anyhow::Result<(AppState, JoinHandle<()>)> {

@@ -16,7 +16,8 @@ pub struct RoleLabel {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HttpLabels {
-    pub method: String,
+    /// A standard method or `other` (never the client's raw token).
+    pub method: &'static str,
     pub route: String,
     pub status: u16,
 }

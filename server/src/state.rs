@@ -5,6 +5,7 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use sha2::{Digest, Sha256};
 use sqlx::SqlitePool;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -53,77 +54,62 @@ impl Kefu {
     }
 }
 
-/// Per-client-IP rate limits (governor's GCRA, keyed by IP).
+/// Rate limits, keyed by the client IP (`http::ClientIp`: the TCP peer,
+/// or what a trusted proxy says) or by account (governor's GCRA).
 ///
-/// Logins: only failed attempts spend the quota, so a shop whose agents
-/// share one address can sign in all day; once an address has spent it,
-/// every attempt from it is refused (429) until the quota refills, so a
-/// guesser learns nothing more, right password or not.
+/// Password attempts (logins and `current_password` checks share them):
+/// every well-formed attempt spends one unit of the client IP's budget and
+/// one of the account's, right password or wrong, and is spent *before*
+/// the password is verified. So concurrent guesses cannot overrun a budget,
+/// and once either budget is spent every attempt is refused (429) without
+/// looking at the password: a 429 tells nothing about it.
 pub struct Limiters {
-    login_failures: Option<DefaultKeyedRateLimiter<IpAddr>>,
-    login_blocked: parking_lot::Mutex<std::collections::HashMap<IpAddr, std::time::Instant>>,
+    password_per_ip: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    password_per_account: Option<DefaultKeyedRateLimiter<[u8; 32]>>,
     visitor_sessions: Option<DefaultKeyedRateLimiter<IpAddr>>,
 }
 
 impl Limiters {
     pub fn new(config: &Config) -> Limiters {
-        let keyed = |per_minute: u32| {
-            NonZeroU32::new(per_minute).map(|n| RateLimiter::keyed(Quota::per_minute(n)))
-        };
+        let per_minute =
+            |n: u32| NonZeroU32::new(n).map(|n| RateLimiter::keyed(Quota::per_minute(n)));
+        let per_hour = |n: u32| NonZeroU32::new(n).map(|n| RateLimiter::keyed(Quota::per_hour(n)));
         Limiters {
-            login_failures: keyed(config.limits.login_per_minute),
-            login_blocked: Default::default(),
-            visitor_sessions: keyed(config.limits.visitor_sessions_per_minute),
+            password_per_ip: per_minute(config.limits.login_per_minute),
+            password_per_account: per_hour(config.limits.password_attempts_per_account_per_hour),
+            visitor_sessions: per_minute(config.limits.visitor_sessions_per_minute),
         }
     }
 
-    /// Before verifying a password: refuses an address that failed too often.
-    pub fn check_login(&self, ip: IpAddr) -> Result<(), ApiError> {
-        let blocked = self
-            .login_blocked
-            .lock()
-            .get(&ip)
-            .is_some_and(|until| *until > std::time::Instant::now());
-        if blocked {
-            Err(ApiError::RateLimited)
-        } else {
-            Ok(())
-        }
+    /// Before verifying a password for `username` (matched
+    /// case-insensitively, existing or not, so that a 429 does not tell
+    /// which names exist): spends an attempt of the IP's and of the
+    /// account's budget, or refuses. An IP out of budget spends nothing of
+    /// the account's, so one client cannot lock an account out faster
+    /// than its own budget allows.
+    pub fn password_attempt(&self, ip: IpAddr, username: &str) -> Result<(), ApiError> {
+        check(self.password_per_ip.as_ref(), &ip)?;
+        let account: [u8; 32] = Sha256::digest(username.to_ascii_lowercase().as_bytes()).into();
+        check(self.password_per_account.as_ref(), &account)
     }
 
-    /// After a failed login: spends quota; an address out of quota is
-    /// blocked until it refills. Returns the error to answer with.
-    pub fn login_failed(&self, ip: IpAddr) -> ApiError {
-        let Some(limiter) = &self.login_failures else {
-            return ApiError::Unauthorized("wrong username or password".into());
-        };
-        match limiter.check_key(&ip) {
-            Ok(()) => ApiError::Unauthorized("wrong username or password".into()),
-            Err(not_until) => {
-                let wait = not_until.wait_time_from(governor::clock::Clock::now(
-                    &governor::clock::DefaultClock::default(),
-                ));
-                self.login_blocked
-                    .lock()
-                    .insert(ip, std::time::Instant::now() + wait);
-                ApiError::RateLimited
-            }
-        }
-    }
-
-    /// Loopback is exempt: a reverse proxy or a load tool on the same box.
+    /// Loopback is exempt: a load tool on the same box. The IP is the
+    /// resolved client IP, so behind a trusted proxy on loopback the real
+    /// clients are still counted.
     pub fn check_visitor_session(&self, ip: IpAddr) -> Result<(), ApiError> {
         if ip.is_loopback() {
             return Ok(());
         }
-        check(self.visitor_sessions.as_ref(), ip)
+        check(self.visitor_sessions.as_ref(), &ip)
     }
 
     /// Forgets keys that are back to full quota, so the maps stay bounded.
     pub fn housekeeping(&self) {
-        let now = std::time::Instant::now();
-        self.login_blocked.lock().retain(|_, until| *until > now);
-        for limiter in [&self.login_failures, &self.visitor_sessions]
+        if let Some(limiter) = &self.password_per_account {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
+        for limiter in [&self.password_per_ip, &self.visitor_sessions]
             .into_iter()
             .flatten()
         {
@@ -133,9 +119,12 @@ impl Limiters {
     }
 }
 
-fn check(limiter: Option<&DefaultKeyedRateLimiter<IpAddr>>, ip: IpAddr) -> Result<(), ApiError> {
+fn check<K>(limiter: Option<&DefaultKeyedRateLimiter<K>>, key: &K) -> Result<(), ApiError>
+where
+    K: std::hash::Hash + Eq + Clone,
+{
     match limiter {
-        Some(limiter) if limiter.check_key(&ip).is_err() => Err(ApiError::RateLimited),
+        Some(limiter) if limiter.check_key(key).is_err() => Err(ApiError::RateLimited),
         _ => Ok(()),
     }
 }
@@ -174,26 +163,34 @@ mod tests {
     }
 
     #[test]
-    fn only_failed_logins_spend_the_quota_and_then_all_are_refused() {
-        let limiters = Limiters::new(&config(2, 0));
+    fn every_password_attempt_spends_the_ip_and_the_account_budget() {
+        let mut config = config(3, 0);
+        config.limits.password_attempts_per_account_per_hour = 5;
+        let limiters = Limiters::new(&config);
         let ip: IpAddr = "198.51.100.1".parse().expect("ip");
-        for _ in 0..10 {
-            assert!(limiters.check_login(ip).is_ok(), "successes spend nothing");
+        for _ in 0..3 {
+            assert!(limiters.password_attempt(ip, "amy").is_ok());
         }
         assert!(matches!(
-            limiters.login_failed(ip),
-            ApiError::Unauthorized(_)
-        ));
-        assert!(matches!(
-            limiters.login_failed(ip),
-            ApiError::Unauthorized(_)
-        ));
-        assert!(matches!(limiters.login_failed(ip), ApiError::RateLimited));
-        assert!(matches!(
-            limiters.check_login(ip),
+            limiters.password_attempt(ip, "someone-else"),
             Err(ApiError::RateLimited)
         ));
+        // The account's budget is shared by every IP, case-insensitively.
         let other: IpAddr = "198.51.100.2".parse().expect("ip");
-        assert!(limiters.check_login(other).is_ok());
+        assert!(limiters.password_attempt(other, "AMY").is_ok());
+        assert!(limiters.password_attempt(other, "Amy").is_ok());
+        let third: IpAddr = "198.51.100.3".parse().expect("ip");
+        assert!(matches!(
+            limiters.password_attempt(third, "amy"),
+            Err(ApiError::RateLimited)
+        ));
+        assert!(limiters.password_attempt(third, "bob").is_ok());
+        let mut unlimited = config.clone();
+        unlimited.limits.login_per_minute = 0;
+        unlimited.limits.password_attempts_per_account_per_hour = 0;
+        let unlimited = Limiters::new(&unlimited);
+        for _ in 0..50 {
+            assert!(unlimited.password_attempt(ip, "amy").is_ok());
+        }
     }
 }

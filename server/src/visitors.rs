@@ -2,11 +2,9 @@
 //! `user_id`, optionally verified by HMAC) and the visitor's own message
 //! routes. A visitor token reaches only that visitor's conversation.
 
-use std::net::SocketAddr;
-
 use axum::Json;
 use axum::Router;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::post;
@@ -17,6 +15,7 @@ use crate::apps::{App, IdentityVerification};
 use crate::auth::{self, Principal, VisitorAuth};
 use crate::conversations::{self, Author, PageQuery, SendBody};
 use crate::error::{ApiError, ApiResult};
+use crate::http::ClientIp;
 use crate::http::extract::{ApiJson, ApiQuery};
 use crate::ids::{ConversationId, VisitorId};
 use crate::message::{self, MessageKind};
@@ -100,7 +99,7 @@ fn profile(state: &AppState, body: &SessionBody) -> Result<Profile, ApiError> {
 
 async fn create_session(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(client): ClientIp,
     headers: HeaderMap,
     ApiJson(body): ApiJson<SessionBody>,
 ) -> ApiResult<(StatusCode, Json<SessionResponse>)> {
@@ -132,7 +131,7 @@ async fn create_session(
             }
         }
         let key = auth::user_key(app.id, user_id);
-        state.limiters.check_visitor_session(peer.ip())?;
+        state.limiters.check_visitor_session(client)?;
         // A device that still holds this user's token keeps it: no new
         // token row per APP launch.
         let held = match body.token.as_deref() {
@@ -159,7 +158,7 @@ async fn create_session(
         return Ok((StatusCode::CREATED, Json(session)));
     }
 
-    state.limiters.check_visitor_session(peer.ip())?;
+    state.limiters.check_visitor_session(client)?;
     let session = create_visitor(&state, &app, None, &profile).await?;
     Ok((StatusCode::CREATED, Json(session)))
 }

@@ -1,9 +1,15 @@
 //! The HTTP surface: wires each domain's routes under `/api/v1`, the
-//! service routes, CORS, body limits, security headers and metrics. The
-//! domain modules own their routes; this module only assembles them.
+//! service routes, the edge checks (Host, client IP), CORS, body limits,
+//! security headers and metrics, and serves them (`serve`). The domain
+//! modules own their routes; this module only assembles them.
 
+pub mod edge;
 pub mod extract;
+pub mod serve;
 
+pub use edge::ClientIp;
+
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
@@ -65,6 +71,11 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .layer(DefaultBodyLimit::max(state.config.limits.http_body_bytes))
         .layer(cors)
+        // Outside CORS: a foreign Host gets nothing, not even a preflight.
+        .layer(middleware::from_fn_with_state(
+            Arc::new(edge::Edge::new(&state.config)),
+            edge::edge,
+        ))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),
@@ -113,7 +124,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
 /// path (ids would explode the label set, and paths are not logged).
 async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = request.method().to_string();
+    let method = method_label(request.method());
     let route = request
         .extensions()
         .get::<MatchedPath>()
@@ -129,4 +140,21 @@ async fn track(State(state): State<AppState>, request: Request, next: Next) -> R
         started.elapsed().as_secs_f64(),
     );
     response
+}
+
+/// The `method` label: the standard methods by name, anything else (a
+/// client may send any token) as `other`, so the label set stays bounded.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "other",
+    }
 }

@@ -16,14 +16,14 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::future::{Future, poll_fn};
-use std::net::SocketAddr;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
+use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket, WebSocketUpgrade};
-use axum::extract::{ConnectInfo, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::FuturesUnordered;
@@ -39,6 +39,7 @@ use super::outbox::{Next, Outbox};
 use crate::auth::{self, Principal};
 use crate::conversations::{self, Author};
 use crate::error::ApiError;
+use crate::http::ClientIp;
 use crate::http::extract::ApiQuery;
 use crate::ids::ConversationId;
 use crate::message::{self, MessageKind};
@@ -61,7 +62,7 @@ pub struct WsQuery {
 pub async fn upgrade(
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(peer): ClientIp,
     headers: HeaderMap,
     ApiQuery(query): ApiQuery<WsQuery>,
 ) -> Response {
@@ -177,7 +178,7 @@ impl Connection {
         socket: WebSocket,
         state: AppState,
         origin: Option<String>,
-        peer: SocketAddr,
+        peer: IpAddr,
         permit: OwnedSemaphorePermit,
     ) {
         let Some((socket, author, party, role, id_text, resume)) =

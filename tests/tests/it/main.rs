@@ -9,6 +9,7 @@ mod auth_cache;
 mod cli;
 mod durability;
 mod event_lines;
+mod hardening_edge;
 mod reads;
 mod reports;
 mod rest;
