@@ -59,7 +59,17 @@ pub fn write_atomic(path: &Path, bytes: &[u8], visibility: Visibility) -> io::Re
 /// Returns whether this call created the file.
 pub fn create_atomic(path: &Path, bytes: &[u8], visibility: Visibility) -> io::Result<bool> {
     let temporary = write_temporary(path, bytes, visibility)?;
-    let linked = fs::hard_link(&temporary, path);
+    let mut linked = fs::hard_link(&temporary, path);
+    if matches!(&linked, Err(e) if e.kind() == io::ErrorKind::Unsupported) {
+        // A file system without hard links (FAT on a USB stick): check,
+        // then rename. Not atomic against a second creator, which only two
+        // processes making the very first identity at once could hit.
+        linked = if path.exists() {
+            Err(io::Error::from(io::ErrorKind::AlreadyExists))
+        } else {
+            fs::rename(&temporary, path)
+        };
+    }
     let _ = fs::remove_file(&temporary);
     match linked {
         Ok(()) => {

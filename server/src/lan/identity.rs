@@ -78,6 +78,8 @@ pub enum IdentityError {
     Certificate(#[from] rcgen::Error),
     #[error("the certificate does not fit the key: {0}")]
     Mismatch(String),
+    #[error("the system clock is out of range: {0}")]
+    Clock(String),
 }
 
 /// What `load_or_create` had to do.
@@ -163,17 +165,17 @@ impl Identity {
     /// asked for by re-issuing without them.
     pub fn open(data_dir: &Path) -> Result<(Identity, IdentityOrigin), IdentityError> {
         let meta = data_dir.join(LAN_DIR).join(META_FILE);
-        let names: Vec<String> = lanfs::read_bounded(&meta, MAX_META_BYTES)
+        let mut names: Vec<String> = lanfs::read_bounded(&meta, MAX_META_BYTES)
             .ok()
             .and_then(|bytes| serde_json::from_slice::<Issued>(&bytes).ok())
-            .map(|issued| {
-                issued
-                    .names
-                    .into_iter()
-                    .filter(|name| !DEFAULT_NAMES.contains(&name.as_str()))
-                    .collect()
-            })
+            .map(|issued| issued.names)
             .unwrap_or_default();
+        // A hand-edited file must not stop a reader: keep the valid names.
+        names.retain(|name| {
+            !DEFAULT_NAMES.contains(&name.as_str())
+                && normalize_names(std::slice::from_ref(name)).is_ok()
+        });
+        names.truncate(MAX_NAMES - DEFAULT_NAMES.len());
         Identity::load_or_create(data_dir, &names)
     }
 
@@ -398,9 +400,9 @@ fn issue(
 }
 
 fn datetime(unix: u64) -> Result<time::OffsetDateTime, IdentityError> {
-    let seconds = i64::try_from(unix).map_err(|_| IdentityError::Mismatch("clock".to_owned()))?;
+    let seconds = i64::try_from(unix).map_err(|e| IdentityError::Clock(e.to_string()))?;
     time::OffsetDateTime::from_unix_timestamp(seconds)
-        .map_err(|e| IdentityError::Mismatch(format!("clock: {e}")))
+        .map_err(|e| IdentityError::Clock(e.to_string()))
 }
 
 /// `localhost`, `kefu.local` and the caller's names: checked (IP addresses,
@@ -657,6 +659,34 @@ mod tests {
             normalize_names(&["::0:1".to_owned(), "::1".to_owned()]).expect("ok"),
             ["::1", "kefu.local", "localhost"]
         );
+    }
+
+    #[test]
+    fn open_keeps_the_issued_names_and_skips_invalid_ones() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let names = vec!["192.168.1.20".to_owned()];
+        let (first, _) = Identity::load_or_create(dir.path(), &names).expect("create");
+        let (opened, origin) = Identity::open(dir.path()).expect("open");
+        assert_eq!(origin, IdentityOrigin::Loaded);
+        assert_eq!(opened.certificate_der(), first.certificate_der());
+        // A hand-edited identity.json with a bad name: the good ones stay.
+        let meta_path = dir.path().join(LAN_DIR).join(META_FILE);
+        let edited = Issued {
+            names: vec![
+                "192.168.1.20".to_owned(),
+                "not a name".to_owned(),
+                "kefu.local".to_owned(),
+            ],
+            not_after: first.not_after_unix(),
+        };
+        std::fs::write(&meta_path, serde_json::to_vec(&edited).expect("json")).expect("write");
+        let (reopened, origin) = Identity::open(dir.path()).expect("open");
+        assert_eq!(origin, IdentityOrigin::Reissued);
+        assert_eq!(
+            reopened.names(),
+            ["192.168.1.20", "kefu.local", "localhost"]
+        );
+        assert_eq!(reopened.device_id(), first.device_id());
     }
 
     #[test]

@@ -214,6 +214,8 @@ pub fn pin_mismatch<'a>(error: &'a (dyn StdError + 'static)) -> Option<&'a PinMi
 pub fn server_name(address: &HostAddress) -> ServerName<'static> {
     match address.host() {
         Host::Ip(ip) => ServerName::IpAddress((*ip).into()),
+        // A checked host name is a valid DNS name, so this never falls
+        // back; if it did, the name is not used for trust anyway.
         Host::Name(name) => ServerName::try_from(name.clone())
             .unwrap_or_else(|_| ServerName::IpAddress(std::net::Ipv4Addr::UNSPECIFIED.into())),
     }

@@ -247,8 +247,13 @@ async fn browse(
                         () = stop.cancelled() => break,
                         () = tokio::time::sleep(RESUBSCRIBE_AFTER) => {}
                     }
-                    if let Some(fresh) = rebrowse_now(&daemon) {
-                        receiver = fresh;
+                    match rebrowse_now(&daemon) {
+                        Some(fresh) => receiver = fresh,
+                        None => {
+                            // The daemon is gone: stop rather than spin.
+                            tracing::warn!("mDNS: the browser stops, its daemon is gone");
+                            break;
+                        }
                     }
                 }
             },
