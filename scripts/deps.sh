@@ -2,7 +2,8 @@
 # machine has what building Kefu needs, installing what is missing.
 # RocksDB is C++ and its bindings are generated with libclang.
 
-kefu_apt_packages=(build-essential clang libclang-dev pkg-config)
+# iproute2: the mDNS tests make network namespaces with `ip netns`.
+kefu_apt_packages=(build-essential clang libclang-dev pkg-config iproute2)
 
 kefu_have_package() {
     dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"

@@ -44,6 +44,23 @@ enum Command {
         #[command(subcommand)]
         command: AdminCommand,
     },
+    /// LAN hosting (docs/LAN.md).
+    Lan {
+        #[command(subcommand)]
+        command: LanCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum LanCommand {
+    /// Print this device's ID, making its identity (key and certificate in
+    /// DATA_DIR/lan) on first use.
+    Identity {
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        #[arg(long, value_name = "FILE", env = "KEFU_CONFIG")]
+        config: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -145,6 +162,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             });
             running.wait().await
         }
+        Command::Lan {
+            command: LanCommand::Identity { data_dir, config },
+        } => {
+            let overrides = Overrides {
+                data_dir,
+                ..Overrides::default()
+            };
+            let config = Config::load(config.as_deref(), &overrides).map_err(anyhow::Error::msg)?;
+            lan_identity(config.data_dir).await
+        }
         Command::Admin {
             command:
                 AdminCommand::Create {
@@ -204,6 +231,25 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `lan identity`: the ID on stdout (alone, for scripts), news on stderr.
+async fn lan_identity(data_dir: PathBuf) -> anyhow::Result<()> {
+    let dir = data_dir.clone();
+    let (identity, origin) =
+        tokio::task::spawn_blocking(move || crate::lan::Identity::open(&dir)).await??;
+    match origin {
+        crate::lan::identity::IdentityOrigin::Created => eprintln!(
+            "created a new device identity in {}",
+            data_dir.join(crate::lan::identity::LAN_DIR).display()
+        ),
+        crate::lan::identity::IdentityOrigin::Reissued => {
+            eprintln!("re-issued the device certificate (same key, same ID)")
+        }
+        crate::lan::identity::IdentityOrigin::Loaded => {}
+    }
+    println!("{}", identity.device_id());
+    Ok(())
 }
 
 /// Every WebSocket is a file descriptor: lift the soft limit (often 1024) to

@@ -17,6 +17,7 @@ pub mod error;
 pub mod http;
 pub mod hub;
 pub mod ids;
+pub mod lan;
 pub mod message;
 pub mod metrics;
 pub mod reads;

@@ -1,0 +1,35 @@
+//! LAN hosting, the self-contained core: one Kefu device hosts the shop,
+//! the others (peers) join it over the LAN. See docs/LAN.md for the model,
+//! the trust and threat model, and what is not wired yet.
+//!
+//! - [`device_id`] — `DeviceId`, the SHA-256 of a device's public key, and
+//!   its human text form.
+//! - [`identity`] — the device key and self-signed certificate in
+//!   `data_dir/lan/`, made on first use.
+//! - [`tls`] — rustls configs for the host's LAN listener and for a peer,
+//!   with verifiers that trust keys (pinned, or first contact), always
+//!   checking the handshake signature.
+//! - [`pairing`] — the short code both screens compare (with a nonce
+//!   commitment against offline grinding) and the `kefu://pair` link.
+//! - [`state`] — role, history, term and pinned host in `state.json`,
+//!   written atomically.
+//! - [`discovery`] — mDNS advertising and a bounded browser.
+//! - [`config`] — `LanConfig`, the `[lan]` settings (all off by default).
+//! - [`address`], [`shop_name`] — checked values shared by the above.
+
+pub mod address;
+pub mod config;
+pub mod device_id;
+pub mod discovery;
+mod fs;
+pub mod identity;
+pub mod pairing;
+pub mod shop_name;
+pub mod state;
+pub mod tls;
+
+pub use address::HostAddress;
+pub use config::LanConfig;
+pub use device_id::DeviceId;
+pub use identity::Identity;
+pub use shop_name::ShopName;

@@ -1,0 +1,124 @@
+//! `ShopName`: the name a host announces and peers list ("Lin's Tea
+//! House"). It is shown to people next to a device ID, so it must not be
+//! able to pass for something else: no control characters, no invisible
+//! or direction-changing characters, bounded length.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// At most this many characters (64 CJK characters are 192 bytes, within a
+/// 255-byte mDNS TXT string).
+pub const MAX_CHARS: usize = 64;
+
+/// A checked shop name: trimmed, 1–64 characters, nothing hidden.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ShopName(String);
+
+/// Why a text is not a shop name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ShopNameError {
+    #[error("the shop name is empty")]
+    Empty,
+    #[error("the shop name is longer than {MAX_CHARS} characters")]
+    TooLong,
+    #[error("the shop name contains a control or invisible character")]
+    Hidden,
+}
+
+impl ShopName {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Characters that draw nothing or reorder what follows: zero-width
+/// spaces and joiners, bidirectional embeddings, overrides and isolates,
+/// the word joiner and the byte order mark.
+fn is_hidden(c: char) -> bool {
+    c.is_control()
+        || matches!(c,
+            '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{FEFF}')
+}
+
+impl FromStr for ShopName {
+    type Err = ShopNameError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        // Checked on the raw text first, so a huge input costs no more than
+        // its first MAX_CHARS + 1 characters after trimming.
+        let text = text.trim();
+        if text.is_empty() {
+            return Err(ShopNameError::Empty);
+        }
+        if text.chars().nth(MAX_CHARS).is_some() {
+            return Err(ShopNameError::TooLong);
+        }
+        if text.chars().any(is_hidden) {
+            return Err(ShopNameError::Hidden);
+        }
+        Ok(ShopName(text.to_owned()))
+    }
+}
+
+impl fmt::Display for ShopName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Serialize for ShopName {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for ShopName {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_names_people_use() {
+        for name in [
+            "Lin's Tea House",
+            "小林茶馆",
+            "Café Ümit",
+            "A",
+            &"字".repeat(64),
+        ] {
+            assert_eq!(name.parse::<ShopName>().expect(name).as_str(), name);
+        }
+        assert_eq!("  Tea  ".parse::<ShopName>().expect("trim").as_str(), "Tea");
+    }
+
+    #[test]
+    fn refuses_hidden_or_long() {
+        use ShopNameError::*;
+        for (name, error) in [
+            ("", Empty),
+            ("   ", Empty),
+            ("Tea\nHouse", Hidden),
+            ("Tea\u{0}", Hidden),
+            ("Tea\u{202E}esuoH", Hidden),
+            ("Te\u{200B}a", Hidden),
+            ("Tea\u{2067}x", Hidden),
+            ("\u{FEFF}Tea", Hidden),
+        ] {
+            assert_eq!(name.parse::<ShopName>(), Err(error), "{name:?}");
+        }
+        assert_eq!("字".repeat(65).parse::<ShopName>(), Err(TooLong));
+        assert_eq!("x".repeat(1_000_000).parse::<ShopName>(), Err(TooLong));
+    }
+}
