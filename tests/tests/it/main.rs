@@ -8,6 +8,7 @@ mod attachments;
 mod auth_cache;
 mod cli;
 mod durability;
+mod hardening_store;
 mod reads;
 mod reports;
 mod rest;
