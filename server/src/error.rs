@@ -151,6 +151,7 @@ impl From<crate::store::messages::LogError> for ApiError {
             crate::store::messages::LogError::Closed => {
                 ApiError::Unavailable("server is shutting down".into())
             }
+            crate::store::messages::LogError::Unavailable(why) => ApiError::Unavailable(why),
             other => ApiError::Internal(other.into()),
         }
     }
