@@ -15,6 +15,7 @@ mod rest;
 mod routing;
 mod search;
 mod settings;
+mod store_faults;
 mod ticket_workflow;
 mod tickets;
 mod tidy;
