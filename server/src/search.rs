@@ -406,6 +406,9 @@ impl Indexer {
         // The indexer's own connection, made from this low-priority thread
         // (see `spawn`), so that its SQLite work runs at that priority too.
         let mut background: Option<SqliteConnection> = None;
+        // Consecutive failed passes: the first is logged as an error, the
+        // rest (a full disk fails every pass until it frees) only counted.
+        let mut failing = 0u64;
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         loop {
             tokio::select! {
@@ -430,10 +433,18 @@ impl Indexer {
                 if state.shutdown.is_cancelled() {
                     break;
                 }
-                tracing::error!(%error, "search indexing failed; retrying");
+                failing += 1;
+                if failing == 1 {
+                    tracing::error!(%error, "search indexing failed; retrying every second");
+                } else {
+                    tracing::debug!(%error, failing, "search indexing failed again");
+                }
                 // A fresh connection next time, in case this one broke.
                 background = None;
                 tokio::time::sleep(Duration::from_secs(1)).await;
+            } else if failing > 0 {
+                tracing::info!(failed_passes = failing, "search indexing works again");
+                failing = 0;
             }
         }
     }

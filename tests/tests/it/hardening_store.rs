@@ -39,6 +39,11 @@ async fn patch(server: &TestServer, path: String, token: &str, body: Value) -> (
     server.patch(&path, Some(token), body).await
 }
 
+/// The statuses of `answers`, for assertion messages.
+fn statuses(answers: &[(StatusCode, Value)]) -> Vec<u16> {
+    answers.iter().map(|(status, _)| status.as_u16()).collect()
+}
+
 fn count_status(answers: &[(StatusCode, Value)], status: u16) -> usize {
     answers.iter().filter(|(s, _)| s.as_u16() == status).count()
 }
@@ -331,8 +336,8 @@ async fn twenty_concurrent_offline_forms_make_exactly_five_tickets() {
     let visitor = server.visitor(&app).await;
     let answers = at_once(20, |i| offline_form(&server, &visitor, i)).await;
     assert_no_server_error(&answers, "forms");
-    assert_eq!(count_status(&answers, 201), 5, "{answers:?}");
-    assert_eq!(count_status(&answers, 429), 15, "{answers:?}");
+    assert_eq!(count_status(&answers, 201), 5, "{:?}", statuses(&answers));
+    assert_eq!(count_status(&answers, 429), 15, "{:?}", statuses(&answers));
     let (tickets,): (i64,) = sqlx::query_as(
         "SELECT COUNT(*) FROM tickets WHERE requester_visitor_id = ? AND via = 'form'",
     )
@@ -379,7 +384,7 @@ async fn concurrent_rule_creates_and_reorders_never_fail() {
     })
     .await;
     assert_no_server_error(&answers, "rule creates");
-    assert_eq!(count_status(&answers, 201), 16, "{answers:?}");
+    assert_eq!(count_status(&answers, 201), 16, "{:?}", statuses(&answers));
     let (status, body) = server.get("/api/v1/routing/rules", Some(&admin)).await;
     assert_eq!(status, 200, "{body}");
     let rules = body["rules"].as_array().expect("rules").clone();
@@ -413,7 +418,7 @@ async fn concurrent_rule_creates_and_reorders_never_fail() {
                     .await
             } else {
                 patch(
-                    &server,
+                    server,
                     format!("/api/v1/routing/rules/{}", id.as_str().expect("id")),
                     admin,
                     json!({"name": format!("renamed {i}")}),
@@ -424,7 +429,7 @@ async fn concurrent_rule_creates_and_reorders_never_fail() {
     })
     .await;
     assert_no_server_error(&answers, "reorders and updates");
-    assert_eq!(count_status(&answers, 200), 16, "{answers:?}");
+    assert_eq!(count_status(&answers, 200), 16, "{:?}", statuses(&answers));
     let (_, body) = server.get("/api/v1/routing/rules", Some(&admin)).await;
     let mut positions: Vec<i64> = body["rules"]
         .as_array()
@@ -445,8 +450,8 @@ async fn concurrent_rule_creates_and_reorders_never_fail() {
     })
     .await;
     assert_no_server_error(&answers, "rule deletes");
-    assert_eq!(count_status(&answers, 200), 1, "{answers:?}");
-    assert_eq!(count_status(&answers, 404), 11, "{answers:?}");
+    assert_eq!(count_status(&answers, 200), 1, "{:?}", statuses(&answers));
+    assert_eq!(count_status(&answers, 404), 11, "{:?}", statuses(&answers));
     server.shutdown().await;
 }
 
@@ -464,7 +469,7 @@ async fn concurrent_team_writes_never_fail_and_the_team_limit_holds() {
     })
     .await;
     assert_no_server_error(&answers, "team creates");
-    assert_eq!(count_status(&answers, 201), 16, "{answers:?}");
+    assert_eq!(count_status(&answers, 201), 16, "{:?}", statuses(&answers));
     let team_ids: Vec<String> = answers
         .iter()
         .map(|(_, body)| body["team"]["id"].as_str().expect("id").to_owned())
@@ -481,7 +486,7 @@ async fn concurrent_team_writes_never_fail_and_the_team_limit_holds() {
                 0 => delete(server, format!("/api/v1/teams/{team}"), admin).await,
                 1 => {
                     patch(
-                        &server,
+                        server,
                         format!("/api/v1/teams/{team}"),
                         admin,
                         json!({"name": format!("renamed {i}"), "agent_ids": [amy]}),
@@ -502,7 +507,11 @@ async fn concurrent_team_writes_never_fail_and_the_team_limit_holds() {
     })
     .await;
     assert_no_server_error(&answers, "team updates, deletes and rules");
-    assert!(answers.iter().all(|(s, _)| s.is_success()), "{answers:?}");
+    assert!(
+        answers.iter().all(|(s, _)| s.is_success()),
+        "{:?}",
+        statuses(&answers)
+    );
     // A team and a rule to it, deleted and created at once: either the
     // rule is refused (the team is gone) or the delete is (409).
     for round in 0..6 {
@@ -553,8 +562,8 @@ async fn concurrent_team_writes_never_fail_and_the_team_limit_holds() {
     })
     .await;
     assert_no_server_error(&answers, "teams at the limit");
-    assert_eq!(count_status(&answers, 201), 5, "{answers:?}");
-    assert_eq!(count_status(&answers, 409), 7, "{answers:?}");
+    assert_eq!(count_status(&answers, 201), 5, "{:?}", statuses(&answers));
+    assert_eq!(count_status(&answers, 409), 7, "{:?}", statuses(&answers));
     let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM teams")
         .fetch_one(&server.state().db)
         .await
@@ -565,7 +574,7 @@ async fn concurrent_team_writes_never_fail_and_the_team_limit_holds() {
 
 async fn promote(server: &TestServer, by: &str, agent: &AgentClient) {
     let (status, body) = patch(
-        &server,
+        server,
         format!("/api/v1/agents/{}", agent.id),
         by,
         json!({"role": "admin"}),
@@ -675,7 +684,7 @@ async fn admins_demoting_each_other_at_once_leave_one_admin() {
     })
     .await;
     assert_no_server_error(&answers, "agent patches");
-    assert_eq!(count_status(&answers, 200), 16, "{answers:?}");
+    assert_eq!(count_status(&answers, 200), 16, "{:?}", statuses(&answers));
     server.shutdown().await;
 }
 
@@ -699,7 +708,7 @@ async fn concurrent_writes_everywhere_else_never_fail_or_lose_fields() {
     })
     .await;
     assert_no_server_error(&answers, "canned creates");
-    assert_eq!(count_status(&answers, 201), 16, "{answers:?}");
+    assert_eq!(count_status(&answers, 201), 16, "{:?}", statuses(&answers));
     let reply = answers[0].1["canned_reply"]["id"]
         .as_str()
         .expect("id")
@@ -719,7 +728,7 @@ async fn concurrent_writes_everywhere_else_never_fail_or_lose_fields() {
     })
     .await;
     assert_no_server_error(&answers, "canned updates");
-    assert_eq!(count_status(&answers, 200), 16, "{answers:?}");
+    assert_eq!(count_status(&answers, 200), 16, "{:?}", statuses(&answers));
     let (_, body) = server
         .get(&format!("/api/v1/canned_replies/{reply}"), Some(&admin))
         .await;
@@ -747,7 +756,7 @@ async fn concurrent_writes_everywhere_else_never_fail_or_lose_fields() {
     })
     .await;
     assert_no_server_error(&answers, "app updates");
-    assert_eq!(count_status(&answers, 200), 16, "{answers:?}");
+    assert_eq!(count_status(&answers, 200), 16, "{:?}", statuses(&answers));
     let (_, body) = server
         .get(&format!("/api/v1/apps/{app_id}"), Some(&admin))
         .await;
@@ -779,7 +788,7 @@ async fn concurrent_writes_everywhere_else_never_fail_or_lose_fields() {
     })
     .await;
     assert_no_server_error(&answers, "routing settings");
-    assert_eq!(count_status(&answers, 200), 16, "{answers:?}");
+    assert_eq!(count_status(&answers, 200), 16, "{:?}", statuses(&answers));
 
     // Tickets: field edits and comments on one ticket.
     let (status, body) = server
@@ -798,7 +807,7 @@ async fn concurrent_writes_everywhere_else_never_fail_or_lose_fields() {
             match i % 3 {
                 0 => {
                     patch(
-                        &server,
+                        server,
                         format!("/api/v1/tickets/{number}"),
                         admin,
                         json!({"priority": "high", "tags": [format!("t{i}")]}),
@@ -807,7 +816,7 @@ async fn concurrent_writes_everywhere_else_never_fail_or_lose_fields() {
                 }
                 1 => {
                     patch(
-                        &server,
+                        server,
                         format!("/api/v1/tickets/{number}"),
                         admin,
                         json!({"status": "pending"}),
@@ -828,7 +837,11 @@ async fn concurrent_writes_everywhere_else_never_fail_or_lose_fields() {
     })
     .await;
     assert_no_server_error(&answers, "ticket writes");
-    assert!(answers.iter().all(|(s, _)| s.is_success()), "{answers:?}");
+    assert!(
+        answers.iter().all(|(s, _)| s.is_success()),
+        "{:?}",
+        statuses(&answers)
+    );
 
     // Visitor profiles: one visitor resuming with attributes from many tabs.
     let visitor = server.visitor(&app).await;
@@ -843,7 +856,7 @@ async fn concurrent_writes_everywhere_else_never_fail_or_lose_fields() {
     })
     .await;
     assert_no_server_error(&answers, "visitor sessions");
-    assert_eq!(count_status(&answers, 201), 16, "{answers:?}");
+    assert_eq!(count_status(&answers, 201), 16, "{:?}", statuses(&answers));
     let (attributes,): (String,) = sqlx::query_as("SELECT attributes FROM visitors WHERE id = ?")
         .bind(&visitor.visitor_id)
         .fetch_one(&server.state().db)
