@@ -16,7 +16,7 @@
 //!   `/metrics`, `/readyz` answers 503, and every send is refused with
 //!   [`LogError::Unavailable`] (HTTP 503 `unavailable`) without being
 //!   planned, so no seq is handed out. The writer recovers by itself (see
-//!   [`Writer::try_recover`]): RocksDB's own resume when it manages, else a
+//!   `Writer::try_recover`): RocksDB's own resume when it manages, else a
 //!   clean reopen of the database inside the writer thread once there is
 //!   room. Nothing failed was acknowledged; a failed write that reached the
 //!   WAL whole is found by the reopen and published late, never lost.
