@@ -54,7 +54,10 @@ pub struct Agent {
 pub const AGENT_COLUMNS: &str =
     "id, username, display_name, role, status, max_concurrent, deactivated_at IS NULL AS active";
 
-pub async fn find(db: &SqlitePool, id: AgentId) -> Result<Option<Agent>, ApiError> {
+pub async fn find(
+    db: impl sqlx::SqliteExecutor<'_>,
+    id: AgentId,
+) -> Result<Option<Agent>, ApiError> {
     Ok(
         sqlx::query_as(&format!("SELECT {AGENT_COLUMNS} FROM agents WHERE id = ?"))
             .bind(id)
@@ -441,9 +444,10 @@ async fn update(
     ApiJson(body): ApiJson<UpdateBody>,
 ) -> ApiResult<Json<AgentResponse>> {
     let id: AgentId = id.parse().map_err(|_| ApiError::not_found("agent"))?;
-    let current = find(&state.db, id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("agent"))?;
+    // An early 404, before a password is hashed; read again below.
+    if find(&state.db, id).await?.is_none() {
+        return Err(ApiError::not_found("agent"));
+    }
     let display_name = body
         .display_name
         .as_deref()
@@ -467,11 +471,27 @@ async fn update(
         }
         None => None,
     };
+    // Everything the checks below read is read again under the write lock
+    // (BEGIN IMMEDIATE), so that they hold against concurrent updates: of
+    // two admins demoting each other at once, the second finds itself no
+    // longer an admin (403) or its target the last admin (409).
+    let mut tx = crate::store::db::begin_write(&state.db).await?;
+    let acting: Option<(i64,)> = sqlx::query_as(
+        "SELECT 1 FROM agents WHERE id = ? AND role = 'admin' AND deactivated_at IS NULL",
+    )
+    .bind(admin.id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if acting.is_none() {
+        return Err(ApiError::forbidden("admins only"));
+    }
+    let current = find(&mut *tx, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("agent"))?;
     let deactivate = body.active == Some(false) && current.active;
     if deactivate && id == admin.id {
         return Err(ApiError::Conflict("you cannot deactivate yourself".into()));
     }
-    let mut tx = state.db.begin().await?;
     if current.role == Role::Admin && (body.role == Some(Role::Agent) || deactivate) {
         let (admins,): (i64,) = sqlx::query_as(
             "SELECT COUNT(*) FROM agents WHERE role = 'admin' AND deactivated_at IS NULL",

@@ -121,7 +121,7 @@ impl App {
 const APP_COLUMNS: &str = "id, app_key, secret, name, identity_verification, allowed_origins,
     welcome_message, offline_message, business_hours, created_at";
 
-pub async fn find(db: &SqlitePool, id: AppId) -> Result<Option<App>, ApiError> {
+pub async fn find(db: impl sqlx::SqliteExecutor<'_>, id: AppId) -> Result<Option<App>, ApiError> {
     let row: Option<AppRow> =
         sqlx::query_as(&format!("SELECT {APP_COLUMNS} FROM apps WHERE id = ?"))
             .bind(id)
@@ -337,7 +337,10 @@ async fn update(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<UpdateAppBody>,
 ) -> ApiResult<Json<AppResponse>> {
-    let mut app = find(&state.db, parse_id(&id)?)
+    // Read, merged and written under the write lock (BEGIN IMMEDIATE):
+    // concurrent updates of different fields do not undo each other.
+    let mut tx = crate::store::db::begin_write(&state.db).await?;
+    let mut app = find(&mut *tx, parse_id(&id)?)
         .await?
         .ok_or_else(|| ApiError::not_found("app"))?;
     // Validate everything before writing anything.
@@ -388,17 +391,18 @@ async fn update(
     .bind(hours_json(&app.business_hours)?)
     .bind(now_ms())
     .bind(app.id)
-    .execute(&state.db)
+    .execute(&mut *tx)
     .await?;
-    state.auth_cache.app_changed(app.id);
     crate::audit::record(
-        &state.db,
+        &mut *tx,
         Some(admin.id),
         "app.update",
         Some(("app", &app.id.to_string())),
         serde_json::Value::Object(changed),
     )
     .await?;
+    tx.commit().await?;
+    state.auth_cache.app_changed(app.id);
     tracing::info!(admin = %admin.id, app = %app.id, "app updated");
     Ok(Json(AppResponse { app }))
 }

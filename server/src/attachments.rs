@@ -17,6 +17,7 @@
 //! - An attachment may only be sent by its uploader: a visitor's into its own
 //!   conversation, an agent's into any conversation.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -193,13 +194,69 @@ pub fn clean_incoming(data_dir: &Path) {
     }
 }
 
-/// Who is uploading: decides the owner columns.
+/// Who is uploading: decides the owner columns (and a visitor's limit).
 enum Uploader {
     Visitor {
         visitor: VisitorId,
         conversation: ConversationId,
+        /// `limits.visitor_uploads_per_hour` (0 = unlimited).
+        per_hour: u32,
+        /// The upload's place among the visitor's uploads in flight.
+        reservation: Option<Reservation>,
     },
     Agent(AgentId),
+}
+
+/// One hour, the window of `limits.visitor_uploads_per_hour`.
+const HOUR_MS: i64 = 3_600_000;
+
+/// Visitor uploads admitted but not yet recorded, per visitor. An upload
+/// is counted here from the moment it passes the hourly check until just
+/// before its row is written, so that 90 uploads started at once cannot
+/// all pass the check before any of them is recorded (they did: ~78 of 90
+/// against a limit of 60). The row's own `INSERT` counts again, in the
+/// same statement (see [`store`]): that one is exact, this one only saves
+/// receiving uploads that would be refused. Process-wide, since visitor
+/// ids are unique; an entry lives only while that visitor has uploads in
+/// flight, so the map is bounded by the uploads in progress.
+static IN_FLIGHT: std::sync::LazyLock<parking_lot::Mutex<HashMap<VisitorId, u32>>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// A visitor upload counted in [`IN_FLIGHT`]; released when dropped.
+struct Reservation {
+    visitor: VisitorId,
+}
+
+impl Reservation {
+    /// Admits one more upload of `visitor`, who has `recorded` uploads in
+    /// the last hour, or refuses it (429). Released *before* the row is
+    /// written (see [`store`]): a check running meanwhile may then miss
+    /// it, which the exact count in the `INSERT` catches, but can never
+    /// count one upload twice and refuse an upload within the limit.
+    fn take(visitor: VisitorId, recorded: i64, per_hour: u32) -> Result<Reservation, ApiError> {
+        let mut in_flight = IN_FLIGHT.lock();
+        let count = in_flight.entry(visitor).or_insert(0);
+        if recorded.saturating_add(i64::from(*count)) >= i64::from(per_hour) {
+            if *count == 0 {
+                in_flight.remove(&visitor);
+            }
+            return Err(ApiError::RateLimited);
+        }
+        *count += 1;
+        Ok(Reservation { visitor })
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        let mut in_flight = IN_FLIGHT.lock();
+        if let Some(count) = in_flight.get_mut(&self.visitor) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                in_flight.remove(&self.visitor);
+            }
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -213,21 +270,24 @@ async fn upload_visitor(
     request: Request,
 ) -> ApiResult<(StatusCode, Json<UploadResponse>)> {
     let per_hour = state.config.limits.visitor_uploads_per_hour;
-    if per_hour > 0 {
+    // Reserve before receiving anything (see `IN_FLIGHT`).
+    let reservation = if per_hour > 0 {
         let (recent,): (i64,) = sqlx::query_as(
             "SELECT COUNT(*) FROM attachments WHERE uploader_visitor_id = ? AND created_at > ?",
         )
         .bind(visitor.visitor_id)
-        .bind(now_ms() - 3_600_000)
+        .bind(now_ms() - HOUR_MS)
         .fetch_one(&state.db)
         .await?;
-        if recent >= i64::from(per_hour) {
-            return Err(ApiError::RateLimited);
-        }
-    }
+        Some(Reservation::take(visitor.visitor_id, recent, per_hour)?)
+    } else {
+        None
+    };
     let uploader = Uploader::Visitor {
         visitor: visitor.visitor_id,
         conversation: visitor.conversation_id,
+        per_hour,
+        reservation,
     };
     upload(&state, uploader, request).await
 }
@@ -306,7 +366,7 @@ async fn upload(
     let incoming_dir = dir.join(INCOMING);
     tokio::fs::create_dir_all(&incoming_dir)
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(io_error)?;
 
     let received = receive(&mut multipart, &incoming_dir, limit).await;
     let incoming = match received {
@@ -328,6 +388,16 @@ async fn upload(
             attachment: stored.object(),
         }),
     ))
+}
+
+/// A file system error of an upload: 503 when the disk is full (the
+/// client may retry once there is room), otherwise internal.
+fn io_error(error: std::io::Error) -> ApiError {
+    if error.kind() == std::io::ErrorKind::StorageFull {
+        ApiError::disk_full()
+    } else {
+        ApiError::internal(error)
+    }
 }
 
 fn too_large(limit: usize) -> ApiError {
@@ -362,7 +432,7 @@ async fn receive(
         };
         let file = tokio::fs::File::create(&temp.path)
             .await
-            .map_err(ApiError::internal)?;
+            .map_err(io_error)?;
         let mut writer = tokio::io::BufWriter::with_capacity(64 * 1024, file);
         let mut size: u64 = 0;
         let mut head = Vec::new();
@@ -375,15 +445,11 @@ async fn receive(
                 let take = (SNIFF_BYTES - head.len()).min(chunk.len());
                 head.extend_from_slice(&chunk[..take]);
             }
-            writer.write_all(&chunk).await.map_err(ApiError::internal)?;
+            writer.write_all(&chunk).await.map_err(io_error)?;
         }
-        writer.flush().await.map_err(ApiError::internal)?;
+        writer.flush().await.map_err(io_error)?;
         // Durable before the row that points at it is committed.
-        writer
-            .into_inner()
-            .sync_all()
-            .await
-            .map_err(ApiError::internal)?;
+        writer.into_inner().sync_all().await.map_err(io_error)?;
         if size == 0 {
             return Err(ApiError::bad_request("the file is empty"));
         }
@@ -415,16 +481,22 @@ async fn store(
     let path = dir.join(&stored_name);
     tokio::fs::rename(&incoming.temp.path, &path)
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(io_error)?;
     incoming.temp.keep = true;
     // Removed again if recording it fails.
     let mut placed = TempFile { path, keep: false };
-    let (agent, visitor, conversation) = match uploader {
+    let (agent, visitor, conversation, per_hour) = match uploader {
         Uploader::Visitor {
             visitor,
             conversation,
-        } => (None, Some(visitor), Some(conversation)),
-        Uploader::Agent(agent) => (Some(agent), None, None),
+            per_hour,
+            reservation,
+        } => {
+            // Released before the row is written: see `Reservation::take`.
+            drop(reservation);
+            (None, Some(visitor), Some(conversation), per_hour)
+        }
+        Uploader::Agent(agent) => (Some(agent), None, None, 0),
     };
     let row = Row {
         id: AttachmentId::new(),
@@ -437,10 +509,17 @@ async fn store(
         uploader_agent_id: agent,
         uploader_visitor_id: visitor,
     };
-    sqlx::query(
+    let now = now_ms();
+    // The visitor's hourly count and the insert in one statement, which
+    // SQLite runs under its single writer: however many uploads finish at
+    // once, no more than `per_hour` rows are written in an hour.
+    let inserted = sqlx::query(
         "INSERT INTO attachments (id, stored_name, url_key, name, size, mime, kind,
              uploader_agent_id, uploader_visitor_id, conversation_id, created_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11
+         WHERE ?9 IS NULL OR ?12 = 0
+            OR (SELECT COUNT(*) FROM attachments
+                WHERE uploader_visitor_id = ?9 AND created_at > ?11 - ?13) < ?12",
     )
     .bind(row.id)
     .bind(&row.stored_name)
@@ -452,9 +531,15 @@ async fn store(
     .bind(row.uploader_agent_id)
     .bind(row.uploader_visitor_id)
     .bind(conversation)
-    .bind(now_ms())
+    .bind(now)
+    .bind(i64::from(per_hour))
+    .bind(HOUR_MS)
     .execute(&state.db)
     .await?;
+    if inserted.rows_affected() == 0 {
+        // Over the limit: `placed` removes the file.
+        return Err(ApiError::RateLimited);
+    }
     placed.keep = true;
     Ok(row)
 }

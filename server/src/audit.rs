@@ -57,6 +57,9 @@ pub async fn record<'e>(
     Ok(())
 }
 
+/// Longest `action` filter: far above any action name (`routing.rule.reorder`).
+const ACTION_MAX_CHARS: usize = 100;
+
 pub fn routes() -> Router<AppState> {
     Router::new().route("/audit", get(list))
 }
@@ -93,6 +96,16 @@ async fn list(
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<ListResponse>> {
     let limit = page_limit(&state, query.limit, 50)?;
+    if let Some(action) = query.action.as_deref() {
+        // A long pattern is an SQL error in `LIKE` ("pattern too complex"):
+        // refuse what no action name can be.
+        if action.chars().count() > ACTION_MAX_CHARS {
+            return Err(ApiError::bad_request(format!(
+                "action is longer than {ACTION_MAX_CHARS} characters"
+            )));
+        }
+        crate::search::check_text("action", action)?;
+    }
     let (exact, prefix) = match query.action.as_deref() {
         Some(action) if action.ends_with('.') => (None, Some(format!("{action}%"))),
         Some(action) => (Some(action.to_owned()), None),

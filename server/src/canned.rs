@@ -304,12 +304,15 @@ async fn update(
     if let Some(body) = &input.body {
         reply.body = validate_body(&state, body)?;
     }
+    // Only the given fields, in one statement: concurrent updates of
+    // different fields do not undo each other.
     let result = sqlx::query(
-        "UPDATE canned_replies SET shortcut = ?, title = ?, body = ?, updated_at = ? WHERE id = ?",
+        "UPDATE canned_replies SET shortcut = COALESCE(?, shortcut), title = COALESCE(?, title),
+             body = COALESCE(?, body), updated_at = ? WHERE id = ?",
     )
-    .bind(&reply.shortcut)
-    .bind(&reply.title)
-    .bind(&reply.body)
+    .bind(input.shortcut.is_some().then_some(&reply.shortcut))
+    .bind(input.title.is_some().then_some(&reply.title))
+    .bind(input.body.is_some().then_some(&reply.body))
     .bind(now_ms())
     .bind(&reply.id)
     .execute(&state.db)

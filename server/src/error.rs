@@ -83,6 +83,10 @@ impl ApiError {
     pub fn internal(error: impl Into<anyhow::Error>) -> Self {
         ApiError::Internal(error.into())
     }
+    /// A write refused for want of disk space: 503, retry later.
+    pub fn disk_full() -> Self {
+        ApiError::Unavailable("the server's disk is full; try again later".into())
+    }
 
     /// The body as JSON text, for WebSocket error frames and responses alike.
     pub fn body(&self) -> ErrorBody {
@@ -124,6 +128,19 @@ impl IntoResponse for ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(error: sqlx::Error) -> Self {
+        // SQLITE_FULL (13, in the low byte of the extended code): the
+        // write is refused as a whole and SQLite stays consistent; once
+        // there is room again the next write succeeds. Tell the client to
+        // retry instead of reporting a bug.
+        let full = error
+            .as_database_error()
+            .and_then(|e| e.code())
+            .and_then(|code| code.parse::<i32>().ok())
+            .is_some_and(|code| code & 0xff == 13);
+        if full {
+            tracing::warn!(%error, "SQLite cannot write: the disk is full");
+            return ApiError::disk_full();
+        }
         ApiError::Internal(error.into())
     }
 }
@@ -134,6 +151,7 @@ impl From<crate::store::messages::LogError> for ApiError {
             crate::store::messages::LogError::Closed => {
                 ApiError::Unavailable("server is shutting down".into())
             }
+            crate::store::messages::LogError::Unavailable(why) => ApiError::Unavailable(why),
             other => ApiError::Internal(other.into()),
         }
     }

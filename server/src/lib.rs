@@ -173,6 +173,9 @@ async fn open_state(config: Config) -> anyhow::Result<(AppState, JoinHandle<()>)
         on_commit,
     )
     .with_context(|| format!("cannot open the message log at {}", log_path.display()))?;
+    store::reconcile::to_log(&db, &log)
+        .await
+        .context("bringing SQLite back to the message log")?;
     let state = Arc::new(Kefu {
         limiters: Limiters::new(&config),
         connection_slots: Arc::new(Semaphore::new(config.limits.max_connections)),

@@ -31,6 +31,8 @@ pub struct Metrics {
     batch_size: Histogram,
     batch_seconds: Histogram,
     http: Family<HttpLabels, Histogram>,
+    log_write_errors: Counter,
+    log_writable: Gauge,
 }
 
 fn http_histogram() -> Histogram {
@@ -79,6 +81,19 @@ impl Metrics {
             "Time to plan and write one batch",
             batch_seconds.clone(),
         );
+        let log_write_errors = Counter::default();
+        registry.register(
+            "log_write_errors",
+            "Log write batches refused because the log could not write (e.g. a full disk)",
+            log_write_errors.clone(),
+        );
+        let log_writable = Gauge::default();
+        log_writable.set(1);
+        registry.register(
+            "log_writable",
+            "1 while the message log can write, 0 while sends are refused (503)",
+            log_writable.clone(),
+        );
         let http = Family::<HttpLabels, Histogram>::new_with_constructor(
             http_histogram as fn() -> Histogram,
         );
@@ -96,6 +111,8 @@ impl Metrics {
             batch_size,
             batch_seconds,
             http,
+            log_write_errors,
+            log_writable,
         }
     }
 
@@ -142,5 +159,13 @@ impl LogMetrics for Metrics {
         self.messages_duplicate.inc_by(duplicates as u64);
         self.batch_size.observe(size as f64);
         self.batch_seconds.observe(seconds);
+    }
+
+    fn write_failed(&self) {
+        self.log_write_errors.inc();
+    }
+
+    fn writable(&self, writable: bool) {
+        self.log_writable.set(i64::from(writable));
     }
 }

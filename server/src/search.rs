@@ -110,6 +110,21 @@ pub struct Query {
     bigram: Vec<String>,
 }
 
+/// Refuses free text that cannot be a search: control characters other
+/// than whitespace (tabs and line breaks separate terms). A NUL is the one
+/// that matters: FTS5 reads its query as a C string, so `a\0bc` would end
+/// inside a quoted phrase ("unterminated string", an SQL error), and
+/// nobody types the others. Shared by every route whose free text reaches
+/// SQL (`/search`, the ticket list's `q`, the audit log's `action`).
+pub fn check_text(field: &str, text: &str) -> Result<(), ApiError> {
+    if text.chars().any(|c| c.is_control() && !c.is_whitespace()) {
+        return Err(ApiError::bad_request(format!(
+            "{field} must not contain control characters"
+        )));
+    }
+    Ok(())
+}
+
 impl Query {
     pub fn parse(q: &str) -> Result<Query, ApiError> {
         let q = q.trim();
@@ -121,6 +136,7 @@ impl Query {
                 "q is longer than {QUERY_MAX_CHARS} characters"
             )));
         }
+        check_text("q", q)?;
         let terms: Vec<String> = q.split_whitespace().map(str::to_owned).collect();
         if terms.len() > TERMS_MAX {
             return Err(ApiError::bad_request(format!(
@@ -390,6 +406,9 @@ impl Indexer {
         // The indexer's own connection, made from this low-priority thread
         // (see `spawn`), so that its SQLite work runs at that priority too.
         let mut background: Option<SqliteConnection> = None;
+        // Consecutive failed passes: the first is logged as an error, the
+        // rest (a full disk fails every pass until it frees) only counted.
+        let mut failing = 0u64;
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         loop {
             tokio::select! {
@@ -414,10 +433,18 @@ impl Indexer {
                 if state.shutdown.is_cancelled() {
                     break;
                 }
-                tracing::error!(%error, "search indexing failed; retrying");
+                failing += 1;
+                if failing == 1 {
+                    tracing::error!(%error, "search indexing failed; retrying every second");
+                } else {
+                    tracing::debug!(%error, failing, "search indexing failed again");
+                }
                 // A fresh connection next time, in case this one broke.
                 background = None;
                 tokio::time::sleep(Duration::from_secs(1)).await;
+            } else if failing > 0 {
+                tracing::info!(failed_passes = failing, "search indexing works again");
+                failing = 0;
             }
         }
     }
@@ -760,10 +787,12 @@ async fn index_pending_tickets(
     shutdown: &tokio_util::sync::CancellationToken,
 ) -> anyhow::Result<()> {
     while !shutdown.is_cancelled() {
-        // Read and write in one transaction: a ticket changed meanwhile
-        // makes the commit fail (SQLite's snapshot check) and is retried,
-        // so a queued change is never dropped.
-        let mut tx = conn.begin().await?;
+        // Read and write in one transaction that holds the write lock
+        // from the start (BEGIN IMMEDIATE): no ticket can change between
+        // reading its document and dequeuing it, so a queued change is
+        // never dropped, and the transaction never fails on a concurrent
+        // ticket write (a deferred one did, "database is locked").
+        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
         let numbers: Vec<i64> =
             sqlx::query_scalar("SELECT number FROM search_pending_tickets ORDER BY number LIMIT ?")
                 .bind(TICKETS_PER_PASS)
@@ -1176,6 +1205,15 @@ mod tests {
         assert!(Query::parse("ok").is_err());
         assert!(Query::parse("退").is_err());
         assert!(Query::parse("   ").is_err());
+        // A NUL would end the FTS5 query inside its quotes; other control
+        // characters are refused alike, whitespace ones separate terms.
+        assert!(Query::parse("a\0bcd").is_err());
+        assert!(Query::parse("退款\0").is_err());
+        assert!(Query::parse("abc\u{1b}def").is_err());
+        assert_eq!(
+            Query::parse("refund\tinvoice\nabc").expect("parse").terms,
+            vec!["refund".to_owned(), "invoice".to_owned(), "abc".to_owned()]
+        );
         assert_eq!(
             Query::fts(&["a\"b c".to_owned()]).as_deref(),
             Some("\"a\"\"b c\"")

@@ -315,11 +315,12 @@ fn subject_from(text: &str) -> Option<String> {
 }
 
 /// Begins a write transaction that holds SQLite's write lock from the
-/// start, so a read-then-write cannot fail on a concurrent writer.
+/// start, so a read-then-write cannot fail on a concurrent writer
+/// (see `store::db::begin_write`).
 async fn begin_write(
     state: &AppState,
 ) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, ApiError> {
-    Ok(state.db.begin_with("BEGIN IMMEDIATE").await?)
+    Ok(crate::store::db::begin_write(&state.db).await?)
 }
 
 async fn app_of(

@@ -275,7 +275,8 @@ async fn update_profile(
     visitor: VisitorId,
     profile: &Profile,
 ) -> Result<(), ApiError> {
-    let mut tx = state.db.begin().await?;
+    // Reads the attributes, then writes them merged: BEGIN IMMEDIATE.
+    let mut tx = crate::store::db::begin_write(&state.db).await?;
     let current: Option<(String,)> = sqlx::query_as("SELECT attributes FROM visitors WHERE id = ?")
         .bind(visitor)
         .fetch_optional(&mut *tx)

@@ -100,12 +100,18 @@ async fn healthz() -> &'static str {
     "ok"
 }
 
+/// Ready to take traffic: the stores are open and the message log can
+/// write. While it cannot (a full disk) every send would be refused, so a
+/// load balancer should send traffic elsewhere: 503 until it recovers.
 async fn readyz(State(state): State<AppState>) -> Response {
     let sqlite_ok = sqlx::query("SELECT 1").execute(&state.db).await.is_ok();
-    if sqlite_ok && state.log.is_open() && !state.shutdown.is_cancelled() {
-        "ready".into_response()
-    } else {
+    if !sqlite_ok || !state.log.is_open() || state.shutdown.is_cancelled() {
         ApiError::Unavailable("store not open".into()).into_response()
+    } else if !state.log.is_writable() {
+        ApiError::Unavailable("the message log cannot write (is the disk full?)".into())
+            .into_response()
+    } else {
+        "ready".into_response()
     }
 }
 

@@ -385,7 +385,7 @@ async fn patch_settings(
     AdminAuth(admin): AdminAuth,
     ApiJson(body): ApiJson<SettingsBody>,
 ) -> ApiResult<Json<SettingsResponse>> {
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::store::db::begin_write(&state.db).await?;
     let mut changed = serde_json::Map::new();
     for (key, value, field) in [
         (

@@ -16,7 +16,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, patch, post};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
-use sqlx::SqlitePool;
+use sqlx::{SqliteConnection, SqliteExecutor, SqlitePool};
 
 use crate::auth::{AdminAuth, AgentAuth};
 use crate::error::{ApiError, ApiResult};
@@ -177,8 +177,15 @@ impl Fields {
         })
     }
 
-    /// Lays `body` over `self` and checks the result.
-    async fn apply(mut self, db: &SqlitePool, body: RuleBody) -> Result<Fields, ApiError> {
+    /// Lays `body` over `self` and checks the result, reading what it
+    /// refers to through `conn`: the caller's write transaction, so that
+    /// the app, team or agent cannot go away before the rule is written
+    /// (and no second pool connection is needed while it holds the lock).
+    async fn apply(
+        mut self,
+        conn: &mut SqliteConnection,
+        body: RuleBody,
+    ) -> Result<Fields, ApiError> {
         if let Some(name) = body.name {
             self.name = name.trim().to_owned();
         }
@@ -194,7 +201,7 @@ impl Fields {
         if let Some(app) = self.app_id {
             let found: Option<(i64,)> = sqlx::query_as("SELECT 1 FROM apps WHERE id = ?")
                 .bind(app)
-                .fetch_optional(db)
+                .fetch_optional(&mut *conn)
                 .await?;
             if found.is_none() {
                 return Err(ApiError::not_found("app"));
@@ -250,17 +257,24 @@ impl Fields {
                 ));
             }
         };
-        match self.target {
-            Target::Team(team) => {
-                if !super::teams::exists(db, team).await? {
-                    return Err(ApiError::not_found("team"));
-                }
-            }
-            Target::Agent(agent) => {
-                if crate::agents::find(db, agent).await?.is_none() {
-                    return Err(ApiError::not_found("agent"));
-                }
-            }
+        let (exists, what) = match self.target {
+            Target::Team(team) => (
+                sqlx::query_scalar::<_, i64>("SELECT 1 FROM teams WHERE id = ?")
+                    .bind(team)
+                    .fetch_optional(&mut *conn)
+                    .await?,
+                "team",
+            ),
+            Target::Agent(agent) => (
+                sqlx::query_scalar::<_, i64>("SELECT 1 FROM agents WHERE id = ?")
+                    .bind(agent)
+                    .fetch_optional(&mut *conn)
+                    .await?,
+                "agent",
+            ),
+        };
+        if exists.is_none() {
+            return Err(ApiError::not_found(what));
         }
         Ok(self)
     }
@@ -280,7 +294,7 @@ impl Fields {
     }
 }
 
-async fn find(db: &SqlitePool, id: RuleId) -> Result<Option<Rule>, ApiError> {
+async fn find(db: impl SqliteExecutor<'_>, id: RuleId) -> Result<Option<Rule>, ApiError> {
     Ok(
         sqlx::query_as(&format!("SELECT {COLUMNS} FROM routing_rules WHERE id = ?"))
             .bind(id)
@@ -312,10 +326,12 @@ async fn create(
         // Replaced by the body's target, which is required above.
         target: Target::Agent(AgentId::new()),
     };
-    let fields = blank.apply(&state.db, body).await?;
+    // Checked and written under the write lock: the count holds under
+    // concurrent creates, and the rule's team cannot be deleted meanwhile.
+    let mut tx = crate::store::db::begin_write(&state.db).await?;
+    let fields = blank.apply(&mut tx, body).await?;
     let (team, agent) = fields.ids();
     let id = RuleId::new();
-    let mut tx = state.db.begin().await?;
     let (count, last): (i64, i64) =
         sqlx::query_as("SELECT COUNT(*), COALESCE(MAX(position), 0) FROM routing_rules")
             .fetch_one(&mut *tx)
@@ -363,14 +379,16 @@ async fn update(
     ApiJson(body): ApiJson<RuleBody>,
 ) -> ApiResult<Json<RuleResponse>> {
     let id = parse_id(&id)?;
-    let rule = find(&state.db, id)
+    // Read, merged and written under the write lock, so that concurrent
+    // updates of different fields do not undo each other.
+    let mut tx = crate::store::db::begin_write(&state.db).await?;
+    let rule = find(&mut *tx, id)
         .await?
         .ok_or_else(|| ApiError::not_found("rule"))?;
     let current = Fields::of(&rule)
         .ok_or_else(|| ApiError::internal(anyhow::anyhow!("rule {id} has no target")))?;
-    let fields = current.apply(&state.db, body).await?;
+    let fields = current.apply(&mut tx, body).await?;
     let (team, agent) = fields.ids();
-    let mut tx = state.db.begin().await?;
     sqlx::query(
         "UPDATE routing_rules SET name = ?, enabled = ?, app_id = ?, keywords = ?, attributes = ?,
              team_id = ?, agent_id = ? WHERE id = ?",
@@ -406,7 +424,7 @@ async fn remove(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let id = parse_id(&id)?;
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::store::db::begin_write(&state.db).await?;
     let removed = sqlx::query("DELETE FROM routing_rules WHERE id = ?")
         .bind(id)
         .execute(&mut *tx)
@@ -439,7 +457,7 @@ async fn reorder(
     AdminAuth(admin): AdminAuth,
     ApiJson(body): ApiJson<ReorderBody>,
 ) -> ApiResult<Json<RulesResponse>> {
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::store::db::begin_write(&state.db).await?;
     let mut current: Vec<(RuleId,)> = sqlx::query_as("SELECT id FROM routing_rules")
         .fetch_all(&mut *tx)
         .await?;

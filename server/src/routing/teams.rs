@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use sqlx::SqlitePool;
+use sqlx::{SqliteExecutor, SqlitePool};
 
 use crate::auth::{AdminAuth, AgentAuth};
 use crate::error::{ApiError, ApiResult};
@@ -32,7 +32,7 @@ pub struct Team {
     pub created_at: i64,
 }
 
-pub async fn exists(db: &SqlitePool, id: TeamId) -> Result<bool, ApiError> {
+pub async fn exists(db: impl SqliteExecutor<'_>, id: TeamId) -> Result<bool, ApiError> {
     let found: Option<(i64,)> = sqlx::query_as("SELECT 1 FROM teams WHERE id = ?")
         .bind(id)
         .fetch_optional(db)
@@ -184,7 +184,7 @@ async fn create(
     )?;
     let members = clean_members(&state.db, body.agent_ids.unwrap_or_default()).await?;
     let id = TeamId::new();
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::store::db::begin_write(&state.db).await?;
     let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM teams")
         .fetch_one(&mut *tx)
         .await?;
@@ -221,15 +221,17 @@ async fn update(
     ApiJson(body): ApiJson<TeamBody>,
 ) -> ApiResult<Json<TeamResponse>> {
     let id = parse_id(&id)?;
-    if !exists(&state.db, id).await? {
-        return Err(ApiError::not_found("team"));
-    }
     let name = body.name.as_deref().map(clean_name).transpose()?;
     let members = match body.agent_ids {
         Some(ids) => Some(clean_members(&state.db, ids).await?),
         None => None,
     };
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::store::db::begin_write(&state.db).await?;
+    // Checked under the write lock: a concurrent delete cannot slip in
+    // between (members of a deleted team would break its foreign key).
+    if !exists(&mut *tx, id).await? {
+        return Err(ApiError::not_found("team"));
+    }
     let mut details = serde_json::Map::new();
     if let Some(name) = &name {
         sqlx::query("UPDATE teams SET name = ? WHERE id = ?")
@@ -271,7 +273,7 @@ async fn remove(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let id = parse_id(&id)?;
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::store::db::begin_write(&state.db).await?;
     let used: Option<(String,)> =
         sqlx::query_as("SELECT name FROM routing_rules WHERE team_id = ? LIMIT 1")
             .bind(id)

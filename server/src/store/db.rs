@@ -5,14 +5,40 @@
 //! Another process (`kefu-server admin create`) may open the same file while
 //! a server runs: WAL allows that, and the busy timeout makes writers wait
 //! for each other instead of failing.
+//!
+//! **Every transaction that writes begins with [`begin_write`]**
+//! (`BEGIN IMMEDIATE`). A deferred transaction (`begin()`) that reads and
+//! then writes fails at its first write with `SQLITE_BUSY` ("database is
+//! locked") whenever another connection committed after its read: in WAL
+//! mode its snapshot is stale, and the busy timeout cannot help, since
+//! waiting would not make the snapshot current. `BEGIN IMMEDIATE` takes the
+//! write lock first (waiting up to the busy timeout for it), so what the
+//! transaction reads is still true when it writes: concurrent admin writes
+//! queue instead of failing, and a check inside one ("the last admin",
+//! "at most 200 teams") holds under any concurrency. Single statements
+//! (autocommit) need nothing: SQLite retries their lock with the busy
+//! handler itself.
 
 use std::path::Path;
 use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{ConnectOptions, SqliteConnection, SqlitePool};
+use sqlx::{ConnectOptions, Sqlite, SqliteConnection, SqlitePool, Transaction};
 
 pub const FILE_NAME: &str = "kefu.sqlite3";
+
+/// How long a connection waits for another's write lock before failing
+/// with "database is locked". Writes here are small (milliseconds), so
+/// only a stuck writer or a second process holding a transaction open
+/// reaches it.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Begins a transaction holding SQLite's write lock from its first
+/// statement (see the module doc): use it for every transaction that
+/// writes, above all one that reads before it writes.
+pub async fn begin_write(pool: &SqlitePool) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
+    pool.begin_with("BEGIN IMMEDIATE").await
+}
 
 pub async fn open(data_dir: &Path) -> anyhow::Result<SqlitePool> {
     std::fs::create_dir_all(data_dir)
@@ -36,7 +62,7 @@ fn options(path: &Path) -> SqliteConnectOptions {
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Full)
         .foreign_keys(true)
-        .busy_timeout(Duration::from_secs(10))
+        .busy_timeout(BUSY_TIMEOUT)
         .pragma("temp_store", "memory")
 }
 

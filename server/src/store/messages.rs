@@ -11,20 +11,30 @@
 //!   durability (`os`: in the WAL; `fsync`: synced to disk).
 //! - Subscribers (`on_commit`) see every new message once, in commit order,
 //!   which is `seq` order within each conversation.
+//! - When a write fails (a full disk: RocksDB's error is sticky from then
+//!   on), the log turns *unwritable*: it says so once in the log and in
+//!   `/metrics`, `/readyz` answers 503, and every send is refused with
+//!   [`LogError::Unavailable`] (HTTP 503 `unavailable`) without being
+//!   planned, so no seq is handed out. The writer recovers by itself (see
+//!   `Writer::try_recover`): RocksDB's own resume when it manages, else a
+//!   clean reopen of the database inside the writer thread once there is
+//!   room. Nothing failed was acknowledged; a failed write that reached the
+//!   WAL whole is found by the reopen and published late, never lost.
 //!
 //! Key grammar: see [`super::keys`].
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamilyDescriptor, DB, DBCompressionType, Direction,
     IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions,
 };
 use serde_json::Value;
+use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{mpsc, oneshot};
 
 use super::keys::{self, CF_DEDUP, CF_HEAD, CF_MSG, FLAG_NOTE};
@@ -40,6 +50,27 @@ pub enum LogError {
     Closed,
     #[error("corrupt record: {0}")]
     Corrupt(String),
+    /// The log cannot write now (a full disk) or is reopening: retry later.
+    #[error("the message log is unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl LogError {
+    /// The same error for another waiter of one batch (`rocksdb::Error`
+    /// is not `Clone`): kinds that callers branch on are kept.
+    fn for_another(&self) -> LogError {
+        match self {
+            LogError::Closed => LogError::Closed,
+            LogError::Unavailable(why) => LogError::Unavailable(why.clone()),
+            other => LogError::Corrupt(other.to_string()),
+        }
+    }
+}
+
+/// What a send is told while the log cannot write. The cause (a path and
+/// an OS error) is in the server's log, not in the answer.
+fn unwritable() -> LogError {
+    LogError::Unavailable("the message store cannot write right now (is the disk full?)".into())
 }
 
 /// A message as the log holds it: the wire JSON, serialized once, plus the
@@ -131,12 +162,37 @@ enum Command {
 /// Figures the writer reports after each batch, for `/metrics`.
 pub trait LogMetrics: Send + Sync + 'static {
     fn batch_written(&self, size: usize, duplicates: usize, seconds: f64);
+    /// A batch the log could not write (each of its sends was refused).
+    fn write_failed(&self) {}
+    /// The log became unwritable (`false`) or writable again (`true`).
+    fn writable(&self, _writable: bool) {}
+}
+
+/// The open database, shared by the readers and the writer thread. A
+/// reader clones the handle for one call; the writer empties the slot
+/// while it reopens the database after a write error, and readers get
+/// [`LogError::Unavailable`] for that moment.
+struct DbSlot(parking_lot::RwLock<Option<Arc<DB>>>);
+
+impl DbSlot {
+    fn get(&self) -> Result<Arc<DB>, LogError> {
+        self.0
+            .read()
+            .clone()
+            .ok_or_else(|| LogError::Unavailable("the message log is reopening".into()))
+    }
+
+    fn set(&self, db: Option<Arc<DB>>) {
+        *self.0.write() = db;
+    }
 }
 
 pub struct MessageLog {
-    db: Arc<DB>,
+    db: Arc<DbSlot>,
     tx: mpsc::Sender<Command>,
     closed: AtomicBool,
+    /// False while writes fail (see the module doc); set by the writer.
+    writable: Arc<AtomicBool>,
     writer: parking_lot::Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
@@ -201,23 +257,30 @@ impl MessageLog {
             path,
             column_families(),
         )?);
+        let slot = Arc::new(DbSlot(parking_lot::RwLock::new(Some(Arc::clone(&db)))));
+        let writable = Arc::new(AtomicBool::new(true));
         let (tx, rx) = mpsc::channel(queue);
         let writer = Writer {
-            db: Arc::clone(&db),
+            db,
             durability,
             batch_max,
             heads: HashMap::new(),
             metrics,
             on_commit,
+            slot: Arc::clone(&slot),
+            path: path.to_path_buf(),
+            writable: Arc::clone(&writable),
+            failure: None,
         };
         let handle = std::thread::Builder::new()
             .name("kefu-log-writer".into())
             .spawn(move || writer.run(rx))
             .map_err(|e| LogError::Corrupt(format!("cannot start writer thread: {e}")))?;
         Ok(MessageLog {
-            db,
+            db: slot,
             tx,
             closed: AtomicBool::new(false),
+            writable,
             writer: parking_lot::Mutex::new(Some(handle)),
         })
     }
@@ -259,11 +322,13 @@ impl MessageLog {
         if let Some(handle) = handle {
             let _ = tokio::task::spawn_blocking(move || handle.join()).await;
         }
-        let _ = self.db.flush_wal(true);
+        if let Ok(db) = self.db.get() {
+            let _ = db.flush_wal(true);
+        }
     }
 
     pub fn head(&self, conversation: ConversationId) -> Result<Option<Head>, LogError> {
-        read_head(&self.db, conversation)
+        read_head(&*self.db.get()?, conversation)
     }
 
     pub fn get(
@@ -271,11 +336,9 @@ impl MessageLog {
         conversation: ConversationId,
         seq: u64,
     ) -> Result<Option<StoredMessage>, LogError> {
-        let cf = cf(&self.db, CF_MSG)?;
-        match self
-            .db
-            .get_pinned_cf(cf, keys::msg_key(conversation, seq))?
-        {
+        let db = self.db.get()?;
+        let cf = cf(&db, CF_MSG)?;
+        match db.get_pinned_cf(cf, keys::msg_key(conversation, seq))? {
             Some(value) => Ok(Some(StoredMessage::from_value(conversation, seq, &value)?)),
             None => Ok(None),
         }
@@ -293,7 +356,8 @@ impl MessageLog {
         limit: usize,
         include_notes: bool,
     ) -> Result<Vec<StoredMessage>, LogError> {
-        let cf = cf(&self.db, CF_MSG)?;
+        let db = self.db.get()?;
+        let cf = cf(&db, CF_MSG)?;
         let mut options = ReadOptions::default();
         options
             .set_iterate_lower_bound(keys::msg_key(conversation, after.saturating_add(1)).to_vec());
@@ -312,7 +376,7 @@ impl MessageLog {
             IteratorMode::Start
         };
         let mut out = Vec::with_capacity(limit.min(256));
-        for item in self.db.iterator_cf_opt(cf, options, mode) {
+        for item in db.iterator_cf_opt(cf, options, mode) {
             let (key, value) = item?;
             let Some((conv, seq)) = keys::parse_msg_key(&key) else {
                 continue;
@@ -338,12 +402,10 @@ impl MessageLog {
     /// Every conversation head in the log: what SQLite's derived columns are
     /// rebuilt from at start.
     pub fn heads(&self) -> Result<Vec<(ConversationId, Head)>, LogError> {
-        let cf = cf(&self.db, CF_HEAD)?;
+        let db = self.db.get()?;
+        let cf = cf(&db, CF_HEAD)?;
         let mut out = Vec::new();
-        for item in self
-            .db
-            .iterator_cf(cf, IteratorMode::From(&[], Direction::Forward))
-        {
+        for item in db.iterator_cf(cf, IteratorMode::From(&[], Direction::Forward)) {
             let (key, value) = item?;
             let key: [u8; 16] = key
                 .as_ref()
@@ -359,6 +421,12 @@ impl MessageLog {
     pub fn is_open(&self) -> bool {
         !self.closed.load(Ordering::Acquire)
     }
+
+    /// False while the log cannot write (a full disk): sends are refused
+    /// with [`LogError::Unavailable`] until the writer recovers.
+    pub fn is_writable(&self) -> bool {
+        self.writable.load(Ordering::Acquire)
+    }
 }
 
 impl Drop for MessageLog {
@@ -369,6 +437,50 @@ impl Drop for MessageLog {
             let _ = handle.join();
         }
     }
+}
+
+/// Waits until `db` is the last handle of its database (readers hold one
+/// for a call each) and returns it; gives it back after `wait` otherwise.
+fn sole_handle(mut db: Arc<DB>, wait: Duration) -> Result<DB, Arc<DB>> {
+    let deadline = Instant::now() + wait;
+    loop {
+        match Arc::try_unwrap(db) {
+            Ok(db) => return Ok(db),
+            Err(shared) if Instant::now() >= deadline => return Err(shared),
+            Err(shared) => {
+                db = shared;
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+    }
+}
+
+/// Whether the disk under the log has room for a reopen: its WAL files
+/// (what the reopen replays and flushes, compressed) plus a margin.
+#[cfg(unix)]
+fn room_to_reopen(path: &Path) -> bool {
+    let Ok(stat) = rustix::fs::statvfs(path) else {
+        return false;
+    };
+    let free = stat.f_bavail.saturating_mul(stat.f_frsize);
+    let wal: u64 = std::fs::read_dir(path)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|e| e.path().extension().is_some_and(|x| x == "log"))
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0);
+    free >= wal.saturating_add(REOPEN_MARGIN_BYTES)
+}
+
+/// Elsewhere there is no free-space query without unsafe code or another
+/// crate: recovery is RocksDB's own resume alone (64 MiB free).
+#[cfg(not(unix))]
+fn room_to_reopen(_path: &Path) -> bool {
+    false
 }
 
 fn next_prefix(prefix: &[u8]) -> Vec<u8> {
@@ -415,7 +527,48 @@ struct Writer {
     heads: HashMap<ConversationId, Head>,
     metrics: Arc<dyn LogMetrics>,
     on_commit: CommitHook,
+    // ---- write failures and recovery (see the module doc) ----
+    /// The readers' handle of the database, emptied during a reopen.
+    slot: Arc<DbSlot>,
+    /// Where the database lives, to reopen it.
+    path: PathBuf,
+    /// Shared with [`MessageLog::is_writable`].
+    writable: Arc<AtomicBool>,
+    /// Set while the log cannot write.
+    failure: Option<Failure>,
 }
+
+/// The writer's state while the log cannot write.
+struct Failure {
+    since: Instant,
+    /// Each conversation of a batch that failed, with its head before that
+    /// batch: what was acknowledged. A failed write that still reached the
+    /// WAL whole (an error after the append) comes back when the database
+    /// is reopened, and is then published (see [`Writer::publish_found`]).
+    suspects: HashMap<ConversationId, u64>,
+    /// When the next recovery attempt is due.
+    next_try: Instant,
+    /// The pause after a reopen that did not make the log writable,
+    /// doubled each time up to [`REOPEN_PAUSE_MAX`].
+    reopen_pause: Duration,
+}
+
+/// How often the writer checks, while the log cannot write, whether it
+/// can again (a one-key write: cheap, and it bounds the time to recover).
+const RECOVERY_POLL: Duration = Duration::from_millis(200);
+/// The first pause after a reopen that did not help, and the longest.
+const REOPEN_PAUSE_MIN: Duration = Duration::from_secs(1);
+const REOPEN_PAUSE_MAX: Duration = Duration::from_secs(30);
+/// Room a reopen needs on top of the WAL it replays (the memtables it
+/// flushes are at most that, compressed): a new MANIFEST, OPTIONS file,
+/// WAL and info log lines.
+const REOPEN_MARGIN_BYTES: u64 = 8 << 20;
+/// How long a reopen waits for readers still holding the old database
+/// (each holds it for one call) before it gives up until the next try.
+const REOPEN_READERS_WAIT: Duration = Duration::from_secs(5);
+/// The key of the recovery probe, in the default column family (which
+/// holds nothing else): writing it tells whether RocksDB accepts writes.
+const PROBE_KEY: &[u8] = b"kefu.writable-probe";
 
 /// What the writer decided for one request of a batch.
 enum Outcome {
@@ -432,7 +585,35 @@ impl Writer {
         let mut batch: Vec<Request> = Vec::with_capacity(self.batch_max);
         let mut stop = false;
         while !stop {
-            match rx.blocking_recv() {
+            let first = if self.failure.is_none() {
+                rx.blocking_recv()
+            } else {
+                // Unwritable: wake up now and then to try to recover, even
+                // when nothing is sent.
+                loop {
+                    match rx.try_recv() {
+                        Ok(command) => break Some(command),
+                        Err(TryRecvError::Disconnected) => break None,
+                        Err(TryRecvError::Empty) => {}
+                    }
+                    if self
+                        .failure
+                        .as_ref()
+                        .is_some_and(|f| Instant::now() >= f.next_try)
+                    {
+                        self = match self.try_recover(&mut rx) {
+                            Some(writer) => writer,
+                            // Stopped while the database was closed.
+                            None => return,
+                        };
+                        if self.failure.is_none() {
+                            break rx.blocking_recv();
+                        }
+                    }
+                    std::thread::sleep(RECOVERY_POLL);
+                }
+            };
+            match first {
                 Some(Command::Append(request)) => batch.push(request),
                 Some(Command::Stop) | None => break,
             }
@@ -446,9 +627,219 @@ impl Writer {
                     Err(_) => break,
                 }
             }
+            if self.failure.is_some() {
+                // One probe before refusing: RocksDB may have resumed. No
+                // seq is handed out for a batch that cannot be written.
+                if self.probe().is_ok() {
+                    self.recovered("writes accepted again");
+                } else {
+                    self.refuse(&mut batch);
+                    continue;
+                }
+            }
             self.write_batch(&mut batch);
         }
         // Anything still queued after Stop is dropped: its callers get Closed.
+    }
+
+    // ---- write failures and recovery ------------------------------------
+
+    /// Notes a failed batch write: the first one turns the log unwritable
+    /// and is logged (once: later refusals are counted, not logged); its
+    /// new messages become suspects (see [`Failure::suspects`]).
+    fn write_failed(&mut self, error: &LogError, outcomes: &[Outcome], batch: &[Request]) {
+        self.metrics.write_failed();
+        if self.failure.is_none() {
+            tracing::error!(%error, "the message log cannot write; sends are refused (503) until it recovers");
+            self.writable.store(false, Ordering::Release);
+            self.metrics.writable(false);
+        }
+        let now = Instant::now();
+        let failure = self.failure.get_or_insert_with(|| Failure {
+            since: now,
+            suspects: HashMap::new(),
+            next_try: now + RECOVERY_POLL,
+            reopen_pause: REOPEN_PAUSE_MIN,
+        });
+        for (outcome, request) in outcomes.iter().zip(batch) {
+            if let Outcome::New(message) = outcome {
+                let before = message.seq.saturating_sub(1);
+                let suspect = failure
+                    .suspects
+                    .entry(request.draft.conversation_id)
+                    .or_insert(before);
+                *suspect = (*suspect).min(before);
+            }
+        }
+    }
+
+    /// Refuses a whole batch while the log cannot write.
+    fn refuse(&self, batch: &mut Vec<Request>) {
+        self.metrics.write_failed();
+        for request in batch.drain(..) {
+            let _ = request.reply.send((Err(unwritable()), request.draft));
+        }
+    }
+
+    /// Writes the probe key as a send would be written.
+    fn probe(&self) -> Result<(), rocksdb::Error> {
+        let mut options = WriteOptions::default();
+        options.set_sync(self.durability == Durability::Fsync);
+        self.db.put_opt(PROBE_KEY, [], &options)
+    }
+
+    /// Back to writable: said once, with how long it took; then whatever a
+    /// reopen brought back is published.
+    fn recovered(&mut self, how: &str) {
+        let Some(failure) = self.failure.take() else {
+            return;
+        };
+        self.writable.store(true, Ordering::Release);
+        self.metrics.writable(true);
+        tracing::warn!(
+            unwritable_ms = failure.since.elapsed().as_millis() as u64,
+            how,
+            "the message log is writable again"
+        );
+        self.publish_found(failure.suspects);
+    }
+
+    /// Publishes messages of failed batches that the log holds after all
+    /// (above the head acknowledged before the failure), in seq order, as
+    /// if just committed: subscribers then never miss one. Their senders
+    /// were told the send failed; a resend finds them by `client_msg_id`.
+    fn publish_found(&mut self, suspects: HashMap<ConversationId, u64>) {
+        let mut found: Vec<(Arc<StoredMessage>, Option<u64>)> = Vec::new();
+        for (conversation, acknowledged) in suspects {
+            let head = match read_head(&self.db, conversation) {
+                Ok(head) => head.map_or(0, |h| h.last_seq),
+                Err(error) => {
+                    tracing::error!(%error, %conversation, "cannot read a head after recovery");
+                    continue;
+                }
+            };
+            for seq in acknowledged + 1..=head {
+                let read = cf(&self.db, CF_MSG).and_then(|msg_cf| {
+                    match self
+                        .db
+                        .get_pinned_cf(msg_cf, keys::msg_key(conversation, seq))?
+                    {
+                        Some(value) => {
+                            StoredMessage::from_value(conversation, seq, &value).map(Some)
+                        }
+                        None => Ok(None),
+                    }
+                });
+                match read {
+                    Ok(Some(message)) => found.push((Arc::new(message), None)),
+                    Ok(None) => {}
+                    Err(error) => {
+                        tracing::error!(%error, %conversation, seq, "cannot read a recovered message")
+                    }
+                }
+            }
+        }
+        if !found.is_empty() {
+            tracing::warn!(
+                messages = found.len(),
+                "messages of a failed write were found in the log after it reopened; published now"
+            );
+            (self.on_commit)(&found);
+        }
+    }
+
+    /// One recovery attempt (see the module doc). RocksDB resumes writes by
+    /// itself after a full disk once a write buffer's worth of space (64 MiB
+    /// here) is free again; short of that its error stays. So: probe, and
+    /// if RocksDB still refuses, reopen the database once the disk has room
+    /// for the reopen (its WAL replayed and flushed): a reopen clears the
+    /// error whatever RocksDB's own threshold. Returns `None` only when the
+    /// log was stopped while the database was closed.
+    fn try_recover(mut self, rx: &mut mpsc::Receiver<Command>) -> Option<Writer> {
+        if self.probe().is_ok() {
+            self.recovered("RocksDB resumed writes");
+            return Some(self);
+        }
+        if !room_to_reopen(&self.path) {
+            if let Some(failure) = self.failure.as_mut() {
+                failure.next_try = Instant::now() + RECOVERY_POLL;
+            }
+            return Some(self);
+        }
+        self.reopen(rx)
+    }
+
+    /// Closes the database and opens it again, inside the writer thread:
+    /// the WAL is replayed (a record torn by the failed write is dropped,
+    /// as after a crash) and the memtables flushed, which clears RocksDB's
+    /// sticky error. Readers get `Unavailable` meanwhile. While the
+    /// database cannot be opened, sends are refused as they come.
+    fn reopen(self, rx: &mut mpsc::Receiver<Command>) -> Option<Writer> {
+        tracing::info!("reopening the message log to recover from the write error");
+        let slot = Arc::clone(&self.slot);
+        let path = self.path.clone();
+        let pause = self
+            .failure
+            .as_ref()
+            .map_or(REOPEN_PAUSE_MIN, |f| f.reopen_pause);
+        slot.set(None);
+        // RocksDB allows one open instance per directory: every handle of
+        // the old one must be gone before the new one opens.
+        let old = match sole_handle(self.db, REOPEN_READERS_WAIT) {
+            Ok(old) => old,
+            Err(shared) => {
+                slot.set(Some(Arc::clone(&shared)));
+                let mut writer = Writer { db: shared, ..self };
+                writer.after_failed_reopen(pause);
+                return Some(writer);
+            }
+        };
+        drop(old);
+        let mut wait = pause;
+        loop {
+            match DB::open_cf_descriptors(&db_options(), &path, column_families()) {
+                Ok(db) => {
+                    let db = Arc::new(db);
+                    slot.set(Some(Arc::clone(&db)));
+                    // Heads are read again from the reopened log.
+                    let mut writer = Writer {
+                        db,
+                        heads: HashMap::new(),
+                        ..self
+                    };
+                    if writer.probe().is_ok() {
+                        writer.recovered("reopened");
+                    } else {
+                        writer.after_failed_reopen(pause);
+                    }
+                    return Some(writer);
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "cannot reopen the message log yet");
+                    // No database: answer what comes, then try again.
+                    let until = Instant::now() + wait;
+                    while Instant::now() < until {
+                        match rx.try_recv() {
+                            Ok(Command::Append(request)) => {
+                                self.metrics.write_failed();
+                                let _ = request.reply.send((Err(unwritable()), request.draft));
+                            }
+                            Ok(Command::Stop) | Err(TryRecvError::Disconnected) => return None,
+                            Err(TryRecvError::Empty) => std::thread::sleep(RECOVERY_POLL),
+                        }
+                    }
+                    wait = (wait * 2).min(REOPEN_PAUSE_MAX);
+                }
+            }
+        }
+    }
+
+    /// A reopen that did not make the log writable: wait longer next time.
+    fn after_failed_reopen(&mut self, pause: Duration) {
+        if let Some(failure) = self.failure.as_mut() {
+            failure.next_try = Instant::now() + pause;
+            failure.reopen_pause = (pause * 2).min(REOPEN_PAUSE_MAX);
+        }
     }
 
     fn write_batch(&mut self, batch: &mut Vec<Request>) {
@@ -480,15 +871,16 @@ impl Writer {
                 .into_batch(&self.db, &touched)
                 .and_then(|write| Ok(self.db.write_opt(write, &options)?));
             if let Err(error) = written {
-                tracing::error!(%error, "message log write failed");
-                // Nothing of this batch was written: forget the seqs handed out.
+                // Nothing of this batch was acknowledged: forget the seqs
+                // handed out (heads are read again from the log), and stop
+                // writing until the log recovers.
                 for conv in touched.keys() {
                     self.heads.remove(conv);
                 }
+                self.write_failed(&error, &outcomes, batch);
                 for outcome in outcomes.iter_mut() {
                     if matches!(outcome, Outcome::New(_)) {
-                        *outcome =
-                            Outcome::Failed(LogError::Corrupt(format!("write failed: {error}")));
+                        *outcome = Outcome::Failed(unwritable());
                     }
                 }
             } else {
@@ -516,11 +908,10 @@ impl Writer {
             .iter()
             .filter(|o| matches!(o, Outcome::Existing(_) | Outcome::SameAs(_)))
             .count();
-        let resolved: Vec<Result<Appended, String>> = (0..outcomes.len())
+        let resolved: Vec<Result<Appended, LogError>> = (0..outcomes.len())
             .map(|index| resolve(&outcomes, index))
             .collect();
-        for (request, result) in batch.drain(..).zip(resolved) {
-            let answer = result.map_err(LogError::Corrupt);
+        for (request, answer) in batch.drain(..).zip(resolved) {
             let _ = request.reply.send((answer, request.draft));
         }
         self.metrics.batch_written(
@@ -713,7 +1104,7 @@ impl SortedPuts {
     }
 }
 
-fn resolve(outcomes: &[Outcome], index: usize) -> Result<Appended, String> {
+fn resolve(outcomes: &[Outcome], index: usize) -> Result<Appended, LogError> {
     match &outcomes[index] {
         Outcome::New(message) => Ok(Appended {
             message: Arc::clone(message),
@@ -727,7 +1118,7 @@ fn resolve(outcomes: &[Outcome], index: usize) -> Result<Appended, String> {
             duplicate: true,
             ..appended
         }),
-        Outcome::Failed(error) => Err(error.to_string()),
+        Outcome::Failed(error) => Err(error.for_another()),
     }
 }
 

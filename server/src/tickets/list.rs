@@ -177,6 +177,10 @@ impl Filter {
                 "q is longer than {Q_MAX_CHARS} characters"
             )));
         }
+        if let Some(q) = &q {
+            // A NUL would break the FTS query (500 before); see search.rs.
+            crate::search::check_text("q", q)?;
+        }
         let sort = query.sort.unwrap_or_default();
         let cursor = query
             .cursor

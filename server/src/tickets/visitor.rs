@@ -12,9 +12,13 @@
 //! A visitor reads only tickets whose requester it is, never internal
 //! comments, tags, priority or assignee; another visitor's ticket is 404.
 
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock};
+
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -33,6 +37,49 @@ use crate::time::now_ms;
 
 /// Offline forms per visitor per hour; the next one is 429.
 pub const FORMS_PER_HOUR: i64 = 5;
+
+/// One lock per visitor with a form being submitted: a visitor's forms
+/// are handled one at a time, from the hourly count to the ticket's
+/// commit, so that the count each one reads includes every earlier one.
+/// Without it, 20 forms posted at once all counted 0 and made 20 tickets
+/// against a limit of 5; the count cannot move into one SQLite
+/// transaction, since the form's message is appended to the log in
+/// between (and is not undone). Process-wide, since visitor ids are
+/// unique; an entry lives only while that visitor has a form in progress.
+static FORM_TURNS: LazyLock<Mutex<HashMap<VisitorId, Arc<tokio::sync::Mutex<()>>>>> =
+    LazyLock::new(Default::default);
+
+/// A visitor's turn to submit a form; the next waiter's when dropped
+/// (also when the request is cancelled while waiting).
+struct FormTurn {
+    visitor: VisitorId,
+    lock: Arc<tokio::sync::Mutex<()>>,
+    held: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl FormTurn {
+    async fn take(visitor: VisitorId) -> FormTurn {
+        let lock = Arc::clone(FORM_TURNS.lock().entry(visitor).or_default());
+        let mut turn = FormTurn {
+            visitor,
+            lock,
+            held: None,
+        };
+        turn.held = Some(Arc::clone(&turn.lock).lock_owned().await);
+        turn
+    }
+}
+
+impl Drop for FormTurn {
+    fn drop(&mut self) {
+        let mut turns = FORM_TURNS.lock();
+        self.held = None;
+        // The map's reference and ours: nobody else waits, forget it.
+        if Arc::strong_count(&self.lock) == 2 {
+            turns.remove(&self.visitor);
+        }
+    }
+}
 const NAME_MAX_CHARS: usize = 200;
 
 #[derive(Debug, Deserialize)]
@@ -128,6 +175,8 @@ pub(super) async fn submit_form(
     };
 
     let conversation = visitor.conversation_id;
+    // From here to the ticket's commit, one form of this visitor at a time.
+    let _turn = FormTurn::take(visitor.visitor_id).await;
     if body.client_msg_id.is_some()
         && let Some(found) = by_client_msg_id(&state, &visitor, &client_msg_id).await?
     {

@@ -300,3 +300,241 @@ async fn list_order_within(server: &TestServer, token: &str, expected: &[String]
     }
     listed
 }
+
+async fn get_json(http: &reqwest::Client, url: String, token: &str) -> Value {
+    let response = http.get(url).bearer_auth(token).send().await.expect("get");
+    assert!(response.status().is_success(), "{}", response.status());
+    response.json().await.expect("json")
+}
+
+/// Seqs of the message hits for `q`.
+async fn found_at(http: &reqwest::Client, base: &str, token: &str, q: &str) -> Vec<u64> {
+    let body = get_json(
+        http,
+        format!("{base}/api/v1/search?type=messages&q={q}"),
+        token,
+    )
+    .await;
+    body["messages"]
+        .as_array()
+        .expect("hits")
+        .iter()
+        .map(|hit| hit["seq"].as_u64().expect("seq"))
+        .collect()
+}
+
+/// Waits (up to ~10 s) until searching `q` finds exactly `seqs`.
+async fn search_until(http: &reqwest::Client, base: &str, token: &str, q: &str, seqs: &[u64]) {
+    let mut last = Vec::new();
+    for _ in 0..500 {
+        last = found_at(http, base, token, q).await;
+        if last == seqs {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("search {q}: {last:?}, expected {seqs:?}");
+}
+
+/// The newest WAL file of a RocksDB directory (`NNNNNN.log`).
+fn newest_wal(dir: &std::path::Path) -> std::path::PathBuf {
+    std::fs::read_dir(dir)
+        .expect("log dir")
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|path| path.extension().is_some_and(|x| x == "log"))
+        .max_by_key(|path| {
+            path.file_stem()
+                .and_then(|s| s.to_str())
+                .and_then(|s| s.parse::<u64>().ok())
+                .unwrap_or(0)
+        })
+        .expect("a WAL file")
+}
+
+/// A torn WAL tail (kill -9 with durability `os`, then the newest WAL's
+/// last record cut short, as a power cut leaves it): the log loses that
+/// message and gives its seq to the next one, and SQLite keeps nothing of
+/// the lost one. Its search hit is gone and the new message is indexed at
+/// that seq; the read marker, the chat ticket's transcript and the derived
+/// columns are back at the log's head.
+#[tokio::test]
+async fn a_torn_wal_tail_leaves_nothing_of_the_lost_message_in_sqlite() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    create_admin(dir.path());
+    let mut process = Process::start(dir.path(), "os").await;
+    let http = reqwest::Client::new();
+    let base = process.base.clone();
+    let admin = login_owner(&http, &base).await;
+    let app = post(
+        &http,
+        format!("{base}/api/v1/apps"),
+        Some(&admin),
+        json!({"name": "Shop"}),
+    )
+    .await;
+    let session = post(
+        &http,
+        format!("{base}/api/v1/visitor/sessions"),
+        None,
+        json!({"app_key": app["app"]["app_key"]}),
+    )
+    .await;
+    let token = session["token"].as_str().expect("token").to_owned();
+    let conv = session["conversation_id"]
+        .as_str()
+        .expect("conv")
+        .to_owned();
+    let say = |id: &'static str, text: &'static str| {
+        let http = http.clone();
+        let url = format!("{base}/api/v1/visitor/messages");
+        let token = token.clone();
+        async move {
+            post(
+                &http,
+                url,
+                Some(&token),
+                json!({"client_msg_id": id, "content": text}),
+            )
+            .await["message"]
+                .clone()
+        }
+    };
+    say("c1", "hello alpha-one").await;
+    say("c2", "order bravo-two").await;
+    let kept = say("c3", "thanks charlie-three").await;
+    let lost = say("c4", "the lost zebra-text").await;
+    let lost_seq = lost["seq"].as_u64().expect("seq");
+    assert_eq!(kept["seq"].as_u64(), Some(lost_seq - 1));
+    // Everything SQLite copies of the lost message, in place before the crash.
+    search_until(&http, &base, &admin, "zebra-text", &[lost_seq]).await;
+    post(
+        &http,
+        format!("{base}/api/v1/conversations/{conv}/read"),
+        Some(&admin),
+        json!({"seq": lost_seq}),
+    )
+    .await;
+    let ticket = post(
+        &http,
+        format!("{base}/api/v1/tickets"),
+        Some(&admin),
+        json!({"conversation_id": conv, "subject": "From the chat"}),
+    )
+    .await;
+    let number = ticket["ticket"]["number"].as_u64().expect("number");
+    assert_eq!(ticket["ticket"]["transcript_seq"].as_u64(), Some(lost_seq));
+    let sqlite = format!(
+        "sqlite://{}?mode=ro",
+        dir.path().join("kefu.sqlite3").display()
+    );
+    let derived = |sqlite: String, conv: String| async move {
+        let db = sqlx::SqlitePool::connect(&sqlite).await.expect("sqlite");
+        let (last_seq,): (i64,) = sqlx::query_as("SELECT last_seq FROM conversations WHERE id = ?")
+            .bind(&conv)
+            .fetch_one(&db)
+            .await
+            .expect("last_seq");
+        db.close().await;
+        last_seq
+    };
+    for _ in 0..500 {
+        if derived(sqlite.clone(), conv.clone()).await == lost_seq as i64 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(derived(sqlite.clone(), conv.clone()).await, lost_seq as i64);
+
+    // kill -9, then tear the WAL's last record (the lost message's batch).
+    process.child.kill().expect("kill -9");
+    process.child.wait().expect("wait");
+    drop(process);
+    let wal = newest_wal(&dir.path().join("messages"));
+    let len = std::fs::metadata(&wal).expect("wal").len();
+    assert!(len > 64, "the WAL holds the messages ({len} bytes)");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&wal)
+        .expect("open wal")
+        .set_len(len - 8)
+        .expect("truncate");
+
+    let process = Process::start(dir.path(), "os").await;
+    let base = process.base.clone();
+    let admin = login_owner(&http, &base).await;
+    let page = get_json(
+        &http,
+        format!("{base}/api/v1/conversations/{conv}/messages?limit=200"),
+        &admin,
+    )
+    .await;
+    let seqs: Vec<u64> = page["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .map(|m| m["seq"].as_u64().expect("seq"))
+        .collect();
+    assert_eq!(
+        seqs,
+        (1..lost_seq).collect::<Vec<_>>(),
+        "the torn record is gone"
+    );
+    // SQLite was brought back before anything was served.
+    assert_eq!(
+        derived(sqlite.clone(), conv.clone()).await,
+        lost_seq as i64 - 1
+    );
+    assert_eq!(
+        found_at(&http, &base, &admin, "zebra-text").await,
+        Vec::<u64>::new()
+    );
+    let conversation = get_json(&http, format!("{base}/api/v1/conversations/{conv}"), &admin).await;
+    assert_eq!(
+        conversation["conversation"]["read_seq"].as_u64(),
+        Some(lost_seq - 1)
+    );
+
+    // The next message takes the lost seq, and is what search finds there.
+    let fresh = post(
+        &http,
+        format!("{base}/api/v1/visitor/messages"),
+        Some(&token),
+        json!({"client_msg_id": "c5", "content": "a fresh yak-text"}),
+    )
+    .await;
+    assert_eq!(fresh["message"]["seq"].as_u64(), Some(lost_seq));
+    search_until(&http, &base, &admin, "yak-text", &[lost_seq]).await;
+    assert_eq!(
+        found_at(&http, &base, &admin, "zebra-text").await,
+        Vec::<u64>::new()
+    );
+    // Unread again for the agent; the ticket's transcript ends where the
+    // log's head was, so the new message is not in it.
+    let conversation = get_json(&http, format!("{base}/api/v1/conversations/{conv}"), &admin).await;
+    assert_eq!(
+        conversation["conversation"]["unread_count"].as_u64(),
+        Some(1)
+    );
+    let transcript = get_json(
+        &http,
+        format!("{base}/api/v1/tickets/{number}/transcript"),
+        &admin,
+    )
+    .await;
+    assert_eq!(transcript["transcript_seq"].as_u64(), Some(lost_seq - 1));
+    assert_eq!(
+        transcript["messages"].as_array().map(Vec::len),
+        Some(lost_seq as usize - 1)
+    );
+    // The lost send, resent by its client, is stored once, after it.
+    let resent = post(
+        &http,
+        format!("{base}/api/v1/visitor/messages"),
+        Some(&token),
+        json!({"client_msg_id": "c4", "content": "the lost zebra-text"}),
+    )
+    .await;
+    assert_eq!(resent["message"]["seq"].as_u64(), Some(lost_seq + 1));
+    search_until(&http, &base, &admin, "zebra-text", &[lost_seq + 1]).await;
+}
