@@ -156,7 +156,12 @@ async fn an_admin_reset_and_a_deactivation_close_sockets_with_4401() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hello_racing_a_logout_never_outlives_it() {
-    let (server, _app, _amy) = shop().await;
+    // Twenty sign-ins in a row: past the password-attempt budgets.
+    let (server, _app, _amy) = shop_with(|c| {
+        c.limits.login_per_minute = 0;
+        c.limits.password_attempts_per_account_per_hour = 0;
+    })
+    .await;
     for round in 0..20 {
         let token = login(&server, "amy", "agent-password").await;
         let mut ws = Ws::connect(&server.ws_url()).await;
