@@ -169,6 +169,12 @@ impl Connection {
         self.stream.next().await
     }
 
+    /// Sends one text frame.
+    pub async fn send_text(&mut self, text: String) -> anyhow::Result<()> {
+        self.stream.send(Message::Text(text.into())).await?;
+        Ok(())
+    }
+
     pub fn into_stream(self) -> Stream {
         self.stream
     }

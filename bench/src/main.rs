@@ -16,6 +16,7 @@
 mod b0;
 mod client;
 mod coldstart;
+mod fuzz;
 mod pin;
 mod report;
 mod scenarios;
@@ -80,6 +81,8 @@ enum Scenario {
     /// Ticket lists and full-text search at scale (Kefu only).
     #[command(alias = "tickets")]
     Store(StoreArgs),
+    /// A healthy client's latency alone, then beside frame fuzzers (Kefu only).
+    Fuzz(FuzzArgs),
     /// Every scenario in turn (with `--smoke`: tiny, for CI).
     All(AllArgs),
     /// Baseline B0: serve the minimal relay (used by the bench itself).
@@ -183,6 +186,22 @@ struct StoreArgs {
 }
 
 #[derive(Args, Clone)]
+struct FuzzArgs {
+    /// Messages per second the healthy visitor sends.
+    #[arg(long, default_value_t = 100)]
+    rate: u64,
+    /// Fuzzing connections beside it.
+    #[arg(long, default_value_t = 2)]
+    fuzzers: usize,
+    /// Malformed frames per second per fuzzer (0: as fast as it can).
+    #[arg(long, default_value_t = 1_000)]
+    fuzz_rate: u64,
+    /// Seconds measured alone, then as long beside the fuzzers.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+}
+
+#[derive(Args, Clone)]
 struct AllArgs {
     /// Seconds Kefu holds the idle connections.
     #[arg(long, default_value_t = 600)]
@@ -256,6 +275,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 "reconnect",
                 reconnect_section(&bin, &global, &reconnect).await,
             )?;
+            let fuzz = FuzzArgs {
+                rate: 100,
+                fuzzers: 2,
+                fuzz_rate: 1_000,
+                seconds: 10,
+            };
+            all.add("fuzz", fuzz_section(&bin, &global, &fuzz).await)?;
             let coldstart = ColdstartArgs {
                 messages: 1_000_000,
                 tickets: 100_000,
@@ -282,6 +308,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Scenario::Coldstart(args) => vec![coldstart_section(&bin, &global, &args).await?],
         Scenario::Storage(args) => vec![storage_section(&global, &args)?],
         Scenario::Store(args) => vec![store_section(&bin, &global, &args).await?],
+        Scenario::Fuzz(args) => vec![fuzz_section(&bin, &global, &args).await?],
     };
     let report = full_report(&global, sections);
     println!("{}", report::tables(&report));
@@ -481,6 +508,27 @@ async fn coldstart_section(
         }
     }
     Ok(section("coldstart", rows))
+}
+
+async fn fuzz_section(bin: &Path, global: &Global, args: &FuzzArgs) -> anyhow::Result<Value> {
+    if !global.systems.contains(&System::Kefu) {
+        return Ok(section("fuzz", Vec::new()));
+    }
+    let (rate, fuzzers, fuzz_rate, seconds) = if global.smoke {
+        (20, 1, 200, 1)
+    } else {
+        (args.rate, args.fuzzers, args.fuzz_rate, args.seconds)
+    };
+    let rows = fuzz::run(bin, rate, fuzzers, fuzz_rate, seconds).await?;
+    if global.smoke {
+        for row in &rows {
+            check(
+                row["received"] == row["sent"],
+                "fuzz: every healthy send arrived",
+            )?;
+        }
+    }
+    Ok(section("fuzz", rows))
 }
 
 fn storage_section(global: &Global, args: &StorageArgs) -> anyhow::Result<Value> {

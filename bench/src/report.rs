@@ -97,6 +97,21 @@ fn layout(scenario: &str) -> (Vec<Column>, Option<&'static str>) {
             ],
             None,
         ),
+        "fuzz" => (
+            vec![
+                col("sent", "/sent", Plain),
+                col("received", "/received", Plain),
+                col("p50 ms", "/latency_us/p50", Ms),
+                col("p99 ms", "/latency_us/p99", Ms),
+                col("p99.9 ms", "/latency_us/p999", Ms),
+                col("max ms", "/latency_us/max", Ms),
+                col("fuzz frames", "/fuzz_frames", Plain),
+                col("fuzz connections", "/fuzz_connections", Plain),
+                col("closes", "/fuzz_closes", Plain),
+                col("server CPU %", "/server_cpu_percent", Plain),
+            ],
+            None,
+        ),
         "storage" => (
             vec![
                 col("durability", "/durability", Plain),

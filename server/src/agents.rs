@@ -12,6 +12,7 @@ use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use sqlx::SqlitePool;
 
+use crate::auth::sessions::Revocation;
 use crate::auth::{self, AdminAuth, AgentAuth};
 use crate::error::{ApiError, ApiResult};
 use crate::http::ClientIp;
@@ -210,8 +211,8 @@ async fn logout(
     headers: axum::http::HeaderMap,
 ) -> ApiResult<Json<serde_json::Value>> {
     if let Some(token) = auth::bearer(&headers) {
-        auth::revoke(&state.db, token).await?;
-        state.auth_cache.token_revoked(token);
+        // Also closes the WebSockets that said hello with this token.
+        Revocation::agent_token(&state, agent.id, token).await?;
     }
     tracing::info!(agent = %agent.id, "agent signed out");
     Ok(Json(serde_json::json!({})))
@@ -281,19 +282,12 @@ async fn update_me(
     .bind(agent.id)
     .execute(&mut *tx)
     .await?;
-    if hash.is_some() {
-        let keep = auth::bearer(&headers)
-            .map(auth::token_hash)
-            .unwrap_or_default();
-        sqlx::query(
-            "UPDATE tokens SET revoked_at = ? WHERE agent_id = ? AND revoked_at IS NULL AND token_hash != ?",
-        )
-        .bind(now_ms())
-        .bind(agent.id)
-        .bind(keep)
-        .execute(&mut *tx)
-        .await?;
-    }
+    // The agent's other sessions end (and their WebSockets close); the one
+    // that made the change stays.
+    let revocation = match hash {
+        Some(_) => Some(Revocation::agent_tokens(&mut tx, agent.id, auth::bearer(&headers)).await?),
+        None => None,
+    };
     crate::audit::record(
         &mut *tx,
         Some(agent.id),
@@ -303,10 +297,9 @@ async fn update_me(
     )
     .await?;
     tx.commit().await?;
-    if hash.is_some() {
-        state.auth_cache.agent_signed_out(agent.id);
-    } else {
-        state.auth_cache.agent_changed(agent.id);
+    match revocation {
+        Some(revocation) => revocation.apply(&state),
+        None => state.auth_cache.agent_changed(agent.id),
     }
     let agent = find(&state.db, agent.id)
         .await?
@@ -550,14 +543,12 @@ async fn update(
     } else {
         Vec::new()
     };
-    let signed_out = hash.is_some() || deactivate;
-    if signed_out {
-        sqlx::query("UPDATE tokens SET revoked_at = ? WHERE agent_id = ? AND revoked_at IS NULL")
-            .bind(now)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-    }
+    // A reset password or a deactivation ends every session of the agent.
+    let revocation = if hash.is_some() || deactivate {
+        Some(Revocation::agent_tokens(&mut tx, id, None).await?)
+    } else {
+        None
+    };
     crate::audit::record(
         &mut *tx,
         Some(admin.id),
@@ -571,10 +562,9 @@ async fn update(
     )
     .await?;
     tx.commit().await?;
-    if signed_out {
-        state.auth_cache.agent_signed_out(id);
-    } else {
-        state.auth_cache.agent_changed(id);
+    match revocation {
+        Some(revocation) => revocation.apply(&state),
+        None => state.auth_cache.agent_changed(id),
     }
     let agent = find(&state.db, id)
         .await?
@@ -583,9 +573,6 @@ async fn update(
     state
         .hub
         .broadcast_agents(&crate::hub::frames::agent(&agent));
-    if signed_out {
-        state.hub.disconnect_agent(id);
-    }
     for (conversation,) in &requeued {
         state.conversations.forget_active(*conversation);
         crate::conversations::announce(&state, *conversation).await?;

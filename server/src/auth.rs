@@ -3,9 +3,12 @@
 //! HMAC identity verification for APP users.
 //!
 //! Tokens are only ever read from the `Authorization` header (REST) or the
-//! `hello` frame (WebSocket): never from a URL, never logged.
+//! `hello` frame (WebSocket): never from a URL, never logged. Every
+//! revocation goes through [`sessions`], which also closes the token's
+//! WebSockets.
 
 pub mod cache;
+pub mod sessions;
 
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -90,15 +93,6 @@ pub async fn issue_visitor_token(
         .execute(tx)
         .await?;
     Ok(token)
-}
-
-pub async fn revoke(db: &SqlitePool, token: &str) -> Result<(), ApiError> {
-    sqlx::query("UPDATE tokens SET revoked_at = ? WHERE token_hash = ? AND revoked_at IS NULL")
-        .bind(now_ms())
-        .bind(token_hash(token))
-        .execute(db)
-        .await?;
-    Ok(())
 }
 
 /// The visitor behind a visitor token.

@@ -233,6 +233,17 @@ pub struct Limits {
     pub attachment_bytes: usize,
     /// Attachments one visitor may upload per hour (0 = unlimited).
     pub visitor_uploads_per_hour: u32,
+    // issue 23: sessions and WebSocket
+    /// Messages one visitor may send per second, sustained, over REST and
+    /// WebSocket together (0 = unlimited). Agents are not limited.
+    pub visitor_messages_per_second: u32,
+    /// Messages one visitor may send in a burst before the per-second rate
+    /// applies (at least 1 when the rate is on).
+    pub visitor_message_burst: u32,
+    /// Nesting depth of a message `meta` (the object itself is level 1).
+    /// Kept well below serde_json's recursion limit (128) so that a stored
+    /// message can always be read back inside the frames that carry it.
+    pub meta_depth: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -246,6 +257,11 @@ pub struct WsConfig {
     pub ping_interval_secs: u64,
     /// tungstenite read buffer per connection, bytes.
     pub read_buffer_bytes: usize,
+    // issue 23: sessions and WebSocket
+    /// Seconds one write to a client may take (a batch of frames, an ack,
+    /// a ping). A client that reads nothing for this long while frames wait
+    /// is dropped: its socket is closed without a close frame.
+    pub write_timeout_secs: u64,
 }
 
 impl Default for Config {
@@ -285,6 +301,9 @@ impl Default for Limits {
             visitor_sessions_per_minute: 60,
             attachment_bytes: 10 * 1024 * 1024,
             visitor_uploads_per_hour: 60,
+            visitor_messages_per_second: 5,
+            visitor_message_burst: 20,
+            meta_depth: 32,
         }
     }
 }
@@ -296,6 +315,7 @@ impl Default for WsConfig {
             idle_timeout_secs: 90,
             ping_interval_secs: 30,
             read_buffer_bytes: 256,
+            write_timeout_secs: 10,
         }
     }
 }
@@ -344,7 +364,7 @@ impl Config {
 
     pub fn validate(&self) -> Result<(), String> {
         let l = &self.limits;
-        let checks: [(&str, bool); 9] = [
+        let checks: [(&str, bool); 12] = [
             ("limits.content_bytes must be > 0", l.content_bytes > 0),
             ("limits.meta_bytes must be >= 2", l.meta_bytes >= 2),
             (
@@ -368,6 +388,18 @@ impl Config {
             (
                 "limits.attachment_bytes must be > 0",
                 l.attachment_bytes > 0,
+            ),
+            (
+                "limits.visitor_message_burst must be > 0 when visitor_messages_per_second is",
+                l.visitor_messages_per_second == 0 || l.visitor_message_burst > 0,
+            ),
+            (
+                "limits.meta_depth must be 1-100",
+                (1..=crate::message::META_DEPTH_MAX).contains(&l.meta_depth),
+            ),
+            (
+                "ws.write_timeout_secs must be > 0",
+                self.ws.write_timeout_secs > 0,
             ),
         ];
         for (message, ok) in checks {
@@ -472,6 +504,37 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn session_and_websocket_limits_have_defaults_and_bounds() {
+        let config = Config::default();
+        assert_eq!(config.limits.visitor_messages_per_second, 5);
+        assert_eq!(config.limits.visitor_message_burst, 20);
+        assert_eq!(config.limits.meta_depth, 32);
+        assert_eq!(config.ws.write_timeout_secs, 10);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("kefu.toml");
+        for bad in [
+            "[limits]\nmeta_depth = 0\n",
+            "[limits]\nmeta_depth = 101\n",
+            "[limits]\nvisitor_message_burst = 0\n",
+            "[ws]\nwrite_timeout_secs = 0\n",
+        ] {
+            std::fs::write(&file, bad).expect("write");
+            assert!(
+                Config::load(Some(&file), &Overrides::default()).is_err(),
+                "{bad}"
+            );
+        }
+        // 0 turns the message rate off, and then the burst does not matter.
+        std::fs::write(
+            &file,
+            "[limits]\nvisitor_messages_per_second = 0\nvisitor_message_burst = 0\n",
+        )
+        .expect("write");
+        let config = Config::load(Some(&file), &Overrides::default()).expect("load");
+        assert_eq!(config.limits.visitor_messages_per_second, 0);
     }
 
     #[test]

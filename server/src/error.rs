@@ -25,6 +25,10 @@ pub enum ApiError {
     PayloadTooLarge(String),
     #[error("too many requests, try again later")]
     RateLimited,
+    /// A visitor sending messages faster than its rate (`message::rate`):
+    /// code `rate_limited`, with how long until the next one is accepted.
+    #[error("too many messages, slow down")]
+    MessageRateLimited(std::time::Duration),
     #[error("{0}")]
     IdentityRequired(String),
     #[error("{0}")]
@@ -44,7 +48,7 @@ impl ApiError {
             ApiError::NotFound(_) => "not_found",
             ApiError::Conflict(_) => "conflict",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
-            ApiError::RateLimited => "rate_limited",
+            ApiError::RateLimited | ApiError::MessageRateLimited(_) => "rate_limited",
             ApiError::IdentityRequired(_) => "identity_required",
             ApiError::InvalidIdentity(_) => "invalid_identity",
             ApiError::Unavailable(_) => "unavailable",
@@ -62,7 +66,9 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::RateLimited | ApiError::MessageRateLimited(_) => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -120,6 +126,15 @@ impl IntoResponse for ApiError {
             response.headers_mut().insert(
                 axum::http::header::RETRY_AFTER,
                 axum::http::HeaderValue::from_static("60"),
+            );
+        }
+        if let ApiError::MessageRateLimited(wait) = &self {
+            // Whole seconds, rounded up: never 0, which would invite a
+            // client to retry at once.
+            let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(seconds.max(1)),
             );
         }
         response

@@ -180,6 +180,7 @@ async fn open_state(config: Config) -> anyhow::Result<(AppState, JoinHandle<()>)
         limiters: Limiters::new(&config),
         connection_slots: Arc::new(Semaphore::new(config.limits.max_connections)),
         auth_cache: crate::auth::cache::AuthCache::new(config.limits.auth_cache_entries),
+        visitor_send_rate: message::rate::VisitorSendRate::new(&config.limits),
         config,
         db,
         log,
@@ -236,7 +237,10 @@ async fn housekeeping(state: AppState) {
     let mut tick = tokio::time::interval(Duration::from_secs(60));
     loop {
         tokio::select! {
-            _ = tick.tick() => state.limiters.housekeeping(),
+            _ = tick.tick() => {
+                state.limiters.housekeeping();
+                state.visitor_send_rate.housekeeping();
+            }
             _ = state.shutdown.cancelled() => break,
         }
     }

@@ -1,5 +1,8 @@
 //! The `Message` object of the protocol and the validation every send goes
-//! through, whichever door (REST or WebSocket) it came in by.
+//! through, whichever door (REST or WebSocket) it came in by; [`rate`] is
+//! the per-visitor message rate both doors check.
+
+pub mod rate;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -49,6 +52,12 @@ pub struct Message {
     pub created_at: i64,
 }
 
+/// The highest `limits.meta_depth` the configuration accepts. A stored
+/// message is read back by serde_json, whose recursion limit is 128 levels,
+/// inside up to three levels of wrapping (a page: object, array, message;
+/// a frame: object, message); 100 leaves room for all of them.
+pub const META_DEPTH_MAX: usize = 100;
+
 /// What a client asks to send, after validation.
 #[derive(Debug, Clone)]
 pub struct SendInput {
@@ -58,7 +67,8 @@ pub struct SendInput {
 }
 
 /// Checks a send against the limits: a malformed `client_msg_id` is 400, an
-/// oversized `content` or `meta` 413, a `meta` that is not an object 400.
+/// oversized `content` or `meta` 413, a `meta` that is not an object or is
+/// nested deeper than `limits.meta_depth` 400.
 pub fn validate_send(
     limits: &Limits,
     client_msg_id: Option<&str>,
@@ -94,6 +104,9 @@ pub fn validate_send_with(
     let meta = match meta {
         None | Some(Value::Null) => Value::Object(Default::default()),
         Some(value @ Value::Object(_)) => {
+            if deeper_than(value, limits.meta_depth) {
+                return Err(meta_too_deep(limits));
+            }
             let size = serialized_len(value);
             if size > limits.meta_bytes {
                 return Err(ApiError::too_large(format!(
@@ -110,6 +123,25 @@ pub fn validate_send_with(
         content: content.to_owned(),
         meta,
     })
+}
+
+/// The error for a `meta` nested deeper than the limit (also used by the
+/// WebSocket parser when the nesting is too deep to even build the value).
+pub fn meta_too_deep(limits: &Limits) -> ApiError {
+    ApiError::bad_request(format!(
+        "meta is nested deeper than {} levels",
+        limits.meta_depth
+    ))
+}
+
+/// Whether `value` nests deeper than `max` levels of objects and arrays (a
+/// scalar is level 0, `{}` level 1). Stops descending at the limit.
+fn deeper_than(value: &Value, max: usize) -> bool {
+    match value {
+        Value::Object(map) => max == 0 || map.values().any(|v| deeper_than(v, max - 1)),
+        Value::Array(items) => max == 0 || items.iter().any(|v| deeper_than(v, max - 1)),
+        _ => false,
+    }
 }
 
 /// The length of a value's compact JSON, counted without building it.
@@ -187,6 +219,16 @@ mod tests {
         let err = validate_send(&limits, None, Some("hi"), None).expect_err("no id");
         assert_eq!(err.code(), "bad_request");
         let err = validate_send(&limits, Some("c1"), Some("  "), None).expect_err("blank");
+        assert_eq!(err.code(), "bad_request");
+        // Depth: `meta_depth` levels pass, one more is 400 (even when small).
+        let shallow = Limits {
+            meta_depth: 3,
+            ..Limits::default()
+        };
+        let ok = json!({"a": {"b": [1]}});
+        assert!(validate_send(&shallow, Some("c1"), Some("hi"), Some(&ok)).is_ok());
+        let deep = json!({"a": {"b": [[1]]}});
+        let err = validate_send(&shallow, Some("c1"), Some("hi"), Some(&deep)).expect_err("deep");
         assert_eq!(err.code(), "bad_request");
         // A caption is optional with an attachment, but still bounded.
         let ok = validate_send_with(&limits, Some("c1"), None, None, true).expect("no caption");

@@ -39,6 +39,8 @@ pub struct Kefu {
     /// Verified against when a username does not exist, so that a login
     /// takes as long either way.
     pub dummy_password_hash: tokio::sync::OnceCell<String>,
+    /// How fast each visitor may send messages (REST and WebSocket alike).
+    pub visitor_send_rate: crate::message::rate::VisitorSendRate,
 }
 
 impl Kefu {

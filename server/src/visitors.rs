@@ -327,6 +327,9 @@ async fn post_message(
         body.meta.as_ref(),
         body.attachment_id.is_some(),
     )?;
+    // One bucket per visitor, shared with its WebSocket sends; after the
+    // checks above, so that only a send that would be stored spends quota.
+    state.visitor_send_rate.check(visitor.visitor_id)?;
     let conversation = visitor.conversation_id;
     let author = Author::Visitor(visitor);
     let (kind, attachment) = crate::attachments::attach(

@@ -11,7 +11,8 @@
 //!
 //! Correctness: every write to what is cached goes through this process
 //! (the CLI only *creates* agents) and calls the matching invalidation
-//! **after** its transaction committed: [`AuthCache::token_revoked`],
+//! **after** its transaction committed (revocations through
+//! [`super::sessions`]): [`AuthCache::token_hash_revoked`],
 //! [`AuthCache::agent_signed_out`] (every token of an agent: password
 //! change, deactivation), [`AuthCache::agent_changed`] (role, name, status,
 //! capacity), [`AuthCache::visitor_changed`], [`AuthCache::app_changed`].
@@ -209,10 +210,12 @@ impl AuthCache {
         self.fill(&self.visitors, id, visitor, seen);
     }
 
-    /// One token was revoked (logout).
-    pub fn token_revoked(&self, token: &str) {
+    /// One token, by its SHA-256, was revoked (logout).
+    pub fn token_hash_revoked(&self, hash: &[u8]) {
         self.bump();
-        self.tokens.remove(&token_hash(token));
+        if let Ok(hash) = TokenHash::try_from(hash) {
+            self.tokens.remove(&hash);
+        }
     }
 
     /// Every token of this agent was revoked, perhaps but one (password
@@ -298,7 +301,7 @@ mod tests {
         let hash = token_hash("kf_a");
         let seen = cache.generation();
         // The read happened before a revocation committed…
-        cache.token_revoked("kf_a");
+        cache.token_hash_revoked(&hash);
         // …and its fill comes after the invalidation: not kept.
         cache.fill(&cache.tokens, hash, TokenOwner::Agent(agent), seen);
         assert!(cache.tokens.get(&hash).is_none());

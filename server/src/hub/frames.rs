@@ -3,10 +3,11 @@
 
 use std::sync::Arc;
 
-use axum::extract::ws::Utf8Bytes;
 use serde::Serialize;
 use serde_json::json;
+use tungstenite::Utf8Bytes;
 
+use crate::error::ApiError;
 use crate::ids::ConversationId;
 use crate::message::Sender;
 use crate::store::messages::StoredMessage;
@@ -68,6 +69,20 @@ pub fn error(code: &str, message: &str, client_msg_id: Option<&str>) -> Frame {
     let mut value = json!({"type": "error", "code": code, "message": message});
     if let Some(id) = client_msg_id {
         value["client_msg_id"] = json!(id);
+    }
+    Frame::plain(value.to_string())
+}
+
+/// The `error` frame for an API error, with `retry_after_ms` when it is a
+/// visitor's message rate (the REST answer's `Retry-After`, finer).
+pub fn api_error(error: &ApiError, client_msg_id: Option<&str>) -> Frame {
+    let mut value = json!({"type": "error", "code": error.code(), "message": error.to_string()});
+    if let Some(id) = client_msg_id {
+        value["client_msg_id"] = json!(id);
+    }
+    if let ApiError::MessageRateLimited(wait) = error {
+        let millis = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
+        value["retry_after_ms"] = json!(millis.max(1));
     }
     Frame::plain(value.to_string())
 }

@@ -17,6 +17,7 @@
 pub mod frames;
 pub mod inbound;
 pub mod outbox;
+pub mod socket;
 pub mod ws;
 
 use std::collections::{HashMap, HashSet};
@@ -27,6 +28,7 @@ use std::time::Instant;
 use parking_lot::RwLock;
 use tokio::sync::Notify;
 
+use crate::auth::sessions::{Revoked, TokenTag};
 use crate::ids::{AgentId, ConversationId, VisitorId};
 use crate::metrics::Metrics;
 use crate::store::messages::StoredMessage;
@@ -55,6 +57,11 @@ struct Registry {
     /// Every agent connection: in v1 each receives every conversation's frames.
     agents: HashSet<ConnId>,
     by_agent: HashMap<AgentId, ConnSet>,
+    /// The token each agent connection said hello with, so that revoking
+    /// it closes the connection (`end_sessions`). Only agents': no path
+    /// revokes a visitor token, and the many idle visitor connections do
+    /// not pay for the entry.
+    agent_tokens: HashMap<ConnId, TokenTag>,
     /// Visitor connections by the conversation they belong to.
     by_conversation: HashMap<ConversationId, ConnSet>,
     /// Agents without a connection, since when: their last one closed, or
@@ -152,7 +159,7 @@ impl<'a> IntoIterator for &'a ConnSet {
 pub struct Registration {
     pub id: ConnId,
     /// Frames for this connection; killed when the hub drops it (queue
-    /// full, or the agent signed out).
+    /// full), revoked when its session ends.
     pub outbox: Arc<Outbox>,
 }
 
@@ -191,7 +198,9 @@ impl Hub {
         }
     }
 
-    pub fn register(&self, party: Party) -> Registration {
+    /// Registers a connection that said hello with `token` (kept for
+    /// agents only, see `agent_tokens`).
+    pub fn register(&self, party: Party, token: TokenTag) -> Registration {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let outbox = Arc::new(Outbox::default());
         let mut registry = self.registry.write();
@@ -205,6 +214,7 @@ impl Hub {
         match party {
             Party::Agent(agent) => {
                 registry.agents.insert(id);
+                registry.agent_tokens.insert(id, token);
                 registry
                     .by_agent
                     .entry(agent)
@@ -237,6 +247,7 @@ impl Hub {
         match entry.party {
             Party::Agent(agent) => {
                 registry.agents.remove(&id);
+                registry.agent_tokens.remove(&id);
                 if let Some(set) = registry.by_agent.get_mut(&agent)
                     && set.remove(id)
                 {
@@ -335,16 +346,29 @@ impl Hub {
         self.registry.read().by_agent.contains_key(&agent)
     }
 
-    /// Closes every connection of an agent (signed out: deactivated or
-    /// password reset). They close as a dropped client does (1013); the
-    /// reconnect is refused because the agent's tokens are revoked.
-    pub fn disconnect_agent(&self, agent: AgentId) {
+    /// Closes the connections of revoked sessions with 4401 (called only
+    /// by `auth::sessions`, after the revocation committed and the auth
+    /// cache forgot the tokens). Returns how many it closed.
+    pub fn end_sessions(&self, revoked: Revoked) -> usize {
+        let (agent, only, except) = match revoked {
+            Revoked::AgentToken { agent, token } => (agent, Some(token), None),
+            Revoked::AgentTokens { agent, except } => (agent, None, except),
+        };
         let registry = self.registry.read();
+        let mut closed = 0;
         for id in registry.by_agent.get(&agent).into_iter().flatten() {
-            if let Some(entry) = registry.conns.get(id) {
-                entry.outbox.kill();
+            let Some(&token) = registry.agent_tokens.get(id) else {
+                continue;
+            };
+            if let Some(entry) = registry.conns.get(id)
+                && only.is_none_or(|only| only == token)
+                && except != Some(token)
+            {
+                entry.outbox.revoke();
+                closed += 1;
             }
         }
+        closed
     }
 
     /// How many connections an agent has open.
@@ -438,6 +462,14 @@ impl Hub {
                 }
             }
         }
+        if registry.agent_tokens.len() != registry.agents.len()
+            || registry
+                .agents
+                .iter()
+                .any(|id| !registry.agent_tokens.contains_key(id))
+        {
+            return Err("agent_tokens does not match the agent connections".into());
+        }
         let by_conv: usize = registry.by_conversation.values().map(ConnSet::len).sum();
         let by_agent: usize = registry.by_agent.values().map(ConnSet::len).sum();
         if by_conv != indexed
@@ -470,6 +502,10 @@ mod tests {
     use super::*;
     use outbox::Next;
 
+    fn tag() -> TokenTag {
+        TokenTag::of(&crate::auth::new_token())
+    }
+
     fn next_seq(registration: &Registration) -> Option<(ConversationId, u64)> {
         match registration.outbox.try_next() {
             Some(Next::Frame(frame)) => frame.seq(),
@@ -492,15 +528,21 @@ mod tests {
         let hub = Hub::new(2, Arc::new(Metrics::new()));
         let conv = ConversationId::new();
         let other = ConversationId::new();
-        let agent = hub.register(Party::Agent(AgentId::new()));
-        let visitor = hub.register(Party::Visitor {
-            visitor: VisitorId::new(),
-            conversation: conv,
-        });
-        let stranger = hub.register(Party::Visitor {
-            visitor: VisitorId::new(),
-            conversation: other,
-        });
+        let agent = hub.register(Party::Agent(AgentId::new()), tag());
+        let visitor = hub.register(
+            Party::Visitor {
+                visitor: VisitorId::new(),
+                conversation: conv,
+            },
+            tag(),
+        );
+        let stranger = hub.register(
+            Party::Visitor {
+                visitor: VisitorId::new(),
+                conversation: other,
+            },
+            tag(),
+        );
         hub.check_invariants().expect("invariants");
 
         hub.publish_messages(&[
@@ -536,11 +578,14 @@ mod tests {
     fn close_all_tells_every_connection_and_any_that_comes_later() {
         let hub = Hub::new(8, Arc::new(Metrics::new()));
         let conv = ConversationId::new();
-        let agent = hub.register(Party::Agent(AgentId::new()));
-        let visitor = hub.register(Party::Visitor {
-            visitor: VisitorId::new(),
-            conversation: conv,
-        });
+        let agent = hub.register(Party::Agent(AgentId::new()), tag());
+        let visitor = hub.register(
+            Party::Visitor {
+                visitor: VisitorId::new(),
+                conversation: conv,
+            },
+            tag(),
+        );
         hub.close_all();
         assert!(matches!(agent.outbox.try_next(), Some(Next::Closing)));
         assert!(matches!(visitor.outbox.try_next(), Some(Next::Closing)));
@@ -548,7 +593,7 @@ mod tests {
         hub.publish_messages(&[(stored(conv, 1, false), None)]);
         assert!(matches!(agent.outbox.try_next(), Some(Next::Closing)));
         // A connection that registers during the shutdown is told at once.
-        let late = hub.register(Party::Agent(AgentId::new()));
+        let late = hub.register(Party::Agent(AgentId::new()), tag());
         assert!(matches!(late.outbox.try_next(), Some(Next::Closing)));
         hub.check_invariants().expect("invariants");
     }
@@ -562,7 +607,7 @@ mod tests {
             visitor,
             conversation: conv,
         };
-        let tabs: Vec<Registration> = (0..3).map(|_| hub.register(party)).collect();
+        let tabs: Vec<Registration> = (0..3).map(|_| hub.register(party, tag())).collect();
         hub.check_invariants().expect("three tabs");
         hub.send_to_visitors(conv, &frames::pong());
         for tab in &tabs {
@@ -581,11 +626,64 @@ mod tests {
     }
 
     #[test]
+    fn ending_sessions_closes_exactly_the_revoked_tokens_connections() {
+        let hub = Hub::new(8, Arc::new(Metrics::new()));
+        let (amy, bob) = (AgentId::new(), AgentId::new());
+        let (t1, t2) = (tag(), tag());
+        let amy_t1 = hub.register(Party::Agent(amy), t1);
+        let amy_t1_again = hub.register(Party::Agent(amy), t1);
+        let amy_t2 = hub.register(Party::Agent(amy), t2);
+        let bob_t = hub.register(Party::Agent(bob), tag());
+        // Logout of t1: both its connections, nothing else.
+        assert_eq!(
+            hub.end_sessions(Revoked::AgentToken {
+                agent: amy,
+                token: t1
+            }),
+            2
+        );
+        assert!(matches!(amy_t1.outbox.try_next(), Some(Next::Revoked)));
+        assert!(matches!(
+            amy_t1_again.outbox.try_next(),
+            Some(Next::Revoked)
+        ));
+        assert!(amy_t2.outbox.try_next().is_none());
+        // Another agent's token with the same value names nothing of Amy's.
+        assert_eq!(
+            hub.end_sessions(Revoked::AgentToken {
+                agent: bob,
+                token: t2
+            }),
+            0
+        );
+        // A password change keeps the session that made it.
+        assert_eq!(
+            hub.end_sessions(Revoked::AgentTokens {
+                agent: amy,
+                except: Some(t2),
+            }),
+            2
+        );
+        assert!(amy_t2.outbox.try_next().is_none());
+        // A reset keeps none.
+        assert_eq!(
+            hub.end_sessions(Revoked::AgentTokens {
+                agent: amy,
+                except: None,
+            }),
+            3
+        );
+        assert!(matches!(amy_t2.outbox.try_next(), Some(Next::Revoked)));
+        assert!(bob_t.outbox.try_next().is_none());
+        hub.check_invariants().expect("invariants");
+    }
+
+    #[test]
     fn an_agent_goes_dark_with_its_last_connection_only() {
         let hub = Hub::new(8, Arc::new(Metrics::new()));
         let amy = AgentId::new();
-        let laptop = hub.register(Party::Agent(amy));
-        let phone = hub.register(Party::Agent(amy));
+        let laptop = hub.register(Party::Agent(amy), tag());
+        let phone = hub.register(Party::Agent(amy), tag());
         assert_eq!(hub.agent_connections(amy), 2);
         hub.unregister(laptop.id);
         assert_eq!(hub.oldest_dark(), None, "one connection is left");
@@ -593,7 +691,7 @@ mod tests {
         let since = hub.oldest_dark().expect("dark");
         hub.check_invariants().expect("invariants");
         // Coming back clears it; mark_dark ignores a connected agent.
-        let back = hub.register(Party::Agent(amy));
+        let back = hub.register(Party::Agent(amy), tag());
         hub.mark_dark(amy);
         assert_eq!(hub.oldest_dark(), None);
         hub.check_invariants().expect("invariants");

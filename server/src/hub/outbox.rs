@@ -2,9 +2,9 @@
 //!
 //! The hub pushes frames without ever waiting; the connection's task takes
 //! them. Bounded: a push that finds the queue full kills the connection
-//! instead (the client reconnects and resumes by seq). A kill (also used to
-//! sign an agent out) is seen before any frame still queued, and so is the
-//! server's shutdown, which the hub tells every connection this way (the
+//! instead (the client reconnects and resumes by seq). A kill is seen
+//! before any frame still queued, and so are a revocation of the
+//! connection's session (close 4401) and the server's shutdown, which the hub tells every connection this way (the
 //! served loop then polls no shared token per wake-up).
 //!
 //! Why not `tokio::sync::mpsc` plus a `CancellationToken`, as before: an
@@ -28,8 +28,10 @@ use super::frames::Frame;
 #[derive(Debug)]
 pub enum Next {
     Frame(Frame),
-    /// Dropped by the hub: too slow, or signed out.
+    /// Dropped by the hub: too slow.
     Killed,
+    /// The token the connection authenticated with was revoked.
+    Revoked,
     /// The server is shutting down: close as "going away".
     Closing,
 }
@@ -52,6 +54,7 @@ pub struct Outbox {
 struct State {
     frames: VecDeque<Frame>,
     killed: bool,
+    revoked: bool,
     closing: bool,
     waker: Option<Waker>,
 }
@@ -65,7 +68,7 @@ impl Outbox {
     /// Queues a frame unless the queue holds `bound` already; never waits.
     pub fn push(&self, frame: Frame, bound: usize) -> Push {
         let mut state = self.state.lock();
-        if state.killed || state.closing {
+        if state.killed || state.revoked || state.closing {
             return Push::Dead;
         }
         let result = if state.frames.len() >= bound {
@@ -87,6 +90,11 @@ impl Outbox {
     /// Kills the connection: its task sees [`Next::Killed`] next.
     pub fn kill(&self) {
         self.end(|state| state.killed = true);
+    }
+
+    /// Ends the connection's session: its task sees [`Next::Revoked`] next.
+    pub fn revoke(&self) {
+        self.end(|state| state.revoked = true);
     }
 
     /// Tells the connection the server is shutting down: its task sees
@@ -123,6 +131,23 @@ impl Outbox {
         poll_fn(|cx| self.poll_next(cx)).await
     }
 
+    /// Ready once the connection is killed or revoked; else registers the
+    /// task's waker. Lets a write that the client does not take end as
+    /// soon as the connection is dropped. (The shutdown does not cut a
+    /// write short: the write finishes, within its deadline, and the
+    /// connection then closes with 1001.)
+    pub fn poll_ended(&self, cx: &Context<'_>) -> Poll<()> {
+        let mut state = self.state.lock();
+        if state.killed || state.revoked {
+            return Poll::Ready(());
+        }
+        match &mut state.waker {
+            Some(waker) if waker.will_wake(cx.waker()) => {}
+            slot => *slot = Some(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
+
     fn poll_next(&self, cx: &Context<'_>) -> Poll<Next> {
         let mut state = self.state.lock();
         if let Some(next) = Self::take(&mut state) {
@@ -136,6 +161,10 @@ impl Outbox {
     }
 
     fn take(state: &mut State) -> Option<Next> {
+        // A revoked session wins: its client must not reconnect with it.
+        if state.revoked {
+            return Some(Next::Revoked);
+        }
         if state.killed {
             return Some(Next::Killed);
         }
@@ -233,8 +262,11 @@ mod tests {
         tokio::task::yield_now().await;
         outbox.close();
         assert!(matches!(waiter.await.expect("join"), Next::Closing));
-        // A kill still wins over closing.
+        // A kill still wins over closing, and a revocation over both.
         outbox.kill();
         assert!(matches!(outbox.try_next(), Some(Next::Killed)));
+        outbox.revoke();
+        assert!(matches!(outbox.try_next(), Some(Next::Revoked)));
+        assert!(matches!(outbox.push(frame(2), 8), Push::Dead));
     }
 }

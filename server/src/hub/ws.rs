@@ -12,6 +12,15 @@
 //! Sends are pipelined: up to `ws_sends_in_flight` wait for their ack while
 //! the connection keeps delivering frames; past that the server stops
 //! reading from this client (back-pressure) until acks go out.
+//!
+//! Every write has a deadline (`ws.write_timeout_secs`): a client that
+//! reads nothing cannot pin its task. Every close goes through
+//! [`socket::send_close`] and then [`socket::linger`], so that the close
+//! frame reaches the client (lingering outside the hub and outside
+//! `max_connections`);
+//! a frame over the limit is closed with 1009, a breach of the protocol
+//! with 1002, a text frame that is not UTF-8 with 1007. A connection whose
+//! token is revoked (logout, password change, …) is closed with 4401.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -23,7 +32,6 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use axum::extract::State;
-use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket, WebSocketUpgrade};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::FuturesUnordered;
@@ -31,28 +39,31 @@ use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant as TokioInstant;
+use tungstenite::Message as WsMessage;
+use tungstenite::protocol::WebSocketConfig;
 
 use super::Party;
 use super::frames::{self, Frame};
-use super::inbound::{ClientFrame, WrongType};
+use super::inbound::ClientFrame;
 use super::outbox::{Next, Outbox};
+use super::socket::{self, Socket, Upgrade, Written, within, within_unless};
+pub use super::socket::{
+    CLOSE_FORBIDDEN, CLOSE_GOING_AWAY, CLOSE_IDLE, CLOSE_INTERNAL, CLOSE_INVALID_DATA,
+    CLOSE_PROTOCOL, CLOSE_SLOW, CLOSE_TOO_BIG, CLOSE_UNAUTHORIZED,
+};
+use crate::auth::sessions::TokenTag;
 use crate::auth::{self, Principal};
 use crate::conversations::{self, Author};
 use crate::error::ApiError;
 use crate::http::ClientIp;
 use crate::http::extract::ApiQuery;
 use crate::ids::ConversationId;
-use crate::message::{self, MessageKind};
+use crate::message::{self, MessageKind, SendInput};
 use crate::state::AppState;
 
-/// Close codes. 4401/4403 mirror HTTP 401/403.
-pub const CLOSE_UNAUTHORIZED: u16 = 4401;
-pub const CLOSE_FORBIDDEN: u16 = 4403;
-pub const CLOSE_IDLE: u16 = 4408;
-pub const CLOSE_TOO_BIG: u16 = 1009;
-pub const CLOSE_SLOW: u16 = 1013;
-pub const CLOSE_GOING_AWAY: u16 = 1001;
-pub const CLOSE_INTERNAL: u16 = 1011;
+/// How long the close frame of a connection dropped as too slow may take:
+/// its client is not reading, so this is short.
+const SLOW_CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Deserialize)]
 pub struct WsQuery {
@@ -60,22 +71,12 @@ pub struct WsQuery {
 }
 
 pub async fn upgrade(
-    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+    ws: Upgrade,
     State(state): State<AppState>,
     ClientIp(peer): ClientIp,
     headers: HeaderMap,
     ApiQuery(query): ApiQuery<WsQuery>,
 ) -> Response {
-    let ws = match ws {
-        Ok(ws) => ws,
-        Err(rejection) => {
-            return ApiError::bad_request(format!(
-                "not a WebSocket upgrade: {}",
-                rejection.body_text()
-            ))
-            .into_response();
-        }
-    };
     let origin = crate::apps::cross_origin(&headers).map(str::to_owned);
     if let Some(app_key) = query.app_key {
         match state.auth_cache.app_by_key(&state.db, &app_key).await {
@@ -91,14 +92,15 @@ pub async fn upgrade(
         return ApiError::Unavailable("too many connections".into()).into_response();
     };
     let limits = &state.config.limits;
-    ws.read_buffer_size(state.config.ws.read_buffer_bytes)
+    let config = WebSocketConfig::default()
+        .read_buffer_size(state.config.ws.read_buffer_bytes)
         .write_buffer_size(WRITE_BUFFER_BYTES)
         .max_write_buffer_size(1 << 20)
-        .max_message_size(limits.ws_frame_bytes)
-        .max_frame_size(limits.ws_frame_bytes)
-        .on_upgrade(move |socket| async move {
-            Connection::run(socket, state, origin, peer, permit).await;
-        })
+        .max_message_size(Some(limits.ws_frame_bytes))
+        .max_frame_size(Some(limits.ws_frame_bytes));
+    ws.on_upgrade(config, move |socket| async move {
+        Connection::run(socket, state, origin, peer, permit).await;
+    })
 }
 
 /// Frames fed without a flush are written once this many bytes wait (or
@@ -111,11 +113,16 @@ const WRITE_BUFFER_BYTES: usize = 8 * 1024;
 type PendingSend = Pin<Box<dyn Future<Output = Frame> + Send>>;
 
 struct Connection {
-    socket: WebSocket,
+    socket: Socket,
     state: AppState,
+    /// A close frame went out: wait for the client to close its side
+    /// before dropping the socket (after unregistering).
+    linger: bool,
     author: Author,
     party: Party,
     id: u64,
+    /// Frames from the hub, and the kill, revocation or shutdown.
+    outbox: Arc<Outbox>,
     /// Made on first use: most connections (an idle visitor) never need
     /// it, and three empty maps inline would cost each of them 144 bytes.
     per_conversation: Option<Box<PerConversation>>,
@@ -168,32 +175,95 @@ struct Opening {
 }
 
 enum Hello {
-    Ok(Principal, HashMap<String, u64>),
+    /// The principal, what to resume, the token (kept until the connection
+    /// is registered, to look again if a revocation raced the hello) and
+    /// the auth cache's generation before the token was resolved.
+    Ok {
+        principal: Principal,
+        resume: HashMap<String, u64>,
+        token: String,
+        generation: u64,
+    },
     Refuse(u16, &'static str),
+    /// The client closed before its hello: answer its close.
+    ClientClosed,
     Gone,
+}
+
+/// A connection past its hello, not yet registered.
+struct Authenticated {
+    socket: Socket,
+    author: Author,
+    party: Party,
+    role: &'static str,
+    id_text: String,
+    resume: HashMap<String, u64>,
+    token: String,
+    generation: u64,
 }
 
 impl Connection {
     async fn run(
-        socket: WebSocket,
+        socket: Socket,
         state: AppState,
         origin: Option<String>,
         peer: IpAddr,
         permit: OwnedSemaphorePermit,
     ) {
-        let Some((socket, author, party, role, id_text, resume)) =
-            Self::authenticate(socket, &state, origin).await
-        else {
-            return;
+        let hello = match Self::authenticate(socket, &state, origin).await {
+            Ok(hello) => hello,
+            Err(closing) => {
+                // A refused connection lingers outside `max_connections`.
+                drop(permit);
+                if let Some(mut socket) = closing {
+                    Box::pin(socket::linger(&mut socket)).await;
+                }
+                return;
+            }
         };
+        let Authenticated {
+            mut socket,
+            author,
+            party,
+            role,
+            id_text,
+            resume,
+            token,
+            generation,
+        } = hello;
+        let write_timeout = Duration::from_secs(state.config.ws.write_timeout_secs);
+        let registration = state.hub.register(party, TokenTag::of(&token));
+        // A revocation that committed while this hello was resolving its
+        // token may have looked for the token's connections before this one
+        // was registered: then the cache's generation moved, and the token
+        // is looked up again (see `auth::sessions`).
+        if state.auth_cache.generation() != generation
+            && !matches!(auth::resolve_token(&state, &token).await, Ok(Some(_)))
+        {
+            state.hub.unregister(registration.id);
+            let sent = socket::send_close(
+                &mut socket,
+                CLOSE_UNAUTHORIZED,
+                "session revoked",
+                write_timeout,
+            )
+            .await;
+            drop(permit);
+            if sent {
+                Box::pin(socket::linger(&mut socket)).await;
+            }
+            return;
+        }
+        drop(token);
         tracing::debug!(%peer, role, "websocket connected");
-        let registration = state.hub.register(party);
         let mut connection = Connection {
             socket,
             state: state.clone(),
+            linger: false,
             author,
             party,
             id: registration.id,
+            outbox: registration.outbox,
             per_conversation: None,
         };
         // The served loop gets a task of its own, sized for the loop alone:
@@ -208,31 +278,30 @@ impl Connection {
             id: id_text,
             resume,
         });
-        let outbox = registration.outbox;
         tokio::spawn(async move {
-            let result = connection.serve(outbox, opening).await;
+            let result = connection.serve(opening).await;
             state.hub.unregister(connection.id);
-            drop(permit);
             if let Err(reason) = result {
                 tracing::debug!(%peer, reason, "websocket closed");
+            }
+            // Out of the hub and out of `max_connections`: what is left is
+            // a socket waiting (≤ 2 s) for its client's side of the close.
+            drop(permit);
+            if connection.linger {
+                Box::pin(socket::linger(&mut connection.socket)).await;
             }
         });
     }
 
     /// The hello: the client's principal, checked against its app's
-    /// allowed origins. `None` when the connection was refused (and closed).
+    /// allowed origins. `Err` when the connection was refused, with its
+    /// socket when a close frame went out (then linger before dropping it).
     async fn authenticate(
-        mut socket: WebSocket,
+        mut socket: Socket,
         state: &AppState,
         origin: Option<String>,
-    ) -> Option<(
-        WebSocket,
-        Author,
-        Party,
-        &'static str,
-        String,
-        HashMap<String, u64>,
-    )> {
+    ) -> Result<Authenticated, Option<Socket>> {
+        let write_timeout = Duration::from_secs(state.config.ws.write_timeout_secs);
         let hello_timeout = Duration::from_secs(state.config.ws.hello_timeout_secs);
         let hello =
             match tokio::time::timeout(hello_timeout, Box::pin(read_hello(&mut socket, state)))
@@ -241,13 +310,23 @@ impl Connection {
                 Ok(hello) => hello,
                 Err(_) => Hello::Refuse(CLOSE_UNAUTHORIZED, "no hello in time"),
             };
-        let (principal, resume) = match hello {
-            Hello::Ok(principal, resume) => (principal, resume),
+        let (principal, resume, token, generation) = match hello {
+            Hello::Ok {
+                principal,
+                resume,
+                token,
+                generation,
+            } => (principal, resume, token, generation),
             Hello::Refuse(code, reason) => {
-                close(&mut socket, code, reason).await;
-                return None;
+                let sent =
+                    Box::pin(socket::send_close(&mut socket, code, reason, write_timeout)).await;
+                return Err(sent.then_some(socket));
             }
-            Hello::Gone => return None,
+            Hello::ClientClosed => {
+                let sent = socket::answer_close(&mut socket, write_timeout).await;
+                return Err(sent.then_some(socket));
+            }
+            Hello::Gone => return Err(None),
         };
         let (author, party, role, id_text) = match principal {
             Principal::Agent(agent) => {
@@ -264,19 +343,27 @@ impl Connection {
                     Ok(Some(app)) if app.origin_allowed(origin.as_deref()) => {}
                     Err(error) => {
                         tracing::error!(%error, "app lookup failed at hello");
-                        close(&mut socket, CLOSE_INTERNAL, "internal error").await;
-                        return None;
+                        let sent = Box::pin(socket::send_close(
+                            &mut socket,
+                            CLOSE_INTERNAL,
+                            "internal error",
+                            write_timeout,
+                        ))
+                        .await;
+                        return Err(sent.then_some(socket));
                     }
                     Ok(_) => {
-                        let _ = socket
-                            .send(text(frames::error(
-                                "forbidden",
-                                "origin not allowed for this app",
-                                None,
-                            )))
-                            .await;
-                        close(&mut socket, CLOSE_FORBIDDEN, "origin not allowed").await;
-                        return None;
+                        let refusal =
+                            frames::error("forbidden", "origin not allowed for this app", None);
+                        let _ = within(write_timeout, socket.send(text(refusal))).await;
+                        let sent = Box::pin(socket::send_close(
+                            &mut socket,
+                            CLOSE_FORBIDDEN,
+                            "origin not allowed",
+                            write_timeout,
+                        ))
+                        .await;
+                        return Err(sent.then_some(socket));
                     }
                 }
                 let party = Party::Visitor {
@@ -287,7 +374,16 @@ impl Connection {
                 (Author::Visitor(visitor), party, "visitor", id)
             }
         };
-        Some((socket, author, party, role, id_text, resume))
+        Ok(Authenticated {
+            socket,
+            author,
+            party,
+            role,
+            id_text,
+            resume,
+            token,
+            generation,
+        })
     }
 
     /// The welcome, then the catch-up (in a future of its own, so that
@@ -298,16 +394,13 @@ impl Connection {
         self.catch_up(opening.resume).await
     }
 
-    async fn serve(
-        &mut self,
-        outbox: Arc<Outbox>,
-        opening: Box<Opening>,
-    ) -> Result<(), &'static str> {
+    async fn serve(&mut self, opening: Box<Opening>) -> Result<(), &'static str> {
         Box::pin(self.open(*opening)).await?;
         let config = &self.state.config;
         let idle_timeout = Duration::from_secs(config.ws.idle_timeout_secs);
         let ping_every = Duration::from_secs(config.ws.ping_interval_secs.max(1));
         let max_in_flight = config.limits.ws_sends_in_flight;
+        let outbox = Arc::clone(&self.outbox);
         // One timer serves both the ping and the idle timeout: it is set for
         // whichever is due first and re-armed when it fires, so a frame
         // coming in only moves a deadline (no timer work per frame), and an
@@ -329,11 +422,17 @@ impl Connection {
                 next = outbox.next() => match next {
                     Next::Frame(frame) => Box::pin(self.forward(frame, &outbox)).await?,
                     Next::Killed => {
-                        let _ = Box::pin(tokio::time::timeout(Duration::from_secs(1), close(&mut self.socket, CLOSE_SLOW, "too slow, resume by seq"))).await;
+                        // The client is not reading: the close frame gets a
+                        // short deadline, then the socket is dropped.
+                        self.linger = Box::pin(socket::send_close(&mut self.socket, CLOSE_SLOW, "too slow, resume by seq", SLOW_CLOSE_TIMEOUT)).await;
                         return Err("slow consumer");
                     }
+                    Next::Revoked => {
+                        Box::pin(self.close(CLOSE_UNAUTHORIZED, "session revoked")).await;
+                        return Err("session revoked");
+                    }
                     Next::Closing => {
-                        Box::pin(close(&mut self.socket, CLOSE_GOING_AWAY, "server shutting down")).await;
+                        Box::pin(self.close(CLOSE_GOING_AWAY, "server shutting down")).await;
                         return Err("shutdown");
                     }
                 },
@@ -343,7 +442,7 @@ impl Connection {
                         pending = None;
                     }
                 }
-                incoming = self.socket.recv(), if pending.as_ref().map_or(0, FuturesUnordered::len) < max_in_flight => {
+                incoming = self.socket.next(), if pending.as_ref().map_or(0, FuturesUnordered::len) < max_in_flight => {
                     idle_at = TokioInstant::now() + idle_timeout;
                     match incoming {
                         Some(Ok(WsMessage::Text(text))) => {
@@ -352,27 +451,41 @@ impl Connection {
                             }
                         }
                         Some(Ok(WsMessage::Binary(_))) => {
-                            self.send(frames::error("bad_request", "frames must be JSON text", None)).await?;
+                            Box::pin(self.send(frames::error("bad_request", "frames must be JSON text", None))).await?;
                         }
-                        Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => {}
-                        Some(Ok(WsMessage::Close(_))) | None => return Ok(()),
+                        Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Frame(_))) => {}
+                        Some(Ok(WsMessage::Close(_))) => {
+                            // tungstenite queued the reply; write it and let
+                            // the client close its side.
+                            let limit = self.write_timeout();
+                            self.linger = Box::pin(socket::answer_close(&mut self.socket, limit)).await;
+                            return Ok(());
+                        }
+                        None => return Ok(()),
                         Some(Err(error)) => {
-                            if is_too_big(&error) {
-                                Box::pin(close(&mut self.socket, CLOSE_TOO_BIG, "frame too large")).await;
-                                return Err("frame too large");
-                            }
-                            return Err("read error");
+                            return match socket::close_code_for(&error) {
+                                Some((code, reason)) => {
+                                    Box::pin(self.close(code, reason)).await;
+                                    Err(reason)
+                                }
+                                None => Err("read error"),
+                            };
                         }
                     }
                 }
                 () = &mut timer => {
                     let now = TokioInstant::now();
                     if now >= idle_at {
-                        Box::pin(close(&mut self.socket, CLOSE_IDLE, "idle timeout")).await;
+                        Box::pin(self.close(CLOSE_IDLE, "idle timeout")).await;
                         return Err("idle");
                     }
                     if now >= ping_at {
-                        self.socket.send(WsMessage::Ping(Default::default())).await.map_err(|_| "write error")?;
+                        let limit = self.write_timeout();
+                        let ping = self.socket.send(WsMessage::Ping(Default::default()));
+                        // Boxed, as every write here: a deadline's timer
+                        // inline would enlarge every idle connection's task.
+                        let sent = Box::pin(within_unless(limit, |cx| self.outbox.poll_ended(cx).is_ready(), ping)).await;
+                        self.written(sent)?;
                         ping_at = now + ping_every;
                     }
                     timer.as_mut().reset(ping_at.min(idle_at));
@@ -381,27 +494,46 @@ impl Connection {
         }
     }
 
-    /// Writes a queued frame and whatever else is already queued, then
-    /// flushes once.
-    async fn forward(&mut self, first: Frame, outbox: &Outbox) -> Result<(), &'static str> {
-        let mut next = Some(first);
-        let mut written = 0;
-        while let Some(frame) = next.take() {
-            if !self.already_delivered(&frame) {
-                self.socket
-                    .feed(text(frame))
-                    .await
-                    .map_err(|_| "write error")?;
-                written += 1;
+    /// `ws.write_timeout_secs`: how long one write may take (read from the
+    /// config, not kept per connection).
+    fn write_timeout(&self) -> Duration {
+        Duration::from_secs(self.state.config.ws.write_timeout_secs)
+    }
+
+    /// Writes a close frame; the served task lingers for the client's
+    /// side of the close once the connection is out of the hub.
+    async fn close(&mut self, code: u16, reason: &'static str) {
+        let limit = self.write_timeout();
+        self.linger = socket::send_close(&mut self.socket, code, reason, limit).await;
+    }
+
+    /// The outcome of a write that had `ws.write_timeout_secs` to finish.
+    /// A write that timed out drops the connection as too slow, and one cut
+    /// short by a kill or a revocation ends it: its socket (perhaps
+    /// mid-frame) cannot take a close frame either.
+    fn written(&self, result: Written<Result<(), tungstenite::Error>>) -> Result<(), &'static str> {
+        match result {
+            Written::Done(Ok(())) => Ok(()),
+            Written::Done(Err(_)) => Err("write error"),
+            Written::TimedOut => {
+                self.state.metrics.slow_client_dropped();
+                Err("write timeout")
             }
-            // A kill ends the batch; the loop sees it next (it stays).
-            if written < 64
-                && let Some(Next::Frame(frame)) = outbox.try_next()
-            {
-                next = Some(frame);
-            }
+            Written::Ended => Err("ended during a write"),
         }
-        self.socket.flush().await.map_err(|_| "write error")
+    }
+
+    /// Writes a queued frame and whatever else is already queued, then
+    /// flushes once; within the write deadline.
+    async fn forward(&mut self, first: Frame, outbox: &Outbox) -> Result<(), &'static str> {
+        let per_conversation = self.per_conversation.as_deref();
+        let written = within_unless(
+            self.write_timeout(),
+            |cx| outbox.poll_ended(cx).is_ready(),
+            feed_queued(&mut self.socket, per_conversation, first, outbox),
+        )
+        .await;
+        self.written(written)
     }
 
     /// Writes an ack and every other ack already done, then flushes once:
@@ -412,37 +544,27 @@ impl Connection {
         first: Frame,
         pending: &mut Option<FuturesUnordered<PendingSend>>,
     ) -> Result<(), &'static str> {
-        let mut next = Some(first);
-        while let Some(frame) = next.take() {
-            self.socket
-                .feed(text(frame))
-                .await
-                .map_err(|_| "write error")?;
-            next = ready_ack(pending).await;
-        }
-        self.socket.flush().await.map_err(|_| "write error")
+        let written = within_unless(
+            self.write_timeout(),
+            |cx| self.outbox.poll_ended(cx).is_ready(),
+            feed_acks(&mut self.socket, first, pending),
+        )
+        .await;
+        self.written(written)
     }
 
     fn per_conversation(&mut self) -> &mut PerConversation {
         self.per_conversation.get_or_insert_with(Box::default)
     }
 
-    fn already_delivered(&self, frame: &Frame) -> bool {
-        match frame.seq() {
-            Some((conversation, seq)) => self.per_conversation.as_ref().is_some_and(|per| {
-                per.caught_up
-                    .get(&conversation)
-                    .is_some_and(|&upto| seq <= upto)
-            }),
-            None => false,
-        }
-    }
-
     async fn send(&mut self, frame: Frame) -> Result<(), &'static str> {
-        self.socket
-            .send(text(frame))
-            .await
-            .map_err(|_| "write error")
+        let written = within_unless(
+            self.write_timeout(),
+            |cx| self.outbox.poll_ended(cx).is_ready(),
+            self.socket.send(text(frame)),
+        )
+        .await;
+        self.written(written)
     }
 
     async fn catch_up(&mut self, resume: HashMap<String, u64>) -> Result<(), &'static str> {
@@ -475,7 +597,7 @@ impl Connection {
                 Ok(head) => head.map_or(0, |h| h.last_seq),
                 Err(error) => {
                     tracing::error!(%error, "catch-up read failed");
-                    close(&mut self.socket, CLOSE_INTERNAL, "internal error").await;
+                    self.close(CLOSE_INTERNAL, "internal error").await;
                     return Err("catch-up read failed");
                 }
             };
@@ -489,19 +611,25 @@ impl Connection {
                     Ok(page) => page,
                     Err(error) => {
                         tracing::error!(%error, "catch-up read failed");
-                        close(&mut self.socket, CLOSE_INTERNAL, "internal error").await;
+                        self.close(CLOSE_INTERNAL, "internal error").await;
                         return Err("catch-up read failed");
                     }
                 };
                 let full = page.len() == 200;
-                for message in &page {
-                    self.socket
-                        .feed(text(frames::message(message)))
-                        .await
-                        .map_err(|_| "write error")?;
-                    cursor = message.seq;
+                let limit = self.write_timeout();
+                let socket = &mut self.socket;
+                let outbox = &self.outbox;
+                let written = within_unless(limit, |cx| outbox.poll_ended(cx).is_ready(), async {
+                    for message in &page {
+                        socket.feed(text(frames::message(message))).await?;
+                    }
+                    socket.flush().await
+                })
+                .await;
+                self.written(written)?;
+                if let Some(last) = page.last() {
+                    cursor = last.seq;
                 }
-                self.socket.flush().await.map_err(|_| "write error")?;
                 if !full {
                     break;
                 }
@@ -517,53 +645,53 @@ impl Connection {
 
     /// One client frame. Returns a pending send to await alongside others.
     async fn handle(&mut self, text: &str) -> Result<Option<PendingSend>, &'static str> {
-        let Some(frame) = ClientFrame::parse(text) else {
+        let frame = match ClientFrame::parse(text) {
+            Ok(frame) => frame,
+            Err(error) => {
+                self.send(frames::error("bad_request", &error.to_string(), None))
+                    .await?;
+                return Ok(None);
+            }
+        };
+        if let Err(error) = frame.check_repeated() {
+            let echo = frame.client_msg_id().ok().flatten();
             self.send(frames::error(
                 "bad_request",
-                "frames must be JSON objects",
-                None,
+                &error.to_string(),
+                echo.as_deref(),
             ))
             .await?;
             return Ok(None);
-        };
+        }
         let kind = frame.kind();
         match &*kind {
             "ping" => self.send(frames::pong()).await.map(|_| None),
             "send" => Ok(self.start_send(&frame).await?),
             "typing" | "read" => {
-                let conversation = match self.conversation_of(&frame) {
-                    Ok(conversation) => conversation,
+                let checked = self.conversation_of(&frame).and_then(|conversation| {
+                    if kind == "typing" {
+                        Ok((conversation, Signal::Typing(frame.on()?)))
+                    } else {
+                        match frame.seq()? {
+                            Some(seq) => Ok((conversation, Signal::Read(seq))),
+                            None => Err(ApiError::bad_request("read needs a numeric seq")),
+                        }
+                    }
+                });
+                match checked {
+                    Ok((conversation, Signal::Typing(on))) => {
+                        self.typing(conversation, on);
+                        Ok(None)
+                    }
+                    Ok((conversation, Signal::Read(seq))) => {
+                        self.read(conversation, seq).await?;
+                        Ok(None)
+                    }
                     Err(error) => {
-                        self.send(frames::error(error.code(), &error.to_string(), None))
-                            .await?;
-                        return Ok(None);
+                        self.send(frames::api_error(&error, None)).await?;
+                        Ok(None)
                     }
-                };
-                if kind == "typing" {
-                    let on = frame.on();
-                    if self
-                        .per_conversation()
-                        .typing
-                        .should_relay(conversation, on, Instant::now())
-                    {
-                        let out = frames::typing(conversation, on, &self.author.sender());
-                        self.state
-                            .hub
-                            .relay(self.id, self.party, conversation, &out);
-                    }
-                    return Ok(None);
                 }
-                let Some(seq) = frame.seq() else {
-                    self.send(frames::error(
-                        "bad_request",
-                        "read needs a numeric seq",
-                        None,
-                    ))
-                    .await?;
-                    return Ok(None);
-                };
-                self.read(conversation, seq).await?;
-                Ok(None)
             }
             "hello" => {
                 self.send(frames::error("bad_request", "already said hello", None))
@@ -575,6 +703,20 @@ impl Connection {
                     .await?;
                 Ok(None)
             }
+        }
+    }
+
+    /// A `typing` frame: relayed, with repeats of the same state coalesced.
+    fn typing(&mut self, conversation: ConversationId, on: bool) {
+        if self
+            .per_conversation()
+            .typing
+            .should_relay(conversation, on, Instant::now())
+        {
+            let out = frames::typing(conversation, on, &self.author.sender());
+            self.state
+                .hub
+                .relay(self.id, self.party, conversation, &out);
         }
     }
 
@@ -600,17 +742,15 @@ impl Connection {
                 per.marked.insert(conversation, marked.seq);
                 Ok(())
             }
-            Err(error) => {
-                self.send(frames::error(error.code(), &error.to_string(), None))
-                    .await
-            }
+            Err(error) => self.send(frames::api_error(&error, None)).await,
         }
     }
 
     /// The conversation a frame names, if this party may use it. Visitors
-    /// may leave it out (they have one).
+    /// may leave it out (they have one); a `conversation_id` that is not a
+    /// string is a bad request, never "left out".
     fn conversation_of(&self, frame: &ClientFrame<'_>) -> Result<ConversationId, ApiError> {
-        let given = frame.conversation_id();
+        let given = frame.conversation_id()?;
         match (&self.author, given.as_deref()) {
             (Author::Visitor(visitor), None) => Ok(visitor.conversation_id),
             (_, None) => Err(ApiError::bad_request("conversation_id is required")),
@@ -628,60 +768,22 @@ impl Connection {
         }
     }
 
+    /// A `send` frame, checked exactly as REST checks a send (every field's
+    /// type, then `message::validate_send_with`), then the visitor's message
+    /// rate. Any refusal is an `error` frame and stores nothing.
     async fn start_send(
         &mut self,
         frame: &ClientFrame<'_>,
     ) -> Result<Option<PendingSend>, &'static str> {
-        let client_msg_id = frame.client_msg_id().map(Cow::into_owned);
-        let content = match frame.content() {
-            Ok(content) => content,
-            Err(WrongType) => {
-                let error = frames::error(
-                    "bad_request",
-                    "content must be a string",
-                    client_msg_id.as_deref(),
-                );
-                return self.send(error).await.map(|_| None);
-            }
-        };
-        let private = frame.private();
-        let attachment_id = match frame.attachment_id() {
-            Ok(id) => id.map(Cow::into_owned),
-            Err(WrongType) => {
-                let error = frames::error(
-                    "bad_request",
-                    "attachment_id must be a string",
-                    client_msg_id.as_deref(),
-                );
-                return self.send(error).await.map(|_| None);
-            }
-        };
-        let checked = self.conversation_of(frame).and_then(|conversation| {
-            let input = message::validate_send_with(
-                &self.state.config.limits,
-                client_msg_id.as_deref(),
-                content.as_deref(),
-                frame.meta().as_ref(),
-                attachment_id.is_some(),
-            )?;
-            let kind = match (&self.author, private) {
-                (Author::Agent(_), true) => MessageKind::Note,
-                (Author::Visitor(_), true) => {
-                    return Err(ApiError::forbidden("visitors cannot send notes"));
-                }
-                _ => MessageKind::Text,
-            };
-            Ok((conversation, input, kind))
-        });
-        let (conversation, input, kind) = match checked {
+        // The id is echoed in the error when it is a string, valid or not.
+        let client_msg_id = frame.client_msg_id();
+        let echo = client_msg_id.as_ref().ok().and_then(Option::as_deref);
+        let checked = self.check_send(frame);
+        let (conversation, input, kind, attachment_id) = match checked {
             Ok(ok) => ok,
             Err(error) => {
                 return self
-                    .send(frames::error(
-                        error.code(),
-                        &error.to_string(),
-                        client_msg_id.as_deref(),
-                    ))
+                    .send(frames::api_error(&error, echo))
                     .await
                     .map(|_| None);
             }
@@ -714,13 +816,53 @@ impl Connection {
             };
             match sent.await {
                 Ok(appended) => frames::ack(&client_msg_id, &appended.message),
-                Err(error) => frames::error(error.code(), &error.to_string(), Some(&client_msg_id)),
+                Err(error) => frames::api_error(&error, Some(&client_msg_id)),
             }
         })))
     }
+
+    /// What a send frame asks for, or why it is refused.
+    #[allow(clippy::type_complexity)]
+    fn check_send(
+        &self,
+        frame: &ClientFrame<'_>,
+    ) -> Result<(ConversationId, SendInput, MessageKind, Option<String>), ApiError> {
+        let limits = &self.state.config.limits;
+        let client_msg_id = frame.client_msg_id()?;
+        let content = frame.content()?;
+        let private = frame.private()?;
+        let attachment_id = frame.attachment_id()?.map(Cow::into_owned);
+        let meta = frame.meta().map_err(|_| message::meta_too_deep(limits))?;
+        let conversation = self.conversation_of(frame)?;
+        let input = message::validate_send_with(
+            limits,
+            client_msg_id.as_deref(),
+            content.as_deref(),
+            meta.as_ref(),
+            attachment_id.is_some(),
+        )?;
+        let kind = match (&self.author, private) {
+            (Author::Agent(_), true) => MessageKind::Note,
+            (Author::Visitor(_), true) => {
+                return Err(ApiError::forbidden("visitors cannot send notes"));
+            }
+            _ => MessageKind::Text,
+        };
+        // Last, so that only a send that would be stored spends quota.
+        if let Author::Visitor(visitor) = &self.author {
+            self.state.visitor_send_rate.check(visitor.visitor_id)?;
+        }
+        Ok((conversation, input, kind, attachment_id))
+    }
 }
 
-async fn read_hello(socket: &mut WebSocket, state: &AppState) -> Hello {
+/// A `typing` or `read` frame's payload, once checked.
+enum Signal {
+    Typing(bool),
+    Read(u64),
+}
+
+async fn read_hello(socket: &mut Socket, state: &AppState) -> Hello {
     #[derive(Deserialize)]
     struct HelloFrame {
         #[serde(rename = "type")]
@@ -730,18 +872,19 @@ async fn read_hello(socket: &mut WebSocket, state: &AppState) -> Hello {
         resume: HashMap<String, u64>,
     }
     loop {
-        let text = match socket.recv().await {
+        let text = match socket.next().await {
             Some(Ok(WsMessage::Text(text))) => text,
-            Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => continue,
-            Some(Ok(WsMessage::Close(_))) | None => return Hello::Gone,
+            Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Frame(_))) => continue,
+            Some(Ok(WsMessage::Close(_))) => return Hello::ClientClosed,
+            None => return Hello::Gone,
             Some(Ok(WsMessage::Binary(_))) => {
                 return Hello::Refuse(CLOSE_UNAUTHORIZED, "first frame must be hello");
             }
             Some(Err(error)) => {
-                if is_too_big(&error) {
-                    return Hello::Refuse(CLOSE_TOO_BIG, "frame too large");
-                }
-                return Hello::Gone;
+                return match socket::close_code_for(&error) {
+                    Some((code, reason)) => Hello::Refuse(code, reason),
+                    None => Hello::Gone,
+                };
             }
         };
         let Ok(hello) = serde_json::from_str::<HelloFrame>(text.as_str()) else {
@@ -753,11 +896,70 @@ async fn read_hello(socket: &mut WebSocket, state: &AppState) -> Hello {
         if hello.resume.len() > state.config.limits.resume_conversations {
             return Hello::Refuse(CLOSE_TOO_BIG, "resume names too many conversations");
         }
+        // Read before the token is resolved: a revocation that commits
+        // after this point moves it (see `Connection::run`).
+        let generation = state.auth_cache.generation();
         return match auth::resolve_token(state, &hello.token).await {
-            Ok(Some(principal)) => Hello::Ok(principal, hello.resume),
+            Ok(Some(principal)) => Hello::Ok {
+                principal,
+                resume: hello.resume,
+                token: hello.token,
+                generation,
+            },
             Ok(None) => Hello::Refuse(CLOSE_UNAUTHORIZED, "invalid token"),
             Err(_) => Hello::Refuse(CLOSE_INTERNAL, "internal error"),
         };
+    }
+}
+
+/// Feeds a queued frame and whatever else is already queued (up to 64),
+/// skipping what the catch-up already delivered, then flushes once.
+async fn feed_queued(
+    socket: &mut Socket,
+    per_conversation: Option<&PerConversation>,
+    first: Frame,
+    outbox: &Outbox,
+) -> Result<(), tungstenite::Error> {
+    let mut next = Some(first);
+    let mut written = 0;
+    while let Some(frame) = next.take() {
+        if !already_delivered(per_conversation, &frame) {
+            socket.feed(text(frame)).await?;
+            written += 1;
+        }
+        // A kill ends the batch; the loop sees it next (it stays).
+        if written < 64
+            && let Some(Next::Frame(frame)) = outbox.try_next()
+        {
+            next = Some(frame);
+        }
+    }
+    socket.flush().await
+}
+
+/// Feeds an ack and every other ack already done, then flushes once.
+async fn feed_acks(
+    socket: &mut Socket,
+    first: Frame,
+    pending: &mut Option<FuturesUnordered<PendingSend>>,
+) -> Result<(), tungstenite::Error> {
+    let mut next = Some(first);
+    while let Some(frame) = next.take() {
+        socket.feed(text(frame)).await?;
+        next = ready_ack(pending).await;
+    }
+    socket.flush().await
+}
+
+/// A live message frame the catch-up already delivered.
+fn already_delivered(per_conversation: Option<&PerConversation>, frame: &Frame) -> bool {
+    match frame.seq() {
+        Some((conversation, seq)) => per_conversation.is_some_and(|per| {
+            per.caught_up
+                .get(&conversation)
+                .is_some_and(|&upto| seq <= upto)
+        }),
+        None => false,
     }
 }
 
@@ -782,27 +984,6 @@ async fn ready_ack(pending: &mut Option<FuturesUnordered<PendingSend>>) -> Optio
 
 fn text(frame: Frame) -> WsMessage {
     WsMessage::Text(frame.text())
-}
-
-async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) {
-    let _ = socket
-        .send(WsMessage::Close(Some(CloseFrame {
-            code,
-            reason: reason.into(),
-        })))
-        .await;
-}
-
-fn is_too_big(error: &axum::Error) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
-    while let Some(current) = source {
-        if let Some(tungstenite::Error::Capacity(_)) = current.downcast_ref::<tungstenite::Error>()
-        {
-            return true;
-        }
-        source = current.source();
-    }
-    false
 }
 
 #[cfg(test)]

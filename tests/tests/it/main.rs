@@ -11,6 +11,7 @@ mod durability;
 mod event_lines;
 mod hardening_edge;
 mod hardening_store;
+mod hardening_ws;
 mod lan_cli;
 mod lan_discovery;
 mod lan_state;

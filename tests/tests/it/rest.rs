@@ -805,7 +805,8 @@ async fn allowed_origins_hold_for_browsers_only() {
 
 #[tokio::test]
 async fn message_pages_default_to_the_page_maximum() {
-    let mut server = TestServer::start().await;
+    // 120 messages in a row from one visitor: past the default burst.
+    let mut server = TestServer::start_with(|c| c.limits.visitor_messages_per_second = 0).await;
     let app = server.app(json!({})).await;
     let amy = server.agent("amy").await;
     let visitor = server.visitor(&app).await;

@@ -260,7 +260,8 @@ async fn tickets_are_found_by_subject_description_and_comments() {
 
 #[tokio::test]
 async fn pages_follow_the_cursor_without_repeats() {
-    let mut server = TestServer::start().await;
+    // 25 messages in a row from one visitor: past the default burst.
+    let mut server = TestServer::start_with(|c| c.limits.visitor_messages_per_second = 0).await;
     let app = server.app(json!({})).await;
     let amy = server.agent("amy").await;
     let visitor = server.visitor(&app).await;

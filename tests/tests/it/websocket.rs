@@ -265,7 +265,10 @@ async fn resume_under_concurrent_sends_misses_and_doubles_nothing() {
 
 #[tokio::test]
 async fn concurrent_senders_get_gap_free_seqs() {
-    let (mut server, app, amy) = shop().await;
+    // 100 pipelined sends from one visitor: past the default burst.
+    let mut server = TestServer::start_with(|c| c.limits.visitor_messages_per_second = 0).await;
+    let app = server.app(json!({})).await;
+    let amy = server.agent("amy").await;
     let bo = server.agent("bo").await;
     let visitor = server.visitor(&app).await;
     let conv = visitor.conversation_id.clone();
@@ -497,7 +500,11 @@ async fn visitors_only_ever_see_their_own_conversation() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_consumer_is_dropped_without_stalling_others() {
-    let mut server = TestServer::start_with(|c| c.limits.ws_outbound_queue = 256).await;
+    let mut server = TestServer::start_with(|c| {
+        c.limits.ws_outbound_queue = 256;
+        c.limits.visitor_messages_per_second = 0;
+    })
+    .await;
     let app = server.app(json!({})).await;
     let amy = server.agent("amy").await;
     let bo = server.agent("bo").await;
