@@ -52,7 +52,8 @@ export async function until(check, ms = 10_000, what = "condition") {
 export const ADMIN = { username: "owner", password: "owner-pass-1", display_name: "Owner" };
 
 /** Starts kefu-server with an admin; returns helpers to call its API. */
-export async function startServer() {
+/** A kefu-server on a fresh data dir; `env` adds settings (KEFU_SECTION__KEY). */
+export async function startServer({ env = {} } = {}) {
   const dataDir = mkdtempSync(join(tmpdir(), "kefu-e2e-"));
   const bin = serverBin();
   const made = spawnSync(bin, ["admin", "create", "--data-dir", dataDir, "--username", ADMIN.username,
@@ -61,7 +62,7 @@ export async function startServer() {
   const port = await freePort();
   const proc = spawn(bin, ["serve", "--data-dir", dataDir, "--bind", `127.0.0.1:${port}`, "--durability", "os"], {
     stdio: ["ignore", "ignore", "pipe"],
-    env: { ...process.env, KEFU_PRESENCE__AWAY_GRACE_SECS: "3600" },
+    env: { ...process.env, KEFU_PRESENCE__AWAY_GRACE_SECS: "3600", ...env },
   });
   let stderr = "";
   proc.stderr.on("data", (d) => (stderr += d));

@@ -28,6 +28,8 @@ export class SendError extends Error {
   constructor(
     readonly code: string,
     message: string,
+    /** With `rate_limited`: milliseconds until the server accepts the next message. */
+    readonly retryAfterMs?: number,
   ) {
     super(message);
     this.name = "SendError";
@@ -253,7 +255,7 @@ export class Live {
         if (frame.client_msg_id) {
           const pending = this.outbox.get(frame.client_msg_id);
           this.outbox.delete(frame.client_msg_id);
-          pending?.reject(new SendError(frame.code, frame.message));
+          pending?.reject(new SendError(frame.code, frame.message, frame.retry_after_ms));
         }
         break;
       }

@@ -127,7 +127,7 @@ export type ServerFrame =
   | { type: "welcome"; role: "visitor" | "agent"; id: string }
   | { type: "message"; message: Message }
   | { type: "ack"; client_msg_id: string; message: Message }
-  | { type: "error"; code: string; message: string; client_msg_id?: string }
+  | { type: "error"; code: string; message: string; client_msg_id?: string; retry_after_ms?: number }
   | { type: "pong" }
   | { type: "typing"; conversation_id: string; on: boolean; sender: Sender }
   | { type: "read"; conversation_id: string; seq: number; sender: Sender }

@@ -6,7 +6,7 @@
 // at a time, in order, because each may change who the visitor is.
 
 import { Api, ApiError } from "../../lib/api";
-import { Live, type LiveState } from "../../lib/live";
+import { Live, SendError, type LiveState } from "../../lib/live";
 import { insertMessage, lastSeq, mergeMessages } from "../../lib/thread";
 import { clientMsgId } from "../../lib/ids";
 import { translator, type Locale } from "../../lib/i18n";
@@ -85,6 +85,9 @@ export class Chat {
   private typingOn = false;
   private typingSentAt = 0;
   private idleTimer: ReturnType<typeof setTimeout> | null = null;
+  /** Messages the server's rate held back, and the one timer that sends them again. */
+  private readonly limited = new Set<string>();
+  private limitTimer: ReturnType<typeof setTimeout> | null = null;
   private user: UserInfo | null = null;
   /** The last attributes stored, to skip repeats. */
   private attributesSent = "";
@@ -382,7 +385,7 @@ export class Chat {
       const now = this.patch(id, { attachment_id: attachment.id, uploading: false });
       if (now) this.deliver(now);
     } catch (err) {
-      this.patch(id, { uploading: false, failed: errorText(err, this.t("error.network")) });
+      this.patch(id, { uploading: false, failed: this.describe(err, this.t("error.network")) });
     }
   }
 
@@ -390,13 +393,47 @@ export class Chat {
     const socket = this.socket;
     if (!socket) return; // sent when the next connection starts
     const id = o.client_msg_id;
+    if (this.limitTimer) {
+      this.limited.add(id); // behind the ones the rate held back
+      return;
+    }
     socket
       .sendMessage({ client_msg_id: id, content: o.content, meta: { ...this.meta() }, attachment_id: o.attachment_id })
       .then((m) => this.add(m))
       .catch((err) => {
         // "stopped": the session switched; the next connection sends it again.
-        if (!(err?.code === "stopped" && this.socket !== socket)) this.patch(id, { failed: errorText(err, "") });
+        if (err?.code === "stopped" && this.socket !== socket) return;
+        this.patch(id, { failed: this.describe(err, "") });
+        // Faster than the shop's message rate: nothing was stored, so the
+        // same client_msg_id goes again once the server says it may.
+        if (err instanceof SendError && err.code === "rate_limited") this.retryLater(id, err.retryAfterMs);
       });
+  }
+
+  /**
+   * Sends `id` again after `ms` (the server's `retry_after_ms`). Every message
+   * held back by the rate waits for one timer and then goes in the order it
+   * was written, and newer ones queue behind them, so the shop reads them in
+   * that order.
+   */
+  private retryLater(id: string, ms: number | undefined) {
+    this.limited.add(id);
+    if (this.limitTimer) return;
+    const wait = Math.min(Math.max(ms ?? 1000, 100), 60_000);
+    this.limitTimer = setTimeout(() => {
+      this.limitTimer = null;
+      const held = this.outgoing.filter((o) => this.limited.has(o.client_msg_id));
+      this.limited.clear();
+      for (const o of held) this.retry(o.client_msg_id);
+    }, wait);
+  }
+
+  /** A failure in the reader's language where a visitor can act on it; the server's own text otherwise. */
+  private describe(err: unknown, fallback: string): string {
+    const code = err instanceof ApiError || err instanceof SendError ? err.code : undefined;
+    if (code === "rate_limited") return this.t(err instanceof SendError ? "error.rate.messages" : "error.rate.uploads");
+    if (code === "payload_too_large") return this.t("error.too_large");
+    return errorText(err, fallback);
   }
 
   retry(id: string) {

@@ -42,6 +42,9 @@ export const table: Record<string, readonly [string, string]> = {
   "error.load": ["The chat could not be loaded: {error}", "客服窗口加载失败：{error}"],
   "error.network": ["No connection to the server.", "无法连接到服务器。"],
   "error.retry": ["Try again", "重试"],
+  "error.rate.messages": ["You're sending messages quickly; this one goes in a moment.", "发送太快了，这条消息稍后会自动发送。"],
+  "error.rate.uploads": ["You've sent many files this hour. Please try again later.", "本小时内发送的文件过多，请稍后再试。"],
+  "error.too_large": ["This file is too large to send.", "文件太大，无法发送。"],
   "error.identity": ["We could not confirm who you are: {error}", "无法确认您的身份：{error}"],
 };
 
