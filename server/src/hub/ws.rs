@@ -98,7 +98,8 @@ pub async fn upgrade(
         .max_write_buffer_size(1 << 20)
         .max_message_size(Some(limits.ws_frame_bytes))
         .max_frame_size(Some(limits.ws_frame_bytes));
-    ws.on_upgrade(config, move |socket| async move {
+    let tasks = state.websocket_tasks.clone();
+    ws.on_upgrade(config, &tasks, move |socket| async move {
         Connection::run(socket, state, origin, peer, permit).await;
     })
 }
@@ -278,7 +279,10 @@ impl Connection {
             id: id_text,
             resume,
         });
-        tokio::spawn(async move {
+        // In the same tracker as the upgrade's task: shutdown waits for
+        // both before it closes the log.
+        let tasks = state.websocket_tasks.clone();
+        tasks.spawn(async move {
             let result = connection.serve(opening).await;
             state.hub.unregister(connection.id);
             if let Err(reason) = result {
@@ -432,7 +436,10 @@ impl Connection {
                         return Err("session revoked");
                     }
                     Next::Closing => {
-                        Box::pin(self.close(CLOSE_GOING_AWAY, "server shutting down")).await;
+                        // Shutdown waits for this task (within
+                        // `http.shutdown_timeout_secs`): a client that does
+                        // not read gets a short deadline, as a slow one.
+                        self.linger = Box::pin(socket::send_close(&mut self.socket, CLOSE_GOING_AWAY, "server shutting down", SLOW_CLOSE_TIMEOUT)).await;
                         return Err("shutdown");
                     }
                 },

@@ -22,6 +22,7 @@ mod rest;
 mod routing;
 mod search;
 mod settings;
+mod shutdown;
 mod store_faults;
 mod ticket_workflow;
 mod tickets;
