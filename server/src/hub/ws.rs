@@ -357,8 +357,10 @@ impl Connection {
                         return Err(sent.then_some(socket));
                     }
                     Ok(_) => {
-                        let refusal =
-                            frames::error("forbidden", "origin not allowed for this app", None);
+                        let refusal = frames::api_error(
+                            &ApiError::forbidden("origin not allowed for this app"),
+                            None,
+                        );
                         let _ = within(write_timeout, socket.send(text(refusal))).await;
                         let sent = Box::pin(socket::send_close(
                             &mut socket,
@@ -458,7 +460,7 @@ impl Connection {
                             }
                         }
                         Some(Ok(WsMessage::Binary(_))) => {
-                            Box::pin(self.send(frames::error("bad_request", "frames must be JSON text", None))).await?;
+                            Box::pin(self.send(frames::api_error(&ApiError::bad_request("frames must be JSON text"), None))).await?;
                         }
                         Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Frame(_))) => {}
                         Some(Ok(WsMessage::Close(_))) => {
@@ -578,9 +580,8 @@ impl Connection {
         let include_notes = matches!(self.author, Author::Agent(_));
         for (conversation, after) in resume {
             let Ok(conversation) = conversation.parse::<ConversationId>() else {
-                self.send(frames::error(
-                    "bad_request",
-                    "resume: invalid conversation id",
+                self.send(frames::api_error(
+                    &ApiError::bad_request("resume: invalid conversation id").in_field("resume"),
                     None,
                 ))
                 .await?;
@@ -589,9 +590,8 @@ impl Connection {
             if let Author::Visitor(visitor) = &self.author
                 && visitor.conversation_id != conversation
             {
-                self.send(frames::error(
-                    "forbidden",
-                    "resume: not your conversation",
+                self.send(frames::api_error(
+                    &ApiError::forbidden("resume: not your conversation").in_field("resume"),
                     None,
                 ))
                 .await?;
@@ -655,19 +655,14 @@ impl Connection {
         let frame = match ClientFrame::parse(text) {
             Ok(frame) => frame,
             Err(error) => {
-                self.send(frames::error("bad_request", &error.to_string(), None))
-                    .await?;
+                self.send(frames::api_error(&error.into(), None)).await?;
                 return Ok(None);
             }
         };
         if let Err(error) = frame.check_repeated() {
             let echo = frame.client_msg_id().ok().flatten();
-            self.send(frames::error(
-                "bad_request",
-                &error.to_string(),
-                echo.as_deref(),
-            ))
-            .await?;
+            self.send(frames::api_error(&error.into(), echo.as_deref()))
+                .await?;
             return Ok(None);
         }
         let kind = frame.kind();
@@ -701,13 +696,19 @@ impl Connection {
                 }
             }
             "hello" => {
-                self.send(frames::error("bad_request", "already said hello", None))
-                    .await?;
+                self.send(frames::api_error(
+                    &ApiError::bad_request("already said hello"),
+                    None,
+                ))
+                .await?;
                 Ok(None)
             }
             _ => {
-                self.send(frames::error("bad_request", "unknown frame type", None))
-                    .await?;
+                self.send(frames::api_error(
+                    &ApiError::bad_request("unknown frame type").in_field("type"),
+                    None,
+                ))
+                .await?;
                 Ok(None)
             }
         }
