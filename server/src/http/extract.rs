@@ -52,9 +52,8 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
         JsonRejection::JsonDataError(error) => {
             let refused = ApiError::bad_request(error.body_text());
             // axum reads bodies with serde_path_to_error: the path is there.
-            let located = std::error::Error::source(&error).and_then(|source| {
-                source.downcast_ref::<serde_path_to_error::Error<serde_json::Error>>()
-            });
+            let located = std::iter::successors(std::error::Error::source(&error), |e| e.source())
+                .find_map(|e| e.downcast_ref::<serde_path_to_error::Error<serde_json::Error>>());
             match located.and_then(|e| field_at(&e.path().to_string(), &e.inner().to_string())) {
                 Some(field) => refused.in_field(field),
                 None => refused,
