@@ -98,6 +98,22 @@ kefu_ensure_tauri_driver() {
     cargo install tauri-driver@2.1.0 --locked --root "$root" >&2
 }
 
+# A cargo subcommand CI runs (cargo-machete, cargo-deny), at the version
+# given, built from crates.io once into "$1/bin" (a persistent dir such as
+# the cargo target dir) and put on PATH. Each is built in release mode from
+# source: measured on the 2-core CI machine while other builds ran,
+# cargo-machete 0.9.2 took 2.5 min and cargo-deny 0.20.2 7 min (2 and 4 min
+# of CPU); later runs find them and skip this.
+kefu_ensure_cargo_tool() {
+    local root="$1" name="$2" version="$3"
+    export PATH="$root/bin:$PATH"
+    if "$name" --version 2>/dev/null | grep -qwF "$version"; then
+        return 0
+    fi
+    echo "kefu: building $name $version from crates.io into $root" >&2
+    cargo install "$name@$version" --locked --root "$root" >&2
+}
+
 # The AppImage runtime: the executable part of every type-2 AppImage
 # (AppImageKit's runtime.c: mounts the appended squashfs with FUSE, or
 # extracts it with --appimage-extract[-and-run], then runs AppRun). Tauri's

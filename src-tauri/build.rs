@@ -2,10 +2,11 @@
 //! and generates the permission set of our own IPC commands (only these are
 //! callable, and only where a capability grants them).
 //!
-//! The config lives at the repository root (DESIGN.md) and tauri-build reads
-//! it from the current directory, where it also writes generated schemas and
-//! permissions: so it runs in a staging directory inside OUT_DIR holding a
-//! copy of the config, and nothing is written into the source tree.
+//! The config lives at the repository root (docs/ARCHITECTURE.md, "Design,
+//! as first planned") and tauri-build reads it from the current directory,
+//! where it also writes generated schemas and permissions: so it runs in a
+//! staging directory inside OUT_DIR holding a copy of the config, and
+//! nothing is written into the source tree.
 use std::path::{Path, PathBuf};
 use std::{env, fs};
 

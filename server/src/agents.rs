@@ -6,7 +6,7 @@
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
@@ -16,7 +16,7 @@ use crate::auth::sessions::Revocation;
 use crate::auth::{self, AdminAuth, AgentAuth};
 use crate::error::{ApiError, ApiResult};
 use crate::http::ClientIp;
-use crate::http::extract::ApiJson;
+use crate::http::extract::{ApiJson, ApiPath};
 use crate::ids::AgentId;
 use crate::state::AppState;
 use crate::time::now_ms;
@@ -83,20 +83,21 @@ pub fn validate_username(username: &str) -> Result<(), ApiError> {
     if ok {
         Ok(())
     } else {
-        Err(ApiError::bad_request(
-            "username must be 1-64 letters, digits or . _ - @ +",
-        ))
+        Err(
+            ApiError::bad_request("username must be 1-64 letters, digits or . _ - @ +")
+                .in_field("username"),
+        )
     }
 }
 
 pub fn validate_password(password: &str) -> Result<(), ApiError> {
     if password.chars().count() < 8 {
-        return Err(ApiError::bad_request(
-            "password must be at least 8 characters",
-        ));
+        return Err(
+            ApiError::bad_request("password must be at least 8 characters").in_field("password"),
+        );
     }
     if password.len() > 1024 {
-        return Err(ApiError::too_large("password is longer than 1024 bytes"));
+        return Err(ApiError::too_large("password is longer than 1024 bytes").in_field("password"));
     }
     Ok(())
 }
@@ -105,9 +106,9 @@ pub fn validate_password(password: &str) -> Result<(), ApiError> {
 fn valid_display_name(name: &str) -> Result<String, ApiError> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 100 {
-        return Err(ApiError::bad_request(
-            "display_name must be 1-100 characters",
-        ));
+        return Err(
+            ApiError::bad_request("display_name must be 1-100 characters").in_field("display_name"),
+        );
     }
     Ok(name.to_owned())
 }
@@ -248,7 +249,8 @@ async fn update_me(
             let Some(current) = body.current_password else {
                 return Err(ApiError::bad_request(
                     "current_password is required to change the password",
-                ));
+                )
+                .in_field("current_password"));
             };
             // A token holder must not get unlimited guesses at the
             // password: the same budgets as logins, spent before checking.
@@ -433,10 +435,9 @@ struct UpdateBody {
 async fn update(
     State(state): State<AppState>,
     AdminAuth(admin): AdminAuth,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<AgentId>,
     ApiJson(body): ApiJson<UpdateBody>,
 ) -> ApiResult<Json<AgentResponse>> {
-    let id: AgentId = id.parse().map_err(|_| ApiError::not_found("agent"))?;
     // An early 404, before a password is hashed; read again below.
     if find(&state.db, id).await?.is_none() {
         return Err(ApiError::not_found("agent"));
@@ -451,7 +452,8 @@ async fn update(
     {
         return Err(ApiError::bad_request(format!(
             "max_concurrent must be 0-{MAX_CONCURRENT_LIMIT}"
-        )));
+        ))
+        .in_field("max_concurrent"));
     }
     let hash = match body.password {
         Some(password) => {

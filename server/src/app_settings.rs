@@ -77,12 +77,14 @@ impl BusinessHours {
             if !WEEKDAYS.contains(&day.as_str()) {
                 return Err(ApiError::bad_request(format!(
                     "business_hours.weekly: {day:?} is not one of mon, tue, wed, thu, fri, sat, sun"
-                )));
+                ))
+                .in_field("business_hours.weekly"));
             }
             if intervals.len() > INTERVALS_PER_DAY_MAX {
                 return Err(ApiError::bad_request(format!(
                     "business_hours.weekly.{day}: at most {INTERVALS_PER_DAY_MAX} intervals"
-                )));
+                ))
+                .in_field(format!("business_hours.weekly.{day}")));
             }
             let mut spans = Vec::with_capacity(intervals.len());
             for interval in intervals {
@@ -94,7 +96,7 @@ impl BusinessHours {
                         return Err(ApiError::bad_request(format!(
                             "business_hours.weekly.{day}: {:?}-{:?} is not HH:MM-HH:MM with start before end",
                             interval.start, interval.end
-                        )));
+                        )).in_field(format!("business_hours.weekly.{day}")));
                     }
                 }
             }
@@ -102,19 +104,22 @@ impl BusinessHours {
             if spans.windows(2).any(|pair| pair[0].1 > pair[1].0) {
                 return Err(ApiError::bad_request(format!(
                     "business_hours.weekly.{day}: intervals overlap"
-                )));
+                ))
+                .in_field(format!("business_hours.weekly.{day}")));
             }
         }
         if self.closed_dates.len() > CLOSED_DATES_MAX {
             return Err(ApiError::bad_request(format!(
                 "business_hours.closed_dates: at most {CLOSED_DATES_MAX} dates"
-            )));
+            ))
+            .in_field("business_hours.closed_dates"));
         }
         for date in &self.closed_dates {
             if date.len() != 10 || date.parse::<Date>().is_err() {
                 return Err(ApiError::bad_request(format!(
                     "business_hours.closed_dates: {date:?} is not a YYYY-MM-DD date"
-                )));
+                ))
+                .in_field("business_hours.closed_dates"));
             }
         }
         Ok(())
@@ -124,13 +129,14 @@ impl BusinessHours {
         if self.timezone.is_empty() || self.timezone.len() > 64 {
             return Err(ApiError::bad_request(
                 "business_hours.timezone must be an IANA time zone such as Asia/Shanghai",
-            ));
+            )
+            .in_field("business_hours.timezone"));
         }
         TimeZone::get(&self.timezone).map_err(|_| {
             ApiError::bad_request(format!(
                 "business_hours.timezone: unknown time zone {:?} (use an IANA name such as Asia/Shanghai)",
                 self.timezone
-            ))
+            )).in_field("business_hours.timezone")
         })
     }
 
@@ -176,7 +182,8 @@ pub fn validate_message(field: &str, text: &str) -> Result<String, ApiError> {
     if text.chars().count() > MESSAGE_MAX_CHARS {
         return Err(ApiError::too_large(format!(
             "{field} is longer than {MESSAGE_MAX_CHARS} characters"
-        )));
+        ))
+        .in_field(field.to_owned()));
     }
     Ok(text.to_owned())
 }
@@ -269,7 +276,7 @@ pub fn routes() -> Router<AppState> {
 
 #[derive(Debug, Deserialize)]
 struct ConfigQuery {
-    #[serde(default, deserialize_with = "crate::http::extract::empty_as_none")]
+    #[serde(default)]
     app_key: Option<String>,
 }
 
@@ -294,7 +301,9 @@ async fn config_route(
                 .ok_or_else(|| ApiError::not_found("app"))?,
             _ => return Err(ApiError::Unauthorized("a visitor token is required".into())),
         },
-        (None, None) => return Err(ApiError::bad_request("app_key is required")),
+        (None, None) => {
+            return Err(ApiError::bad_request("app_key is required").in_field("app_key"));
+        }
     };
     let origin = crate::apps::cross_origin(&headers);
     if !app.origin_allowed(origin) {

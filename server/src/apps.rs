@@ -4,7 +4,7 @@
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
@@ -13,7 +13,7 @@ use sqlx::SqlitePool;
 use crate::app_settings::{self, BusinessHours};
 use crate::auth::{self, AdminAuth};
 use crate::error::{ApiError, ApiResult};
-use crate::http::extract::ApiJson;
+use crate::http::extract::{ApiJson, ApiPath};
 use crate::ids::AppId;
 use crate::state::AppState;
 use crate::time::now_ms;
@@ -149,6 +149,7 @@ pub fn normalize_origin(origin: &str) -> Result<String, ApiError> {
         ApiError::bad_request(format!(
             "{origin:?} is not an origin like https://shop.example"
         ))
+        .in_field("allowed_origins")
     };
     let (scheme, rest) = origin.split_once("://").ok_or_else(bad)?;
     if !matches!(scheme, "http" | "https") || rest.is_empty() || rest.len() > 253 {
@@ -179,14 +180,14 @@ pub fn routes() -> Router<AppState> {
 fn validate_name(name: &str) -> Result<String, ApiError> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 100 {
-        return Err(ApiError::bad_request("name must be 1-100 characters"));
+        return Err(ApiError::bad_request("name must be 1-100 characters").in_field("name"));
     }
     Ok(name.to_owned())
 }
 
 fn validate_origins(origins: &[String]) -> Result<Vec<String>, ApiError> {
     if origins.len() > 50 {
-        return Err(ApiError::bad_request("at most 50 allowed_origins"));
+        return Err(ApiError::bad_request("at most 50 allowed_origins").in_field("allowed_origins"));
     }
     let mut normalized: Vec<String> = Vec::new();
     for origin in origins {
@@ -303,16 +304,12 @@ async fn list(
     }))
 }
 
-fn parse_id(text: &str) -> Result<AppId, ApiError> {
-    text.parse().map_err(|_| ApiError::not_found("app"))
-}
-
 async fn get_one(
     State(state): State<AppState>,
     AdminAuth(_): AdminAuth,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<AppId>,
 ) -> ApiResult<Json<AppResponse>> {
-    let app = find(&state.db, parse_id(&id)?)
+    let app = find(&state.db, id)
         .await?
         .ok_or_else(|| ApiError::not_found("app"))?;
     Ok(Json(AppResponse { app }))
@@ -334,13 +331,13 @@ struct UpdateAppBody {
 async fn update(
     State(state): State<AppState>,
     AdminAuth(admin): AdminAuth,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<AppId>,
     ApiJson(body): ApiJson<UpdateAppBody>,
 ) -> ApiResult<Json<AppResponse>> {
     // Read, merged and written under the write lock (BEGIN IMMEDIATE):
     // concurrent updates of different fields do not undo each other.
     let mut tx = crate::store::db::begin_write(&state.db).await?;
-    let mut app = find(&mut *tx, parse_id(&id)?)
+    let mut app = find(&mut *tx, id)
         .await?
         .ok_or_else(|| ApiError::not_found("app"))?;
     // Validate everything before writing anything.
@@ -412,9 +409,8 @@ async fn update(
 async fn rotate_secret(
     State(state): State<AppState>,
     AdminAuth(admin): AdminAuth,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<AppId>,
 ) -> ApiResult<Json<AppResponse>> {
-    let id = parse_id(&id)?;
     let secret = auth::random_key("sk_", 32);
     let updated = sqlx::query("UPDATE apps SET secret = ?, updated_at = ? WHERE id = ?")
         .bind(&secret)

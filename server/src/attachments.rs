@@ -154,9 +154,9 @@ pub async fn attach(
     let Some(text) = attachment_id else {
         return Ok((kind, None));
     };
-    let id: AttachmentId = text
-        .parse()
-        .map_err(|_| ApiError::bad_request("attachment_id is not a valid id"))?;
+    let id: AttachmentId = text.parse().map_err(|_| {
+        ApiError::bad_request("attachment_id is not a valid id").in_field("attachment_id")
+    })?;
     let row = find(state, id)
         .await?
         .ok_or_else(|| ApiError::not_found("attachment"))?;
@@ -597,7 +597,7 @@ fn is_bidi_control(c: char) -> bool {
 
 #[derive(Debug, Deserialize)]
 struct DownloadQuery {
-    #[serde(default, deserialize_with = "crate::http::extract::empty_as_none")]
+    #[serde(default)]
     inline: Option<String>,
 }
 
@@ -616,7 +616,7 @@ async fn download(
     let inline = match query.inline.as_deref() {
         None | Some("0") | Some("false") => false,
         Some("1") | Some("true") => true,
-        Some(_) => return Err(ApiError::bad_request("inline must be 1 or 0")),
+        Some(_) => return Err(ApiError::bad_request("inline must be 1 or 0").in_field("inline")),
     };
     if inline && row.kind != "image" {
         return Err(ApiError::bad_request(

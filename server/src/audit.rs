@@ -66,19 +66,13 @@ pub fn routes() -> Router<AppState> {
 
 #[derive(Debug, Deserialize)]
 struct ListQuery {
-    #[serde(default, deserialize_with = "crate::http::extract::empty_as_none")]
+    #[serde(default)]
     action: Option<String>,
-    #[serde(default, deserialize_with = "crate::http::extract::empty_as_none")]
+    #[serde(default)]
     actor_id: Option<AgentId>,
-    #[serde(
-        default,
-        deserialize_with = "crate::http::extract::empty_as_none_number"
-    )]
+    #[serde(default)]
     cursor: Option<i64>,
-    #[serde(
-        default,
-        deserialize_with = "crate::http::extract::empty_as_none_number"
-    )]
+    #[serde(default)]
     limit: Option<u32>,
 }
 
@@ -102,7 +96,8 @@ async fn list(
         if action.chars().count() > ACTION_MAX_CHARS {
             return Err(ApiError::bad_request(format!(
                 "action is longer than {ACTION_MAX_CHARS} characters"
-            )));
+            ))
+            .in_field("action"));
         }
         crate::search::check_text("action", action)?;
     }

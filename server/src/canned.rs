@@ -70,29 +70,31 @@ fn validate_shortcut(shortcut: &str) -> Result<String, ApiError> {
     } else {
         Err(ApiError::bad_request(format!(
             "shortcut must be 1-{SHORTCUT_MAX_CHARS} letters, digits, _ or - (no spaces)"
-        )))
+        ))
+        .in_field("shortcut"))
     }
 }
 
 fn validate_title(title: &str) -> Result<String, ApiError> {
     let title = title.trim();
     if title.is_empty() || title.chars().count() > TITLE_MAX_CHARS {
-        return Err(ApiError::bad_request(format!(
-            "title must be 1-{TITLE_MAX_CHARS} characters"
-        )));
+        return Err(
+            ApiError::bad_request(format!("title must be 1-{TITLE_MAX_CHARS} characters"))
+                .in_field("title"),
+        );
     }
     Ok(title.to_owned())
 }
 
 fn validate_body(state: &AppState, body: &str) -> Result<String, ApiError> {
     if body.trim().is_empty() {
-        return Err(ApiError::bad_request("body must not be empty"));
+        return Err(ApiError::bad_request("body must not be empty").in_field("body"));
     }
     let max = state.config.limits.content_bytes;
     if body.len() > max {
-        return Err(ApiError::too_large(format!(
-            "body is longer than {max} bytes"
-        )));
+        return Err(
+            ApiError::too_large(format!("body is longer than {max} bytes")).in_field("body"),
+        );
     }
     Ok(body.to_owned())
 }
@@ -132,10 +134,10 @@ fn shortcut_taken(error: &sqlx::Error, shortcut: &str) -> Option<ApiError> {
 
 #[derive(Debug, Deserialize)]
 struct ListQuery {
-    #[serde(default, deserialize_with = "crate::http::extract::empty_as_none")]
+    #[serde(default)]
     q: Option<String>,
     /// `all` (default), `shared` or `mine`.
-    #[serde(default, deserialize_with = "crate::http::extract::empty_as_none")]
+    #[serde(default)]
     scope: Option<String>,
 }
 
@@ -167,13 +169,18 @@ async fn list(
         None | Some("all") => (true, true),
         Some("shared") => (true, false),
         Some("mine") => (false, true),
-        Some(_) => return Err(ApiError::bad_request("scope must be all, shared or mine")),
+        Some(_) => {
+            return Err(
+                ApiError::bad_request("scope must be all, shared or mine").in_field("scope")
+            );
+        }
     };
     let q = query.q.as_deref().map(|q| q.trim().trim_start_matches('/'));
     if q.is_some_and(|q| q.chars().count() > QUERY_MAX_CHARS) {
         return Err(ApiError::bad_request(format!(
             "q must be at most {QUERY_MAX_CHARS} characters"
-        )));
+        ))
+        .in_field("q"));
     }
     let q = q.filter(|q| !q.is_empty());
     let rows: Vec<CannedReply> = sqlx::query_as(&format!(

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -31,7 +31,7 @@ use tokio::sync::Notify;
 use crate::agents::Agent;
 use crate::auth::{AgentAuth, VisitorPrincipal};
 use crate::error::{ApiError, ApiResult};
-use crate::http::extract::{ApiJson, ApiQuery};
+use crate::http::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::hub::{ConnId, frames};
 use crate::ids::{AgentId, AppId, ConversationId, VisitorId};
 use crate::message::{self, MessageKind, SendInput, Sender, SenderType};
@@ -516,23 +516,15 @@ pub fn routes() -> Router<AppState> {
         .route("/conversations/{id}/status", post(set_status))
 }
 
-pub fn parse_id(text: &str) -> Result<ConversationId, ApiError> {
-    text.parse()
-        .map_err(|_| ApiError::not_found("conversation"))
-}
-
 #[derive(Debug, Deserialize)]
 struct ListQuery {
-    #[serde(default, deserialize_with = "crate::http::extract::empty_as_none")]
+    #[serde(default)]
     status: Option<Status>,
-    #[serde(default, deserialize_with = "crate::http::extract::empty_as_none")]
+    #[serde(default)]
     assignee: Option<String>,
-    #[serde(default, deserialize_with = "crate::http::extract::empty_as_none")]
+    #[serde(default)]
     cursor: Option<String>,
-    #[serde(
-        default,
-        deserialize_with = "crate::http::extract::empty_as_none_number"
-    )]
+    #[serde(default)]
     limit: Option<u32>,
 }
 
@@ -544,7 +536,7 @@ struct ListResponse {
 
 /// Cursor: `activity_at` and id of the last row served, as `ms_id`.
 fn parse_cursor(cursor: &str) -> Result<(i64, ConversationId), ApiError> {
-    let bad = || ApiError::bad_request("invalid cursor");
+    let bad = || ApiError::bad_request("invalid cursor").in_field("cursor");
     let (at, id) = cursor.split_once('_').ok_or_else(bad)?;
     Ok((
         at.parse().map_err(|_| bad())?,
@@ -556,10 +548,10 @@ pub fn page_limit(state: &AppState, limit: Option<u32>, default: u32) -> Result<
     let max = state.config.limits.page_max;
     match limit {
         None => Ok(default.min(max)),
-        Some(0) => Err(ApiError::bad_request("limit must be at least 1")),
-        Some(n) if n > max => Err(ApiError::bad_request(format!(
-            "limit must be at most {max}"
-        ))),
+        Some(0) => Err(ApiError::bad_request("limit must be at least 1").in_field("limit")),
+        Some(n) if n > max => {
+            Err(ApiError::bad_request(format!("limit must be at most {max}")).in_field("limit"))
+        }
         Some(n) => Ok(n),
     }
 }
@@ -589,9 +581,10 @@ async fn list(
         }
         Some("none") => sql.push_str(" AND c.assignee_id IS NULL"),
         Some(other) => {
-            let id: AgentId = other
-                .parse()
-                .map_err(|_| ApiError::bad_request("assignee must be me, none or an agent id"))?;
+            let id: AgentId = other.parse().map_err(|_| {
+                ApiError::bad_request("assignee must be me, none or an agent id")
+                    .in_field("assignee")
+            })?;
             sql.push_str(" AND c.assignee_id = ?");
             binds.push(id.to_string());
         }
@@ -631,9 +624,9 @@ struct ConversationResponse {
 async fn get_one(
     State(state): State<AppState>,
     AgentAuth(agent): AgentAuth,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<ConversationId>,
 ) -> ApiResult<Json<ConversationResponse>> {
-    let conversation = find(&state, parse_id(&id)?)
+    let conversation = find(&state, id)
         .await?
         .ok_or_else(|| ApiError::not_found("conversation"))?;
     let mut one = [conversation];
@@ -644,20 +637,11 @@ async fn get_one(
 
 #[derive(Debug, Deserialize)]
 pub struct PageQuery {
-    #[serde(
-        default,
-        deserialize_with = "crate::http::extract::empty_as_none_number"
-    )]
+    #[serde(default)]
     after: Option<u64>,
-    #[serde(
-        default,
-        deserialize_with = "crate::http::extract::empty_as_none_number"
-    )]
+    #[serde(default)]
     before: Option<u64>,
-    #[serde(
-        default,
-        deserialize_with = "crate::http::extract::empty_as_none_number"
-    )]
+    #[serde(default)]
     limit: Option<u32>,
 }
 
@@ -702,10 +686,9 @@ pub fn message_response(appended: &Appended) -> Response {
 async fn messages(
     State(state): State<AppState>,
     AgentAuth(_): AgentAuth,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<ConversationId>,
     ApiQuery(query): ApiQuery<PageQuery>,
 ) -> ApiResult<Response> {
-    let id = parse_id(&id)?;
     if !exists(&state, id).await? {
         return Err(ApiError::not_found("conversation"));
     }
@@ -726,10 +709,9 @@ pub struct SendBody {
 async fn post_message(
     State(state): State<AppState>,
     AgentAuth(agent): AgentAuth,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<ConversationId>,
     ApiJson(body): ApiJson<SendBody>,
 ) -> ApiResult<Response> {
-    let id = parse_id(&id)?;
     let input = message::validate_send_with(
         &state.config.limits,
         body.client_msg_id.as_deref(),
@@ -759,14 +741,13 @@ struct AssignBody {
 async fn assign(
     State(state): State<AppState>,
     AgentAuth(_): AgentAuth,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<ConversationId>,
     ApiJson(body): ApiJson<AssignBody>,
 ) -> ApiResult<Json<ConversationResponse>> {
-    let id = parse_id(&id)?;
     let Some(assignee) = body.agent_id else {
-        return Err(ApiError::bad_request(
-            "agent_id is required (null to unassign)",
-        ));
+        return Err(
+            ApiError::bad_request("agent_id is required (null to unassign)").in_field("agent_id"),
+        );
     };
     if let Some(agent) = assignee {
         match crate::agents::find(&state.db, agent).await? {
@@ -830,14 +811,13 @@ struct StatusBody {
 async fn set_status(
     State(state): State<AppState>,
     AgentAuth(_): AgentAuth,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<ConversationId>,
     ApiJson(body): ApiJson<StatusBody>,
 ) -> ApiResult<Json<ConversationResponse>> {
-    let id = parse_id(&id)?;
     if body.status == Status::Queued {
-        return Err(ApiError::bad_request(
-            "status must be open, pending or resolved",
-        ));
+        return Err(
+            ApiError::bad_request("status must be open, pending or resolved").in_field("status"),
+        );
     }
     let now = now_ms();
     // Resolving stamps `resolved_at` once per session (a repeated resolve

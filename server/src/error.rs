@@ -1,8 +1,14 @@
 //! The one error type of the HTTP API and its JSON body
-//! `{"error": {"code": "snake_case_code", "message": "human readable"}}`.
+//! `{"error": {"code": "snake_case_code", "message": "human readable"}}`,
+//! with `"field": "name"` when the error is about one request field
+//! ([`ApiError::in_field`]). WebSocket `error` frames are built from the
+//! same type (`hub::frames::api_error`), so both doors speak the same codes.
 //!
-//! Clients branch on `code`, never on `message`. Internal errors are logged
-//! with their cause and answered with a generic message.
+//! Clients branch on `code` (and place errors by `field`), never on
+//! `message`. Internal errors are logged with their cause and answered with
+//! a generic message.
+
+use std::borrow::Cow;
 
 use axum::Json;
 use axum::http::StatusCode;
@@ -19,6 +25,9 @@ pub enum ApiError {
     Forbidden(String),
     #[error("{0}")]
     NotFound(String),
+    /// The path exists, not with this method (the routers' fallback).
+    #[error("method not allowed on this route")]
+    MethodNotAllowed,
     #[error("{0}")]
     Conflict(String),
     #[error("{0}")]
@@ -37,15 +46,58 @@ pub enum ApiError {
     Unavailable(String),
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
+    /// `error`, about one field of the request (a body member, a query
+    /// parameter, a frame member): `field` in the body, so a form puts the
+    /// message beside its input without reading the text. A nested field is
+    /// a path: `business_hours.days[0]`.
+    #[error("{error}")]
+    Field {
+        field: Cow<'static, str>,
+        error: Box<ApiError>,
+    },
 }
 
 impl ApiError {
+    /// This error, naming the request field at fault (replacing any field
+    /// named before).
+    pub fn in_field(self, field: impl Into<Cow<'static, str>>) -> Self {
+        ApiError::Field {
+            field: field.into(),
+            error: Box::new(self.without_field()),
+        }
+    }
+
+    /// The request field at fault, when the error names one.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            ApiError::Field { field, .. } => Some(field.as_ref()),
+            _ => None,
+        }
+    }
+
+    /// The error itself, whatever field it names.
+    pub fn kind(&self) -> &ApiError {
+        match self {
+            ApiError::Field { error, .. } => error.kind(),
+            other => other,
+        }
+    }
+
+    fn without_field(self) -> ApiError {
+        match self {
+            ApiError::Field { error, .. } => error.without_field(),
+            other => other,
+        }
+    }
+
     pub fn code(&self) -> &'static str {
         match self {
+            ApiError::Field { error, .. } => error.code(),
             ApiError::BadRequest(_) => "bad_request",
             ApiError::Unauthorized(_) => "unauthorized",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",
+            ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::Conflict(_) => "conflict",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::RateLimited | ApiError::MessageRateLimited(_) => "rate_limited",
@@ -58,12 +110,14 @@ impl ApiError {
 
     pub fn status(&self) -> StatusCode {
         match self {
+            ApiError::Field { error, .. } => error.status(),
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_)
             | ApiError::IdentityRequired(_)
             | ApiError::InvalidIdentity(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::RateLimited | ApiError::MessageRateLimited(_) => {
@@ -100,6 +154,7 @@ impl ApiError {
             error: ErrorDetail {
                 code: self.code(),
                 message: self.to_string(),
+                field: self.field().map(str::to_owned),
             },
         }
     }
@@ -114,21 +169,24 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     pub code: &'static str,
     pub message: String,
+    /// The request field at fault; absent when the error is not about one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if let ApiError::Internal(cause) = &self {
+        if let ApiError::Internal(cause) = self.kind() {
             tracing::error!(error = ?cause, "internal error");
         }
         let mut response = (self.status(), Json(self.body())).into_response();
-        if matches!(self, ApiError::RateLimited) {
+        if matches!(self.kind(), ApiError::RateLimited) {
             response.headers_mut().insert(
                 axum::http::header::RETRY_AFTER,
                 axum::http::HeaderValue::from_static("60"),
             );
         }
-        if let ApiError::MessageRateLimited(wait) = &self {
+        if let ApiError::MessageRateLimited(wait) = self.kind() {
             // Whole seconds, rounded up: never 0, which would invite a
             // client to retry at once.
             let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);

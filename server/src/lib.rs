@@ -64,8 +64,9 @@ impl Running {
     }
 
     /// Graceful stop: no new connections, requests in flight finish,
-    /// sockets closed with 1001 and their tasks awaited, then the log
-    /// writer drained and closed and derived columns flushed. Connections
+    /// sockets closed with 1001 and every WebSocket task awaited (close
+    /// frame written, linger over, socket dropped), then the log writer
+    /// drained and closed and derived columns flushed. Connections
     /// still open after `http.shutdown_timeout_secs` are dropped, so this
     /// returns in bounded time whatever the clients do.
     pub async fn shutdown(self) -> anyhow::Result<()> {
@@ -109,8 +110,9 @@ pub async fn start_on(config: Config, listener: TcpListener) -> anyhow::Result<R
         // Also reached when serving stopped on its own: stop everything else too.
         serving.shutdown.cancel();
         // Sockets were told to close (1001) by the hub; give their tasks
-        // until the same deadline to finish, so that nothing they write
-        // meets a closed log.
+        // until the same deadline to end (close frame, linger, socket
+        // dropped), so that nothing they do meets a closed log and none
+        // keeps the store open after this returns.
         websockets_closed(&serving, deadline).await;
         // The indexer holds the state (and so the log): let it finish its
         // batch, so that the store is closed when this task returns.
@@ -129,15 +131,17 @@ pub async fn start_on(config: Config, listener: TcpListener) -> anyhow::Result<R
     Ok(Running { addr, state, task })
 }
 
-/// Waits until every WebSocket task gave its connection slot back, or the
-/// deadline.
+/// Waits until every WebSocket task has ended (its socket closed, its
+/// linger over), or the deadline; then says how many were left.
 async fn websockets_closed(state: &Kefu, deadline: tokio::time::Instant) {
-    let max = state.config.limits.max_connections;
-    let all = u32::try_from(max).unwrap_or(u32::MAX);
-    let closed = tokio::time::timeout_at(deadline, state.connection_slots.acquire_many(all));
-    if closed.await.is_err() {
-        let open = max.saturating_sub(state.connection_slots.available_permits());
-        tracing::warn!(open, "WebSockets still open at the shutdown deadline");
+    state.websocket_tasks.close();
+    let ended = tokio::time::timeout_at(deadline, state.websocket_tasks.wait());
+    if ended.await.is_err() {
+        let open = state.websocket_tasks.len();
+        tracing::warn!(
+            open,
+            "WebSocket tasks still running at the shutdown deadline"
+        );
     }
 }
 
@@ -179,6 +183,7 @@ async fn open_state(config: Config) -> anyhow::Result<(AppState, JoinHandle<()>)
     let state = Arc::new(Kefu {
         limiters: Limiters::new(&config),
         connection_slots: Arc::new(Semaphore::new(config.limits.max_connections)),
+        websocket_tasks: tokio_util::task::TaskTracker::new(),
         auth_cache: crate::auth::cache::AuthCache::new(config.limits.auth_cache_entries),
         visitor_send_rate: message::rate::VisitorSendRate::new(&config.limits),
         config,

@@ -37,7 +37,7 @@ pub struct Sender {
     pub name: String,
 }
 
-/// A message as stored and as sent on the wire (PROTOCOL.md "Objects").
+/// A message as stored and as sent on the wire (docs/PROTOCOL.md, "Objects").
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Message {
     pub id: MessageId,
@@ -87,8 +87,9 @@ pub fn validate_send_with(
     meta: Option<&Value>,
     has_attachment: bool,
 ) -> Result<SendInput, ApiError> {
-    let client_msg_id =
-        client_msg_id.ok_or_else(|| ApiError::bad_request("client_msg_id is required"))?;
+    let client_msg_id = client_msg_id.ok_or_else(|| {
+        ApiError::bad_request("client_msg_id is required").in_field("client_msg_id")
+    })?;
     validate_client_msg_id(client_msg_id)?;
     let content = content.unwrap_or("");
     if content.len() > limits.content_bytes {
@@ -96,10 +97,11 @@ pub fn validate_send_with(
             "content is {} bytes, the limit is {}",
             content.len(),
             limits.content_bytes
-        )));
+        ))
+        .in_field("content"));
     }
     if content.trim().is_empty() && !has_attachment {
-        return Err(ApiError::bad_request("content must not be empty"));
+        return Err(ApiError::bad_request("content must not be empty").in_field("content"));
     }
     let meta = match meta {
         None | Some(Value::Null) => Value::Object(Default::default()),
@@ -112,11 +114,12 @@ pub fn validate_send_with(
                 return Err(ApiError::too_large(format!(
                     "meta is {size} bytes serialized, the limit is {}",
                     limits.meta_bytes
-                )));
+                ))
+                .in_field("meta"));
             }
             value.clone()
         }
-        Some(_) => return Err(ApiError::bad_request("meta must be a JSON object")),
+        Some(_) => return Err(ApiError::bad_request("meta must be a JSON object").in_field("meta")),
     };
     Ok(SendInput {
         client_msg_id: client_msg_id.to_owned(),
@@ -132,6 +135,7 @@ pub fn meta_too_deep(limits: &Limits) -> ApiError {
         "meta is nested deeper than {} levels",
         limits.meta_depth
     ))
+    .in_field("meta")
 }
 
 /// Whether `value` nests deeper than `max` levels of objects and arrays (a
@@ -172,9 +176,10 @@ pub fn validate_client_msg_id(id: &str) -> Result<(), ApiError> {
     if ok {
         Ok(())
     } else {
-        Err(ApiError::bad_request(
-            "client_msg_id must be 1-64 characters of A-Z a-z 0-9 _ -",
-        ))
+        Err(
+            ApiError::bad_request("client_msg_id must be 1-64 characters of A-Z a-z 0-9 _ -")
+                .in_field("client_msg_id"),
+        )
     }
 }
 

@@ -19,14 +19,14 @@ use std::collections::HashMap;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{AgentAuth, VisitorAuth};
 use crate::conversations::{self, Author, Conversation};
 use crate::error::{ApiError, ApiResult};
-use crate::http::extract::ApiJson;
+use crate::http::extract::{ApiJson, ApiPath};
 use crate::hub::{ConnId, Party, frames};
 use crate::ids::{AgentId, ConversationId};
 use crate::state::AppState;
@@ -333,10 +333,9 @@ async fn read_state(
 async fn agent_read(
     State(state): State<AppState>,
     AgentAuth(agent): AgentAuth,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<ConversationId>,
     ApiJson(body): ApiJson<ReadBody>,
 ) -> ApiResult<Json<ReadResponse>> {
-    let id = conversations::parse_id(&id)?;
     if conversations::find(&state, id).await?.is_none() {
         return Err(ApiError::not_found("conversation"));
     }

@@ -101,11 +101,11 @@ pub fn routes() -> Router<AppState> {
 
 #[derive(Debug, Deserialize)]
 struct RangeParams {
-    #[serde(default, deserialize_with = "crate::http::extract::empty_as_none")]
+    #[serde(default)]
     from: Option<String>,
-    #[serde(default, deserialize_with = "crate::http::extract::empty_as_none")]
+    #[serde(default)]
     to: Option<String>,
-    #[serde(default, deserialize_with = "crate::http::extract::empty_as_none")]
+    #[serde(default)]
     tz: Option<String>,
 }
 
@@ -134,16 +134,20 @@ impl Range {
         let date = |field: &str, text: Option<&str>| -> Result<Date, ApiError> {
             let text = text.ok_or_else(|| {
                 ApiError::bad_request(format!("{field} is required (YYYY-MM-DD)"))
+                    .in_field(field.to_owned())
             })?;
             let ok = text.len() == 10 && text.as_bytes()[4] == b'-' && text.as_bytes()[7] == b'-';
             ok.then(|| text.parse::<Date>().ok())
                 .flatten()
-                .ok_or_else(|| ApiError::bad_request(format!("{field} must be a date YYYY-MM-DD")))
+                .ok_or_else(|| {
+                    ApiError::bad_request(format!("{field} must be a date YYYY-MM-DD"))
+                        .in_field(field.to_owned())
+                })
         };
         let from = date("from", params.from.as_deref())?;
         let to = date("to", params.to.as_deref())?;
         if to < from {
-            return Err(ApiError::bad_request("to is before from"));
+            return Err(ApiError::bad_request("to is before from").in_field("to"));
         }
         let days = (to - from).get_days() as i64 + 1;
         if days > RANGE_MAX_DAYS {
@@ -153,10 +157,10 @@ impl Range {
         }
         let tz_name = params.tz.clone().unwrap_or_else(|| "UTC".to_owned());
         if tz_name.len() > 64 {
-            return Err(ApiError::bad_request("tz is not a known time zone"));
+            return Err(ApiError::bad_request("tz is not a known time zone").in_field("tz"));
         }
         let tz = TimeZone::get(&tz_name)
-            .map_err(|_| ApiError::bad_request("tz is not a known time zone"))?;
+            .map_err(|_| ApiError::bad_request("tz is not a known time zone").in_field("tz"))?;
         let start_of = |day: Date| -> Result<i64, ApiError> {
             day.to_zoned(tz.clone())
                 .map(|zoned| zoned.timestamp().as_millisecond())

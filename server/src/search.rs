@@ -118,9 +118,10 @@ pub struct Query {
 /// SQL (`/search`, the ticket list's `q`, the audit log's `action`).
 pub fn check_text(field: &str, text: &str) -> Result<(), ApiError> {
     if text.chars().any(|c| c.is_control() && !c.is_whitespace()) {
-        return Err(ApiError::bad_request(format!(
-            "{field} must not contain control characters"
-        )));
+        return Err(
+            ApiError::bad_request(format!("{field} must not contain control characters"))
+                .in_field(field.to_owned()),
+        );
     }
     Ok(())
 }
@@ -129,19 +130,20 @@ impl Query {
     pub fn parse(q: &str) -> Result<Query, ApiError> {
         let q = q.trim();
         if q.is_empty() {
-            return Err(ApiError::bad_request("q is required"));
+            return Err(ApiError::bad_request("q is required").in_field("q"));
         }
         if q.chars().count() > QUERY_MAX_CHARS {
             return Err(ApiError::bad_request(format!(
                 "q is longer than {QUERY_MAX_CHARS} characters"
-            )));
+            ))
+            .in_field("q"));
         }
         check_text("q", q)?;
         let terms: Vec<String> = q.split_whitespace().map(str::to_owned).collect();
         if terms.len() > TERMS_MAX {
-            return Err(ApiError::bad_request(format!(
-                "q has more than {TERMS_MAX} terms"
-            )));
+            return Err(
+                ApiError::bad_request(format!("q has more than {TERMS_MAX} terms")).in_field("q"),
+            );
         }
         let mut query = Query {
             terms: Vec::new(),
@@ -157,7 +159,7 @@ impl Query {
             } else {
                 return Err(ApiError::bad_request(
                     "each search term needs at least 3 characters (2 for Chinese, Japanese or Korean)",
-                ));
+                ).in_field("q"));
             }
             if !query.terms.contains(&term) {
                 query.terms.push(term);
@@ -861,14 +863,11 @@ enum SearchType {
 struct SearchParams {
     #[serde(default)]
     q: Option<String>,
-    #[serde(default, deserialize_with = "crate::http::extract::empty_as_none")]
+    #[serde(default)]
     r#type: Option<SearchType>,
-    #[serde(default, deserialize_with = "crate::http::extract::empty_as_none")]
+    #[serde(default)]
     cursor: Option<String>,
-    #[serde(
-        default,
-        deserialize_with = "crate::http::extract::empty_as_none_number"
-    )]
+    #[serde(default)]
     limit: Option<u32>,
 }
 
@@ -931,7 +930,7 @@ fn parse_cursor(cursor: Option<&str>) -> Result<i64, ApiError> {
             .parse::<i64>()
             .ok()
             .filter(|n| *n > 0)
-            .ok_or_else(|| ApiError::bad_request("invalid cursor")),
+            .ok_or_else(|| ApiError::bad_request("invalid cursor").in_field("cursor")),
     }
 }
 
@@ -943,11 +942,12 @@ async fn search(
     let query = Query::parse(params.q.as_deref().unwrap_or(""))?;
     let limit = match params.limit {
         None => LIMIT_DEFAULT,
-        Some(0) => return Err(ApiError::bad_request("limit must be at least 1")),
+        Some(0) => return Err(ApiError::bad_request("limit must be at least 1").in_field("limit")),
         Some(n) if n > LIMIT_MAX => {
-            return Err(ApiError::bad_request(format!(
-                "limit must be at most {LIMIT_MAX}"
-            )));
+            return Err(
+                ApiError::bad_request(format!("limit must be at most {LIMIT_MAX}"))
+                    .in_field("limit"),
+            );
         }
         Some(n) => n,
     };
@@ -955,7 +955,8 @@ async fn search(
     if kind == SearchType::All && params.cursor.is_some() {
         return Err(ApiError::bad_request(
             "a cursor pages one type: pass type=messages or type=tickets",
-        ));
+        )
+        .in_field("type"));
     }
     let before = parse_cursor(params.cursor.as_deref())?;
     let mut response = SearchResponse::default();

@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
 use sqlx::SqlitePool;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::conversations::{ConversationCache, Derived};
@@ -33,6 +34,10 @@ pub struct Kefu {
     /// Cancelled to stop the server: listeners stop, sockets close.
     pub shutdown: CancellationToken,
     pub connection_slots: Arc<Semaphore>,
+    /// Every WebSocket task (the upgrade and hello, then the served loop
+    /// and its closing linger): shutdown waits for all of them before it
+    /// closes the message log (`Running::shutdown`).
+    pub websocket_tasks: TaskTracker,
     /// Tokens, agents, visitors and apps in memory, so that a `hello`
     /// touches no SQLite (see `auth::cache` for its invalidation rules).
     pub auth_cache: crate::auth::cache::AuthCache,

@@ -211,15 +211,16 @@ const EMAIL_MAX_BYTES: usize = 254;
 fn check_subject(subject: &str) -> Result<String, ApiError> {
     let subject = subject.trim();
     if subject.is_empty() {
-        return Err(ApiError::bad_request("subject must not be empty"));
+        return Err(ApiError::bad_request("subject must not be empty").in_field("subject"));
     }
     if subject.chars().count() > SUBJECT_MAX_CHARS {
         return Err(ApiError::bad_request(format!(
             "subject is longer than {SUBJECT_MAX_CHARS} characters"
-        )));
+        ))
+        .in_field("subject"));
     }
     if subject.chars().any(char::is_control) {
-        return Err(ApiError::bad_request("subject has control characters"));
+        return Err(ApiError::bad_request("subject has control characters").in_field("subject"));
     }
     Ok(subject.to_owned())
 }
@@ -231,7 +232,8 @@ fn check_text(state: &AppState, field: &str, text: &str) -> Result<(), ApiError>
         return Err(ApiError::too_large(format!(
             "{field} is longer than {} bytes",
             state.config.limits.content_bytes
-        )));
+        ))
+        .in_field(field.to_owned()));
     }
     Ok(())
 }
@@ -249,14 +251,15 @@ fn check_tags(tags: Vec<String>) -> Result<Vec<String>, ApiError> {
         {
             return Err(ApiError::bad_request(format!(
                 "tags must be 1-{TAG_MAX_CHARS} characters, without control characters or commas"
-            )));
+            ))
+            .in_field("tags"));
         }
         if !clean.contains(&tag) {
             clean.push(tag);
         }
     }
     if clean.len() > TAGS_MAX {
-        return Err(ApiError::bad_request(format!("at most {TAGS_MAX} tags")));
+        return Err(ApiError::bad_request(format!("at most {TAGS_MAX} tags")).in_field("tags"));
     }
     Ok(clean)
 }
@@ -266,7 +269,9 @@ fn check_tags(tags: Vec<String>) -> Result<Vec<String>, ApiError> {
 /// Not RFC 5322 in full (quoted local parts are refused), as most help desks.
 pub fn check_email(field: &str, email: &str) -> Result<String, ApiError> {
     let email = email.trim();
-    let bad = || ApiError::bad_request(format!("{field} is not an email address"));
+    let bad = || {
+        ApiError::bad_request(format!("{field} is not an email address")).in_field(field.to_owned())
+    };
     if email.len() > EMAIL_MAX_BYTES {
         return Err(bad());
     }
@@ -468,7 +473,8 @@ async fn create(
     if subject.is_none() && body.conversation_id.is_none() {
         return Err(ApiError::bad_request(
             "subject is required (it may only be left out with conversation_id)",
-        ));
+        )
+        .in_field("subject"));
     }
     let description = body.description.unwrap_or_default();
     check_text(&state, "description", &description)?;

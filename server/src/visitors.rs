@@ -60,10 +60,12 @@ fn profile(state: &AppState, body: &SessionBody) -> Result<Profile, ApiError> {
                 None | Some("") => Ok(None),
                 Some(v) if v.chars().count() > max => Err(ApiError::bad_request(format!(
                     "{field} is longer than {max} characters"
-                ))),
+                ))
+                .in_field(field.to_owned())),
                 Some(v) if v.chars().any(char::is_control) => Err(ApiError::bad_request(format!(
                     "{field} has control characters"
-                ))),
+                ))
+                .in_field(field.to_owned())),
                 Some(v) => Ok(Some(v.to_owned())),
             }
         };
@@ -72,7 +74,7 @@ fn profile(state: &AppState, body: &SessionBody) -> Result<Profile, ApiError> {
     if let Some(email) = &email
         && !email.contains('@')
     {
-        return Err(ApiError::bad_request("email is not an email address"));
+        return Err(ApiError::bad_request("email is not an email address").in_field("email"));
     }
     let attributes = match &body.attributes {
         None | Some(Value::Null) => None,
@@ -84,11 +86,16 @@ fn profile(state: &AppState, body: &SessionBody) -> Result<Profile, ApiError> {
                 return Err(ApiError::too_large(format!(
                     "attributes are {size} bytes serialized, the limit is {}",
                     state.config.limits.attributes_bytes
-                )));
+                ))
+                .in_field("attributes"));
             }
             Some(map.clone())
         }
-        Some(_) => return Err(ApiError::bad_request("attributes must be a JSON object")),
+        Some(_) => {
+            return Err(
+                ApiError::bad_request("attributes must be a JSON object").in_field("attributes")
+            );
+        }
     };
     Ok(Profile {
         name,
@@ -116,7 +123,9 @@ async fn create_session(
 
     if let Some(user_id) = body.user_id.as_deref() {
         if user_id.is_empty() || user_id.chars().count() > 256 {
-            return Err(ApiError::bad_request("user_id must be 1-256 characters"));
+            return Err(
+                ApiError::bad_request("user_id must be 1-256 characters").in_field("user_id")
+            );
         }
         if app.identity_verification == IdentityVerification::Required {
             let Some(hash) = body.user_hash.as_deref() else {
@@ -292,7 +301,8 @@ async fn update_profile(
             merged.extend(new.clone());
             let merged = Value::Object(merged).to_string();
             if merged.len() > state.config.limits.attributes_bytes {
-                return Err(ApiError::too_large("merged attributes exceed the limit"));
+                return Err(ApiError::too_large("merged attributes exceed the limit")
+                    .in_field("attributes"));
             }
             merged
         }

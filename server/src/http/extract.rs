@@ -1,14 +1,27 @@
-//! `Json` and `Query` extractors whose rejections speak the protocol's error
-//! body: a body over the limit is 413 `payload_too_large`, anything
-//! malformed (bad JSON, wrong type, missing field) 400 `bad_request`.
+//! Extractors whose rejections speak the protocol's error body.
+//!
+//! - [`ApiJson`]: a body over the limit is 413 `payload_too_large`; bad
+//!   JSON, a wrong type, a missing or unknown field 400 `bad_request`, with
+//!   `field` naming the member at fault when serde knows it.
+//! - [`ApiQuery`]: an empty value (`?status=&cursor=`) is "not given", as
+//!   clients that fill a form or a URL template send it (docs/API.md,
+//!   Pagination): such pairs are dropped before the struct is read, so a
+//!   query struct is plain `Option`s with `#[serde(default)]`. A bad value
+//!   is 400 `bad_request` with `field`.
+//! - [`ApiPath`]: the one id of a route's path, parsed into its newtype;
+//!   an id that cannot exist is 404 `not_found` ("conversation not found"),
+//!   as an unknown one is.
 
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use std::borrow::Cow;
+
+use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
+use crate::ids::{AgentId, AppId, ConversationId, RuleId, TeamId};
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ApiJson<T>(pub T);
@@ -36,7 +49,35 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
         JsonRejection::MissingJsonContentType(_) => {
             ApiError::bad_request("expected a JSON body with Content-Type: application/json")
         }
+        JsonRejection::JsonDataError(error) => {
+            let refused = ApiError::bad_request(error.body_text());
+            // axum reads bodies with serde_path_to_error: the path is there.
+            let located = std::iter::successors(std::error::Error::source(&error), |e| e.source())
+                .find_map(|e| e.downcast_ref::<serde_path_to_error::Error<serde_json::Error>>());
+            match located.and_then(|e| field_at(&e.path().to_string(), &e.inner().to_string())) {
+                Some(field) => refused.in_field(field),
+                None => refused,
+            }
+        }
         other => ApiError::bad_request(other.body_text()),
+    }
+}
+
+/// The request field a deserialization error is about: its path, or, for
+/// a missing or unknown member (reported at the enclosing object), the
+/// member's name under that path. `None` when it is the whole body.
+fn field_at(path: &str, error: &str) -> Option<String> {
+    let member = ["missing field `", "unknown field `", "duplicate field `"]
+        .iter()
+        .find_map(|prefix| error.strip_prefix(prefix))
+        .and_then(|rest| rest.split('`').next())
+        .filter(|name| !name.is_empty());
+    let path = (path != ".").then_some(path);
+    match (path, member) {
+        (Some(path), Some(member)) => Some(format!("{path}.{member}")),
+        (Some(path), None) => Some(path.to_owned()),
+        (None, Some(member)) => Some(member.to_owned()),
+        (None, None) => None,
     }
 }
 
@@ -50,16 +91,82 @@ where
 {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
-            Ok(axum::extract::Query(value)) => Ok(ApiQuery(value)),
-            Err(rejection) => Err(query_rejection(rejection)),
-        }
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parse_query(parts.uri.query().unwrap_or_default()).map(ApiQuery)
     }
 }
 
-fn query_rejection(rejection: QueryRejection) -> ApiError {
-    ApiError::bad_request(rejection.body_text())
+/// Reads a query string into `T`, leaving out pairs with an empty value.
+pub fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
+    let given = without_empty_values(query);
+    let pairs = form_urlencoded::parse(given.as_bytes());
+    serde_path_to_error::deserialize(serde_urlencoded::Deserializer::new(pairs)).map_err(|error| {
+        let refused = ApiError::bad_request(format!(
+            "Failed to deserialize query string: {}",
+            error.inner()
+        ));
+        match field_at(&error.path().to_string(), &error.inner().to_string()) {
+            Some(field) => refused.in_field(field),
+            None => refused,
+        }
+    })
+}
+
+/// `a=1&b=&c&d=2` → `a=1&d=2`: a pair whose value is empty is not given.
+fn without_empty_values(query: &str) -> Cow<'_, str> {
+    let given = |pair: &&str| {
+        pair.split_once('=')
+            .is_some_and(|(_, value)| !value.is_empty())
+    };
+    if query.split('&').all(|pair| given(&pair)) {
+        return Cow::Borrowed(query);
+    }
+    Cow::Owned(query.split('&').filter(given).collect::<Vec<_>>().join("&"))
+}
+
+/// An id type that names a resource in a route's path.
+pub trait PathId: std::str::FromStr {
+    /// What a 404 says was not found: "conversation" → "conversation not found".
+    const RESOURCE: &'static str;
+}
+
+impl PathId for AgentId {
+    const RESOURCE: &'static str = "agent";
+}
+impl PathId for AppId {
+    const RESOURCE: &'static str = "app";
+}
+impl PathId for ConversationId {
+    const RESOURCE: &'static str = "conversation";
+}
+impl PathId for RuleId {
+    const RESOURCE: &'static str = "rule";
+}
+impl PathId for TeamId {
+    const RESOURCE: &'static str = "team";
+}
+
+/// The one `{id}` of a route's path as its id type. An id that does not
+/// parse cannot name anything: 404 `not_found`, the answer an unknown id
+/// gets (docs/API.md, "Times and ids").
+#[derive(Debug, Clone, Copy)]
+pub struct ApiPath<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for ApiPath<T>
+where
+    T: PathId + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let not_found = || ApiError::not_found(T::RESOURCE);
+        let axum::extract::Path(text) =
+            axum::extract::Path::<String>::from_request_parts(parts, state)
+                .await
+                .map_err(|_| not_found())?;
+        text.parse().map(ApiPath).map_err(|_| not_found())
+    }
 }
 
 /// For `Option<Option<T>>` fields with `#[serde(default)]`: `None` when the
@@ -70,40 +177,6 @@ where
     T: serde::Deserialize<'de>,
 {
     <Option<T> as serde::Deserialize>::deserialize(deserializer).map(Some)
-}
-
-/// For query parameters: an empty value (`?status=`) means "not given", as
-/// clients that fill a form or a template send it. Enum-like values.
-pub fn empty_as_none<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: serde::de::DeserializeOwned,
-{
-    use serde::de::IntoDeserializer;
-    let text = <Option<String> as serde::Deserialize>::deserialize(deserializer)?;
-    match text {
-        None => Ok(None),
-        Some(text) if text.is_empty() => Ok(None),
-        Some(text) => {
-            let value: serde::de::value::StringDeserializer<D::Error> = text.into_deserializer();
-            T::deserialize(value).map(Some)
-        }
-    }
-}
-
-/// As [`empty_as_none`], for numbers (parsed with `FromStr`).
-pub fn empty_as_none_number<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: std::str::FromStr,
-    T::Err: std::fmt::Display,
-{
-    let text = <Option<String> as serde::Deserialize>::deserialize(deserializer)?;
-    match text {
-        None => Ok(None),
-        Some(text) if text.is_empty() => Ok(None),
-        Some(text) => text.parse().map(Some).map_err(serde::de::Error::custom),
-    }
 }
 
 /// A page is fetched with `limit + 1` rows, so that one more row says there
@@ -129,33 +202,66 @@ mod tests {
 
     #[derive(Debug, serde::Deserialize)]
     struct Query {
-        #[serde(default, deserialize_with = "empty_as_none")]
+        #[serde(default)]
         status: Option<crate::tickets::TicketStatus>,
-        #[serde(default, deserialize_with = "empty_as_none")]
+        #[serde(default)]
         q: Option<String>,
-        #[serde(default, deserialize_with = "empty_as_none_number")]
+        #[serde(default)]
         after: Option<u64>,
     }
 
-    fn parse(query: &str) -> Result<Query, String> {
-        let uri: axum::http::Uri = format!("/x?{query}").parse().map_err(|e| format!("{e}"))?;
-        axum::extract::Query::<Query>::try_from_uri(&uri)
-            .map(|q| q.0)
-            .map_err(|e| e.body_text())
+    fn parse(query: &str) -> Result<Query, ApiError> {
+        parse_query(query)
     }
 
     #[test]
     fn empty_query_values_are_absent() {
         let query = parse("status=&q=&after=").expect("parse");
         assert!(query.status.is_none() && query.q.is_none() && query.after.is_none());
+        let query = parse("status&q&&after").expect("parse");
+        assert!(query.status.is_none() && query.q.is_none() && query.after.is_none());
         let query = parse("status=solved&q=%E9%80%80&after=7").expect("parse");
         assert_eq!(query.status, Some(crate::tickets::TicketStatus::Solved));
         assert_eq!(query.q.as_deref(), Some("退"));
         assert_eq!(query.after, Some(7));
-        assert!(parse("status=weird").is_err());
-        assert!(parse("after=-1").is_err());
-        assert!(parse("after=x").is_err());
+        // A value that decodes to blanks was given: it is not empty.
+        assert_eq!(parse("q=+").expect("parse").q.as_deref(), Some(" "));
         let query = parse("").expect("parse");
         assert!(query.status.is_none());
+    }
+
+    #[test]
+    fn a_bad_query_value_names_its_field() {
+        for (query, field) in [
+            ("status=weird", "status"),
+            ("after=-1", "after"),
+            ("q=x&after=x", "after"),
+        ] {
+            let error = parse(query).expect_err(query);
+            assert_eq!(error.code(), "bad_request", "{query}");
+            assert_eq!(error.field(), Some(field), "{query}");
+        }
+    }
+
+    #[test]
+    fn a_field_is_a_path_or_the_member_named() {
+        assert_eq!(
+            field_at("subject", "invalid type: integer `5`, expected a string"),
+            Some("subject".into())
+        );
+        assert_eq!(
+            field_at(".", "missing field `username`"),
+            Some("username".into())
+        );
+        assert_eq!(
+            field_at(".", "unknown field `nmae`, expected one of `name`"),
+            Some("nmae".into())
+        );
+        assert_eq!(
+            field_at("business_hours", "missing field `days`"),
+            Some("business_hours.days".into())
+        );
+        assert_eq!(field_at("tags[2]", "invalid type"), Some("tags[2]".into()));
+        assert_eq!(field_at(".", "invalid type: string, expected a map"), None);
     }
 }

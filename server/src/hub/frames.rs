@@ -65,22 +65,19 @@ pub fn ack(client_msg_id: &str, stored: &StoredMessage) -> Frame {
     Frame::plain(text)
 }
 
-pub fn error(code: &str, message: &str, client_msg_id: Option<&str>) -> Frame {
-    let mut value = json!({"type": "error", "code": code, "message": message});
-    if let Some(id) = client_msg_id {
-        value["client_msg_id"] = json!(id);
-    }
-    Frame::plain(value.to_string())
-}
-
-/// The `error` frame for an API error, with `retry_after_ms` when it is a
-/// visitor's message rate (the REST answer's `Retry-After`, finer).
+/// The `error` frame for an API error: the REST body's `code`, `message`
+/// and `field`, with `client_msg_id` when the frame had one and
+/// `retry_after_ms` when it is a visitor's message rate (the REST answer's
+/// `Retry-After`, finer).
 pub fn api_error(error: &ApiError, client_msg_id: Option<&str>) -> Frame {
     let mut value = json!({"type": "error", "code": error.code(), "message": error.to_string()});
+    if let Some(field) = error.field() {
+        value["field"] = json!(field);
+    }
     if let Some(id) = client_msg_id {
         value["client_msg_id"] = json!(id);
     }
-    if let ApiError::MessageRateLimited(wait) = error {
+    if let ApiError::MessageRateLimited(wait) = error.kind() {
         let millis = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
         value["retry_after_ms"] = json!(millis.max(1));
     }

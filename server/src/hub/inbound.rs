@@ -1,7 +1,7 @@
 //! Client → server frames, read without building a JSON tree.
 //!
 //! Every client frame is a JSON object whose fields the connection reads
-//! one by one, each with its own error (PROTOCOL.md "Client frames").
+//! one by one, each with its own error (docs/PROTOCOL.md, "WebSocket").
 //! Parsing it into a `serde_json::Value` first cost a map, a key string per
 //! field and a string per value, allocated and freed for every frame: the
 //! largest part of handling a `send` before the log. This reads the object
@@ -54,7 +54,7 @@ impl std::fmt::Display for FieldError {
 
 impl From<FieldError> for crate::error::ApiError {
     fn from(error: FieldError) -> Self {
-        crate::error::ApiError::bad_request(error.to_string())
+        crate::error::ApiError::bad_request(error.to_string()).in_field(error.field)
     }
 }
 
@@ -72,6 +72,16 @@ impl std::fmt::Display for FrameError {
         match self {
             FrameError::NotAnObject => f.write_str("frames must be JSON objects"),
             FrameError::Repeated(field) => write!(f, "duplicate field `{field}`"),
+        }
+    }
+}
+
+impl From<FrameError> for crate::error::ApiError {
+    fn from(error: FrameError) -> Self {
+        let refused = crate::error::ApiError::bad_request(error.to_string());
+        match error {
+            FrameError::NotAnObject => refused,
+            FrameError::Repeated(field) => refused.in_field(field),
         }
     }
 }

@@ -98,7 +98,8 @@ pub async fn upgrade(
         .max_write_buffer_size(1 << 20)
         .max_message_size(Some(limits.ws_frame_bytes))
         .max_frame_size(Some(limits.ws_frame_bytes));
-    ws.on_upgrade(config, move |socket| async move {
+    let tasks = state.websocket_tasks.clone();
+    ws.on_upgrade(config, &tasks, move |socket| async move {
         Connection::run(socket, state, origin, peer, permit).await;
     })
 }
@@ -278,7 +279,10 @@ impl Connection {
             id: id_text,
             resume,
         });
-        tokio::spawn(async move {
+        // In the same tracker as the upgrade's task: shutdown waits for
+        // both before it closes the log.
+        let tasks = state.websocket_tasks.clone();
+        tasks.spawn(async move {
             let result = connection.serve(opening).await;
             state.hub.unregister(connection.id);
             if let Err(reason) = result {
@@ -353,8 +357,10 @@ impl Connection {
                         return Err(sent.then_some(socket));
                     }
                     Ok(_) => {
-                        let refusal =
-                            frames::error("forbidden", "origin not allowed for this app", None);
+                        let refusal = frames::api_error(
+                            &ApiError::forbidden("origin not allowed for this app"),
+                            None,
+                        );
                         let _ = within(write_timeout, socket.send(text(refusal))).await;
                         let sent = Box::pin(socket::send_close(
                             &mut socket,
@@ -432,7 +438,10 @@ impl Connection {
                         return Err("session revoked");
                     }
                     Next::Closing => {
-                        Box::pin(self.close(CLOSE_GOING_AWAY, "server shutting down")).await;
+                        // Shutdown waits for this task (within
+                        // `http.shutdown_timeout_secs`): a client that does
+                        // not read gets a short deadline, as a slow one.
+                        self.linger = Box::pin(socket::send_close(&mut self.socket, CLOSE_GOING_AWAY, "server shutting down", SLOW_CLOSE_TIMEOUT)).await;
                         return Err("shutdown");
                     }
                 },
@@ -451,7 +460,7 @@ impl Connection {
                             }
                         }
                         Some(Ok(WsMessage::Binary(_))) => {
-                            Box::pin(self.send(frames::error("bad_request", "frames must be JSON text", None))).await?;
+                            Box::pin(self.send(frames::api_error(&ApiError::bad_request("frames must be JSON text"), None))).await?;
                         }
                         Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Frame(_))) => {}
                         Some(Ok(WsMessage::Close(_))) => {
@@ -571,9 +580,8 @@ impl Connection {
         let include_notes = matches!(self.author, Author::Agent(_));
         for (conversation, after) in resume {
             let Ok(conversation) = conversation.parse::<ConversationId>() else {
-                self.send(frames::error(
-                    "bad_request",
-                    "resume: invalid conversation id",
+                self.send(frames::api_error(
+                    &ApiError::bad_request("resume: invalid conversation id").in_field("resume"),
                     None,
                 ))
                 .await?;
@@ -582,9 +590,8 @@ impl Connection {
             if let Author::Visitor(visitor) = &self.author
                 && visitor.conversation_id != conversation
             {
-                self.send(frames::error(
-                    "forbidden",
-                    "resume: not your conversation",
+                self.send(frames::api_error(
+                    &ApiError::forbidden("resume: not your conversation").in_field("resume"),
                     None,
                 ))
                 .await?;
@@ -648,19 +655,14 @@ impl Connection {
         let frame = match ClientFrame::parse(text) {
             Ok(frame) => frame,
             Err(error) => {
-                self.send(frames::error("bad_request", &error.to_string(), None))
-                    .await?;
+                self.send(frames::api_error(&error.into(), None)).await?;
                 return Ok(None);
             }
         };
         if let Err(error) = frame.check_repeated() {
             let echo = frame.client_msg_id().ok().flatten();
-            self.send(frames::error(
-                "bad_request",
-                &error.to_string(),
-                echo.as_deref(),
-            ))
-            .await?;
+            self.send(frames::api_error(&error.into(), echo.as_deref()))
+                .await?;
             return Ok(None);
         }
         let kind = frame.kind();
@@ -694,13 +696,19 @@ impl Connection {
                 }
             }
             "hello" => {
-                self.send(frames::error("bad_request", "already said hello", None))
-                    .await?;
+                self.send(frames::api_error(
+                    &ApiError::bad_request("already said hello"),
+                    None,
+                ))
+                .await?;
                 Ok(None)
             }
             _ => {
-                self.send(frames::error("bad_request", "unknown frame type", None))
-                    .await?;
+                self.send(frames::api_error(
+                    &ApiError::bad_request("unknown frame type").in_field("type"),
+                    None,
+                ))
+                .await?;
                 Ok(None)
             }
         }

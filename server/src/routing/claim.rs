@@ -7,15 +7,15 @@
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::routing::post;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::auth::AgentAuth;
-use crate::conversations::{self, Conversation, parse_id};
+use crate::conversations::{self, Conversation};
 use crate::error::{ApiError, ApiResult};
-use crate::http::extract::ApiJson;
+use crate::http::extract::{ApiJson, ApiPath};
 use crate::ids::{AgentId, ConversationId, TeamId};
 use crate::message::MessageKind;
 use crate::state::AppState;
@@ -47,9 +47,8 @@ async fn exists(state: &AppState, id: ConversationId) -> Result<bool, ApiError> 
 async fn claim(
     State(state): State<AppState>,
     AgentAuth(agent): AgentAuth,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<ConversationId>,
 ) -> ApiResult<Json<ConversationResponse>> {
-    let id = parse_id(&id)?;
     // One conditional statement: of concurrent claims (and the router), one wins.
     let won = sqlx::query(
         "UPDATE conversations SET assignee_id = ?1, status = 'open'
@@ -95,10 +94,9 @@ struct TransferBody {
 async fn transfer(
     State(state): State<AppState>,
     AgentAuth(actor): AgentAuth,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<ConversationId>,
     ApiJson(body): ApiJson<TransferBody>,
 ) -> ApiResult<Json<ConversationResponse>> {
-    let id = parse_id(&id)?;
     let note = match body.note.as_deref().map(str::trim) {
         None | Some("") => None,
         Some(note) if note.len() > state.config.limits.content_bytes => {
@@ -106,7 +104,8 @@ async fn transfer(
                 "note is {} bytes, the limit is {}",
                 note.len(),
                 state.config.limits.content_bytes
-            )));
+            ))
+            .in_field("note"));
         }
         Some(note) => Some(note.to_owned()),
     };

@@ -429,12 +429,9 @@ async fn patch_settings(
 
 #[derive(Debug, Deserialize)]
 struct QueueQuery {
-    #[serde(default, deserialize_with = "crate::http::extract::empty_as_none")]
+    #[serde(default)]
     team_id: Option<String>,
-    #[serde(
-        default,
-        deserialize_with = "crate::http::extract::empty_as_none_number"
-    )]
+    #[serde(default)]
     limit: Option<u32>,
 }
 
@@ -468,7 +465,9 @@ async fn queue(
         Some("none") => "none".to_owned(),
         Some(text) => text
             .parse::<TeamId>()
-            .map_err(|_| ApiError::bad_request("team_id must be a team id or none"))?
+            .map_err(|_| {
+                ApiError::bad_request("team_id must be a team id or none").in_field("team_id")
+            })?
             .to_string(),
     };
     const FILTER: &str = "status = 'queued' AND started_at IS NOT NULL

@@ -11,7 +11,7 @@
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, patch, post};
 use serde::{Deserialize, Serialize};
@@ -20,7 +20,7 @@ use sqlx::{SqliteConnection, SqliteExecutor, SqlitePool};
 
 use crate::auth::{AdminAuth, AgentAuth};
 use crate::error::{ApiError, ApiResult};
-use crate::http::extract::ApiJson;
+use crate::http::extract::{ApiJson, ApiPath};
 use crate::ids::{AgentId, AppId, RuleId, TeamId};
 use crate::state::AppState;
 use crate::time::now_ms;
@@ -190,7 +190,7 @@ impl Fields {
             self.name = name.trim().to_owned();
         }
         if self.name.is_empty() || self.name.chars().count() > 100 {
-            return Err(ApiError::bad_request("name must be 1-100 characters"));
+            return Err(ApiError::bad_request("name must be 1-100 characters").in_field("name"));
         }
         if let Some(enabled) = body.enabled {
             self.enabled = enabled;
@@ -209,9 +209,10 @@ impl Fields {
         }
         if let Some(keywords) = body.keywords {
             if keywords.len() > KEYWORDS_MAX {
-                return Err(ApiError::bad_request(format!(
-                    "at most {KEYWORDS_MAX} keywords"
-                )));
+                return Err(
+                    ApiError::bad_request(format!("at most {KEYWORDS_MAX} keywords"))
+                        .in_field("keywords"),
+                );
             }
             let mut clean = Vec::with_capacity(keywords.len());
             for keyword in keywords {
@@ -219,7 +220,8 @@ impl Fields {
                 if keyword.is_empty() || keyword.chars().count() > KEYWORD_CHARS {
                     return Err(ApiError::bad_request(format!(
                         "each keyword must be 1-{KEYWORD_CHARS} characters"
-                    )));
+                    ))
+                    .in_field("keywords"));
                 }
                 clean.push(keyword);
             }
@@ -229,18 +231,21 @@ impl Fields {
             if attributes.len() > ATTRIBUTES_MAX {
                 return Err(ApiError::bad_request(format!(
                     "at most {ATTRIBUTES_MAX} attribute conditions"
-                )));
+                ))
+                .in_field("attributes"));
             }
             if attributes
                 .keys()
                 .any(|key| key.is_empty() || key.len() > 100)
             {
-                return Err(ApiError::bad_request("attribute keys must be 1-100 bytes"));
+                return Err(ApiError::bad_request("attribute keys must be 1-100 bytes")
+                    .in_field("attributes"));
             }
             if attributes.values().any(|v| v.is_object() || v.is_array()) {
                 return Err(ApiError::bad_request(
                     "attribute values must be strings, numbers, booleans or null",
-                ));
+                )
+                .in_field("attributes"));
             }
             self.attributes = attributes;
         }
@@ -301,10 +306,6 @@ async fn find(db: impl SqliteExecutor<'_>, id: RuleId) -> Result<Option<Rule>, A
             .fetch_optional(db)
             .await?,
     )
-}
-
-fn parse_id(text: &str) -> Result<RuleId, ApiError> {
-    text.parse().map_err(|_| ApiError::not_found("rule"))
 }
 
 async fn create(
@@ -375,10 +376,9 @@ async fn create(
 async fn update(
     State(state): State<AppState>,
     AdminAuth(admin): AdminAuth,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<RuleId>,
     ApiJson(body): ApiJson<RuleBody>,
 ) -> ApiResult<Json<RuleResponse>> {
-    let id = parse_id(&id)?;
     // Read, merged and written under the write lock, so that concurrent
     // updates of different fields do not undo each other.
     let mut tx = crate::store::db::begin_write(&state.db).await?;
@@ -421,9 +421,8 @@ async fn update(
 async fn remove(
     State(state): State<AppState>,
     AdminAuth(admin): AdminAuth,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<RuleId>,
 ) -> ApiResult<Json<Value>> {
-    let id = parse_id(&id)?;
     let mut tx = crate::store::db::begin_write(&state.db).await?;
     let removed = sqlx::query("DELETE FROM routing_rules WHERE id = ?")
         .bind(id)
@@ -467,9 +466,7 @@ async fn reorder(
     given.dedup();
     if given.len() != body.ids.len() || given != current.iter().map(|(id,)| *id).collect::<Vec<_>>()
     {
-        return Err(ApiError::bad_request(
-            "ids must list every rule exactly once",
-        ));
+        return Err(ApiError::bad_request("ids must list every rule exactly once").in_field("ids"));
     }
     for (index, id) in body.ids.iter().enumerate() {
         sqlx::query("UPDATE routing_rules SET position = ? WHERE id = ?")

@@ -4,7 +4,7 @@
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
@@ -13,7 +13,7 @@ use sqlx::{SqliteExecutor, SqlitePool};
 
 use crate::auth::{AdminAuth, AgentAuth};
 use crate::error::{ApiError, ApiResult};
-use crate::http::extract::ApiJson;
+use crate::http::extract::{ApiJson, ApiPath};
 use crate::ids::{AgentId, TeamId};
 use crate::state::AppState;
 use crate::time::now_ms;
@@ -68,10 +68,6 @@ pub fn routes() -> Router<AppState> {
         .route("/teams/{id}", get(get_one).patch(update).delete(remove))
 }
 
-fn parse_id(text: &str) -> Result<TeamId, ApiError> {
-    text.parse().map_err(|_| ApiError::not_found("team"))
-}
-
 #[derive(Debug, Serialize)]
 struct TeamsResponse {
     teams: Vec<Team>,
@@ -103,9 +99,9 @@ async fn list(
 async fn get_one(
     State(state): State<AppState>,
     AgentAuth(_): AgentAuth,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<TeamId>,
 ) -> ApiResult<Json<TeamResponse>> {
-    let team = find(&state.db, parse_id(&id)?)
+    let team = find(&state.db, id)
         .await?
         .ok_or_else(|| ApiError::not_found("team"))?;
     Ok(Json(TeamResponse { team }))
@@ -122,7 +118,7 @@ struct TeamBody {
 fn clean_name(name: &str) -> Result<String, ApiError> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 100 {
-        return Err(ApiError::bad_request("name must be 1-100 characters"));
+        return Err(ApiError::bad_request("name must be 1-100 characters").in_field("name"));
     }
     Ok(name.to_owned())
 }
@@ -130,9 +126,9 @@ fn clean_name(name: &str) -> Result<String, ApiError> {
 /// Checks every member exists; returns them sorted without duplicates.
 async fn clean_members(db: &SqlitePool, mut ids: Vec<AgentId>) -> Result<Vec<AgentId>, ApiError> {
     if ids.len() > MEMBERS_MAX {
-        return Err(ApiError::bad_request(format!(
-            "at most {MEMBERS_MAX} members"
-        )));
+        return Err(
+            ApiError::bad_request(format!("at most {MEMBERS_MAX} members")).in_field("agent_ids"),
+        );
     }
     ids.sort();
     ids.dedup();
@@ -180,7 +176,7 @@ async fn create(
     let name = clean_name(
         body.name
             .as_deref()
-            .ok_or_else(|| ApiError::bad_request("name is required"))?,
+            .ok_or_else(|| ApiError::bad_request("name is required").in_field("name"))?,
     )?;
     let members = clean_members(&state.db, body.agent_ids.unwrap_or_default()).await?;
     let id = TeamId::new();
@@ -217,10 +213,9 @@ async fn create(
 async fn update(
     State(state): State<AppState>,
     AdminAuth(admin): AdminAuth,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<TeamId>,
     ApiJson(body): ApiJson<TeamBody>,
 ) -> ApiResult<Json<TeamResponse>> {
-    let id = parse_id(&id)?;
     let name = body.name.as_deref().map(clean_name).transpose()?;
     let members = match body.agent_ids {
         Some(ids) => Some(clean_members(&state.db, ids).await?),
@@ -270,9 +265,8 @@ async fn update(
 async fn remove(
     State(state): State<AppState>,
     AdminAuth(admin): AdminAuth,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<TeamId>,
 ) -> ApiResult<Json<Value>> {
-    let id = parse_id(&id)?;
     let mut tx = crate::store::db::begin_write(&state.db).await?;
     let used: Option<(String,)> =
         sqlx::query_as("SELECT name FROM routing_rules WHERE team_id = ? LIMIT 1")

@@ -56,7 +56,7 @@ pub(super) async fn add(
     let text = body.body.trim();
     check_text(&state, "body", text)?;
     if text.is_empty() {
-        return Err(ApiError::bad_request("body must not be empty"));
+        return Err(ApiError::bad_request("body must not be empty").in_field("body"));
     }
     if let Some(id) = &body.client_msg_id {
         validate_client_msg_id(id)?;

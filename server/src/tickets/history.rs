@@ -128,12 +128,9 @@ impl From<EventRow> for TicketEvent {
 
 #[derive(Debug, Deserialize)]
 pub(super) struct HistoryQuery {
-    #[serde(default, deserialize_with = "crate::http::extract::empty_as_none")]
+    #[serde(default)]
     cursor: Option<String>,
-    #[serde(
-        default,
-        deserialize_with = "crate::http::extract::empty_as_none_number"
-    )]
+    #[serde(default)]
     limit: Option<u32>,
 }
 

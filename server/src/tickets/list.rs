@@ -34,29 +34,26 @@ const Q_MAX_CHARS: usize = 200;
 #[derive(Debug, Deserialize)]
 pub(super) struct ListQuery {
     /// One status or several, comma-separated (`open,pending`).
-    #[serde(default, deserialize_with = "crate::http::extract::empty_as_none")]
+    #[serde(default)]
     status: Option<String>,
-    #[serde(default, deserialize_with = "crate::http::extract::empty_as_none")]
+    #[serde(default)]
     priority: Option<Priority>,
-    #[serde(default, deserialize_with = "crate::http::extract::empty_as_none")]
+    #[serde(default)]
     assignee: Option<String>,
-    #[serde(default, deserialize_with = "crate::http::extract::empty_as_none")]
+    #[serde(default)]
     q: Option<String>,
-    #[serde(default, deserialize_with = "crate::http::extract::empty_as_none")]
+    #[serde(default)]
     tag: Option<String>,
     /// A visitor id or an email address.
-    #[serde(default, deserialize_with = "crate::http::extract::empty_as_none")]
+    #[serde(default)]
     requester: Option<String>,
-    #[serde(default, deserialize_with = "crate::http::extract::empty_as_none")]
+    #[serde(default)]
     conversation_id: Option<ConversationId>,
-    #[serde(default, deserialize_with = "crate::http::extract::empty_as_none")]
+    #[serde(default)]
     sort: Option<Sort>,
-    #[serde(default, deserialize_with = "crate::http::extract::empty_as_none")]
+    #[serde(default)]
     cursor: Option<String>,
-    #[serde(
-        default,
-        deserialize_with = "crate::http::extract::empty_as_none_number"
-    )]
+    #[serde(default)]
     limit: Option<u32>,
 }
 
@@ -79,7 +76,7 @@ enum Cursor {
 
 impl Cursor {
     fn parse(text: &str, sort: Sort) -> Result<Cursor, ApiError> {
-        let bad = || ApiError::bad_request("invalid cursor");
+        let bad = || ApiError::bad_request("invalid cursor").in_field("cursor");
         match sort {
             Sort::Created => text.parse().map(Cursor::Number).map_err(|_| bad()),
             Sort::Updated => {
@@ -143,6 +140,7 @@ impl Filter {
             let status: TicketStatus =
                 serde_json::from_value(serde_json::json!(part)).map_err(|_| {
                     ApiError::bad_request("status must be open, pending, solved or closed")
+                        .in_field("status")
                 })?;
             if !statuses.contains(&status) {
                 statuses.push(status);
@@ -154,6 +152,7 @@ impl Filter {
             Some("none") => Some(None),
             Some(other) => Some(Some(other.parse().map_err(|_| {
                 ApiError::bad_request("assignee must be me, none or an agent id")
+                    .in_field("assignee")
             })?)),
         };
         let (requester_visitor, requester_email) = match query.requester.as_deref() {
@@ -162,6 +161,7 @@ impl Filter {
             Some(text) => (
                 Some(text.parse().map_err(|_| {
                     ApiError::bad_request("requester must be a visitor id or an email")
+                        .in_field("requester")
                 })?),
                 None,
             ),
@@ -175,7 +175,8 @@ impl Filter {
         if q.as_ref().is_some_and(|q| q.chars().count() > Q_MAX_CHARS) {
             return Err(ApiError::bad_request(format!(
                 "q is longer than {Q_MAX_CHARS} characters"
-            )));
+            ))
+            .in_field("q"));
         }
         if let Some(q) = &q {
             // A NUL would break the FTS query (500 before); see search.rs.

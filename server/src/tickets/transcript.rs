@@ -21,15 +21,9 @@ use crate::state::AppState;
 
 #[derive(Debug, Deserialize)]
 pub(super) struct TranscriptQuery {
-    #[serde(
-        default,
-        deserialize_with = "crate::http::extract::empty_as_none_number"
-    )]
+    #[serde(default)]
     after: Option<u64>,
-    #[serde(
-        default,
-        deserialize_with = "crate::http::extract::empty_as_none_number"
-    )]
+    #[serde(default)]
     limit: Option<u32>,
 }
 

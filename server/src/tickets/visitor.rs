@@ -149,10 +149,11 @@ pub(super) async fn submit_form(
         Some(name) if name.chars().count() > NAME_MAX_CHARS => {
             return Err(ApiError::bad_request(format!(
                 "name is longer than {NAME_MAX_CHARS} characters"
-            )));
+            ))
+            .in_field("name"));
         }
         Some(name) if name.chars().any(char::is_control) => {
-            return Err(ApiError::bad_request("name has control characters"));
+            return Err(ApiError::bad_request("name has control characters").in_field("name"));
         }
         Some(name) => Some(name.to_owned()),
     };
@@ -170,8 +171,9 @@ pub(super) async fn submit_form(
     )?;
     let subject = match body.subject.as_deref() {
         Some(subject) => check_subject(subject)?,
-        None => subject_from(&body.content)
-            .ok_or_else(|| ApiError::bad_request("content must not be empty"))?,
+        None => subject_from(&body.content).ok_or_else(|| {
+            ApiError::bad_request("content must not be empty").in_field("content")
+        })?,
     };
 
     let conversation = visitor.conversation_id;
@@ -332,12 +334,9 @@ async fn by_client_msg_id(
 
 #[derive(Debug, Deserialize)]
 pub(super) struct VisitorListQuery {
-    #[serde(default, deserialize_with = "crate::http::extract::empty_as_none")]
+    #[serde(default)]
     cursor: Option<String>,
-    #[serde(
-        default,
-        deserialize_with = "crate::http::extract::empty_as_none_number"
-    )]
+    #[serde(default)]
     limit: Option<u32>,
 }
 
@@ -358,7 +357,7 @@ pub(super) async fn list(
         None => i64::MAX,
         Some(cursor) => cursor
             .parse()
-            .map_err(|_| ApiError::bad_request("invalid cursor"))?,
+            .map_err(|_| ApiError::bad_request("invalid cursor").in_field("cursor"))?,
     };
     let mut rows: Vec<super::TicketRow> = sqlx::query_as(&format!(
         "SELECT {} FROM tickets t WHERE t.requester_visitor_id = ? AND t.number < ?

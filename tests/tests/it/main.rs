@@ -4,6 +4,7 @@
 //! whole server, so fourteen of them cost fourteen links and gigabytes of
 //! disk for the same code.
 
+mod api_errors;
 mod attachments;
 mod auth_cache;
 mod cli;
@@ -22,6 +23,7 @@ mod rest;
 mod routing;
 mod search;
 mod settings;
+mod shutdown;
 mod store_faults;
 mod ticket_workflow;
 mod tickets;

@@ -1,4 +1,4 @@
-//! PROTOCOL.md's REST core over real sockets: apps, visitors, messages,
+//! docs/PROTOCOL.md's REST core over real sockets: apps, visitors, messages,
 //! agents, conversations, and every error case with its code.
 
 use kefu_tests::serde_json::{Value, json};

@@ -1,4 +1,4 @@
-//! PROTOCOL.md's ticket routes: create, list with filters and cursor, get,
+//! docs/PROTOCOL.md's ticket routes: create, list with filters and cursor, get,
 //! patch, comments, and their error cases.
 
 use kefu_tests::serde_json::{Value, json};
@@ -235,7 +235,7 @@ async fn ticket_list_pages_with_a_cursor() {
     server.shutdown().await;
 }
 
-/// PROTOCOL.md writes the list route as `?status=&priority=&assignee=&q=&cursor=`:
+/// docs/PROTOCOL.md writes the list route as `?status=&priority=&assignee=&q=&cursor=`:
 /// empty parameters mean "no filter", as forms and templates send them.
 #[tokio::test]
 async fn empty_query_parameters_mean_no_filter() {

@@ -69,3 +69,91 @@ fn tokens_are_revoked_only_through_auth_sessions() {
         "revoke tokens through auth::sessions::Revocation: {offenders:?}"
     );
 }
+
+/// The SDK contract lives in the repository and keeps up with the code:
+/// every error code the server can answer (`ApiError::code`) is listed in
+/// docs/PROTOCOL.md (core or Extensions) and in docs/API.md.
+#[test]
+fn every_error_code_is_in_the_protocol_and_the_api_reference() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let source = std::fs::read_to_string(root.join("server/src/error.rs")).expect("error.rs");
+    let body = source
+        .split("pub fn code(&self)")
+        .nth(1)
+        .and_then(|rest| rest.split("\n    }\n").next())
+        .expect("ApiError::code in error.rs");
+    let codes: Vec<&str> = body
+        .split("=> \"")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .collect();
+    assert!(codes.len() >= 12, "found only {codes:?}");
+    for doc in ["docs/PROTOCOL.md", "docs/API.md"] {
+        let text = std::fs::read_to_string(root.join(doc)).expect(doc);
+        let missing: Vec<_> = codes
+            .iter()
+            .filter(|code| !text.contains(&format!("`{code}`")))
+            .collect();
+        assert!(missing.is_empty(), "{doc} does not list {missing:?}");
+    }
+}
+
+/// Docs and comments point at files in this repository: someone who
+/// clones Kefu can read every contract they cite.
+#[test]
+fn no_doc_points_outside_the_repository() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut files = vec![root.join("README.md")];
+    for dir in [
+        "docs",
+        "scripts",
+        "server/src",
+        "src-tauri/src",
+        "tests",
+        "bench/src",
+        "ui/src",
+        ".ci",
+    ] {
+        text_files(&root.join(dir), &mut files);
+    }
+    assert!(files.len() > 50, "found only {} files", files.len());
+    let needles = ["../shared", "DESIGN.md", "STYLE.md"];
+    let offenders: Vec<String> = files
+        .iter()
+        .filter(|f| !f.ends_with("tidy.rs"))
+        .filter_map(|f| {
+            let text = std::fs::read_to_string(f).ok()?;
+            let hits: Vec<_> = needles.iter().filter(|n| text.contains(**n)).collect();
+            (!hits.is_empty()).then(|| format!("{}: {hits:?}", f.display()))
+        })
+        .collect();
+    assert!(
+        offenders.is_empty(),
+        "docs pointing outside the repository: {offenders:?}"
+    );
+    for doc in ["docs/PROTOCOL.md", "docs/API.md", "docs/ARCHITECTURE.md"] {
+        assert!(root.join(doc).is_file(), "{doc} is missing");
+    }
+}
+
+fn text_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = entry.file_name();
+        if name == "node_modules" || name == "target" || name == "dist" {
+            continue;
+        }
+        if path.is_dir() {
+            text_files(&path, out);
+        } else if path.extension().is_none_or(|e| {
+            ["rs", "md", "ts", "svelte", "js", "mjs", "sh", "toml"]
+                .iter()
+                .any(|x| e == *x)
+        }) {
+            out.push(path);
+        }
+    }
+}

@@ -1,4 +1,4 @@
-//! The WebSocket half of PROTOCOL.md: hello/welcome, send/ack, fan-out,
+//! The WebSocket half of docs/PROTOCOL.md: hello/welcome, send/ack, fan-out,
 //! resume, typing/read, errors and limits, over real sockets.
 
 use std::collections::HashSet;

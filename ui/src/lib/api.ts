@@ -5,11 +5,14 @@
 export class ApiError extends Error {
   readonly status: number;
   readonly code: string;
-  constructor(status: number, code: string, message: string) {
+  /** The request field at fault, when the server names one (docs/API.md, Errors). */
+  readonly field: string | undefined;
+  constructor(status: number, code: string, message: string, field?: string) {
     super(message);
     this.name = "ApiError";
     this.status = status;
     this.code = code;
+    this.field = field;
   }
 }
 
@@ -83,11 +86,12 @@ export class Api {
       }
     }
     if (!response.ok) {
-      const error = (data as { error?: { code?: string; message?: string } } | null)?.error;
+      const error = (data as { error?: { code?: string; message?: string; field?: string } } | null)?.error;
       throw new ApiError(
         response.status,
         error?.code ?? "internal",
         error?.message ?? `${response.status} ${response.statusText}`,
+        typeof error?.field === "string" ? error.field : undefined,
       );
     }
     return data as T;

@@ -1,4 +1,4 @@
-// Client message ids: `[A-Za-z0-9_-]`, 1–64 chars (PROTOCOL.md). Random, so a
+// Client message ids: `[A-Za-z0-9_-]`, 1–64 chars (docs/PROTOCOL.md). Random, so a
 // resend after any disconnect carries the same id and the server dedupes it.
 
 export function clientMsgId(prefix = "c"): string {

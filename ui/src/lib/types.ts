@@ -1,4 +1,4 @@
-// The objects of PROTOCOL.md and docs/API.md, as the UI reads them.
+// The objects of docs/PROTOCOL.md and docs/API.md, as the UI reads them.
 
 export type Ms = number;
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { ApiError } from "../../lib/api";
-import { fieldErrors, fieldOf } from "./fieldErrors";
+import { fieldErrors, fieldFor, fieldOf } from "./fieldErrors";
 
 describe("fieldOf", () => {
   const fields = ["subject", "description", "requester_email", "tags", "business_hours", "business_hours.timezone", "business_hours.weekly"];
@@ -16,5 +16,19 @@ describe("fieldOf", () => {
   });
   it("maps a thrown ApiError", () => {
     expect(fieldErrors(new ApiError(400, "bad_request", "subject must not be empty"), fields)).toEqual({ subject: "subject must not be empty" });
+  });
+});
+
+describe("the server's field", () => {
+  const fields = ["subject", "tags", "business_hours", "business_hours.weekly"];
+  it("is used before the message text", () => {
+    expect(fieldErrors(new ApiError(400, "bad_request", "at most 20 things", "tags"), fields)).toEqual({ tags: "at most 20 things" });
+    expect(fieldErrors(new ApiError(400, "bad_request", "subject is odd", "nothing_here"), fields)).toEqual({ "": "subject is odd" });
+  });
+  it("maps a nested path to the control that holds it", () => {
+    expect(fieldFor("business_hours.weekly.mon", fields)).toBe("business_hours.weekly");
+    expect(fieldFor("business_hours.timezone", fields)).toBe("business_hours");
+    expect(fieldFor("tags[2]", fields)).toBe("tags");
+    expect(fieldFor("subjects", fields)).toBe("");
   });
 });

@@ -1,7 +1,8 @@
-// Puts a server error next to the control it is about. The server names the
-// field at the start of its message ("requester_email is not an email
-// address", "business_hours.weekly.mon: …"); we only use that to choose
-// where to show the message — never to decide what happened (that is `code`).
+// Puts a server error next to the control it is about: the error body's
+// `field` ("requester_email", "business_hours.weekly.mon") says which. For an
+// error without one (an older server), the field named at the start of the
+// message is used instead; either only chooses where to show the message —
+// never what happened (that is `code`).
 import { ApiError } from "../../lib/api";
 
 export type FieldErrors = Record<string, string>;
@@ -30,8 +31,21 @@ export function fieldOf(message: string, fields: readonly string[]): string {
   return "";
 }
 
+/**
+ * The field among `fields` that the server's `field` is: itself, or the
+ * longest one it is inside (`business_hours.weekly.mon` is in
+ * `business_hours.weekly`, `tags[2]` in `tags`); `""` if none.
+ */
+export function fieldFor(field: string, fields: readonly string[]): string {
+  const byLength = [...fields].sort((a, b) => b.length - a.length);
+  return byLength.find((f) => field === f || field.startsWith(`${f}.`) || field.startsWith(`${f}[`)) ?? "";
+}
+
 /** `{field: message}` for an error thrown by a form's request. */
 export function fieldErrors(err: unknown, fields: readonly string[]): FieldErrors {
   const message = errorText(err);
+  if (err instanceof ApiError && err.field !== undefined) {
+    return { [fieldFor(err.field, fields)]: message };
+  }
   return { [fieldOf(message, fields)]: message };
 }
