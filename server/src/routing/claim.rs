@@ -50,6 +50,8 @@ async fn claim(
     Path(id): Path<String>,
 ) -> ApiResult<Json<ConversationResponse>> {
     let id = parse_id(&id)?;
+    // A start acked before this request is committed first (see `start`).
+    state.starts.settled(id).await;
     // One conditional statement: of concurrent claims (and the router), one wins.
     let won = sqlx::query(
         "UPDATE conversations SET assignee_id = ?1, status = 'open'
@@ -99,6 +101,8 @@ async fn transfer(
     ApiJson(body): ApiJson<TransferBody>,
 ) -> ApiResult<Json<ConversationResponse>> {
     let id = parse_id(&id)?;
+    // A start acked before this request is committed first (see `start`).
+    state.starts.settled(id).await;
     let note = match body.note.as_deref().map(str::trim) {
         None | Some("") => None,
         Some(note) if note.len() > state.config.limits.content_bytes => {
@@ -211,6 +215,7 @@ async fn transfer(
                     content: note,
                     meta: json!({"transfer": true}),
                     attachment: None,
+                    start: false,
                 },
                 None,
             )
