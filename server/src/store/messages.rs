@@ -1326,6 +1326,35 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_start_marker_is_written_with_its_message_and_kept_until_cleared() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let conv = ConversationId::new();
+        {
+            let log = open(dir.path());
+            let mut first = draft(conv, "c1", MessageKind::Text);
+            first.start = true;
+            let appended = log.append(first.clone(), None).await.expect("append");
+            assert!(appended.message.start);
+            // A resend is a duplicate: no second marker.
+            let again = log.append(first, None).await.expect("resend");
+            assert!(again.duplicate);
+            let next = log
+                .append(draft(conv, "c2", MessageKind::Text), None)
+                .await
+                .expect("append");
+            assert!(!next.message.start);
+            assert_eq!(log.pending_starts().expect("markers"), [(conv, 1)]);
+            log.close().await;
+        }
+        // Durable with its message: still there after a reopen.
+        let log = open(dir.path());
+        assert_eq!(log.pending_starts().expect("markers"), [(conv, 1)]);
+        log.clear_starts(&[(conv, 1)]).expect("clear");
+        assert!(log.pending_starts().expect("markers").is_empty());
+        assert_eq!(log.head(conv).expect("head").map(|h| h.last_seq), Some(2));
+    }
+
+    #[tokio::test]
     async fn closed_log_refuses_appends() {
         let dir = tempfile::tempdir().expect("tempdir");
         let log = open(dir.path());

@@ -23,6 +23,7 @@ mod routing;
 mod search;
 mod settings;
 mod store_faults;
+mod storm;
 mod ticket_workflow;
 mod tickets;
 mod tidy;
