@@ -127,8 +127,10 @@ impl Starts {
 
     async fn wait_done(&self, ticket: u64) {
         let mut done = self.done.subscribe();
-        let waited = tokio::time::timeout(SETTLE_WAIT_MAX, done.wait_for(|d| *d >= ticket)).await;
-        if waited.is_err() {
+        let late = tokio::time::timeout(SETTLE_WAIT_MAX, done.wait_for(|d| *d >= ticket))
+            .await
+            .is_err();
+        if late {
             tracing::warn!(ticket, "a read went on without a conversation start that is late");
         }
     }
@@ -154,17 +156,16 @@ impl Starts {
 
     /// Waits while [`QUEUE_MAX`] starts wait (see the module doc).
     pub async fn room(&self) {
-        let full = || {
-            self.issued
-                .load(Ordering::Acquire)
-                .saturating_sub(self.done())
-                >= QUEUE_MAX as u64
+        let full = |done: u64| {
+            self.issued.load(Ordering::Acquire).saturating_sub(done) >= QUEUE_MAX as u64
         };
-        if !full() {
+        if !full(self.done()) {
             return;
         }
         let mut done = self.done.subscribe();
-        let _ = tokio::time::timeout(SETTLE_WAIT_MAX, done.wait_for(|_| !full())).await;
+        let _room = tokio::time::timeout(SETTLE_WAIT_MAX, done.wait_for(|done| !full(*done)))
+            .await
+            .is_ok();
     }
 
     fn take(&self, max: usize) -> Vec<Start> {
@@ -309,11 +310,24 @@ async fn pass(
         ConversationCache::remember(&state.conversations.active, *id);
     }
     let now = now_ms();
-    let committed = {
-        let routing_pass = state.routing.lock().await;
-        let result = commit(state, connection, &routing_pass, &order, &groups, now).await;
-        drop(routing_pass);
-        result
+    let committed = match connection.take() {
+        Some(conn) => Ok(conn),
+        None => crate::store::db::connect_own(&state.config.data_dir)
+            .await
+            .map_err(ApiError::Internal),
+    };
+    let committed = match committed {
+        Ok(mut conn) => {
+            let routing_pass = state.routing.lock().await;
+            let result = commit(state, &mut conn, &routing_pass, &order, &groups, now).await;
+            drop(routing_pass);
+            // A connection that failed may be broken: a new one next time.
+            if result.is_ok() {
+                *connection = Some(conn);
+            }
+            result
+        }
+        Err(error) => Err(error),
     };
     let (begun, assigned) = match committed {
         Ok(done) => done,
@@ -321,8 +335,6 @@ async fn pass(
             for id in &order {
                 state.conversations.forget_active(*id);
             }
-            // A connection that failed may be broken: a new one next time.
-            *connection = None;
             return Err((error, starts));
         }
     };
@@ -346,20 +358,12 @@ async fn pass(
 /// The transaction of a pass: every start, then routing for the burst.
 async fn commit(
     state: &AppState,
-    connection: &mut Option<SqliteConnection>,
+    connection: &mut SqliteConnection,
     routing_pass: &routing::RoutingPass<'_>,
     order: &[ConversationId],
     groups: &HashMap<ConversationId, Group>,
     now: i64,
 ) -> Result<(Vec<Begun>, Vec<Assigned>), ApiError> {
-    let connection = match connection {
-        Some(connection) => connection,
-        None => connection.insert(
-            crate::store::db::connect_own(&state.config.data_dir)
-                .await
-                .map_err(ApiError::Internal)?,
-        ),
-    };
     let mut tx = connection.begin_with("BEGIN IMMEDIATE").await?;
     let mut begun = Vec::new();
     for id in order {
@@ -433,7 +437,7 @@ async fn commit(
             attributes: &chat.attributes,
         })
         .collect();
-    let assigned = routing::enter(routing_pass, &mut tx, &entering).await?;
+    let assigned = routing::enter(routing_pass, &mut *tx, &entering).await?;
     drop(entering);
     tx.commit().await?;
     Ok((begun, assigned))
