@@ -162,8 +162,9 @@ struct StormArgs {
     /// Seconds of steady rate before it.
     #[arg(long, default_value_t = 3)]
     warmup: u64,
-    /// Agents online on Kefu (each may take every new chat).
-    #[arg(long, default_value_t = 5)]
+    /// Agents online on Kefu, each with room for every new chat (up to
+    /// 1,000): together they can take the steady and the new chats.
+    #[arg(long, default_value_t = 6)]
     agents: usize,
 }
 
@@ -299,7 +300,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 new_rate: 200,
                 seconds: 20,
                 warmup: 3,
-                agents: 5,
+                agents: 6,
             };
             all.add("storm", storm_section(&bin, &global, &storm).await)?;
             let reconnect = ReconnectArgs {

@@ -287,6 +287,10 @@ async fn one(
     } else {
         (&seen.first_message, None)
     };
+    let assigned_us = match assigned {
+        Some(assigned) => percentiles(&since_first(assigned)?),
+        None => Value::Null,
+    };
     Ok(json!({
         "system": system.label(),
         "case": format!(
@@ -305,10 +309,7 @@ async fn one(
         "first_message_seen": seen.first_message.len(),
         "first_message_us": percentiles(&since_first(&seen.first_message)?),
         "assigned": assigned.map(HashMap::len),
-        "assigned_us": match assigned {
-            Some(assigned) => percentiles(&since_first(assigned)?),
-            None => Value::Null,
-        },
+        "assigned_us": assigned_us,
         "open_seconds": round2(opening.seconds),
         "open_ack_us": percentiles(&opening.acks),
         "server_cpu_seconds": round2(server_cpu),
