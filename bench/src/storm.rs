@@ -135,8 +135,7 @@ async fn one(
         let index = Arc::clone(&index);
         tokio::spawn(async move {
             let mut seen = Seen::default();
-            while let Ok(Some(frame)) = tokio::time::timeout_at(stop, observer.next_frame()).await
-            {
+            while let Ok(Some(frame)) = tokio::time::timeout_at(stop, observer.next_frame()).await {
                 let Ok(Message::Text(text)) = frame else {
                     continue;
                 };
@@ -154,8 +153,7 @@ async fn one(
                     if chat["assignee_id"].is_string() {
                         seen.assigned.entry(n).or_insert(at);
                     }
-                } else if text.starts_with(r#"{"type":"message""#)
-                    && text.contains(r#""first":1"#)
+                } else if text.starts_with(r#"{"type":"message""#) && text.contains(r#""first":1"#)
                 {
                     let Ok(frame) = serde_json::from_str::<Value>(text) else {
                         continue;

@@ -179,14 +179,18 @@ pub async fn find_many(
 ) -> Result<Vec<Conversation>, ApiError> {
     let mut out = Vec::with_capacity(ids.len());
     for chunk in ids.chunks(1_000) {
-        let mut query = sqlx::QueryBuilder::<sqlx::Sqlite>::new(format!("{SELECT} WHERE c.id IN ("));
+        let mut query =
+            sqlx::QueryBuilder::<sqlx::Sqlite>::new(format!("{SELECT} WHERE c.id IN ("));
         let mut list = query.separated(", ");
         for id in chunk {
             list.push_bind(*id);
         }
         query.push(")");
         let rows: Vec<ConversationRow> = query.build_query_as().fetch_all(&state.db).await?;
-        out.extend(rows.into_iter().map(|row| row.into_conversation(&state.log)));
+        out.extend(
+            rows.into_iter()
+                .map(|row| row.into_conversation(&state.log)),
+        );
     }
     Ok(out)
 }
@@ -311,7 +315,8 @@ pub async fn send_with_attachment(
     // (checked without I/O) starts it: the message carries a start marker
     // in its own log batch, and the starter does the rest after the ack
     // (see `start`).
-    let start = matches!(author, Author::Visitor(_)) && !state.conversations.is_active(conversation);
+    let start =
+        matches!(author, Author::Visitor(_)) && !state.conversations.is_active(conversation);
     if start {
         state.starts.room().await;
     }

@@ -131,7 +131,10 @@ impl Starts {
             .await
             .is_err();
         if late {
-            tracing::warn!(ticket, "a read went on without a conversation start that is late");
+            tracing::warn!(
+                ticket,
+                "a read went on without a conversation start that is late"
+            );
         }
     }
 
@@ -420,11 +423,7 @@ async fn commit(
             app_id,
             assignee,
             attributes,
-            first_message: group
-                .first
-                .decode()
-                .map(|m| m.content)
-                .unwrap_or_default(),
+            first_message: group.first.decode().map(|m| m.content).unwrap_or_default(),
         });
     }
     let entering: Vec<Entering<'_>> = begun

@@ -184,8 +184,7 @@ pub async fn enter(
     let rules = rules::enabled(&mut *conn).await?;
     let mut agents = Vec::new();
     for chat in entering {
-        let attributes: Value =
-            serde_json::from_str(chat.attributes).unwrap_or_else(|_| json!({}));
+        let attributes: Value = serde_json::from_str(chat.attributes).unwrap_or_else(|_| json!({}));
         let target = rules::pick(&rules, chat.app_id, chat.first_message, &attributes);
         let team = match target {
             Some(rules::Target::Team(team)) => Some(team),

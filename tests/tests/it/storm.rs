@@ -306,7 +306,10 @@ async fn kill_9_in_a_storm_loses_no_acked_message_and_no_start() {
         .await;
         visitors.push((
             session["token"].as_str().expect("token").to_owned(),
-            session["conversation_id"].as_str().expect("conv").to_owned(),
+            session["conversation_id"]
+                .as_str()
+                .expect("conv")
+                .to_owned(),
         ));
     }
     let ws_url = format!("{}/api/v1/ws", base.replace("http", "ws"));
@@ -347,7 +350,12 @@ async fn kill_9_in_a_storm_loses_no_acked_message_and_no_start() {
                 let Ok(frame) = kefu_tests::serde_json::from_str::<Value>(text.as_str()) else {
                     continue;
                 };
-                if frame["type"] == "ack" && acks.send((conversation.clone(), frame["message"].clone())).await.is_err() {
+                if frame["type"] == "ack"
+                    && acks
+                        .send((conversation.clone(), frame["message"].clone()))
+                        .await
+                        .is_err()
+                {
                     return;
                 }
             }
@@ -363,7 +371,9 @@ async fn kill_9_in_a_storm_loses_no_acked_message_and_no_start() {
     process.child.wait().expect("wait");
     drop(process);
     // Acks that were on their way when the process died count too.
-    while let Ok(Some(ack)) = tokio::time::timeout(Duration::from_millis(200), acked_rx.recv()).await {
+    while let Ok(Some(ack)) =
+        tokio::time::timeout(Duration::from_millis(200), acked_rx.recv()).await
+    {
         acked.push(ack);
     }
     for task in tasks {
@@ -433,12 +443,18 @@ async fn kill_9_in_a_storm_loses_no_acked_message_and_no_start() {
         .await;
         let chat = &body["conversation"];
         if !has_visitor_message {
-            assert!(chat["opened_at"].is_null(), "started without a message: {chat}");
+            assert!(
+                chat["opened_at"].is_null(),
+                "started without a message: {chat}"
+            );
             assert!(!events.contains_key(conversation));
             continue;
         }
         started += 1;
-        assert!(chat["opened_at"].is_i64(), "not started after restart: {chat}");
+        assert!(
+            chat["opened_at"].is_i64(),
+            "not started after restart: {chat}"
+        );
         match chat["status"].as_str() {
             Some("queued") => {
                 queued += 1;
@@ -453,7 +469,10 @@ async fn kill_9_in_a_storm_loses_no_acked_message_and_no_start() {
             "one report event per start: {conversation}"
         );
     }
-    assert!(started >= 75, "the storm was cut too early: {started} started");
+    assert!(
+        started >= 75,
+        "the storm was cut too early: {started} started"
+    );
     let queue = get(&http, format!("{base}/api/v1/queue?limit=1"), &admin).await;
     assert_eq!(queue["total"], queued, "{queue}");
     drop(process);
