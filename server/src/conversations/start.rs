@@ -436,7 +436,7 @@ async fn commit(
             attributes: &chat.attributes,
         })
         .collect();
-    let assigned = routing::enter(routing_pass, &mut *tx, &entering).await?;
+    let assigned = routing::enter(routing_pass, &mut tx, &entering).await?;
     drop(entering);
     tx.commit().await?;
     Ok((begun, assigned))
