@@ -140,7 +140,11 @@ async fn one(
                     continue;
                 };
                 let text = text.as_str();
-                if text.starts_with(r#"{"type":"conversation""#) {
+                // Kefu writes the `conversation` frame's keys in sorted
+                // order (`{"conversation":…,"type":"conversation"}`).
+                if !text.starts_with(r#"{"type":"message""#)
+                    && text.contains(r#""type":"conversation""#)
+                {
                     let Ok(frame) = serde_json::from_str::<Value>(text) else {
                         continue;
                     };
