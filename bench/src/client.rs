@@ -52,6 +52,73 @@ impl Shop {
         })
     }
 
+    /// `count` agents (the admin first), each allowed `max_concurrent`
+    /// chats; returns their tokens. The caller connects them and sets them
+    /// online (routing only gives chats to online agents).
+    pub async fn agents(&self, count: usize, max_concurrent: u32) -> anyhow::Result<Vec<String>> {
+        let mut tokens = vec![self.admin_token.clone()];
+        for n in 1..count {
+            let username = format!("bench-agent-{n}");
+            let password = "bench-agent-password";
+            let created = self
+                .http
+                .post(format!("{}/api/v1/agents", self.base))
+                .bearer_auth(&self.admin_token)
+                .json(&json!({"username": username, "password": password, "role": "agent"}))
+                .send()
+                .await?;
+            if !created.status().is_success() {
+                bail!("creating an agent: {}", created.status());
+            }
+            let login: Value = self
+                .http
+                .post(format!("{}/api/v1/auth/login", self.base))
+                .json(&json!({"username": username, "password": password}))
+                .send()
+                .await?
+                .json()
+                .await?;
+            tokens.push(login["token"].as_str().context("agent login")?.to_owned());
+        }
+        for token in &tokens {
+            let me: Value = self
+                .http
+                .get(format!("{}/api/v1/agents/me", self.base))
+                .bearer_auth(token)
+                .send()
+                .await?
+                .json()
+                .await?;
+            let id = me["agent"]["id"].as_str().context("agent id")?;
+            let updated = self
+                .http
+                .patch(format!("{}/api/v1/agents/{id}", self.base))
+                .bearer_auth(&self.admin_token)
+                .json(&json!({"max_concurrent": max_concurrent}))
+                .send()
+                .await?;
+            if !updated.status().is_success() {
+                bail!("setting max_concurrent: {}", updated.status());
+            }
+        }
+        Ok(tokens)
+    }
+
+    /// Sets the agent of `token` online.
+    pub async fn online(&self, token: &str) -> anyhow::Result<()> {
+        let response = self
+            .http
+            .post(format!("{}/api/v1/agents/me/status", self.base))
+            .bearer_auth(token)
+            .json(&json!({"status": "online"}))
+            .send()
+            .await?;
+        if !response.status().is_success() {
+            bail!("setting an agent online: {}", response.status());
+        }
+        Ok(())
+    }
+
     pub async fn visitors(&self, count: usize) -> anyhow::Result<Vec<Visitor>> {
         let mut out = Vec::with_capacity(count);
         for chunk in (0..count).collect::<Vec<_>>().chunks(64) {

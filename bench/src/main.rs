@@ -23,6 +23,7 @@ mod scenarios;
 mod server;
 mod storage;
 mod store;
+mod storm;
 mod target;
 mod worker;
 
@@ -74,6 +75,9 @@ enum Scenario {
     Latency(LatencyArgs),
     /// Every client drops at once and resumes by seq.
     Reconnect(ReconnectArgs),
+    /// New visitors start chats at a rate on top of a steady message rate:
+    /// senders' acks, and when each new chat is visible and assigned.
+    Storm(StormArgs),
     /// Exec → serving the last 50 messages, clean and after kill -9 under load.
     Coldstart(ColdstartArgs),
     /// Raw RocksDB put loop with the log's options: the storage ceiling.
@@ -139,6 +143,29 @@ struct LatencyArgs {
     /// Seconds sent before measuring.
     #[arg(long, default_value_t = 3)]
     warmup: u64,
+}
+
+#[derive(Args, Clone)]
+struct StormArgs {
+    /// Messages per second over the steady conversations.
+    #[arg(long, default_value_t = 10_000)]
+    rate: u64,
+    /// Steady conversations (opened before the storm).
+    #[arg(long, default_value_t = 1_000)]
+    steady: usize,
+    /// New conversations per second during the storm.
+    #[arg(long, default_value_t = 200)]
+    new_rate: u64,
+    /// Seconds the storm lasts.
+    #[arg(long, default_value_t = 20)]
+    seconds: u64,
+    /// Seconds of steady rate before it.
+    #[arg(long, default_value_t = 3)]
+    warmup: u64,
+    /// Agents online on Kefu, each with room for every new chat (up to
+    /// 1,000): together they can take the steady and the new chats.
+    #[arg(long, default_value_t = 6)]
+    agents: usize,
 }
 
 #[derive(Args, Clone)]
@@ -267,6 +294,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 warmup: 3,
             };
             all.add("latency", latency_section(&bin, &global, &latency).await)?;
+            let storm = StormArgs {
+                rate: 10_000,
+                steady: 1_000,
+                new_rate: 200,
+                seconds: 20,
+                warmup: 3,
+                agents: 6,
+            };
+            all.add("storm", storm_section(&bin, &global, &storm).await)?;
             let reconnect = ReconnectArgs {
                 clients: 19_000,
                 per_worker: 9_500,
@@ -305,6 +341,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Scenario::Throughput(args) => vec![throughput_section(&bin, &global, &args).await?],
         Scenario::Latency(args) => vec![latency_section(&bin, &global, &args).await?],
         Scenario::Reconnect(args) => vec![reconnect_section(&bin, &global, &args).await?],
+        Scenario::Storm(args) => vec![storm_section(&bin, &global, &args).await?],
         Scenario::Coldstart(args) => vec![coldstart_section(&bin, &global, &args).await?],
         Scenario::Storage(args) => vec![storage_section(&global, &args)?],
         Scenario::Store(args) => vec![store_section(&bin, &global, &args).await?],
@@ -457,6 +494,45 @@ async fn latency_section(bin: &Path, global: &Global, args: &LatencyArgs) -> any
         }
     }
     Ok(section("latency", rows))
+}
+
+async fn storm_section(bin: &Path, global: &Global, args: &StormArgs) -> anyhow::Result<Value> {
+    let sizes = if global.smoke {
+        storm::Sizes {
+            rate: 200,
+            steady: 10,
+            new_rate: 20,
+            seconds: 1,
+            warmup: 1,
+            agents: 2,
+        }
+    } else {
+        storm::Sizes {
+            rate: args.rate,
+            steady: args.steady.max(1),
+            new_rate: args.new_rate.max(1),
+            seconds: args.seconds,
+            warmup: args.warmup,
+            agents: args.agents.max(1),
+        }
+    };
+    let rows = storm::run(bin, &global.systems, sizes).await?;
+    if global.smoke {
+        for row in &rows {
+            check(row["missing_acks"] == 0, "storm: every send acked")?;
+            check(
+                row["visible"] == row["new_sent"],
+                "storm: every new chat reached the agents",
+            )?;
+            if row["system"] == "Kefu" {
+                check(
+                    row["assigned"] == row["new_sent"],
+                    "storm: every new chat assigned",
+                )?;
+            }
+        }
+    }
+    Ok(section("storm", rows))
 }
 
 async fn reconnect_section(

@@ -16,7 +16,7 @@ use crate::target::{Client, System, Target};
 use crate::worker::{Job, Worker};
 
 /// Opens one connection per client, `concurrency` at a time.
-async fn open_all(
+pub async fn open_all(
     url: &str,
     clients: &[Client],
     index_base: usize,
@@ -222,7 +222,7 @@ pub async fn latency(
         let clients = target.clients(conversations).await?;
         let mut agent = Connection::open(&target.ws_url, &target.agent_token(), 0).await?;
         let visitors = open_all(&target.ws_url, &clients, 1, 256).await?;
-        let (visitors, open_seconds) = open_conversations(&mut agent, visitors, &clients).await?;
+        let (visitors, opening) = open_conversations(&mut agent, visitors, &clients).await?;
 
         let origin = Instant::now();
         let epoch_us = crate::now_us();
@@ -288,30 +288,38 @@ pub async fn latency(
             "measured": histogram.len(),
             "rate_achieved": (sent as f64 / (warmup + seconds) as f64).round(),
             "latency_us": percentiles(&histogram),
-            "open_seconds": round3(open_seconds),
+            "open_seconds": round3(opening.seconds),
+            "open_ack_us": percentiles(&opening.acks),
         }));
     }
     Ok(rows)
 }
 
+/// The opening phase of a scenario: how long it took, and each first
+/// message's ack latency (µs).
+pub struct Opening {
+    pub seconds: f64,
+    pub acks: Histogram<u64>,
+}
+
 /// Opens every conversation before the schedule starts: each visitor sends
 /// one message and waits for its ack, 256 at a time, while the agent's
-/// frames are read and dropped. The scenario measures messages in
-/// conversations that are going; a conversation's first message also starts
-/// it (on Kefu: its status, the queue, a report event, an announcement to
-/// the agents: SQLite commits), and 5,000 of those at once outlasted the
-/// warm-up and fell into the measured window. Every system gets the same
-/// opening; its time is reported as `open_seconds`.
-async fn open_conversations(
+/// frames are read and dropped. The schedule measures messages in
+/// conversations that are going; the opening is reported beside it
+/// (`open_seconds`, `open_ack_us`: a conversation's first message also
+/// starts it, on Kefu off the ack path since issue 24). Every system gets
+/// the same opening.
+pub async fn open_conversations(
     agent: &mut Connection,
     visitors: Vec<Connection>,
     clients: &[Client],
-) -> anyhow::Result<(Vec<Connection>, f64)> {
+) -> anyhow::Result<(Vec<Connection>, Opening)> {
     let started = Instant::now();
     let opening = futures_util::stream::iter(visitors.into_iter().zip(clients))
         .map(|(mut visitor, client)| async move {
+            let sent = Instant::now();
             visitor.send_and_ack(&client.conversation, "open").await?;
-            anyhow::Ok(visitor)
+            anyhow::Ok((visitor, sent.elapsed().as_micros() as u64))
         })
         .buffered(256)
         .collect::<Vec<_>>();
@@ -326,8 +334,15 @@ async fn open_conversations(
             }
         }
     };
-    let visitors = opened.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
-    Ok((visitors, started.elapsed().as_secs_f64()))
+    let seconds = started.elapsed().as_secs_f64();
+    let mut acks = Histogram::<u64>::new_with_bounds(1, 120_000_000, 3)?;
+    let mut out = Vec::with_capacity(opened.len());
+    for opened in opened {
+        let (visitor, micros) = opened?;
+        acks.saturating_record(micros.max(1));
+        out.push(visitor);
+    }
+    Ok((out, Opening { seconds, acks }))
 }
 
 /// Reconnect storm: `count` clients connected (on Kefu each has sent two

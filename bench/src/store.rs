@@ -566,6 +566,7 @@ async fn fill_log(dir: &std::path::Path, sizes: &Sizes, agents: &[AgentId]) -> a
                 content: rng.text(3, 12),
                 meta: json!({}),
                 attachment: None,
+                start: false,
             };
             let log = Arc::clone(&log);
             batch.push(async move { log.append(draft, None).await });

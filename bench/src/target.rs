@@ -169,6 +169,34 @@ impl Target {
         }
     }
 
+    /// Tokens of `count` agents (at least one) who may each take
+    /// `max_concurrent` chats (capped at Kefu's limit, 1,000). On the
+    /// baselines, made up.
+    pub async fn agent_tokens(
+        &self,
+        count: usize,
+        max_concurrent: usize,
+    ) -> anyhow::Result<Vec<String>> {
+        match &self.shop {
+            Some(shop) => {
+                shop.agents(count.max(1), max_concurrent.clamp(1, 1_000) as u32)
+                    .await
+            }
+            None => Ok((0..count.max(1)).map(|n| format!("agent-{n}")).collect()),
+        }
+    }
+
+    /// Sets the agents of `tokens` online (Kefu only: routing gives chats
+    /// to online agents). Call once they are connected.
+    pub async fn agents_online(&self, tokens: &[String]) -> anyhow::Result<()> {
+        if let Some(shop) = &self.shop {
+            for token in tokens {
+                shop.online(token).await?;
+            }
+        }
+        Ok(())
+    }
+
     /// Resident memory of the server process, KiB.
     pub fn rss_kib(&self) -> anyhow::Result<u64> {
         proc_rss_kib(self.pid())

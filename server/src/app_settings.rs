@@ -265,6 +265,7 @@ pub async fn offline_auto_reply(
         content: app.offline_message.clone(),
         meta: serde_json::json!({"auto_reply": "offline"}),
         attachment: None,
+        start: false,
     };
     state.log.append(draft, None).await?;
     Ok(())

@@ -5,7 +5,9 @@
 //! Lifecycle: a conversation is created with its visitor's session and is
 //! not a chat yet (`started_at` NULL: hidden from lists). The visitor's first
 //! message starts it (`queued`, or `open` when it has an assignee); a visitor
-//! message after `resolved` reopens it the same way.
+//! message after `resolved` reopens it the same way. The message is acked
+//! once durable; the start follows off the send path, in batches
+//! ([`start`]).
 //!
 //! Derived columns (`last_seq`, `last_message_at`, `activity_at`) follow the
 //! log 20–500 ms behind (more under load, see [`derive_pause`]), are
@@ -38,6 +40,8 @@ use crate::message::{self, MessageKind, SendInput, Sender, SenderType};
 use crate::state::AppState;
 use crate::store::messages::{Appended, Draft, Head, MessageLog, StoredMessage};
 use crate::time::now_ms;
+
+pub mod start;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
 #[serde(rename_all = "lowercase")]
@@ -167,6 +171,30 @@ pub async fn find(state: &AppState, id: ConversationId) -> Result<Option<Convers
     Ok(row.map(|row| row.into_conversation(&state.log)))
 }
 
+/// The conversations of `ids` that exist (any order): one query per
+/// thousand.
+pub async fn find_many(
+    state: &AppState,
+    ids: &[ConversationId],
+) -> Result<Vec<Conversation>, ApiError> {
+    let mut out = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(1_000) {
+        let mut query =
+            sqlx::QueryBuilder::<sqlx::Sqlite>::new(format!("{SELECT} WHERE c.id IN ("));
+        let mut list = query.separated(", ");
+        for id in chunk {
+            list.push_bind(*id);
+        }
+        query.push(")");
+        let rows: Vec<ConversationRow> = query.build_query_as().fetch_all(&state.db).await?;
+        out.extend(
+            rows.into_iter()
+                .map(|row| row.into_conversation(&state.log)),
+        );
+    }
+    Ok(out)
+}
+
 /// Who is sending.
 #[derive(Debug, Clone)]
 pub enum Author {
@@ -223,6 +251,10 @@ impl ConversationCache {
     pub fn forget_active(&self, id: ConversationId) {
         self.active.write().remove(&id);
     }
+
+    fn is_active(&self, id: ConversationId) -> bool {
+        self.active.read().contains(&id)
+    }
 }
 
 async fn exists(state: &AppState, id: ConversationId) -> Result<bool, ApiError> {
@@ -275,6 +307,19 @@ pub async fn send_with_attachment(
             }
         }
     }
+    // A conversation whose start is still being committed: wait for it, so
+    // that the thread keeps its order (the first message, its "joined" line
+    // or auto-reply, then this one) and the start is not asked for twice.
+    state.starts.settled(conversation).await;
+    // A visitor writing into a conversation that is not known to be going
+    // (checked without I/O) starts it: the message carries a start marker
+    // in its own log batch, and the starter does the rest after the ack
+    // (see `start`).
+    let start =
+        matches!(author, Author::Visitor(_)) && !state.conversations.is_active(conversation);
+    if start {
+        state.starts.room().await;
+    }
     let draft = Draft {
         conversation_id: conversation,
         sender: author.sender(),
@@ -284,93 +329,17 @@ pub async fn send_with_attachment(
         content: input.content,
         meta: input.meta,
         attachment,
+        start,
     };
-    let appended = state.log.append(draft, origin).await?;
-    // A visitor writing into a conversation that is already going (the
-    // common case, checked without I/O) changes nothing: no task then.
-    if !appended.duplicate
-        && matches!(author, Author::Visitor(_))
-        && !state.conversations.active.read().contains(&conversation)
-    {
-        let message = Arc::clone(&appended.message);
-        // The message is durable whatever happens here. The status change
-        // runs as its own task so that a caller going away (a socket that
-        // closes before its ack) cannot cut it in half: its resend is a
-        // duplicate and would not start the conversation again.
-        let task_state = Arc::clone(state);
-        let change =
-            tokio::spawn(
-                async move { on_visitor_message(&task_state, conversation, &message).await },
-            );
-        match change.await {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => {
-                tracing::error!(%error, %conversation, "status change after a visitor message failed");
-            }
-            Err(error) => tracing::error!(%error, %conversation, "status change task failed"),
-        }
-    }
-    Ok(appended)
+    Ok(state.log.append(draft, origin).await?)
 }
 
-/// Starts or reopens a conversation on a visitor message.
-///
-/// The conversation is marked active *before* the update: a concurrent
-/// resolve (update, then `forget_active`) then always ends with the mark
-/// removed, so the cache never says "active" for a resolved conversation.
-async fn on_visitor_message(
-    state: &AppState,
-    id: ConversationId,
-    message: &StoredMessage,
-) -> Result<(), ApiError> {
-    if state.conversations.active.read().contains(&id) {
-        return Ok(());
-    }
-    ConversationCache::remember(&state.conversations.active, id);
-    let now = now_ms();
-    let changed: Result<Option<(AppId, Option<AgentId>)>, _> = sqlx::query_as(
-        "UPDATE conversations
-         SET status = CASE WHEN assignee_id IS NULL THEN 'queued' ELSE 'open' END,
-             started_at = COALESCE(started_at, ?1),
-             opened_at = ?1, first_response_at = NULL, resolved_at = NULL, queued_at = ?1
-         WHERE id = ?2 AND (started_at IS NULL OR status = 'resolved')
-         RETURNING app_id, assignee_id",
-    )
-    .bind(now)
-    .bind(id)
-    .fetch_optional(&state.db)
-    .await;
-    let changed = match changed {
-        Ok(changed) => changed,
-        Err(error) => {
-            state.conversations.forget_active(id);
-            return Err(error.into());
-        }
-    };
-    if let Some((app_id, assignee)) = changed {
-        crate::reports::record(
-            &state.db,
-            crate::reports::EventName::ConversationOpened,
-            crate::reports::Event {
-                app_id: Some(app_id),
-                conversation_id: Some(id),
-                agent_id: assignee,
-                at: Some(now),
-                ..Default::default()
-            },
-        )
-        .await?;
-        if assignee.is_none() {
-            // Rules, then assignment or the queue (routing/mod.rs).
-            let text = message.decode().map(|m| m.content).unwrap_or_default();
-            if let Err(error) = crate::routing::enter(state, id, app_id, &text).await {
-                tracing::error!(%error, conversation = %id, "routing a new chat failed");
-            }
-        }
-        announce(state, id).await?;
-        if let Err(error) = crate::app_settings::offline_auto_reply(state, id, app_id, now).await {
-            tracing::error!(%error, conversation = %id, "offline auto-reply failed");
-        }
+/// Sends each current `Conversation` of `ids` to every agent connection.
+pub async fn announce_many(state: &AppState, ids: &[ConversationId]) -> Result<(), ApiError> {
+    for conversation in find_many(state, ids).await? {
+        state
+            .hub
+            .broadcast_agents(&frames::conversation(&conversation));
     }
     Ok(())
 }
@@ -562,6 +531,8 @@ async fn list(
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<ListResponse>> {
     let limit = page_limit(&state, query.limit, 50)?;
+    // Every start acked before this request is listed (see `start`).
+    state.starts.settled_all().await;
     let mut sql = format!("{SELECT} WHERE c.started_at IS NOT NULL");
     let mut binds: Vec<String> = Vec::new();
     if let Some(status) = query.status {
@@ -626,6 +597,7 @@ async fn get_one(
     AgentAuth(agent): AgentAuth,
     ApiPath(id): ApiPath<ConversationId>,
 ) -> ApiResult<Json<ConversationResponse>> {
+    state.starts.settled(id).await;
     let conversation = find(&state, id)
         .await?
         .ok_or_else(|| ApiError::not_found("conversation"))?;
@@ -689,6 +661,8 @@ async fn messages(
     ApiPath(id): ApiPath<ConversationId>,
     ApiQuery(query): ApiQuery<PageQuery>,
 ) -> ApiResult<Response> {
+    // A start acked before this request is committed first (see `start`).
+    state.starts.settled(id).await;
     if !exists(&state, id).await? {
         return Err(ApiError::not_found("conversation"));
     }
@@ -712,6 +686,8 @@ async fn post_message(
     ApiPath(id): ApiPath<ConversationId>,
     ApiJson(body): ApiJson<SendBody>,
 ) -> ApiResult<Response> {
+    // A start acked before this request is committed first (see `start`).
+    state.starts.settled(id).await;
     let input = message::validate_send_with(
         &state.config.limits,
         body.client_msg_id.as_deref(),
@@ -744,6 +720,8 @@ async fn assign(
     ApiPath(id): ApiPath<ConversationId>,
     ApiJson(body): ApiJson<AssignBody>,
 ) -> ApiResult<Json<ConversationResponse>> {
+    // A start acked before this request is committed first (see `start`).
+    state.starts.settled(id).await;
     let Some(assignee) = body.agent_id else {
         return Err(
             ApiError::bad_request("agent_id is required (null to unassign)").in_field("agent_id"),
@@ -814,6 +792,8 @@ async fn set_status(
     ApiPath(id): ApiPath<ConversationId>,
     ApiJson(body): ApiJson<StatusBody>,
 ) -> ApiResult<Json<ConversationResponse>> {
+    // A start acked before this request is committed first (see `start`).
+    state.starts.settled(id).await;
     if body.status == Status::Queued {
         return Err(
             ApiError::bad_request("status must be open, pending or resolved").in_field("status"),

@@ -99,7 +99,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
 pub async fn start_on(config: Config, listener: TcpListener) -> anyhow::Result<Running> {
     config.validate().map_err(anyhow::Error::msg)?;
     let addr = listener.local_addr()?;
-    let (state, indexer) = open_state(config).await?;
+    let (state, background) = open_state(config).await?;
     let router = http::router(Arc::clone(&state));
     let serving = Arc::clone(&state);
     let task = tokio::spawn(async move {
@@ -116,8 +116,13 @@ pub async fn start_on(config: Config, listener: TcpListener) -> anyhow::Result<R
         websockets_closed(&serving, deadline).await;
         // The indexer holds the state (and so the log): let it finish its
         // batch, so that the store is closed when this task returns.
-        if let Err(error) = indexer.await {
+        if let Err(error) = background.indexer.await {
             tracing::error!(%error, "search indexer task failed");
+        }
+        // The starter finishes the starts waiting (their events go to the
+        // log); any it cannot are done at the next start from the log.
+        if let Err(error) = background.starter.await {
+            tracing::error!(%error, "conversation starter task failed");
         }
         serving.log.close().await;
         if let Err(error) = serving.derived.flush(&serving.db).await {
@@ -145,7 +150,13 @@ async fn websockets_closed(state: &Kefu, deadline: tokio::time::Instant) {
     }
 }
 
-async fn open_state(config: Config) -> anyhow::Result<(AppState, JoinHandle<()>)> {
+/// The background tasks the serving task waits for before it closes the log.
+struct Background {
+    indexer: JoinHandle<()>,
+    starter: JoinHandle<()>,
+}
+
+async fn open_state(config: Config) -> anyhow::Result<(AppState, Background)> {
     let db = store::db::open(&config.data_dir).await?;
     attachments::clean_incoming(&config.data_dir);
     let metrics = Arc::new(Metrics::new());
@@ -155,15 +166,18 @@ async fn open_state(config: Config) -> anyhow::Result<(AppState, JoinHandle<()>)
     ));
     let derived = Arc::new(Derived::default());
     let indexer = Arc::new(search::Indexer::default());
+    let starts = Arc::new(conversations::start::Starts::default());
     let on_commit = {
         let hub = Arc::clone(&hub);
         let derived = Arc::clone(&derived);
         let indexer = Arc::clone(&indexer);
+        let starts = Arc::clone(&starts);
         Box::new(
             move |messages: &[(Arc<store::messages::StoredMessage>, Option<u64>)]| {
                 hub.publish_messages(messages);
                 derived.mark(messages);
                 indexer.mark(messages);
+                starts.mark(messages);
             },
         )
     };
@@ -193,11 +207,18 @@ async fn open_state(config: Config) -> anyhow::Result<(AppState, JoinHandle<()>)
         metrics,
         conversations: ConversationCache::default(),
         derived: Arc::clone(&derived),
+        starts,
         routing: routing::Routing::default(),
         shutdown: CancellationToken::new(),
         dummy_password_hash: tokio::sync::OnceCell::new(),
     });
     tokio::spawn(derived.run(state.db.clone(), state.shutdown.clone()));
+    // Starts a crash interrupted are completed before anything is served;
+    // then the starter follows the log (conversations/start.rs).
+    conversations::start::recover(&state)
+        .await
+        .context("completing interrupted conversation starts")?;
+    let starter = tokio::spawn(conversations::start::run(Arc::clone(&state)));
     // WebSocket connections learn of the shutdown through their outboxes.
     tokio::spawn({
         let hub = Arc::clone(&state.hub);
@@ -216,7 +237,7 @@ async fn open_state(config: Config) -> anyhow::Result<(AppState, JoinHandle<()>)
     // only order lists: rebuild them behind the first requests instead of
     // before them, keeping start-up fast however large the store.
     tokio::spawn(rebuild_derived(Arc::clone(&state)));
-    Ok((state, indexer))
+    Ok((state, Background { indexer, starter }))
 }
 
 async fn rebuild_derived(state: AppState) {

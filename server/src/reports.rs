@@ -389,6 +389,8 @@ async fn summary(
 ) -> ApiResult<Json<SummaryResponse>> {
     admin_only(&agent)?;
     let range = Range::parse(&params)?;
+    // Every start acked before this request is counted (`conversations::start`).
+    state.starts.settled_all().await;
     let mut tally = Tally::default();
     for event in events(&state.db, &range).await? {
         tally.add_event(&event.name, event.value_ms);
@@ -423,6 +425,8 @@ async fn daily(
 ) -> ApiResult<Json<DailyResponse>> {
     admin_only(&agent)?;
     let range = Range::parse(&params)?;
+    // Every start acked before this request is counted (`conversations::start`).
+    state.starts.settled_all().await;
     let mut tallies: Vec<Tally> = range.starts.iter().map(|_| Tally::default()).collect();
     for event in events(&state.db, &range).await? {
         if let Some(day) = range.day_of(event.created_at) {
@@ -471,6 +475,8 @@ async fn agents(
     ApiQuery(params): ApiQuery<RangeParams>,
 ) -> ApiResult<Json<AgentsResponse>> {
     let range = Range::parse(&params)?;
+    // Every start acked before this request is counted (`conversations::start`).
+    state.starts.settled_all().await;
     let people: Vec<(AgentId, String)> = if agent.role == Role::Admin {
         sqlx::query_as("SELECT id, display_name FROM agents ORDER BY display_name, id")
             .fetch_all(&state.db)

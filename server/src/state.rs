@@ -28,6 +28,9 @@ pub struct Kefu {
     pub metrics: Arc<Metrics>,
     pub conversations: ConversationCache,
     pub derived: Arc<Derived>,
+    /// Conversation starts acked and not yet committed to SQLite (see
+    /// `conversations::start`).
+    pub starts: Arc<crate::conversations::start::Starts>,
     /// Serializes routing passes (see `routing`).
     pub routing: crate::routing::Routing,
     pub limiters: Limiters,

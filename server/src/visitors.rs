@@ -367,5 +367,8 @@ async fn messages(
     VisitorAuth(visitor): VisitorAuth,
     ApiQuery(query): ApiQuery<PageQuery>,
 ) -> ApiResult<Response> {
+    // The thread as it reads once its start is done: the first message,
+    // then its auto-reply or "joined" line (see `conversations::start`).
+    state.starts.settled(visitor.conversation_id).await;
     conversations::messages_page(&state, visitor.conversation_id, &query, false)
 }

@@ -87,6 +87,21 @@ impl TestServer {
         server
     }
 
+    /// Stops gracefully, keeping the data dir and config: a test can
+    /// change the stores before [`TestServer::resume`].
+    pub async fn halt(&mut self) {
+        if let Some(running) = self.running.take() {
+            running.shutdown().await.expect("clean shutdown");
+        }
+    }
+
+    /// Starts again after [`TestServer::halt`], on the same data dir.
+    pub async fn resume(&mut self) {
+        let again = Self::on(self.config.clone()).await;
+        self.running = again.running;
+        self.base = again.base;
+    }
+
     pub async fn shutdown(self) {
         drop(self.stop().await);
     }

@@ -520,6 +520,7 @@ mod tests {
             note,
             created_at: 0,
             json: Arc::from("{}"),
+            start: false,
         })
     }
 

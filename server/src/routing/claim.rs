@@ -49,6 +49,8 @@ async fn claim(
     AgentAuth(agent): AgentAuth,
     ApiPath(id): ApiPath<ConversationId>,
 ) -> ApiResult<Json<ConversationResponse>> {
+    // A start acked before this request is committed first (see `start`).
+    state.starts.settled(id).await;
     // One conditional statement: of concurrent claims (and the router), one wins.
     let won = sqlx::query(
         "UPDATE conversations SET assignee_id = ?1, status = 'open'
@@ -97,6 +99,8 @@ async fn transfer(
     ApiPath(id): ApiPath<ConversationId>,
     ApiJson(body): ApiJson<TransferBody>,
 ) -> ApiResult<Json<ConversationResponse>> {
+    // A start acked before this request is committed first (see `start`).
+    state.starts.settled(id).await;
     let note = match body.note.as_deref().map(str::trim) {
         None | Some("") => None,
         Some(note) if note.len() > state.config.limits.content_bytes => {
@@ -210,6 +214,7 @@ async fn transfer(
                     content: note,
                     meta: json!({"transfer": true}),
                     attachment: None,
+                    start: false,
                 },
                 None,
             )

@@ -17,8 +17,10 @@
 //! - the queue drains in FIFO order, `(queued_at, id)`; a conversation
 //!   whose team has nobody free is skipped, not blocking the ones behind it
 //!   that others can take;
-//! - every routing pass (a new chat, a drain) runs under one async lock, so
-//!   passes do not interleave and the order stays FIFO.
+//! - every routing pass (a burst of new chats, a drain) runs under one
+//!   async lock ([`Routing::lock`]), so passes do not interleave and the
+//!   order stays FIFO; the lock is taken before SQLite's write lock, never
+//!   after it.
 //!
 //! Load: an agent's load is the number of conversations assigned to them
 //! with status `open` or `pending`; `resolved` and `queued` ones do not count.
@@ -34,7 +36,7 @@ use axum::extract::State;
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use sqlx::SqlitePool;
+use sqlx::SqliteConnection;
 
 use crate::auth::{AdminAuth, AgentAuth};
 use crate::conversations;
@@ -86,7 +88,7 @@ impl Default for Settings {
 const POLICY_KEY: &str = "routing.policy";
 const AUTO_ASSIGN_KEY: &str = "routing.auto_assign";
 
-pub async fn settings(db: &SqlitePool) -> Result<Settings, ApiError> {
+pub async fn settings<'e>(db: impl sqlx::SqliteExecutor<'e>) -> Result<Settings, ApiError> {
     let rows: Vec<(String, String)> =
         sqlx::query_as("SELECT key, value FROM settings WHERE key IN (?, ?)")
             .bind(POLICY_KEY)
@@ -138,6 +140,7 @@ pub async fn event(
                 content,
                 meta,
                 attachment: None,
+                start: false,
             },
             None,
         )
@@ -145,51 +148,86 @@ pub async fn event(
     Ok(())
 }
 
-/// A conversation entered the queue with the visitor's first message (or
-/// one that reopened it): rules pick its team or agent, then the router
-/// tries to assign it. The caller announces the final state.
+/// A chat that a routing pass gave to an agent. The pass only writes
+/// SQLite; its caller then appends the visitor's "X joined the
+/// conversation" line ([`joined`]) and announces the conversation.
+#[derive(Debug, Clone)]
+pub struct Assigned {
+    pub conversation: ConversationId,
+    pub agent: AgentId,
+    pub name: String,
+}
+
+/// A conversation that entered the queue with the visitor's first message
+/// (or one that reopened it), for [`enter`].
+pub struct Entering<'a> {
+    pub conversation: ConversationId,
+    pub app_id: AppId,
+    pub first_message: &'a str,
+    /// The visitor's attributes (JSON text), for the rules.
+    pub attributes: &'a str,
+}
+
+/// New chats entered the queue (a burst of them, in the caller's
+/// transaction, under the routing lock): rules pick each one's team or
+/// agent (the rules are read once), then one pass gives the queue, new
+/// chats in their FIFO place, to free agents. Returns the assignments for
+/// the caller to announce after its commit.
 pub async fn enter(
-    state: &AppState,
-    conversation: ConversationId,
-    app_id: AppId,
-    first_message: &str,
-) -> Result<(), ApiError> {
-    let _pass = state.routing.pass.lock().await;
-    let attributes: Option<(String,)> = sqlx::query_as(
-        "SELECT v.attributes FROM conversations c JOIN visitors v ON v.id = c.visitor_id WHERE c.id = ?",
-    )
-    .bind(conversation)
-    .fetch_optional(&state.db)
-    .await?;
-    let attributes: Value = attributes
-        .and_then(|(text,)| serde_json::from_str(&text).ok())
-        .unwrap_or_else(|| json!({}));
-    let target = rules::decide(&state.db, app_id, first_message, &attributes).await?;
-    let team = match target {
-        Some(rules::Target::Team(team)) => Some(team),
-        _ => None,
-    };
-    let updated = sqlx::query(
-        "UPDATE conversations SET team_id = ? WHERE id = ? AND status = 'queued' AND assignee_id IS NULL",
-    )
-    .bind(team)
-    .bind(conversation)
-    .execute(&state.db)
-    .await?
-    .rows_affected();
-    if updated == 0 {
-        return Ok(());
+    _pass: &RoutingPass<'_>,
+    conn: &mut SqliteConnection,
+    entering: &[Entering<'_>],
+) -> Result<Vec<Assigned>, ApiError> {
+    if entering.is_empty() {
+        return Ok(Vec::new());
     }
-    let settings = settings(&state.db).await?;
+    let rules = rules::enabled(&mut *conn).await?;
+    let mut agents = Vec::new();
+    for chat in entering {
+        let attributes: Value = serde_json::from_str(chat.attributes).unwrap_or_else(|_| json!({}));
+        let target = rules::pick(&rules, chat.app_id, chat.first_message, &attributes);
+        let team = match target {
+            Some(rules::Target::Team(team)) => Some(team),
+            _ => None,
+        };
+        let updated = sqlx::query(
+            "UPDATE conversations SET team_id = ? WHERE id = ? AND status = 'queued' AND assignee_id IS NULL",
+        )
+        .bind(team)
+        .bind(chat.conversation)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+        if let (1, Some(rules::Target::Agent(agent))) = (updated, target) {
+            agents.push((chat.conversation, agent));
+        }
+    }
+    let settings = settings(&mut *conn).await?;
     if !settings.auto_assign {
-        return Ok(());
+        return Ok(Vec::new());
     }
-    if let Some(rules::Target::Agent(agent)) = target
-        && assign_if_free(state, conversation, agent).await?
-    {
-        return Ok(());
+    let mut assigned = Vec::new();
+    for (conversation, agent) in agents {
+        if let Some(name) = try_assign(&mut *conn, conversation, agent).await? {
+            assigned.push(Assigned {
+                conversation,
+                agent,
+                name,
+            });
+        }
     }
-    drain_locked(state, settings).await
+    assigned.extend(drain_on(conn, settings).await?);
+    Ok(assigned)
+}
+
+/// Proof that the routing lock is held (see the module invariants).
+pub struct RoutingPass<'a>(#[allow(dead_code)] tokio::sync::MutexGuard<'a, ()>);
+
+impl Routing {
+    /// Takes the routing lock: passes do not interleave.
+    pub async fn lock(&self) -> RoutingPass<'_> {
+        RoutingPass(self.pass.lock().await)
+    }
 }
 
 /// Gives queued conversations to free agents, oldest first. Called after
@@ -202,12 +240,26 @@ pub async fn drain(state: &AppState) -> Result<(), ApiError> {
     if queued.is_none() {
         return Ok(());
     }
-    let _pass = state.routing.pass.lock().await;
+    let pass = state.routing.lock().await;
     let settings = settings(&state.db).await?;
     if !settings.auto_assign {
         return Ok(());
     }
-    drain_locked(state, settings).await
+    let mut conn = state.db.acquire().await?;
+    let assigned = drain_on(&mut conn, settings).await?;
+    drop(conn);
+    drop(pass);
+    announce_assigned(state, &assigned).await
+}
+
+/// After a pass: each assignment's "X joined" line, then its conversation
+/// to every agent.
+pub async fn announce_assigned(state: &AppState, assigned: &[Assigned]) -> Result<(), ApiError> {
+    for chat in assigned {
+        joined(state, chat.conversation, chat.agent, &chat.name, "auto").await?;
+        conversations::announce(state, chat.conversation).await?;
+    }
+    Ok(())
 }
 
 /// As [`drain`], logging instead of failing: for callers whose own change
@@ -222,12 +274,18 @@ pub async fn drain_logged(state: &AppState) {
 const PASS_MAX: usize = 2_000;
 const PAGE: i64 = 200;
 
-async fn drain_locked(state: &AppState, settings: Settings) -> Result<(), ApiError> {
+/// One drain pass on `conn` (a pool connection, or the caller's
+/// transaction): every assignment is one conditional statement.
+async fn drain_on(
+    conn: &mut SqliteConnection,
+    settings: Settings,
+) -> Result<Vec<Assigned>, ApiError> {
+    let mut assigned = Vec::new();
     let mut after: Option<(i64, ConversationId)> = None;
     let mut seen = 0usize;
     while seen < PASS_MAX {
-        if !anyone_free(&state.db).await? {
-            return Ok(());
+        if !anyone_free(&mut *conn).await? {
+            return Ok(assigned);
         }
         let page: Vec<(ConversationId, Option<TeamId>, i64)> = sqlx::query_as(
             "SELECT id, team_id, COALESCE(queued_at, 0) FROM conversations
@@ -238,42 +296,47 @@ async fn drain_locked(state: &AppState, settings: Settings) -> Result<(), ApiErr
         .bind(after.map(|(at, _)| at))
         .bind(after.map(|(_, id)| id))
         .bind(PAGE)
-        .fetch_all(&state.db)
+        .fetch_all(&mut *conn)
         .await?;
         let Some(last) = page.last() else {
-            return Ok(());
+            return Ok(assigned);
         };
         after = Some((last.2, last.0));
         seen += page.len();
         let full = page.len() as i64 == PAGE;
         for (conversation, team, _) in page {
-            for agent in candidates(&state.db, team, settings.policy).await? {
-                if assign_if_free(state, conversation, agent).await? {
+            for agent in candidates(&mut *conn, team, settings.policy).await? {
+                if let Some(name) = try_assign(&mut *conn, conversation, agent).await? {
+                    assigned.push(Assigned {
+                        conversation,
+                        agent,
+                        name,
+                    });
                     break;
                 }
             }
         }
         if !full {
-            return Ok(());
+            return Ok(assigned);
         }
     }
-    Ok(())
+    Ok(assigned)
 }
 
 const LOAD: &str = "(SELECT COUNT(*) FROM conversations x WHERE x.assignee_id = a.id AND x.status IN ('open', 'pending'))";
 
-async fn anyone_free(db: &SqlitePool) -> Result<bool, ApiError> {
+async fn anyone_free(conn: &mut SqliteConnection) -> Result<bool, ApiError> {
     let row: Option<(i64,)> = sqlx::query_as(&format!(
         "SELECT 1 FROM agents a WHERE a.status = 'online' AND a.deactivated_at IS NULL AND {LOAD} < a.max_concurrent LIMIT 1"
     ))
-    .fetch_optional(db)
+    .fetch_optional(conn)
     .await?;
     Ok(row.is_some())
 }
 
 /// Free agents (online, under capacity, in `team` if given), best first.
 async fn candidates(
-    db: &SqlitePool,
+    conn: &mut SqliteConnection,
     team: Option<TeamId>,
     policy: Policy,
 ) -> Result<Vec<AgentId>, ApiError> {
@@ -288,19 +351,20 @@ async fn candidates(
          ORDER BY {order} LIMIT 8"
     ))
     .bind(team)
-    .fetch_all(db)
+    .fetch_all(conn)
     .await?;
     Ok(rows.into_iter().map(|(id,)| id).collect())
 }
 
 /// Assigns a queued, unassigned conversation to `agent` if the agent is
-/// online and under capacity, all in one statement (race-safe). On success
-/// the thread gets "X joined the conversation" and agents a frame.
-async fn assign_if_free(
-    state: &AppState,
+/// online and under capacity, all in one statement (race-safe). Returns
+/// the agent's name when it won; the caller appends "X joined the
+/// conversation" and announces ([`announce_assigned`]).
+async fn try_assign(
+    conn: &mut SqliteConnection,
     conversation: ConversationId,
     agent: AgentId,
-) -> Result<bool, ApiError> {
+) -> Result<Option<String>, ApiError> {
     let now = now_ms();
     let won: Option<(String,)> = sqlx::query_as(&format!(
         "UPDATE conversations SET assignee_id = ?1, status = 'open'
@@ -311,23 +375,21 @@ async fn assign_if_free(
     ))
     .bind(agent)
     .bind(conversation)
-    .fetch_optional(&state.db)
+    .fetch_optional(&mut *conn)
     .await?;
     let Some((name,)) = won else {
-        return Ok(false);
+        return Ok(None);
     };
     sqlx::query("UPDATE agents SET last_assigned_at = ? WHERE id = ?")
         .bind(now)
         .bind(agent)
-        .execute(&state.db)
+        .execute(&mut *conn)
         .await?;
-    joined(state, conversation, agent, &name, "auto").await?;
-    conversations::announce(state, conversation).await?;
-    Ok(true)
+    Ok(Some(name))
 }
 
 /// The visitor-visible "X joined the conversation" event.
-async fn joined(
+pub(crate) async fn joined(
     state: &AppState,
     conversation: ConversationId,
     agent: AgentId,
@@ -459,6 +521,9 @@ async fn queue(
     crate::http::extract::ApiQuery(query): crate::http::extract::ApiQuery<QueueQuery>,
 ) -> ApiResult<Json<QueueResponse>> {
     let limit = conversations::page_limit(&state, query.limit, 50)?;
+    // Every start acked before this request is in the queue (see
+    // `conversations::start`).
+    state.starts.settled_all().await;
     // `all`, `none` (routed to no team) or a team id.
     let team = match query.team_id.as_deref() {
         None => "all".to_owned(),

@@ -16,7 +16,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, patch, post};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
-use sqlx::{SqliteConnection, SqliteExecutor, SqlitePool};
+use sqlx::{SqliteConnection, SqliteExecutor};
 
 use crate::auth::{AdminAuth, AgentAuth};
 use crate::error::{ApiError, ApiResult};
@@ -89,7 +89,7 @@ impl Rule {
 const COLUMNS: &str =
     "id, name, position, enabled, app_id, keywords, attributes, team_id, agent_id, created_at";
 
-async fn all(db: &SqlitePool) -> Result<Vec<Rule>, ApiError> {
+async fn all<'e>(db: impl SqliteExecutor<'e>) -> Result<Vec<Rule>, ApiError> {
     Ok(sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM routing_rules ORDER BY position, id LIMIT {RULES_MAX}"
     ))
@@ -97,19 +97,20 @@ async fn all(db: &SqlitePool) -> Result<Vec<Rule>, ApiError> {
     .await?)
 }
 
-/// The target of the first enabled rule that matches, if any.
-pub async fn decide(
-    db: &SqlitePool,
-    app: AppId,
-    first_message: &str,
-    attributes: &Value,
-) -> Result<Option<Target>, ApiError> {
-    Ok(all(db)
-        .await?
+/// The enabled rules in evaluation order: read once for a burst of new
+/// chats, then [`pick`] for each.
+pub async fn enabled<'e>(db: impl SqliteExecutor<'e>) -> Result<Vec<Rule>, ApiError> {
+    let mut rules = all(db).await?;
+    rules.retain(|rule| rule.enabled);
+    Ok(rules)
+}
+
+/// The target of the first of `rules` that matches, if any.
+pub fn pick(rules: &[Rule], app: AppId, first_message: &str, attributes: &Value) -> Option<Target> {
+    rules
         .iter()
-        .filter(|rule| rule.enabled)
         .find(|rule| rule.matches(app, first_message, attributes))
-        .and_then(Rule::target))
+        .and_then(Rule::target)
 }
 
 pub fn routes() -> Router<AppState> {

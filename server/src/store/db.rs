@@ -82,6 +82,17 @@ pub async fn connect_background(data_dir: &Path) -> anyhow::Result<SqliteConnect
         .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))
 }
 
+/// A connection of its own for a task that writes often and must not queue
+/// behind the pool's requests (the conversation starter): the pool's
+/// settings, `synchronous=FULL` (what it writes is not derived).
+pub async fn connect_own(data_dir: &Path) -> anyhow::Result<SqliteConnection> {
+    let path = data_dir.join(FILE_NAME);
+    options(&path)
+        .connect()
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))
+}
+
 /// Moves the calling thread to Linux's `SCHED_IDLE` policy, where the
 /// threads it creates afterwards inherit it; elsewhere a no-op (on macOS
 /// `setpriority` would apply to the whole process). An idle-policy thread

@@ -7,6 +7,12 @@
 //! | `msg`       | conversation (16) ++ seq (u64 BE)           | flags (1) ++ created_at (i64 BE) ++ Message JSON |
 //! | `dedup`     | conversation (16) ++ sender (16) ++ client_msg_id (1–64 ASCII) | seq (u64 BE) |
 //! | `conv_head` | conversation (16)                           | last seq (u64 BE) ++ last created_at (i64 BE) |
+//! | `conv_start`| conversation (16) ++ seq (u64 BE)           | empty                        |
+//!
+//! A `conv_start` key marks a visitor message that starts (or reopens) its
+//! conversation: written in the message's own batch, deleted once the start
+//! is committed to SQLite (`conversations::start`). What is left at start-up
+//! is the starts a crash interrupted.
 //!
 //! `msg` keys sort by conversation, then by seq, so a conversation is one
 //! contiguous range and catch-up (`seq > N`) is a forward range scan.
@@ -20,6 +26,7 @@ use crate::ids::ConversationId;
 pub const CF_MSG: &str = "msg";
 pub const CF_DEDUP: &str = "dedup";
 pub const CF_HEAD: &str = "conv_head";
+pub const CF_START: &str = "conv_start";
 
 /// Flag bit in a `msg` value: the message is a private note (never shown to
 /// visitors). Lets the visitor read path skip notes without parsing JSON.
@@ -60,6 +67,11 @@ pub fn split_msg_value(value: &[u8]) -> Option<(u8, i64, &[u8])> {
     let (&flags, rest) = value.split_first()?;
     let at: [u8; 8] = rest.get(..8)?.try_into().ok()?;
     Some((flags, i64::from_be_bytes(at), &rest[8..]))
+}
+
+/// A `conv_start` key: the same layout as a `msg` key.
+pub fn start_key(conversation: ConversationId, seq: u64) -> [u8; MSG_KEY_LEN] {
+    msg_key(conversation, seq)
 }
 
 pub fn dedup_key(conversation: ConversationId, sender: [u8; 16], client_msg_id: &str) -> Vec<u8> {
@@ -134,6 +146,15 @@ mod tests {
         expected.extend_from_slice(&[0x11; 16]);
         expected.extend_from_slice(b"c-1_x");
         assert_eq!(key, expected);
+    }
+
+    #[test]
+    fn start_key_is_conversation_then_big_endian_seq() {
+        let key = start_key(conv(), 258);
+        let mut expected = vec![0xAB; 16];
+        expected.extend_from_slice(&[0, 0, 0, 0, 0, 0, 1, 2]);
+        assert_eq!(key.as_slice(), expected.as_slice());
+        assert_eq!(parse_msg_key(&key), Some((conv(), 258)));
     }
 
     #[test]

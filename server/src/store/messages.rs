@@ -6,7 +6,10 @@
 //!   assigns nothing (the in-memory heads of its conversations are dropped
 //!   and re-read).
 //! - A message, its dedup entry and its conversation head are written in one
-//!   `WriteBatch`: after a crash either all three exist or none does.
+//!   `WriteBatch`: after a crash either all three exist or none does. So is
+//!   a draft's `conv_start` marker ([`Draft::start`]): a start that a crash
+//!   interrupted is found in the log at the next start-up
+//!   ([`MessageLog::pending_starts`]).
 //! - A send is answered only after its batch is written with the configured
 //!   durability (`os`: in the WAL; `fsync`: synced to disk).
 //! - Subscribers (`on_commit`) see every new message once, in commit order,
@@ -37,7 +40,7 @@ use serde_json::Value;
 use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{mpsc, oneshot};
 
-use super::keys::{self, CF_DEDUP, CF_HEAD, CF_MSG, FLAG_NOTE};
+use super::keys::{self, CF_DEDUP, CF_HEAD, CF_MSG, CF_START, FLAG_NOTE};
 use crate::config::Durability;
 use crate::ids::{ConversationId, MessageId};
 use crate::message::{Message, MessageKind, Sender};
@@ -83,6 +86,9 @@ pub struct StoredMessage {
     pub created_at: i64,
     /// The `Message` object as JSON text.
     pub json: Arc<str>,
+    /// Written with a `conv_start` marker: it starts (or reopens) its
+    /// conversation (see `conversations::start`). False when read back.
+    pub start: bool,
 }
 
 impl StoredMessage {
@@ -104,6 +110,7 @@ impl StoredMessage {
             note: flags & FLAG_NOTE != 0,
             created_at,
             json: Arc::from(json),
+            start: false,
         })
     }
 }
@@ -120,6 +127,10 @@ pub struct Draft {
     pub content: String,
     pub meta: Value,
     pub attachment: Option<Value>,
+    /// Write a `conv_start` marker with the message (in the same batch):
+    /// a visitor message to a conversation not known to be going. Ignored
+    /// for a duplicate (the original carried it).
+    pub start: bool,
 }
 
 /// The writer's answer to one append.
@@ -218,6 +229,7 @@ pub fn column_families() -> Vec<ColumnFamilyDescriptor> {
         ColumnFamilyDescriptor::new(CF_MSG, cf_options(&cache, false)),
         ColumnFamilyDescriptor::new(CF_DEDUP, cf_options(&cache, true)),
         ColumnFamilyDescriptor::new(CF_HEAD, cf_options(&cache, true)),
+        ColumnFamilyDescriptor::new(CF_START, cf_options(&cache, false)),
     ]
 }
 
@@ -416,6 +428,37 @@ impl MessageLog {
             out.push((ConversationId::from_bytes(key), Head { last_seq, last_at }));
         }
         Ok(out)
+    }
+
+    /// Every `conv_start` marker in the log, in key order (by conversation,
+    /// then seq): the starts not yet committed to SQLite.
+    pub fn pending_starts(&self) -> Result<Vec<(ConversationId, u64)>, LogError> {
+        let db = self.db.get()?;
+        let cf = cf(&db, CF_START)?;
+        let mut out = Vec::new();
+        for item in db.iterator_cf(cf, IteratorMode::Start) {
+            let (key, _) = item?;
+            let parsed = keys::parse_msg_key(&key)
+                .ok_or_else(|| LogError::Corrupt("conv_start key length".into()))?;
+            out.push(parsed);
+        }
+        Ok(out)
+    }
+
+    /// Deletes `conv_start` markers once their starts are committed. Not
+    /// synced: a delete lost in a crash makes the start run again at
+    /// start-up, where it changes nothing (`conversations.start_seq`).
+    /// Blocking (a RocksDB write may wait for another's sync): call it
+    /// from a blocking thread.
+    pub fn clear_starts(&self, starts: &[(ConversationId, u64)]) -> Result<(), LogError> {
+        let db = self.db.get()?;
+        let cf = cf(&db, CF_START)?;
+        let mut write = WriteBatch::default();
+        for (conversation, seq) in starts {
+            write.delete_cf(cf, keys::start_key(*conversation, *seq));
+        }
+        db.write(write)?;
+        Ok(())
     }
 
     pub fn is_open(&self) -> bool {
@@ -731,7 +774,17 @@ impl Writer {
                     }
                 });
                 match read {
-                    Ok(Some(message)) => found.push((Arc::new(message), None)),
+                    Ok(Some(mut message)) => {
+                        // Its start marker came back with it, if it had one.
+                        message.start = cf(&self.db, CF_START)
+                            .and_then(|start_cf| {
+                                Ok(self
+                                    .db
+                                    .get_pinned_cf(start_cf, keys::start_key(conversation, seq))?)
+                            })
+                            .is_ok_and(|marker| marker.is_some());
+                        found.push((Arc::new(message), None));
+                    }
                     Ok(None) => {}
                     Err(error) => {
                         tracing::error!(%error, %conversation, seq, "cannot read a recovered message")
@@ -1023,6 +1076,9 @@ impl Writer {
             puts.dedup.push((key.clone(), seq.to_be_bytes()));
             seen.insert(key, index);
         }
+        if draft.start {
+            puts.start.push(keys::start_key(draft.conversation_id, seq));
+        }
         // The conversation's head is put once per batch, from `touched`.
         touched.insert(
             draft.conversation_id,
@@ -1037,6 +1093,7 @@ impl Writer {
             note,
             created_at,
             json,
+            start: draft.start,
         }))
     }
 
@@ -1069,6 +1126,7 @@ impl Writer {
 struct SortedPuts {
     msg: Vec<([u8; keys::MSG_KEY_LEN], Vec<u8>)>,
     dedup: Vec<(Vec<u8>, [u8; 8])>,
+    start: Vec<[u8; keys::MSG_KEY_LEN]>,
 }
 
 impl SortedPuts {
@@ -1078,6 +1136,7 @@ impl SortedPuts {
         heads: &HashMap<ConversationId, Head>,
     ) -> Result<WriteBatch, LogError> {
         let (msg_cf, dedup_cf, head_cf) = (cf(db, CF_MSG)?, cf(db, CF_DEDUP)?, cf(db, CF_HEAD)?);
+        let start_cf = cf(db, CF_START)?;
         self.msg.sort_unstable_by_key(|a| a.0);
         self.dedup.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         let mut heads: Vec<([u8; keys::CONV_LEN], [u8; 16])> = heads
@@ -1099,6 +1158,10 @@ impl SortedPuts {
         }
         for (key, value) in &heads {
             write.put_cf(head_cf, key, value);
+        }
+        self.start.sort_unstable();
+        for key in &self.start {
+            write.put_cf(start_cf, key, []);
         }
         Ok(write)
     }
@@ -1146,6 +1209,7 @@ mod tests {
             content: format!("content {cmid}"),
             meta: serde_json::json!({}),
             attachment: None,
+            start: false,
         }
     }
 
@@ -1259,6 +1323,35 @@ mod tests {
         }
         assert_eq!(fresh, 1);
         assert_eq!(log.page(conv, 0, None, 100, true).expect("page").len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_start_marker_is_written_with_its_message_and_kept_until_cleared() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let conv = ConversationId::new();
+        {
+            let log = open(dir.path());
+            let mut first = draft(conv, "c1", MessageKind::Text);
+            first.start = true;
+            let appended = log.append(first.clone(), None).await.expect("append");
+            assert!(appended.message.start);
+            // A resend is a duplicate: no second marker.
+            let again = log.append(first, None).await.expect("resend");
+            assert!(again.duplicate);
+            let next = log
+                .append(draft(conv, "c2", MessageKind::Text), None)
+                .await
+                .expect("append");
+            assert!(!next.message.start);
+            assert_eq!(log.pending_starts().expect("markers"), [(conv, 1)]);
+            log.close().await;
+        }
+        // Durable with its message: still there after a reopen.
+        let log = open(dir.path());
+        assert_eq!(log.pending_starts().expect("markers"), [(conv, 1)]);
+        log.clear_starts(&[(conv, 1)]).expect("clear");
+        assert!(log.pending_starts().expect("markers").is_empty());
+        assert_eq!(log.head(conv).expect("head").map(|h| h.last_seq), Some(2));
     }
 
     #[tokio::test]

@@ -25,6 +25,7 @@ mod search;
 mod settings;
 mod shutdown;
 mod store_faults;
+mod storm;
 mod ticket_workflow;
 mod tickets;
 mod tidy;
