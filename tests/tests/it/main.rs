@@ -16,6 +16,7 @@ mod lan_cli;
 mod lan_discovery;
 mod lan_state;
 mod lan_tls;
+mod ops;
 mod reads;
 mod reports;
 mod rest;
