@@ -101,10 +101,7 @@ pub async fn run(bin: &std::path::Path, sizes: Sizes) -> anyhow::Result<Value> {
     let backup_seconds = started.elapsed().as_secs_f64();
     phase.store(AFTER, Ordering::Release);
     if !output.status.success() {
-        bail!(
-            "backup failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        bail!("backup failed: {}", String::from_utf8_lossy(&output.stderr));
     }
     // A few seconds after, then stop.
     tokio::time::sleep(Duration::from_secs(3)).await;

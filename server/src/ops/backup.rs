@@ -185,8 +185,8 @@ async fn write(
     crate::lan::fs::create_private_dir(&temp)
         .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", temp.display()))?;
     let result = fill(pool, data_dir, &temp, source, log).await;
-    let manifest = match result {
-        Ok(manifest) => manifest,
+    let written = match result {
+        Ok(written) => written,
         Err(error) => {
             let _ = std::fs::remove_dir_all(&temp);
             return Err(error);
@@ -205,17 +205,17 @@ async fn write(
     manifest::sync_dir(parent)?;
     Ok(Summary {
         path: to,
-        created_at: manifest.created_at.clone(),
-        created_at_ms: manifest.created_at_ms,
+        created_at: written.created_at.clone(),
+        created_at_ms: written.created_at_ms,
         duration_secs: started.elapsed().as_secs_f64(),
-        bytes: manifest.total_bytes(),
-        files: manifest.files.len(),
-        conversations: manifest.conversations,
-        messages: manifest.messages,
-        attachments: manifest.attachments,
-        schema_version: manifest.schema_version,
-        kefu_version: manifest.kefu_version,
-        source: manifest.source,
+        bytes: written.total_bytes(),
+        files: written.files.len(),
+        conversations: written.conversations,
+        messages: written.messages,
+        attachments: written.attachments,
+        schema_version: written.schema_version,
+        kefu_version: written.kefu_version,
+        source: written.source,
     })
 }
 
@@ -254,7 +254,7 @@ async fn fill(
     let data_dir = data_dir.to_path_buf();
     let temp = temp.to_path_buf();
     let source = source.to_owned();
-    tokio::task::spawn_blocking(move || {
+    tokio::task::spawn_blocking(move || -> anyhow::Result<Manifest> {
         let attachments = names.len() as u64;
         let missing = link_attachments(&data_dir, &temp, names.into_iter().map(|(n,)| n))?;
         // 5. The LAN identity, if any (a stray temporary of lan::fs is not state).
@@ -276,7 +276,7 @@ async fn fill(
         let created_at = jiff::Timestamp::from_millisecond(created_at_ms)
             .map(|t| t.to_string())
             .unwrap_or_default();
-        let manifest = Manifest {
+        let written = Manifest {
             format: manifest::FORMAT,
             kefu_version: super::KEFU_VERSION.to_owned(),
             schema_version,
@@ -289,12 +289,12 @@ async fn fill(
             missing_attachments: missing,
             files,
         };
-        let bytes = serde_json::to_vec_pretty(&manifest)?;
+        let bytes = serde_json::to_vec_pretty(&written)?;
         let path = temp.join(manifest::FILE);
         std::fs::write(&path, bytes)?;
         std::fs::File::open(&path)?.sync_all()?;
         manifest::sync_dirs(&temp)?;
-        Ok(manifest)
+        Ok(written)
     })
     .await?
 }

@@ -402,7 +402,11 @@ async fn restore_refuses_a_running_server_a_newer_backup_and_a_damaged_one() {
     running.admin().await;
     let output = restore(&backup, running.data_dir()).await;
     assert!(!output.status.success());
-    assert!(text(&output).contains("server is running"), "{}", text(&output));
+    assert!(
+        text(&output).contains("server is running"),
+        "{}",
+        text(&output)
+    );
     // Nothing changed: the server still serves its own data.
     let admin = running.admin().await;
     let (status, _) = running.get("/api/v1/agents/me", Some(&admin)).await;
@@ -430,7 +434,9 @@ async fn restore_refuses_a_running_server_a_newer_backup_and_a_damaged_one() {
 
     // One flipped byte in SQLite, then in the log.
     for file in ["kefu.sqlite3", "messages/CURRENT"] {
-        let damaged = backups.path().join(format!("damaged-{}", file.replace('/', "-")));
+        let damaged = backups
+            .path()
+            .join(format!("damaged-{}", file.replace('/', "-")));
         copy_dir(&backup, &damaged);
         flip_byte(&damaged.join(file), 3);
         let output = run(args(&[&"verify-backup", &damaged])).await;
@@ -438,7 +444,11 @@ async fn restore_refuses_a_running_server_a_newer_backup_and_a_damaged_one() {
         assert!(text(&output).contains("damaged"), "{}", text(&output));
         let output = restore(&damaged, &target).await;
         assert!(!output.status.success());
-        assert!(text(&output).contains("nothing was restored"), "{}", text(&output));
+        assert!(
+            text(&output).contains("nothing was restored"),
+            "{}",
+            text(&output)
+        );
         assert!(!target.exists());
     }
     // A file added to a backup.
@@ -447,7 +457,11 @@ async fn restore_refuses_a_running_server_a_newer_backup_and_a_damaged_one() {
     std::fs::write(extra.join("attachments").join("stray"), b"x").expect("write");
     let output = run(args(&[&"verify-backup", &extra])).await;
     assert!(!output.status.success());
-    assert!(text(&output).contains("not in its manifest"), "{}", text(&output));
+    assert!(
+        text(&output).contains("not in its manifest"),
+        "{}",
+        text(&output)
+    );
 
     // Over an existing data dir: the old one is kept beside it.
     let mut other = server_without_message_rate().await;
@@ -674,7 +688,10 @@ async fn scheduled_backups_keep_the_newest_and_report_in_metrics() {
     let dir = backups.path().to_path_buf();
     // Two old backups, as an earlier run of the scheduler left them.
     let (_data, real) = small_backup(&dir).await;
-    for name in ["kefu-backup-20200101T000000Z", "kefu-backup-20200102T000000Z"] {
+    for name in [
+        "kefu-backup-20200101T000000Z",
+        "kefu-backup-20200102T000000Z",
+    ] {
         copy_dir(&real, &dir.join(name));
         edit_manifest(&dir.join(name), |m| {
             m["created_at_ms"] = json!(1_577_836_800_000i64)
@@ -700,8 +717,14 @@ async fn scheduled_backups_keep_the_newest_and_report_in_metrics() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let newest = newest.unwrap_or_else(|| panic!("no scheduled backup: {:?}", scheduled(&dir)));
-    assert!(!dir.join(".kefu-backup-20200103T000000Z.partial-01X").exists());
-    assert!(dir.join("small").exists(), "other directories are left alone");
+    assert!(
+        !dir.join(".kefu-backup-20200103T000000Z.partial-01X")
+            .exists()
+    );
+    assert!(
+        dir.join("small").exists(),
+        "other directories are left alone"
+    );
     let output = run(args(&[&"verify-backup", &dir.join(&newest)])).await;
     assert!(output.status.success(), "{}", text(&output));
     let metrics = server
