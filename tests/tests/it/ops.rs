@@ -273,7 +273,7 @@ async fn kill_9_during_a_backup_never_leaves_a_backup_that_verifies() {
     let whole = started.elapsed();
 
     let mut interrupted = 0;
-    for round in 0..8u32 {
+    for round in 0..12u32 {
         let target = backups.path().join(format!("round-{round}"));
         let mut child = kefu()
             .args(["backup", "--data-dir"])
@@ -285,7 +285,7 @@ async fn kill_9_during_a_backup_never_leaves_a_backup_that_verifies() {
             .spawn()
             .expect("spawn");
         // Spread the kills over the backup's whole run.
-        let delay = whole.mul_f64(f64::from(round) / 8.0);
+        let delay = whole.mul_f64(f64::from(round) / 12.0);
         tokio::time::sleep(delay).await;
         let _ = child.kill();
         let status = child.wait().expect("wait");
@@ -301,6 +301,10 @@ async fn kill_9_during_a_backup_never_leaves_a_backup_that_verifies() {
     assert!(interrupted > 0, "no kill landed during a backup");
     // Whatever the kills left is a temporary that does not verify.
     let left = partials(backups.path());
+    assert!(
+        !left.is_empty(),
+        "no kill landed while a temporary existed ({interrupted} interrupted, whole backup {whole:?})"
+    );
     for partial in &left {
         let output = run(args(&[&"verify-backup", partial])).await;
         assert!(!output.status.success(), "{}", text(&output));
