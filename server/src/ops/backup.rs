@@ -93,12 +93,12 @@ pub async fn offline(data_dir: &Path, to: &Path) -> anyhow::Result<Summary> {
     if super::runtime::server_running(data_dir)? {
         return Err(BackupError::ServerRunning(data_dir.to_path_buf()).into());
     }
-    if !data_dir.join(db::FILE).is_file() {
-        return Err(BackupError::NoData(data_dir.to_path_buf(), db::FILE).into());
+    if !data_dir.join(db::FILE_NAME).is_file() {
+        return Err(BackupError::NoData(data_dir.to_path_buf(), db::FILE_NAME).into());
     }
     let log_dir = data_dir.join(crate::LOG_DIR);
     let log = tokio::task::spawn_blocking(move || open_log(&log_dir)).await??;
-    let pool = open_sqlite(&data_dir.join(db::FILE), Access::ReadWrite).await?;
+    let pool = open_sqlite(&data_dir.join(db::FILE_NAME), Access::ReadWrite).await?;
     let result = write(&pool, data_dir, to, "offline", Log::Offline(log)).await;
     pool.close().await;
     result
@@ -182,7 +182,7 @@ async fn write(
     std::fs::create_dir_all(parent)
         .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", parent.display()))?;
     let temp = parent.join(format!(".{name}{PARTIAL_MARK}{}", ulid::Ulid::new()));
-    crate::lan::fs::create_private_dir(&temp)
+    super::manifest::create_private_dir(&temp)
         .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", temp.display()))?;
     let result = fill(pool, data_dir, &temp, source, log).await;
     let written = match result {
@@ -229,7 +229,7 @@ async fn fill(
 ) -> anyhow::Result<Manifest> {
     let created_at_ms = crate::time::now_ms();
     // 2. SQLite first.
-    let snapshot = temp.join(db::FILE);
+    let snapshot = temp.join(db::FILE_NAME);
     let snapshot_text = snapshot
         .to_str()
         .ok_or_else(|| anyhow::anyhow!("{} is not a UTF-8 path", snapshot.display()))?

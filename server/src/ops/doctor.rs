@@ -360,7 +360,7 @@ fn check_open_files(report: &mut Report, config: &Config) {
 // 5
 async fn open_store(report: &mut Report, dir: &Path) -> Option<SqlitePool> {
     const NAME: &str = "SQLite integrity";
-    let path = dir.join(db::FILE);
+    let path = dir.join(db::FILE_NAME);
     if !path.is_file() {
         report.add(
             5,

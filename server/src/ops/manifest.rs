@@ -58,7 +58,7 @@ impl Manifest {
     }
 
     pub fn read(dir: &Path) -> anyhow::Result<Manifest> {
-        let bytes = crate::lan::fs::read_bounded(&dir.join(FILE), MAX_BYTES)
+        let bytes = read_bounded(&dir.join(FILE), MAX_BYTES)
             .map_err(|e| anyhow::anyhow!("{}: no readable {FILE} ({e})", dir.display()))?;
         let manifest: Manifest = serde_json::from_slice(&bytes)
             .map_err(|e| anyhow::anyhow!("{}: {FILE} is not valid ({e})", dir.display()))?;
@@ -202,4 +202,55 @@ pub fn copy_file(from: &Path, to: &Path) -> io::Result<u64> {
     let copied = std::fs::copy(from, to)?;
     File::open(to)?.sync_all()?;
     Ok(copied)
+}
+
+/// Makes `dir` (mode 0700 on Unix) and its parents.
+pub fn create_private_dir(dir: &Path) -> io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir)
+}
+
+/// Reads a whole file of at most `limit` bytes; a larger one is an error.
+pub fn read_bounded(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
+    let file = File::open(path)?;
+    let mut bytes = Vec::new();
+    file.take(limit.saturating_add(1)).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{} is larger than {limit} bytes", path.display()),
+        ));
+    }
+    Ok(bytes)
+}
+
+/// Replaces `path` with `bytes`, readable by its owner only (0600 on
+/// Unix): written beside it, fsynced, renamed over it, directory fsynced.
+pub fn write_private_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    use std::io::Write;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let temp = dir.join(format!(".{name}.tmp-{}", ulid::Ulid::new()));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let written = options.open(&temp).and_then(|mut file| {
+        file.write_all(bytes)?;
+        file.sync_all()
+    });
+    if let Err(error) = written.and_then(|()| std::fs::rename(&temp, path)) {
+        let _ = std::fs::remove_file(&temp);
+        return Err(error);
+    }
+    sync_dir(dir)
 }

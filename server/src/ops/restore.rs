@@ -64,12 +64,12 @@ pub async fn restore(from: &Path, data_dir: &Path) -> anyhow::Result<Restored> {
         let _ = std::fs::remove_dir_all(&temp);
         return Err(error);
     }
-    let previous = match std::fs::read_dir(&data_dir) {
-        Ok(mut entries) if entries.next().is_none() => {
+    let previous = match std::fs::read_dir(&data_dir).map(|mut e| e.next().is_none()) {
+        Ok(true) => {
             std::fs::remove_dir(&data_dir)?;
             None
         }
-        Ok(_) => {
+        Ok(false) => {
             let stamp = jiff::Timestamp::now()
                 .strftime("%Y%m%dT%H%M%SZ")
                 .to_string();
@@ -149,7 +149,7 @@ fn ensure_not_running(data_dir: &Path) -> anyhow::Result<()> {
 }
 
 fn copy_backup(from: &Path, temp: &Path, files: &[manifest::FileEntry]) -> anyhow::Result<()> {
-    crate::lan::fs::create_private_dir(temp)?;
+    super::manifest::create_private_dir(temp)?;
     for entry in files {
         let (Some(source), Some(target)) = (
             manifest::resolve(from, &entry.path),

@@ -69,11 +69,7 @@ pub fn started(data_dir: &Path, addr: SocketAddr, token: &str) -> io::Result<()>
         ops_token: token.to_owned(),
     };
     let bytes = serde_json::to_vec_pretty(&info).map_err(io::Error::other)?;
-    crate::lan::fs::write_atomic(
-        &data_dir.join(FILE),
-        &bytes,
-        crate::lan::fs::Visibility::Private,
-    )
+    super::manifest::write_private_atomic(&data_dir.join(FILE), &bytes)
 }
 
 /// Called by a server when it stopped: removes `server.json` if it is
@@ -92,7 +88,7 @@ pub fn stopped(data_dir: &Path, token: &str) {
 
 /// Reads `server.json`.
 pub fn read(data_dir: &Path) -> io::Result<RuntimeInfo> {
-    let bytes = crate::lan::fs::read_bounded(&data_dir.join(FILE), 64 * 1024)?;
+    let bytes = super::manifest::read_bounded(&data_dir.join(FILE), 64 * 1024)?;
     serde_json::from_slice(&bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 

@@ -43,7 +43,7 @@ pub async fn verify(dir: &Path) -> anyhow::Result<Verified> {
     let listed = manifest.files.clone();
     tokio::task::spawn_blocking(move || check_files(&checked_dir, &listed)).await??;
 
-    let pool = open_sqlite(&dir.join(db::FILE), Access::Immutable).await?;
+    let pool = open_sqlite(&dir.join(db::FILE_NAME), Access::Immutable).await?;
     let result = check_sqlite(&pool, dir, &manifest).await;
     pool.close().await;
     result?;
@@ -72,7 +72,7 @@ fn check_files(dir: &Path, listed: &[manifest::FileEntry]) -> anyhow::Result<()>
             anyhow::bail!("{path} is in the backup but not in its manifest");
         }
     }
-    for required in [db::FILE, "messages/CURRENT"] {
+    for required in [db::FILE_NAME, "messages/CURRENT"] {
         if !names.contains(required) {
             anyhow::bail!("the manifest lists no {required}");
         }
