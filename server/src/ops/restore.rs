@@ -34,6 +34,11 @@ pub struct Restored {
 }
 
 pub async fn restore(from: &Path, data_dir: &Path) -> anyhow::Result<Restored> {
+    // Versions first: a newer backup is refused for what it is, before
+    // this binary tries to read what it may not understand.
+    if let Ok(manifest) = manifest::Manifest::read(from) {
+        check_versions(&manifest)?;
+    }
     let verified = super::verify::verify(from)
         .await
         .map_err(|e| anyhow::anyhow!("the backup does not verify, nothing was restored: {e:#}"))?;
