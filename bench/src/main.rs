@@ -14,6 +14,7 @@
 //! processes (one process may hold 20,000 files).
 
 mod b0;
+mod backup;
 mod client;
 mod coldstart;
 mod fuzz;
@@ -87,6 +88,9 @@ enum Scenario {
     Store(StoreArgs),
     /// A healthy client's latency alone, then beside frame fuzzers (Kefu only).
     Fuzz(FuzzArgs),
+    /// Backup time and size, and send latency before vs during a backup
+    /// (Kefu only; prints JSON).
+    Backup(BackupArgs),
     /// Every scenario in turn (with `--smoke`: tiny, for CI).
     All(AllArgs),
     /// Baseline B0: serve the minimal relay (used by the bench itself).
@@ -229,6 +233,23 @@ struct FuzzArgs {
 }
 
 #[derive(Args, Clone)]
+struct BackupArgs {
+    #[arg(long, default_value_t = 1_000_000)]
+    messages: u64,
+    #[arg(long, default_value_t = 100_000)]
+    tickets: u64,
+    /// Visitors sending during the measurement.
+    #[arg(long, default_value_t = 20)]
+    visitors: usize,
+    /// Milliseconds between two sends of one visitor.
+    #[arg(long, default_value_t = 20)]
+    interval_ms: u64,
+    /// Seconds measured before the backup starts.
+    #[arg(long, default_value_t = 10)]
+    before: u64,
+}
+
+#[derive(Args, Clone)]
 struct AllArgs {
     /// Seconds Kefu holds the idle connections.
     #[arg(long, default_value_t = 600)]
@@ -346,6 +367,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Scenario::Storage(args) => vec![storage_section(&global, &args)?],
         Scenario::Store(args) => vec![store_section(&bin, &global, &args).await?],
         Scenario::Fuzz(args) => vec![fuzz_section(&bin, &global, &args).await?],
+        Scenario::Backup(args) => {
+            let row = backup::run(
+                &bin,
+                backup::Sizes {
+                    messages: args.messages,
+                    tickets: args.tickets,
+                    visitors: args.visitors,
+                    interval_ms: args.interval_ms,
+                    before: args.before,
+                },
+            )
+            .await?;
+            println!("{}", serde_json::to_string_pretty(&row)?);
+            let report = full_report(&global, vec![section("backup", vec![row])]);
+            return write_json(&global, &report);
+        }
     };
     let report = full_report(&global, sections);
     println!("{}", report::tables(&report));

@@ -49,6 +49,50 @@ enum Command {
         #[command(subcommand)]
         command: LanCommand,
     },
+    /// Write a backup to DIR (which must not exist): asks the running server
+    /// to make it, or makes it itself when none runs (docs/OPERATIONS.md).
+    Backup {
+        #[arg(long, value_name = "DIR")]
+        to: PathBuf,
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        #[arg(long, value_name = "FILE", env = "KEFU_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Check a backup: manifest, checksums, SQLite integrity, the message
+    /// log, and that the log holds everything SQLite references.
+    VerifyBackup {
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
+    /// Restore a backup into the data dir (no server may run on it); the
+    /// data dir that was there is kept as DIR.before-restore-<time>.
+    Restore {
+        #[arg(long, value_name = "DIR")]
+        from: PathBuf,
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        #[arg(long, value_name = "FILE", env = "KEFU_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Numbered checks of the data dir and configuration; exits non-zero
+    /// when one fails. Safe beside a running server (reads only).
+    Doctor {
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        #[arg(long, value_name = "FILE", env = "KEFU_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// For container health checks: GET /readyz of the configured bind
+    /// address (or --url); exit 0 when ready, 1 otherwise.
+    Healthcheck {
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+        #[arg(long, value_name = "FILE", env = "KEFU_CONFIG")]
+        config: Option<PathBuf>,
+        #[arg(long, value_name = "SECONDS", default_value_t = 5)]
+        timeout_secs: u64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -162,6 +206,25 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             });
             running.wait().await
         }
+        Command::Backup {
+            to,
+            data_dir,
+            config,
+        } => crate::ops::cli::backup(load(config, data_dir)?, to).await,
+        Command::VerifyBackup { dir } => crate::ops::cli::verify(dir).await,
+        Command::Restore {
+            from,
+            data_dir,
+            config,
+        } => crate::ops::cli::restore(load(config, data_dir)?, from).await,
+        Command::Doctor { data_dir, config } => {
+            crate::ops::cli::doctor(load(config, data_dir)?).await
+        }
+        Command::Healthcheck {
+            url,
+            config,
+            timeout_secs,
+        } => crate::ops::cli::healthcheck(load(config, None)?, url, timeout_secs).await,
         Command::Lan {
             command: LanCommand::Identity { data_dir, config },
         } => {
@@ -231,6 +294,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// The configuration with only the data dir overridden (the ops commands).
+fn load(config: Option<PathBuf>, data_dir: Option<PathBuf>) -> anyhow::Result<Config> {
+    let overrides = Overrides {
+        data_dir,
+        ..Overrides::default()
+    };
+    Config::load(config.as_deref(), &overrides).map_err(anyhow::Error::msg)
 }
 
 /// `lan identity`: the ID on stdout (alone, for scripts), news on stderr.

@@ -43,6 +43,50 @@ pub struct Config {
     pub ws: WsConfig,
     pub presence: PresenceConfig,
     pub http: HttpConfig,
+    pub backup: BackupConfig,
+}
+
+/// Scheduled backups (docs/OPERATIONS.md): off unless `dir` is set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackupConfig {
+    /// Where the server writes `kefu-backup-<UTC time>` directories. Must
+    /// not be inside the data dir. Unset: no scheduled backups.
+    pub dir: Option<PathBuf>,
+    /// Minutes between two scheduled backups (counted from the newest one
+    /// in `dir`, so a restart does not reset the clock).
+    pub interval_minutes: u64,
+    /// Backups kept in `dir`; older ones are deleted after each success.
+    pub keep: usize,
+}
+
+impl BackupConfig {
+    pub fn validate(&self, data_dir: &std::path::Path) -> Result<(), String> {
+        if self.interval_minutes == 0 || self.keep == 0 {
+            return Err(
+                "invalid configuration: backup.interval_minutes and backup.keep must be > 0".into(),
+            );
+        }
+        if let Some(dir) = &self.dir
+            && (dir.starts_with(data_dir) || !dir.is_absolute())
+        {
+            return Err(format!(
+                "invalid configuration: backup.dir {} must be an absolute path outside the data dir",
+                dir.display()
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Default for BackupConfig {
+    fn default() -> Self {
+        BackupConfig {
+            dir: None,
+            interval_minutes: 24 * 60,
+            keep: 7,
+        }
+    }
 }
 
 /// The network edge: which `Host` names this server answers to, which peers
@@ -276,6 +320,7 @@ impl Default for Config {
             ws: WsConfig::default(),
             presence: PresenceConfig::default(),
             http: HttpConfig::default(),
+            backup: BackupConfig::default(),
         }
     }
 }
@@ -407,6 +452,7 @@ impl Config {
                 return Err(format!("invalid configuration: {message}"));
             }
         }
+        self.backup.validate(&self.data_dir)?;
         self.http.validate()
     }
 

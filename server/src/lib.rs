@@ -20,6 +20,7 @@ pub mod ids;
 pub mod lan;
 pub mod message;
 pub mod metrics;
+pub mod ops;
 pub mod reads;
 pub mod reports;
 pub mod routing;
@@ -101,6 +102,11 @@ pub async fn start_on(config: Config, listener: TcpListener) -> anyhow::Result<R
     let addr = listener.local_addr()?;
     let (state, background) = open_state(config).await?;
     let router = http::router(Arc::clone(&state));
+    // The command line finds this server (and its operator token) here.
+    if let Err(error) = ops::runtime::started(&state.config.data_dir, addr, state.ops.token()) {
+        state.shutdown.cancel();
+        return Err(anyhow::Error::new(error).context("cannot write server.json into the data dir"));
+    }
     let serving = Arc::clone(&state);
     let task = tokio::spawn(async move {
         let shutdown = serving.shutdown.clone();
@@ -129,6 +135,7 @@ pub async fn start_on(config: Config, listener: TcpListener) -> anyhow::Result<R
             tracing::error!(%error, "final flush of derived columns failed");
         }
         serving.db.close().await;
+        ops::runtime::stopped(&serving.config.data_dir, serving.ops.token());
         tracing::info!("stopped");
         Ok(())
     });
@@ -211,6 +218,7 @@ async fn open_state(config: Config) -> anyhow::Result<(AppState, Background)> {
         routing: routing::Routing::default(),
         shutdown: CancellationToken::new(),
         dummy_password_hash: tokio::sync::OnceCell::new(),
+        ops: ops::Ops::new(),
     });
     tokio::spawn(derived.run(state.db.clone(), state.shutdown.clone()));
     // Starts a crash interrupted are completed before anything is served;
@@ -233,6 +241,7 @@ async fn open_state(config: Config) -> anyhow::Result<(AppState, Background)> {
     let indexer = search::spawn(indexer, Arc::clone(&state));
     tokio::spawn(housekeeping(Arc::clone(&state)));
     tokio::spawn(routing::presence::run(Arc::clone(&state)));
+    tokio::spawn(ops::schedule::run(Arc::clone(&state)));
     // Served conversations overlay the log's head, so the derived columns
     // only order lists: rebuild them behind the first requests instead of
     // before them, keeping start-up fast however large the store.

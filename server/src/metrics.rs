@@ -33,6 +33,16 @@ pub struct Metrics {
     http: Family<HttpLabels, Histogram>,
     log_write_errors: Counter,
     log_writable: Gauge,
+    backup: BackupMetrics,
+}
+
+/// The last backup the server made (scheduled or asked for), see `ops`.
+#[derive(Default)]
+struct BackupMetrics {
+    last_success: Gauge,
+    duration: Gauge<f64, std::sync::atomic::AtomicU64>,
+    size: Gauge,
+    failures: Counter,
 }
 
 fn http_histogram() -> Histogram {
@@ -102,6 +112,27 @@ impl Metrics {
             "HTTP request latency",
             http.clone(),
         );
+        let backup = BackupMetrics::default();
+        registry.register(
+            "backup_last_success_timestamp_seconds",
+            "Unix time of the newest successful backup (0: none yet)",
+            backup.last_success.clone(),
+        );
+        registry.register(
+            "backup_last_duration_seconds",
+            "How long the newest successful backup took",
+            backup.duration.clone(),
+        );
+        registry.register(
+            "backup_last_size_bytes",
+            "Bytes in the newest successful backup",
+            backup.size.clone(),
+        );
+        registry.register(
+            "backup_failures",
+            "Backups that failed",
+            backup.failures.clone(),
+        );
         Metrics {
             registry,
             connections,
@@ -113,7 +144,21 @@ impl Metrics {
             http,
             log_write_errors,
             log_writable,
+            backup,
         }
+    }
+
+    /// A backup finished at `unix_seconds` (or an older one was found at start).
+    pub fn backup_succeeded(&self, unix_seconds: i64, seconds: f64, bytes: u64) {
+        self.backup.last_success.set(unix_seconds);
+        self.backup.duration.set(seconds);
+        self.backup
+            .size
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+    }
+
+    pub fn backup_failed(&self) {
+        self.backup.failures.inc();
     }
 
     pub fn connection_opened(&self, agent: bool) {

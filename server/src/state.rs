@@ -49,6 +49,8 @@ pub struct Kefu {
     pub dummy_password_hash: tokio::sync::OnceCell<String>,
     /// How fast each visitor may send messages (REST and WebSocket alike).
     pub visitor_send_rate: crate::message::rate::VisitorSendRate,
+    /// The operator token and the backup in progress (`ops`).
+    pub ops: crate::ops::Ops,
 }
 
 impl Kefu {

@@ -40,6 +40,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::reports::routes())
         .merge(crate::audit::routes())
         .merge(crate::app_settings::routes())
+        .merge(crate::ops::routes())
         .route("/ws", get(crate::hub::ws::upgrade))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);

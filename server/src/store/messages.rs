@@ -465,6 +465,15 @@ impl MessageLog {
         !self.closed.load(Ordering::Acquire)
     }
 
+    /// A consistent copy of the log in `path` (which must not exist), taken
+    /// while it serves: RocksDB's checkpoint (SST files hard-linked when on
+    /// the same file system, the WAL copied). For `ops::backup`.
+    pub fn checkpoint(&self, path: &Path) -> Result<(), LogError> {
+        let db = self.db.get()?;
+        rocksdb::checkpoint::Checkpoint::new(&*db)?.create_checkpoint(path)?;
+        Ok(())
+    }
+
     /// False while the log cannot write (a full disk): sends are refused
     /// with [`LogError::Unavailable`] until the writer recovers.
     pub fn is_writable(&self) -> bool {

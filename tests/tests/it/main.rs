@@ -17,6 +17,7 @@ mod lan_cli;
 mod lan_discovery;
 mod lan_state;
 mod lan_tls;
+mod ops;
 mod reads;
 mod reports;
 mod rest;

@@ -1,0 +1,205 @@
+//! Running Kefu for real: backups that are consistent while the server
+//! serves ([`backup`]), their check ([`verify`]) and their restore
+//! ([`restore`]), scheduled backups with retention ([`schedule`]), the
+//! operator's checks ([`doctor`]), and how the command line finds and talks
+//! to a running server ([`runtime`], [`client`]). docs/OPERATIONS.md is the
+//! operator's side of all this.
+//!
+//! Invariants:
+//! - A backup copies SQLite first (`VACUUM INTO`, one read transaction),
+//!   then checkpoints the message log: everything SQLite references (a
+//!   conversation's `last_seq`, an indexed message) is in the log copy,
+//!   because the log only grows and SQLite only copies what the log
+//!   committed. `verify` checks exactly that.
+//! - A backup exists under its final name only when complete: it is
+//!   written to a temporary directory beside it (`.NAME.partial-…`), every
+//!   file and directory fsynced, then renamed. `verify` refuses a temporary.
+//! - Only the process that holds the message log's lock touches a data
+//!   dir's RocksDB for writing: with a server running, the server makes the
+//!   backup (asked over loopback with the one-time operator token of
+//!   [`runtime`]); restore refuses to run.
+//! - The operator token is never in a URL or a log line: it lives in the
+//!   server's memory and in `DATA_DIR/server.json` (mode 0600), and travels
+//!   in the `Authorization` header.
+
+pub mod backup;
+pub mod cli;
+pub mod client;
+pub mod doctor;
+pub mod manifest;
+pub mod restore;
+pub mod runtime;
+pub mod schedule;
+pub mod verify;
+
+use std::path::PathBuf;
+
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde::Deserialize;
+use subtle::ConstantTimeEq;
+
+use crate::auth::AdminAuth;
+use crate::error::{ApiError, ApiResult};
+use crate::http::extract::ApiJson;
+use crate::state::AppState;
+
+/// The server's side of operations: its operator token and the one backup
+/// that may run at a time.
+pub struct Ops {
+    /// 256 random bits, new at every start; also in `server.json`.
+    token: String,
+    backup: tokio::sync::Mutex<()>,
+}
+
+impl Ops {
+    pub fn new() -> Ops {
+        Ops {
+            token: {
+                use rand::RngCore;
+                let mut bytes = [0u8; 32];
+                rand::rng().fill_bytes(&mut bytes);
+                format!("kfop_{}", hex::encode(bytes))
+            },
+            backup: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+}
+
+impl Default for Ops {
+    fn default() -> Self {
+        Ops::new()
+    }
+}
+
+/// Kefu's version, as the manifest records it.
+pub const KEFU_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The newest SQLite schema (migration) version this binary knows.
+pub fn binary_schema_version() -> i64 {
+    sqlx::migrate!("./migrations")
+        .iter()
+        .map(|migration| migration.version)
+        .max()
+        .unwrap_or(0)
+}
+
+/// `major.minor.patch` as numbers (a pre-release suffix is ignored), for
+/// "is this backup from a newer Kefu".
+pub fn parse_version(text: &str) -> Option<(u64, u64, u64)> {
+    let core = text.split(['-', '+']).next()?;
+    let mut parts = core.split('.').map(|p| p.parse::<u64>().ok());
+    Some((parts.next()??, parts.next()??, parts.next()??))
+}
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/admin/backup", post(backup_now))
+}
+
+/// Who asks for an operation: the local operator (the command line, with
+/// the token of `server.json`) or an admin agent.
+enum Operator {
+    Local,
+    Admin(crate::ids::AgentId),
+}
+
+impl FromRequestParts<AppState> for Operator {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let presented = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "));
+        if let Some(presented) = presented
+            && bool::from(presented.as_bytes().ct_eq(state.ops.token().as_bytes()))
+        {
+            return Ok(Operator::Local);
+        }
+        let AdminAuth(agent) = AdminAuth::from_request_parts(parts, state).await?;
+        Ok(Operator::Admin(agent.id))
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BackupRequest {
+    /// The backup directory to create (absolute; must not exist). Only the
+    /// local operator may name one: an admin's backup goes to `backup.dir`.
+    #[serde(default)]
+    to: Option<PathBuf>,
+}
+
+/// `POST /api/v1/admin/backup`: makes a backup now and answers when it is
+/// complete (201 with its summary).
+async fn backup_now(
+    State(state): State<AppState>,
+    operator: Operator,
+    ApiJson(request): ApiJson<BackupRequest>,
+) -> ApiResult<(StatusCode, Json<backup::Summary>)> {
+    let to = match (&operator, request.to) {
+        (Operator::Local, Some(to)) if to.is_absolute() => to,
+        (Operator::Local, Some(_)) => {
+            return Err(ApiError::bad_request("to must be an absolute path"));
+        }
+        (Operator::Admin(_), Some(_)) => {
+            return Err(ApiError::forbidden(
+                "only the server's operator (kefu-server backup) may choose where a backup goes",
+            ));
+        }
+        (_, None) => match &state.config.backup.dir {
+            Some(dir) => dir.join(schedule::backup_name(crate::time::now_ms())),
+            None => {
+                return Err(ApiError::Conflict(
+                    "no backup.dir is configured; name a directory with kefu-server backup --to"
+                        .into(),
+                ));
+            }
+        },
+    };
+    let Ok(_running) = state.ops.backup.try_lock() else {
+        return Err(ApiError::Conflict("a backup is already running".into()));
+    };
+    let summary = backup::online(&state, &to).await;
+    let summary = match summary {
+        Ok(summary) => summary,
+        Err(error) => {
+            state.metrics.backup_failed();
+            tracing::error!(error = %format!("{error:#}"), "backup failed");
+            return Err(match error.downcast::<backup::BackupError>() {
+                Ok(refused) => ApiError::Conflict(refused.to_string()),
+                Err(error) => ApiError::Internal(error),
+            });
+        }
+    };
+    state.metrics.backup_succeeded(
+        summary.created_at_ms / 1000,
+        summary.duration_secs,
+        summary.bytes,
+    );
+    let actor = match operator {
+        Operator::Local => None,
+        Operator::Admin(id) => Some(id),
+    };
+    crate::audit::record(
+        &state.db,
+        actor,
+        "backup.create",
+        None,
+        serde_json::json!({"path": summary.path, "bytes": summary.bytes}),
+    )
+    .await?;
+    tracing::info!(path = %summary.path.display(), bytes = summary.bytes, seconds = summary.duration_secs, "backup written");
+    Ok((StatusCode::CREATED, Json(summary)))
+}
