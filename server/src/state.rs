@@ -41,6 +41,8 @@ pub struct Kefu {
     pub dummy_password_hash: tokio::sync::OnceCell<String>,
     /// How fast each visitor may send messages (REST and WebSocket alike).
     pub visitor_send_rate: crate::message::rate::VisitorSendRate,
+    /// The LAN host, when `lan.bind` is set (see `lan::host`).
+    pub lan: Option<Arc<crate::lan::host::LanHost>>,
 }
 
 impl Kefu {
