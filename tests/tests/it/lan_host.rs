@@ -754,7 +754,8 @@ fn impostor(address: SocketAddr, config: rustls::ServerConfig) -> tokio::task::J
     })
 }
 
-#[tokio::test]
+// Multi-threaded: the impostors accept while the test waits on the CLI.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paired_peer_refuses_a_changed_key_a_lookalike_and_a_man_in_the_middle() {
     let mut host = Host::start().await;
     let peer_dir = tempfile::tempdir().expect("tempdir");
