@@ -28,6 +28,10 @@ enum Command {
         data_dir: Option<PathBuf>,
         #[arg(long, value_name = "ADDR")]
         bind: Option<std::net::SocketAddr>,
+        /// Host the shop on the LAN: also listen here, TLS only
+        /// (`lan.bind`, e.g. 0.0.0.0:5339; docs/LAN.md).
+        #[arg(long, value_name = "ADDR:PORT")]
+        lan_bind: Option<std::net::SocketAddr>,
         #[arg(long, value_name = "FILE", env = "KEFU_CONFIG")]
         config: Option<PathBuf>,
         /// os: ack after the write reaches the OS; fsync: after it is on disk.
@@ -105,6 +109,33 @@ enum LanCommand {
         #[arg(long, value_name = "FILE", env = "KEFU_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Pair this device with a host as a peer: prints the pairing code,
+    /// waits until an admin approves it on the host, then pins the host's
+    /// key in DATA_DIR/lan/state.json.
+    Pair {
+        /// The host's LAN address, IP:PORT.
+        #[arg(long, value_name = "HOST:PORT")]
+        host: crate::lan::HostAddress,
+        /// The host's device ID, when known (from its pairing link): then
+        /// only that key is accepted, even at first contact.
+        #[arg(long, value_name = "DEVICE_ID")]
+        id: Option<crate::lan::DeviceId>,
+        /// This device's name in the host's list.
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        #[arg(long, value_name = "FILE", env = "KEFU_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// As a peer: connect to the pinned host, checking its key, and print
+    /// this device's status there.
+    Check {
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        #[arg(long, value_name = "FILE", env = "KEFU_CONFIG")]
+        config: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -170,6 +201,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve {
             data_dir,
             bind,
+            lan_bind,
             config,
             durability,
             log_format,
@@ -186,6 +218,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     LogFormatArg::Human => LogFormat::Human,
                     LogFormatArg::Json => LogFormat::Json,
                 }),
+                lan: lan_bind.map(|bind| crate::config::LanOverrides { bind: Some(bind) }),
             };
             let config = Config::load(config.as_deref(), &overrides).map_err(anyhow::Error::msg)?;
             if print_config {
@@ -234,6 +267,33 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let config = Config::load(config.as_deref(), &overrides).map_err(anyhow::Error::msg)?;
             lan_identity(config.data_dir).await
+        }
+        Command::Lan {
+            command:
+                LanCommand::Pair {
+                    host,
+                    id,
+                    name,
+                    data_dir,
+                    config,
+                },
+        } => {
+            let overrides = Overrides {
+                data_dir,
+                ..Overrides::default()
+            };
+            let config = Config::load(config.as_deref(), &overrides).map_err(anyhow::Error::msg)?;
+            crate::lan::cli::pair(config.data_dir, host, id, name).await
+        }
+        Command::Lan {
+            command: LanCommand::Check { data_dir, config },
+        } => {
+            let overrides = Overrides {
+                data_dir,
+                ..Overrides::default()
+            };
+            let config = Config::load(config.as_deref(), &overrides).map_err(anyhow::Error::msg)?;
+            crate::lan::cli::check(config.data_dir).await
         }
         Command::Admin {
             command:

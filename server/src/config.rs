@@ -44,6 +44,8 @@ pub struct Config {
     pub presence: PresenceConfig,
     pub http: HttpConfig,
     pub backup: BackupConfig,
+    /// LAN hosting (docs/LAN.md); off by default.
+    pub lan: crate::lan::LanConfig,
 }
 
 /// Scheduled backups (docs/OPERATIONS.md): off unless `dir` is set.
@@ -321,6 +323,7 @@ impl Default for Config {
             presence: PresenceConfig::default(),
             http: HttpConfig::default(),
             backup: BackupConfig::default(),
+            lan: crate::lan::LanConfig::default(),
         }
     }
 }
@@ -384,6 +387,16 @@ pub struct Overrides {
     pub durability: Option<Durability>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_format: Option<LogFormat>,
+    /// `--lan-bind`: `lan.bind`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lan: Option<LanOverrides>,
+}
+
+/// The `[lan]` values the command line may set.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct LanOverrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bind: Option<SocketAddr>,
 }
 
 impl Config {
@@ -453,7 +466,17 @@ impl Config {
             }
         }
         self.backup.validate(&self.data_dir)?;
-        self.http.validate()
+        self.http.validate()?;
+        self.lan
+            .validate()
+            .map_err(|e| format!("invalid configuration: {e}"))?;
+        if self.lan.bind.is_some_and(|lan| lan == self.bind) {
+            return Err(
+                "invalid configuration: lan.bind must differ from bind (plain HTTP stays on loopback)"
+                    .to_owned(),
+            );
+        }
+        Ok(())
     }
 
     /// A config for tests and embedding: everything default but the data dir,
@@ -581,6 +604,37 @@ mod tests {
         .expect("write");
         let config = Config::load(Some(&file), &Overrides::default()).expect("load");
         assert_eq!(config.limits.visitor_messages_per_second, 0);
+    }
+
+    #[test]
+    fn lan_bind_from_file_and_flag() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("kefu.toml");
+        std::fs::write(&file, "[lan]\nbind = \"127.0.0.2:5339\"\n").expect("write");
+        let config = Config::load(Some(&file), &Overrides::default()).expect("load");
+        assert_eq!(
+            config.lan.bind,
+            Some("127.0.0.2:5339".parse().expect("addr"))
+        );
+        let flags = Overrides {
+            lan: Some(LanOverrides {
+                bind: Some("127.0.0.2:6000".parse().expect("addr")),
+            }),
+            ..Overrides::default()
+        };
+        let config = Config::load(Some(&file), &flags).expect("load");
+        assert_eq!(
+            config.lan.bind,
+            Some("127.0.0.2:6000".parse().expect("addr"))
+        );
+        assert!(!config.lan.mdns.enabled);
+        let same = Overrides {
+            bind: Some("127.0.0.2:6000".parse().expect("addr")),
+            ..flags
+        };
+        assert!(Config::load(Some(&file), &same).is_err());
+        std::fs::write(&file, "[lan]\nbnd = \"127.0.0.2:5339\"\n").expect("write");
+        assert!(Config::load(Some(&file), &Overrides::default()).is_err());
     }
 
     #[test]

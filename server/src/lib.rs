@@ -55,6 +55,8 @@ pub const LOG_DIR: &str = "messages";
 /// A started server.
 pub struct Running {
     pub addr: SocketAddr,
+    /// The LAN listener's address (TLS), when `lan.bind` is set.
+    pub lan_addr: Option<SocketAddr>,
     state: AppState,
     task: JoinHandle<anyhow::Result<()>>,
 }
@@ -100,21 +102,78 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
 pub async fn start_on(config: Config, listener: TcpListener) -> anyhow::Result<Running> {
     config.validate().map_err(anyhow::Error::msg)?;
     let addr = listener.local_addr()?;
-    let (state, background) = open_state(config).await?;
+    // The LAN listener (TLS only) is bound before the term is written, so
+    // a port in use stops start-up before anything changed.
+    let lan_listener = match config.lan.bind {
+        Some(bind) => Some(
+            TcpListener::bind(bind)
+                .await
+                .with_context(|| format!("cannot listen on the LAN address {bind} (lan.bind)"))?,
+        ),
+        None => None,
+    };
+    let lan_addr = lan_listener
+        .as_ref()
+        .map(TcpListener::local_addr)
+        .transpose()?;
+    let (state, background) = open_state(config, lan_addr).await?;
     let router = http::router(Arc::clone(&state));
     // The command line finds this server (and its operator token) here.
     if let Err(error) = ops::runtime::started(&state.config.data_dir, addr, state.ops.token()) {
         state.shutdown.cancel();
         return Err(anyhow::Error::new(error).context("cannot write server.json into the data dir"));
     }
+    // One set of connection slots for both listeners (http.max_connections).
+    let slots = http::serve::slots(&state.config.http);
+    let lan_task = match (lan_listener, state.lan.clone()) {
+        (Some(listener), Some(host)) => {
+            let router = http::lan_router(Arc::clone(&state));
+            let http_config = state.config.http.clone();
+            let shutdown = state.shutdown.clone();
+            let slots = Arc::clone(&slots);
+            Some(tokio::spawn(async move {
+                let handshake = Arc::new(host.handshake());
+                let deadline = http::serve::serve_with(
+                    listener,
+                    handshake,
+                    router,
+                    &http_config,
+                    shutdown,
+                    slots,
+                )
+                .await;
+                host.stop_announcing().await;
+                deadline
+            }))
+        }
+        _ => None,
+    };
     let serving = Arc::clone(&state);
     let task = tokio::spawn(async move {
         let shutdown = serving.shutdown.clone();
         // Returns once the shutdown token is cancelled and the HTTP
         // connections are done (or dropped at the deadline).
-        let deadline = http::serve::serve(listener, router, &serving.config.http, shutdown).await;
+        let deadline = http::serve::serve_with(
+            listener,
+            Arc::new(http::serve::Plain),
+            router,
+            &serving.config.http,
+            shutdown,
+            slots,
+        )
+        .await;
         // Also reached when serving stopped on its own: stop everything else too.
         serving.shutdown.cancel();
+        let deadline = match lan_task {
+            Some(lan) => match lan.await {
+                Ok(lan_deadline) => lan_deadline.max(deadline),
+                Err(error) => {
+                    tracing::error!(%error, "LAN listener task failed");
+                    deadline
+                }
+            },
+            None => deadline,
+        };
         // Sockets were told to close (1001) by the hub; give their tasks
         // until the same deadline to end (close frame, linger, socket
         // dropped), so that nothing they do meets a closed log and none
@@ -140,7 +199,12 @@ pub async fn start_on(config: Config, listener: TcpListener) -> anyhow::Result<R
         Ok(())
     });
     tracing::info!(%addr, data_dir = %state.config.data_dir.display(), durability = ?state.config.durability, "kefu listening");
-    Ok(Running { addr, state, task })
+    Ok(Running {
+        addr,
+        lan_addr,
+        state,
+        task,
+    })
 }
 
 /// Waits until every WebSocket task has ended (its socket closed, its
@@ -163,8 +227,21 @@ struct Background {
     starter: JoinHandle<()>,
 }
 
-async fn open_state(config: Config) -> anyhow::Result<(AppState, Background)> {
+async fn open_state(
+    config: Config,
+    lan_addr: Option<SocketAddr>,
+) -> anyhow::Result<(AppState, Background)> {
     let db = store::db::open(&config.data_dir).await?;
+    // As host, the term is written (fsynced) before the first write to the
+    // shop's data (lan::host).
+    let lan = match lan_addr {
+        Some(addr) => Some(Arc::new(
+            lan::host::LanHost::open(&config, &db, addr)
+                .await
+                .context("starting the LAN host")?,
+        )),
+        None => None,
+    };
     attachments::clean_incoming(&config.data_dir);
     let metrics = Arc::new(Metrics::new());
     let hub = Arc::new(Hub::new(
@@ -219,6 +296,7 @@ async fn open_state(config: Config) -> anyhow::Result<(AppState, Background)> {
         shutdown: CancellationToken::new(),
         dummy_password_hash: tokio::sync::OnceCell::new(),
         ops: ops::Ops::new(),
+        lan,
     });
     tokio::spawn(derived.run(state.db.clone(), state.shutdown.clone()));
     // Starts a crash interrupted are completed before anything is served;
@@ -275,6 +353,9 @@ async fn housekeeping(state: AppState) {
             _ = tick.tick() => {
                 state.limiters.housekeeping();
                 state.visitor_send_rate.housekeeping();
+                if let Some(lan) = &state.lan {
+                    lan.housekeeping();
+                }
             }
             _ = state.shutdown.cancelled() => break,
         }

@@ -51,6 +51,8 @@ pub struct Kefu {
     pub visitor_send_rate: crate::message::rate::VisitorSendRate,
     /// The operator token and the backup in progress (`ops`).
     pub ops: crate::ops::Ops,
+    /// The LAN host, when `lan.bind` is set (see `lan::host`).
+    pub lan: Option<Arc<crate::lan::host::LanHost>>,
 }
 
 impl Kefu {

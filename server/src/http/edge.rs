@@ -10,7 +10,9 @@
 //! target) is one this server answers to: `localhost`, a loopback address,
 //! the bind address, the address the client connected to (an IP literal
 //! needs no DNS, so it cannot be rebound), or an entry of
-//! `http.allowed_hosts`. Other hosts get 421 `misdirected_request`. Requests
+//! `http.allowed_hosts`; on a LAN host (`lan.bind`) also the LAN address,
+//! `kefu.local` and `lan.names` (the names on its certificate). Other
+//! hosts get 421 `misdirected_request`. Requests
 //! without any Host (HTTP/1.0 tools) pass: a browser always sends one.
 //!
 //! **Client IP.** The TCP peer, unless the peer is in `http.trusted_proxies`:
@@ -68,6 +70,8 @@ pub struct Edge {
     suffixes: Vec<String>,
     addresses: Vec<IpAddr>,
     bind: Option<IpAddr>,
+    /// `lan.bind`'s address, when it is one.
+    lan: Option<IpAddr>,
     trusted_proxies: Vec<IpNet>,
 }
 
@@ -80,7 +84,20 @@ impl Edge {
             trusted_proxies: config.http.trusted_proxy_nets().unwrap_or_default(),
             ..Edge::default()
         };
-        for entry in config.http.allowed_host_names().unwrap_or_default() {
+        // The LAN listener's address and the names on its certificate.
+        let mut entries = config.http.allowed_host_names().unwrap_or_default();
+        if let Some(lan) = config.lan.bind {
+            edge.lan = Some(lan.ip().to_canonical()).filter(|ip| !ip.is_unspecified());
+            entries.push("kefu.local".to_owned());
+            entries.extend(
+                config
+                    .lan
+                    .names
+                    .iter()
+                    .map(|name| name.trim().trim_end_matches('.').to_ascii_lowercase()),
+            );
+        }
+        for entry in entries {
             if entry == "*" {
                 edge.any_host = true;
             } else if let Ok(ip) = entry.parse::<IpAddr>() {
@@ -113,6 +130,7 @@ impl Edge {
             let ip = ip.to_canonical();
             return ip.is_loopback()
                 || Some(ip) == self.bind
+                || Some(ip) == self.lan
                 || Some(ip) == local.map(|local| local.to_canonical())
                 || self.addresses.contains(&ip);
         }
@@ -263,6 +281,33 @@ mod tests {
         assert!(edge.host_allowed("198.51.100.1:5338", Some(local)));
         let any = self::edge(&["*"], &[]);
         assert!(any.host_allowed("evil.example", None));
+    }
+
+    #[test]
+    fn a_lan_host_also_answers_to_its_lan_address_and_certificate_names() {
+        let mut config = Config {
+            bind: "127.0.0.1:5338".parse().expect("addr"),
+            ..Config::default()
+        };
+        let solo = Edge::new(&config);
+        assert!(!solo.host_allowed("kefu.local", None));
+        assert!(!solo.host_allowed("192.0.2.50:5339", None));
+        config.lan.bind = Some("192.0.2.50:5339".parse().expect("addr"));
+        config.lan.names = vec!["Shop-PC.lan".to_owned(), "192.0.2.51".to_owned()];
+        config.validate().expect("valid");
+        let host = Edge::new(&config);
+        for name in [
+            "kefu.local",
+            "shop-pc.lan",
+            "192.0.2.50:5339",
+            "192.0.2.51",
+            "localhost",
+        ] {
+            assert!(host.host_allowed(name, None), "{name}");
+        }
+        for name in ["evil.example", "kefu.local.evil.example", "192.0.2.52"] {
+            assert!(!host.host_allowed(name, None), "{name}");
+        }
     }
 
     #[test]

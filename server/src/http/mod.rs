@@ -26,6 +26,16 @@ use crate::metrics::HttpLabels;
 use crate::state::AppState;
 
 pub fn router(state: AppState) -> Router {
+    router_for(state, false)
+}
+
+/// The router of the LAN listener (`lan::host`): the same app, plus the
+/// pairing routes, behind the LAN gate (inside the Host check).
+pub fn lan_router(state: AppState) -> Router {
+    router_for(state, true)
+}
+
+fn router_for(state: AppState, lan: bool) -> Router {
     let api = Router::new()
         .merge(crate::agents::routes())
         .merge(crate::apps::routes())
@@ -41,6 +51,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::audit::routes())
         .merge(crate::app_settings::routes())
         .merge(crate::ops::routes())
+        .merge(crate::lan::routes::routes())
         .route("/ws", get(crate::hub::ws::upgrade))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
@@ -61,17 +72,27 @@ pub fn router(state: AppState) -> Router {
         .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
         .max_age(std::time::Duration::from_secs(600));
 
-    Router::new()
+    let mut app = Router::new()
         .nest("/api/v1", api)
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .merge(crate::ui::routes())
+        .merge(crate::ui::routes());
+    if lan {
+        app = app.merge(crate::lan::routes::pairing_routes());
+    }
+    let mut app = app
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), track))
-        .layer(DefaultBodyLimit::max(state.config.limits.http_body_bytes))
-        .layer(cors)
+        .layer(DefaultBodyLimit::max(state.config.limits.http_body_bytes));
+    if lan {
+        app = app.layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::lan::host::gate,
+        ));
+    }
+    app.layer(cors)
         // Outside CORS: a foreign Host gets nothing, not even a preflight.
         .layer(middleware::from_fn_with_state(
             Arc::new(edge::Edge::new(&state.config)),

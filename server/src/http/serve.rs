@@ -16,7 +16,16 @@
 //!
 //! Every connection gets `TCP_NODELAY`, and its requests carry
 //! `ConnectInfo<SocketAddr>` (the peer) and [`LocalAddr`].
+//!
+//! The same loop serves plain TCP ([`Plain`], the loopback listener) and
+//! the LAN listener's TLS (`lan::listener`): a [`Handshake`] turns the
+//! accepted TCP stream into the stream HTTP is spoken on, inside the
+//! connection's task and its slot, within `http.header_read_timeout_secs`,
+//! and may add request extensions (the client's device ID). Both listeners
+//! share one set of slots, so `http.max_connections` counts them together.
 
+use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,7 +33,7 @@ use axum::Router;
 use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
@@ -43,24 +52,86 @@ const REFUSE_LINGER: Duration = Duration::from_secs(1);
 const BUSY_BODY: &str =
     r#"{"error":{"code":"unavailable","message":"too many connections, try again"}}"#;
 
-/// Serves `router` on `listener` until `shutdown` is cancelled, then drains
-/// (see the module doc). Returns the shutdown's deadline, which the caller
-/// also holds WebSockets to.
+/// Turns an accepted TCP connection into the stream HTTP is spoken on.
+pub trait Handshake: Send + Sync + 'static {
+    type Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+    /// Whether a connection over the cap is answered a plain-text 503
+    /// (on TLS it would be garbage: those are just closed).
+    const ANSWERS_BUSY_IN_CLEAR: bool;
+
+    /// Runs in the connection's task, after it got a slot, under the
+    /// header read timeout. `None` drops the connection. The extensions
+    /// are added to every request of the connection.
+    fn handshake(
+        &self,
+        tcp: TcpStream,
+        peer: SocketAddr,
+    ) -> impl Future<Output = Option<(Self::Stream, http::Extensions)>> + Send;
+}
+
+/// Plain TCP: HTTP as it comes (the loopback listener).
+#[derive(Debug, Clone, Copy)]
+pub struct Plain;
+
+impl Handshake for Plain {
+    type Stream = TcpStream;
+    const ANSWERS_BUSY_IN_CLEAR: bool = true;
+
+    async fn handshake(
+        &self,
+        tcp: TcpStream,
+        _peer: SocketAddr,
+    ) -> Option<(TcpStream, http::Extensions)> {
+        Some((tcp, http::Extensions::new()))
+    }
+}
+
+/// Connection slots shared by every listener (`http.max_connections`).
+pub fn slots(config: &HttpConfig) -> Arc<Semaphore> {
+    Arc::new(Semaphore::new(
+        config.max_connections.min(Semaphore::MAX_PERMITS),
+    ))
+}
+
+/// Serves `router` on `listener` in plain HTTP until `shutdown` is
+/// cancelled, then drains (see the module doc). Returns the shutdown's
+/// deadline, which the caller also holds WebSockets to.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     config: &HttpConfig,
     shutdown: CancellationToken,
 ) -> Instant {
+    serve_with(
+        listener,
+        Arc::new(Plain),
+        router,
+        config,
+        shutdown,
+        slots(config),
+    )
+    .await
+}
+
+/// As [`serve`], with a handshake step and slots shared with other
+/// listeners (from [`slots`]).
+pub async fn serve_with<H: Handshake>(
+    listener: TcpListener,
+    handshake: Arc<H>,
+    router: Router,
+    config: &HttpConfig,
+    shutdown: CancellationToken,
+    slots: Arc<Semaphore>,
+) -> Instant {
     let max = config.max_connections.min(Semaphore::MAX_PERMITS);
-    let slots = Arc::new(Semaphore::new(max));
     let refusing = Arc::new(Semaphore::new(REFUSING_MAX));
     let hard_stop = CancellationToken::new();
     let body_timeout = Duration::from_secs(config.body_idle_timeout_secs);
+    let header_timeout = Duration::from_secs(config.header_read_timeout_secs);
     let mut http1 = hyper::server::conn::http1::Builder::new();
     http1
         .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(config.header_read_timeout_secs))
+        .header_read_timeout(header_timeout)
         .keep_alive(true);
     let mut refused_logged: Option<Instant> = None;
 
@@ -83,7 +154,9 @@ pub async fn serve(
                 );
                 refused_logged = Some(Instant::now());
             }
-            refuse(tcp, &refusing);
+            if H::ANSWERS_BUSY_IN_CLEAR {
+                refuse(tcp, &refusing);
+            }
             continue;
         };
         // Chat frames are small and latency matters: no Nagle delay.
@@ -92,19 +165,31 @@ pub async fn serve(
         }
         let local = tcp.local_addr().unwrap_or(peer);
         let router = router.clone();
-        let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
-            let mut request =
-                request.map(|body| axum::body::Body::new(TimeoutBody::new(body_timeout, body)));
-            request.extensions_mut().insert(ConnectInfo(peer));
-            request.extensions_mut().insert(LocalAddr(local));
-            tower::ServiceExt::oneshot(router.clone(), request)
-        });
-        let connection = http1
-            .serve_connection(TokioIo::new(tcp), service)
-            .with_upgrades();
+        let http1 = http1.clone();
+        let handshake = Arc::clone(&handshake);
         let shutdown = shutdown.clone();
         let hard_stop = hard_stop.clone();
         tokio::spawn(async move {
+            let shaken = tokio::select! {
+                shaken = tokio::time::timeout(header_timeout, handshake.handshake(tcp, peer)) => Some(shaken),
+                _ = shutdown.cancelled() => None,
+            };
+            let Some(Ok(Some((stream, extensions)))) = shaken else {
+                tracing::debug!(%peer, "handshake failed, timed out or cut by shutdown");
+                drop(permit);
+                return;
+            };
+            let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+                let mut request =
+                    request.map(|body| axum::body::Body::new(TimeoutBody::new(body_timeout, body)));
+                request.extensions_mut().extend(extensions.clone());
+                request.extensions_mut().insert(ConnectInfo(peer));
+                request.extensions_mut().insert(LocalAddr(local));
+                tower::ServiceExt::oneshot(router.clone(), request)
+            });
+            let connection = http1
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades();
             let mut connection = std::pin::pin!(connection);
             let result = tokio::select! {
                 result = connection.as_mut() => Some(result),

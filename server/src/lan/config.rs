@@ -28,6 +28,11 @@ pub struct LanConfig {
     /// `kefu.local`: the host's LAN IP addresses or DNS names, for
     /// browsers (Kefu devices trust the key, not the names).
     pub names: Vec<String>,
+    /// Serve the workstation (UI and API, with the usual agent login) on
+    /// the LAN listener to clients without a device certificate: agents'
+    /// browsers, which show a certificate warning first (docs/LAN.md,
+    /// "Browsers on the LAN"). Off: only paired devices are served.
+    pub browsers: bool,
     pub mdns: MdnsConfig,
 }
 

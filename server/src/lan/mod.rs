@@ -15,15 +15,27 @@
 //!   written atomically.
 //! - [`discovery`] — mDNS advertising and a bounded browser.
 //! - [`config`] — `LanConfig`, the `[lan]` settings (all off by default).
+//! - [`host`] — the host's TLS listener (`--lan-bind`): start-up (identity,
+//!   term), the TLS handshake step, the gate deciding what each client may
+//!   reach. [`routes`] — pairing and the admin's device routes.
+//!   [`devices`] — pending and approved devices in SQLite.
+//!   [`connections`] — open connections by device, closed on revocation.
+//!   [`client`] — a device's HTTP client over mutual TLS (`lan pair`).
 //! - [`address`], [`shop_name`] — checked values shared by the above.
 
 pub mod address;
+pub mod cli;
+pub mod client;
 pub mod config;
+pub mod connections;
 pub mod device_id;
+pub mod devices;
 pub mod discovery;
 mod fs;
+pub mod host;
 pub mod identity;
 pub mod pairing;
+pub mod routes;
 pub mod shop_name;
 pub mod state;
 pub mod tls;

@@ -248,7 +248,11 @@ async fn nasty_search_terms_are_answered_200_or_400_never_500() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    assert_eq!(tickets["tickets"].as_array().map(Vec::len), Some(1), "{tickets}");
+    assert_eq!(
+        tickets["tickets"].as_array().map(Vec::len),
+        Some(1),
+        "{tickets}"
+    );
     server.shutdown().await;
 }
 

@@ -309,3 +309,50 @@ fn a_flood_of_announcements_stays_bounded() {
     drop(browser.stdin.take());
     assert!(browser.wait_exit(), "the browser stops cleanly: {last}");
 }
+
+/// Kills the server process on drop.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_server_started_with_lan_bind_announces_itself_as_host() {
+    let Some(ns) = namespaces_or_skip("lan_discovery::a_server_started_with_lan_bind_announces")
+    else {
+        return;
+    };
+    let data_dir = tempfile::tempdir().expect("tempdir");
+    let interfaces = format!("[\"{}\"]", ns.interfaces[0]);
+    let _server = Server(
+        Command::new("ip")
+            .args(["netns", "exec", &ns.names[0]])
+            .arg(env!("CARGO_BIN_EXE_kefu-server-under-test"))
+            .args(["serve", "--data-dir"])
+            .arg(data_dir.path())
+            .args(["--bind", "127.0.0.1:5338", "--lan-bind", "10.231.0.1:5339"])
+            .args(["--durability", "os"])
+            .env("RUST_LOG", "warn")
+            .env("KEFU_LAN__MDNS__ENABLED", "true")
+            .env("KEFU_LAN__MDNS__INTERFACES", &interfaces)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("spawn the server"),
+    );
+    let mut browser = ns.probe(1, &["browse", "--interface", &ns.interfaces[1]]);
+    let found = browser.until(
+        "the server to be found",
+        |_| {},
+        |v| v["hosts"].as_array().is_some_and(|hosts| !hosts.is_empty()),
+    );
+    let entry = &found["hosts"][0];
+    let (identity, _) =
+        kefu_server::lan::Identity::open(data_dir.path()).expect("the server's identity");
+    assert_eq!(entry["device_id"], identity.device_id().to_string());
+    assert_eq!(entry["term"], 1);
+    assert_eq!(entry["addresses"], serde_json::json!(["10.231.0.1:5339"]));
+}

@@ -166,7 +166,10 @@ async fn a_new_key_at_the_hosts_address_is_refused_naming_both_ids() {
 }
 
 /// A server config for a certificate and key made by hand (rcgen).
-fn server_config_for(cert: CertificateDer<'static>, key: &rcgen::KeyPair) -> ServerConfig {
+pub(crate) fn server_config_for(
+    cert: CertificateDer<'static>,
+    key: &rcgen::KeyPair,
+) -> ServerConfig {
     ServerConfig::builder_with_provider(tls::provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .expect("versions")
@@ -237,7 +240,7 @@ impl rustls::client::ResolvesClientCert for Replay {
 }
 
 /// The host's real certificate with another key.
-fn replayed(certificate: &CertificateDer<'static>) -> Arc<CertifiedKey> {
+pub(crate) fn replayed(certificate: &CertificateDer<'static>) -> Arc<CertifiedKey> {
     let other = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
     let signing = tls::provider()
         .key_provider
@@ -253,7 +256,7 @@ fn replayed(certificate: &CertificateDer<'static>) -> Arc<CertifiedKey> {
     Arc::new(certified)
 }
 
-fn mitm_server_config(certified: Arc<CertifiedKey>) -> ServerConfig {
+pub(crate) fn mitm_server_config(certified: Arc<CertifiedKey>) -> ServerConfig {
     ServerConfig::builder_with_provider(tls::provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .expect("versions")
@@ -265,7 +268,7 @@ fn mitm_server_config(certified: Arc<CertifiedKey>) -> ServerConfig {
 /// certificate's key hash and skips the handshake signature. Used only to
 /// prove the man in the middle below would fool it.
 #[derive(Debug)]
-struct HashOnly(DeviceId);
+pub(crate) struct HashOnly(pub(crate) DeviceId);
 
 impl ServerCertVerifier for HashOnly {
     fn verify_server_cert(

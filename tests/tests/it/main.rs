@@ -15,6 +15,7 @@ mod hardening_store;
 mod hardening_ws;
 mod lan_cli;
 mod lan_discovery;
+mod lan_host;
 mod lan_state;
 mod lan_tls;
 mod ops;

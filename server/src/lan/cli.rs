@@ -1,0 +1,127 @@
+//! `kefu-server lan pair` and `lan check`: the peer's side on the command
+//! line. What to read goes to stdout (the code, the result), the running
+//! commentary to stderr.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use http::Method;
+
+use super::address::HostAddress;
+use super::client::{self, ClientError, DeviceClient, PairingProgress};
+use super::device_id::DeviceId;
+use super::identity::Identity;
+use super::pairing::PairingCode;
+use super::state::{LanStateFile, Role};
+use super::tls::ServerTrust;
+
+/// How often `lan pair` asks whether the admin approved.
+const POLL: Duration = Duration::from_secs(1);
+
+struct Console {
+    waiting_said: bool,
+}
+
+impl PairingProgress for Console {
+    fn code(&mut self, host: &DeviceId, code: PairingCode) {
+        println!("pairing code: {code}");
+        eprintln!(
+            "host {host}\nCompare this code with the one the host shows for this device; if they \
+             differ, stop: someone may be in the middle. An admin approves the device on the host \
+             with this code."
+        );
+    }
+
+    fn waiting(&mut self) {
+        if !self.waiting_said {
+            eprintln!("waiting for approval on the host…");
+            self.waiting_said = true;
+        }
+    }
+}
+
+async fn open(data_dir: PathBuf) -> anyhow::Result<(Identity, LanStateFile)> {
+    tokio::task::spawn_blocking(move || {
+        let (identity, _) = Identity::open(&data_dir)?;
+        let state = LanStateFile::open(&data_dir)?;
+        anyhow::Ok((identity, state))
+    })
+    .await?
+}
+
+/// `lan pair --host HOST:PORT`.
+pub async fn pair(
+    data_dir: PathBuf,
+    address: HostAddress,
+    expected: Option<DeviceId>,
+    name: Option<String>,
+) -> anyhow::Result<()> {
+    let (identity, mut state) = open(data_dir).await?;
+    if state.state().role == Role::Host {
+        anyhow::bail!("this device hosts the shop; a host does not pair with another host");
+    }
+    // Pinned already: only that key, wherever it is now.
+    let pinned = state.state().host.as_ref().map(|host| host.device_id);
+    if let (Some(pinned), Some(expected)) = (pinned, expected)
+        && pinned != expected
+    {
+        anyhow::bail!(
+            "this device is paired with host {pinned}, not {expected}; remove DATA_DIR/lan/state.json to pair with another host"
+        );
+    }
+    eprintln!("this device: {}", identity.device_id());
+    let mut console = Console {
+        waiting_said: false,
+    };
+    let paired = client::pair(
+        &identity,
+        &address,
+        pinned.or(expected),
+        name.as_deref(),
+        POLL,
+        &mut console,
+    )
+    .await
+    .map_err(explain)?;
+    let host = paired.host.clone();
+    tokio::task::spawn_blocking(move || state.become_peer(host))
+        .await?
+        .context("pinning the host in the LAN state")?;
+    println!(
+        "paired: host {} at {} is pinned",
+        paired.host.device_id, paired.host.address
+    );
+    Ok(())
+}
+
+/// `lan check`: the pinned host, reached and proved, and this device's
+/// status there.
+pub async fn check(data_dir: PathBuf) -> anyhow::Result<()> {
+    let (identity, state) = open(data_dir).await?;
+    let Some(host) = state.state().host.clone() else {
+        anyhow::bail!("this device is not paired with a host (kefu-server lan pair)");
+    };
+    let mut client = DeviceClient::connect(
+        &identity,
+        ServerTrust::Pinned(host.device_id),
+        &host.address,
+    )
+    .await
+    .map_err(explain)?;
+    let status = client
+        .call(Method::GET, "/lan/v1/pair", None)
+        .await
+        .map_err(explain)?;
+    println!(
+        "host {} at {}: this device is {}",
+        host.device_id,
+        host.address,
+        status["status"].as_str().unwrap_or("unknown")
+    );
+    Ok(())
+}
+
+fn explain(error: ClientError) -> anyhow::Error {
+    anyhow::Error::new(error)
+}

@@ -1,0 +1,288 @@
+//! The host's LAN listener: what `kefu-server serve --lan-bind ADDR:PORT`
+//! (`lan.bind`) adds to a server.
+//!
+//! - **Start** ([`LanHost::open`]): the device identity (made on first
+//!   use, its certificate naming the LAN address and `lan.names`), then
+//!   the term, written durably before anything is served as host: a solo
+//!   or peer device is promoted (`term = highest seen + 1`; a former peer
+//!   starts a new history, it kept no shop data), a host starts its next
+//!   term. Then the allowlist is loaded, and, with `lan.mdns.enabled`, the
+//!   host is announced (shop name, device ID, term, role).
+//! - **TLS only** ([`LanHandshake`]): the accept loop of `http::serve`
+//!   with a rustls handshake (`lan::tls::server_config`: asks for a client
+//!   certificate, does not require one) as its handshake step, so the
+//!   connection cap, the timeouts and graceful shutdown are the loopback
+//!   listener's. Plain HTTP on this port fails the handshake.
+//! - **Who may do what** ([`gate`], on every request of this listener,
+//!   inside the `Host` check): a device certificate on the allowlist uses
+//!   the whole API as on loopback (same auth, limits and origin rules); a
+//!   device not approved reaches only the pairing routes (`/lan/v1/pair`);
+//!   a client without a certificate is a browser: it gets the workstation
+//!   and the API only when `lan.browsers` is on, and never the pairing
+//!   routes. Everything else is 403.
+//! - **Revocation** closes a device's connections at once
+//!   (`lan::connections`).
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use parking_lot::Mutex;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+
+use super::connections::{Connections, Revocable};
+use super::device_id::DeviceId;
+use super::devices::Devices;
+use super::discovery::Advertiser;
+use super::discovery::txt::Announcement;
+use super::identity::Identity;
+use super::pairing::HostPairing;
+use super::state::{HistoryId, LanStateFile, Role};
+use super::tls::{self, PeerKey};
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Pairing exchanges started and not finished, at most; the oldest goes.
+const MAX_OPEN_PAIRINGS: usize = 64;
+/// How long a started pairing waits for the device's nonce.
+const PAIRING_TTL: Duration = Duration::from_secs(120);
+/// Pairing starts per client IP per minute.
+const PAIR_STARTS_PER_MINUTE: u32 = 10;
+
+/// What the LAN listener knows of a connection's client, in the
+/// extensions of each of its requests.
+#[derive(Clone, Debug)]
+pub struct LanPeer {
+    /// The client's key (a device); `None`: no certificate, a browser.
+    pub key: Option<PeerKey>,
+}
+
+/// This server as the shop's host on the LAN.
+pub struct LanHost {
+    pub identity: Identity,
+    /// The LAN listener's address (as bound).
+    pub listening: SocketAddr,
+    pub term: u64,
+    pub history_id: HistoryId,
+    pub role: Role,
+    pub shop_name: Option<String>,
+    /// `lan.browsers`: clients without a certificate get the workstation.
+    pub browsers: bool,
+    pub devices: Devices,
+    pub connections: Arc<Connections>,
+    acceptor: TlsAcceptor,
+    pairings: Mutex<HashMap<DeviceId, OpenPairing>>,
+    pair_starts: DefaultKeyedRateLimiter<IpAddr>,
+    advertiser: Mutex<Option<Advertiser>>,
+}
+
+/// A pairing between its two steps.
+pub struct OpenPairing {
+    pub pairing: HostPairing,
+    pub name: String,
+    pub started: Instant,
+}
+
+impl LanHost {
+    /// Makes or loads the identity, writes the new term, loads the
+    /// allowlist and starts announcing (see the module doc). `listening`
+    /// is the bound LAN address.
+    pub async fn open(
+        config: &Config,
+        db: &sqlx::SqlitePool,
+        listening: SocketAddr,
+    ) -> anyhow::Result<LanHost> {
+        let mut names = config.lan.names.clone();
+        if !listening.ip().is_unspecified() {
+            names.push(listening.ip().to_string());
+        }
+        let data_dir = config.data_dir.clone();
+        let (identity, state) = tokio::task::spawn_blocking(move || {
+            let (identity, _) = Identity::load_or_create(&data_dir, &names)?;
+            let mut state = LanStateFile::open(&data_dir)?;
+            let was = state.state().role;
+            let term = match was {
+                Role::Host => state.bump_term()?,
+                // A peer kept no shop data: its store starts a new history.
+                Role::Peer => state.promote_to_host(true)?,
+                Role::Solo => state.promote_to_host(false)?,
+            };
+            tracing::info!(%was, term, "LAN host: term written");
+            anyhow::Ok((identity, state.state().clone()))
+        })
+        .await??;
+        let devices = Devices::load(db)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let mut server_config = tls::server_config(&identity)?;
+        server_config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let quota =
+            Quota::per_minute(NonZeroU32::new(PAIR_STARTS_PER_MINUTE).unwrap_or(NonZeroU32::MIN));
+        let host = LanHost {
+            listening,
+            term: state.term,
+            history_id: state.history_id,
+            role: state.role,
+            shop_name: state.shop_name.as_ref().map(|s| s.as_str().to_owned()),
+            browsers: config.lan.browsers,
+            devices,
+            connections: Arc::new(Connections::default()),
+            acceptor: TlsAcceptor::from(Arc::new(server_config)),
+            pairings: Mutex::new(HashMap::new()),
+            pair_starts: RateLimiter::keyed(quota),
+            advertiser: Mutex::new(None),
+            identity,
+        };
+        if config.lan.mdns.enabled {
+            let announcement = Announcement {
+                device_id: host.identity.device_id(),
+                shop: state.shop_name.clone(),
+                term: state.term,
+                role: Role::Host,
+            };
+            let addresses: Vec<IpAddr> = Some(listening.ip())
+                .filter(|ip| !ip.is_unspecified())
+                .into_iter()
+                .collect();
+            match Advertiser::start(
+                &config.lan.mdns,
+                &announcement,
+                listening.port(),
+                &addresses,
+            ) {
+                Ok(advertiser) => *host.advertiser.lock() = Some(advertiser),
+                Err(error) => tracing::warn!(%error, "cannot announce the host over mDNS"),
+            }
+        }
+        tracing::info!(
+            %listening,
+            device_id = %host.identity.device_id(),
+            term = host.term,
+            "LAN host listening (TLS)"
+        );
+        Ok(host)
+    }
+
+    /// The handshake step for `http::serve::serve_with`.
+    pub fn handshake(self: &Arc<Self>) -> LanHandshake {
+        LanHandshake {
+            host: Arc::clone(self),
+        }
+    }
+
+    /// Stops announcing (says goodbye over mDNS).
+    pub async fn stop_announcing(&self) {
+        let advertiser = self.advertiser.lock().take();
+        if let Some(advertiser) = advertiser {
+            advertiser.shutdown().await;
+        }
+    }
+
+    /// Spends one pairing start of `ip`'s budget.
+    pub fn pair_start_allowed(&self, ip: IpAddr) -> bool {
+        self.pair_starts.check_key(&ip).is_ok()
+    }
+
+    /// Keeps `pairing` for `device` until its nonce arrives (a newer one
+    /// replaces it; beyond the bound the oldest is dropped).
+    pub fn open_pairing(&self, device: DeviceId, pairing: OpenPairing) {
+        let mut pairings = self.pairings.lock();
+        pairings.retain(|_, open| open.started.elapsed() < PAIRING_TTL);
+        if pairings.len() >= MAX_OPEN_PAIRINGS
+            && !pairings.contains_key(&device)
+            && let Some(oldest) = pairings
+                .iter()
+                .min_by_key(|(_, open)| open.started)
+                .map(|(id, _)| *id)
+        {
+            pairings.remove(&oldest);
+        }
+        pairings.insert(device, pairing);
+    }
+
+    /// Takes the open pairing of `device`, if it is still fresh.
+    pub fn take_pairing(&self, device: &DeviceId) -> Option<OpenPairing> {
+        self.pairings
+            .lock()
+            .remove(device)
+            .filter(|open| open.started.elapsed() < PAIRING_TTL)
+    }
+
+    /// Housekeeping: forgets rate-limit keys back at full quota.
+    pub fn housekeeping(&self) {
+        self.pair_starts.retain_recent();
+        self.pair_starts.shrink_to_fit();
+        self.pairings
+            .lock()
+            .retain(|_, open| open.started.elapsed() < PAIRING_TTL);
+    }
+}
+
+/// The TLS handshake of the LAN listener (see `http::serve::Handshake`).
+pub struct LanHandshake {
+    host: Arc<LanHost>,
+}
+
+impl crate::http::serve::Handshake for LanHandshake {
+    type Stream = Revocable<TlsStream<TcpStream>>;
+    const ANSWERS_BUSY_IN_CLEAR: bool = false;
+
+    async fn handshake(
+        &self,
+        tcp: TcpStream,
+        peer: SocketAddr,
+    ) -> Option<(Self::Stream, http::Extensions)> {
+        let stream = match self.host.acceptor.accept(tcp).await {
+            Ok(stream) => stream,
+            Err(error) => {
+                tracing::debug!(%peer, %error, "LAN TLS handshake failed");
+                return None;
+            }
+        };
+        let key = tls::peer_key(stream.get_ref().1);
+        let stream = match &key {
+            Some(key) => self.host.connections.track(key.device_id, stream),
+            None => Revocable::untracked(stream),
+        };
+        let mut extensions = http::Extensions::new();
+        extensions.insert(LanPeer { key });
+        Some((stream, extensions))
+    }
+}
+
+/// Whether a request on the LAN listener may go on (module doc).
+pub async fn gate(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let Some(host) = state.lan.as_ref() else {
+        return refused("this server is not a LAN host");
+    };
+    let Some(peer) = request.extensions().get::<LanPeer>() else {
+        return refused("no LAN connection");
+    };
+    let pairing = request.uri().path().starts_with("/lan/v1/");
+    let refusal = match &peer.key {
+        Some(key) if pairing || host.devices.is_approved(&key.device_id) => None,
+        Some(_) => {
+            Some("this device is not approved on the host: pair it and have an admin approve it")
+        }
+        None if pairing => Some("pairing needs a Kefu device certificate"),
+        None if host.browsers => None,
+        None => Some("browsers are not served on this LAN listener (lan.browsers is off)"),
+    };
+    match refusal {
+        None => next.run(request).await,
+        Some(message) => refused(message),
+    }
+}
+
+fn refused(message: &str) -> Response {
+    ApiError::forbidden(message).into_response()
+}
