@@ -243,15 +243,23 @@ fn open_log(path: &Path) -> anyhow::Result<Arc<DB>> {
 
 /// Starts B1's writer thread on `db`.
 fn start_writer(db: Arc<DB>) -> anyhow::Result<mpsc::Sender<Append>> {
+    Ok(spawn_writer(db)?.0)
+}
+
+/// As [`start_writer`], with the writer's thread: it ends (and lets go of
+/// the store) once every sender is dropped.
+fn spawn_writer(
+    db: Arc<DB>,
+) -> anyhow::Result<(mpsc::Sender<Append>, std::thread::JoinHandle<()>)> {
     let (tx, rx) = mpsc::channel(WRITER_QUEUE);
-    std::thread::Builder::new()
+    let thread = std::thread::Builder::new()
         .name("b1-writer".into())
         .spawn(move || {
             if let Err(error) = write_loop(&db, rx) {
                 eprintln!("b1 writer: {error:#}");
             }
         })?;
-    Ok(tx)
+    Ok((tx, thread))
 }
 
 /// B1's writer: drains the queue into a batch, looks each dedup key up,
@@ -384,13 +392,14 @@ mod tests {
     async fn b1_acks_what_it_stored_once() {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = open_log(dir.path()).expect("log");
+        let (log, writer) = spawn_writer(Arc::clone(&db)).expect("writer");
         let relay = Arc::new(Relay {
-            log: Some(start_writer(Arc::clone(&db)).expect("writer")),
+            log: Some(log),
             ..Relay::default()
         });
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let url = format!("ws://{}/", listener.local_addr().expect("addr"));
-        tokio::spawn(accept(listener, Arc::clone(&relay)));
+        let server = tokio::spawn(accept(listener, Arc::clone(&relay)));
         let mut agent = hello(&url, "agent").await;
         let mut visitor = hello(&url, "visitor-1").await;
 
@@ -422,5 +431,19 @@ mod tests {
             (Some("message"), Some(1))
         );
         assert_eq!(next(&mut agent).await["message"]["seq"], 2);
+
+        // RocksDB must be closed before the process exits (a writer thread
+        // still holding it then aborts the process at exit): end the
+        // connections and the listener, so the last sender goes, and join
+        // the writer.
+        drop((agent, visitor));
+        server.abort();
+        let _ = server.await;
+        drop(relay);
+        drop(db);
+        tokio::task::spawn_blocking(move || writer.join())
+            .await
+            .expect("join task")
+            .expect("writer thread");
     }
 }
