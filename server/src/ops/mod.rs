@@ -122,7 +122,14 @@ impl FromRequestParts<AppState> for Operator {
             .get(header::AUTHORIZATION)
             .and_then(|value| value.to_str().ok())
             .and_then(|value| value.strip_prefix("Bearer "));
+        // The operator is on this machine: the token counts only from a
+        // loopback peer (never over the LAN listener or through a proxy).
+        let from_loopback = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .is_some_and(|peer| peer.0.ip().is_loopback());
         if let Some(presented) = presented
+            && from_loopback
             && bool::from(presented.as_bytes().ct_eq(state.ops.token().as_bytes()))
         {
             return Ok(Operator::Local);
