@@ -19,6 +19,7 @@ mod lan_host;
 mod lan_state;
 mod lan_tls;
 mod ops;
+mod public_listener;
 mod reads;
 mod reports;
 mod rest;
