@@ -20,6 +20,7 @@ mod lan_state;
 mod lan_tls;
 mod ops;
 mod public_listener;
+mod public_proxy;
 mod reads;
 mod reports;
 mod rest;

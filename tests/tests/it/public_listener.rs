@@ -16,7 +16,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls;
 
-const PUBLIC_HOST: &str = "chat.shop.test";
+pub(crate) const PUBLIC_HOST: &str = "chat.shop.test";
 
 async fn server_with_public(adjust: impl FnOnce(&mut kefu_server::Config)) -> TestServer {
     TestServer::start_with(|config| {
@@ -382,7 +382,9 @@ async fn the_host_check_covers_the_public_listener() {
 
 /// A CA, and a certificate for `chat.shop.test` and 127.0.0.1 it issued,
 /// as PEM files in `dir`; returns the CA certificate (DER).
-fn issue_certificate(dir: &std::path::Path) -> rustls::pki_types::CertificateDer<'static> {
+pub(crate) fn issue_certificate(
+    dir: &std::path::Path,
+) -> rustls::pki_types::CertificateDer<'static> {
     let ca_key = rcgen::KeyPair::generate().expect("ca key");
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
     ca_params
@@ -415,7 +417,7 @@ fn issue_certificate(dir: &std::path::Path) -> rustls::pki_types::CertificateDer
     ca_cert.der().clone()
 }
 
-fn connector(ca: Option<&rustls::pki_types::CertificateDer<'static>>) -> TlsConnector {
+pub(crate) fn connector(ca: Option<&rustls::pki_types::CertificateDer<'static>>) -> TlsConnector {
     let mut roots = rustls::RootCertStore::empty();
     match ca {
         Some(ca) => roots.add(ca.clone()).expect("root"),
