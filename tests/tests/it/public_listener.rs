@@ -55,6 +55,19 @@ async fn a_visitor_on_the_public_listener_chats_with_an_agent_on_loopback() {
     let agent = server.agent("amy").await;
     let http = reqwest::Client::new();
 
+    // The admin's embed snippet uses the public address.
+    let admin = server.admin().await;
+    let (status, body) = server
+        .get(
+            &format!("/api/v1/apps/{}", app["id"].as_str().expect("id")),
+            Some(&admin),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["public_url"], format!("https://{PUBLIC_HOST}"));
+    let (_, body) = server.get("/api/v1/apps", Some(&admin)).await;
+    assert_eq!(body["public_url"], format!("https://{PUBLIC_HOST}"));
+
     // The widget: loader, frame, and every asset the frame names.
     let response = http
         .get(format!("{public}/widget.js"))
