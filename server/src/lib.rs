@@ -14,6 +14,7 @@ pub mod cli;
 pub mod config;
 pub mod conversations;
 pub mod error;
+pub mod export;
 pub mod http;
 pub mod hub;
 pub mod ids;

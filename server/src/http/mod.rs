@@ -66,6 +66,7 @@ fn router_for(state: AppState, listener: Listener) -> Router {
         .merge(crate::audit::routes())
         .merge(crate::app_settings::routes())
         .merge(crate::ops::routes())
+        .merge(crate::export::routes())
         .merge(crate::lan::routes::routes())
         .route("/ws", get(crate::hub::ws::upgrade))
         .fallback(not_found)
