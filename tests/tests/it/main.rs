@@ -20,6 +20,7 @@ mod lan_host;
 mod lan_state;
 mod lan_tls;
 mod ops;
+mod ops_deploy;
 mod public_listener;
 mod public_proxy;
 mod reads;
