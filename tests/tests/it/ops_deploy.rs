@@ -76,7 +76,6 @@ fn containerfile_env(text: &str) -> BTreeMap<String, String> {
     for line in text.lines() {
         let line = line.trim();
         let rest = if let Some(rest) = line.strip_prefix("ENV ") {
-            in_env = true;
             rest
         } else if in_env {
             line
