@@ -139,3 +139,11 @@ kefu_ensure_appimage_runtime() {
     fi
     echo "$runtime"
 }
+
+# What the operator-side tests run against (tests/tests/it/public_proxy.rs
+# and the deploy/ checks): Debian's nginx and Caddy, started on loopback with the
+# configs in deploy/; systemd-analyze for the unit file. Each test prints
+# SKIPPED when its program is missing, so a failed install does not stop CI.
+kefu_ensure_proxy_deps() {
+    kefu_install_packages nginx caddy systemd || echo "kefu: nginx/caddy/systemd not installed; their tests will say SKIPPED" >&2
+}

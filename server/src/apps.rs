@@ -231,6 +231,29 @@ struct CreateAppBody {
 #[derive(Debug, Serialize)]
 struct AppResponse {
     app: App,
+    /// Where visitors reach this server (`http.public_url`), for the embed
+    /// snippet; `None`: the address the admin uses. **[ext]**
+    public_url: Option<String>,
+}
+
+impl AppResponse {
+    fn new(state: &AppState, app: App) -> AppResponse {
+        AppResponse {
+            app,
+            public_url: public_url(state),
+        }
+    }
+}
+
+/// `http.public_url`, normalized (no trailing slash).
+fn public_url(state: &AppState) -> Option<String> {
+    state
+        .config
+        .http
+        .public_url_parts()
+        .ok()
+        .flatten()
+        .map(|(url, _)| url)
 }
 
 async fn create(
@@ -282,12 +305,13 @@ async fn create(
     )
     .await?;
     tracing::info!(admin = %admin.id, app = %app.id, "app created");
-    Ok((StatusCode::CREATED, Json(AppResponse { app })))
+    Ok((StatusCode::CREATED, Json(AppResponse::new(&state, app))))
 }
 
 #[derive(Debug, Serialize)]
 struct AppsResponse {
     apps: Vec<App>,
+    public_url: Option<String>,
 }
 
 async fn list(
@@ -301,6 +325,7 @@ async fn list(
     .await?;
     Ok(Json(AppsResponse {
         apps: rows.into_iter().map(App::from).collect(),
+        public_url: public_url(&state),
     }))
 }
 
@@ -312,7 +337,7 @@ async fn get_one(
     let app = find(&state.db, id)
         .await?
         .ok_or_else(|| ApiError::not_found("app"))?;
-    Ok(Json(AppResponse { app }))
+    Ok(Json(AppResponse::new(&state, app)))
 }
 
 /// Every field optional; `business_hours: null` removes the hours (always open).
@@ -401,7 +426,7 @@ async fn update(
     tx.commit().await?;
     state.auth_cache.app_changed(app.id);
     tracing::info!(admin = %admin.id, app = %app.id, "app updated");
-    Ok(Json(AppResponse { app }))
+    Ok(Json(AppResponse::new(&state, app)))
 }
 
 /// A new secret: the old one stops verifying `user_hash` at once, so the
@@ -434,7 +459,7 @@ async fn rotate_secret(
     let app = find(&state.db, id)
         .await?
         .ok_or_else(|| ApiError::not_found("app"))?;
-    Ok(Json(AppResponse { app }))
+    Ok(Json(AppResponse::new(&state, app)))
 }
 
 #[cfg(test)]

@@ -198,6 +198,16 @@ impl FromRequestParts<AppState> for VisitorAuth {
                 }
                 Ok(VisitorAuth(visitor))
             }
+            // On the public listener an agent's token is as unknown as on
+            // its WebSocket (http::public).
+            Principal::Agent(_)
+                if parts
+                    .extensions
+                    .get::<crate::http::public::PublicListener>()
+                    .is_some() =>
+            {
+                Err(ApiError::Unauthorized("invalid or revoked token".into()))
+            }
             Principal::Agent(_) => Err(ApiError::forbidden("this route needs a visitor token")),
         }
     }

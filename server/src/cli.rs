@@ -32,6 +32,10 @@ enum Command {
         /// (`lan.bind`, e.g. 0.0.0.0:5339; docs/LAN.md).
         #[arg(long, value_name = "ADDR:PORT")]
         lan_bind: Option<std::net::SocketAddr>,
+        /// Also serve visitors (only) here, for a tunnel or reverse proxy
+        /// (`http.public_bind`; docs/LAN.md, "Visitors").
+        #[arg(long, value_name = "ADDR:PORT")]
+        public_bind: Option<std::net::SocketAddr>,
         #[arg(long, value_name = "FILE", env = "KEFU_CONFIG")]
         config: Option<PathBuf>,
         /// os: ack after the write reaches the OS; fsync: after it is on disk.
@@ -202,6 +206,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             data_dir,
             bind,
             lan_bind,
+            public_bind,
             config,
             durability,
             log_format,
@@ -219,6 +224,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     LogFormatArg::Json => LogFormat::Json,
                 }),
                 lan: lan_bind.map(|bind| crate::config::LanOverrides { bind: Some(bind) }),
+                http: public_bind.map(|bind| crate::config::HttpOverrides {
+                    public_bind: Some(bind),
+                }),
             };
             let config = Config::load(config.as_deref(), &overrides).map_err(anyhow::Error::msg)?;
             if print_config {

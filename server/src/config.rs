@@ -120,6 +120,18 @@ pub struct HttpConfig {
     /// Seconds a graceful shutdown waits for requests in flight and for
     /// WebSockets to close; then the rest are dropped.
     pub shutdown_timeout_secs: u64,
+    /// The public listener (`http::public`): serves only what visitors
+    /// need (widget, visitor REST and WebSocket, attachments, health), for
+    /// a tunnel, port forward or reverse proxy in front of it. Unset: none.
+    pub public_bind: Option<SocketAddr>,
+    /// PEM certificate chain and key for TLS on the public listener (both
+    /// or neither); without them it speaks plain HTTP.
+    pub public_tls_cert: Option<PathBuf>,
+    pub public_tls_key: Option<PathBuf>,
+    /// The address visitors reach Kefu at (`https://chat.shop.example`):
+    /// the admin's embed snippet uses it, and its host is served by the
+    /// Host check.
+    pub public_url: Option<String>,
 }
 
 impl Default for HttpConfig {
@@ -131,6 +143,10 @@ impl Default for HttpConfig {
             body_idle_timeout_secs: 30,
             max_connections: 10_000,
             shutdown_timeout_secs: 10,
+            public_bind: None,
+            public_tls_cert: None,
+            public_tls_key: None,
+            public_url: None,
         }
     }
 }
@@ -186,9 +202,49 @@ impl HttpConfig {
             .collect()
     }
 
+    /// `public_url` parsed: scheme `http` or `https`, a host, an optional
+    /// port, nothing else (no path, query or user).
+    pub fn public_url_parts(&self) -> Result<Option<(String, String)>, String> {
+        let Some(url) = &self.public_url else {
+            return Ok(None);
+        };
+        let bad = || {
+            format!(
+                "invalid configuration: http.public_url {url:?} must be http(s)://HOST[:PORT] without a path"
+            )
+        };
+        let uri: axum::http::Uri = url.trim_end_matches('/').parse().map_err(|_| bad())?;
+        let scheme = uri.scheme_str().ok_or_else(bad)?;
+        let authority = uri.authority().ok_or_else(bad)?;
+        let path_ok = matches!(uri.path(), "" | "/");
+        if !matches!(scheme, "http" | "https")
+            || !path_ok
+            || uri.query().is_some()
+            || authority.as_str().contains('@')
+            || authority.host().is_empty()
+        {
+            return Err(bad());
+        }
+        let host = authority.host();
+        let host = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host)
+            .trim_end_matches('.')
+            .to_ascii_lowercase();
+        Ok(Some((format!("{scheme}://{authority}"), host)))
+    }
+
     pub fn validate(&self) -> Result<(), String> {
         self.trusted_proxy_nets()?;
         self.allowed_host_names()?;
+        self.public_url_parts()?;
+        if self.public_tls_cert.is_some() != self.public_tls_key.is_some() {
+            return Err(
+                "invalid configuration: http.public_tls_cert and http.public_tls_key go together"
+                    .to_owned(),
+            );
+        }
         let checks = [
             (
                 "http.header_read_timeout_secs must be > 0",
@@ -390,6 +446,16 @@ pub struct Overrides {
     /// `--lan-bind`: `lan.bind`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lan: Option<LanOverrides>,
+    /// `--public-bind`: `http.public_bind`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpOverrides>,
+}
+
+/// The `[http]` values the command line may set.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct HttpOverrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_bind: Option<SocketAddr>,
 }
 
 /// The `[lan]` values the command line may set.
@@ -473,6 +539,15 @@ impl Config {
         if self.lan.bind.is_some_and(|lan| lan == self.bind) {
             return Err(
                 "invalid configuration: lan.bind must differ from bind (plain HTTP stays on loopback)"
+                    .to_owned(),
+            );
+        }
+        if let Some(public) = self.http.public_bind
+            && public.port() != 0
+            && (public == self.bind || Some(public) == self.lan.bind)
+        {
+            return Err(
+                "invalid configuration: http.public_bind must differ from bind and lan.bind"
                     .to_owned(),
             );
         }
@@ -635,6 +710,52 @@ mod tests {
         assert!(Config::load(Some(&file), &same).is_err());
         std::fs::write(&file, "[lan]\nbnd = \"127.0.0.2:5339\"\n").expect("write");
         assert!(Config::load(Some(&file), &Overrides::default()).is_err());
+    }
+
+    #[test]
+    fn public_listener_settings() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("kefu.toml");
+        std::fs::write(
+            &file,
+            "[http]\npublic_bind = \"127.0.0.1:8443\"\npublic_url = \"https://Chat.Shop.Example/\"\n",
+        )
+        .expect("write");
+        let config = Config::load(Some(&file), &Overrides::default()).expect("load");
+        assert_eq!(
+            config.http.public_url_parts().expect("url"),
+            Some((
+                "https://Chat.Shop.Example".to_owned(),
+                "chat.shop.example".to_owned()
+            ))
+        );
+        let flags = Overrides {
+            http: Some(HttpOverrides {
+                public_bind: Some("127.0.0.1:9443".parse().expect("addr")),
+            }),
+            ..Overrides::default()
+        };
+        let config = Config::load(Some(&file), &flags).expect("load");
+        assert_eq!(config.http.public_bind.map(|a| a.port()), Some(9443));
+        assert_eq!(
+            toml::from_str::<Config>(&config.to_toml()).expect("parse"),
+            config
+        );
+        for bad in [
+            "[http]\npublic_url = \"chat.shop.example\"\n",
+            "[http]\npublic_url = \"ftp://chat.shop.example\"\n",
+            "[http]\npublic_url = \"https://chat.shop.example/kefu\"\n",
+            "[http]\npublic_url = \"https://chat.shop.example/?a=1\"\n",
+            "[http]\npublic_url = \"https://user@chat.shop.example\"\n",
+            "[http]\npublic_tls_cert = \"/etc/kefu/cert.pem\"\n",
+            "bind = \"127.0.0.1:7000\"\n[http]\npublic_bind = \"127.0.0.1:7000\"\n",
+        ] {
+            std::fs::write(&file, bad).expect("write");
+            assert!(
+                Config::load(Some(&file), &Overrides::default()).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

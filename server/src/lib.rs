@@ -14,6 +14,7 @@ pub mod cli;
 pub mod config;
 pub mod conversations;
 pub mod error;
+pub mod export;
 pub mod http;
 pub mod hub;
 pub mod ids;
@@ -57,6 +58,8 @@ pub struct Running {
     pub addr: SocketAddr,
     /// The LAN listener's address (TLS), when `lan.bind` is set.
     pub lan_addr: Option<SocketAddr>,
+    /// The public listener's address, when `http.public_bind` is set.
+    pub public_addr: Option<SocketAddr>,
     state: AppState,
     task: JoinHandle<anyhow::Result<()>>,
 }
@@ -116,6 +119,11 @@ pub async fn start_on(config: Config, listener: TcpListener) -> anyhow::Result<R
         .as_ref()
         .map(TcpListener::local_addr)
         .transpose()?;
+    let public = http::public::bind(&config).await?;
+    let public_addr = public
+        .as_ref()
+        .map(|(listener, _)| listener.local_addr())
+        .transpose()?;
     let (state, background) = open_state(config, lan_addr).await?;
     let router = http::router(Arc::clone(&state));
     // The command line finds this server (and its operator token) here.
@@ -148,6 +156,15 @@ pub async fn start_on(config: Config, listener: TcpListener) -> anyhow::Result<R
         }
         _ => None,
     };
+    let public_task = public.map(|(listener, tls)| {
+        let router = http::public_router(Arc::clone(&state));
+        let http_config = state.config.http.clone();
+        let shutdown = state.shutdown.clone();
+        let slots = Arc::clone(&slots);
+        tokio::spawn(async move {
+            http::public::serve(listener, tls, router, &http_config, shutdown, slots).await
+        })
+    });
     let serving = Arc::clone(&state);
     let task = tokio::spawn(async move {
         let shutdown = serving.shutdown.clone();
@@ -169,6 +186,16 @@ pub async fn start_on(config: Config, listener: TcpListener) -> anyhow::Result<R
                 Ok(lan_deadline) => lan_deadline.max(deadline),
                 Err(error) => {
                     tracing::error!(%error, "LAN listener task failed");
+                    deadline
+                }
+            },
+            None => deadline,
+        };
+        let deadline = match public_task {
+            Some(public) => match public.await {
+                Ok(public_deadline) => public_deadline.max(deadline),
+                Err(error) => {
+                    tracing::error!(%error, "public listener task failed");
                     deadline
                 }
             },
@@ -199,9 +226,13 @@ pub async fn start_on(config: Config, listener: TcpListener) -> anyhow::Result<R
         Ok(())
     });
     tracing::info!(%addr, data_dir = %state.config.data_dir.display(), durability = ?state.config.durability, "kefu listening");
+    if let Some(public) = public_addr {
+        tracing::info!(%public, "public listener (visitors only)");
+    }
     Ok(Running {
         addr,
         lan_addr,
+        public_addr,
         state,
         task,
     })

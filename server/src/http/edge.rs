@@ -11,7 +11,8 @@
 //! the bind address, the address the client connected to (an IP literal
 //! needs no DNS, so it cannot be rebound), or an entry of
 //! `http.allowed_hosts`; on a LAN host (`lan.bind`) also the LAN address,
-//! `kefu.local` and `lan.names` (the names on its certificate). Other
+//! `kefu.local` and `lan.names` (the names on its certificate); with a
+//! public listener also its address and the host of `http.public_url`. Other
 //! hosts get 421 `misdirected_request`. Requests
 //! without any Host (HTTP/1.0 tools) pass: a browser always sends one.
 //!
@@ -72,6 +73,8 @@ pub struct Edge {
     bind: Option<IpAddr>,
     /// `lan.bind`'s address, when it is one.
     lan: Option<IpAddr>,
+    /// `http.public_bind`'s address, when it is one.
+    public: Option<IpAddr>,
     trusted_proxies: Vec<IpNet>,
 }
 
@@ -86,6 +89,15 @@ impl Edge {
         };
         // The LAN listener's address and the names on its certificate.
         let mut entries = config.http.allowed_host_names().unwrap_or_default();
+        // The public listener's address and the host visitors use.
+        edge.public = config
+            .http
+            .public_bind
+            .map(|public| public.ip().to_canonical())
+            .filter(|ip| !ip.is_unspecified());
+        if let Ok(Some((_, host))) = config.http.public_url_parts() {
+            entries.push(host);
+        }
         if let Some(lan) = config.lan.bind {
             edge.lan = Some(lan.ip().to_canonical()).filter(|ip| !ip.is_unspecified());
             entries.push("kefu.local".to_owned());
@@ -131,6 +143,7 @@ impl Edge {
             return ip.is_loopback()
                 || Some(ip) == self.bind
                 || Some(ip) == self.lan
+                || Some(ip) == self.public
                 || Some(ip) == local.map(|local| local.to_canonical())
                 || self.addresses.contains(&ip);
         }

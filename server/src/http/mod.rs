@@ -5,6 +5,7 @@
 
 pub mod edge;
 pub mod extract;
+pub mod public;
 pub mod serve;
 
 pub use edge::ClientIp;
@@ -26,16 +27,30 @@ use crate::metrics::HttpLabels;
 use crate::state::AppState;
 
 pub fn router(state: AppState) -> Router {
-    router_for(state, false)
+    router_for(state, Listener::Loopback)
 }
 
 /// The router of the LAN listener (`lan::host`): the same app, plus the
 /// pairing routes, behind the LAN gate (inside the Host check).
 pub fn lan_router(state: AppState) -> Router {
-    router_for(state, true)
+    router_for(state, Listener::Lan)
 }
 
-fn router_for(state: AppState, lan: bool) -> Router {
+/// The router of the public listener (`http::public`): the same app with
+/// everything but the visitors' routes hidden (inside the Host check).
+pub fn public_router(state: AppState) -> Router {
+    router_for(state, Listener::Public)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Listener {
+    Loopback,
+    Lan,
+    Public,
+}
+
+fn router_for(state: AppState, listener: Listener) -> Router {
+    let lan = listener == Listener::Lan;
     let api = Router::new()
         .merge(crate::agents::routes())
         .merge(crate::apps::routes())
@@ -51,6 +66,7 @@ fn router_for(state: AppState, lan: bool) -> Router {
         .merge(crate::audit::routes())
         .merge(crate::app_settings::routes())
         .merge(crate::ops::routes())
+        .merge(crate::export::routes())
         .merge(crate::lan::routes::routes())
         .route("/ws", get(crate::hub::ws::upgrade))
         .fallback(not_found)
@@ -91,6 +107,9 @@ fn router_for(state: AppState, lan: bool) -> Router {
             state.clone(),
             crate::lan::host::gate,
         ));
+    }
+    if listener == Listener::Public {
+        app = app.layer(middleware::from_fn(public::gate));
     }
     app.layer(cors)
         // Outside CORS: a foreign Host gets nothing, not even a preflight.

@@ -75,8 +75,11 @@ pub async fn upgrade(
     State(state): State<AppState>,
     ClientIp(peer): ClientIp,
     headers: HeaderMap,
+    public: Option<axum::Extension<crate::http::public::PublicListener>>,
     ApiQuery(query): ApiQuery<WsQuery>,
 ) -> Response {
+    // On the public listener only visitors may say hello (http::public).
+    let visitors_only = public.is_some();
     let origin = crate::apps::cross_origin(&headers).map(str::to_owned);
     if let Some(app_key) = query.app_key {
         match state.auth_cache.app_by_key(&state.db, &app_key).await {
@@ -100,7 +103,7 @@ pub async fn upgrade(
         .max_frame_size(Some(limits.ws_frame_bytes));
     let tasks = state.websocket_tasks.clone();
     ws.on_upgrade(config, &tasks, move |socket| async move {
-        Connection::run(socket, state, origin, peer, permit).await;
+        Connection::run(socket, state, origin, peer, permit, visitors_only).await;
     })
 }
 
@@ -210,8 +213,9 @@ impl Connection {
         origin: Option<String>,
         peer: IpAddr,
         permit: OwnedSemaphorePermit,
+        visitors_only: bool,
     ) {
-        let hello = match Self::authenticate(socket, &state, origin).await {
+        let hello = match Self::authenticate(socket, &state, origin, visitors_only).await {
             Ok(hello) => hello,
             Err(closing) => {
                 // A refused connection lingers outside `max_connections`.
@@ -304,16 +308,19 @@ impl Connection {
         mut socket: Socket,
         state: &AppState,
         origin: Option<String>,
+        visitors_only: bool,
     ) -> Result<Authenticated, Option<Socket>> {
         let write_timeout = Duration::from_secs(state.config.ws.write_timeout_secs);
         let hello_timeout = Duration::from_secs(state.config.ws.hello_timeout_secs);
-        let hello =
-            match tokio::time::timeout(hello_timeout, Box::pin(read_hello(&mut socket, state)))
-                .await
-            {
-                Ok(hello) => hello,
-                Err(_) => Hello::Refuse(CLOSE_UNAUTHORIZED, "no hello in time"),
-            };
+        let hello = match tokio::time::timeout(
+            hello_timeout,
+            Box::pin(read_hello(&mut socket, state, visitors_only)),
+        )
+        .await
+        {
+            Ok(hello) => hello,
+            Err(_) => Hello::Refuse(CLOSE_UNAUTHORIZED, "no hello in time"),
+        };
         let (principal, resume, token, generation) = match hello {
             Hello::Ok {
                 principal,
@@ -870,7 +877,7 @@ enum Signal {
     Read(u64),
 }
 
-async fn read_hello(socket: &mut Socket, state: &AppState) -> Hello {
+async fn read_hello(socket: &mut Socket, state: &AppState, visitors_only: bool) -> Hello {
     #[derive(Deserialize)]
     struct HelloFrame {
         #[serde(rename = "type")]
@@ -908,6 +915,10 @@ async fn read_hello(socket: &mut Socket, state: &AppState) -> Hello {
         // after this point moves it (see `Connection::run`).
         let generation = state.auth_cache.generation();
         return match auth::resolve_token(state, &hello.token).await {
+            // An agent on the public listener: as if the token did not exist.
+            Ok(Some(Principal::Agent(_))) if visitors_only => {
+                Hello::Refuse(CLOSE_UNAUTHORIZED, "invalid token")
+            }
             Ok(Some(principal)) => Hello::Ok {
                 principal,
                 resume: hello.resume,

@@ -669,7 +669,11 @@ async fn check_tzdata(report: &mut Report, pool: Option<&SqlitePool>) {
             11,
             NAME,
             Verdict::Ok,
-            format!("loads; {} zone(s) in use by business hours", zones.len()),
+            format!(
+                "loads (the system's zoneinfo, else the copy built into Kefu); {} zone(s) in use \
+                 by business hours",
+                zones.len()
+            ),
         );
     }
 }
