@@ -32,6 +32,11 @@ enum Command {
         /// (`lan.bind`, e.g. 0.0.0.0:5339; docs/LAN.md).
         #[arg(long, value_name = "ADDR:PORT")]
         lan_bind: Option<std::net::SocketAddr>,
+        /// Join the shop as a peer of the host at HOST:PORT (`lan.peer_of`):
+        /// keep no shop data, relay the API and the WebSocket to the host
+        /// pinned by `lan pair` (docs/LAN.md, "Peer mode").
+        #[arg(long, value_name = "HOST:PORT", conflicts_with = "lan_bind")]
+        peer_of: Option<crate::lan::HostAddress>,
         #[arg(long, value_name = "FILE", env = "KEFU_CONFIG")]
         config: Option<PathBuf>,
         /// os: ack after the write reaches the OS; fsync: after it is on disk.
@@ -202,6 +207,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             data_dir,
             bind,
             lan_bind,
+            peer_of,
             config,
             durability,
             log_format,
@@ -218,7 +224,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     LogFormatArg::Human => LogFormat::Human,
                     LogFormatArg::Json => LogFormat::Json,
                 }),
-                lan: lan_bind.map(|bind| crate::config::LanOverrides { bind: Some(bind) }),
+                lan: (lan_bind.is_some() || peer_of.is_some()).then_some(
+                    crate::config::LanOverrides {
+                        bind: lan_bind,
+                        peer_of,
+                    },
+                ),
             };
             let config = Config::load(config.as_deref(), &overrides).map_err(anyhow::Error::msg)?;
             if print_config {
@@ -230,6 +241,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             // Listen for signals before the server answers anything: a
             // SIGTERM that comes right after start-up must stop it gracefully.
             let signals = Signals::listen();
+            if config.lan.peer_of.is_some() {
+                let running = crate::lan::peer::start(config).await?;
+                let token = running.shutdown_token();
+                tokio::spawn(async move {
+                    signals.wait().await;
+                    tracing::info!("shutting down");
+                    token.cancel();
+                });
+                return running.wait().await;
+            }
             let running = crate::start(config).await?;
             let token = running.shutdown_token();
             tokio::spawn(async move {

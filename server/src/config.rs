@@ -397,6 +397,9 @@ pub struct Overrides {
 pub struct LanOverrides {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bind: Option<SocketAddr>,
+    /// `--peer-of`: `lan.peer_of`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer_of: Option<crate::lan::HostAddress>,
 }
 
 impl Config {
@@ -619,6 +622,7 @@ mod tests {
         let flags = Overrides {
             lan: Some(LanOverrides {
                 bind: Some("127.0.0.2:6000".parse().expect("addr")),
+                ..LanOverrides::default()
             }),
             ..Overrides::default()
         };

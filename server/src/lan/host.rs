@@ -277,11 +277,20 @@ pub async fn gate(State(state): State<AppState>, request: Request, next: Next) -
         None if host.browsers => None,
         None => Some("browsers are not served on this LAN listener (lan.browsers is off)"),
     };
-    match refusal {
+    let mut response = match refusal {
         None => next.run(request).await,
         Some(message) => refused(message),
-    }
+    };
+    // Every answer on the LAN listener carries the host's term, so that a
+    // peer's relay checks it on each response, not only at its handshake.
+    response
+        .headers_mut()
+        .insert(TERM_HEADER, http::HeaderValue::from(host.term));
+    response
 }
+
+/// The response header carrying the host's term on the LAN listener.
+pub const TERM_HEADER: &str = "kefu-term";
 
 fn refused(message: &str) -> Response {
     ApiError::forbidden(message).into_response()
