@@ -119,15 +119,32 @@ enum LanCommand {
     /// key in DATA_DIR/lan/state.json.
     Pair {
         /// The host's LAN address, IP:PORT.
-        #[arg(long, value_name = "HOST:PORT")]
-        host: crate::lan::HostAddress,
+        #[arg(long, value_name = "HOST:PORT", required_unless_present = "link")]
+        host: Option<crate::lan::HostAddress>,
         /// The host's device ID, when known (from its pairing link): then
         /// only that key is accepted, even at first contact.
         #[arg(long, value_name = "DEVICE_ID")]
         id: Option<crate::lan::DeviceId>,
+        /// The host's pairing link, `kefu://pair?host=…&id=…` (what the
+        /// host's `lan link` or admin status shows): its address, and its
+        /// device ID pinned from the first connection.
+        #[arg(long, value_name = "URL", conflicts_with_all = ["host", "id"])]
+        link: Option<crate::lan::pairing::PairingLink>,
         /// This device's name in the host's list.
         #[arg(long)]
         name: Option<String>,
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        #[arg(long, value_name = "FILE", env = "KEFU_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// As a host: print the `kefu://pair` link a peer pairs with (`lan
+    /// pair --link`): the address (lan.bind, or --address when that is
+    /// 0.0.0.0) and this device's ID. No secrets.
+    Link {
+        /// The address peers reach this host at, when lan.bind does not say.
+        #[arg(long, value_name = "HOST:PORT")]
+        address: Option<crate::lan::HostAddress>,
         #[arg(long, value_name = "DIR")]
         data_dir: Option<PathBuf>,
         #[arg(long, value_name = "FILE", env = "KEFU_CONFIG")]
@@ -294,6 +311,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 LanCommand::Pair {
                     host,
                     id,
+                    link,
                     name,
                     data_dir,
                     config,
@@ -304,7 +322,27 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 ..Overrides::default()
             };
             let config = Config::load(config.as_deref(), &overrides).map_err(anyhow::Error::msg)?;
+            let (host, id) = match (link, host) {
+                (Some(link), _) => (link.host, Some(link.device_id)),
+                (None, Some(host)) => (host, id),
+                (None, None) => anyhow::bail!("give --host HOST:PORT or --link URL"),
+            };
             crate::lan::cli::pair(config.data_dir, host, id, name).await
+        }
+        Command::Lan {
+            command:
+                LanCommand::Link {
+                    address,
+                    data_dir,
+                    config,
+                },
+        } => {
+            let overrides = Overrides {
+                data_dir,
+                ..Overrides::default()
+            };
+            let config = Config::load(config.as_deref(), &overrides).map_err(anyhow::Error::msg)?;
+            crate::lan::cli::link(&config, address).await
         }
         Command::Lan {
             command: LanCommand::Check { data_dir, config },

@@ -167,6 +167,7 @@ impl LanHost {
             %listening,
             device_id = %host.identity.device_id(),
             term = host.term,
+            links = ?pairing_links(&host, &config.lan.names),
             "LAN host listening (TLS)"
         );
         Ok(host)
@@ -225,6 +226,39 @@ impl LanHost {
             .lock()
             .retain(|_, open| open.started.elapsed() < PAIRING_TTL);
     }
+}
+
+/// The `kefu://pair` links a peer may be given for this host (no
+/// secrets: an address and the device ID): one per address it can be
+/// reached at, the LAN listener's own (unless it is `0.0.0.0`) and then
+/// `lan.names`, each with the listener's port.
+pub fn pairing_links(host: &LanHost, names: &[String]) -> Vec<String> {
+    let port = host.listening.port();
+    let mut addresses = Vec::new();
+    if !host.listening.ip().is_unspecified() {
+        addresses.push(super::HostAddress::from(host.listening));
+    }
+    for name in names {
+        let text = match name.parse::<IpAddr>() {
+            Ok(ip) => SocketAddr::new(ip, port).to_string(),
+            Err(_) => format!("{name}:{port}"),
+        };
+        if let Ok(address) = text.parse::<super::HostAddress>()
+            && !addresses.contains(&address)
+        {
+            addresses.push(address);
+        }
+    }
+    addresses
+        .into_iter()
+        .map(|address| {
+            super::pairing::PairingLink {
+                host: address,
+                device_id: host.identity.device_id(),
+            }
+            .to_string()
+        })
+        .collect()
 }
 
 /// The TLS handshake of the LAN listener (see `http::serve::Handshake`).

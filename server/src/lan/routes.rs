@@ -227,6 +227,7 @@ async fn status(State(state): State<AppState>, LanAdmin(_): LanAdmin) -> ApiResu
             "history_id": null,
             "device_id": null,
             "listening": null,
+            "pairing_links": null,
             "devices": null,
         })));
     };
@@ -239,6 +240,7 @@ async fn status(State(state): State<AppState>, LanAdmin(_): LanAdmin) -> ApiResu
         "short_id": host.identity.device_id().short(),
         "certificate_sha256": hex::encode(host.identity.certificate_sha256()),
         "listening": host.listening.to_string(),
+        "pairing_links": super::host::pairing_links(host, &state.config.lan.names),
         "browsers": host.browsers,
         "devices": host.devices.counts(&state.db).await?,
     })))
