@@ -68,6 +68,10 @@ pub enum Refusal {
     /// Another key than the pinned one (a new certificate key, another
     /// device at the address, a man in the middle).
     PinMismatch,
+    /// The TLS handshake failed a check other than the key's hash (a bad
+    /// handshake signature: the pinned certificate replayed without its
+    /// key), or the host refused this device's certificate.
+    Handshake,
     /// This device is not approved on the host (pending, revoked, deleted).
     NotApproved,
     /// The host's term is lower than one already seen: an old host.
@@ -303,7 +307,7 @@ impl Link {
         .await;
         let mut client = match connected {
             Ok(client) => client,
-            Err(error) => return classify(error),
+            Err(error) => return classify(error, self.pinned),
         };
         let hello = match client
             .request(Method::GET, "/lan/v1/hello", None, None)
@@ -325,7 +329,7 @@ impl Link {
                     format!("the host answered the relay handshake with {status}"),
                 );
             }
-            Err(error) => return classify(error),
+            Err(error) => return classify(error, self.pinned),
         };
         let announced = hello["host_device_id"]
             .as_str()
@@ -414,10 +418,22 @@ impl Link {
     }
 }
 
-fn classify(error: ClientError) -> Outcome {
+fn classify(error: ClientError, pinned: DeviceId) -> Outcome {
     match error {
         ClientError::Connect(ConnectError::PinMismatch(mismatch)) => {
             Outcome::Refused(Refusal::PinMismatch, mismatch.to_string())
+        }
+        ClientError::Connect(ConnectError::Handshake(io))
+            if io
+                .get_ref()
+                .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some()) =>
+        {
+            Outcome::Refused(
+                Refusal::Handshake,
+                format!(
+                    "the TLS handshake with the host failed a check ({io}): it did not prove it holds the key of device {pinned}; someone may be impersonating it"
+                ),
+            )
         }
         ClientError::Refused { status, message } if status == StatusCode::FORBIDDEN => {
             Outcome::Refused(Refusal::NotApproved, message)
