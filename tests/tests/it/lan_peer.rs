@@ -972,3 +972,69 @@ async fn peer_mode_refuses_a_lan_address_an_unpaired_device_and_a_host() {
         .expect("serve");
     assert!(!output.status.success());
 }
+
+#[test]
+fn a_hosts_own_announcement_is_found_across_namespaces() {
+    let Some(ns) = crate::lan_discovery::namespaces_or_skip(
+        "lan_peer::a_hosts_own_announcement_is_found_across_namespaces",
+    ) else {
+        return;
+    };
+    // A real host process in namespace a, announcing on its veth only.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("kefu.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[lan]\nbind = \"10.231.0.1:5339\"\n[lan.mdns]\nenabled = true\ninterfaces = [\"{}\"]\n",
+            ns.interfaces[0]
+        ),
+    )
+    .expect("config");
+    let mut host = Command::new("ip")
+        .args(["netns", "exec", &ns.names[0]])
+        .arg(env!("CARGO_BIN_EXE_kefu-server-under-test"))
+        .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .arg("--config")
+        .arg(&config)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn the host");
+    let mut browser = ns.probe(1, &["browse", "--interface", &ns.interfaces[1]]);
+    // The identity is made at start, before the term is written; the
+    // browser is already listening.
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    while std::fs::read_to_string(dir.path().join("lan/state.json"))
+        .ok()
+        .and_then(|text| serde_json::from_str::<Value>(&text).ok())
+        .is_none_or(|state| state["role"] != "host")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the host never started"
+        );
+        assert!(
+            host.try_wait().expect("host").is_none(),
+            "the host process exited"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let id = Identity::open(dir.path())
+        .expect("identity")
+        .0
+        .device_id()
+        .to_string();
+    let found = browser.until(
+        "the host's own announcement",
+        |_| {},
+        |v| crate::lan_discovery::host_with(v, &id).is_some(),
+    );
+    let entry = crate::lan_discovery::host_with(&found, &id).expect("entry");
+    assert_eq!(entry["term"], 1, "{entry}");
+    assert_eq!(entry["addresses"], json!(["10.231.0.1:5339"]), "{entry}");
+    let _ = host.kill();
+    let _ = host.wait();
+}
