@@ -674,6 +674,44 @@ async fn revoking_a_peer_cuts_it_off_at_once_and_leaves_the_other_peer() {
     assert_eq!(peer_a.connected().await["state"], "connected");
 }
 
+#[tokio::test]
+async fn a_peer_refuses_a_host_whose_term_is_lower_than_one_it_has_seen() {
+    let host = Host::start().await;
+    host.create_agent("amy").await;
+    let peer_dir = tempfile::tempdir().expect("tempdir");
+    pair_in_process(&host, peer_dir.path()).await;
+    // This device has seen term 5 (a newer host, before a handover); the
+    // host it is pinned to is at term 1: an old host.
+    LanStateFile::open(peer_dir.path())
+        .expect("state")
+        .observe_term(5)
+        .expect("observe");
+    let peer = Peer::spawn(peer_dir.path(), PEER_IP, host.lan);
+    let status = peer.link_until(|s| s["state"] == "refused").await;
+    assert_eq!(status["refusal"], "stale_term", "{status}");
+    assert_eq!(status["highest_term_seen"], 5);
+    let message = status["message"].as_str().expect("message");
+    assert!(
+        message.contains("term 1") && message.contains("term 5"),
+        "{message}"
+    );
+    // Nothing is relayed to it: not even a login.
+    let (code, body) = peer
+        .call(
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"username": "amy", "password": "agent-password"})),
+        )
+        .await;
+    assert_eq!(code, 503, "{body}");
+    assert_eq!(body["error"]["code"], "unavailable");
+    let (code, _) = peer.call(Method::GET, "/readyz", None, None).await;
+    assert_eq!(code, 503);
+    // The highest term seen never goes down.
+    assert_eq!(read_state(peer_dir.path())["highest_term_seen"], 5);
+}
+
 /// A TLS listener on an address, counting handshakes that completed.
 struct Impostor {
     task: tokio::task::JoinHandle<()>,

@@ -212,6 +212,25 @@ impl Link {
         self.changed.subscribe()
     }
 
+    /// Waits until the link is `connected` (true) or `refused`, or for
+    /// `wait` at most (false unless connected).
+    pub async fn wait_connected(&self, wait: Duration) -> bool {
+        let mut changes = self.changed.subscribe();
+        let waiting = async {
+            loop {
+                match *changes.borrow_and_update() {
+                    LinkState::Connected => return true,
+                    LinkState::Refused => return false,
+                    _ => {}
+                }
+                if changes.changed().await.is_err() {
+                    return false;
+                }
+            }
+        };
+        tokio::time::timeout(wait, waiting).await.unwrap_or(false)
+    }
+
     /// Asks the supervisor to check the host now (the relay saw an error,
     /// a higher term, or a tunnel end).
     pub fn wake(&self) {

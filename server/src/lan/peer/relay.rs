@@ -25,7 +25,9 @@
 //!   client reconnects and resumes by seq as after any drop. At most
 //!   `limits.max_connections` tunnels.
 //!
-//! Every answer's `kefu-term` is checked against the highest term seen: a
+//! Nothing is relayed while the link (`link`) is not `connected`: such a
+//! request has the link checked at once and waits up to 3 s for it, else
+//! 503. Every answer's `kefu-term` is checked against the highest term seen: a
 //! lower one is refused (503, the link turns `refused`); a higher one
 //! wakes the link, which persists it. Nothing of a request is logged (no
 //! path, query or header): tokens stay out of logs.
@@ -52,6 +54,9 @@ use crate::lan::tls::pin_mismatch;
 
 /// How long the host may take to answer a request's head.
 const RESPONSE_HEAD_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a request waits for a link that is not connected (at start,
+/// after the host restarted) before it is answered 503.
+const LINK_WAIT: Duration = Duration::from_secs(3);
 /// Idle connections to the host kept for reuse.
 const MAX_IDLE_CONNECTIONS: usize = 16;
 /// How long an idle connection to the host is kept.
@@ -176,13 +181,21 @@ pub async fn forward(State(relay): State<Arc<Relay>>, mut request: Request) -> R
     if request.headers().contains_key(header::UPGRADE) && !websocket {
         return ApiError::bad_request("only the WebSocket upgrade is relayed").into_response();
     }
-    if relay.link.state() == LinkState::Refused {
-        let status = relay.link.status();
-        return ApiError::Unavailable(format!(
-            "the shop's host is refused: {}",
-            status.message.unwrap_or_default()
-        ))
-        .into_response();
+    // Only to a host that passed the relay handshake: while the link is
+    // not connected, have it checked now and wait a little for it.
+    if relay.link.state() != LinkState::Connected {
+        relay.link.wake();
+        if !relay.link.wait_connected(LINK_WAIT).await {
+            let status = relay.link.status();
+            let message = match status.state {
+                LinkState::Refused => format!(
+                    "the shop's host is refused: {}",
+                    status.message.unwrap_or_default()
+                ),
+                _ => "the shop's host is unreachable; retry shortly".to_owned(),
+            };
+            return ApiError::Unavailable(message).into_response();
+        }
     }
     let path_and_query = request
         .uri()
