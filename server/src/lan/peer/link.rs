@@ -460,3 +460,79 @@ fn classify(error: ClientError, pinned: DeviceId) -> Outcome {
         other => Outcome::Down(format!("the host is unreachable: {other}")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lan::state::PinnedHost;
+
+    fn link() -> (tempfile::TempDir, Link) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (identity, _) = Identity::load_or_create(dir.path(), &[]).expect("identity");
+        let mut state = LanStateFile::open(dir.path()).expect("state");
+        let address: HostAddress = "127.0.0.2:5339".parse().expect("address");
+        state
+            .become_peer(PinnedHost {
+                address: address.clone(),
+                device_id: DeviceId::from_bytes([9; 32]),
+                history_id: None,
+            })
+            .expect("pin");
+        let link = Link::new(Arc::new(identity), address, None, state).expect("link");
+        (dir, link)
+    }
+
+    #[test]
+    fn states_follow_what_the_handshakes_found() {
+        let (_dir, link) = link();
+        assert_eq!(link.state(), LinkState::Connecting);
+        // Never reached since start: unreachable, not reconnecting.
+        link.apply(Outcome::Down("refused".into()));
+        assert_eq!(link.state(), LinkState::Unreachable);
+        link.apply(Outcome::Passed { term: 3 });
+        let status = link.status();
+        assert_eq!(status.state, LinkState::Connected);
+        assert_eq!(status.term, Some(3));
+        assert_eq!(status.message, None);
+        // Lost after being connected: reconnecting, with the reason.
+        link.apply(Outcome::Down("reset".into()));
+        assert_eq!(link.state(), LinkState::Reconnecting);
+        assert_eq!(link.status().message.as_deref(), Some("reset"));
+        link.apply(Outcome::Down("reset".into()));
+        assert_eq!(link.state(), LinkState::Reconnecting);
+        // A refusal holds its reason until a handshake passes.
+        link.apply(Outcome::Refused(Refusal::PinMismatch, "other key".into()));
+        assert_eq!(link.status().refusal, Some(Refusal::PinMismatch));
+        link.apply(Outcome::Passed { term: 4 });
+        assert_eq!(link.status().refusal, None);
+        assert_eq!(link.status().term, Some(4));
+    }
+
+    #[tokio::test]
+    async fn terms_are_persisted_before_they_count_and_never_go_down() {
+        let (dir, link) = link();
+        link.observe_term(5).await.expect("higher");
+        assert_eq!(link.highest_term_seen(), 5);
+        let on_disk = LanStateFile::open(dir.path()).expect("state");
+        assert_eq!(on_disk.state().highest_term_seen, 5);
+        link.observe_term(5).await.expect("equal");
+        assert!(matches!(
+            link.observe_term(4).await,
+            Err(StateError::StaleTerm {
+                presented: 4,
+                highest_seen: 5
+            })
+        ));
+        assert_eq!(link.highest_term_seen(), 5);
+    }
+
+    #[tokio::test]
+    async fn waiting_for_the_link_ends_on_connected_refused_or_time() {
+        let (_dir, link) = link();
+        assert!(!link.wait_connected(Duration::from_millis(20)).await);
+        link.apply(Outcome::Passed { term: 1 });
+        assert!(link.wait_connected(Duration::from_millis(20)).await);
+        link.refuse(Refusal::StaleTerm, "old".into());
+        assert!(!link.wait_connected(Duration::from_secs(5)).await);
+    }
+}
