@@ -18,6 +18,7 @@ mod backup;
 mod client;
 mod coldstart;
 mod fuzz;
+mod lan;
 mod pin;
 mod report;
 mod scenarios;
@@ -91,6 +92,9 @@ enum Scenario {
     /// Backup time and size, and send latency before vs during a backup
     /// (Kefu only; prints JSON).
     Backup(BackupArgs),
+    /// An agent's reply through a LAN peer's relay vs straight to the
+    /// host, in the same run (Kefu only; prints JSON).
+    LanRelay(LanRelayArgs),
     /// Every scenario in turn (with `--smoke`: tiny, for CI).
     All(AllArgs),
     /// Baseline B0: serve the minimal relay (used by the bench itself).
@@ -250,6 +254,13 @@ struct BackupArgs {
 }
 
 #[derive(Args, Clone)]
+struct LanRelayArgs {
+    /// Replies measured per path (after a tenth as many for warm-up).
+    #[arg(long, default_value_t = 2_000)]
+    replies: usize,
+}
+
+#[derive(Args, Clone)]
 struct AllArgs {
     /// Seconds Kefu holds the idle connections.
     #[arg(long, default_value_t = 600)]
@@ -367,6 +378,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Scenario::Storage(args) => vec![storage_section(&global, &args)?],
         Scenario::Store(args) => vec![store_section(&bin, &global, &args).await?],
         Scenario::Fuzz(args) => vec![fuzz_section(&bin, &global, &args).await?],
+        Scenario::LanRelay(args) => {
+            let replies = if global.smoke { 20 } else { args.replies };
+            let row = lan::run(&bin, replies).await?;
+            println!("{}", serde_json::to_string_pretty(&row)?);
+            let report = full_report(&global, vec![section("lan-relay", vec![row])]);
+            return write_json(&global, &report);
+        }
         Scenario::Backup(args) => {
             let row = backup::run(
                 &bin,

@@ -34,8 +34,13 @@ enum Command {
         lan_bind: Option<std::net::SocketAddr>,
         /// Also serve visitors (only) here, for a tunnel or reverse proxy
         /// (`http.public_bind`; docs/LAN.md, "Visitors").
-        #[arg(long, value_name = "ADDR:PORT")]
+        #[arg(long, value_name = "ADDR:PORT", conflicts_with = "peer_of")]
         public_bind: Option<std::net::SocketAddr>,
+        /// Join the shop as a peer of the host at HOST:PORT (`lan.peer_of`):
+        /// keep no shop data, relay the API and the WebSocket to the host
+        /// pinned by `lan pair` (docs/LAN.md, "Peer mode").
+        #[arg(long, value_name = "HOST:PORT", conflicts_with = "lan_bind")]
+        peer_of: Option<crate::lan::HostAddress>,
         #[arg(long, value_name = "FILE", env = "KEFU_CONFIG")]
         config: Option<PathBuf>,
         /// os: ack after the write reaches the OS; fsync: after it is on disk.
@@ -118,15 +123,32 @@ enum LanCommand {
     /// key in DATA_DIR/lan/state.json.
     Pair {
         /// The host's LAN address, IP:PORT.
-        #[arg(long, value_name = "HOST:PORT")]
-        host: crate::lan::HostAddress,
+        #[arg(long, value_name = "HOST:PORT", required_unless_present = "link")]
+        host: Option<crate::lan::HostAddress>,
         /// The host's device ID, when known (from its pairing link): then
         /// only that key is accepted, even at first contact.
         #[arg(long, value_name = "DEVICE_ID")]
         id: Option<crate::lan::DeviceId>,
+        /// The host's pairing link, `kefu://pair?host=…&id=…` (what the
+        /// host's `lan link` or admin status shows): its address, and its
+        /// device ID pinned from the first connection.
+        #[arg(long, value_name = "URL", conflicts_with_all = ["host", "id"])]
+        link: Option<crate::lan::pairing::PairingLink>,
         /// This device's name in the host's list.
         #[arg(long)]
         name: Option<String>,
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        #[arg(long, value_name = "FILE", env = "KEFU_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// As a host: print the `kefu://pair` link a peer pairs with (`lan
+    /// pair --link`): the address (lan.bind, or --address when that is
+    /// 0.0.0.0) and this device's ID. No secrets.
+    Link {
+        /// The address peers reach this host at, when lan.bind does not say.
+        #[arg(long, value_name = "HOST:PORT")]
+        address: Option<crate::lan::HostAddress>,
         #[arg(long, value_name = "DIR")]
         data_dir: Option<PathBuf>,
         #[arg(long, value_name = "FILE", env = "KEFU_CONFIG")]
@@ -207,6 +229,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             bind,
             lan_bind,
             public_bind,
+            peer_of,
             config,
             durability,
             log_format,
@@ -223,7 +246,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     LogFormatArg::Human => LogFormat::Human,
                     LogFormatArg::Json => LogFormat::Json,
                 }),
-                lan: lan_bind.map(|bind| crate::config::LanOverrides { bind: Some(bind) }),
+                lan: (lan_bind.is_some() || peer_of.is_some()).then_some(
+                    crate::config::LanOverrides {
+                        bind: lan_bind,
+                        peer_of,
+                    },
+                ),
                 http: public_bind.map(|bind| crate::config::HttpOverrides {
                     public_bind: Some(bind),
                 }),
@@ -238,6 +266,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             // Listen for signals before the server answers anything: a
             // SIGTERM that comes right after start-up must stop it gracefully.
             let signals = Signals::listen();
+            if config.lan.peer_of.is_some() {
+                let running = crate::lan::peer::start(config).await?;
+                let token = running.shutdown_token();
+                tokio::spawn(async move {
+                    signals.wait().await;
+                    tracing::info!("shutting down");
+                    token.cancel();
+                });
+                return running.wait().await;
+            }
             let running = crate::start(config).await?;
             let token = running.shutdown_token();
             tokio::spawn(async move {
@@ -281,6 +319,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 LanCommand::Pair {
                     host,
                     id,
+                    link,
                     name,
                     data_dir,
                     config,
@@ -291,7 +330,27 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 ..Overrides::default()
             };
             let config = Config::load(config.as_deref(), &overrides).map_err(anyhow::Error::msg)?;
+            let (host, id) = match (link, host) {
+                (Some(link), _) => (link.host, Some(link.device_id)),
+                (None, Some(host)) => (host, id),
+                (None, None) => anyhow::bail!("give --host HOST:PORT or --link URL"),
+            };
             crate::lan::cli::pair(config.data_dir, host, id, name).await
+        }
+        Command::Lan {
+            command:
+                LanCommand::Link {
+                    address,
+                    data_dir,
+                    config,
+                },
+        } => {
+            let overrides = Overrides {
+                data_dir,
+                ..Overrides::default()
+            };
+            let config = Config::load(config.as_deref(), &overrides).map_err(anyhow::Error::msg)?;
+            crate::lan::cli::link(&config, address).await
         }
         Command::Lan {
             command: LanCommand::Check { data_dir, config },

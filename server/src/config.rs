@@ -463,6 +463,9 @@ pub struct HttpOverrides {
 pub struct LanOverrides {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bind: Option<SocketAddr>,
+    /// `--peer-of`: `lan.peer_of`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer_of: Option<crate::lan::HostAddress>,
 }
 
 impl Config {
@@ -548,6 +551,13 @@ impl Config {
         {
             return Err(
                 "invalid configuration: http.public_bind must differ from bind and lan.bind"
+                    .to_owned(),
+            );
+        }
+        if self.http.public_bind.is_some() && self.lan.peer_of.is_some() {
+            return Err(
+                "invalid configuration: http.public_bind and lan.peer_of exclude each other: \
+                 a peer keeps no shop data, so visitors must reach the host's public listener"
                     .to_owned(),
             );
         }
@@ -694,6 +704,7 @@ mod tests {
         let flags = Overrides {
             lan: Some(LanOverrides {
                 bind: Some("127.0.0.2:6000".parse().expect("addr")),
+                ..LanOverrides::default()
             }),
             ..Overrides::default()
         };
@@ -749,6 +760,7 @@ mod tests {
             "[http]\npublic_url = \"https://user@chat.shop.example\"\n",
             "[http]\npublic_tls_cert = \"/etc/kefu/cert.pem\"\n",
             "bind = \"127.0.0.1:7000\"\n[http]\npublic_bind = \"127.0.0.1:7000\"\n",
+            "[http]\npublic_bind = \"127.0.0.1:7001\"\n[lan]\npeer_of = \"192.168.1.20:5339\"\n",
         ] {
             std::fs::write(&file, bad).expect("write");
             assert!(

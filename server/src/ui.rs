@@ -36,13 +36,19 @@ const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsa
      object-src 'none'; base-uri 'none'; form-action 'self'";
 
 pub fn routes() -> Router<AppState> {
+    workstation_routes()
+        .route("/widget.js", get(widget_script))
+        .route("/widget/frame.html", get(widget_frame))
+        .route("/widget/assets/{*file}", get(widget_asset))
+}
+
+/// The agent workstation alone (no widget): what a LAN peer serves
+/// (`lan::peer`), which has no shop data to serve the widget from.
+pub fn workstation_routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new()
         .route("/", get(workstation))
         .route("/index.html", get(workstation))
         .route("/assets/{*file}", get(asset))
-        .route("/widget.js", get(widget_script))
-        .route("/widget/frame.html", get(widget_frame))
-        .route("/widget/assets/{*file}", get(widget_asset))
 }
 
 async fn workstation(headers: HeaderMap) -> Response {

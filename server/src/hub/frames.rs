@@ -84,8 +84,14 @@ pub fn api_error(error: &ApiError, client_msg_id: Option<&str>) -> Frame {
     Frame::plain(value.to_string())
 }
 
-pub fn welcome(role: &str, id: &str) -> Frame {
-    Frame::plain(json!({"type": "welcome", "role": role, "id": id}).to_string())
+/// `term` **[ext]**: the LAN host's term (docs/LAN.md, "Terms"), sent to
+/// agents only and only by a server hosting the shop on the LAN.
+pub fn welcome(role: &str, id: &str, term: Option<u64>) -> Frame {
+    let mut value = json!({"type": "welcome", "role": role, "id": id});
+    if let Some(term) = term {
+        value["term"] = json!(term);
+    }
+    Frame::plain(value.to_string())
 }
 
 pub fn pong() -> Frame {

@@ -192,7 +192,7 @@ mod tests {
     use crate::hub::frames;
 
     fn frame(n: u64) -> Frame {
-        frames::welcome("visitor", &n.to_string())
+        frames::welcome("visitor", &n.to_string(), None)
     }
 
     #[test]

@@ -402,7 +402,14 @@ impl Connection {
     /// The welcome, then the catch-up (in a future of its own, so that
     /// the served loop's task is not sized for them).
     async fn open(&mut self, opening: Opening) -> Result<(), &'static str> {
-        self.send(frames::welcome(opening.role, &opening.id))
+        // The LAN host's term, for agents (a peer's relay and its UI).
+        let term = self
+            .state
+            .lan
+            .as_ref()
+            .filter(|_| opening.role == "agent")
+            .map(|host| host.term);
+        self.send(frames::welcome(opening.role, &opening.id, term))
             .await?;
         self.catch_up(opening.resume).await
     }

@@ -95,6 +95,32 @@ pub async fn pair(
     Ok(())
 }
 
+/// `lan link`: the host's pairing link on stdout (alone, for scripts and
+/// QR code makers).
+pub async fn link(
+    config: &crate::config::Config,
+    address: Option<HostAddress>,
+) -> anyhow::Result<()> {
+    let address = match (address, config.lan.bind) {
+        (Some(address), _) => address,
+        (None, Some(bind)) if !bind.ip().is_unspecified() => HostAddress::from(bind),
+        (None, Some(_)) => anyhow::bail!(
+            "lan.bind is 0.0.0.0: give the address peers reach this host at (--address IP:PORT)"
+        ),
+        (None, None) => anyhow::bail!(
+            "this server does not host on the LAN (no lan.bind): give --address IP:PORT"
+        ),
+    };
+    let data_dir = config.data_dir.clone();
+    let (identity, _) = tokio::task::spawn_blocking(move || Identity::open(&data_dir)).await??;
+    let link = super::pairing::PairingLink {
+        host: address,
+        device_id: identity.device_id(),
+    };
+    println!("{link}");
+    Ok(())
+}
+
 /// `lan check`: the pinned host, reached and proved, and this device's
 /// status there.
 pub async fn check(data_dir: PathBuf) -> anyhow::Result<()> {

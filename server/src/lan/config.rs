@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::address::HostAddress;
 use super::discovery::table::TableLimits;
 use super::identity::{MAX_NAMES, normalize_names};
 
@@ -24,6 +25,11 @@ pub struct LanConfig {
     /// The host's LAN listener (TLS only), e.g. `0.0.0.0:5339`. None: this
     /// device does not host on the LAN.
     pub bind: Option<SocketAddr>,
+    /// Run as a peer of the host at this address (`serve --peer-of`): the
+    /// server keeps no shop data and relays `/api/*` and the WebSocket to
+    /// the host pinned by `lan pair` (docs/LAN.md, "Peer mode"). Excludes
+    /// `bind`.
+    pub peer_of: Option<HostAddress>,
     /// Extra names for the device certificate besides `localhost` and
     /// `kefu.local`: the host's LAN IP addresses or DNS names, for
     /// browsers (Kefu devices trust the key, not the names).
@@ -79,6 +85,12 @@ impl LanConfig {
     /// Checks the values a file or the environment may have set; the
     /// message names the key.
     pub fn validate(&self) -> Result<(), String> {
+        if self.bind.is_some() && self.peer_of.is_some() {
+            return Err(
+                "lan.bind and lan.peer_of exclude each other: a device hosts the shop or joins it"
+                    .to_owned(),
+            );
+        }
         if self.names.len() > MAX_NAMES {
             return Err(format!("lan.names: at most {MAX_NAMES} names"));
         }
@@ -133,6 +145,17 @@ mod tests {
         assert_eq!(config.mdns.max_hosts, 8);
         assert_eq!(config.mdns.max_new_per_minute, 16);
         assert!(config.validate().is_ok());
+        let peer: LanConfig = toml::from_str("peer_of = \"192.168.1.20:5339\"").expect("peer");
+        assert_eq!(
+            peer.peer_of,
+            Some("192.168.1.20:5339".parse().expect("address"))
+        );
+        assert!(peer.validate().is_ok());
+        let both = LanConfig {
+            bind: config.bind,
+            ..peer
+        };
+        assert!(both.validate().expect_err("both").contains("peer_of"));
     }
 
     #[test]

@@ -45,6 +45,14 @@ pub enum DeviceStatus {
 }
 
 impl DeviceStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeviceStatus::Pending => "pending",
+            DeviceStatus::Approved => "approved",
+            DeviceStatus::Revoked => "revoked",
+        }
+    }
+
     fn parse(text: &str) -> Option<DeviceStatus> {
         match text {
             "pending" => Some(DeviceStatus::Pending),

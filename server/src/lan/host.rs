@@ -167,6 +167,7 @@ impl LanHost {
             %listening,
             device_id = %host.identity.device_id(),
             term = host.term,
+            links = ?pairing_links(&host, &config.lan.names),
             "LAN host listening (TLS)"
         );
         Ok(host)
@@ -227,6 +228,39 @@ impl LanHost {
     }
 }
 
+/// The `kefu://pair` links a peer may be given for this host (no
+/// secrets: an address and the device ID): one per address it can be
+/// reached at, the LAN listener's own (unless it is `0.0.0.0`) and then
+/// `lan.names`, each with the listener's port.
+pub fn pairing_links(host: &LanHost, names: &[String]) -> Vec<String> {
+    let port = host.listening.port();
+    let mut addresses = Vec::new();
+    if !host.listening.ip().is_unspecified() {
+        addresses.push(super::HostAddress::from(host.listening));
+    }
+    for name in names {
+        let text = match name.parse::<IpAddr>() {
+            Ok(ip) => SocketAddr::new(ip, port).to_string(),
+            Err(_) => format!("{name}:{port}"),
+        };
+        if let Ok(address) = text.parse::<super::HostAddress>()
+            && !addresses.contains(&address)
+        {
+            addresses.push(address);
+        }
+    }
+    addresses
+        .into_iter()
+        .map(|address| {
+            super::pairing::PairingLink {
+                host: address,
+                device_id: host.identity.device_id(),
+            }
+            .to_string()
+        })
+        .collect()
+}
+
 /// The TLS handshake of the LAN listener (see `http::serve::Handshake`).
 pub struct LanHandshake {
     host: Arc<LanHost>,
@@ -277,11 +311,20 @@ pub async fn gate(State(state): State<AppState>, request: Request, next: Next) -
         None if host.browsers => None,
         None => Some("browsers are not served on this LAN listener (lan.browsers is off)"),
     };
-    match refusal {
+    let mut response = match refusal {
         None => next.run(request).await,
         Some(message) => refused(message),
-    }
+    };
+    // Every answer on the LAN listener carries the host's term, so that a
+    // peer's relay checks it on each response, not only at its handshake.
+    response
+        .headers_mut()
+        .insert(TERM_HEADER, http::HeaderValue::from(host.term));
+    response
 }
+
+/// The response header carrying the host's term on the LAN listener.
+pub const TERM_HEADER: &str = "kefu-term";
 
 fn refused(message: &str) -> Response {
     ApiError::forbidden(message).into_response()

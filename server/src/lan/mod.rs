@@ -21,6 +21,8 @@
 //!   [`devices`] — pending and approved devices in SQLite.
 //!   [`connections`] — open connections by device, closed on revocation.
 //!   [`client`] — a device's HTTP client over mutual TLS (`lan pair`).
+//! - [`peer`] — peer mode (`--peer-of`): the loopback server relaying the
+//!   API and the WebSocket to the pinned host, and the link's status.
 //! - [`address`], [`shop_name`] — checked values shared by the above.
 
 pub mod address;
@@ -35,6 +37,7 @@ mod fs;
 pub mod host;
 pub mod identity;
 pub mod pairing;
+pub mod peer;
 pub mod routes;
 pub mod shop_name;
 pub mod state;

@@ -11,6 +11,10 @@
 //!    with the host's code) unless already approved.
 //! 3. `GET /lan/v1/pair` → the device's status, polled until `approved`.
 //!
+//! **Relay handshake** (`GET /lan/v1/hello`, LAN listener, approved devices
+//! only): the host's device ID, term and history, which a peer's relay
+//! checks (`lan::peer::link`) before it relays anything.
+//!
 //! **Admin** (`/api/v1/lan/…`, every listener): status, the device list,
 //! approve (with the code the device shows), rename, revoke (closes the
 //! device's connections at once), delete. Admins only (403 for agents;
@@ -41,6 +45,7 @@ pub fn pairing_routes() -> Router<AppState> {
     Router::new()
         .route("/lan/v1/pair", post(pair_start).get(pair_status))
         .route("/lan/v1/pair/nonce", post(pair_nonce))
+        .route("/lan/v1/hello", get(hello))
 }
 
 /// The admin routes, under `/api/v1`.
@@ -186,6 +191,33 @@ async fn pair_status(
     })))
 }
 
+/// The relay handshake (module doc): only for a device on the allowlist;
+/// any other gets 403 naming its status, so the peer can say why.
+async fn hello(
+    State(state): State<AppState>,
+    Extension(peer): Extension<LanPeer>,
+) -> ApiResult<Json<Value>> {
+    let host = hosting(&state)?;
+    let key = device_key(&peer)?;
+    if !host.devices.is_approved(&key.device_id) {
+        let status = match host.devices.get(&state.db, &key.device_id).await {
+            Ok(device) => device.status.as_str().to_owned(),
+            Err(ApiError::NotFound(_)) => "none".to_owned(),
+            Err(error) => return Err(error),
+        };
+        return Err(ApiError::forbidden(format!(
+            "this device is not approved on the host (status: {status})"
+        )));
+    }
+    Ok(Json(json!({
+        "host_device_id": host.identity.device_id(),
+        "device_id": key.device_id,
+        "term": host.term,
+        "history_id": host.history_id,
+        "shop_name": host.shop_name,
+    })))
+}
+
 async fn status(State(state): State<AppState>, LanAdmin(_): LanAdmin) -> ApiResult<Json<Value>> {
     let Some(host) = state.lan.as_deref() else {
         return Ok(Json(json!({
@@ -195,6 +227,7 @@ async fn status(State(state): State<AppState>, LanAdmin(_): LanAdmin) -> ApiResu
             "history_id": null,
             "device_id": null,
             "listening": null,
+            "pairing_links": null,
             "devices": null,
         })));
     };
@@ -207,6 +240,7 @@ async fn status(State(state): State<AppState>, LanAdmin(_): LanAdmin) -> ApiResu
         "short_id": host.identity.device_id().short(),
         "certificate_sha256": hex::encode(host.identity.certificate_sha256()),
         "listening": host.listening.to_string(),
+        "pairing_links": super::host::pairing_links(host, &state.config.lan.names),
         "browsers": host.browsers,
         "devices": host.devices.counts(&state.db).await?,
     })))

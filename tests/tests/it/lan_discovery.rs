@@ -23,9 +23,9 @@ static NEXT: AtomicU32 = AtomicU32::new(0);
 
 /// Two namespaces joined by a veth pair; deleted on drop, even when the
 /// test fails (deleting a namespace deletes its end of the pair).
-struct Namespaces {
-    names: [String; 2],
-    interfaces: [String; 2],
+pub(crate) struct Namespaces {
+    pub(crate) names: [String; 2],
+    pub(crate) interfaces: [String; 2],
 }
 
 fn ip(args: &[&str]) -> Result<(), String> {
@@ -79,7 +79,7 @@ impl Namespaces {
     }
 
     /// Runs the probe inside namespace `index` (0 = a, 1 = b).
-    fn probe(&self, index: usize, args: &[&str]) -> Probe {
+    pub(crate) fn probe(&self, index: usize, args: &[&str]) -> Probe {
         let mut child = Command::new("ip")
             .args(["netns", "exec", &self.names[index]])
             .arg(env!("CARGO_BIN_EXE_kefu-lan-probe"))
@@ -124,7 +124,7 @@ impl Drop for Namespaces {
 
 /// A probe process (`ip netns exec` execs it, so this is its pid); killed
 /// on drop if still running.
-struct Probe {
+pub(crate) struct Probe {
     child: Child,
     stdin: Option<ChildStdin>,
     lines: mpsc::Receiver<Value>,
@@ -138,7 +138,7 @@ impl Probe {
     }
 
     /// Lines until one satisfies `done`; every line goes through `each`.
-    fn until(
+    pub(crate) fn until(
         &mut self,
         what: &str,
         mut each: impl FnMut(&Value),
@@ -182,7 +182,7 @@ impl Drop for Probe {
 }
 
 /// The namespaces, or None after saying clearly why the test is skipped.
-fn namespaces_or_skip(test: &str) -> Option<Namespaces> {
+pub(crate) fn namespaces_or_skip(test: &str) -> Option<Namespaces> {
     match Namespaces::create() {
         Ok(namespaces) => Some(namespaces),
         Err(reason) => {
@@ -195,7 +195,7 @@ fn namespaces_or_skip(test: &str) -> Option<Namespaces> {
     }
 }
 
-fn host_with<'a>(snapshot: &'a Value, id: &str) -> Option<&'a Value> {
+pub(crate) fn host_with<'a>(snapshot: &'a Value, id: &str) -> Option<&'a Value> {
     snapshot["hosts"]
         .as_array()?
         .iter()

@@ -17,6 +17,7 @@ mod hardening_ws;
 mod lan_cli;
 mod lan_discovery;
 mod lan_host;
+mod lan_peer;
 mod lan_state;
 mod lan_tls;
 mod ops;
