@@ -52,6 +52,7 @@ fn router_for(state: AppState, lan: bool) -> Router {
         .merge(crate::app_settings::routes())
         .merge(crate::ops::routes())
         .merge(crate::lan::routes::routes())
+        .merge(crate::assist::routes())
         .route("/ws", get(crate::hub::ws::upgrade))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
