@@ -13,6 +13,7 @@
 //! connecting; the connection scenarios spread clients over worker
 //! processes (one process may hold 20,000 files).
 
+mod assist;
 mod b0;
 mod backup;
 mod client;
@@ -91,6 +92,10 @@ enum Scenario {
     /// Backup time and size, and send latency before vs during a backup
     /// (Kefu only; prints JSON).
     Backup(BackupArgs),
+    /// Kefu Assist: FAQ precision and answer rate on the labelled set
+    /// (split by time, deduplicated), signal and retrieval latency at
+    /// 10,000 entries (in-process; prints JSON).
+    Assist,
     /// Every scenario in turn (with `--smoke`: tiny, for CI).
     All(AllArgs),
     /// Baseline B0: serve the minimal relay (used by the bench itself).
@@ -367,6 +372,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Scenario::Storage(args) => vec![storage_section(&global, &args)?],
         Scenario::Store(args) => vec![store_section(&bin, &global, &args).await?],
         Scenario::Fuzz(args) => vec![fuzz_section(&bin, &global, &args).await?],
+        Scenario::Assist => {
+            let row = assist::run(global.smoke)?;
+            println!("{}", serde_json::to_string_pretty(&row)?);
+            let report = full_report(&global, vec![section("assist", vec![row])]);
+            return write_json(&global, &report);
+        }
         Scenario::Backup(args) => {
             let row = backup::run(
                 &bin,

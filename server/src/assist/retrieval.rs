@@ -193,21 +193,31 @@ impl Index {
                 scores[doc as usize] += w * dw;
             }
         }
-        // Each entry's best phrasing.
-        let mut best: HashMap<u32, (f32, u32)> = HashMap::new();
+        // Each entry's best phrasing (documents are in entry order).
+        let mut best: Vec<(f32, u32)> = vec![(0.0, 0); self.entries.len()];
         for (d, &score) in scores.iter().enumerate() {
             if score <= 0.0 {
                 continue;
             }
             let doc = &self.docs[d];
-            let slot = best.entry(doc.entry).or_insert((0.0, doc.text_index));
+            let slot = &mut best[doc.entry as usize];
             if score > slot.0 {
                 *slot = (score, doc.text_index);
             }
         }
-        let mut ranked: Vec<(u32, f32, u32)> =
-            best.into_iter().map(|(e, (s, q))| (e, s, q)).collect();
-        ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        let mut ranked: Vec<(u32, f32, u32)> = best
+            .into_iter()
+            .enumerate()
+            .filter(|(_, (s, _))| *s > 0.0)
+            .map(|(e, (s, q))| (e as u32, s, q))
+            .collect();
+        let order =
+            |a: &(u32, f32, u32), b: &(u32, f32, u32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+        if ranked.len() > max && max > 0 {
+            ranked.select_nth_unstable_by(max - 1, order);
+            ranked.truncate(max);
+        }
+        ranked.sort_by(order);
         ranked
             .into_iter()
             .take(max)

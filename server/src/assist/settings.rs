@@ -48,9 +48,9 @@ impl Mode {
 }
 
 /// Defaults chosen on the evaluation set (docs/ASSIST.md, "Tuning").
-pub const DEFAULT_ANSWER: f64 = 0.6;
-pub const DEFAULT_MARGIN: f64 = 0.1;
-pub const DEFAULT_SUGGEST: f64 = 0.35;
+pub const DEFAULT_ANSWER: f64 = 0.4;
+pub const DEFAULT_MARGIN: f64 = 0.2;
+pub const DEFAULT_SUGGEST: f64 = 0.2;
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Settings {

@@ -117,7 +117,7 @@ async fn the_bot_answers_above_its_threshold_and_keeps_the_chat_out_of_the_queue
     assert_eq!(meta["kind"], "answer");
     assert!(meta["entry_id"].is_string(), "{meta}");
     assert!(
-        meta["confidence"].as_f64().expect("confidence") >= 0.6,
+        meta["confidence"].as_f64().expect("confidence") >= 0.4,
         "{meta}"
     );
     assert_eq!(meta["reply_to"], 1);
@@ -228,10 +228,7 @@ async fn the_bot_hands_off_below_its_threshold_and_on_a_request_for_a_person() {
     let turn = bot_turns(&thread)[0];
     assert_eq!(turn["meta"]["assist"]["kind"], "handoff", "{turn}");
     assert_eq!(turn["meta"]["assist"]["reason"], "unsure");
-    assert_eq!(
-        conversation(&server, &admin, &conv).await["status"],
-        "queued"
-    );
+    wait_status(&server, &admin, &conv, "queued").await;
 
     // 人工 (Traditional 轉人工 too), even with a FAQ word in it.
     for (n, text) in ["退货转人工", "轉人工", "can I talk to a human"]
