@@ -83,5 +83,18 @@ test("choices are buttons, a pick answers, 👎 hands off, the agent sees the co
   assert.ok(texts.some((t) => t.includes("100%") && t.includes("已回答")), texts.join(" | "));
   assert.ok(texts.some((t) => t.includes("转人工") && t.includes("👎")), texts.join(" | "));
   await agentPage.screenshot({ path: shot("assist-agent-thread") });
+
+  // Settings: the FAQ and the mode, for admins.
+  await agentPage.goto(`${server.origin}/#/settings/assist`);
+  const rows = agentPage.locator("[data-testid=faq-list] tbody tr");
+  await until(async () => (await rows.count()) === 3, 10_000, "three FAQ rows");
+  assert.equal(await agentPage.locator("[data-testid=assist-mode]").inputValue(), "always");
+  await agentPage.locator("[data-testid=faq-editor] textarea").first().fill("发票怎么开\n可以开发票吗");
+  await agentPage.locator("[data-testid=faq-editor] textarea").nth(1).fill("下单时填写发票抬头。");
+  await agentPage.locator("[data-testid=faq-editor] button[type=submit]").click();
+  await until(async () => (await rows.count()) === 4, 10_000, "the new entry");
+  const { faq_entries } = await server.api("GET", `/faq_entries?app_id=${app.id}`, undefined, server.adminToken);
+  assert.deepEqual(faq_entries.at(-1).questions, ["发票怎么开", "可以开发票吗"]);
+  await agentPage.screenshot({ path: shot("assist-settings") });
   assert.deepEqual([...problems.visitor, ...problems.agent], []);
 });
