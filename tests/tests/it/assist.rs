@@ -678,3 +678,42 @@ async fn csv_export_and_import_round_trip_and_a_bad_file_stores_nothing() {
     assert_eq!(count(&server, &admin, &app_id).await, 1);
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_agent_taking_a_held_chat_ends_the_bots_turn_and_held_chats_survive_a_restart() {
+    let mut server = TestServer::start().await;
+    let (app, admin) = shop(&mut server, "always").await;
+    let amy = server.agent("amy").await;
+
+    // Assigned by an agent: the bot says nothing more.
+    let visitor = server.visitor(&app).await;
+    let conv = visitor.conversation_id.clone();
+    says(&server, &visitor, "q1", "运费多少").await;
+    wait_for(&server, &admin, &conv, |m| !bot_turns(m).is_empty()).await;
+    let (status, body) = server
+        .post(
+            &format!("/api/v1/conversations/{conv}/assign"),
+            Some(&admin),
+            json!({"agent_id": amy.id}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    says(&server, &visitor, "q2", "怎么退货").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let thread = server.transcript(&admin, &conv).await;
+    assert_eq!(bot_turns(&thread).len(), 1, "{thread:#?}");
+
+    // A held chat is still the bot's after a restart.
+    let held = server.visitor(&app).await;
+    let held_conv = held.conversation_id.clone();
+    says(&server, &held, "q1", "运费多少").await;
+    wait_for(&server, &admin, &held_conv, |m| !bot_turns(m).is_empty()).await;
+    let mut server = server.restart().await;
+    let admin = server.admin().await;
+    says(&server, &held, "q2", "怎么退货").await;
+    let thread = wait_for(&server, &admin, &held_conv, |m| bot_turns(m).len() >= 2).await;
+    let turns = bot_turns(&thread);
+    assert_eq!(turns[1]["meta"]["assist"]["kind"], "answer", "{thread:#?}");
+    assert_eq!(turns[1]["content"], "在订单页点“申请售后”即可退货。");
+    server.shutdown().await;
+}
