@@ -13,6 +13,7 @@
 //! connecting; the connection scenarios spread clients over worker
 //! processes (one process may hold 20,000 files).
 
+mod assist;
 mod b0;
 mod backup;
 mod client;
@@ -95,6 +96,10 @@ enum Scenario {
     /// An agent's reply through a LAN peer's relay vs straight to the
     /// host, in the same run (Kefu only; prints JSON).
     LanRelay(LanRelayArgs),
+    /// Kefu Assist: FAQ precision and answer rate on the labelled set
+    /// (split by time, deduplicated), signal and retrieval latency at
+    /// 10,000 entries (in-process; prints JSON).
+    Assist,
     /// Every scenario in turn (with `--smoke`: tiny, for CI).
     All(AllArgs),
     /// Baseline B0: serve the minimal relay (used by the bench itself).
@@ -383,6 +388,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let row = lan::run(&bin, replies).await?;
             println!("{}", serde_json::to_string_pretty(&row)?);
             let report = full_report(&global, vec![section("lan-relay", vec![row])]);
+            return write_json(&global, &report);
+        }
+        Scenario::Assist => {
+            let row = assist::run(global.smoke)?;
+            println!("{}", serde_json::to_string_pretty(&row)?);
+            let report = full_report(&global, vec![section("assist", vec![row])]);
             return write_json(&global, &report);
         }
         Scenario::Backup(args) => {

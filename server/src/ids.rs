@@ -109,6 +109,10 @@ id_type!(
     /// A routing rule.
     RuleId
 );
+id_type!(
+    /// A FAQ entry of Kefu Assist (`assist::faq`).
+    FaqEntryId
+);
 
 #[cfg(test)]
 mod tests {

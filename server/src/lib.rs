@@ -6,6 +6,7 @@
 pub mod agents;
 pub mod app_settings;
 pub mod apps;
+pub mod assist;
 pub mod attachments;
 pub mod audit;
 pub mod auth;
@@ -282,17 +283,21 @@ async fn open_state(
     let derived = Arc::new(Derived::default());
     let indexer = Arc::new(search::Indexer::default());
     let starts = Arc::new(conversations::start::Starts::default());
+    let assist = Arc::new(assist::Assist::default());
     let on_commit = {
         let hub = Arc::clone(&hub);
         let derived = Arc::clone(&derived);
         let indexer = Arc::clone(&indexer);
         let starts = Arc::clone(&starts);
+        let assist = Arc::clone(&assist);
         Box::new(
             move |messages: &[(Arc<store::messages::StoredMessage>, Option<u64>)]| {
                 hub.publish_messages(messages);
                 derived.mark(messages);
                 indexer.mark(messages);
                 starts.mark(messages);
+                // After `starts`: the bot waits for a start it is handed.
+                assist.mark(messages);
             },
         )
     };
@@ -328,14 +333,21 @@ async fn open_state(
         dummy_password_hash: tokio::sync::OnceCell::new(),
         ops: ops::Ops::new(),
         lan,
+        assist,
     });
     tokio::spawn(derived.run(state.db.clone(), state.shutdown.clone()));
     // Starts a crash interrupted are completed before anything is served;
     // then the starter follows the log (conversations/start.rs).
+    assist::prepare(&state).await?;
     conversations::start::recover(&state)
         .await
         .context("completing interrupted conversation starts")?;
     let starter = tokio::spawn(conversations::start::run(Arc::clone(&state)));
+    // The FAQ bot follows the log like the starter (assist/bot.rs).
+    assist::recover(&state)
+        .await
+        .context("loading the chats the Assist bot holds")?;
+    tokio::spawn(assist::bot::run(Arc::clone(&state)));
     // WebSocket connections learn of the shutdown through their outboxes.
     tokio::spawn({
         let hub = Arc::clone(&state.hub);

@@ -53,6 +53,8 @@ pub struct Kefu {
     pub ops: crate::ops::Ops,
     /// The LAN host, when `lan.bind` is set (see `lan::host`).
     pub lan: Option<Arc<crate::lan::host::LanHost>>,
+    /// Kefu Assist: the FAQ bot's settings, indexes and queue (`assist`).
+    pub assist: Arc<crate::assist::Assist>,
 }
 
 impl Kefu {

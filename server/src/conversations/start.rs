@@ -282,6 +282,8 @@ struct Begun {
     assignee: Option<AgentId>,
     attributes: String,
     first_message: String,
+    /// Kept by the Assist bot: out of routing, no offline auto-reply yet.
+    held: bool,
 }
 
 type PassError = (ApiError, Vec<Start>);
@@ -418,17 +420,20 @@ async fn commit(
             },
         )
         .await?;
+        let held =
+            assignee.is_none() && crate::assist::hold(state, &mut tx, *id, app_id, now).await?;
         begun.push(Begun {
             conversation: *id,
             app_id,
             assignee,
             attributes,
             first_message: group.first.decode().map(|m| m.content).unwrap_or_default(),
+            held,
         });
     }
     let entering: Vec<Entering<'_>> = begun
         .iter()
-        .filter(|chat| chat.assignee.is_none())
+        .filter(|chat| chat.assignee.is_none() && !chat.held)
         .map(|chat| Entering {
             conversation: chat.conversation,
             app_id: chat.app_id,
@@ -446,6 +451,9 @@ async fn commit(
 /// conversation to the agents, offline auto-replies. Failures are logged:
 /// the start itself is committed.
 async fn finish_pass(state: &AppState, begun: &[Begun], assigned: &[Assigned], now: i64) {
+    state
+        .assist
+        .held(begun.iter().filter(|b| b.held).map(|b| b.conversation));
     let joined = assigned.iter().map(|chat| async move {
         if let Err(error) = routing::joined(state, chat.conversation, chat.agent, &chat.name, "auto").await {
             tracing::error!(%error, conversation = %chat.conversation, "appending the joined line failed");
@@ -459,7 +467,7 @@ async fn finish_pass(state: &AppState, begun: &[Begun], assigned: &[Assigned], n
     if let Err(error) = super::announce_many(state, &announced).await {
         tracing::error!(%error, "announcing started conversations failed");
     }
-    let replies = begun.iter().map(|chat| async move {
+    let replies = begun.iter().filter(|chat| !chat.held).map(|chat| async move {
         if let Err(error) =
             crate::app_settings::offline_auto_reply(state, chat.conversation, chat.app_id, now)
                 .await

@@ -41,7 +41,7 @@ use tokio_rustls::server::TlsStream;
 use crate::error::ApiError;
 
 /// The route templates the public listener serves (see the module doc).
-pub const PUBLIC_ROUTES: [&str; 14] = [
+pub const PUBLIC_ROUTES: [&str; 15] = [
     "/healthz",
     "/readyz",
     "/widget.js",
@@ -55,6 +55,7 @@ pub const PUBLIC_ROUTES: [&str; 14] = [
     "/api/v1/visitor/tickets",
     "/api/v1/visitor/tickets/{number}",
     "/api/v1/visitor/attachments",
+    "/api/v1/visitor/assist/rating",
     "/api/v1/attachments/{id}/{key}",
 ];
 
@@ -187,6 +188,7 @@ mod tests {
     fn only_visitor_routes_are_public() {
         for route in [
             "/api/v1/visitor/sessions",
+            "/api/v1/visitor/assist/rating",
             "/api/v1/ws",
             "/widget.js",
             "/api/v1/attachments/{id}/{key}",

@@ -25,7 +25,8 @@
 //! - read markers above the head go back to it;
 //! - a ticket's `transcript_seq` goes back to the head, a `source_seq`
 //!   (the offline form's message) and a comment's `message_seq` (its
-//!   delivered reply) above it are cleared: the message they named is gone.
+//!   delivered reply) above it are cleared: the message they named is gone;
+//! - a visitor's rating of a bot answer above it is deleted.
 //!
 //! Workflow state that a lost message caused (a conversation started or
 //! reopened by it, an assignment) is not undone: it is not a copy of the
@@ -58,11 +59,13 @@ const FIND_AHEAD: &str = "
                   WHERE t.conversation_id = c.id
                     AND (t.transcript_seq > COALESCE(h.seq, 0) OR t.source_seq > COALESCE(h.seq, 0)))
        OR EXISTS (SELECT 1 FROM tickets t JOIN ticket_comments m ON m.ticket_number = t.number
-                  WHERE t.conversation_id = c.id AND m.message_seq > COALESCE(h.seq, 0))";
+                  WHERE t.conversation_id = c.id AND m.message_seq > COALESCE(h.seq, 0))
+       OR EXISTS (SELECT 1 FROM assist_ratings r
+                  WHERE r.conversation_id = c.id AND r.seq > COALESCE(h.seq, 0))";
 
 /// What brings them back, in order (the reporting statements read the
 /// index rows the next one deletes).
-const BRING_BACK: [&str; 8] = [
+const BRING_BACK: [&str; 9] = [
     // A first response stamped from an agent reply that is gone.
     "DELETE FROM reporting_events WHERE id IN (
         SELECT e.id FROM temp.log_ahead a
@@ -104,6 +107,10 @@ const BRING_BACK: [&str; 8] = [
        AND EXISTS (SELECT 1 FROM tickets t JOIN temp.log_ahead a ON a.id = t.conversation_id
                    WHERE t.number = ticket_comments.ticket_number
                      AND ticket_comments.message_seq > a.seq)",
+    // A visitor's rating of a bot answer that is gone (assist::bot).
+    "DELETE FROM assist_ratings WHERE rowid IN (
+        SELECT r.rowid FROM temp.log_ahead a
+        JOIN assist_ratings r ON r.conversation_id = a.id AND r.seq > a.seq)",
 ];
 
 /// Brings SQLite's copies of log facts back to the log's heads (see the
@@ -254,6 +261,14 @@ mod tests {
             .execute(&db)
             .await
             .expect("comment");
+            sqlx::query(
+                "INSERT INTO assist_ratings (conversation_id, seq, entry_id, rating, created_at)
+                 VALUES (?, 5, NULL, 'down', 0)",
+            )
+            .bind(conversation)
+            .execute(&db)
+            .await
+            .expect("rating");
         }
         let heads = vec![
             (
@@ -316,6 +331,12 @@ mod tests {
             )
             .await;
             assert_eq!(delivered, (head == 5).then_some(5));
+            let rated = scalar(
+                &db,
+                &q("SELECT MAX(seq) FROM assist_ratings WHERE conversation_id = ?"),
+            )
+            .await;
+            assert_eq!(rated, (head == 5).then_some(5));
             // The first response (seq 4, an agent's) survives only where seq 4 does.
             let stamped = scalar(
                 &db,

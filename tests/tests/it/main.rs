@@ -5,6 +5,7 @@
 //! disk for the same code.
 
 mod api_errors;
+mod assist;
 mod attachments;
 mod auth_cache;
 mod cli;

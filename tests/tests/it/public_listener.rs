@@ -177,6 +177,18 @@ async fn a_visitor_on_the_public_listener_chats_with_an_agent_on_loopback() {
     assert!(contents.contains(&"hello from the internet"), "{page}");
     assert!(contents.contains(&"hello from the shop"), "{page}");
 
+    // Rating a bot answer is a visitor route too: served there (the
+    // visitor's own message is not a bot answer: 400, not a hidden 404).
+    let response = http
+        .post(format!("{public}/api/v1/visitor/assist/rating"))
+        .bearer_auth(&visitor_token)
+        .json(&json!({"seq": 1, "rating": "up"}))
+        .send()
+        .await
+        .expect("rating");
+    let (status, body) = read(response).await;
+    assert_error(status, &body, 400, "bad_request");
+
     // A visitor upload there, and its download by URL key.
     let form = reqwest::multipart::Form::new().part(
         "file",

@@ -42,6 +42,11 @@ export class Api {
     private readonly fetchImpl: typeof fetch = (...args) => fetch(...args),
   ) {}
 
+  /** The Authorization header, for the few requests that are not JSON (CSV files). */
+  authHeaders(): Record<string, string> {
+    return this.token ? { Authorization: `Bearer ${this.token}` } : {};
+  }
+
   setToken(token: string | null) {
     this.token = token;
   }

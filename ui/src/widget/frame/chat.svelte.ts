@@ -44,6 +44,8 @@ export interface Outgoing {
   attachment_id?: string;
   uploading?: boolean;
   failed?: string;
+  /** Extra meta for this message (a pick from the bot's choices). */
+  meta?: Record<string, unknown>;
 }
 
 interface SessionAnswer {
@@ -72,6 +74,8 @@ export class Chat {
   seenSeq = $state(0);
   open = $state(false);
   locale = $state<Locale>("en");
+  /** The visitor's ratings of the bot's answers, by message seq. */
+  ratings = $state.raw<Readonly<Record<number, "up" | "down">>>({});
   page = $state.raw<PageInfo | null>(null);
   t = $derived(translator(dicts, this.locale));
   unread = $derived(unreadCount(this.messages, this.readSeq));
@@ -349,13 +353,30 @@ export class Chat {
     return buildMeta(this.page, this.locale, typeof navigator !== "undefined" ? navigator.userAgent : "");
   }
 
-  send(content: string) {
+  send(content: string, meta?: Record<string, unknown>) {
     const text = content.trim();
     if (!text) return;
     this.stopTyping();
-    const o: Outgoing = { client_msg_id: clientMsgId(), content: text, created_at: Date.now() };
+    const o: Outgoing = { client_msg_id: clientMsgId(), content: text, created_at: Date.now(), meta };
     this.outgoing = [...this.outgoing, o];
     this.deliver(o);
+  }
+
+  /** The visitor picked one of the bot's "did you mean…" choices. */
+  choose(entryId: string, question: string) {
+    this.send(question, { assist_choice: entryId });
+  }
+
+  /** 👍/👎 on a bot answer; 👎 hands the chat to a person (server side). */
+  async rate(seq: number, rating: "up" | "down") {
+    const before = this.ratings;
+    this.ratings = { ...before, [seq]: rating };
+    try {
+      await this.api.post("/visitor/assist/rating", { seq, rating });
+    } catch (err) {
+      this.ratings = before;
+      this.notice = this.describe(err, this.t("error.network"));
+    }
   }
 
   sendFile(file: File) {
@@ -398,7 +419,7 @@ export class Chat {
       return;
     }
     socket
-      .sendMessage({ client_msg_id: id, content: o.content, meta: { ...this.meta() }, attachment_id: o.attachment_id })
+      .sendMessage({ client_msg_id: id, content: o.content, meta: { ...this.meta(), ...o.meta }, attachment_id: o.attachment_id })
       .then((m) => this.add(m))
       .catch((err) => {
         // "stopped": the session switched; the next connection sends it again.

@@ -45,6 +45,11 @@ export const table: Record<string, readonly [string, string]> = {
   "error.rate.messages": ["You're sending messages quickly; this one goes in a moment.", "发送太快了，这条消息稍后会自动发送。"],
   "error.rate.uploads": ["You've sent many files this hour. Please try again later.", "本小时内发送的文件过多，请稍后再试。"],
   "error.too_large": ["This file is too large to send.", "文件太大，无法发送。"],
+  "assist.choices": ["Did you mean:", "您是想问："],
+  "assist.choices.label": ["Suggested questions", "推荐问题"],
+  "assist.helpful": ["Helpful", "有帮助"],
+  "assist.not_helpful": ["Not helpful: talk to a person", "没有帮助，转人工"],
+  "assist.thanks": ["Thanks for the feedback", "感谢您的反馈"],
   "error.identity": ["We could not confirm who you are: {error}", "无法确认您的身份：{error}"],
 };
 

@@ -1,0 +1,222 @@
+//! Per-app Assist settings: the bot's mode and thresholds
+//! (`assist_settings`, admin routes `GET`/`PATCH /api/v1/apps/{id}/assist`).
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use sqlx::SqliteExecutor;
+
+use super::retrieval::Thresholds;
+use crate::auth::AdminAuth;
+use crate::error::{ApiError, ApiResult};
+use crate::http::extract::{ApiJson, ApiPath};
+use crate::ids::AppId;
+use crate::state::AppState;
+use crate::time::now_ms;
+
+/// When the bot answers a chat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Never (the default).
+    #[default]
+    Off,
+    /// Only for chats started while the shop is unavailable (closed by its
+    /// hours, or nobody `online`).
+    WhenUnavailable,
+    /// Every chat gets the bot's first reply.
+    Always,
+}
+
+impl Mode {
+    fn as_str(self) -> &'static str {
+        match self {
+            Mode::Off => "off",
+            Mode::WhenUnavailable => "when_unavailable",
+            Mode::Always => "always",
+        }
+    }
+
+    fn parse(text: &str) -> Mode {
+        match text {
+            "when_unavailable" => Mode::WhenUnavailable,
+            "always" => Mode::Always,
+            _ => Mode::Off,
+        }
+    }
+}
+
+/// Defaults chosen on the evaluation set (docs/ASSIST.md, "Tuning").
+pub const DEFAULT_ANSWER: f64 = 0.4;
+pub const DEFAULT_MARGIN: f64 = 0.2;
+pub const DEFAULT_SUGGEST: f64 = 0.2;
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Settings {
+    pub mode: Mode,
+    pub answer_threshold: f64,
+    pub margin: f64,
+    pub suggest_threshold: f64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            mode: Mode::Off,
+            answer_threshold: DEFAULT_ANSWER,
+            margin: DEFAULT_MARGIN,
+            suggest_threshold: DEFAULT_SUGGEST,
+        }
+    }
+}
+
+impl Settings {
+    pub fn thresholds(&self) -> Thresholds {
+        Thresholds {
+            answer: self.answer_threshold as f32,
+            margin: self.margin as f32,
+            suggest: self.suggest_threshold as f32,
+        }
+    }
+}
+
+/// An app's settings as stored (the defaults when it has no row).
+pub async fn load<'e>(db: impl SqliteExecutor<'e>, app: AppId) -> Result<Settings, ApiError> {
+    let row: Option<(String, f64, f64, f64)> = sqlx::query_as(
+        "SELECT mode, answer_threshold, margin, suggest_threshold FROM assist_settings WHERE app_id = ?",
+    )
+    .bind(app)
+    .fetch_optional(db)
+    .await?;
+    Ok(
+        row.map_or_else(Settings::default, |(mode, answer, margin, suggest)| {
+            Settings {
+                mode: Mode::parse(&mode),
+                answer_threshold: answer,
+                margin,
+                suggest_threshold: suggest,
+            }
+        }),
+    )
+}
+
+/// Whether any app has the bot on (the log's commit hook skips all work
+/// when none has).
+pub async fn any_on<'e>(db: impl SqliteExecutor<'e>) -> Result<bool, ApiError> {
+    let row: Option<(i64,)> =
+        sqlx::query_as("SELECT 1 FROM assist_settings WHERE mode != 'off' LIMIT 1")
+            .fetch_optional(db)
+            .await?;
+    Ok(row.is_some())
+}
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/apps/{id}/assist", get(get_settings).patch(update))
+}
+
+#[derive(Debug, Serialize)]
+struct SettingsResponse {
+    assist: Settings,
+}
+
+async fn app_exists(state: &AppState, app: AppId) -> Result<(), ApiError> {
+    match crate::apps::find(&state.db, app).await? {
+        Some(_) => Ok(()),
+        None => Err(ApiError::not_found("app")),
+    }
+}
+
+async fn get_settings(
+    State(state): State<AppState>,
+    AdminAuth(_): AdminAuth,
+    ApiPath(app): ApiPath<AppId>,
+) -> ApiResult<Json<SettingsResponse>> {
+    app_exists(&state, app).await?;
+    Ok(Json(SettingsResponse {
+        assist: load(&state.db, app).await?,
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateBody {
+    mode: Option<Mode>,
+    answer_threshold: Option<f64>,
+    margin: Option<f64>,
+    suggest_threshold: Option<f64>,
+}
+
+fn unit(field: &'static str, value: Option<f64>) -> Result<(), ApiError> {
+    match value {
+        Some(v) if !(0.0..=1.0).contains(&v) => {
+            Err(ApiError::bad_request(format!("{field} must be between 0 and 1")).in_field(field))
+        }
+        _ => Ok(()),
+    }
+}
+
+async fn update(
+    State(state): State<AppState>,
+    AdminAuth(admin): AdminAuth,
+    ApiPath(app): ApiPath<AppId>,
+    ApiJson(input): ApiJson<UpdateBody>,
+) -> ApiResult<Json<SettingsResponse>> {
+    unit("answer_threshold", input.answer_threshold)?;
+    unit("margin", input.margin)?;
+    unit("suggest_threshold", input.suggest_threshold)?;
+    let mut tx = crate::store::db::begin_write(&state.db).await?;
+    if crate::apps::find(&mut *tx, app).await?.is_none() {
+        return Err(ApiError::not_found("app"));
+    }
+    let mut settings = load(&mut *tx, app).await?;
+    if let Some(mode) = input.mode {
+        settings.mode = mode;
+    }
+    if let Some(v) = input.answer_threshold {
+        settings.answer_threshold = v;
+    }
+    if let Some(v) = input.margin {
+        settings.margin = v;
+    }
+    if let Some(v) = input.suggest_threshold {
+        settings.suggest_threshold = v;
+    }
+    if settings.suggest_threshold > settings.answer_threshold {
+        let field = if input.suggest_threshold.is_some() {
+            "suggest_threshold"
+        } else {
+            "answer_threshold"
+        };
+        return Err(
+            ApiError::bad_request("suggest_threshold must not be above answer_threshold")
+                .in_field(field),
+        );
+    }
+    sqlx::query(
+        "INSERT INTO assist_settings (app_id, mode, answer_threshold, margin, suggest_threshold, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT(app_id) DO UPDATE SET mode = ?2, answer_threshold = ?3, margin = ?4,
+             suggest_threshold = ?5, updated_at = ?6",
+    )
+    .bind(app)
+    .bind(settings.mode.as_str())
+    .bind(settings.answer_threshold)
+    .bind(settings.margin)
+    .bind(settings.suggest_threshold)
+    .bind(now_ms())
+    .execute(&mut *tx)
+    .await?;
+    crate::audit::record(
+        &mut *tx,
+        Some(admin.id),
+        "assist.settings",
+        Some(("app", &app.to_string())),
+        serde_json::to_value(settings).unwrap_or_default(),
+    )
+    .await?;
+    let on = any_on(&mut *tx).await?;
+    tx.commit().await?;
+    state.assist.settings_changed(app, settings, on);
+    Ok(Json(SettingsResponse { assist: settings }))
+}
