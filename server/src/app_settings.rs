@@ -242,7 +242,9 @@ pub async fn offline_auto_reply(
     app_id: crate::ids::AppId,
     opened_at: i64,
 ) -> Result<(), ApiError> {
-    let Some(app) = crate::apps::find(&state.db, app_id).await? else {
+    // From the auth cache (kept in step with every app change): a burst of
+    // starts asks for the same app once, not once per conversation.
+    let Some(app) = state.auth_cache.app(&state.db, app_id).await? else {
         return Ok(());
     };
     if app.offline_message.is_empty() {

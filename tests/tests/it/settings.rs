@@ -696,3 +696,59 @@ async fn an_unavailable_shop_answers_a_new_chat_once_with_its_offline_message() 
     assert_eq!(last["kind"], "event");
     assert_eq!(last["meta"]["event"], "assigned");
 }
+
+/// The offline auto-reply reads the app from the auth cache: a change of
+/// the app's offline message reaches the next new chat at once.
+#[tokio::test]
+async fn a_changed_offline_message_answers_the_next_new_chat() {
+    let mut server = TestServer::start().await;
+    let admin = server.admin().await;
+    let app = server.app(json!({"offline_message": "旧的离线消息"})).await;
+    let first = server.visitor(&app).await;
+    server.visitor_says(&first, "v1", "在吗？").await;
+    let transcript = server.transcript(&admin, &first.conversation_id).await;
+    let autos: Vec<&str> = transcript
+        .iter()
+        .filter(|m| m["meta"]["auto_reply"] == "offline")
+        .filter_map(|m| m["content"].as_str())
+        .collect();
+    assert_eq!(autos, ["旧的离线消息"], "{transcript:?}");
+
+    let (status, body) = server
+        .patch(
+            &format!("/api/v1/apps/{}", app["id"].as_str().expect("id")),
+            Some(&admin),
+            json!({"offline_message": "新的离线消息"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let second = server.visitor(&app).await;
+    server.visitor_says(&second, "v1", "有人吗？").await;
+    let transcript = server.transcript(&admin, &second.conversation_id).await;
+    let autos: Vec<&str> = transcript
+        .iter()
+        .filter(|m| m["meta"]["auto_reply"] == "offline")
+        .filter_map(|m| m["content"].as_str())
+        .collect();
+    assert_eq!(autos, ["新的离线消息"], "{transcript:?}");
+
+    // Emptied: no auto-reply at all.
+    let (status, body) = server
+        .patch(
+            &format!("/api/v1/apps/{}", app["id"].as_str().expect("id")),
+            Some(&admin),
+            json!({"offline_message": ""}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let third = server.visitor(&app).await;
+    server.visitor_says(&third, "v1", "hello").await;
+    let transcript = server.transcript(&admin, &third.conversation_id).await;
+    assert!(
+        transcript
+            .iter()
+            .all(|m| m["meta"]["auto_reply"] != "offline"),
+        "{transcript:?}"
+    );
+    server.shutdown().await;
+}
