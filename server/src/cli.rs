@@ -439,7 +439,8 @@ impl Signals {
                     $register.ok().map(|mut stream| {
                         Box::pin(async move {
                             stream.recv().await;
-                        }) as std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>
+                        })
+                            as std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>
                     })
                 };
             }
