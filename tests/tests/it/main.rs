@@ -10,6 +10,7 @@ mod auth_cache;
 mod cli;
 mod durability;
 mod event_lines;
+mod first_minute;
 mod hardening_edge;
 mod hardening_store;
 mod hardening_ws;
