@@ -2,7 +2,7 @@
 // of Debian's WebKitWebDriver drives the kefu-desktop binary on a fresh data
 // dir. Checks: the app starts, its embedded server answers /healthz, the
 // first start creates the owner (who is signed in) and the first app with
-// its embed snippet, a visitor message sent over the API appears in the
+// its embed snippet and its demo page, the landing on the queue, a visitor message sent over the API appears in the
 // window, and the reply typed in the window reaches the visitor; a second
 // launch hands over to the first and exits (single instance). Then the app
 // restarts and the owner is still signed in: the token came back from the
@@ -131,7 +131,18 @@ test("desktop app: first start, chat with a visitor, single instance, keyring si
     const snippet = await wd.prop(snippetBox, "value");
     const appKey = /data-app-key="(ak_[A-Za-z0-9_-]+)"/.exec(snippet)?.[1];
     assert.ok(snippet.includes(`${base}/widget.js`) && appKey, snippet);
+    // "Send a test message": the demo page on the embedded server, with the
+    // app's widget (the click hands it to the system browser; here the page
+    // is fetched as that browser would).
+    const demoHref = await wd.prop(await wd.find('[data-testid="demo-link"]'), "href");
+    assert.equal(demoHref, `${base}/widget/demo.html?app_key=${appKey}`);
+    const demo = await fetch(demoHref);
+    assert.equal(demo.status, 200);
+    assert.ok((await demo.text()).includes(`data-app-key="${appKey}"`), "the demo page carries the widget");
     await wd.click(await wd.find('[data-testid="setup-done"]'));
+    // No chats yet: the owner lands on the queue, shown how to add an agent.
+    await wd.until("landing on the queue", async () => (await wd.exec("return location.hash")) === "#/queue");
+    await wd.waitFor('[data-testid="add-agent-link"]');
 
     // 3. A visitor writes over the API; the message appears in the window.
     const visitor = await api(base, "POST", "/visitor/sessions", null, { app_key: appKey, name: "Vera Visitor" });
@@ -191,6 +202,8 @@ test("desktop app: first start, chat with a visitor, single instance, keyring si
     figures.restart_to_signed_in_ms = Date.now() - relaunched;
     const loginForms = await wd.findAll("#login-username");
     assert.equal(loginForms.length, 0, "signed in from the keyring, no login form");
+    // The owner has a chat now: the app opens on the chats.
+    await wd.until("landing on the chats", async () => (await wd.exec("return location.hash")) === "#/chats");
 
     // 6. Idle memory with 10 open chats (the figure of docs/DESKTOP.md).
     const ownerToken = (await api(base, "POST", "/auth/login", null, { username: "owner", password: "correct horse battery" })).token;
