@@ -15,84 +15,16 @@
 //   TAURI_DRIVER       the tauri-driver binary
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { execFileSync, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
 import { mkdtempSync, writeFileSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { WebDriver } from "./webdriver.mjs";
 import { appMemory, stopApps } from "./procs.mjs";
+import { api, freePort, nativeWindowTitles, startDriver, waitHttp } from "./harness.mjs";
 
 const BIN = process.env.KEFU_DESKTOP_BIN;
-const DRIVER = process.env.TAURI_DRIVER ?? "tauri-driver";
 const SCREENSHOT = process.env.KEFU_DESKTOP_SCREENSHOT ?? resolve(import.meta.dirname, "../../docs/desktop.png");
-
-function freePort() {
-  return new Promise((res, rej) => {
-    const s = createServer();
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address();
-      s.close(() => res(port));
-    });
-    s.on("error", rej);
-  });
-}
-
-/** Names of the X server's windows (the app's native window title among them). */
-function nativeWindowTitles() {
-  const tree = execFileSync("xwininfo", ["-root", "-tree"], { encoding: "utf8" });
-  return [...tree.matchAll(/^\s*0x[0-9a-f]+ "(.*)": /gm)].map((m) => m[1]);
-}
-
-async function waitHttp(url, timeoutMs = 30000) {
-  const until = Date.now() + timeoutMs;
-  while (Date.now() < until) {
-    try {
-      const res = await fetch(url);
-      if (res.ok) return res;
-    } catch {
-      // not up yet
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`${url} did not answer`);
-}
-
-async function api(base, method, path, token, body) {
-  const res = await fetch(`${base}/api/v1${path}`, {
-    method,
-    headers: {
-      ...(token ? { authorization: `Bearer ${token}` } : {}),
-      ...(body ? { "content-type": "application/json" } : {}),
-    },
-    body: body ? JSON.stringify(body) : undefined,
-  });
-  const json = await res.json();
-  if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${JSON.stringify(json)}`);
-  return json;
-}
-
-/** Starts tauri-driver with the app's environment; resolves when it listens. */
-async function startDriver(env) {
-  const port = await freePort();
-  const nativePort = await freePort();
-  const child = spawn(DRIVER, ["--port", String(port), "--native-port", String(nativePort)], {
-    env: { ...process.env, ...env },
-    stdio: ["ignore", "inherit", "inherit"],
-  });
-  const url = `http://127.0.0.1:${port}`;
-  const until = Date.now() + 15000;
-  while (Date.now() < until) {
-    try {
-      await fetch(`${url}/status`);
-      return { child, url };
-    } catch {
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
-  child.kill();
-  throw new Error("tauri-driver did not start");
-}
 
 test("desktop app: first start, chat with a visitor, single instance, keyring sign-in after restart", { timeout: 240000 }, async () => {
   assert.ok(BIN, "KEFU_DESKTOP_BIN is set");
