@@ -43,7 +43,7 @@ test("with no chats the owner lands on the queue, with the way to a second agent
 test("'Send a test message' opens the demo page; its widget's message arrives in the queue", async () => {
   await server.api("POST", "/agents/me/status", { status: "online" }, server.adminToken);
   await page.goto(`${server.origin}/#/settings/apps`);
-  await page.locator(`[data-app-id="${app.id}"]`).click();
+  await page.locator(`li button[data-app-id="${app.id}"]`).click();
   const link = page.locator("[data-testid=demo-link]");
   await link.waitFor();
   assert.equal(await link.getAttribute("href"), `${server.origin}/widget/demo.html?app_key=${app.app_key}`);
