@@ -147,3 +147,14 @@ kefu_ensure_appimage_runtime() {
 kefu_ensure_proxy_deps() {
     kefu_install_packages nginx caddy systemd || echo "kefu: nginx/caddy/systemd not installed; their tests will say SKIPPED" >&2
 }
+
+# The Windows cross-build (scripts/windows-check): the Rust target, MinGW-w64
+# with POSIX threads (RocksDB's C++ uses std::thread and std::mutex, which the
+# win32-threads variant of libstdc++ lacks), Wine to run the result, and NSIS
+# for the installer.
+kefu_ensure_windows_cross() {
+    kefu_install_packages gcc-mingw-w64-x86-64-posix g++-mingw-w64-x86-64-posix \
+        binutils-mingw-w64-x86-64 wine wine64 nsis
+    rustup target list --installed | grep -qx x86_64-pc-windows-gnu ||
+        rustup target add x86_64-pc-windows-gnu
+}

@@ -473,12 +473,17 @@ fn init_logging(config: &Config) {
     }
 }
 
-/// SIGTERM and SIGINT (ctrl-c), registered when created.
+/// SIGTERM and SIGINT (ctrl-c), registered when created. On Windows the
+/// console's events: Ctrl+C, Ctrl+Break, the console window closed, and
+/// log-off or shut-down (what a service wrapper or `taskkill` without `/F`
+/// sends a console program).
 struct Signals {
     #[cfg(unix)]
     term: Option<tokio::signal::unix::Signal>,
     #[cfg(unix)]
     int: Option<tokio::signal::unix::Signal>,
+    #[cfg(windows)]
+    console: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>>,
 }
 
 impl Signals {
@@ -491,7 +496,33 @@ impl Signals {
                 int: signal(SignalKind::interrupt()).ok(),
             }
         }
-        #[cfg(not(unix))]
+        #[cfg(windows)]
+        {
+            use tokio::signal::windows;
+            // Each stream is registered here, at once; its future only
+            // waits for the event.
+            macro_rules! event {
+                ($register:expr) => {
+                    $register.ok().map(|mut stream| {
+                        Box::pin(async move {
+                            stream.recv().await;
+                        })
+                            as std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>
+                    })
+                };
+            }
+            let console = [
+                event!(windows::ctrl_c()),
+                event!(windows::ctrl_break()),
+                event!(windows::ctrl_close()),
+                event!(windows::ctrl_logoff()),
+                event!(windows::ctrl_shutdown()),
+            ];
+            Signals {
+                console: console.into_iter().flatten().collect(),
+            }
+        }
+        #[cfg(not(any(unix, windows)))]
         Signals {}
     }
 
@@ -511,7 +542,14 @@ impl Signals {
                 _ = next(self.int) => {}
             }
         }
-        #[cfg(not(unix))]
+        #[cfg(windows)]
+        {
+            if self.console.is_empty() {
+                std::future::pending::<()>().await;
+            }
+            futures_util::future::select_all(self.console).await;
+        }
+        #[cfg(not(any(unix, windows)))]
         {
             let _ = tokio::signal::ctrl_c().await;
         }

@@ -46,6 +46,9 @@ pub struct Config {
     pub backup: BackupConfig,
     /// LAN hosting (docs/LAN.md); off by default.
     pub lan: crate::lan::LanConfig,
+    /// Cache and buffer sizes of the stores: `server` or `desktop`
+    /// (crate::store::memory).
+    pub memory: crate::store::memory::MemoryProfile,
 }
 
 /// Scheduled backups (docs/OPERATIONS.md): off unless `dir` is set.
@@ -380,6 +383,7 @@ impl Default for Config {
             http: HttpConfig::default(),
             backup: BackupConfig::default(),
             lan: crate::lan::LanConfig::default(),
+            memory: crate::store::memory::MemoryProfile::default(),
         }
     }
 }

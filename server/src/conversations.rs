@@ -88,17 +88,46 @@ pub struct Conversation {
     /// views only (`fill_last_message`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_message: Option<Box<crate::message::Message>>,
+    /// [ext] When `last_message` is an event line ("boss joined"): the last
+    /// message a person wrote before it, among the last
+    /// [`LAST_SAID_LOOKBACK`]; what a chat list shows as its preview.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_said: Option<Box<crate::message::Message>>,
     /// [ext] The asking agent's own read marker (see `reads::fill_for_agent`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub read_seq: Option<u64>,
 }
 
-/// Sets `last_message` from the log: one point read.
+/// How far back `last_said` looks behind a trailing run of event lines.
+pub const LAST_SAID_LOOKBACK: usize = 20;
+
+/// Sets `last_message` from the log (one point read) and, when that is an
+/// event line, `last_said` (one bounded backward scan).
 pub fn fill_last_message(log: &MessageLog, conversation: &mut Conversation) {
     conversation.last_message = match log.get(conversation.id, conversation.last_seq) {
         Ok(Some(stored)) => stored.decode().ok().map(Box::new),
         _ => None,
     };
+    conversation.last_said = None;
+    if conversation
+        .last_message
+        .as_ref()
+        .is_some_and(|m| m.kind == crate::message::MessageKind::Event)
+        && let Ok(page) = log.page(
+            conversation.id,
+            0,
+            Some(conversation.last_seq),
+            LAST_SAID_LOOKBACK,
+            true,
+        )
+    {
+        conversation.last_said = page
+            .iter()
+            .rev()
+            .filter_map(|stored| stored.decode().ok())
+            .find(|m| m.kind != crate::message::MessageKind::Event)
+            .map(Box::new);
+    }
 }
 
 #[derive(sqlx::FromRow)]
@@ -158,6 +187,7 @@ impl ConversationRow {
             queued_at: self.queued_at.filter(|_| self.status == Status::Queued),
             opened_at: self.opened_at,
             last_message: None,
+            last_said: None,
             read_seq: None,
         }
     }

@@ -263,7 +263,7 @@ async fn open_state(
     config: Config,
     lan_addr: Option<SocketAddr>,
 ) -> anyhow::Result<(AppState, Background)> {
-    let db = store::db::open(&config.data_dir).await?;
+    let db = store::db::open_sized(&config.data_dir, config.memory.sqlite()).await?;
     // As host, the term is written (fsynced) before the first write to the
     // shop's data (lan::host).
     let lan = match lan_addr {
@@ -302,13 +302,14 @@ async fn open_state(
         )
     };
     let log_path = config.data_dir.join(LOG_DIR);
-    let log = MessageLog::open(
+    let log = MessageLog::open_sized(
         &log_path,
         config.durability,
         config.limits.writer_queue,
         config.limits.writer_batch_max,
         Arc::clone(&metrics) as Arc<dyn store::messages::LogMetrics>,
         on_commit,
+        config.memory.log(),
     )
     .with_context(|| format!("cannot open the message log at {}", log_path.display()))?;
     store::reconcile::to_log(&db, &log)

@@ -750,7 +750,7 @@ fn push_list(query: &mut QueryBuilder<'_, Sqlite>, values: &[i64]) {
 }
 
 async fn open_background(state: &AppState) -> anyhow::Result<SqliteConnection> {
-    crate::store::db::connect_background(&state.config.data_dir).await
+    crate::store::db::connect_background(&state.config.data_dir, state.config.memory.sqlite()).await
 }
 
 /// Runs the indexer on a thread of its own at the lowest CPU priority, with

@@ -1,7 +1,9 @@
 //! The web UI, compiled into the binary (build.rs builds `ui/`; rust-embed
 //! embeds the result, in debug builds too): the agent workstation at `/`,
 //! the widget's embed script at `/widget.js` and its iframe app at
-//! `/widget/frame.html`.
+//! `/widget/frame.html`; and a demo page with the widget of one app,
+//! `/widget/demo.html?app_key=…`, where a new shop sends itself a test
+//! message (the desktop's first start opens it).
 //!
 //! Each page gets a strict Content-Security-Policy: scripts and styles only
 //! from this server, no inline scripts, no plugins. The workstation may not
@@ -40,6 +42,7 @@ pub fn routes() -> Router<AppState> {
         .route("/widget.js", get(widget_script))
         .route("/widget/frame.html", get(widget_frame))
         .route("/widget/assets/{*file}", get(widget_asset))
+        .route("/widget/demo.html", get(widget_demo))
 }
 
 /// The agent workstation alone (no widget): what a LAN peer serves
@@ -115,6 +118,64 @@ async fn widget_frame(
     // from the Referer; and it sends none.
     set(&mut response, header::REFERRER_POLICY, "no-referrer");
     response
+}
+
+/// A page of this server with the app's widget on it, as the embed snippet
+/// puts it on a shop's site: a visitor's view to send a test message from.
+/// Only a known app key; the key and the name are HTML-escaped. The widget's
+/// frame obeys the app's `allowed_origins` here as anywhere.
+async fn widget_demo(State(state): State<AppState>, Query(query): Query<FrameQuery>) -> Response {
+    let Some(key) = query.app_key.as_deref() else {
+        return ApiError::BadRequest("app_key is required".into()).into_response();
+    };
+    let app = match crate::apps::find_by_key(&state.db, key).await {
+        Ok(Some(app)) => app,
+        Ok(None) => return ApiError::NotFound("no such app".into()).into_response(),
+        Err(error) => return error.into_response(),
+    };
+    let name = escape_html(&app.name);
+    let key = escape_html(&app.app_key);
+    let page = format!(
+        "<!doctype html>\n<html lang=\"zh-CN\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>{name} · Kefu demo</title></head>\
+         <body style=\"font-family: system-ui, sans-serif; max-width: 40rem; margin: 3rem auto; padding: 0 1rem\">\
+         <h1>{name}</h1>\
+         <p>这是一个演示页面：点击右下角的聊天按钮，发送一条测试消息，它会出现在客服工作台的队列里。</p>\
+         <p lang=\"en\">A demo page: open the chat button at the bottom right and send a test message; \
+         it arrives in the workstation's queue.</p>\
+         <script src=\"/widget.js\" data-app-key=\"{key}\" async></script>\
+         </body></html>\n"
+    );
+    let mut response = page.into_response();
+    set(
+        &mut response,
+        header::CONTENT_TYPE,
+        "text/html; charset=utf-8",
+    );
+    set(
+        &mut response,
+        header::CONTENT_SECURITY_POLICY,
+        &format!("{CSP}; frame-ancestors 'none'"),
+    );
+    set(&mut response, header::CACHE_CONTROL, "no-store");
+    set(&mut response, header::REFERRER_POLICY, "no-referrer");
+    response
+}
+
+fn escape_html(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 #[derive(Clone, Copy)]

@@ -2,7 +2,7 @@
 // of Debian's WebKitWebDriver drives the kefu-desktop binary on a fresh data
 // dir. Checks: the app starts, its embedded server answers /healthz, the
 // first start creates the owner (who is signed in) and the first app with
-// its embed snippet, a visitor message sent over the API appears in the
+// its embed snippet and its demo page, the landing on the queue, a visitor message sent over the API appears in the
 // window, and the reply typed in the window reaches the visitor; a second
 // launch hands over to the first and exits (single instance). Then the app
 // restarts and the owner is still signed in: the token came back from the
@@ -15,84 +15,16 @@
 //   TAURI_DRIVER       the tauri-driver binary
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { execFileSync, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
 import { mkdtempSync, writeFileSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { WebDriver } from "./webdriver.mjs";
 import { appMemory, stopApps } from "./procs.mjs";
+import { api, freePort, nativeWindowTitles, startDriver, waitHttp } from "./harness.mjs";
 
 const BIN = process.env.KEFU_DESKTOP_BIN;
-const DRIVER = process.env.TAURI_DRIVER ?? "tauri-driver";
 const SCREENSHOT = process.env.KEFU_DESKTOP_SCREENSHOT ?? resolve(import.meta.dirname, "../../docs/desktop.png");
-
-function freePort() {
-  return new Promise((res, rej) => {
-    const s = createServer();
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address();
-      s.close(() => res(port));
-    });
-    s.on("error", rej);
-  });
-}
-
-/** Names of the X server's windows (the app's native window title among them). */
-function nativeWindowTitles() {
-  const tree = execFileSync("xwininfo", ["-root", "-tree"], { encoding: "utf8" });
-  return [...tree.matchAll(/^\s*0x[0-9a-f]+ "(.*)": /gm)].map((m) => m[1]);
-}
-
-async function waitHttp(url, timeoutMs = 30000) {
-  const until = Date.now() + timeoutMs;
-  while (Date.now() < until) {
-    try {
-      const res = await fetch(url);
-      if (res.ok) return res;
-    } catch {
-      // not up yet
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`${url} did not answer`);
-}
-
-async function api(base, method, path, token, body) {
-  const res = await fetch(`${base}/api/v1${path}`, {
-    method,
-    headers: {
-      ...(token ? { authorization: `Bearer ${token}` } : {}),
-      ...(body ? { "content-type": "application/json" } : {}),
-    },
-    body: body ? JSON.stringify(body) : undefined,
-  });
-  const json = await res.json();
-  if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${JSON.stringify(json)}`);
-  return json;
-}
-
-/** Starts tauri-driver with the app's environment; resolves when it listens. */
-async function startDriver(env) {
-  const port = await freePort();
-  const nativePort = await freePort();
-  const child = spawn(DRIVER, ["--port", String(port), "--native-port", String(nativePort)], {
-    env: { ...process.env, ...env },
-    stdio: ["ignore", "inherit", "inherit"],
-  });
-  const url = `http://127.0.0.1:${port}`;
-  const until = Date.now() + 15000;
-  while (Date.now() < until) {
-    try {
-      await fetch(`${url}/status`);
-      return { child, url };
-    } catch {
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
-  child.kill();
-  throw new Error("tauri-driver did not start");
-}
 
 test("desktop app: first start, chat with a visitor, single instance, keyring sign-in after restart", { timeout: 240000 }, async () => {
   assert.ok(BIN, "KEFU_DESKTOP_BIN is set");
@@ -131,7 +63,18 @@ test("desktop app: first start, chat with a visitor, single instance, keyring si
     const snippet = await wd.prop(snippetBox, "value");
     const appKey = /data-app-key="(ak_[A-Za-z0-9_-]+)"/.exec(snippet)?.[1];
     assert.ok(snippet.includes(`${base}/widget.js`) && appKey, snippet);
+    // "Send a test message": the demo page on the embedded server, with the
+    // app's widget (the click hands it to the system browser; here the page
+    // is fetched as that browser would).
+    const demoHref = await wd.prop(await wd.find('[data-testid="demo-link"]'), "href");
+    assert.equal(demoHref, `${base}/widget/demo.html?app_key=${appKey}`);
+    const demo = await fetch(demoHref);
+    assert.equal(demo.status, 200);
+    assert.ok((await demo.text()).includes(`data-app-key="${appKey}"`), "the demo page carries the widget");
     await wd.click(await wd.find('[data-testid="setup-done"]'));
+    // No chats yet: the owner lands on the queue, shown how to add an agent.
+    await wd.until("landing on the queue", async () => (await wd.exec("return location.hash")) === "#/queue");
+    await wd.waitFor('[data-testid="add-agent-link"]');
 
     // 3. A visitor writes over the API; the message appears in the window.
     const visitor = await api(base, "POST", "/visitor/sessions", null, { app_key: appKey, name: "Vera Visitor" });
@@ -191,6 +134,8 @@ test("desktop app: first start, chat with a visitor, single instance, keyring si
     figures.restart_to_signed_in_ms = Date.now() - relaunched;
     const loginForms = await wd.findAll("#login-username");
     assert.equal(loginForms.length, 0, "signed in from the keyring, no login form");
+    // The owner has a chat now: the app opens on the chats.
+    await wd.until("landing on the chats", async () => (await wd.exec("return location.hash")) === "#/chats");
 
     // 6. Idle memory with 10 open chats (the figure of docs/DESKTOP.md).
     const ownerToken = (await api(base, "POST", "/auth/login", null, { username: "owner", password: "correct horse battery" })).token;

@@ -55,6 +55,8 @@ impl Shell {
 pub fn run() -> anyhow::Result<()> {
     let started = Instant::now();
     init_tracing();
+    // Lives as long as the app: Tauri's async runtime and the server's.
+    let _runtime = desktop_runtime()?;
     let hidden = std::env::args().any(|a| a == HIDDEN_FLAG);
     tauri::Builder::default()
         // First: a second launch only focuses the running one.
@@ -131,6 +133,49 @@ pub fn run() -> anyhow::Result<()> {
             _ => {}
         });
     Ok(())
+}
+
+/// Tauri's async runtime, which the embedded server runs on: two worker
+/// threads rather than one per core (a shop's few agents keep one busy at
+/// most; each worker is a stack and an allocator arena), blocking threads
+/// capped at 16 (SQLite through sqlx, file I/O). Not with
+/// `KEFU_DESKTOP_MEMORY=server`: then Tauri's own default, one worker per core.
+fn desktop_runtime() -> anyhow::Result<Option<tokio::runtime::Runtime>> {
+    if server::memory_profile() == kefu_server::store::memory::MemoryProfile::Server {
+        return Ok(None);
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(16)
+        .thread_name("kefu-rt")
+        .enable_all()
+        .build()?;
+    tauri::async_runtime::set(runtime.handle().clone());
+    Ok(Some(runtime))
+}
+
+/// The webview's memory, where the OS webview lets us set it. WebKitGTK:
+/// the "document viewer" cache model (one page that never navigates: no
+/// page cache, the smallest memory caches) and no back/forward cache.
+/// WebView2 (Windows) and WKWebView (macOS) are left as they are (see
+/// docs/DESKTOP.md, "Memory").
+fn tune_webview(window: &tauri::WebviewWindow) {
+    if server::memory_profile() == kefu_server::store::memory::MemoryProfile::Server {
+        return;
+    }
+    #[cfg(target_os = "linux")]
+    let _ = window.with_webview(|webview| {
+        use webkit2gtk::{CacheModel, SettingsExt, WebContextExt, WebViewExt};
+        let view = webview.inner();
+        if let Some(context) = view.context() {
+            context.set_cache_model(CacheModel::DocumentViewer);
+        }
+        if let Some(settings) = WebViewExt::settings(&view) {
+            settings.set_enable_page_cache(false);
+        }
+    });
+    #[cfg(not(target_os = "linux"))]
+    let _ = window;
 }
 
 fn init_tracing() {
@@ -250,6 +295,7 @@ fn create_window(app: &tauri::AppHandle, shell: &Shell, visible: bool) -> tauri:
             }
         })
         .build()?;
+    tune_webview(&window);
     let events = window.clone();
     window.on_window_event(move |event| match event {
         WindowEvent::CloseRequested { api, .. } if close_to_tray(events.app_handle()) => {

@@ -60,7 +60,19 @@ pub fn server_config(prefs: &Prefs, data_dir: PathBuf) -> kefu_server::Config {
             Durability::Fsync => kefu_server::config::Durability::Fsync,
             Durability::Os => kefu_server::config::Durability::Os,
         },
+        memory: memory_profile(),
         ..kefu_server::Config::default()
+    }
+}
+
+/// The stores' sizes: `desktop` (kefu_server::store::memory), unless
+/// `KEFU_DESKTOP_MEMORY=server` asks for the headless server's (the
+/// before/after measurement of docs/DESKTOP.md, "Memory").
+pub fn memory_profile() -> kefu_server::store::memory::MemoryProfile {
+    use kefu_server::store::memory::MemoryProfile;
+    match std::env::var("KEFU_DESKTOP_MEMORY").as_deref() {
+        Ok("server") => MemoryProfile::Server,
+        _ => MemoryProfile::Desktop,
     }
 }
 

@@ -2,6 +2,14 @@
 //! dir, and small clients that speak the protocol over real sockets.
 //! Each helper is one line in a test: `server.agent("amy")`,
 //! `server.visitor(&app)`, `server.ws(&token, resume)`.
+//!
+//! The server runs in this process by default. With `SERVER_UNDER_TEST` set
+//! to a command (scripts/windows-check: `kefu-server.exe` under Wine), every
+//! [`TestServer`] is that command, started as `serve --config FILE` on a
+//! loopback port, and the CLI tests run it too ([`server_bin`]). A test that
+//! needs the server's in-process state ([`TestServer::state`]) cannot run
+//! against another process: it stops with [`EXTERNAL_SKIP`] in its panic
+//! message, and the script counts it as skipped, with the reason.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -20,8 +28,120 @@ pub use serde_json;
 /// How long a test waits for a frame that must come.
 pub const WAIT: Duration = Duration::from_secs(10);
 
+/// The variable naming the external server command. Not `KEFU_*`: the
+/// server reads every such variable as configuration.
+pub const SERVER_UNDER_TEST: &str = "SERVER_UNDER_TEST";
+
+/// Marks a test that cannot run against an external server (see the crate doc).
+pub const EXTERNAL_SKIP: &str = "kefu-tests: skipped with an external server:";
+
+/// The external server command, when the suite runs against one.
+pub fn external_server() -> Option<PathBuf> {
+    std::env::var_os(SERVER_UNDER_TEST).map(PathBuf::from)
+}
+
+/// The `kefu-server` CLI the CLI tests run: the external server command when
+/// there is one, else the test crate's own build (`CARGO_BIN_EXE_…`).
+pub fn server_bin(built: &str) -> std::ffi::OsString {
+    external_server().map_or_else(|| built.into(), PathBuf::into_os_string)
+}
+
+/// Stops a test that needs this process's own server ([`EXTERNAL_SKIP`]).
+pub fn in_process_only(reason: &str) {
+    if external_server().is_some() {
+        panic!("{EXTERNAL_SKIP} {reason}");
+    }
+}
+
+/// A server in another process (see the crate doc).
+struct External {
+    child: std::process::Child,
+    _config_file: tempfile::NamedTempFile,
+}
+
+impl External {
+    /// Creates the owner (`admin create`) on a fresh data dir, then `serve`.
+    async fn start(command: &Path, config: &Config, create_owner: bool) -> (External, String) {
+        let mut config = config.clone();
+        if config.bind.port() == 0 {
+            let probe = std::net::TcpListener::bind((config.bind.ip(), 0)).expect("free port");
+            config
+                .bind
+                .set_port(probe.local_addr().expect("addr").port());
+        }
+        let mut file = tempfile::Builder::new()
+            .suffix(".toml")
+            .tempfile()
+            .expect("config file");
+        std::io::Write::write_all(&mut file, config.to_toml().as_bytes()).expect("write config");
+        let run = |args: &[&str]| {
+            let mut command = std::process::Command::new(command);
+            command
+                .args(args)
+                .arg("--config")
+                .arg(file.path())
+                .env_remove("KEFU_CONFIG");
+            command
+        };
+        if create_owner {
+            let output = run(&["admin", "create", "--username", "owner"])
+                .args(["--password", "owner-password", "--display-name", "Owner"])
+                .output()
+                .expect("admin create runs");
+            assert!(output.status.success(), "admin create: {output:?}");
+        }
+        let child = run(&["serve"])
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .expect("external server starts");
+        let base = format!("http://{}", config.bind);
+        let client = reqwest::Client::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let ready = client.get(format!("{base}/readyz")).send().await;
+            if ready.is_ok_and(|r| r.status().is_success()) {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "external server not ready at {base}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let external = External {
+            child,
+            _config_file: file,
+        };
+        (external, base)
+    }
+
+    /// Ctrl-C (SIGINT; Wine turns it into the console's CTRL_C_EVENT), then
+    /// waits for a clean exit.
+    async fn shutdown(mut self) {
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).expect("pid"));
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).expect("signal");
+        let status = tokio::task::spawn_blocking(move || self.child.wait())
+            .await
+            .expect("join")
+            .expect("wait");
+        assert!(status.success(), "external server exit: {status}");
+    }
+}
+
+impl Drop for External {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 pub struct TestServer {
     pub running: Option<kefu_server::Running>,
+    external: Option<External>,
+    /// The owner made by `admin create` (external servers only).
+    owner_made: bool,
     pub base: String,
     pub data_dir: PathBuf,
     _dir: Option<tempfile::TempDir>,
@@ -59,13 +179,28 @@ impl TestServer {
     }
 
     async fn on(config: Config) -> TestServer {
-        let running = kefu_server::start(config.clone())
-            .await
-            .expect("server starts");
-        let base = format!("http://{}", running.addr);
+        Self::on_with(config, false).await
+    }
+
+    async fn on_with(config: Config, owner_made: bool) -> TestServer {
+        let (running, external, base) = match external_server() {
+            Some(command) => {
+                let (external, base) = External::start(&command, &config, !owner_made).await;
+                (None, Some(external), base)
+            }
+            None => {
+                let running = kefu_server::start(config.clone())
+                    .await
+                    .expect("server starts");
+                let base = format!("http://{}", running.addr);
+                (Some(running), None, base)
+            }
+        };
         TestServer {
             data_dir: config.data_dir.clone(),
-            running: Some(running),
+            running,
+            external,
+            owner_made: owner_made || external_server().is_some(),
             base,
             _dir: None,
             http: reqwest::Client::new(),
@@ -76,12 +211,10 @@ impl TestServer {
 
     /// Stops gracefully and starts again on the same data dir and port 0.
     pub async fn restart(mut self) -> TestServer {
-        if let Some(running) = self.running.take() {
-            running.shutdown().await.expect("clean shutdown");
-        }
+        self.halt().await;
         let dir = self._dir.take();
         let admin_token = self.admin_token.take();
-        let mut server = Self::on(self.config.clone()).await;
+        let mut server = Self::on_with(self.config.clone(), self.owner_made).await;
         server._dir = dir;
         server.admin_token = admin_token;
         server
@@ -93,13 +226,17 @@ impl TestServer {
         if let Some(running) = self.running.take() {
             running.shutdown().await.expect("clean shutdown");
         }
+        if let Some(external) = self.external.take() {
+            external.shutdown().await;
+        }
     }
 
     /// Starts again after [`TestServer::halt`], on the same data dir.
     pub async fn resume(&mut self) {
-        let again = Self::on(self.config.clone()).await;
-        self.running = again.running;
-        self.base = again.base;
+        let mut again = Self::on_with(self.config.clone(), self.owner_made).await;
+        self.running = again.running.take();
+        self.external = again.external.take();
+        self.base = again.base.clone();
     }
 
     pub async fn shutdown(self) {
@@ -109,14 +246,21 @@ impl TestServer {
     /// Stops gracefully and hands over the temp data dir, so a test can
     /// inspect the files (the dir is deleted when the guard drops).
     pub async fn stop(mut self) -> Option<tempfile::TempDir> {
-        if let Some(running) = self.running.take() {
-            running.shutdown().await.expect("clean shutdown");
-        }
+        self.halt().await;
         self._dir.take()
     }
 
+    /// The server's in-process state; a test that uses it is skipped with
+    /// an external server.
     pub fn state(&self) -> &kefu_server::state::AppState {
+        in_process_only("reads or changes the server's in-process state");
         self.running.as_ref().expect("running").state()
+    }
+
+    /// The address the server listens on.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        let host = self.base.trim_start_matches("http://");
+        host.parse().expect("base is http://ip:port")
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -132,17 +276,20 @@ impl TestServer {
         if let Some(token) = &self.admin_token {
             return token.clone();
         }
-        kefu_server::agents::create(
-            &self.state().db,
-            kefu_server::agents::NewAgent {
-                username: "owner".into(),
-                password: "owner-password".into(),
-                display_name: Some("Owner".into()),
-                role: kefu_server::agents::Role::Admin,
-            },
-        )
-        .await
-        .expect("create admin");
+        if !self.owner_made {
+            kefu_server::agents::create(
+                &self.state().db,
+                kefu_server::agents::NewAgent {
+                    username: "owner".into(),
+                    password: "owner-password".into(),
+                    display_name: Some("Owner".into()),
+                    role: kefu_server::agents::Role::Admin,
+                },
+            )
+            .await
+            .expect("create admin");
+            self.owner_made = true;
+        }
         let (status, body) = self
             .post(
                 "/api/v1/auth/login",

@@ -3,8 +3,9 @@
 // gives both chats to Amy, and each widget words the "joined" line in its
 // own language from the message's meta; a transfer to a team (whose name
 // looks like markup) reads in Chinese and stays text. The workstation, in
-// Chinese, words the same lines in Chinese, in the thread and the chat
-// list, while the stored `content` stays English for API clients.
+// Chinese, words the same lines in Chinese in the thread (its chat list
+// previews what the visitor said instead), while the stored `content`
+// stays English for API clients.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { startServer, launchBrowser, watchPage, startShopPage, signIn, until, shot } from "./harness.mjs";
@@ -91,10 +92,10 @@ test("the workstation words the same lines in its own language", async () => {
   const page = await context.newPage();
   const problems = watchPage(page, "agent-zh");
   await signIn(page, server.origin, AMY.username, AMY.password);
-  // The English visitor's chat: its last message is the "joined" line,
-  // which the list previews in the agent's language.
+  // The English visitor's chat: its last message is the "joined" line; the
+  // list previews what the visitor said before it (issue 22), not the event.
   const item = page.locator(`[data-testid=chat-item][data-conversation-id="${chats.en}"] .preview`);
-  await until(async () => (await item.textContent())?.trim() === "Amy Lin 已加入对话", 10_000, "the list preview in Chinese");
+  await until(async () => (await item.textContent())?.trim() === "Hello, is the Longjing in stock?", 10_000, "the list preview: the visitor's words");
   await page.goto(`${server.origin}/#/chats/${chats.en}`);
   await page.locator("[data-testid=message]", { hasText: "Longjing" }).waitFor();
   await page.locator("[data-testid=message][data-kind=event]").first().waitFor();

@@ -317,7 +317,7 @@ async fn pass(
     let now = now_ms();
     let committed = match connection.take() {
         Some(conn) => Ok(conn),
-        None => crate::store::db::connect_own(&state.config.data_dir)
+        None => crate::store::db::connect_own(&state.config.data_dir, state.config.memory.sqlite())
             .await
             .map_err(ApiError::Internal),
     };

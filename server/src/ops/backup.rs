@@ -292,7 +292,7 @@ async fn fill(
         let bytes = serde_json::to_vec_pretty(&written)?;
         let path = temp.join(manifest::FILE);
         std::fs::write(&path, bytes)?;
-        std::fs::File::open(&path)?.sync_all()?;
+        manifest::sync_file(&path)?;
         manifest::sync_dirs(&temp)?;
         Ok(written)
     })

@@ -200,8 +200,17 @@ pub fn copy_tree(from: &Path, to: &Path, skip: &dyn Fn(&str) -> bool) -> io::Res
 /// Copies one file and fsyncs the copy.
 pub fn copy_file(from: &Path, to: &Path) -> io::Result<u64> {
     let copied = std::fs::copy(from, to)?;
-    File::open(to)?.sync_all()?;
+    sync_file(to)?;
     Ok(copied)
+}
+
+/// Fsyncs a file already written and closed. Opened for writing: Windows'
+/// `FlushFileBuffers` refuses a read-only handle (access denied).
+pub fn sync_file(path: &Path) -> io::Result<()> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)?
+        .sync_all()
 }
 
 /// Makes `dir` (mode 0700 on Unix) and its parents.

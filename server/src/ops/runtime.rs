@@ -6,7 +6,8 @@
 //!   open. A POSIX lock is per process and released when *any* descriptor
 //!   of the file closes, so servers started in this very process are looked
 //!   up in [`SERVING`] instead of being probed: the probe would drop their
-//!   lock.
+//!   lock. On Windows RocksDB opens `LOCK` without sharing, so a refused
+//!   open (a sharing violation) is the same answer.
 //! - **Where is it, and may I ask it?** A running server writes
 //!   `DATA_DIR/server.json` (mode 0600: only its OS user, who can read the
 //!   whole data dir anyway, can read it) with its pid, the address it
@@ -110,6 +111,10 @@ pub fn server_running(data_dir: &Path) -> io::Result<bool> {
         Ok(file) => file,
         // No log yet: nothing has ever opened it.
         Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(false),
+        // RocksDB on Windows holds LOCK open without sharing: the open
+        // itself is the probe (ERROR_SHARING_VIOLATION).
+        #[cfg(windows)]
+        Err(error) if error.raw_os_error() == Some(32) => return Ok(true),
         Err(error) => return Err(error),
     };
     probe(&file, data_dir)
@@ -126,9 +131,15 @@ fn probe(file: &std::fs::File, _data_dir: &Path) -> io::Result<bool> {
     }
 }
 
+/// On Windows the file opened, so no process holds it (see above).
+#[cfg(windows)]
+fn probe(_file: &std::fs::File, _data_dir: &Path) -> io::Result<bool> {
+    Ok(false)
+}
+
 /// Elsewhere the LOCK file cannot be probed without RocksDB: a
 /// `server.json` is taken as a running server.
-#[cfg(not(unix))]
+#[cfg(not(any(unix, windows)))]
 fn probe(_file: &std::fs::File, data_dir: &Path) -> io::Result<bool> {
     Ok(data_dir.join(FILE).exists())
 }

@@ -25,6 +25,8 @@ use std::time::Duration;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{ConnectOptions, Sqlite, SqliteConnection, SqlitePool, Transaction};
 
+use super::memory::{MemoryProfile, SqliteSizes};
+
 pub const FILE_NAME: &str = "kefu.sqlite3";
 
 /// How long a connection waits for another's write lock before failing
@@ -41,12 +43,17 @@ pub async fn begin_write(pool: &SqlitePool) -> Result<Transaction<'static, Sqlit
 }
 
 pub async fn open(data_dir: &Path) -> anyhow::Result<SqlitePool> {
+    open_sized(data_dir, MemoryProfile::Server.sqlite()).await
+}
+
+/// [`open`] with the sizes of a memory profile (crate::store::memory).
+pub async fn open_sized(data_dir: &Path, sizes: SqliteSizes) -> anyhow::Result<SqlitePool> {
     std::fs::create_dir_all(data_dir)
         .map_err(|e| anyhow::anyhow!("cannot create data dir {}: {e}", data_dir.display()))?;
     let path = data_dir.join(FILE_NAME);
-    let options = options(&path);
+    let options = options(&path, sizes);
     let pool = SqlitePoolOptions::new()
-        .max_connections(8)
+        .max_connections(sizes.pool_connections)
         .min_connections(1)
         .connect_with(options)
         .await
@@ -55,7 +62,7 @@ pub async fn open(data_dir: &Path) -> anyhow::Result<SqlitePool> {
     Ok(pool)
 }
 
-fn options(path: &Path) -> SqliteConnectOptions {
+fn options(path: &Path, sizes: SqliteSizes) -> SqliteConnectOptions {
     SqliteConnectOptions::new()
         .filename(path)
         .create_if_missing(true)
@@ -64,6 +71,8 @@ fn options(path: &Path) -> SqliteConnectOptions {
         .foreign_keys(true)
         .busy_timeout(BUSY_TIMEOUT)
         .pragma("temp_store", "memory")
+        // Negative: a size in KiB, not in pages.
+        .pragma("cache_size", format!("-{}", sizes.cache_kib))
 }
 
 /// The search indexer's own connection: `synchronous=NORMAL`, because
@@ -73,9 +82,12 @@ fn options(path: &Path) -> SqliteConnectOptions {
 /// thread of its own, created by the connecting thread: connected from the
 /// indexer's thread, it inherits that thread's low priority
 /// ([`lower_own_priority`]).
-pub async fn connect_background(data_dir: &Path) -> anyhow::Result<SqliteConnection> {
+pub async fn connect_background(
+    data_dir: &Path,
+    sizes: SqliteSizes,
+) -> anyhow::Result<SqliteConnection> {
     let path = data_dir.join(FILE_NAME);
-    options(&path)
+    options(&path, sizes)
         .synchronous(SqliteSynchronous::Normal)
         .connect()
         .await
@@ -85,9 +97,9 @@ pub async fn connect_background(data_dir: &Path) -> anyhow::Result<SqliteConnect
 /// A connection of its own for a task that writes often and must not queue
 /// behind the pool's requests (the conversation starter): the pool's
 /// settings, `synchronous=FULL` (what it writes is not derived).
-pub async fn connect_own(data_dir: &Path) -> anyhow::Result<SqliteConnection> {
+pub async fn connect_own(data_dir: &Path, sizes: SqliteSizes) -> anyhow::Result<SqliteConnection> {
     let path = data_dir.join(FILE_NAME);
-    options(&path)
+    options(&path, sizes)
         .connect()
         .await
         .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))

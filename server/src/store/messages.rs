@@ -41,6 +41,7 @@ use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{mpsc, oneshot};
 
 use super::keys::{self, CF_DEDUP, CF_HEAD, CF_MSG, CF_START, FLAG_NOTE};
+use super::memory::{LogSizes, MemoryProfile};
 use crate::config::Durability;
 use crate::ids::{ConversationId, MessageId};
 use crate::message::{Message, MessageKind, Sender};
@@ -210,39 +211,53 @@ pub struct MessageLog {
 /// RocksDB options shared by the log and by the storage baseline of the
 /// bench, so that the baseline measures exactly what the log runs on.
 pub fn db_options() -> Options {
+    db_options_sized(MemoryProfile::Server.log())
+}
+
+/// [`db_options`] for a memory profile (crate::store::memory).
+pub fn db_options_sized(sizes: LogSizes) -> Options {
     let mut options = Options::default();
     options.create_if_missing(true);
     options.create_missing_column_families(true);
-    options.increase_parallelism(2);
-    options.set_max_background_jobs(2);
+    options.increase_parallelism(sizes.background_jobs);
+    options.set_max_background_jobs(sizes.background_jobs);
     options.set_compression_type(DBCompressionType::Lz4);
     options.set_keep_log_file_num(4);
-    options.set_max_total_wal_size(256 << 20);
+    options.set_max_total_wal_size(sizes.max_total_wal_bytes);
     options
 }
 
 /// The log's column families with their options (one block cache for
 /// all), shared with the bench's storage baseline like [`db_options`].
 pub fn column_families() -> Vec<ColumnFamilyDescriptor> {
-    let cache = Cache::new_lru_cache(64 << 20);
+    column_families_sized(MemoryProfile::Server.log())
+}
+
+/// [`column_families`] for a memory profile (crate::store::memory).
+pub fn column_families_sized(sizes: LogSizes) -> Vec<ColumnFamilyDescriptor> {
+    let cache = Cache::new_lru_cache(sizes.block_cache_bytes);
     vec![
-        ColumnFamilyDescriptor::new(CF_MSG, cf_options(&cache, false)),
-        ColumnFamilyDescriptor::new(CF_DEDUP, cf_options(&cache, true)),
-        ColumnFamilyDescriptor::new(CF_HEAD, cf_options(&cache, true)),
-        ColumnFamilyDescriptor::new(CF_START, cf_options(&cache, false)),
+        ColumnFamilyDescriptor::new(CF_MSG, cf_options(&cache, false, sizes)),
+        ColumnFamilyDescriptor::new(CF_DEDUP, cf_options(&cache, true, sizes)),
+        ColumnFamilyDescriptor::new(CF_HEAD, cf_options(&cache, true, sizes)),
+        ColumnFamilyDescriptor::new(CF_START, cf_options(&cache, false, sizes)),
     ]
 }
 
-fn cf_options(cache: &Cache, bloom: bool) -> Options {
+fn cf_options(cache: &Cache, bloom: bool, sizes: LogSizes) -> Options {
     let mut block = BlockBasedOptions::default();
     block.set_block_cache(cache);
+    if sizes.cache_index_and_filter_blocks {
+        block.set_cache_index_and_filter_blocks(true);
+        block.set_pin_l0_filter_and_index_blocks_in_cache(true);
+    }
     if bloom {
         block.set_bloom_filter(10.0, false);
     }
     let mut options = Options::default();
     options.set_compression_type(DBCompressionType::Lz4);
     options.set_block_based_table_factory(&block);
-    options.set_write_buffer_size(32 << 20);
+    options.set_write_buffer_size(sizes.write_buffer_bytes);
     if bloom {
         // Point reads also get a bloom filter in the memtable: every new
         // message looks its dedup key up, and without one the miss is a
@@ -264,10 +279,31 @@ impl MessageLog {
         metrics: Arc<dyn LogMetrics>,
         on_commit: CommitHook,
     ) -> Result<MessageLog, LogError> {
-        let db = Arc::new(DB::open_cf_descriptors(
-            &db_options(),
+        Self::open_sized(
             path,
-            column_families(),
+            durability,
+            queue,
+            batch_max,
+            metrics,
+            on_commit,
+            MemoryProfile::Server.log(),
+        )
+    }
+
+    /// [`MessageLog::open`] with the RocksDB sizes of a memory profile.
+    pub fn open_sized(
+        path: &Path,
+        durability: Durability,
+        queue: usize,
+        batch_max: usize,
+        metrics: Arc<dyn LogMetrics>,
+        on_commit: CommitHook,
+        sizes: LogSizes,
+    ) -> Result<MessageLog, LogError> {
+        let db = Arc::new(DB::open_cf_descriptors(
+            &db_options_sized(sizes),
+            path,
+            column_families_sized(sizes),
         )?);
         let slot = Arc::new(DbSlot(parking_lot::RwLock::new(Some(Arc::clone(&db)))));
         let writable = Arc::new(AtomicBool::new(true));
@@ -283,6 +319,7 @@ impl MessageLog {
             path: path.to_path_buf(),
             writable: Arc::clone(&writable),
             failure: None,
+            sizes,
         };
         let handle = std::thread::Builder::new()
             .name("kefu-log-writer".into())
@@ -588,6 +625,8 @@ struct Writer {
     writable: Arc<AtomicBool>,
     /// Set while the log cannot write.
     failure: Option<Failure>,
+    /// RocksDB sizes, to reopen with the same.
+    sizes: LogSizes,
 }
 
 /// The writer's state while the log cannot write.
@@ -859,7 +898,11 @@ impl Writer {
         drop(old);
         let mut wait = pause;
         loop {
-            match DB::open_cf_descriptors(&db_options(), &path, column_families()) {
+            match DB::open_cf_descriptors(
+                &db_options_sized(self.sizes),
+                &path,
+                column_families_sized(self.sizes),
+            ) {
                 Ok(db) => {
                     let db = Arc::new(db);
                     slot.set(Some(Arc::clone(&db)));

@@ -4,5 +4,6 @@
 
 pub mod db;
 pub mod keys;
+pub mod memory;
 pub mod messages;
 pub mod reconcile;

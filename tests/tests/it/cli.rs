@@ -3,7 +3,9 @@
 use std::process::{Command, Stdio};
 
 fn kefu() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_kefu-server-under-test"))
+    Command::new(kefu_tests::server_bin(env!(
+        "CARGO_BIN_EXE_kefu-server-under-test"
+    )))
 }
 
 #[test]

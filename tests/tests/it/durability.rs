@@ -38,8 +38,8 @@ async fn resend_after_restart_returns_the_original() {
     server.shutdown().await;
 }
 
-fn binary() -> &'static str {
-    env!("CARGO_BIN_EXE_kefu-server-under-test")
+fn binary() -> std::ffi::OsString {
+    kefu_tests::server_bin(env!("CARGO_BIN_EXE_kefu-server-under-test"))
 }
 
 struct Process {

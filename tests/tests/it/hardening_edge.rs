@@ -209,7 +209,7 @@ async fn foreign_host_is_misdirected_and_creates_no_visitor() {
 
     // Loopback names and addresses are always served; the widget's own
     // frame (same-origin on 127.0.0.1) still creates its visitor.
-    let port = server.running.as_ref().expect("running").addr.port();
+    let port = server.addr().port();
     for host in [
         format!("127.0.0.1:{port}"),
         format!("localhost:{port}"),
@@ -240,7 +240,7 @@ async fn foreign_host_is_misdirected_and_creates_no_visitor() {
 
 /// The status line of a raw WebSocket handshake that names `host`.
 async fn ws_handshake_status(server: &TestServer, host: &str) -> String {
-    let addr = server.running.as_ref().expect("running").addr;
+    let addr = server.addr();
     let mut tcp = TcpStream::connect(addr).await.expect("connect");
     let request = format!(
         "GET /api/v1/ws HTTP/1.1\r\nHost: {host}\r\nOrigin: http://{host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
@@ -262,7 +262,7 @@ async fn websocket_handshakes_and_allowed_hosts() {
         c.http.allowed_hosts = vec!["shop.example".into(), "*.kefu.example".into()];
     })
     .await;
-    let port = server.running.as_ref().expect("running").addr.port();
+    let port = server.addr().port();
     let status = ws_handshake_status(&server, "evil.example").await;
     assert!(status.contains(" 421 "), "{status}");
     let status = ws_handshake_status(&server, &format!("127.0.0.1:{port}")).await;
@@ -430,7 +430,7 @@ async fn stalled_requests_are_closed_by_the_read_timeouts() {
         c.http.body_idle_timeout_secs = 1;
     })
     .await;
-    let addr = server.running.as_ref().expect("running").addr;
+    let addr = server.addr();
     let mut held = Vec::new();
     for kind in 0..30 {
         held.push(stalled(addr, kind).await);
@@ -454,7 +454,7 @@ async fn http_connections_are_capped() {
         c.http.header_read_timeout_secs = 60;
     })
     .await;
-    let addr = server.running.as_ref().expect("running").addr;
+    let addr = server.addr();
     let mut held = Vec::new();
     for kind in 0..20 {
         held.push(stalled(addr, kind).await);
@@ -539,16 +539,18 @@ async fn start_process(data_dir: &std::path::Path, env: &[(&str, &str)]) -> Serv
         .local_addr()
         .expect("addr")
         .port();
-    let child = Command::new(env!("CARGO_BIN_EXE_kefu-server-under-test"))
-        .args(["serve", "--data-dir"])
-        .arg(data_dir)
-        .args(["--bind", &format!("127.0.0.1:{port}"), "--durability", "os"])
-        .env("RUST_LOG", "warn")
-        .envs(env.iter().copied())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn server");
+    let child = Command::new(kefu_tests::server_bin(env!(
+        "CARGO_BIN_EXE_kefu-server-under-test"
+    )))
+    .args(["serve", "--data-dir"])
+    .arg(data_dir)
+    .args(["--bind", &format!("127.0.0.1:{port}"), "--durability", "os"])
+    .env("RUST_LOG", "warn")
+    .envs(env.iter().copied())
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .expect("spawn server");
     let process = ServerProcess {
         child,
         addr: format!("127.0.0.1:{port}").parse().expect("addr"),
@@ -638,26 +640,30 @@ async fn binary_closes_stalled_connections_and_keeps_serving() {
 /// `[http]` lists can be given in the environment, as API.md shows.
 #[test]
 fn http_settings_from_the_environment() {
-    let output = Command::new(env!("CARGO_BIN_EXE_kefu-server-under-test"))
-        .args(["serve", "--print-config"])
-        .env(
-            "KEFU_HTTP__ALLOWED_HOSTS",
-            r#"["chat.shop.example", "*.kefu.example"]"#,
-        )
-        .env("KEFU_HTTP__TRUSTED_PROXIES", r#"["10.0.0.0/8"]"#)
-        .output()
-        .expect("run");
+    let output = Command::new(kefu_tests::server_bin(env!(
+        "CARGO_BIN_EXE_kefu-server-under-test"
+    )))
+    .args(["serve", "--print-config"])
+    .env(
+        "KEFU_HTTP__ALLOWED_HOSTS",
+        r#"["chat.shop.example", "*.kefu.example"]"#,
+    )
+    .env("KEFU_HTTP__TRUSTED_PROXIES", r#"["10.0.0.0/8"]"#)
+    .output()
+    .expect("run");
     assert!(output.status.success(), "{output:?}");
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(text.contains("[http]"), "{text}");
     assert!(text.contains("\"chat.shop.example\""), "{text}");
     assert!(text.contains("\"*.kefu.example\""), "{text}");
     assert!(text.contains("\"10.0.0.0/8\""), "{text}");
-    let output = Command::new(env!("CARGO_BIN_EXE_kefu-server-under-test"))
-        .args(["serve", "--print-config"])
-        .env("KEFU_HTTP__TRUSTED_PROXIES", r#"["not-an-address"]"#)
-        .output()
-        .expect("run");
+    let output = Command::new(kefu_tests::server_bin(env!(
+        "CARGO_BIN_EXE_kefu-server-under-test"
+    )))
+    .args(["serve", "--print-config"])
+    .env("KEFU_HTTP__TRUSTED_PROXIES", r#"["not-an-address"]"#)
+    .output()
+    .expect("run");
     assert!(!output.status.success());
     assert!(
         String::from_utf8_lossy(&output.stderr).contains("trusted_proxies"),

@@ -6,7 +6,9 @@ use std::process::Command;
 use kefu_server::lan::device_id::DeviceId;
 
 fn kefu() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_kefu-server-under-test"))
+    Command::new(kefu_tests::server_bin(env!(
+        "CARGO_BIN_EXE_kefu-server-under-test"
+    )))
 }
 
 fn identity(dir: &std::path::Path) -> std::process::Output {

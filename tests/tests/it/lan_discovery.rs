@@ -322,6 +322,7 @@ impl Drop for Server {
 
 #[test]
 fn a_server_started_with_lan_bind_announces_itself_as_host() {
+    kefu_tests::in_process_only("runs the Linux build inside a network namespace");
     let Some(ns) = namespaces_or_skip("lan_discovery::a_server_started_with_lan_bind_announces")
     else {
         return;

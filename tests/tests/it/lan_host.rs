@@ -34,7 +34,9 @@ const PEER_IP: &str = "127.0.0.3";
 const OTHER_IP: &str = "127.0.0.4";
 
 fn kefu() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_kefu-server-under-test"))
+    Command::new(kefu_tests::server_bin(env!(
+        "CARGO_BIN_EXE_kefu-server-under-test"
+    )))
 }
 
 fn free_port(ip: &str) -> u16 {

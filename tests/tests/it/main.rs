@@ -12,6 +12,7 @@ mod cli;
 mod durability;
 mod event_lines;
 mod export;
+mod first_minute;
 mod hardening_edge;
 mod hardening_store;
 mod hardening_ws;

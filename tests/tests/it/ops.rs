@@ -14,7 +14,9 @@ use kefu_tests::TestServer;
 use kefu_tests::serde_json::{Value, json};
 
 fn kefu() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_kefu-server-under-test"));
+    let mut command = Command::new(kefu_tests::server_bin(env!(
+        "CARGO_BIN_EXE_kefu-server-under-test"
+    )));
     command.env_remove("KEFU_CONFIG").env("RUST_LOG", "warn");
     command
 }

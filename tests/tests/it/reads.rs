@@ -502,4 +502,54 @@ async fn the_agents_list_carries_each_conversations_last_message() {
         body["conversation"]["last_message"]["content"],
         "VIP customer"
     );
+    assert!(body["conversation"].get("last_said").is_none(), "{body}");
+}
+
+/// A chat list previews what a person said, not an event line: when the
+/// last message is "Amy joined", `last_said` is the message before it.
+#[tokio::test]
+async fn an_event_line_at_the_end_comes_with_the_last_thing_a_person_said() {
+    let (server, app, amy, _) = shop().await;
+    let visitor = server.visitor(&app).await;
+    let conv = visitor.conversation_id.clone();
+    server
+        .visitor_says(&visitor, "v1", "where is my tea?")
+        .await;
+    let (status, body) = server
+        .post(
+            &format!("/api/v1/conversations/{conv}/claim"),
+            Some(&amy.token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    for path in [
+        "/api/v1/conversations".to_owned(),
+        format!("/api/v1/conversations/{conv}"),
+    ] {
+        let (status, body) = server.get(&path, Some(&amy.token)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let listed = body
+            .get("conversation")
+            .cloned()
+            .unwrap_or_else(|| body["conversations"][0].clone());
+        assert_eq!(listed["last_message"]["kind"], "event", "{listed}");
+        assert_eq!(listed["last_message"]["meta"]["event"], "assigned");
+        assert_eq!(
+            listed["last_said"]["content"], "where is my tea?",
+            "{listed}"
+        );
+        assert_eq!(listed["last_said"]["sender"]["type"], "visitor");
+    }
+    // A person speaks again: the head is theirs, no `last_said`.
+    server.agent_says(&amy, &conv, "a1", "on its way").await;
+    let (_, body) = server
+        .get(&format!("/api/v1/conversations/{conv}"), Some(&amy.token))
+        .await;
+    assert_eq!(
+        body["conversation"]["last_message"]["content"],
+        "on its way"
+    );
+    assert!(body["conversation"].get("last_said").is_none(), "{body}");
+    server.shutdown().await;
 }

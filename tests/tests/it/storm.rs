@@ -167,8 +167,8 @@ async fn a_start_left_in_the_log_is_completed_before_serving() {
 
 // ---- kill -9 in the middle of a storm ------------------------------------
 
-fn binary() -> &'static str {
-    env!("CARGO_BIN_EXE_kefu-server-under-test")
+fn binary() -> std::ffi::OsString {
+    kefu_tests::server_bin(env!("CARGO_BIN_EXE_kefu-server-under-test"))
 }
 
 struct Process {

@@ -56,6 +56,8 @@ export interface Conversation {
   opened_at?: Ms | null;
   /** [ext] the conversation's last message (notes included), for list previews. */
   last_message?: Message | null;
+  /** [ext] when `last_message` is an event line: the last message a person wrote before it. */
+  last_said?: Message | null;
 }
 
 export type AgentStatus = "online" | "away" | "offline";

@@ -3,6 +3,8 @@ import { describe, expect, it } from "vitest";
 import type { Conversation, Message } from "../../lib/types";
 import {
   applyMessage,
+  previewMessage,
+  landingPage,
   filterConversations,
   firstVisitorLine,
   gapRange,
@@ -50,6 +52,40 @@ function msg(seq: number, over: Partial<Message> = {}): Message {
     ...over,
   };
 }
+
+describe("landingPage", () => {
+  it("is the chats when the agent has an active one, else the queue", () => {
+    expect(landingPage([], ME)).toBe("queue");
+    expect(landingPage([conv("a", { assignee_id: "someone-else" })], ME)).toBe("queue");
+    expect(landingPage([conv("a", { status: "resolved" })], ME)).toBe("queue");
+    expect(landingPage([conv("a", { status: "resolved" }), conv("b")], ME)).toBe("chats");
+  });
+});
+
+describe("previewMessage", () => {
+  const joined = msg(5, { kind: "event", sender: { type: "system", id: "", name: "" }, content: "Amy joined", meta: { event: "assigned" } });
+  it("shows what a person said last, not an event line after it", () => {
+    let c = applyMessage(conv("c1"), msg(4), ME, false);
+    c = applyMessage(c, joined, ME, false);
+    expect(c.last_message?.kind).toBe("event");
+    expect(previewMessage(c)?.content).toBe("hello 4");
+    // Two events in a row keep the same person's line.
+    c = applyMessage(c, { ...joined, seq: 6, id: "m6" }, ME, false);
+    expect(previewMessage(c)?.content).toBe("hello 4");
+    // A person speaks: their line, and nothing kept aside.
+    c = applyMessage(c, msg(7, { kind: "note", sender: { type: "agent", id: ME, name: "Me" } }), ME, false);
+    expect(previewMessage(c)?.content).toBe("hello 7");
+    expect(c.last_said).toBeUndefined();
+  });
+  it("uses the server's last_said, and the event only when nobody has spoken", () => {
+    const c = conv("c1", { last_message: joined, last_said: msg(4) });
+    expect(previewMessage(c)?.content).toBe("hello 4");
+    expect(previewMessage(conv("c2", { last_message: joined }))?.kind).toBe("event");
+    // A frame without the preview fields keeps them.
+    const merged = mergeConversation(c, conv("c1", { last_seq: 5 }));
+    expect(previewMessage(merged)?.content).toBe("hello 4");
+  });
+});
 
 describe("applyMessage", () => {
   it("moves the head, the preview and counts a visitor message as unread", () => {

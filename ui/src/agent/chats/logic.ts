@@ -48,6 +48,14 @@ export function matchesFilter(c: Conversation, filter: ListFilter, meId: string 
   return true;
 }
 
+/**
+ * Where a signed-in agent lands when no page is chosen: their chats when
+ * they have an active one, else the queue (where new work comes from).
+ */
+export function landingPage(list: readonly Conversation[], meId: string | null): "chats" | "queue" {
+  return list.some((c) => matchesFilter(c, { scope: "mine", status: "active", text: "" }, meId)) ? "chats" : "queue";
+}
+
 export function filterConversations(
   list: readonly Conversation[],
   filter: ListFilter,
@@ -85,13 +93,28 @@ export function applyMessage(c: Conversation, m: Message, meId: string | null, r
     return c;
   }
   const unread = reading || !countsAsUnread(m, meId) ? (c.unread_count ?? 0) : Math.min((c.unread_count ?? 0) + 1, 100);
+  // An event line keeps what a person said last as the list's preview.
+  const said = m.kind !== "event" ? undefined : c.last_message && c.last_message.kind !== "event" ? c.last_message : c.last_said;
   return {
     ...c,
     last_seq: m.seq,
     last_message_at: Math.max(c.last_message_at ?? 0, m.created_at),
     last_message: m,
+    last_said: said ?? undefined,
     unread_count: reading ? 0 : unread,
   };
+}
+
+/**
+ * What a chat list shows for a conversation: the last thing a person said
+ * (a visitor's or an agent's message, a note), not an event line such as
+ * "Amy joined the conversation"; the event only when nobody has said
+ * anything the client knows of.
+ */
+export function previewMessage(c: Conversation): Message | null | undefined {
+  const last = c.last_message;
+  if (last?.kind === "event" && c.last_said) return c.last_said;
+  return last;
 }
 
 /**
@@ -108,11 +131,13 @@ export function mergeConversation(held: Conversation | undefined, incoming: Conv
   else out.visitor_read_seq = Math.max(incoming.visitor_read_seq, held.visitor_read_seq ?? 0);
   if (incoming.last_message === undefined || (incoming.last_message === null && held.last_message)) {
     out.last_message = held.last_message;
+    out.last_said = held.last_said;
   }
   if (held.last_seq > incoming.last_seq) {
     out.last_seq = held.last_seq;
     out.last_message_at = held.last_message_at;
     out.last_message = held.last_message;
+    out.last_said = held.last_said;
   }
   return out;
 }

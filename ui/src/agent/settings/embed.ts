@@ -7,6 +7,11 @@ export function embedSnippet(origin: string, appKey: string): string {
   return `<script src="${base}/widget.js" data-app-key="${appKey}" async></script>`;
 }
 
+/** The server's demo page with this app's widget, for a test message. */
+export function demoPageUrl(origin: string, appKey: string): string {
+  return `${origin.replace(/\/+$/, "")}/widget/demo.html?app_key=${encodeURIComponent(appKey)}`;
+}
+
 /** The server-side code that signs a user id (HMAC-SHA256, hex), per language. */
 export function userHashExamples(): { label: string; code: string }[] {
   return [
