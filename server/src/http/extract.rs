@@ -67,18 +67,30 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
 /// a missing or unknown member (reported at the enclosing object), the
 /// member's name under that path. `None` when it is the whole body.
 fn field_at(path: &str, error: &str) -> Option<String> {
-    let member = ["missing field `", "unknown field `", "duplicate field `"]
-        .iter()
-        .find_map(|prefix| error.strip_prefix(prefix))
-        .and_then(|rest| rest.split('`').next())
-        .filter(|name| !name.is_empty());
     let path = (path != ".").then_some(path);
-    match (path, member) {
-        (Some(path), Some(member)) => Some(format!("{path}.{member}")),
-        (Some(path), None) => Some(path.to_owned()),
-        (None, Some(member)) => Some(member.to_owned()),
+    // A missing member is reported at the enclosing object; an unknown or
+    // duplicate one is already the path's last segment when there is a
+    // path (serde_path_to_error records the key it read).
+    if let Some(name) = member(error, "missing field `") {
+        return Some(match path {
+            Some(path) => format!("{path}.{name}"),
+            None => name.to_owned(),
+        });
+    }
+    let named = member(error, "unknown field `").or_else(|| member(error, "duplicate field `"));
+    match (path, named) {
+        (Some(path), _) => Some(path.to_owned()),
+        (None, Some(name)) => Some(name.to_owned()),
         (None, None) => None,
     }
+}
+
+/// The member an error message names after `prefix`, up to the closing '`'.
+fn member<'a>(error: &'a str, prefix: &str) -> Option<&'a str> {
+    error
+        .strip_prefix(prefix)
+        .and_then(|rest| rest.split('`').next())
+        .filter(|name| !name.is_empty())
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -263,5 +275,46 @@ mod tests {
         );
         assert_eq!(field_at("tags[2]", "invalid type"), Some("tags[2]".into()));
         assert_eq!(field_at(".", "invalid type: string, expected a map"), None);
+    }
+
+    /// What axum's `Json` hands over for real bodies, end to end through
+    /// serde_path_to_error: an unknown member names itself once, at the top
+    /// level and nested.
+    #[test]
+    fn unknown_and_missing_members_of_real_bodies() {
+        #[derive(Debug, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct Inner {
+            days: Vec<u8>,
+        }
+        #[derive(Debug, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct Body {
+            name: String,
+            #[serde(default)]
+            hours: Option<Inner>,
+        }
+        let field = |body: &str| {
+            let error = serde_path_to_error::deserialize::<_, Body>(
+                &mut serde_json::Deserializer::from_str(body),
+            )
+            .expect_err(body);
+            field_at(&error.path().to_string(), &error.inner().to_string())
+        };
+        assert_eq!(field(r#"{"name":"a","colour":1}"#), Some("colour".into()));
+        assert_eq!(field(r#"{"colour":1}"#), Some("colour".into()));
+        assert_eq!(field(r#"{}"#), Some("name".into()));
+        assert_eq!(
+            field(r#"{"name":"a","hours":{"days":[],"nights":1}}"#),
+            Some("hours.nights".into())
+        );
+        assert_eq!(
+            field(r#"{"name":"a","hours":{}}"#),
+            Some("hours.days".into())
+        );
+        assert_eq!(field(r#"{"name":5}"#), Some("name".into()));
+        assert_eq!(field(r#"{"name":"a","name":"b"}"#), Some("name".into()));
     }
 }
