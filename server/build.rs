@@ -20,6 +20,7 @@ use std::process::Command;
 use std::{env, fs, io};
 
 fn main() {
+    static_mingw_runtime();
     println!("cargo:rerun-if-env-changed=PREBUILT_UI_DIST");
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR")).join("ui");
     let dist = match env::var_os("PREBUILT_UI_DIST") {
@@ -157,4 +158,44 @@ fn gzip_tree(dir: &Path) -> io::Result<()> {
         fs::write(gz, zipped)?;
     }
     Ok(())
+}
+
+/// The Windows GNU target (MinGW-w64): link libstdc++, libgcc and
+/// winpthreads statically into the binaries. Rust links libgcc statically
+/// but RocksDB's C++ would take libstdc++ from `libstdc++-6.dll`, and the
+/// two then keep separate emulated-TLS copies of `std::call_once`'s state:
+/// the DLL's `__once_proxy` calls a null `__once_call` and the server dies
+/// at its first `call_once` (seen under Wine; the same code runs on
+/// Windows). One static runtime also means no MinGW DLLs beside the `.exe`.
+///
+/// librocksdb-sys asks for `-lstdc++`, which rustc passes as a dynamic
+/// library, so `-static` alone does not reach it: a directory holding only
+/// MinGW's `libstdc++.a`, searched before the compiler's own (which also
+/// holds `libstdc++.dll.a`), makes the linker take the static archive.
+fn static_mingw_runtime() {
+    let target = env::var("TARGET").unwrap_or_default();
+    if !target.ends_with("-windows-gnu") {
+        return;
+    }
+    println!("cargo:rustc-link-arg-bins=-static");
+    println!("cargo:rustc-link-arg-bins=-static-libgcc");
+    println!("cargo:rustc-link-arg-bins=-static-libstdc++");
+    let cxx_var = format!("CXX_{}", target.replace('-', "_"));
+    println!("cargo:rerun-if-env-changed={cxx_var}");
+    let cxx = env::var(&cxx_var).unwrap_or_else(|_| "x86_64-w64-mingw32-g++".to_owned());
+    let found = Command::new(&cxx)
+        .arg("-print-file-name=libstdc++.a")
+        .output()
+        .unwrap_or_else(|e| fail(&format!("{cxx} -print-file-name=libstdc++.a: {e}")));
+    let archive = PathBuf::from(String::from_utf8_lossy(&found.stdout).trim());
+    if !archive.is_absolute() || !archive.is_file() {
+        fail(&format!(
+            "{cxx} does not know a static libstdc++.a (got {archive:?}): install MinGW-w64's g++"
+        ));
+    }
+    let dir = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR")).join("static-cxx");
+    fs::create_dir_all(&dir).unwrap_or_else(|e| fail(&format!("{}: {e}", dir.display())));
+    fs::copy(&archive, dir.join("libstdc++.a"))
+        .unwrap_or_else(|e| fail(&format!("copying {}: {e}", archive.display())));
+    println!("cargo:rustc-link-search=native={}", dir.display());
 }

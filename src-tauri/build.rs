@@ -27,6 +27,13 @@ const COMMANDS: &[&str] = &[
 ];
 
 fn main() {
+    // As in server/build.rs: one static MinGW C++ runtime (RocksDB's
+    // `std::call_once` breaks with libstdc++-6.dll beside a static libgcc).
+    if env::var("TARGET").is_ok_and(|t| t.ends_with("-windows-gnu")) {
+        println!("cargo:rustc-link-arg-bins=-static");
+        println!("cargo:rustc-link-arg-bins=-static-libgcc");
+        println!("cargo:rustc-link-arg-bins=-static-libstdc++");
+    }
     let manifest = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets it"));
     let root = manifest
         .parent()

@@ -76,11 +76,14 @@ impl External {
         std::io::Write::write_all(&mut file, config.to_toml().as_bytes()).expect("write config");
         let run = |args: &[&str]| {
             let mut command = std::process::Command::new(command);
-            command
-                .args(args)
-                .arg("--config")
-                .arg(file.path())
-                .env_remove("KEFU_CONFIG");
+            command.args(args).arg("--config").arg(file.path());
+            // The server reads every `KEFU_*` variable as configuration:
+            // none of the caller's (a script's own switches) may reach it.
+            for (key, _) in std::env::vars_os() {
+                if key.to_string_lossy().starts_with("KEFU_") {
+                    command.env_remove(key);
+                }
+            }
             command
         };
         if create_owner {

@@ -102,7 +102,10 @@ fn router_for(state: AppState, listener: Listener) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), track))
-        .layer(DefaultBodyLimit::max(state.config.limits.http_body_bytes));
+        .layer(DefaultBodyLimit::max(state.config.limits.http_body_bytes))
+        .layer(axum::Extension(extract::BodyLimit(
+            state.config.limits.http_body_bytes,
+        )));
     if lan {
         app = app.layer(middleware::from_fn_with_state(
             state.clone(),

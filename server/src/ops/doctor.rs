@@ -99,9 +99,12 @@ impl fmt::Display for Report {
 }
 
 /// Free space under which the disk check fails / warns.
+#[cfg(unix)]
 const DISK_FAIL_BYTES: u64 = 256 << 20;
+#[cfg(unix)]
 const DISK_WARN_BYTES: u64 = 2 << 30;
 /// Descriptors beyond the connection limits: the stores, listeners, files.
+#[cfg(unix)]
 const FD_MARGIN: u64 = 256;
 /// Messages not yet searchable before check 9 warns.
 const INDEX_LAG_WARN: u64 = 1_000;
@@ -312,6 +315,7 @@ fn check_disk(report: &mut Report, dir: &Path) {
     }
 }
 
+#[cfg(unix)]
 fn gib(bytes: u64) -> String {
     format!("{:.1} GiB", bytes as f64 / f64::from(1u32 << 30))
 }

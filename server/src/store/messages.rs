@@ -653,6 +653,7 @@ const REOPEN_PAUSE_MAX: Duration = Duration::from_secs(30);
 /// Room a reopen needs on top of the WAL it replays (the memtables it
 /// flushes are at most that, compressed): a new MANIFEST, OPTIONS file,
 /// WAL and info log lines.
+#[cfg(unix)]
 const REOPEN_MARGIN_BYTES: u64 = 8 << 20;
 /// How long a reopen waits for readers still holding the old database
 /// (each holds it for one call) before it gives up until the next try.

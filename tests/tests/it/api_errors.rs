@@ -244,3 +244,60 @@ async fn websocket_error_frames_carry_the_same_codes_and_fields() {
             .is_empty()
     );
 }
+
+/// An oversized JSON body sent slowly, as over a real network: the client
+/// is still writing when the server knows the answer. The server reads the
+/// rest (within its bound) before answering, so the client finishes its
+/// upload and reads the 413 error body; answering at once and closing with
+/// unread data would reset the connection under the client's feet.
+#[tokio::test]
+async fn an_oversized_body_sent_slowly_gets_its_413_not_a_reset() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let mut server = TestServer::start().await;
+    let app = server.app(json!({})).await;
+    let visitor = server.visitor(&app).await;
+    let stored = |page: &Value| page["messages"].as_array().map(Vec::len);
+    let (_, before) = server
+        .get("/api/v1/visitor/messages?after=0", Some(&visitor.token))
+        .await;
+    let total = 200 * 1024; // the limit is 64 KiB
+    let mut stream = tokio::net::TcpStream::connect(server.addr())
+        .await
+        .expect("connect");
+    let head = format!(
+        "POST /api/v1/visitor/messages HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: {total}\r\nConnection: close\r\n\r\n",
+        server.addr(),
+        visitor.token
+    );
+    stream.write_all(head.as_bytes()).await.expect("head");
+    let body = vec![b' '; total];
+    // Past the limit first, then a pause in which the server has decided,
+    // then the rest.
+    stream
+        .write_all(&body[..80 * 1024])
+        .await
+        .expect("first part");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    stream
+        .write_all(&body[80 * 1024..])
+        .await
+        .expect("the rest of the body is read, not refused with a reset");
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(kefu_tests::WAIT, stream.read_to_end(&mut answer))
+        .await
+        .expect("an answer in time");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 413"),
+        "expected a 413, got: {answer:.200}"
+    );
+    assert!(answer.contains("payload_too_large"), "{answer:.400}");
+    // Nothing was stored.
+    let (status, after) = server
+        .get("/api/v1/visitor/messages?after=0", Some(&visitor.token))
+        .await;
+    assert_eq!(status, 200, "{after}");
+    assert_eq!(stored(&after), stored(&before), "{after}");
+}
