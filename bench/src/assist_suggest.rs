@@ -111,6 +111,8 @@ struct Hits {
     top3: usize,
     /// Lines with no suggestion at all.
     empty: usize,
+    /// Lines whose top 3 missed the canned reply used.
+    missed: Vec<String>,
 }
 
 impl Hits {
@@ -121,6 +123,7 @@ impl Hits {
             "hit_rate_top3": rate(self.top3), "hits_top3": self.top3,
             "hit_rate_top1": rate(self.top1), "hits_top1": self.top1,
             "no_suggestion": self.empty,
+            "missed": self.missed,
         })
     }
 }
@@ -143,6 +146,8 @@ fn evaluate(ranker: &Ranker, test: &[&Line], shown: &mut Vec<String>) -> Hits {
         }
         if top.iter().any(|(c, _)| is_expected(c)) {
             hits.top3 += 1;
+        } else {
+            hits.missed.push(line.text.clone());
         }
         for (candidate, _) in top {
             if let Candidate::Learnt { text, .. } = candidate {
