@@ -88,9 +88,7 @@ fn learn(history: &[&Line], app: AppId, canned: &[CannedDoc]) -> Pairs {
     };
     let mut pairs = Pairs::default();
     for line in history {
-        let visitor = *visitors
-            .entry(line.visitor.as_str())
-            .or_insert_with(VisitorId::new);
+        let visitor = *visitors.entry(line.visitor.as_str()).or_default();
         let pair = Pair {
             question: line.text.clone(),
             reply: match &line.canned {
