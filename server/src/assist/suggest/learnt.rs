@@ -280,6 +280,32 @@ mod tests {
         assert!(pairs.documents(AppId::new()).is_empty());
     }
 
+    #[test]
+    fn long_replies_are_not_learnt_and_questions_are_cut() {
+        let app = AppId::new();
+        let none = |_: &str| false;
+        let mut pairs = Pairs::default();
+        let long = "好".repeat(REPLY_MAX_CHARS + 1);
+        let longest = "行".repeat(REPLY_MAX_CHARS);
+        for visitor in [VisitorId::new(), VisitorId::new()] {
+            let question = format!("问{}", "题".repeat(QUESTION_MAX_CHARS * 2));
+            pairs.learn(
+                app,
+                visitor,
+                &[
+                    pair(&question, &long),
+                    pair(&question, &longest),
+                    pair(&question, "好"),
+                ],
+                &none,
+            );
+        }
+        let docs = pairs.documents(app);
+        assert_eq!(docs.len(), 1, "{docs:?}");
+        assert_eq!(docs[0].text.as_deref(), Some(longest.as_str()));
+        assert_eq!(docs[0].question.chars().count(), QUESTION_MAX_CHARS);
+    }
+
     fn letters(n: usize) -> String {
         format!("{n:06}")
             .bytes()
