@@ -14,6 +14,7 @@
 //! processes (one process may hold 20,000 files).
 
 mod assist;
+mod assist_suggest;
 mod b0;
 mod backup;
 mod client;
@@ -393,7 +394,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Scenario::Assist => {
             let row = assist::run(global.smoke)?;
             println!("{}", serde_json::to_string_pretty(&row)?);
-            let report = full_report(&global, vec![section("assist", vec![row])]);
+            let suggest = assist_suggest::run(global.smoke)?;
+            println!("{}", serde_json::to_string_pretty(&suggest)?);
+            let report = full_report(
+                &global,
+                vec![
+                    section("assist", vec![row]),
+                    section("assist-suggest", vec![suggest]),
+                ],
+            );
             return write_json(&global, &report);
         }
         Scenario::Backup(args) => {

@@ -871,6 +871,7 @@ async fn set_status(
             },
         )
         .await?;
+        state.assist.suggestions.resolved();
     }
     changed(&state, id, u64::from(updated.is_some())).await
 }

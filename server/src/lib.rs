@@ -349,6 +349,8 @@ async fn open_state(
         .await
         .context("loading the chats the Assist bot holds")?;
     tokio::spawn(assist::bot::run(Arc::clone(&state)));
+    // Reply suggestions learn from resolved chats on an idle thread.
+    assist::suggest::spawn(Arc::clone(&state));
     // WebSocket connections learn of the shutdown through their outboxes.
     tokio::spawn({
         let hub = Arc::clone(&state.hub);

@@ -12,6 +12,8 @@
 //! - [`settings`] — per-app mode (`off`, `when_unavailable`, `always`) and
 //!   thresholds.
 //! - [`bot`] — the bot task, the hand-off and the visitor's rating route.
+//! - [`suggest`] — reply suggestions for agents, learnt off the message
+//!   path from resolved chats.
 //!
 //! **Off the message path.** A visitor's send is acknowledged exactly as
 //! without Assist. The conversation starter asks [`hold`] (inside its own
@@ -36,6 +38,7 @@ pub mod normalize;
 pub mod retrieval;
 pub mod settings;
 pub mod signals;
+pub mod suggest;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -75,6 +78,8 @@ pub struct Assist {
     /// The last "did you mean…" of each conversation, so that "2" picks
     /// the second choice.
     choices: Mutex<HashMap<ConversationId, Vec<FaqEntryId>>>,
+    /// Reply suggestions for agents ([`suggest`]).
+    pub suggestions: suggest::Suggestions,
 }
 
 pub fn routes() -> Router<AppState> {
@@ -82,6 +87,7 @@ pub fn routes() -> Router<AppState> {
         .merge(faq::routes())
         .merge(settings::routes())
         .merge(bot::routes())
+        .merge(suggest::routes())
 }
 
 impl Assist {

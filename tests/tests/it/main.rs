@@ -35,6 +35,7 @@ mod settings;
 mod shutdown;
 mod store_faults;
 mod storm;
+mod suggest;
 mod ticket_workflow;
 mod tickets;
 mod tidy;

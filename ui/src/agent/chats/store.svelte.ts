@@ -39,6 +39,8 @@ import {
 
 export interface LocalPending extends PendingMessage {
   attachment: Attachment | null;
+  /** Sent as the message's `meta` (`canned_id` when a canned reply was inserted). */
+  meta?: Record<string, unknown>;
 }
 
 export interface ThreadState {
@@ -464,7 +466,7 @@ class ChatsStore {
   }
 
   /** Sends a message or note: shown at once as pending, resent by the outbox after reconnects. */
-  send(id: string, input: { content: string; private: boolean; attachment?: Attachment | null }) {
+  send(id: string, input: { content: string; private: boolean; attachment?: Attachment | null; meta?: Record<string, unknown> }) {
     const pending: LocalPending = {
       client_msg_id: clientMsgId(),
       content: input.content,
@@ -472,6 +474,7 @@ class ChatsStore {
       created_at: Date.now(),
       attachment: input.attachment ?? null,
     };
+    if (input.meta) pending.meta = input.meta;
     this.patchThread(id, (t) => ({ ...t, pending: [...t.pending, pending] }));
     this.deliver(id, pending);
   }
@@ -505,6 +508,7 @@ class ChatsStore {
       client_msg_id: p.client_msg_id,
     };
     if (p.attachment) input.attachment_id = p.attachment.id;
+    if (p.meta) input.meta = p.meta;
     socket.sendMessage(input).then(
       (message) => this.insert(id, [message]),
       (err: unknown) => fail(errorText(err)),
