@@ -5,7 +5,8 @@ import { common } from "./common";
 import { chats } from "./chats";
 import { tickets } from "./tickets";
 import { settings } from "./settings";
+import { lan } from "./lan";
 // Event lines ("X joined the conversation") are shared with the widget.
 import { eventDicts } from "../../lib/events";
 
-export const dicts = mergeDicts(common, chats, tickets, settings, eventDicts);
+export const dicts = mergeDicts(common, chats, tickets, settings, eventDicts, lan);
