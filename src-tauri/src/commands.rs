@@ -357,9 +357,7 @@ pub async fn lan_join(
             return;
         }
         // The solo store's sign-in means nothing on the host.
-        if let Ok(store) = keystore(&shell) {
-            let _ = tauri::async_runtime::spawn_blocking(move || store.clear()).await;
-        }
+        forget_token(&shell).await;
         match crate::restart_server(&app, &shell).await {
             Ok(()) => shell.pairing.set(Joining::Joined { host }),
             Err(message) => shell.pairing.set(Joining::Failed { message }),
@@ -385,8 +383,20 @@ pub async fn lan_leave(app: AppHandle, shell: State<'_, Arc<Shell>>) -> Result<(
     }
     shell.pairing.cancel();
     lan::become_solo(&shell.dirs.data).await?;
-    if let Ok(store) = keystore(&shell) {
-        let _ = tauri::async_runtime::spawn_blocking(move || store.clear()).await;
-    }
+    forget_token(&shell).await;
     crate::restart_server(&app, &shell).await
+}
+
+/// The remembered sign-in belongs to the store it was made on: after
+/// joining or leaving a host it is worth nothing.
+async fn forget_token(shell: &Shell) {
+    if !shell.prefs.lock().remember_me {
+        return;
+    }
+    if let Ok(store) = keystore(shell) {
+        let cleared = tauri::async_runtime::spawn_blocking(move || store.clear()).await;
+        if !matches!(cleared, Ok(Ok(()))) {
+            tracing::warn!("cannot forget the remembered sign-in");
+        }
+    }
 }

@@ -39,3 +39,4 @@ mod ticket_workflow;
 mod tickets;
 mod tidy;
 mod websocket;
+mod lan_netns;
