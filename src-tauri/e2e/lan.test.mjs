@@ -197,6 +197,14 @@ test("desktop LAN: promote A to host, B pairs from its first start, approved on 
       return messages.some((m) => m.sender.type === "agent" && m.content === "Yes, 200 g tins. — from the front desk");
     });
     console.log(`desktop LAN e2e figures: ${JSON.stringify(figures)}`);
+  } catch (err) {
+    // What each window showed when it failed, for the person reading the log.
+    for (const [name, wd] of [["a", a], ["b", b]]) {
+      const shot = join(tmpdir(), `kefu-lan-e2e-${name}.png`);
+      await wd.screenshot().then((png) => writeFileSync(shot, png)).catch(() => {});
+      console.log(`# window ${name} at the failure: ${shot}`);
+    }
+    throw err;
   } finally {
     await a.quit();
     await b.quit();

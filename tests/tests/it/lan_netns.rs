@@ -56,7 +56,13 @@ fn enter(ns: &Namespaces, index: usize) {
     setns(file.as_fd(), CloneFlags::CLONE_NEWNET).expect("setns");
 }
 
-async fn call(base: &str, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
+async fn call(
+    base: &str,
+    method: Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
     // A new client each time: its connections are made in the namespace
     // the thread is in now.
     let mut request = reqwest::Client::new()
@@ -120,7 +126,14 @@ fn a_peer_in_another_namespace_finds_pairs_with_and_relays_to_the_host() {
     .expect("config");
     let _host = Process(
         kefu_in(&ns, 0)
-            .args(["serve", "--bind", HOST_HTTP, "--durability", "os", "--data-dir"])
+            .args([
+                "serve",
+                "--bind",
+                HOST_HTTP,
+                "--durability",
+                "os",
+                "--data-dir",
+            ])
             .arg(host_dir.path())
             .arg("--config")
             .arg(&config)
@@ -144,16 +157,29 @@ fn a_peer_in_another_namespace_finds_pairs_with_and_relays_to_the_host() {
         .as_str()
         .expect("token")
         .to_owned();
-    let (status, lan) =
-        runtime.block_on(call(HOST_HTTP, Method::GET, "/api/v1/lan/status", Some(&admin), None));
+    let (status, lan) = runtime.block_on(call(
+        HOST_HTTP,
+        Method::GET,
+        "/api/v1/lan/status",
+        Some(&admin),
+        None,
+    ));
     assert_eq!(status, 200, "{lan}");
     let link = lan["pairing_links"][0].as_str().expect("link").to_owned();
-    let host_id = Identity::open(host_dir.path()).expect("identity").0.device_id().to_string();
+    let host_id = Identity::open(host_dir.path())
+        .expect("identity")
+        .0
+        .device_id()
+        .to_string();
     assert_eq!(link, format!("kefu://pair?host={HOST_LAN}&id={host_id}"));
 
     // In namespace b, the host is found over mDNS, at its LAN address.
     let mut browser = ns.probe(1, &["browse", "--interface", &ns.interfaces[1]]);
-    let found = browser.until("the host's announcement", |_| {}, |v| host_with(v, &host_id).is_some());
+    let found = browser.until(
+        "the host's announcement",
+        |_| {},
+        |v| host_with(v, &host_id).is_some(),
+    );
     let entry = host_with(&found, &host_id).expect("entry");
     assert_eq!(entry["addresses"], json!([HOST_LAN]), "{entry}");
     drop(browser);
@@ -162,7 +188,15 @@ fn a_peer_in_another_namespace_finds_pairs_with_and_relays_to_the_host() {
     // with the code it prints.
     let peer_dir = tempfile::tempdir().expect("tempdir");
     let mut pairing = kefu_in(&ns, 1)
-        .args(["lan", "pair", "--link", &link, "--name", "Back office", "--data-dir"])
+        .args([
+            "lan",
+            "pair",
+            "--link",
+            &link,
+            "--name",
+            "Back office",
+            "--data-dir",
+        ])
         .arg(peer_dir.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -176,9 +210,17 @@ fn a_peer_in_another_namespace_finds_pairs_with_and_relays_to_the_host() {
         .strip_prefix("pairing code: ")
         .unwrap_or_else(|| panic!("no code in {line:?}"))
         .to_owned();
-    let peer_id = Identity::open(peer_dir.path()).expect("identity").0.device_id();
-    let (status, devices) =
-        runtime.block_on(call(HOST_HTTP, Method::GET, "/api/v1/lan/devices", Some(&admin), None));
+    let peer_id = Identity::open(peer_dir.path())
+        .expect("identity")
+        .0
+        .device_id();
+    let (status, devices) = runtime.block_on(call(
+        HOST_HTTP,
+        Method::GET,
+        "/api/v1/lan/devices",
+        Some(&admin),
+        None,
+    ));
     assert_eq!(status, 200, "{devices}");
     let pending = &devices["devices"][0];
     assert_eq!(pending["device_id"], peer_id.to_string());
@@ -194,12 +236,23 @@ fn a_peer_in_another_namespace_finds_pairs_with_and_relays_to_the_host() {
     ));
     assert_eq!(status, 200, "{body}");
     let output = pairing.wait_with_output().expect("lan pair");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 
     // The peer relays from namespace b to the host in namespace a.
     let _peer = Process(
         kefu_in(&ns, 1)
-            .args(["serve", "--bind", PEER_HTTP, "--peer-of", HOST_LAN, "--data-dir"])
+            .args([
+                "serve",
+                "--bind",
+                PEER_HTTP,
+                "--peer-of",
+                HOST_LAN,
+                "--data-dir",
+            ])
             .arg(peer_dir.path())
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
@@ -277,8 +330,11 @@ fn a_peer_in_another_namespace_finds_pairs_with_and_relays_to_the_host() {
     ));
     assert_eq!(status, 200, "{visible}");
     assert!(
-        visible["messages"].as_array().expect("messages").iter().any(|m| m["seq"] == reply_seq
-            && m["content"] == "yes, through the relay"),
+        visible["messages"]
+            .as_array()
+            .expect("messages")
+            .iter()
+            .any(|m| m["seq"] == reply_seq && m["content"] == "yes, through the relay"),
         "{visible}"
     );
 }
