@@ -152,6 +152,8 @@ test("desktop LAN: promote A to host, B pairs from its first start, approved on 
     const codeInput = await a.find('[data-testid="lan-approve-code"]');
     await a.clear(codeInput);
     await a.type(codeInput, codeB);
+    await a.until("the typed code shows", async () => (await a.prop(codeInput, "value")) === codeB);
+    await new Promise((r) => setTimeout(r, 300));
     writeFileSync(join(DOCS, "lan-pair-host.png"), await a.screenshot());
     await a.click(await a.find('[data-testid="lan-approve"]'));
     await a.until("B is approved on A", async () => {
