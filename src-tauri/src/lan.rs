@@ -296,6 +296,44 @@ mod tests {
     }
 
     #[test]
+    fn the_tray_line_says_where_the_link_stands() {
+        use kefu_server::lan::peer::link::LinkState;
+        let link = |state| LinkStatus {
+            role: "peer",
+            state,
+            host: "192.168.1.20:5339".into(),
+            host_device_id: DeviceId::from_bytes([7; 32]),
+            host_short_id: "A4DQ-OBYH".into(),
+            term: Some(2),
+            highest_term_seen: 2,
+            refusal: None,
+            message: None,
+            for_ms: 0,
+        };
+        assert_eq!(
+            tray_line("peer", Some(&link(LinkState::Connected)), false),
+            "Connected to 192.168.1.20:5339"
+        );
+        assert_eq!(
+            tray_line("peer", Some(&link(LinkState::Reconnecting)), false),
+            "Reconnecting to 192.168.1.20:5339…"
+        );
+        assert_eq!(
+            tray_line("peer", Some(&link(LinkState::Unreachable)), false),
+            "Host 192.168.1.20:5339 unreachable"
+        );
+        assert_eq!(
+            tray_line("peer", Some(&link(LinkState::Unreachable)), true),
+            "主机 192.168.1.20:5339 无法访问"
+        );
+        assert_eq!(
+            tray_line("host", None, false),
+            "Hosting the shop on the LAN"
+        );
+        assert_eq!(tray_line("solo", None, true), "本机单独使用");
+    }
+
+    #[test]
     fn lan_addresses_are_never_loopback() {
         let addresses = lan_addresses();
         assert!(addresses.len() <= MAX_NAMES - 2);
