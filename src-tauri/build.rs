@@ -24,6 +24,12 @@ const COMMANDS: &[&str] = &[
     "report_unread",
     "notify",
     "open_external",
+    "lan_info",
+    "lan_host",
+    "lan_stop_hosting",
+    "lan_join",
+    "lan_join_cancel",
+    "lan_leave",
 ];
 
 fn main() {

@@ -66,6 +66,10 @@ export class WebDriver {
     await this.cmd("POST", this.s(`/element/${el}/value`), { text });
   }
 
+  async clear(el) {
+    await this.cmd("POST", this.s(`/element/${el}/clear`), {});
+  }
+
   async click(el) {
     await this.cmd("POST", this.s(`/element/${el}/click`), {});
   }

@@ -9,6 +9,7 @@ use tauri::{AppHandle, Manager, State};
 use tauri_plugin_autostart::ManagerExt;
 
 use crate::keystore::KeyStore;
+use crate::lan::{self, Joining, LanInfo};
 use crate::notify::{self, Decision, Event};
 use crate::prefs::Prefs;
 use crate::server::{self, Status};
@@ -25,6 +26,8 @@ pub struct DesktopConfig {
     pub prefs: Prefs,
     pub version: &'static str,
     pub data_dir: String,
+    /// `solo`, `host` or `peer` (Settings → LAN).
+    pub lan_role: &'static str,
 }
 
 #[tauri::command]
@@ -34,7 +37,8 @@ pub async fn desktop_config(shell: State<'_, Arc<Shell>>) -> Result<DesktopConfi
         None => false,
     };
     Ok(DesktopConfig {
-        status: shell.status.clone(),
+        lan_role: shell.role(),
+        status: shell.status.lock().clone(),
         needs_setup,
         prefs: shell.prefs.lock().clone(),
         version: env!("CARGO_PKG_VERSION"),
@@ -43,9 +47,14 @@ pub async fn desktop_config(shell: State<'_, Arc<Shell>>) -> Result<DesktopConfi
 }
 
 /// The running server's state (an `Arc`), held for the duration of a call
-/// without holding the lock.
+/// without holding the lock. None on a peer: the shop's data is on the
+/// host.
 fn server_of(shell: &Shell) -> Option<kefu_server::state::AppState> {
-    shell.server.lock().as_ref().map(|r| r.state().clone())
+    shell
+        .server
+        .lock()
+        .as_ref()
+        .and_then(|r| r.state().cloned())
 }
 
 #[derive(Debug, Deserialize)]
@@ -120,6 +129,12 @@ pub async fn token_clear(shell: State<'_, Arc<Shell>>) -> Result<()> {
 /// durability take effect at the next start.
 #[tauri::command]
 pub async fn set_prefs(app: AppHandle, shell: State<'_, Arc<Shell>>, prefs: Prefs) -> Result<()> {
+    // The LAN settings change only through Settings → LAN (lan_host…),
+    // which restarts the server: a panel opened before keeps them.
+    let prefs = Prefs {
+        lan: shell.prefs.lock().lan.clone(),
+        ..prefs
+    };
     prefs.save(&shell.dirs.config).map_err(|e| e.to_string())?;
     let was = std::mem::replace(&mut *shell.prefs.lock(), prefs.clone());
     if was.autostart != prefs.autostart {
@@ -201,4 +216,187 @@ pub fn open_external(app: AppHandle, url: String) -> Result<()> {
     app.opener()
         .open_url(parsed.as_str(), None::<&str>)
         .map_err(|e| e.to_string())
+}
+
+/// Settings → LAN: this computer's role, device ID, LAN address, the link
+/// to the host (on a peer) and the pairing in progress.
+#[tauri::command]
+pub async fn lan_info(shell: State<'_, Arc<Shell>>) -> Result<LanInfo> {
+    let (device_id, _, shop_name) = lan::identity_and_state(&shell.dirs.data).await?;
+    let prefs = shell.prefs.lock().lan.clone();
+    let listening = shell
+        .server
+        .lock()
+        .as_ref()
+        .and_then(|s| s.lan_addr())
+        .map(|a| a.to_string());
+    Ok(LanInfo {
+        role: shell.role(),
+        short_id: device_id.short(),
+        device_id: device_id.to_string(),
+        host_bind: prefs.host_bind.map(|b| b.to_string()),
+        listening,
+        mdns: prefs.mdns,
+        shop_name: shop_name.map(|n| n.to_string()),
+        link: shell.link(),
+        joining: shell.pairing.view(),
+        default_bind: crate::prefs::DEFAULT_LAN_BIND,
+    })
+}
+
+/// Saves the LAN preferences and restarts the server; on failure the
+/// previous ones are put back (and the server restarted with them).
+async fn apply_lan(app: &AppHandle, shell: &Arc<Shell>, lan: crate::prefs::LanPrefs) -> Result<()> {
+    let before = shell.prefs.lock().clone();
+    let prefs = Prefs {
+        lan,
+        ..before.clone()
+    };
+    prefs.save(&shell.dirs.config).map_err(|e| e.to_string())?;
+    *shell.prefs.lock() = prefs;
+    if let Err(error) = crate::restart_server(app, shell).await {
+        tracing::warn!(%error, "the server did not start with the new LAN settings");
+        before.save(&shell.dirs.config).map_err(|e| e.to_string())?;
+        *shell.prefs.lock() = before;
+        crate::restart_server(app, shell).await?;
+        return Err(error);
+    }
+    Ok(())
+}
+
+/// "Make this computer the shop's host": a LAN listener (TLS) on `bind`,
+/// kept in the preferences; the server restarts at once. `shop_name` is
+/// what mDNS announces and peers show.
+#[tauri::command]
+pub async fn lan_host(
+    app: AppHandle,
+    shell: State<'_, Arc<Shell>>,
+    bind: String,
+    mdns: bool,
+    shop_name: Option<String>,
+) -> Result<()> {
+    let shell = Arc::clone(&shell);
+    if shell.role() == "peer" {
+        return Err("this computer has joined a shop's host: leave it first".into());
+    }
+    let bind: std::net::SocketAddr = bind
+        .trim()
+        .parse()
+        .map_err(|_| format!("{bind:?} is not an address and port (e.g. 0.0.0.0:5339)"))?;
+    lan::set_shop_name(&shell.dirs.data, shop_name).await?;
+    let lan = crate::prefs::LanPrefs {
+        host_bind: Some(bind),
+        mdns,
+    };
+    let probe = Prefs {
+        lan: lan.clone(),
+        ..shell.prefs.lock().clone()
+    };
+    probe.validate().map_err(|e| e.to_string())?;
+    apply_lan(&app, &shell, lan).await
+}
+
+/// Stops hosting: back to solo (the shop's data stays here; paired
+/// devices stay approved for when it hosts again).
+#[tauri::command]
+pub async fn lan_stop_hosting(app: AppHandle, shell: State<'_, Arc<Shell>>) -> Result<()> {
+    let shell = Arc::clone(&shell);
+    let mdns = shell.prefs.lock().lan.mdns;
+    lan::become_solo(&shell.dirs.data).await?;
+    apply_lan(
+        &app,
+        &shell,
+        crate::prefs::LanPrefs {
+            host_bind: None,
+            mdns,
+        },
+    )
+    .await
+}
+
+/// "Join a shop's host": `target` is `ADDRESS:PORT` or a pairing link.
+/// Pairing runs in the background (`lan_info` shows its phase and the
+/// code); once the admin approved on the host, the server restarts as a
+/// peer and the agent signs in with their account on the host.
+#[tauri::command]
+pub async fn lan_join(
+    app: AppHandle,
+    shell: State<'_, Arc<Shell>>,
+    target: String,
+    name: Option<String>,
+) -> Result<Joining> {
+    let shell = Arc::clone(&shell);
+    if shell.role() != "solo" {
+        return Err(match shell.role() {
+            "host" => "this computer hosts the shop: stop hosting first",
+            _ => "this computer has joined a shop's host already",
+        }
+        .into());
+    }
+    let (address, expected) = lan::join_target(&target)?;
+    let name = name.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty());
+    shell.pairing.cancel();
+    let view = Joining::Connecting {
+        host: address.to_string(),
+    };
+    shell.pairing.set(view.clone());
+    let task_shell = Arc::clone(&shell);
+    let task = tauri::async_runtime::spawn(async move {
+        let shell = task_shell;
+        let host = address.to_string();
+        let paired = lan::pair(
+            &shell.dirs.data,
+            address,
+            expected,
+            name,
+            Arc::clone(&shell.pairing),
+        )
+        .await;
+        if let Err(message) = paired {
+            shell.pairing.set(Joining::Failed { message });
+            return;
+        }
+        // The solo store's sign-in means nothing on the host.
+        forget_token(&shell).await;
+        match crate::restart_server(&app, &shell).await {
+            Ok(()) => shell.pairing.set(Joining::Joined { host }),
+            Err(message) => shell.pairing.set(Joining::Failed { message }),
+        }
+    });
+    *shell.pairing.task.lock() = Some(task);
+    Ok(view)
+}
+
+#[tauri::command]
+pub fn lan_join_cancel(shell: State<'_, Arc<Shell>>) -> Result<()> {
+    shell.pairing.cancel();
+    Ok(())
+}
+
+/// Leaves the shop's host: this computer is solo again, with its own
+/// store as it was before joining.
+#[tauri::command]
+pub async fn lan_leave(app: AppHandle, shell: State<'_, Arc<Shell>>) -> Result<()> {
+    let shell = Arc::clone(&shell);
+    if shell.role() != "peer" {
+        return Err("this computer has not joined a shop's host".into());
+    }
+    shell.pairing.cancel();
+    lan::become_solo(&shell.dirs.data).await?;
+    forget_token(&shell).await;
+    crate::restart_server(&app, &shell).await
+}
+
+/// The remembered sign-in belongs to the store it was made on: after
+/// joining or leaving a host it is worth nothing.
+async fn forget_token(shell: &Shell) {
+    if !shell.prefs.lock().remember_me {
+        return;
+    }
+    if let Ok(store) = keystore(shell) {
+        let cleared = tauri::async_runtime::spawn_blocking(move || store.clear()).await;
+        if !matches!(cleared, Ok(Ok(()))) {
+            tracing::warn!("cannot forget the remembered sign-in");
+        }
+    }
 }

@@ -9,6 +9,7 @@
 
 pub mod commands;
 pub mod keystore;
+pub mod lan;
 pub mod notify;
 pub mod prefs;
 pub mod server;
@@ -21,9 +22,10 @@ use parking_lot::Mutex;
 use tauri::{Manager, RunEvent, WebviewWindowBuilder, WindowEvent};
 use tauri_plugin_opener::OpenerExt;
 
+use crate::lan::Pairing;
 use crate::notify::Unread;
 use crate::prefs::Prefs;
-use crate::server::{Dirs, Status};
+use crate::server::{Dirs, Embedded, Status};
 
 /// Label of the one window.
 pub const MAIN: &str = "main";
@@ -34,8 +36,14 @@ pub const HIDDEN_FLAG: &str = "--hidden";
 pub struct Shell {
     pub dirs: Dirs,
     pub prefs: Mutex<Prefs>,
-    pub status: Status,
-    pub server: Mutex<Option<kefu_server::Running>>,
+    pub status: Mutex<Status>,
+    pub server: Mutex<Option<Embedded>>,
+    /// Joining a host (Settings → LAN), one pairing at a time.
+    pub pairing: Arc<Pairing>,
+    /// Role changes restart the embedded server one at a time.
+    pub restarting: tokio::sync::Mutex<()>,
+    /// On a peer: the task passing the link's changes to the tray and page.
+    pub link_watch: Mutex<Option<tauri::async_runtime::JoinHandle<()>>>,
     pub unread: Mutex<Unread>,
     /// The agent's availability as the page last reported it.
     pub availability: Mutex<String>,
@@ -44,11 +52,87 @@ pub struct Shell {
 
 impl Shell {
     pub fn api_base(&self) -> Option<String> {
-        match &self.status {
+        match &*self.status.lock() {
             Status::Running { api_base } => Some(api_base.clone()),
             _ => None,
         }
     }
+
+    /// `solo`, `host` (a LAN listener is up) or `peer`.
+    pub fn role(&self) -> &'static str {
+        match self.server.lock().as_ref() {
+            Some(Embedded::Peer(_)) => "peer",
+            Some(embedded) if embedded.lan_addr().is_some() => "host",
+            _ => "solo",
+        }
+    }
+
+    /// On a peer: the link to the host now.
+    pub fn link(&self) -> Option<kefu_server::lan::peer::link::LinkStatus> {
+        self.server
+            .lock()
+            .as_ref()
+            .and_then(Embedded::peer)
+            .map(|peer| peer.status())
+    }
+}
+
+/// Stops the embedded server and starts it again in the role the
+/// preferences and `lan/state.json` now say, on the same loopback port (so
+/// the page's address stays). A start that fails leaves the server
+/// stopped and the status failed; the caller may set things back and call
+/// this again.
+pub async fn restart_server(app: &tauri::AppHandle, shell: &Arc<Shell>) -> Result<(), String> {
+    let _one_at_a_time = shell.restarting.lock().await;
+    if let Some(watch) = shell.link_watch.lock().take() {
+        watch.abort();
+    }
+    let running = shell.server.lock().take();
+    if let Some(running) = running {
+        running.shutdown().await.map_err(|e| format!("{e:#}"))?;
+    }
+    let prefs = shell.prefs.lock().clone();
+    let (running, status) = server::start(&prefs, &shell.dirs).await;
+    tracing::info!(?status, "embedded server restarted");
+    *shell.status.lock() = status.clone();
+    let started = running.is_some();
+    *shell.server.lock() = running;
+    watch_link(app, shell);
+    tray::refresh(app);
+    match status {
+        Status::Running { .. } if started => Ok(()),
+        Status::Failed { message } => Err(message),
+        Status::PortInUse { port, .. } => Err(format!("port {port} is in use")),
+        Status::Running { .. } => Err("the server did not start".into()),
+    }
+}
+
+/// On a peer, passes each change of the link to the tray and the page.
+fn watch_link(app: &tauri::AppHandle, shell: &Arc<Shell>) {
+    let Some(mut changes) = shell
+        .server
+        .lock()
+        .as_ref()
+        .and_then(Embedded::peer)
+        .map(|peer| peer.link().subscribe())
+    else {
+        return;
+    };
+    let app = app.clone();
+    let weak = Arc::downgrade(shell);
+    let task = tauri::async_runtime::spawn(async move {
+        loop {
+            tray::refresh(&app);
+            if let Some(link) = weak.upgrade().and_then(|shell| shell.link()) {
+                let arg = serde_json::to_value(link).unwrap_or(serde_json::Value::Null);
+                call_page(&app, "link", &arg);
+            }
+            if changes.changed().await.is_err() {
+                return;
+            }
+        }
+    });
+    *shell.link_watch.lock() = Some(task);
 }
 
 /// Runs the app until the agent quits.
@@ -88,6 +172,12 @@ pub fn run() -> anyhow::Result<()> {
             commands::report_unread,
             commands::notify,
             commands::open_external,
+            commands::lan_info,
+            commands::lan_host,
+            commands::lan_stop_hosting,
+            commands::lan_join,
+            commands::lan_join_cancel,
+            commands::lan_leave,
         ])
         .setup(move |app| {
             let dirs = Dirs::resolve(app.path().app_data_dir()?, app.path().app_config_dir()?);
@@ -111,8 +201,11 @@ pub fn run() -> anyhow::Result<()> {
             let shell = Arc::new(Shell {
                 dirs,
                 prefs: Mutex::new(prefs),
-                status,
+                status: Mutex::new(status),
                 server: Mutex::new(running),
+                pairing: Arc::new(Pairing::default()),
+                restarting: tokio::sync::Mutex::new(()),
+                link_watch: Mutex::new(None),
                 unread: Mutex::new(Unread::default()),
                 availability: Mutex::new("online".into()),
                 started,
@@ -120,6 +213,7 @@ pub fn run() -> anyhow::Result<()> {
             app.manage(Arc::clone(&shell));
             tray::create(app.handle())?;
             create_window(app.handle(), &shell, !hidden)?;
+            watch_link(app.handle(), &shell);
             quit_on_signals(app.handle());
             Ok(())
         })
@@ -265,7 +359,7 @@ fn create_window(app: &tauri::AppHandle, shell: &Shell, visible: bool) -> tauri:
     let new_window_app = app.clone();
     let started = shell.started;
     let window = WebviewWindowBuilder::from_config(app, &config)?
-        .initialization_script(init_script(&shell.status))
+        .initialization_script(init_script(&shell.status.lock()))
         // The window never leaves the app's assets: other links open in the
         // system browser, so no remote page ever runs with IPC.
         .on_navigation(move |url| {

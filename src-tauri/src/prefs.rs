@@ -58,7 +58,25 @@ pub struct Prefs {
     /// Start Kefu (hidden, in the tray) when the user logs in.
     pub autostart: bool,
     pub notify: NotifyPrefs,
+    /// LAN hosting (Settings → LAN). Whether this computer is a peer is
+    /// not here: that is the server library's `lan/state.json`.
+    pub lan: LanPrefs,
 }
+
+/// `[lan]`: this computer as the shop's host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct LanPrefs {
+    /// Host the shop on this LAN address (TLS only), e.g. `0.0.0.0:5339`.
+    /// None: not hosting.
+    pub host_bind: Option<SocketAddr>,
+    /// Announce the host over mDNS (a hint for peers; the manual path
+    /// always works).
+    pub mdns: bool,
+}
+
+/// The LAN address a host listens on unless the admin gives another.
+pub const DEFAULT_LAN_BIND: &str = "0.0.0.0:5339";
 
 impl Default for Prefs {
     fn default() -> Self {
@@ -69,6 +87,7 @@ impl Default for Prefs {
             remember_me: true,
             autostart: false,
             notify: NotifyPrefs::default(),
+            lan: LanPrefs::default(),
         }
     }
 }
@@ -89,6 +108,8 @@ pub enum PrefsError {
     },
     #[error("port {0} is not allowed (use 1024-65535)")]
     BadPort(u16),
+    #[error("{0} cannot be the LAN address (a port, and not the app's own loopback port)")]
+    BadLanBind(SocketAddr),
 }
 
 impl Prefs {
@@ -125,6 +146,13 @@ impl Prefs {
     pub fn validate(&self) -> Result<(), PrefsError> {
         if self.port < 1024 {
             return Err(PrefsError::BadPort(self.port));
+        }
+        if let Some(bind) = self.lan.host_bind
+            && (bind.port() == 0
+                || bind.port() == self.port
+                    && (bind.ip().is_unspecified() || bind.ip() == self.bind().ip()))
+        {
+            return Err(PrefsError::BadLanBind(bind));
         }
         Ok(())
     }
@@ -179,6 +207,13 @@ mod tests {
             },
             ..Prefs::default()
         };
+        let prefs = Prefs {
+            lan: LanPrefs {
+                host_bind: Some("127.0.0.2:5339".parse().unwrap()),
+                mdns: true,
+            },
+            ..prefs
+        };
         prefs.save(&dir.path().join("nested")).unwrap();
         assert_eq!(Prefs::load(&dir.path().join("nested")).unwrap(), prefs);
     }
@@ -209,6 +244,15 @@ mod tests {
         assert!(matches!(
             Prefs::load(dir.path()),
             Err(PrefsError::Parse { .. })
+        ));
+        std::fs::write(
+            dir.path().join(FILE_NAME),
+            "port = 6000\n[lan]\nhost_bind = \"127.0.0.1:6000\"\n",
+        )
+        .unwrap();
+        assert!(matches!(
+            Prefs::load(dir.path()),
+            Err(PrefsError::BadLanBind(_))
         ));
         std::fs::write(dir.path().join(FILE_NAME), "port = 80").unwrap();
         assert!(matches!(

@@ -1,6 +1,7 @@
 //! The tray icon: the unread count (as its label and tooltip, and in the
-//! window title), the availability switch (online / away / offline), and
-//! open / preferences / quit.
+//! window title), the LAN line (hosting, or the link to the shop's host:
+//! connected / reconnecting / unreachable), the availability switch
+//! (online / away / offline), and open / preferences / quit.
 
 use std::sync::Arc;
 
@@ -15,8 +16,7 @@ const STATUSES: [&str; 3] = ["online", "away", "offline"];
 
 /// The tray's labels in the UI language of the system (en or zh-CN).
 fn labels() -> [&'static str; 7] {
-    let zh = std::env::var("LANG").is_ok_and(|l| l.starts_with("zh"));
-    if zh {
+    if zh() {
         [
             "打开客服",
             "在线",
@@ -50,6 +50,7 @@ pub fn title(unread_label: &str) -> String {
 
 pub fn create(app: &AppHandle) -> tauri::Result<()> {
     let [open, online, away, offline, prefs, quit, _] = labels();
+    let lan_item = MenuItem::with_id(app, "lan", "", false, None::<&str>)?;
     let status_items = [
         CheckMenuItem::with_id(app, "status:online", online, true, true, None::<&str>)?,
         CheckMenuItem::with_id(app, "status:away", away, true, false, None::<&str>)?,
@@ -59,6 +60,7 @@ pub fn create(app: &AppHandle) -> tauri::Result<()> {
         app,
         &[
             &MenuItem::with_id(app, "open", open, true, None::<&str>)?,
+            &lan_item,
             &PredefinedMenuItem::separator(app)?,
             &status_items[0],
             &status_items[1],
@@ -69,6 +71,7 @@ pub fn create(app: &AppHandle) -> tauri::Result<()> {
         ],
     )?;
     app.manage(StatusItems(status_items));
+    app.manage(LanItem(lan_item));
     let mut builder = TrayIconBuilder::with_id(TRAY)
         .tooltip("Kefu")
         .menu(&menu)
@@ -106,6 +109,11 @@ pub fn create(app: &AppHandle) -> tauri::Result<()> {
 }
 
 struct StatusItems([CheckMenuItem<tauri::Wry>; 3]);
+struct LanItem(MenuItem<tauri::Wry>);
+
+fn zh() -> bool {
+    std::env::var("LANG").is_ok_and(|l| l.starts_with("zh"))
+}
 
 /// Brings the tray, the window title and the launcher badge up to date.
 pub fn refresh(app: &AppHandle) {
@@ -115,8 +123,18 @@ pub fn refresh(app: &AppHandle) {
     let unread = *shell.unread.lock();
     let label = unread.label();
     let title = title(&label);
+    let role = shell.role();
+    let lan_line = crate::lan::tray_line(role, shell.link().as_ref(), zh());
+    if let Some(item) = app.try_state::<LanItem>() {
+        let _ = item.0.set_text(&lan_line);
+    }
     if let Some(tray) = app.tray_by_id(TRAY) {
-        let _ = tray.set_tooltip(Some(&title));
+        let tooltip = if role == "solo" {
+            title.clone()
+        } else {
+            format!("{title} — {lan_line}")
+        };
+        let _ = tray.set_tooltip(Some(&tooltip));
         let _ = tray.set_title(if label.is_empty() {
             None
         } else {

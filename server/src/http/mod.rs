@@ -106,16 +106,21 @@ fn router_for(state: AppState, listener: Listener) -> Router {
         .layer(axum::Extension(extract::BodyLimit(
             state.config.limits.http_body_bytes,
         )));
+    if listener == Listener::Public {
+        app = app.layer(middleware::from_fn(public::gate));
+    }
+    let mut app = app.layer(cors);
     if lan {
+        // Outside CORS: a CORS preflight (which the CORS layer answers
+        // itself) passes the gate too, and its answer carries the term, as
+        // every answer of the LAN listener must for a peer's relay (a
+        // webview's JSON request through a peer starts with one).
         app = app.layer(middleware::from_fn_with_state(
             state.clone(),
             crate::lan::host::gate,
         ));
     }
-    if listener == Listener::Public {
-        app = app.layer(middleware::from_fn(public::gate));
-    }
-    app.layer(cors)
+    app
         // Outside CORS: a foreign Host gets nothing, not even a preflight.
         .layer(middleware::from_fn_with_state(
             Arc::new(edge::Edge::new(&state.config)),

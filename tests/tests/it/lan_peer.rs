@@ -1076,3 +1076,58 @@ fn a_hosts_own_announcement_is_found_across_namespaces() {
     let _ = host.kill();
     let _ = host.wait();
 }
+
+/// What a webview sends before each JSON request: a CORS preflight (the
+/// desktop's page has the origin `tauri://localhost`, its server another).
+/// Through a peer it reaches the host's LAN listener, whose CORS layer
+/// answers it; that answer passes the gate and carries the term like every
+/// other, so the relay accepts it and the link stays connected (found by
+/// the desktop e2e: the preflight's answer once had no term, and the peer
+/// refused the host).
+#[tokio::test]
+async fn a_webviews_cors_preflight_through_a_peer_is_answered_and_keeps_the_link() {
+    let host = Host::start().await;
+    host.create_agent("amy").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    pair_in_process(&host, dir.path()).await;
+    let peer = Peer::spawn(dir.path(), PEER_IP, host.lan);
+    peer.connected().await;
+    let client = reqwest::Client::new();
+    let response = client
+        .request(
+            Method::OPTIONS,
+            format!("http://{}/api/v1/auth/login", peer.addr),
+        )
+        .header("origin", "tauri://localhost")
+        .header("access-control-request-method", "POST")
+        .header("access-control-request-headers", "content-type")
+        .timeout(WAIT)
+        .send()
+        .await
+        .expect("preflight");
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["access-control-allow-origin"],
+        "tauri://localhost"
+    );
+    assert!(
+        response.headers().get("kefu-term").is_none(),
+        "the relay keeps the term to itself"
+    );
+    let status = peer.link_until(|_| true).await;
+    assert_eq!(status["state"], "connected", "{status}");
+    // The request that follows, with the same origin.
+    let response = client
+        .post(format!("http://{}/api/v1/auth/login", peer.addr))
+        .header("origin", "tauri://localhost")
+        .json(&json!({"username": "amy", "password": "agent-password"}))
+        .timeout(WAIT)
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["access-control-allow-origin"],
+        "tauri://localhost"
+    );
+}

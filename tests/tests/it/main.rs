@@ -19,6 +19,7 @@ mod hardening_ws;
 mod lan_cli;
 mod lan_discovery;
 mod lan_host;
+mod lan_netns;
 mod lan_peer;
 mod lan_state;
 mod lan_tls;

@@ -10,11 +10,12 @@ import { session } from "../agent/session.svelte";
 import { locale } from "../agent/locale.svelte";
 import { chats } from "../agent/chats/store.svelte";
 import type { Conversation } from "../lib/types";
-import { desktop, type DesktopEvent } from "./bridge";
+import { desktop, type DesktopEvent, type LinkStatus } from "./bridge";
 import { Watcher } from "./events";
 import { dt } from "./i18n";
 import { desktopUi } from "./state.svelte";
 import Prefs from "./Prefs.svelte";
+import LinkBanner from "./LinkBanner.svelte";
 import Setup from "./Setup.svelte";
 import Startup from "./Startup.svelte";
 
@@ -52,6 +53,9 @@ function installHooks() {
       }
     },
     prefs: () => (desktopUi.prefsOpen = true),
+    link: (status) => {
+      if (status && typeof status === "object") desktopUi.link = status as LinkStatus;
+    },
   };
   (window as unknown as { __kefuDesktop: unknown }).__kefuDesktop = {
     call: (hook: string, arg: unknown) => hooks[hook]?.(arg),
@@ -117,6 +121,12 @@ export async function boot(target: HTMLElement, mountApp: () => void): Promise<v
   const prefsHost = document.createElement("div");
   document.body.append(prefsHost);
   mount(Prefs, { target: prefsHost });
+  if (config.lan_role === "peer") {
+    const linkHost = document.createElement("div");
+    document.body.append(linkHost);
+    mount(LinkBanner, { target: linkHost });
+    desktop.lanInfo().then((info) => (desktopUi.link ??= info.link)).catch(warn);
+  }
   if (config.status.state !== "running") {
     mount(Startup, { target, props: { status: config.status } });
     return;

@@ -32,6 +32,7 @@ export interface Prefs {
   remember_me: boolean;
   autostart: boolean;
   notify: NotifyPrefs;
+  lan?: { host_bind: string | null; mdns: boolean };
 }
 
 export type ServerStatus =
@@ -45,6 +46,40 @@ export interface DesktopConfig {
   prefs: Prefs;
   version: string;
   data_dir: string;
+  lan_role: LanRole;
+}
+
+export type LanRole = "solo" | "host" | "peer";
+
+/** The peer's link to the host (GET /api/v1/lan/link, API.md §2.16). */
+export interface LinkStatus {
+  state: "connecting" | "connected" | "reconnecting" | "unreachable" | "refused";
+  host: string;
+  host_device_id: string;
+  host_short_id: string;
+  term: number | null;
+  refusal: string | null;
+  message: string | null;
+}
+
+export type Joining =
+  | { phase: "idle" }
+  | { phase: "connecting"; host: string }
+  | { phase: "waiting"; host: string; host_device_id: string; host_short_id: string; code: string }
+  | { phase: "joined"; host: string }
+  | { phase: "failed"; message: string };
+
+export interface LanInfo {
+  role: LanRole;
+  device_id: string;
+  short_id: string;
+  host_bind: string | null;
+  listening: string | null;
+  mdns: boolean;
+  shop_name: string | null;
+  link: LinkStatus | null;
+  joining: Joining;
+  default_bind: string;
 }
 
 export type EventKind = "queue" | "message" | "ticket";
@@ -69,4 +104,11 @@ export const desktop = {
   reportUnread: (count: number) => invoke<void>("report_unread", { count }),
   notify: (event: DesktopEvent, locale: Locale) => invoke<string>("notify", { event, zh: locale === "zh-CN" }),
   openExternal: (url: string) => invoke<void>("open_external", { url }),
+  lanInfo: () => invoke<LanInfo>("lan_info"),
+  lanHost: (bind: string, mdns: boolean, shopName: string | null) =>
+    invoke<void>("lan_host", { bind, mdns, shopName }),
+  lanStopHosting: () => invoke<void>("lan_stop_hosting"),
+  lanJoin: (target: string, name: string | null) => invoke<Joining>("lan_join", { target, name }),
+  lanJoinCancel: () => invoke<void>("lan_join_cancel"),
+  lanLeave: () => invoke<void>("lan_leave"),
 };

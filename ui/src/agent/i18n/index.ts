@@ -6,7 +6,8 @@ import { chats } from "./chats";
 import { tickets } from "./tickets";
 import { settings } from "./settings";
 import { suggest } from "./suggest";
+import { lan } from "./lan";
 // Event lines ("X joined the conversation") are shared with the widget.
 import { eventDicts } from "../../lib/events";
 
-export const dicts = mergeDicts(common, chats, tickets, settings, eventDicts, suggest);
+export const dicts = mergeDicts(common, chats, tickets, settings, eventDicts, suggest, lan);
