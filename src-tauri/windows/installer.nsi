@@ -62,7 +62,7 @@ LangString KeepData ${LANG_SIMPCHINESE} "同时删除聊天记录和设置（%AP
 
 Function .onInit
     ${IfNot} ${RunningX64}
-        MessageBox MB_ICONSTOP "Kefu needs 64-bit Windows."
+        MessageBox MB_ICONSTOP "Kefu needs 64-bit Windows." /SD IDOK
         Abort
     ${EndIf}
     SetRegView 64
@@ -100,7 +100,8 @@ Section "Kefu" SecMain
     WriteRegDWORD HKCU "${UNINSTALL_KEY}" "NoRepair" 1
     Call HasWebView2
     ${If} $0 == ""
-        MessageBox MB_YESNO|MB_ICONEXCLAMATION "$(WebView2Missing)" IDNO +2
+        ; A silent install (/S, as IT deploys it) never waits on a dialog.
+        MessageBox MB_YESNO|MB_ICONEXCLAMATION "$(WebView2Missing)" /SD IDNO IDNO +2
         ExecShell "open" "${WEBVIEW2_PAGE}"
     ${EndIf}
 SectionEnd

@@ -46,6 +46,23 @@ pub fn server_bin(built: &str) -> std::ffi::OsString {
     external_server().map_or_else(|| built.into(), PathBuf::into_os_string)
 }
 
+/// Set (by scripts/windows-check) when the external server is a Windows
+/// build: Unix-only behaviour (signals, file modes) is not asked of it.
+pub const SERVER_UNDER_TEST_WINDOWS: &str = "SERVER_UNDER_TEST_WINDOWS";
+
+/// Whether the server under test is a Windows build (under Wine).
+pub fn server_is_windows() -> bool {
+    external_server().is_some() && std::env::var_os(SERVER_UNDER_TEST_WINDOWS).is_some()
+}
+
+/// Stops a test of Unix-only behaviour when the server is a Windows build
+/// ([`EXTERNAL_SKIP`]).
+pub fn unix_server_only(reason: &str) {
+    if server_is_windows() {
+        panic!("{EXTERNAL_SKIP} {reason}");
+    }
+}
+
 /// Stops a test that needs this process's own server ([`EXTERNAL_SKIP`]).
 pub fn in_process_only(reason: &str) {
     if external_server().is_some() {

@@ -168,6 +168,9 @@ fn bad_config_is_a_clear_error() {
 
 #[tokio::test]
 async fn sigterm_stops_gracefully() {
+    kefu_tests::unix_server_only(
+        "sends SIGTERM (Windows stops the server by console events: every test's Ctrl-C)",
+    );
     let dir = tempfile::tempdir().expect("tempdir");
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .expect("bind")

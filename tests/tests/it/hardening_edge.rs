@@ -576,6 +576,9 @@ async fn start_process(data_dir: &std::path::Path, env: &[(&str, &str)]) -> Serv
 /// printed, not asserted tightly (a loaded machine is slow).
 #[tokio::test]
 async fn sigterm_with_600_stalled_requests_exits() {
+    kefu_tests::unix_server_only(
+        "sends SIGTERM (Windows stops the server by console events: every test's Ctrl-C)",
+    );
     let dir = tempfile::tempdir().expect("tempdir");
     // The default timeouts (10 s headers, 30 s body, 10 s shutdown).
     let mut process = start_process(dir.path(), &[]).await;

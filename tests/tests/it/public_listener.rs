@@ -28,6 +28,7 @@ async fn server_with_public(adjust: impl FnOnce(&mut kefu_server::Config)) -> Te
 }
 
 fn public_base(server: &TestServer) -> String {
+    kefu_tests::in_process_only("reads the public listener's address from the in-process server");
     let addr = server
         .running
         .as_ref()
@@ -501,6 +502,7 @@ async fn tls_with_the_shops_certificate_is_verified_against_its_ca() {
         config.http.public_tls_key = Some(dir.join("privkey.pem"));
     })
     .await;
+    kefu_tests::in_process_only("reads the public listener's address from the in-process server");
     let addr = server
         .running
         .as_ref()

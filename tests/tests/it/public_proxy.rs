@@ -395,6 +395,7 @@ async fn through(proxy: &Proxy, tls: &TlsConnector, server: &mut TestServer, nam
 async fn nginx_in_front_of_the_public_listener() {
     let certs = tempfile::tempdir().expect("tempdir");
     let ca = issue_certificate(certs.path());
+    kefu_tests::in_process_only("reads the public listener's address from the in-process server");
     let mut server = kefu_behind_a_proxy().await;
     let kefu = server
         .running
@@ -418,6 +419,7 @@ async fn nginx_in_front_of_the_public_listener() {
 async fn caddy_in_front_of_the_public_listener() {
     let certs = tempfile::tempdir().expect("tempdir");
     let ca = issue_certificate(certs.path());
+    kefu_tests::in_process_only("reads the public listener's address from the in-process server");
     let mut server = kefu_behind_a_proxy().await;
     let kefu = server
         .running

@@ -487,6 +487,9 @@ fn threads() -> Vec<(String, u32, i64)> {
 async fn the_indexer_and_its_sqlite_thread_run_at_idle_priority() {
     const SCHED_OTHER: u32 = 0;
     const SCHED_IDLE: u32 = 5;
+    kefu_tests::in_process_only(
+        "reads the scheduling policy of the server's threads in this process",
+    );
     let mut server = TestServer::start().await;
     let app = server.app(json!({})).await;
     let amy = server.agent("amy").await;
