@@ -335,7 +335,13 @@ async fn upload(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > body_cap as u64) {
+    if let Some(declared) = declared.filter(|&n| n > body_cap as u64) {
+        // Read the rest first when it is not much more (the client is
+        // still sending: an early answer would reach it as a reset).
+        if declared <= (body_cap + crate::http::extract::DRAIN_BYTES_MAX) as u64 {
+            crate::http::extract::discard(body, crate::http::extract::DRAIN_BYTES_MAX + body_cap)
+                .await;
+        }
         return Err(too_large(limit));
     }
     // Counts the body as it streams and cuts it off past the cap, so that

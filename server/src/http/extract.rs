@@ -56,9 +56,24 @@ where
 pub struct BodyLimit(pub usize);
 
 /// How much of an oversized body is read and thrown away before the 413.
-const DRAIN_BYTES_MAX: usize = 1 << 20;
+pub const DRAIN_BYTES_MAX: usize = 1 << 20;
 /// How long draining an oversized body may take.
 const DRAIN_TIME_MAX: Duration = Duration::from_secs(2);
+
+/// Reads and drops a body refused by its declared length, up to
+/// `max_bytes` and [`DRAIN_TIME_MAX`], so that the client, still sending,
+/// reads the answer rather than a reset connection (see [`read_body`]).
+pub async fn discard(body: axum::body::Body, max_bytes: usize) {
+    let mut stream = body.into_data_stream();
+    let mut read = 0usize;
+    let deadline = tokio::time::Instant::now() + DRAIN_TIME_MAX;
+    while read <= max_bytes {
+        match tokio::time::timeout_at(deadline, stream.next()).await {
+            Ok(Some(Ok(chunk))) => read += chunk.len(),
+            _ => break,
+        }
+    }
+}
 
 /// Buffers a body of at most `limit` bytes for the JSON extractor. An
 /// oversized one is 413 `payload_too_large` *after* the rest of it (up to

@@ -131,9 +131,14 @@ pub fn resolve(root: &Path, path: &str) -> Option<PathBuf> {
     Some(out)
 }
 
-/// Size and SHA-256 (hex) of a file; with `sync`, also fsyncs it.
+/// Size and SHA-256 (hex) of a file; with `sync`, also fsyncs it (then
+/// opened for writing too: Windows' `FlushFileBuffers` refuses a read-only
+/// handle with "access denied").
 pub fn hash_file(path: &Path, sync: bool) -> io::Result<(u64, String)> {
-    let mut file = File::open(path)?;
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(sync)
+        .open(path)?;
     let mut hasher = Sha256::new();
     let mut buffer = vec![0u8; 1 << 20];
     let mut size = 0u64;

@@ -148,8 +148,16 @@ async fn admins_edit_app_settings_and_every_change_is_audited() {
         .iter()
         .map(|e| e["action"].as_str().expect("action"))
         .collect();
+    // An external server's owner was made by `admin create`, which is
+    // audited too: the oldest entry there.
+    let ours = if kefu_tests::external_server().is_some() {
+        assert_eq!(actions.last(), Some(&"agent.create"), "{actions:?}");
+        &actions[..actions.len() - 1]
+    } else {
+        &actions[..]
+    };
     assert_eq!(
-        actions,
+        ours,
         ["app.update", "app.update", "app.create", "agent.create"]
     );
     let update = &audit["entries"][1];
