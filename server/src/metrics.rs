@@ -7,7 +7,8 @@
 //! - read at each scrape ([`Metrics::refresh`]): uptime, the writer's queue,
 //!   the search indexer's and the deriver's backlogs, the routing queue,
 //!   connected agents by status, the backup's age. Each is a bounded read:
-//!   in-memory lengths, and two indexed SQLite counts;
+//!   in-memory lengths, one indexed SQLite count (the queue) and one read of
+//!   the agents table (one row per agent);
 //! - the process (`process_*`, Linux only, [`process`]): the names every
 //!   Prometheus client library uses, so stock dashboards work.
 //!

@@ -100,6 +100,11 @@ async fn take(state: &AppState, operator: Operator, seconds: u64) -> ApiResult<R
         std::thread::sleep(std::time::Duration::from_secs(seconds));
         let report = guard.report().build()?;
         drop(guard);
+        if report.data.is_empty() {
+            // SIGPROF counts CPU time: an idle server gives no sample, and
+            // inferno no picture. Say so rather than answer an empty body.
+            return Ok(idle_svg(seconds).into_bytes());
+        }
         let mut svg = Vec::new();
         report.flamegraph(&mut svg)?;
         Ok(svg)
@@ -113,4 +118,14 @@ async fn take(state: &AppState, operator: Operator, seconds: u64) -> ApiResult<R
         HeaderValue::from_static("image/svg+xml"),
     );
     Ok(response)
+}
+
+/// The answer when no thread used the CPU during the profile.
+#[cfg(all(feature = "pprof", target_os = "linux"))]
+fn idle_svg(seconds: u64) -> String {
+    format!(
+        "<?xml version=\"1.0\" standalone=\"no\"?>\n<svg version=\"1.1\" width=\"600\" height=\"40\" \
+         xmlns=\"http://www.w3.org/2000/svg\"><text x=\"10\" y=\"24\">No CPU samples in {seconds} s: \
+         the server was idle.</text></svg>\n"
+    )
 }

@@ -560,3 +560,44 @@ async fn the_metrics_listener_serves_metrics_only_and_the_main_one_stops() {
     assert_eq!(value(&text, "kefu_writer_queue_depth"), 0.0);
     server.shutdown().await;
 }
+
+/// compose.monitoring.yaml on top of the container files: the server takes
+/// its metrics listener setting, Prometheus scrapes that port, Grafana
+/// loads the dashboard from where it is mounted.
+#[test]
+fn the_monitoring_compose_file_fits_together() {
+    let read = |path: &str| std::fs::read_to_string(repo_file(path)).expect(path);
+    let monitoring = read("deploy/container/compose.monitoring.yaml");
+    let mut env = crate::ops_deploy::containerfile_env(&read("deploy/container/Containerfile"));
+    env.extend(crate::ops_deploy::compose_env(&read(
+        "deploy/container/compose.yaml",
+    )));
+    env.extend(crate::ops_deploy::compose_env(&monitoring));
+    assert_eq!(env["KEFU_HTTP__METRICS_BIND"], "0.0.0.0:9464");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_kefu-server-under-test"))
+        .env_remove("KEFU_CONFIG")
+        .envs(&env)
+        .args(["serve", "--print-config"])
+        .output()
+        .expect("run");
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        printed.contains(r#"metrics_bind = "0.0.0.0:9464""#),
+        "{printed}"
+    );
+    assert!(read("deploy/prometheus/prometheus.yml").contains(r#"targets: ["kefu:9464"]"#));
+    assert!(monitoring.contains("../grafana/kefu.json:/var/lib/grafana/dashboards/kefu.json:ro"));
+    assert!(
+        read("deploy/grafana/provisioning/dashboards/kefu.yaml")
+            .contains("path: /var/lib/grafana/dashboards")
+    );
+    // Prometheus and Grafana only on loopback; the metrics port is not published.
+    assert!(monitoring.contains(r#""127.0.0.1:9090:9090""#));
+    assert!(monitoring.contains(r#""127.0.0.1:3000:3000""#));
+    assert!(!monitoring.contains(":9464:"));
+}

@@ -8,7 +8,11 @@ use kefu_tests::{TestServer, assert_error};
 
 #[tokio::test]
 async fn profiles_are_for_admins_and_bounded() {
-    let mut server = TestServer::start().await;
+    let mut server = TestServer::start_with(|config| {
+        // The load below must not be refused for its rate.
+        config.limits.visitor_messages_per_second = 0;
+    })
+    .await;
     let (status, body) = server.get("/api/v1/admin/profile?seconds=1", None).await;
     assert_error(status, &body, 401, "unauthorized");
     let amy = server.agent("amy").await;
@@ -51,15 +55,26 @@ async fn profiles_are_for_admins_and_bounded() {
         let app = server.app(json!({})).await;
         let base = server.base.clone();
         let visitor = server.visitor(&app).await;
-        let load = tokio::spawn(async move {
-            let http = reqwest::Client::new();
-            for i in 0..400 {
-                let _ = http
-                    .post(format!("{base}/api/v1/visitor/messages"))
-                    .bearer_auth(&visitor.token)
-                    .json(&json!({"client_msg_id": format!("p{i}"), "content": "profile me"}))
-                    .send()
-                    .await;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let load = tokio::spawn({
+            let stop = std::sync::Arc::clone(&stop);
+            async move {
+                let http = reqwest::Client::new();
+                let mut sent = 0u32;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let response = http
+                        .post(format!("{base}/api/v1/visitor/messages"))
+                        .bearer_auth(&visitor.token)
+                        .json(
+                            &json!({"client_msg_id": format!("p{sent}"), "content": "profile me"}),
+                        )
+                        .send()
+                        .await
+                        .expect("send");
+                    assert_eq!(response.status(), 201);
+                    sent += 1;
+                }
+                sent
             }
         });
         let profiling = {
@@ -83,7 +98,8 @@ async fn profiles_are_for_admins_and_bounded() {
             svg.contains("kefu_server"),
             "no Kefu frame in the flame graph"
         );
-        load.await.expect("load");
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert!(load.await.expect("load") > 10, "the load ran");
         let (status, body) = server
             .get("/api/v1/audit?action=profile.cpu", Some(&admin))
             .await;
