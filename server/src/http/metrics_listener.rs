@@ -56,7 +56,10 @@ pub async fn serve(
     state: AppState,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> tokio::time::Instant {
-    let config = state.config.http.clone();
+    // The slot count is this listener's own (it is also what a graceful
+    // shutdown waits to get back).
+    let mut config = state.config.http.clone();
+    config.max_connections = SLOTS;
     let router = router(state);
     super::serve::serve_with(
         listener,
@@ -64,7 +67,7 @@ pub async fn serve(
         router,
         &config,
         shutdown,
-        Arc::new(tokio::sync::Semaphore::new(SLOTS)),
+        super::serve::slots(&config),
     )
     .await
 }

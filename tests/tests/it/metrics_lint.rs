@@ -511,6 +511,59 @@ async fn the_metrics_listener_serves_metrics_only_and_the_main_one_stops() {
         .expect("get");
     assert_eq!(foreign.status(), 421);
 
+    // Its connection slots are its own: 16 idle connections fill them, the
+    // 17th is answered 503, the main listener serves on, and once they
+    // close the scrape works again.
+    let fresh = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .expect("client");
+    let mut idle = Vec::new();
+    for _ in 0..kefu_server::http::metrics_listener::SLOTS {
+        idle.push(
+            tokio::net::TcpStream::connect(metrics_addr)
+                .await
+                .expect("connect"),
+        );
+    }
+    // The accept loop takes them in order: wait until the last one holds a
+    // slot; then a new connection is answered 503 before it is read.
+    let mut refused = String::new();
+    for _ in 0..100 {
+        use tokio::io::AsyncReadExt;
+        let mut extra = tokio::net::TcpStream::connect(metrics_addr)
+            .await
+            .expect("connect");
+        let mut answer = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), extra.read_to_end(&mut answer)).await;
+        refused = String::from_utf8_lossy(&answer).into_owned();
+        if refused.starts_with("HTTP/1.1 503") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        refused.starts_with("HTTP/1.1 503") && refused.contains("too many connections"),
+        "{refused}"
+    );
+    let (status, _) = server.get("/healthz", None).await;
+    assert_eq!(status, 200);
+    drop(idle);
+    let mut scraped = false;
+    for _ in 0..100 {
+        if fresh
+            .get(&metrics_url)
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+        {
+            scraped = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(scraped, "the scrape works again once the slots are free");
+
     // Series read at each scrape follow the server's state.
     let text = scrape(&metrics_url).await;
     assert_eq!(
