@@ -158,3 +158,13 @@ kefu_ensure_windows_cross() {
     rustup target list --installed | grep -qx x86_64-pc-windows-gnu ||
         rustup target add x86_64-pc-windows-gnu
 }
+
+# promtool (Debian's prometheus package) for tests/tests/it/metrics_lint.rs:
+# `promtool check rules` of deploy/prometheus/kefu-alerts.yml. The test
+# says SKIPPED when it is missing, so a failed install does not stop CI.
+# The package's service is not started by this (no systemd in CI); where it
+# is, `systemctl disable --now prometheus` if this machine should not run one.
+kefu_ensure_monitoring_deps() {
+    command -v promtool >/dev/null 2>&1 && return 0
+    kefu_install_packages prometheus || echo "kefu: promtool not installed; its test will say SKIPPED" >&2
+}

@@ -20,6 +20,18 @@ struct Cli {
     command: Command,
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ExportWhat {
+    Messages,
+    Tickets,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ExportFormat {
+    Jsonl,
+    Csv,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the server.
@@ -36,6 +48,10 @@ enum Command {
         /// (`http.public_bind`; docs/LAN.md, "Visitors").
         #[arg(long, value_name = "ADDR:PORT", conflicts_with = "peer_of")]
         public_bind: Option<std::net::SocketAddr>,
+        /// Serve `/metrics` on a listener of its own (`http.metrics_bind`):
+        /// a port alone means 127.0.0.1:PORT (docs/OPERATIONS.md).
+        #[arg(long, value_name = "[ADDR:]PORT")]
+        metrics_bind: Option<crate::config::MetricsBind>,
         /// Join the shop as a peer of the host at HOST:PORT (`lan.peer_of`):
         /// keep no shop data, relay the API and the WebSocket to the host
         /// pinned by `lan pair` (docs/LAN.md, "Peer mode").
@@ -67,6 +83,45 @@ enum Command {
     Backup {
         #[arg(long, value_name = "DIR")]
         to: PathBuf,
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        #[arg(long, value_name = "FILE", env = "KEFU_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Export messages or tickets, of one conversation or of a date range,
+    /// as JSON Lines or CSV: asks the running server, or starts a private
+    /// one on loopback when none runs (docs/OPERATIONS.md, "Export").
+    Export {
+        /// `messages` or `tickets`.
+        #[arg(value_enum)]
+        what: ExportWhat,
+        /// One conversation's messages (messages only).
+        #[arg(long, value_name = "ID", conflicts_with_all = ["from", "to"])]
+        conversation: Option<String>,
+        /// Start of the range: RFC 3339 or YYYY-MM-DD (UTC midnight).
+        #[arg(long, value_name = "TIME", requires = "to")]
+        from: Option<String>,
+        /// End of the range (excluded): RFC 3339 or YYYY-MM-DD.
+        #[arg(long, value_name = "TIME", requires = "from")]
+        to: Option<String>,
+        #[arg(long, value_enum, default_value = "jsonl")]
+        format: ExportFormat,
+        /// The file to write (must not exist); `-` or absent: stdout.
+        #[arg(long, short, value_name = "FILE")]
+        out: Option<PathBuf>,
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        #[arg(long, value_name = "FILE", env = "KEFU_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// A CPU flame graph (SVG) of the running server over SECONDS, in a
+    /// build with the `pprof` feature (docs/OPERATIONS.md, "Profiling").
+    Profile {
+        #[arg(long, default_value_t = 10, value_name = "SECONDS")]
+        seconds: u64,
+        /// The SVG file to write (must not exist); `-` or absent: stdout.
+        #[arg(long, short, value_name = "FILE")]
+        out: Option<PathBuf>,
         #[arg(long, value_name = "DIR")]
         data_dir: Option<PathBuf>,
         #[arg(long, value_name = "FILE", env = "KEFU_CONFIG")]
@@ -229,6 +284,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             bind,
             lan_bind,
             public_bind,
+            metrics_bind,
             peer_of,
             config,
             durability,
@@ -252,9 +308,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         peer_of,
                     },
                 ),
-                http: public_bind.map(|bind| crate::config::HttpOverrides {
-                    public_bind: Some(bind),
-                }),
+                http: (public_bind.is_some() || metrics_bind.is_some()).then_some(
+                    crate::config::HttpOverrides {
+                        public_bind,
+                        metrics_bind,
+                    },
+                ),
             };
             let config = Config::load(config.as_deref(), &overrides).map_err(anyhow::Error::msg)?;
             if print_config {
@@ -269,18 +328,25 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if config.lan.peer_of.is_some() {
                 let running = crate::lan::peer::start(config).await?;
                 let token = running.shutdown_token();
+                crate::ops::notify::ready(running.addr);
+                crate::ops::notify::spawn_watchdog(None, token.clone());
                 tokio::spawn(async move {
                     signals.wait().await;
                     tracing::info!("shutting down");
+                    crate::ops::notify::stopping();
                     token.cancel();
                 });
                 return running.wait().await;
             }
             let running = crate::start(config).await?;
             let token = running.shutdown_token();
+            // Listeners bound, stores open: ready for systemd (Type=notify).
+            crate::ops::notify::ready(running.addr);
+            crate::ops::notify::spawn_watchdog(Some(running.state().clone()), token.clone());
             tokio::spawn(async move {
                 signals.wait().await;
                 tracing::info!("shutting down");
+                crate::ops::notify::stopping();
                 token.cancel();
             });
             running.wait().await
@@ -291,6 +357,36 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             config,
         } => crate::ops::cli::backup(load(config, data_dir)?, to).await,
         Command::VerifyBackup { dir } => crate::ops::cli::verify(dir).await,
+        Command::Profile {
+            seconds,
+            out,
+            data_dir,
+            config,
+        } => crate::ops::export::profile(load(config, data_dir)?, seconds, out).await,
+        Command::Export {
+            what,
+            conversation,
+            from,
+            to,
+            format,
+            out,
+            data_dir,
+            config,
+        } => {
+            let request = crate::ops::export::Request::new(
+                match what {
+                    ExportWhat::Messages => "messages",
+                    ExportWhat::Tickets => "tickets",
+                },
+                conversation,
+                from.as_deref().zip(to.as_deref()),
+                match format {
+                    ExportFormat::Jsonl => "jsonl",
+                    ExportFormat::Csv => "csv",
+                },
+            )?;
+            crate::ops::export::run(load(config, data_dir)?, request, out).await
+        }
         Command::Restore {
             from,
             data_dir,

@@ -135,6 +135,52 @@ pub struct HttpConfig {
     /// the admin's embed snippet uses it, and its host is served by the
     /// Host check.
     pub public_url: Option<String>,
+    /// A listener of its own for `/metrics` (and, in a build with the
+    /// `pprof` feature, CPU profiles): `PORT` alone means `127.0.0.1:PORT`,
+    /// or give `ADDR:PORT`. When set, the main listener no longer serves
+    /// `/metrics` (404). Unset: `/metrics` is on the main listener.
+    pub metrics_bind: Option<MetricsBind>,
+}
+
+/// `http.metrics_bind`: an address, or a bare port on loopback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetricsBind(pub SocketAddr);
+
+impl Serialize for MetricsBind {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for MetricsBind {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        // A port in the environment (`KEFU_HTTP__METRICS_BIND=9464`) or the
+        // file arrives as a number, an address as a string.
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Port(u16),
+            Text(String),
+        }
+        match Raw::deserialize(deserializer)? {
+            Raw::Port(port) => Ok(MetricsBind(SocketAddr::from(([127, 0, 0, 1], port)))),
+            Raw::Text(text) => text.parse().map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+impl std::str::FromStr for MetricsBind {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        if let Ok(port) = text.parse::<u16>() {
+            return Ok(MetricsBind(SocketAddr::from(([127, 0, 0, 1], port))));
+        }
+        text.parse::<SocketAddr>()
+            .map(MetricsBind)
+            .map_err(|_| format!("{text:?} is neither a port nor an ADDR:PORT (metrics_bind)"))
+    }
 }
 
 impl Default for HttpConfig {
@@ -150,6 +196,7 @@ impl Default for HttpConfig {
             public_tls_cert: None,
             public_tls_key: None,
             public_url: None,
+            metrics_bind: None,
         }
     }
 }
@@ -460,6 +507,9 @@ pub struct Overrides {
 pub struct HttpOverrides {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub public_bind: Option<SocketAddr>,
+    /// `--metrics-bind`: `http.metrics_bind`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_bind: Option<MetricsBind>,
 }
 
 /// The `[lan]` values the command line may set.
@@ -555,6 +605,17 @@ impl Config {
         {
             return Err(
                 "invalid configuration: http.public_bind must differ from bind and lan.bind"
+                    .to_owned(),
+            );
+        }
+        if let Some(MetricsBind(metrics)) = self.http.metrics_bind
+            && metrics.port() != 0
+            && (metrics == self.bind
+                || Some(metrics) == self.lan.bind
+                || Some(metrics) == self.http.public_bind)
+        {
+            return Err(
+                "invalid configuration: http.metrics_bind must differ from the other listeners"
                     .to_owned(),
             );
         }
@@ -747,6 +808,7 @@ mod tests {
         let flags = Overrides {
             http: Some(HttpOverrides {
                 public_bind: Some("127.0.0.1:9443".parse().expect("addr")),
+                ..HttpOverrides::default()
             }),
             ..Overrides::default()
         };
@@ -780,5 +842,50 @@ mod tests {
         let text = config.to_toml();
         let back: Config = toml::from_str(&text).expect("parse");
         assert_eq!(back, config);
+    }
+
+    #[test]
+    fn metrics_bind_is_loopback_when_only_a_port_is_given() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("kefu.toml");
+        let load = |text: &str| {
+            std::fs::write(&file, text).expect("write");
+            Config::load(Some(&file), &Overrides::default())
+        };
+        let port_only = load("[http]\nmetrics_bind = 9464\n").expect("port");
+        assert_eq!(
+            port_only.http.metrics_bind,
+            Some(MetricsBind(SocketAddr::from(([127, 0, 0, 1], 9464))))
+        );
+        let port_text = load("[http]\nmetrics_bind = \"9465\"\n").expect("port text");
+        assert_eq!(
+            port_text.http.metrics_bind.map(|b| b.0.to_string()),
+            Some("127.0.0.1:9465".to_owned())
+        );
+        let address = load("[http]\nmetrics_bind = \"0.0.0.0:9466\"\n").expect("address");
+        assert_eq!(
+            address.http.metrics_bind.map(|b| b.0.to_string()),
+            Some("0.0.0.0:9466".to_owned())
+        );
+        // Round trip through --print-config's TOML.
+        assert!(
+            address
+                .to_toml()
+                .contains("metrics_bind = \"0.0.0.0:9466\"")
+        );
+        for bad in [
+            "[http]\nmetrics_bind = \"metrics.local:9464\"\n",
+            "[http]\nmetrics_bind = 70000\n",
+            "bind = \"127.0.0.1:7000\"\n[http]\nmetrics_bind = 7000\n",
+            "[http]\npublic_bind = \"127.0.0.1:7001\"\nmetrics_bind = \"127.0.0.1:7001\"\n",
+        ] {
+            let error = load(bad).expect_err(bad);
+            assert!(error.contains("metrics_bind"), "{bad}: {error}");
+        }
+        assert_eq!(
+            "9464".parse::<MetricsBind>().map(|b| b.0.to_string()),
+            Ok("127.0.0.1:9464".to_owned())
+        );
+        assert!("nine".parse::<MetricsBind>().is_err());
     }
 }

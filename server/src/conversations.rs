@@ -413,6 +413,12 @@ impl Derived {
         self.wake.notify_one();
     }
 
+    /// Conversations whose derived columns wait to be written (for
+    /// `/metrics`: what the conversation list's order lags by).
+    pub fn backlog(&self) -> usize {
+        self.dirty.lock().len()
+    }
+
     /// Writes everything marked so far.
     pub async fn flush(&self, db: &SqlitePool) -> Result<(), sqlx::Error> {
         let batch = std::mem::take(&mut *self.dirty.lock());

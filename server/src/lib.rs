@@ -61,6 +61,8 @@ pub struct Running {
     pub lan_addr: Option<SocketAddr>,
     /// The public listener's address, when `http.public_bind` is set.
     pub public_addr: Option<SocketAddr>,
+    /// The metrics listener's address, when `http.metrics_bind` is set.
+    pub metrics_addr: Option<SocketAddr>,
     state: AppState,
     task: JoinHandle<anyhow::Result<()>>,
 }
@@ -125,6 +127,11 @@ pub async fn start_on(config: Config, listener: TcpListener) -> anyhow::Result<R
         .as_ref()
         .map(|(listener, _)| listener.local_addr())
         .transpose()?;
+    let metrics_listener = http::metrics_listener::bind(&config).await?;
+    let metrics_addr = metrics_listener
+        .as_ref()
+        .map(TcpListener::local_addr)
+        .transpose()?;
     let (state, background) = open_state(config, lan_addr).await?;
     let router = http::router(Arc::clone(&state));
     // The command line finds this server (and its operator token) here.
@@ -166,6 +173,13 @@ pub async fn start_on(config: Config, listener: TcpListener) -> anyhow::Result<R
             http::public::serve(listener, tls, router, &http_config, shutdown, slots).await
         })
     });
+    let metrics_task = metrics_listener.map(|listener| {
+        tokio::spawn(http::metrics_listener::serve(
+            listener,
+            Arc::clone(&state),
+            state.shutdown.clone(),
+        ))
+    });
     let serving = Arc::clone(&state);
     let task = tokio::spawn(async move {
         let shutdown = serving.shutdown.clone();
@@ -202,6 +216,16 @@ pub async fn start_on(config: Config, listener: TcpListener) -> anyhow::Result<R
             },
             None => deadline,
         };
+        let deadline = match metrics_task {
+            Some(metrics) => match metrics.await {
+                Ok(metrics_deadline) => metrics_deadline.max(deadline),
+                Err(error) => {
+                    tracing::error!(%error, "metrics listener task failed");
+                    deadline
+                }
+            },
+            None => deadline,
+        };
         // Sockets were told to close (1001) by the hub; give their tasks
         // until the same deadline to end (close frame, linger, socket
         // dropped), so that nothing they do meets a closed log and none
@@ -230,10 +254,14 @@ pub async fn start_on(config: Config, listener: TcpListener) -> anyhow::Result<R
     if let Some(public) = public_addr {
         tracing::info!(%public, "public listener (visitors only)");
     }
+    if let Some(metrics) = metrics_addr {
+        tracing::info!(%metrics, "metrics listener");
+    }
     Ok(Running {
         addr,
         lan_addr,
         public_addr,
+        metrics_addr,
         state,
         task,
     })
@@ -335,6 +363,7 @@ async fn open_state(
         ops: ops::Ops::new(),
         lan,
         assist,
+        indexer: Arc::clone(&indexer),
     });
     tokio::spawn(derived.run(state.db.clone(), state.shutdown.clone()));
     // Starts a crash interrupted are completed before anything is served;

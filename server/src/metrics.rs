@@ -1,4 +1,20 @@
-//! Prometheus metrics, served as text at `GET /metrics`.
+//! Prometheus metrics, served as text at `GET /metrics` (on the main
+//! listener, or on `http.metrics_bind`'s own listener when set).
+//!
+//! Three kinds of series:
+//! - counted as things happen (messages, batches, HTTP latency, WebSocket
+//!   connections, backups);
+//! - read at each scrape ([`Metrics::refresh`]): uptime, the writer's queue,
+//!   the search indexer's and the deriver's backlogs, the routing queue,
+//!   connected agents by status, the backup's age. Each is a bounded read:
+//!   in-memory lengths, one indexed SQLite count (the queue) and one read of
+//!   the agents table (one row per agent);
+//! - the process (`process_*`, Linux only, [`process`]): the names every
+//!   Prometheus client library uses, so stock dashboards work.
+//!
+//! deploy/grafana/kefu.json and deploy/prometheus/kefu-alerts.yml use only
+//! names exported here; tests/tests/it/metrics_lint.rs fails if they name
+//! a series or label a live server does not export.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -7,7 +23,44 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use std::sync::atomic::AtomicU64;
+
+use crate::state::Kefu;
 use crate::store::messages::LogMetrics;
+
+#[cfg(target_os = "linux")]
+pub mod process;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatusLabel {
+    pub status: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: &'static str,
+    /// `debug` or `release`.
+    profile: &'static str,
+    /// Whether CPU profiles can be taken (the `pprof` feature).
+    pprof: &'static str,
+}
+
+/// Read at each scrape (see the module doc).
+#[derive(Default)]
+struct Scraped {
+    uptime: Gauge<f64, AtomicU64>,
+    writer_queue: Gauge,
+    search_backlog: Gauge,
+    derived_backlog: Gauge,
+    routing_queue: Gauge,
+    routing_oldest: Gauge<f64, AtomicU64>,
+    agents: Family<StatusLabel, Gauge>,
+    backup_age: Gauge<f64, AtomicU64>,
+    backup_interval: Gauge,
+}
+
+/// The agent statuses, each always exported (at 0 when nobody has it).
+const AGENT_STATUSES: [&str; 3] = ["online", "away", "offline"];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RoleLabel {
@@ -34,6 +87,8 @@ pub struct Metrics {
     log_write_errors: Counter,
     log_writable: Gauge,
     backup: BackupMetrics,
+    scraped: Scraped,
+    started: std::time::Instant,
 }
 
 /// The last backup the server made (scheduled or asked for), see `ops`.
@@ -51,7 +106,12 @@ fn http_histogram() -> Histogram {
 
 impl Metrics {
     pub fn new() -> Metrics {
-        let mut registry = Registry::with_prefix("kefu");
+        // The root holds the process's standard series; Kefu's own are
+        // under the `kefu_` prefix.
+        let mut root = Registry::default();
+        #[cfg(target_os = "linux")]
+        root.register_collector(Box::new(process::Process));
+        let registry = root.sub_registry_with_prefix("kefu");
         let connections = Family::<RoleLabel, Gauge>::default();
         // Both series exist from the start, at 0.
         let _ = connections.get_or_create(&role(true));
@@ -133,8 +193,87 @@ impl Metrics {
             "Backups that failed",
             backup.failures.clone(),
         );
+        let build = Family::<BuildLabels, Gauge>::default();
+        build
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION"),
+                profile: if cfg!(debug_assertions) {
+                    "debug"
+                } else {
+                    "release"
+                },
+                pprof: if cfg!(all(feature = "pprof", target_os = "linux")) {
+                    "on"
+                } else {
+                    "off"
+                },
+            })
+            .set(1);
+        registry.register(
+            "build_info",
+            "Always 1; the labels describe the build",
+            build,
+        );
+        let start_time = Gauge::<i64>::default();
+        start_time.set(crate::time::now_ms() / 1000);
+        registry.register(
+            "start_time_seconds",
+            "Unix time the server started",
+            start_time,
+        );
+        let scraped = Scraped::default();
+        for status in AGENT_STATUSES {
+            let _ = scraped.agents.get_or_create(&StatusLabel { status });
+        }
+        registry.register(
+            "uptime_seconds",
+            "Seconds since the server started",
+            scraped.uptime.clone(),
+        );
+        registry.register(
+            "writer_queue_depth",
+            "Sends waiting for the message log's writer (limits.writer_queue at most)",
+            scraped.writer_queue.clone(),
+        );
+        registry.register(
+            "search_index_backlog_conversations",
+            "Conversations with messages the search index has not caught up with",
+            scraped.search_backlog.clone(),
+        );
+        registry.register(
+            "derived_backlog_conversations",
+            "Conversations whose derived columns (list order) wait to be written",
+            scraped.derived_backlog.clone(),
+        );
+        registry.register(
+            "routing_queue_length",
+            "Conversations queued for an agent",
+            scraped.routing_queue.clone(),
+        );
+        registry.register(
+            "routing_queue_oldest_seconds",
+            "How long the oldest queued conversation has waited (0: none queued)",
+            scraped.routing_oldest.clone(),
+        );
+        registry.register(
+            "agents_connected",
+            "Agents with at least one WebSocket connection, by their status",
+            scraped.agents.clone(),
+        );
+        registry.register(
+            "backup_age_seconds",
+            "Seconds since the newest successful backup, or since start when none is known",
+            scraped.backup_age.clone(),
+        );
+        registry.register(
+            "backup_interval_seconds",
+            "backup.interval_minutes in seconds when scheduled backups are on, else 0",
+            scraped.backup_interval.clone(),
+        );
         Metrics {
-            registry,
+            registry: root,
+            scraped,
+            started: std::time::Instant::now(),
             connections,
             slow_dropped,
             messages_stored,
@@ -175,6 +314,77 @@ impl Metrics {
 
     pub fn http_request(&self, labels: HttpLabels, seconds: f64) {
         self.http.get_or_create(&labels).observe(seconds);
+    }
+
+    /// Reads the series that are read at each scrape (see the module doc).
+    pub async fn refresh(&self, state: &Kefu) {
+        let scraped = &self.scraped;
+        let uptime = self.started.elapsed().as_secs_f64();
+        scraped.uptime.set(uptime);
+        scraped
+            .writer_queue
+            .set(i64::try_from(state.log.queue_depth()).unwrap_or(i64::MAX));
+        scraped
+            .search_backlog
+            .set(i64::try_from(state.indexer.backlog()).unwrap_or(i64::MAX));
+        scraped
+            .derived_backlog
+            .set(i64::try_from(state.derived.backlog()).unwrap_or(i64::MAX));
+        let last_backup = self.backup.last_success.get();
+        let now_ms = crate::time::now_ms();
+        scraped.backup_age.set(if last_backup > 0 {
+            (now_ms as f64 / 1000.0 - last_backup as f64).max(0.0)
+        } else {
+            uptime
+        });
+        let interval = match state.config.backup.dir {
+            Some(_) => state.config.backup.interval_minutes.saturating_mul(60),
+            None => 0,
+        };
+        scraped
+            .backup_interval
+            .set(i64::try_from(interval).unwrap_or(i64::MAX));
+        // Served by the partial index `conversations_queue`.
+        let queue: Result<(i64, Option<i64>), sqlx::Error> = sqlx::query_as(
+            "SELECT COUNT(*), MIN(queued_at) FROM conversations WHERE status = 'queued'",
+        )
+        .fetch_one(&state.db)
+        .await;
+        match queue {
+            Ok((length, oldest)) => {
+                scraped.routing_queue.set(length);
+                scraped
+                    .routing_oldest
+                    .set(oldest.map_or(0.0, |at| ((now_ms - at) as f64 / 1000.0).max(0.0)));
+            }
+            Err(error) => tracing::warn!(%error, "metrics: reading the routing queue failed"),
+        }
+        let connected = state.hub.connected_agents();
+        let agents: Result<Vec<(crate::ids::AgentId, crate::agents::Availability)>, _> =
+            sqlx::query_as("SELECT id, status FROM agents WHERE deactivated_at IS NULL")
+                .fetch_all(&state.db)
+                .await;
+        match agents {
+            Ok(agents) => {
+                let mut counts = [0i64; AGENT_STATUSES.len()];
+                for (id, status) in agents {
+                    if connected.contains(&id) {
+                        counts[match status {
+                            crate::agents::Availability::Online => 0,
+                            crate::agents::Availability::Away => 1,
+                            crate::agents::Availability::Offline => 2,
+                        }] += 1;
+                    }
+                }
+                for (status, count) in AGENT_STATUSES.into_iter().zip(counts) {
+                    scraped
+                        .agents
+                        .get_or_create(&StatusLabel { status })
+                        .set(count);
+                }
+            }
+            Err(error) => tracing::warn!(%error, "metrics: reading agents failed"),
+        }
     }
 
     pub fn render(&self) -> String {

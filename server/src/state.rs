@@ -55,6 +55,8 @@ pub struct Kefu {
     pub lan: Option<Arc<crate::lan::host::LanHost>>,
     /// Kefu Assist: the FAQ bot's settings, indexes and queue (`assist`).
     pub assist: Arc<crate::assist::Assist>,
+    /// The search indexer's backlog, for `/metrics` (see `search`).
+    pub indexer: Arc<crate::search::Indexer>,
 }
 
 impl Kefu {

@@ -5,6 +5,7 @@
 
 pub mod edge;
 pub mod extract;
+pub mod metrics_listener;
 pub mod public;
 pub mod serve;
 
@@ -93,8 +94,11 @@ fn router_for(state: AppState, listener: Listener) -> Router {
         .nest("/api/v1", api)
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
         .merge(crate::ui::routes());
+    // With a metrics listener of its own, `/metrics` is served only there.
+    if state.config.http.metrics_bind.is_none() {
+        app = app.route("/metrics", get(metrics));
+    }
     if lan {
         app = app.merge(crate::lan::routes::pairing_routes());
     }
@@ -165,6 +169,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
+    state.metrics.refresh(&state).await;
     (
         [(
             header::CONTENT_TYPE,

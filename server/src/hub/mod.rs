@@ -346,6 +346,11 @@ impl Hub {
         self.registry.read().by_agent.contains_key(&agent)
     }
 
+    /// The agents with at least one connection (for `/metrics`).
+    pub fn connected_agents(&self) -> std::collections::HashSet<AgentId> {
+        self.registry.read().by_agent.keys().copied().collect()
+    }
+
     /// Closes the connections of revoked sessions with 4401 (called only
     /// by `auth::sessions`, after the revocation committed and the auth
     /// cache forgot the tokens). Returns how many it closed.

@@ -26,7 +26,10 @@ pub mod backup;
 pub mod cli;
 pub mod client;
 pub mod doctor;
+pub mod export;
 pub mod manifest;
+pub mod notify;
+pub mod profile;
 pub mod restore;
 pub mod runtime;
 pub mod schedule;
@@ -100,14 +103,26 @@ pub fn parse_version(text: &str) -> Option<(u64, u64, u64)> {
 }
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/admin/backup", post(backup_now))
+    Router::new()
+        .route("/admin/backup", post(backup_now))
+        .merge(profile::routes())
 }
 
 /// Who asks for an operation: the local operator (the command line, with
 /// the token of `server.json`) or an admin agent.
-enum Operator {
+pub(crate) enum Operator {
     Local,
     Admin(crate::ids::AgentId),
+}
+
+impl Operator {
+    /// The audit log's actor: none for the local operator.
+    pub(crate) fn actor(&self) -> Option<crate::ids::AgentId> {
+        match self {
+            Operator::Local => None,
+            Operator::Admin(id) => Some(*id),
+        }
+    }
 }
 
 impl FromRequestParts<AppState> for Operator {
@@ -195,13 +210,9 @@ async fn backup_now(
         summary.duration_secs,
         summary.bytes,
     );
-    let actor = match operator {
-        Operator::Local => None,
-        Operator::Admin(id) => Some(id),
-    };
     crate::audit::record(
         &state.db,
-        actor,
+        operator.actor(),
         "backup.create",
         None,
         serde_json::json!({"path": summary.path, "bytes": summary.bytes}),

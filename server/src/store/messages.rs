@@ -516,6 +516,12 @@ impl MessageLog {
     pub fn is_writable(&self) -> bool {
         self.writable.load(Ordering::Acquire)
     }
+
+    /// Commands waiting for the writer thread (`limits.writer_queue` at
+    /// most; at the bound, senders wait): for `/metrics`.
+    pub fn queue_depth(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
 }
 
 impl Drop for MessageLog {

@@ -70,7 +70,7 @@ fn the_systemd_unit_verifies_cleanly() {
 }
 
 /// `KEY=value` settings of the Containerfile's ENV instruction.
-fn containerfile_env(text: &str) -> BTreeMap<String, String> {
+pub(crate) fn containerfile_env(text: &str) -> BTreeMap<String, String> {
     let mut env = BTreeMap::new();
     let mut in_env = false;
     for line in text.lines() {
@@ -94,7 +94,7 @@ fn containerfile_env(text: &str) -> BTreeMap<String, String> {
 
 /// The `environment:` map of compose.yaml's one service (flat
 /// `KEY: "value"` lines, as the file is written).
-fn compose_env(text: &str) -> BTreeMap<String, String> {
+pub(crate) fn compose_env(text: &str) -> BTreeMap<String, String> {
     let mut env = BTreeMap::new();
     let mut indent = None;
     for line in text.lines() {
