@@ -8,11 +8,12 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// At most this many characters (64 CJK characters are 192 bytes, within a
-/// 255-byte mDNS TXT string).
-pub const MAX_CHARS: usize = 64;
+/// At most this many bytes of UTF-8 (21 CJK characters): one DNS label,
+/// so the name fits the mDNS instance name's label (cut only to make room
+/// for the short device ID) and, with room to spare, a TXT string.
+pub const MAX_BYTES: usize = 63;
 
-/// A checked shop name: trimmed, 1–64 characters, nothing hidden.
+/// A checked shop name: trimmed, 1–63 bytes, nothing hidden.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ShopName(String);
 
@@ -21,7 +22,7 @@ pub struct ShopName(String);
 pub enum ShopNameError {
     #[error("the shop name is empty")]
     Empty,
-    #[error("the shop name is longer than {MAX_CHARS} characters")]
+    #[error("the shop name is longer than {MAX_BYTES} bytes")]
     TooLong,
     #[error("the shop name contains a control or invisible character")]
     Hidden,
@@ -50,13 +51,11 @@ impl FromStr for ShopName {
     type Err = ShopNameError;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        // Checked on the raw text first, so a huge input costs no more than
-        // its first MAX_CHARS + 1 characters after trimming.
         let text = text.trim();
         if text.is_empty() {
             return Err(ShopNameError::Empty);
         }
-        if text.chars().nth(MAX_CHARS).is_some() {
+        if text.len() > MAX_BYTES {
             return Err(ShopNameError::TooLong);
         }
         if text.chars().any(is_hidden) {
@@ -96,7 +95,8 @@ mod tests {
             "小林茶馆",
             "Café Ümit",
             "A",
-            &"字".repeat(64),
+            &"字".repeat(21),
+            &"x".repeat(63),
         ] {
             assert_eq!(name.parse::<ShopName>().expect(name).as_str(), name);
         }
@@ -118,7 +118,8 @@ mod tests {
         ] {
             assert_eq!(name.parse::<ShopName>(), Err(error), "{name:?}");
         }
-        assert_eq!("字".repeat(65).parse::<ShopName>(), Err(TooLong));
+        assert_eq!("字".repeat(22).parse::<ShopName>(), Err(TooLong));
+        assert_eq!("x".repeat(64).parse::<ShopName>(), Err(TooLong));
         assert_eq!("x".repeat(1_000_000).parse::<ShopName>(), Err(TooLong));
     }
 }

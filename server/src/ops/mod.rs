@@ -105,7 +105,7 @@ pub fn routes() -> Router<AppState> {
 
 /// Who asks for an operation: the local operator (the command line, with
 /// the token of `server.json`) or an admin agent.
-enum Operator {
+pub(crate) enum Operator {
     Local,
     Admin(crate::ids::AgentId),
 }
