@@ -80,7 +80,20 @@ impl Serialize for ShopName {
 impl<'de> Deserialize<'de> for ShopName {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
-        text.parse().map_err(serde::de::Error::custom)
+        match text.parse() {
+            // A name stored before the limit was 63 bytes (it was 64
+            // characters) is cut at a character boundary rather than
+            // making `state.json` unreadable.
+            Err(ShopNameError::TooLong) => {
+                let text = text.trim();
+                let mut end = MAX_BYTES;
+                while !text.is_char_boundary(end) {
+                    end -= 1;
+                }
+                text[..end].parse().map_err(serde::de::Error::custom)
+            }
+            parsed => parsed.map_err(serde::de::Error::custom),
+        }
     }
 }
 
@@ -121,5 +134,16 @@ mod tests {
         assert_eq!("字".repeat(22).parse::<ShopName>(), Err(TooLong));
         assert_eq!("x".repeat(64).parse::<ShopName>(), Err(TooLong));
         assert_eq!("x".repeat(1_000_000).parse::<ShopName>(), Err(TooLong));
+    }
+
+    #[test]
+    fn a_longer_stored_name_is_cut_not_refused() {
+        let stored = serde_json::json!("字".repeat(30));
+        let name: ShopName = serde_json::from_value(stored).expect("cut");
+        assert_eq!(name.as_str(), "字".repeat(21));
+        let hidden = serde_json::json!("Tea\u{7}");
+        assert!(serde_json::from_value::<ShopName>(hidden).is_err());
+        let hidden = serde_json::json!(format!("\u{7}{}", "x".repeat(70)));
+        assert!(serde_json::from_value::<ShopName>(hidden).is_err());
     }
 }
