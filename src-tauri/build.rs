@@ -25,6 +25,7 @@ const COMMANDS: &[&str] = &[
     "notify",
     "open_external",
     "lan_info",
+    "lan_discover",
     "lan_host",
     "lan_stop_hosting",
     "lan_join",

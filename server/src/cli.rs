@@ -209,6 +209,17 @@ enum LanCommand {
         #[arg(long, value_name = "FILE", env = "KEFU_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Set the shop's name announced over mDNS (1-63 bytes): a running
+    /// server on DATA_DIR re-announces it at once; otherwise it is kept in
+    /// DATA_DIR/lan/state.json for the next start.
+    ShopName {
+        #[arg(value_name = "NAME")]
+        name: String,
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        #[arg(long, value_name = "FILE", env = "KEFU_CONFIG")]
+        config: Option<PathBuf>,
+    },
     /// As a peer: connect to the pinned host, checking its key, and print
     /// this device's status there.
     Check {
@@ -448,6 +459,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let config = Config::load(config.as_deref(), &overrides).map_err(anyhow::Error::msg)?;
             crate::lan::cli::link(&config, address).await
         }
+        Command::Lan {
+            command:
+                LanCommand::ShopName {
+                    name,
+                    data_dir,
+                    config,
+                },
+        } => crate::lan::cli::shop_name(load(config, data_dir)?, name).await,
         Command::Lan {
             command: LanCommand::Check { data_dir, config },
         } => {

@@ -35,6 +35,7 @@ test("desktop app: first start, chat with a visitor, single instance, keyring si
     KEFU_DESKTOP_DATA_DIR: join(home, "data"),
     KEFU_DESKTOP_CONFIG_DIR: join(home, "config"),
     KEFU_DESKTOP_PORT: String(port),
+    KEFU_DESKTOP_MDNS_BROWSE: "off",
     LANG: "en_US.UTF-8",
   };
   const driver = await startDriver(env);

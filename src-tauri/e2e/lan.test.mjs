@@ -68,6 +68,8 @@ test("desktop LAN: promote A to host, B pairs from its first start, approved on 
     KEFU_DESKTOP_DATA_DIR: join(home, "a-data"),
     KEFU_DESKTOP_CONFIG_DIR: join(home, "a-config"),
     KEFU_DESKTOP_PORT: String(portA),
+    // No mDNS on this machine's interfaces from a test (docs/LAN.md).
+    KEFU_DESKTOP_MDNS_BROWSE: "off",
     LANG: "en_US.UTF-8",
   };
   const bus = await privateBus();
@@ -76,6 +78,7 @@ test("desktop LAN: promote A to host, B pairs from its first start, approved on 
     KEFU_DESKTOP_CONFIG_DIR: join(home, "b-config"),
     KEFU_DESKTOP_PORT: String(portB),
     DBUS_SESSION_BUS_ADDRESS: bus.address,
+    KEFU_DESKTOP_MDNS_BROWSE: "off",
     LANG: "en_US.UTF-8",
   };
   mkdirSync(envB.KEFU_DESKTOP_CONFIG_DIR, { recursive: true });

@@ -244,6 +244,22 @@ pub async fn lan_info(shell: State<'_, Arc<Shell>>) -> Result<LanInfo> {
     })
 }
 
+/// The join screen: the shop hosts found over mDNS (a hint; pairing still
+/// goes through the code). `active: false` stops looking (the screen
+/// closed); the browser also stops by itself when no longer asked.
+#[tauri::command]
+pub async fn lan_discover(
+    shell: State<'_, Arc<Shell>>,
+    active: bool,
+) -> Result<Vec<lan::FoundHost>> {
+    if !active {
+        shell.discovery.stop().await;
+        return Ok(Vec::new());
+    }
+    let (device_id, _, _) = lan::identity_and_state(&shell.dirs.data).await?;
+    shell.discovery.found(&device_id)
+}
+
 /// Saves the LAN preferences and restarts the server; on failure the
 /// previous ones are put back (and the server restarted with them).
 async fn apply_lan(app: &AppHandle, shell: &Arc<Shell>, lan: crate::prefs::LanPrefs) -> Result<()> {

@@ -1,7 +1,8 @@
 //! Settings → LAN on the desktop (docs/LAN.md, docs/DESKTOP.md): make this
 //! computer the shop's host, join a shop's host as a peer (pairing, with
 //! the code both screens show), leave it; and the link's state for the
-//! window and the tray. Everything goes through the server library
+//! window and the tray; the shop hosts found over mDNS while the join
+//! screen is open ([`Discovery`]). Everything goes through the server library
 //! (`kefu_server::lan`): identity, state file, pairing client. No SQL and
 //! no protocol here; the host's device list is the page's, over the API.
 
@@ -11,6 +12,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kefu_server::lan::client::{self, PairingProgress};
+use kefu_server::lan::config::MdnsConfig;
+use kefu_server::lan::discovery::Browser;
+use kefu_server::lan::discovery::table::DiscoveredHost;
 use kefu_server::lan::identity::MAX_NAMES;
 use kefu_server::lan::pairing::{PairingCode, PairingLink};
 use kefu_server::lan::peer::link::LinkStatus;
@@ -241,6 +245,124 @@ pub async fn become_solo(data_dir: &Path) -> Result<(), String> {
     .map_err(|e| e.to_string())?
 }
 
+/// How long the mDNS browser keeps running after the page last asked for
+/// the list (the join screen asks every few seconds while it is open).
+const DISCOVERY_IDLE: Duration = Duration::from_secs(30);
+/// How often the idle check runs.
+const DISCOVERY_CHECK: Duration = Duration::from_secs(5);
+
+/// A shop host found over mDNS, as the join screen lists it. A hint, never
+/// trust: picking one fills in its pairing link (address and announced
+/// device ID), and pairing still goes through the code both screens show.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FoundHost {
+    pub shop: Option<String>,
+    /// The first announced address (IPv4 first), `IP:PORT`.
+    pub address: String,
+    pub addresses: Vec<String>,
+    /// Grouped for people (`7QK4-…`).
+    pub device_id: String,
+    pub short_id: String,
+    pub term: u64,
+    /// `kefu://pair?host=ADDRESS&id=DEVICE_ID`, what picking it fills in.
+    pub link: String,
+}
+
+/// The list the page shows: usable entries only (an address to reach),
+/// never this computer itself, by shop name then device ID.
+pub fn found_hosts(hosts: Vec<DiscoveredHost>, own: &DeviceId) -> Vec<FoundHost> {
+    let mut found: Vec<FoundHost> = hosts
+        .into_iter()
+        .filter(|host| host.device_id != *own)
+        .filter_map(|host| {
+            let first = host.addresses.first()?.clone();
+            Some(FoundHost {
+                shop: host.shop.map(|shop| shop.to_string()),
+                address: first.to_string(),
+                addresses: host.addresses.iter().map(ToString::to_string).collect(),
+                device_id: host.device_id.to_string(),
+                short_id: host.device_id.short(),
+                term: host.term,
+                link: PairingLink {
+                    host: first,
+                    device_id: host.device_id,
+                }
+                .to_string(),
+            })
+        })
+        .collect();
+    found.sort_by(|a, b| (&a.shop, &a.device_id).cmp(&(&b.shop, &b.device_id)));
+    found
+}
+
+/// Browsing for shop hosts (`_kefu._tcp`, the library's bounded browser),
+/// only while the join screen asks: started on the first ask, stopped when
+/// the page says so or has not asked for [`DISCOVERY_IDLE`].
+#[derive(Default)]
+pub struct Discovery {
+    running: Mutex<Option<Browsing>>,
+}
+
+struct Browsing {
+    browser: Browser,
+    last_asked: std::time::Instant,
+}
+
+impl Discovery {
+    /// The hosts found so far, starting the browser on first use (on every
+    /// interface but loopback, whatever the hosting preferences say: the
+    /// person asked to look).
+    /// `KEFU_DESKTOP_MDNS_BROWSE=off` (the desktop e2e: no mDNS on the
+    /// machine's interfaces from a test) lists nothing and sends nothing.
+    pub fn found(self: &Arc<Self>, own: &DeviceId) -> Result<Vec<FoundHost>, String> {
+        if std::env::var("KEFU_DESKTOP_MDNS_BROWSE").is_ok_and(|v| v == "off") {
+            return Ok(Vec::new());
+        }
+        let mut running = self.running.lock();
+        if running.is_none() {
+            let config = MdnsConfig {
+                enabled: true,
+                ..MdnsConfig::default()
+            };
+            let browser = Browser::start(&config).map_err(|e| e.to_string())?;
+            *running = Some(Browsing {
+                browser,
+                last_asked: std::time::Instant::now(),
+            });
+            tauri::async_runtime::spawn(Arc::clone(self).stop_when_idle());
+        }
+        let browsing = running.as_mut().expect("started above");
+        browsing.last_asked = std::time::Instant::now();
+        Ok(found_hosts(browsing.browser.hosts(), own))
+    }
+
+    /// Stops browsing (the daemon says nothing more on the LAN).
+    pub async fn stop(&self) {
+        let browsing = self.running.lock().take();
+        if let Some(browsing) = browsing {
+            browsing.browser.shutdown().await;
+        }
+    }
+
+    async fn stop_when_idle(self: Arc<Self>) {
+        loop {
+            tokio::time::sleep(DISCOVERY_CHECK).await;
+            let idle = {
+                let mut running = self.running.lock();
+                match running.as_ref() {
+                    None => return,
+                    Some(b) if b.last_asked.elapsed() >= DISCOVERY_IDLE => running.take(),
+                    Some(_) => None,
+                }
+            };
+            if let Some(browsing) = idle {
+                browsing.browser.shutdown().await;
+                return;
+            }
+        }
+    }
+}
+
 /// The tray's line about the LAN (en or zh-CN).
 pub fn tray_line(role: &str, link: Option<&LinkStatus>, zh: bool) -> String {
     use kefu_server::lan::peer::link::LinkState;
@@ -331,6 +453,52 @@ mod tests {
             "Hosting the shop on the LAN"
         );
         assert_eq!(tray_line("solo", None, true), "本机单独使用");
+    }
+
+    #[test]
+    fn found_hosts_are_listed_with_their_link_never_this_computer() {
+        let own = DeviceId::from_bytes([1; 32]);
+        let other = DeviceId::from_bytes([2; 32]);
+        let third = DeviceId::from_bytes([3; 32]);
+        let host = |id: DeviceId, shop: Option<&str>, addresses: &[&str]| DiscoveredHost {
+            instance: format!(
+                "{} ({})._kefu._tcp.local.",
+                shop.unwrap_or("Kefu"),
+                id.short()
+            ),
+            device_id: id,
+            shop: shop.map(|s| s.parse().unwrap()),
+            term: 3,
+            addresses: addresses.iter().map(|a| a.parse().unwrap()).collect(),
+            last_seen: std::time::Instant::now(),
+        };
+        let found = found_hosts(
+            vec![
+                host(third, Some("茶馆"), &["192.168.1.30:5339"]),
+                host(own, Some("Mine"), &["192.168.1.10:5339"]),
+                host(
+                    other,
+                    Some("Bakery"),
+                    &["192.168.1.20:5339", "[fd00::20]:5339"],
+                ),
+                host(DeviceId::from_bytes([4; 32]), None, &[]),
+            ],
+            &own,
+        );
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert_eq!(found[0].shop.as_deref(), Some("Bakery"));
+        assert_eq!(found[0].address, "192.168.1.20:5339");
+        assert_eq!(found[0].addresses.len(), 2);
+        assert_eq!(found[0].device_id, other.to_string());
+        assert!(found[0].device_id.contains('-'), "grouped for people");
+        assert_eq!(found[0].short_id, other.short());
+        assert_eq!(found[0].term, 3);
+        // Picking it fills in a link the join command takes, pinning the
+        // announced ID (pairing still shows the code on both screens).
+        let (address, pinned) = join_target(&found[0].link).unwrap();
+        assert_eq!(address.to_string(), "192.168.1.20:5339");
+        assert_eq!(pinned, Some(other));
+        assert_eq!(found[1].shop.as_deref(), Some("茶馆"));
     }
 
     #[test]

@@ -40,6 +40,8 @@ pub struct Shell {
     pub server: Mutex<Option<Embedded>>,
     /// Joining a host (Settings → LAN), one pairing at a time.
     pub pairing: Arc<Pairing>,
+    /// Shop hosts found over mDNS, while the join screen is open.
+    pub discovery: Arc<crate::lan::Discovery>,
     /// Role changes restart the embedded server one at a time.
     pub restarting: tokio::sync::Mutex<()>,
     /// On a peer: the task passing the link's changes to the tray and page.
@@ -173,6 +175,7 @@ pub fn run() -> anyhow::Result<()> {
             commands::notify,
             commands::open_external,
             commands::lan_info,
+            commands::lan_discover,
             commands::lan_host,
             commands::lan_stop_hosting,
             commands::lan_join,
@@ -204,6 +207,7 @@ pub fn run() -> anyhow::Result<()> {
                 status: Mutex::new(status),
                 server: Mutex::new(running),
                 pairing: Arc::new(Pairing::default()),
+                discovery: Arc::new(crate::lan::Discovery::default()),
                 restarting: tokio::sync::Mutex::new(()),
                 link_watch: Mutex::new(None),
                 unread: Mutex::new(Unread::default()),

@@ -1,5 +1,5 @@
 //! `kefu-server lan pair` and `lan check`: the peer's side on the command
-//! line. What to read goes to stdout (the code, the result), the running
+//! line; `lan link` and `lan shop-name`: the host's. What to read goes to stdout (the code, the result), the running
 //! commentary to stderr.
 
 use std::path::PathBuf;
@@ -13,6 +13,7 @@ use super::client::{self, ClientError, DeviceClient, PairingProgress};
 use super::device_id::DeviceId;
 use super::identity::Identity;
 use super::pairing::PairingCode;
+use super::shop_name::ShopName;
 use super::state::{LanStateFile, Role};
 use super::tls::ServerTrust;
 
@@ -145,6 +146,53 @@ pub async fn check(data_dir: PathBuf) -> anyhow::Result<()> {
         host.address,
         status["status"].as_str().unwrap_or("unknown")
     );
+    Ok(())
+}
+
+/// `lan shop-name NAME`: through the running server when there is one
+/// (`PUT /api/v1/lan/shop` with the operator token, so it is announced at
+/// once), else straight into `state.json` for the next start. Audited
+/// either way.
+pub async fn shop_name(config: crate::config::Config, name: String) -> anyhow::Result<()> {
+    let name: ShopName = name.parse()?;
+    let data_dir = config.data_dir.clone();
+    if crate::ops::runtime::server_running(&data_dir)? {
+        let server = crate::ops::runtime::running_server(&data_dir)?;
+        let answer = crate::ops::client::rename_shop(&server, name.as_str()).await?;
+        let announced = answer["announced"].as_bool().unwrap_or(false);
+        println!(
+            "shop name set to {name}{}",
+            if announced {
+                " (announced over mDNS now)"
+            } else {
+                " (this server does not announce over mDNS)"
+            }
+        );
+        return Ok(());
+    }
+    let stored = name.clone();
+    let dir = data_dir.clone();
+    let before = tokio::task::spawn_blocking(move || {
+        let mut state = LanStateFile::open(&dir)?;
+        let before = state.state().shop_name.clone();
+        state.update(|s| s.shop_name = Some(stored))?;
+        anyhow::Ok(before)
+    })
+    .await??;
+    let db = crate::store::db::open(&data_dir).await?;
+    let audited = crate::audit::record(
+        &db,
+        None,
+        "lan.shop.rename",
+        None,
+        serde_json::json!({"from": before, "to": name, "via": "cli"}),
+    )
+    .await;
+    db.close().await;
+    if let Err(error) = audited {
+        eprintln!("warning: could not write the audit log: {error}");
+    }
+    println!("shop name set to {name} (no server is running: announced at its next start)");
     Ok(())
 }
 

@@ -45,6 +45,7 @@ use super::discovery::Advertiser;
 use super::discovery::txt::Announcement;
 use super::identity::Identity;
 use super::pairing::HostPairing;
+use super::shop_name::ShopName;
 use super::state::{HistoryId, LanStateFile, Role};
 use super::tls::{self, PeerKey};
 use crate::config::Config;
@@ -74,7 +75,11 @@ pub struct LanHost {
     pub term: u64,
     pub history_id: HistoryId,
     pub role: Role,
-    pub shop_name: Option<String>,
+    /// The shop's name as announced; changed by [`LanHost::rename_shop`].
+    shop_name: Mutex<Option<ShopName>>,
+    /// Serialises changes to `state.json` made while hosting.
+    state_writes: tokio::sync::Mutex<()>,
+    data_dir: std::path::PathBuf,
     /// `lan.browsers`: clients without a certificate get the workstation.
     pub browsers: bool,
     pub devices: Devices,
@@ -132,7 +137,9 @@ impl LanHost {
             term: state.term,
             history_id: state.history_id,
             role: state.role,
-            shop_name: state.shop_name.as_ref().map(|s| s.as_str().to_owned()),
+            shop_name: Mutex::new(state.shop_name.clone()),
+            state_writes: tokio::sync::Mutex::new(()),
+            data_dir: config.data_dir.clone(),
             browsers: config.lan.browsers,
             devices,
             connections: Arc::new(Connections::default()),
@@ -186,6 +193,50 @@ impl LanHost {
         if let Some(advertiser) = advertiser {
             advertiser.shutdown().await;
         }
+    }
+
+    /// The shop's name as announced now.
+    pub fn shop_name(&self) -> Option<ShopName> {
+        self.shop_name.lock().clone()
+    }
+
+    /// Renames the shop on a running host: written durably to
+    /// `state.json` first (so a restart keeps it), then announced over
+    /// mDNS at once (the instance is re-registered under the new name;
+    /// the old one says goodbye). Returns whether mDNS announced it.
+    pub async fn rename_shop(&self, name: ShopName) -> anyhow::Result<bool> {
+        let _writing = self.state_writes.lock().await;
+        let data_dir = self.data_dir.clone();
+        let stored = name.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut state = LanStateFile::open(&data_dir)?;
+            state.update(|s| s.shop_name = Some(stored))?;
+            anyhow::Ok(())
+        })
+        .await??;
+        *self.shop_name.lock() = Some(name.clone());
+        let mut advertiser = self.advertiser.lock();
+        let Some(advertiser) = advertiser.as_mut() else {
+            return Ok(false);
+        };
+        let announcement = Announcement {
+            device_id: self.identity.device_id(),
+            shop: Some(name),
+            term: self.term,
+            role: Role::Host,
+        };
+        match advertiser.update(&announcement) {
+            Ok(()) => Ok(true),
+            Err(error) => {
+                tracing::warn!(%error, "cannot announce the new shop name over mDNS");
+                Ok(false)
+            }
+        }
+    }
+
+    /// Whether the host is announced over mDNS now.
+    pub fn announcing(&self) -> bool {
+        self.advertiser.lock().is_some()
     }
 
     /// Spends one pairing start of `ip`'s budget.

@@ -15,7 +15,8 @@
 //! only): the host's device ID, term and history, which a peer's relay
 //! checks (`lan::peer::link`) before it relays anything.
 //!
-//! **Admin** (`/api/v1/lan/…`, every listener): status, the device list,
+//! **Admin** (`/api/v1/lan/…`, every listener): status, the shop's name
+//! (`PUT /lan/shop`, re-announced over mDNS at once), the device list,
 //! approve (with the code the device shows), rename, revoke (closes the
 //! device's connections at once), delete. Admins only (403 for agents;
 //! a visitor token gets 404, as if the routes did not exist); every change
@@ -24,7 +25,7 @@
 use axum::extract::{FromRequestParts, Path, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
-use axum::routing::{get, patch, post};
+use axum::routing::{get, patch, post, put};
 use axum::{Extension, Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -33,6 +34,7 @@ use super::device_id::DeviceId;
 use super::devices::{DeviceStatus, check_name};
 use super::host::{LanHost, LanPeer, OpenPairing};
 use super::pairing::{HostPairing, Nonce};
+use super::shop_name::ShopName;
 use crate::agents::{Agent, Role};
 use crate::auth::{AdminAuth, Principal};
 use crate::error::{ApiError, ApiResult};
@@ -52,6 +54,7 @@ pub fn pairing_routes() -> Router<AppState> {
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/lan/status", get(status))
+        .route("/lan/shop", put(rename_shop))
         .route("/lan/devices", get(list))
         .route("/lan/devices/{id}", patch(rename).delete(delete))
         .route("/lan/devices/{id}/approve", post(approve))
@@ -76,6 +79,31 @@ impl FromRequestParts<AppState> for LanAdmin {
         let AdminAuth(agent) = AdminAuth::from_request_parts(parts, state).await?;
         debug_assert_eq!(agent.role, Role::Admin);
         Ok(LanAdmin(agent))
+    }
+}
+
+/// An admin or the local operator (`crate::ops::Operator`); a visitor
+/// token is answered as if the route did not exist. `None`: the operator.
+pub struct LanOperator(pub Option<crate::ids::AgentId>);
+
+impl FromRequestParts<AppState> for LanOperator {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        if let Some(token) = crate::auth::bearer(&parts.headers)
+            && let Some(Principal::Visitor(_)) = crate::auth::resolve_token(state, token).await?
+        {
+            return Err(ApiError::NotFound("no such route".into()));
+        }
+        Ok(
+            match crate::ops::Operator::from_request_parts(parts, state).await? {
+                crate::ops::Operator::Local => LanOperator(None),
+                crate::ops::Operator::Admin(id) => LanOperator(Some(id)),
+            },
+        )
     }
 }
 
@@ -140,7 +168,7 @@ async fn pair_start(
         "host_device_id": host.identity.device_id(),
         "term": host.term,
         "history_id": host.history_id,
-        "shop_name": host.shop_name,
+        "shop_name": host.shop_name(),
     })))
 }
 
@@ -214,7 +242,7 @@ async fn hello(
         "device_id": key.device_id,
         "term": host.term,
         "history_id": host.history_id,
-        "shop_name": host.shop_name,
+        "shop_name": host.shop_name(),
     })))
 }
 
@@ -227,6 +255,8 @@ async fn status(State(state): State<AppState>, LanAdmin(_): LanAdmin) -> ApiResu
             "history_id": null,
             "device_id": null,
             "listening": null,
+            "shop_name": null,
+            "announced": false,
             "pairing_links": null,
             "devices": null,
         })));
@@ -240,6 +270,8 @@ async fn status(State(state): State<AppState>, LanAdmin(_): LanAdmin) -> ApiResu
         "short_id": host.identity.device_id().short(),
         "certificate_sha256": hex::encode(host.identity.certificate_sha256()),
         "listening": host.listening.to_string(),
+        "shop_name": host.shop_name(),
+        "announced": host.announcing(),
         "pairing_links": super::host::pairing_links(host, &state.config.lan.names),
         "browsers": host.browsers,
         "devices": host.devices.counts(&state.db).await?,
@@ -330,4 +362,43 @@ async fn delete(
     host.devices.delete(&state.db, &device, admin.id).await?;
     host.connections.revoke(&device);
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ShopBody {
+    name: String,
+}
+
+/// `PUT /api/v1/lan/shop` `{"name"}`: renames the shop on the running
+/// host (kept in `state.json`, announced over mDNS at once), audited.
+/// Admins, or the local operator (`kefu-server lan shop-name` against the
+/// running server, with the token of `server.json`, from loopback only).
+async fn rename_shop(
+    State(state): State<AppState>,
+    operator: LanOperator,
+    ApiJson(body): ApiJson<ShopBody>,
+) -> ApiResult<Json<Value>> {
+    let host = hosting(&state)?;
+    let name: ShopName = body
+        .name
+        .parse()
+        .map_err(|e: super::shop_name::ShopNameError| {
+            ApiError::bad_request(e.to_string()).in_field("name")
+        })?;
+    let before = host.shop_name();
+    let announced = host
+        .rename_shop(name.clone())
+        .await
+        .map_err(ApiError::Internal)?;
+    crate::audit::record(
+        &state.db,
+        operator.0,
+        "lan.shop.rename",
+        None,
+        json!({"from": before, "to": name, "via": if operator.0.is_some() { "api" } else { "cli" }}),
+    )
+    .await?;
+    tracing::info!(announced, "LAN shop renamed");
+    Ok(Json(json!({"shop_name": name, "announced": announced})))
 }

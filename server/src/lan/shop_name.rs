@@ -8,11 +8,12 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// At most this many characters (64 CJK characters are 192 bytes, within a
-/// 255-byte mDNS TXT string).
-pub const MAX_CHARS: usize = 64;
+/// At most this many bytes of UTF-8 (21 CJK characters): one DNS label,
+/// so the name fits the mDNS instance name's label (cut only to make room
+/// for the short device ID) and, with room to spare, a TXT string.
+pub const MAX_BYTES: usize = 63;
 
-/// A checked shop name: trimmed, 1–64 characters, nothing hidden.
+/// A checked shop name: trimmed, 1–63 bytes, nothing hidden.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ShopName(String);
 
@@ -21,7 +22,7 @@ pub struct ShopName(String);
 pub enum ShopNameError {
     #[error("the shop name is empty")]
     Empty,
-    #[error("the shop name is longer than {MAX_CHARS} characters")]
+    #[error("the shop name is longer than {MAX_BYTES} bytes")]
     TooLong,
     #[error("the shop name contains a control or invisible character")]
     Hidden,
@@ -50,13 +51,11 @@ impl FromStr for ShopName {
     type Err = ShopNameError;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        // Checked on the raw text first, so a huge input costs no more than
-        // its first MAX_CHARS + 1 characters after trimming.
         let text = text.trim();
         if text.is_empty() {
             return Err(ShopNameError::Empty);
         }
-        if text.chars().nth(MAX_CHARS).is_some() {
+        if text.len() > MAX_BYTES {
             return Err(ShopNameError::TooLong);
         }
         if text.chars().any(is_hidden) {
@@ -81,7 +80,20 @@ impl Serialize for ShopName {
 impl<'de> Deserialize<'de> for ShopName {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
-        text.parse().map_err(serde::de::Error::custom)
+        match text.parse() {
+            // A name stored before the limit was 63 bytes (it was 64
+            // characters) is cut at a character boundary rather than
+            // making `state.json` unreadable.
+            Err(ShopNameError::TooLong) => {
+                let text = text.trim();
+                let mut end = MAX_BYTES;
+                while !text.is_char_boundary(end) {
+                    end -= 1;
+                }
+                text[..end].parse().map_err(serde::de::Error::custom)
+            }
+            parsed => parsed.map_err(serde::de::Error::custom),
+        }
     }
 }
 
@@ -96,7 +108,8 @@ mod tests {
             "小林茶馆",
             "Café Ümit",
             "A",
-            &"字".repeat(64),
+            &"字".repeat(21),
+            &"x".repeat(63),
         ] {
             assert_eq!(name.parse::<ShopName>().expect(name).as_str(), name);
         }
@@ -118,7 +131,19 @@ mod tests {
         ] {
             assert_eq!(name.parse::<ShopName>(), Err(error), "{name:?}");
         }
-        assert_eq!("字".repeat(65).parse::<ShopName>(), Err(TooLong));
+        assert_eq!("字".repeat(22).parse::<ShopName>(), Err(TooLong));
+        assert_eq!("x".repeat(64).parse::<ShopName>(), Err(TooLong));
         assert_eq!("x".repeat(1_000_000).parse::<ShopName>(), Err(TooLong));
+    }
+
+    #[test]
+    fn a_longer_stored_name_is_cut_not_refused() {
+        let stored = serde_json::json!("字".repeat(30));
+        let name: ShopName = serde_json::from_value(stored).expect("cut");
+        assert_eq!(name.as_str(), "字".repeat(21));
+        let hidden = serde_json::json!("Tea\u{7}");
+        assert!(serde_json::from_value::<ShopName>(hidden).is_err());
+        let hidden = serde_json::json!(format!("\u{7}{}", "x".repeat(70)));
+        assert!(serde_json::from_value::<ShopName>(hidden).is_err());
     }
 }

@@ -1,5 +1,5 @@
-//! The command line as a client of its own server: `backup` against a
-//! running server, and `healthcheck`. Plain HTTP to this machine, never
+//! The command line as a client of its own server: `backup` and `lan
+//! shop-name` against a running server, and `healthcheck`. Plain HTTP to this machine, never
 //! through a proxy (an `HTTP_PROXY` in the environment would otherwise
 //! receive the operator token). The token goes in the `Authorization`
 //! header only.
@@ -47,6 +47,34 @@ pub async fn request_backup(server: &RuntimeInfo, to: &Path) -> anyhow::Result<S
         .unwrap_or("no error message")
         .to_owned();
     anyhow::bail!("the server refused the backup ({status}): {message}")
+}
+
+/// Asks the running server to rename the shop (`PUT /api/v1/lan/shop`);
+/// its answer, `{"shop_name", "announced"}`.
+pub async fn rename_shop(server: &RuntimeInfo, name: &str) -> anyhow::Result<serde_json::Value> {
+    let url = format!("http://{}/api/v1/lan/shop", server.local_addr());
+    let response = client(Some(Duration::from_secs(30)))?
+        .put(url)
+        .bearer_auth(&server.ops_token)
+        .json(&serde_json::json!({ "name": name }))
+        .send()
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot reach the server (pid {}) at {}: {e}",
+                server.pid,
+                server.local_addr()
+            )
+        })?;
+    let status = response.status();
+    let body: serde_json::Value = response.json().await.unwrap_or_default();
+    if status.is_success() {
+        return Ok(body);
+    }
+    let message = body["error"]["message"]
+        .as_str()
+        .unwrap_or("no error message");
+    anyhow::bail!("the server refused the shop name ({status}): {message}")
 }
 
 /// `GET url`; Ok when it answers 2xx within `timeout`.

@@ -356,4 +356,39 @@ fn a_server_started_with_lan_bind_announces_itself_as_host() {
     assert_eq!(entry["device_id"], identity.device_id().to_string());
     assert_eq!(entry["term"], 1);
     assert_eq!(entry["addresses"], serde_json::json!(["10.231.0.1:5339"]));
+    assert_eq!(entry["shop"], serde_json::Value::Null);
+
+    // Renamed on the running host (`lan shop-name` reaches it with its
+    // operator token, inside its namespace): the TXT record says so at once.
+    let output = Command::new("ip")
+        .args(["netns", "exec", &ns.names[0]])
+        .arg(env!("CARGO_BIN_EXE_kefu-server-under-test"))
+        .args(["lan", "shop-name", "小林茶馆", "--data-dir"])
+        .arg(data_dir.path())
+        .output()
+        .expect("lan shop-name");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("announced over mDNS now"),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    let id = identity.device_id().to_string();
+    let renamed = browser.until(
+        "the new shop name in the TXT record",
+        |_| {},
+        |v| host_with(v, &id).is_some_and(|h| h["shop"] == "小林茶馆"),
+    );
+    let entry = host_with(&renamed, &id).expect("entry");
+    assert!(
+        entry["instance"]
+            .as_str()
+            .expect("instance")
+            .starts_with("小林茶馆 ("),
+        "{entry}"
+    );
 }

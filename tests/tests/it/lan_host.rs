@@ -33,7 +33,7 @@ const HOST_IP: &str = "127.0.0.2";
 const PEER_IP: &str = "127.0.0.3";
 const OTHER_IP: &str = "127.0.0.4";
 
-fn kefu() -> Command {
+pub(crate) fn kefu() -> Command {
     Command::new(kefu_tests::server_bin(env!(
         "CARGO_BIN_EXE_kefu-server-under-test"
     )))
@@ -48,13 +48,13 @@ fn free_port(ip: &str) -> u16 {
 }
 
 /// A host process: `serve --bind 127.0.0.2:P --lan-bind 127.0.0.2:Q`.
-struct Host {
+pub(crate) struct Host {
     child: Child,
-    dir: tempfile::TempDir,
+    pub(crate) dir: tempfile::TempDir,
     http: SocketAddr,
     lan: SocketAddr,
     reqwest: reqwest::Client,
-    admin: String,
+    pub(crate) admin: String,
 }
 
 impl Drop for Host {
@@ -94,7 +94,7 @@ async fn ready(http: SocketAddr) {
 }
 
 impl Host {
-    async fn start() -> Host {
+    pub(crate) async fn start() -> Host {
         let dir = tempfile::tempdir().expect("tempdir");
         let output = kefu()
             .args(["admin", "create", "--data-dir"])
@@ -125,14 +125,14 @@ impl Host {
 
     /// Stops the process (SIGKILL is enough here) and starts it again on
     /// the same data dir and addresses.
-    async fn restart(&mut self) {
+    pub(crate) async fn restart(&mut self) {
         self.stop();
         self.child = spawn_host(self.dir.path(), self.http, self.lan);
         ready(self.http).await;
         self.admin = self.login("owner", "owner-password").await;
     }
 
-    fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -151,7 +151,7 @@ impl Host {
     }
 
     /// An agent (not an admin), logged in.
-    async fn agent(&self, username: &str) -> String {
+    pub(crate) async fn agent(&self, username: &str) -> String {
         let (status, body) = self
             .call(
                 Method::POST,
@@ -165,7 +165,7 @@ impl Host {
     }
 
     /// A request over the loopback listener (plain HTTP).
-    async fn call(
+    pub(crate) async fn call(
         &self,
         method: Method,
         path: &str,
@@ -198,7 +198,7 @@ impl Host {
             .device_id()
     }
 
-    fn state(&self) -> Value {
+    pub(crate) fn state(&self) -> Value {
         read_state(self.dir.path())
     }
 

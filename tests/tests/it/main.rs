@@ -22,6 +22,7 @@ mod lan_discovery;
 mod lan_host;
 mod lan_netns;
 mod lan_peer;
+mod lan_shop;
 mod lan_state;
 mod lan_tls;
 mod metrics_lint;

@@ -91,6 +91,8 @@ export interface DesktopEvent {
   target: string;
 }
 
+import type { FoundHost } from "./found";
+
 export const desktop = {
   config: () => invoke<DesktopConfig>("desktop_config"),
   setupOwner: (owner: { username: string; password: string; display_name: string | null }) =>
@@ -105,6 +107,8 @@ export const desktop = {
   notify: (event: DesktopEvent, locale: Locale) => invoke<string>("notify", { event, zh: locale === "zh-CN" }),
   openExternal: (url: string) => invoke<void>("open_external", { url }),
   lanInfo: () => invoke<LanInfo>("lan_info"),
+  /** Shop hosts found over mDNS; `false` stops looking (found.ts). */
+  lanDiscover: (active: boolean) => invoke<FoundHost[]>("lan_discover", { active }),
   lanHost: (bind: string, mdns: boolean, shopName: string | null) =>
     invoke<void>("lan_host", { bind, mdns, shopName }),
   lanStopHosting: () => invoke<void>("lan_stop_hosting"),
