@@ -298,6 +298,7 @@ async fn open_state(
                 starts.mark(messages);
                 // After `starts`: the bot waits for a start it is handed.
                 assist.mark(messages);
+                assist.watcher.mark(messages);
             },
         )
     };
@@ -349,6 +350,9 @@ async fn open_state(
         .await
         .context("loading the chats the Assist bot holds")?;
     tokio::spawn(assist::bot::run(Arc::clone(&state)));
+    // Intents and urgency (assist/trainer.rs, assist/insight.rs).
+    assist::trainer::spawn(Arc::clone(&state));
+    tokio::spawn(assist::insight::run(Arc::clone(&state)));
     // WebSocket connections learn of the shutdown through their outboxes.
     tokio::spawn({
         let hub = Arc::clone(&state.hub);
