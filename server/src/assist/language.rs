@@ -8,9 +8,9 @@
 //! - Cyrillic → `ru`, Arabic → `ar`, Thai → `th` (one language each: the
 //!   ones Kefu's shops meet; the script is what matters for routing);
 //! - Latin → the few languages in [`LATIN`], told apart by `whatlang`
-//!   (trigram profiles) restricted to that list; a message too short or
-//!   too unclear to tell (whatlang's own reliability test) is `en`, the
-//!   most common Latin-script language of these shops' visitors.
+//!   (trigram profiles) restricted to that list; a message too short to
+//!   tell (fewer than 12 letters) is `en`, the most common Latin-script
+//!   language of these shops' visitors.
 //!
 //! `None`: no letter at all (digits, emoji, punctuation).
 
@@ -28,6 +28,10 @@ pub const LATIN: &[(Lang, &str)] = &[
     (Lang::Ind, "id"),
     (Lang::Vie, "vi"),
 ];
+
+/// Fewer Latin letters than this are too few to tell languages apart
+/// (trigram statistics need a sentence): `en`.
+const LATIN_MIN_LETTERS: usize = 12;
 
 /// Every code [`detect`] may return.
 pub const CODES: &[&str] = &[
@@ -83,10 +87,11 @@ pub fn detect(text: &str) -> Option<&'static str> {
     if counts.hangul > 0 {
         return Some("ko");
     }
-    // The script with the most letters; Han wins a tie (a Chinese message
-    // with an English product name is Chinese).
+    // The script with the most letters, a Han character weighing as a
+    // short word (three letters); Han wins a tie (a Chinese message with
+    // an English product name is Chinese).
     let scripts = [
-        (counts.han, "han"),
+        (counts.han * 3, "han"),
         (counts.latin, "latin"),
         (counts.cyrillic, "ru"),
         (counts.arabic, "ar"),
@@ -105,7 +110,7 @@ pub fn detect(text: &str) -> Option<&'static str> {
         } else {
             "zh-Hans"
         }),
-        "latin" => Some(latin(text)),
+        "latin" => Some(latin(text, counts.latin)),
         other => CODES.iter().copied().find(|code| *code == other),
     }
 }
@@ -120,11 +125,13 @@ pub fn is_traditional(text: &str) -> bool {
     !han.is_empty() && hanconv::t2s(&han) != han
 }
 
-fn latin(text: &str) -> &'static str {
+fn latin(text: &str, letters: usize) -> &'static str {
+    if letters < LATIN_MIN_LETTERS {
+        return "en";
+    }
     let cut: String = text.chars().take(INPUT_MAX_CHARS).collect();
     detector()
         .detect(&cut)
-        .filter(|info| info.is_reliable())
         .and_then(|info| LATIN.iter().find(|(lang, _)| *lang == info.lang()))
         .map_or("en", |(_, code)| *code)
 }
