@@ -9,7 +9,8 @@
 //!   ones Kefu's shops meet; the script is what matters for routing);
 //! - Latin → the few languages in [`LATIN`], told apart by `whatlang`
 //!   (trigram profiles) restricted to that list; a message too short to
-//!   tell (fewer than 12 letters) is `en`, the most common Latin-script
+//!   tell (fewer than 12 letters, or fewer than 24 and a guess whatlang
+//!   does not call reliable) is `en`, the most common Latin-script
 //!   language of these shops' visitors.
 //!
 //! `None`: no letter at all (digits, emoji, punctuation).
@@ -32,6 +33,10 @@ pub const LATIN: &[(Lang, &str)] = &[
 /// Fewer Latin letters than this are too few to tell languages apart
 /// (trigram statistics need a sentence): `en`.
 const LATIN_MIN_LETTERS: usize = 12;
+/// From this many letters whatlang's guess is taken even when it does not
+/// call it reliable (it rarely does for one short sentence); below, only
+/// a reliable guess, else `en`.
+const LATIN_SENTENCE_LETTERS: usize = 24;
 
 /// Every code [`detect`] may return.
 pub const CODES: &[&str] = &[
@@ -132,6 +137,7 @@ fn latin(text: &str, letters: usize) -> &'static str {
     let cut: String = text.chars().take(INPUT_MAX_CHARS).collect();
     detector()
         .detect(&cut)
+        .filter(|info| info.is_reliable() || letters >= LATIN_SENTENCE_LETTERS)
         .and_then(|info| LATIN.iter().find(|(lang, _)| *lang == info.lang()))
         .map_or("en", |(_, code)| *code)
 }
@@ -179,5 +185,6 @@ mod tests {
         );
         // Too short to tell: English.
         assert_eq!(detect("ok"), Some("en"));
+        assert_eq!(detect("refund status?"), Some("en"));
     }
 }
