@@ -538,6 +538,27 @@ pub fn intents(smoke: bool) -> anyhow::Result<Value> {
             insight.record(start.elapsed().as_nanos() as u64)?;
         }
     }
+    // The message path's share: the log's commit hook hands each batch to
+    // the urgency watcher (one push per message, on the writer's thread).
+    let watcher = kefu_server::assist::insight::Watcher::default();
+    let mut mark = Histogram::<u64>::new(3)?;
+    let conversation = kefu_server::ids::ConversationId::new();
+    for seq in 0..(repeats as u64 * 50) {
+        let batch = [(
+            std::sync::Arc::new(kefu_server::store::messages::StoredMessage {
+                conversation_id: conversation,
+                seq,
+                note: false,
+                created_at: 0,
+                json: std::sync::Arc::from("{}"),
+                start: false,
+            }),
+            None,
+        )];
+        let start = Instant::now();
+        watcher.mark(&batch);
+        mark.record(start.elapsed().as_nanos() as u64)?;
+    }
     let languages: Vec<Value> = [
         "我要退款",
         "退款進度查一下",
@@ -567,6 +588,7 @@ pub fn intents(smoke: bool) -> anyhow::Result<Value> {
         "minimum_examples_per_intent": kefu_server::assist::intent::MIN_EXAMPLES_PER_INTENT,
         "latency": {
             "intent_language_urgency_ns": percentiles(&insight),
+            "commit_hook_watcher_mark_ns (per one-message batch)": percentiles(&mark),
         },
         "language_samples": languages,
     }))
