@@ -533,6 +533,45 @@ async fn language_and_urgency_show_and_urgent_chats_leave_the_queue_first() {
 }
 
 #[tokio::test]
+async fn a_chat_queued_over_five_minutes_becomes_urgent() {
+    let mut server = TestServer::start().await;
+    let admin = server.admin().await;
+    let app = server.app(json!({})).await;
+    let mut ids = Vec::new();
+    // Queued 4:50 and 5:10 ago (the clock moved back in SQLite; the sweep
+    // itself is the server's, called here rather than waited for).
+    for (i, ago_ms) in [290_000i64, 310_000].into_iter().enumerate() {
+        let visitor = server.visitor(&app).await;
+        says(&server, &visitor, &format!("m{i}"), "有人吗").await;
+        assert_eq!(
+            conversation(&server, &admin, &visitor.conversation_id).await["status"],
+            "queued"
+        );
+        sqlx::query("UPDATE conversations SET queued_at = ? WHERE id = ?")
+            .bind(now_ms() - ago_ms)
+            .bind(&visitor.conversation_id)
+            .execute(&server.state().db)
+            .await
+            .expect("update");
+        ids.push(visitor.conversation_id.clone());
+    }
+    kefu_server::assist::insight::sweep_long_waits(server.state())
+        .await
+        .expect("sweep");
+    let fresh = conversation(&server, &admin, &ids[0]).await;
+    assert_eq!(fresh["priority"], "normal", "{fresh}");
+    let long = conversation(&server, &admin, &ids[1]).await;
+    assert_eq!(long["priority"], "urgent", "{long}");
+    assert_eq!(long["assist"]["urgency"], json!(["long_wait"]), "{long}");
+    // A second sweep adds nothing twice.
+    kefu_server::assist::insight::sweep_long_waits(server.state())
+        .await
+        .expect("sweep");
+    let again = conversation(&server, &admin, &ids[1]).await;
+    assert_eq!(again["assist"]["urgency"], json!(["long_wait"]), "{again}");
+}
+
+#[tokio::test]
 async fn intent_routes_are_admin_only_and_refuse_bad_input() {
     let mut server = TestServer::start().await;
     let admin = server.admin().await;
