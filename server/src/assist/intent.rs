@@ -345,11 +345,14 @@ mod tests {
     fn learns_and_predicts() {
         let (intents, examples) = examples();
         let model = Model::train(&intents, &examples).expect("enough examples");
-        let refund = model.predict("退款到账了吗").unwrap();
+        let refund = model.predict("退款到账了吗").expect("a prediction");
         assert_eq!(refund.intent, "refund");
         assert!(refund.confidence > 0.5, "{refund:?}");
         assert_eq!(
-            model.predict("我的快遞到哪裡了").unwrap().intent,
+            model
+                .predict("我的快遞到哪裡了")
+                .expect("a prediction")
+                .intent,
             "shipping"
         );
         assert!(model.predict("!!!").is_none());
@@ -377,8 +380,8 @@ mod tests {
     #[test]
     fn training_is_reproducible_and_round_trips() {
         let (intents, examples) = examples();
-        let a = Model::train(&intents, &examples).unwrap();
-        let b = Model::train(&intents, &examples).unwrap();
+        let a = Model::train(&intents, &examples).expect("a model");
+        let b = Model::train(&intents, &examples).expect("a model");
         assert_eq!(a, b);
         let bytes = a.to_bytes();
         assert_eq!(Model::from_bytes(&bytes), Some(a));
