@@ -116,7 +116,12 @@ impl Trainer {
 }
 
 /// Starts the trainer on a thread of its own at the lowest CPU priority.
-pub fn spawn(state: AppState) {
+/// The handle resolves when the thread has stopped (after shutdown, once
+/// the model being trained is stored): the serving task waits for it, so
+/// that its SQLite connection and its hold on the state are gone when the
+/// server has stopped.
+pub fn spawn(state: AppState) -> tokio::task::JoinHandle<()> {
+    let (done, stopped) = tokio::sync::oneshot::channel::<()>();
     let spawned = std::thread::Builder::new()
         .name("kefu-intent-trainer".into())
         .spawn(move || {
@@ -128,13 +133,27 @@ pub fn spawn(state: AppState) {
                 Ok(runtime) => runtime.block_on(run(state)),
                 Err(error) => tracing::error!(%error, "cannot start the intent trainer"),
             }
+            let _ = done.send(());
         });
-    if let Err(error) = spawned {
+    if let Err(error) = &spawned {
         tracing::error!(%error, "cannot start the intent trainer's thread");
     }
+    tokio::spawn(async move {
+        let _ = stopped.await;
+    })
 }
 
 async fn run(state: AppState) {
+    let Some(conn) = serve(&state).await else {
+        return;
+    };
+    if let Err(error) = sqlx::Connection::close(conn).await {
+        tracing::warn!(%error, "closing the intent trainer's SQLite connection failed");
+    }
+}
+
+/// Trains until shutdown; the connection, for the caller to close.
+async fn serve(state: &AppState) -> Option<SqliteConnection> {
     let mut conn = match crate::store::db::connect_background(
         &state.config.data_dir,
         state.config.memory.sqlite(),
@@ -144,10 +163,10 @@ async fn run(state: AppState) {
         Ok(conn) => conn,
         Err(error) => {
             tracing::error!(%error, "the intent trainer cannot open SQLite");
-            return;
+            return None;
         }
     };
-    if let Err(error) = mark_stale(&state, &mut conn).await {
+    if let Err(error) = mark_stale(state, &mut conn).await {
         tracing::warn!(%error, "cannot list the intent models to retrain");
     }
     let mut tick = tokio::time::interval(RETRAIN_EVERY);
@@ -155,19 +174,19 @@ async fn run(state: AppState) {
     tick.tick().await;
     loop {
         while let Some(app) = state.assist.trainer.take() {
-            if let Err(error) = train(&state, &mut conn, app).await {
+            if let Err(error) = train(state, &mut conn, app).await {
                 tracing::warn!(%error, %app, "training the intent model failed");
             }
             *state.assist.trainer.running.lock() = None;
             if state.shutdown.is_cancelled() {
-                return;
+                return Some(conn);
             }
         }
         tokio::select! {
-            _ = state.shutdown.cancelled() => return,
+            _ = state.shutdown.cancelled() => return Some(conn),
             _ = state.assist.trainer.wake.notified() => {}
             _ = tick.tick() => {
-                if let Err(error) = mark_learning(&state, &mut conn).await {
+                if let Err(error) = mark_learning(state, &mut conn).await {
                     tracing::warn!(%error, "cannot list the apps to retrain");
                 }
             }
