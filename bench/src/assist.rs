@@ -14,11 +14,21 @@
 //! Speed is measured in-process, through the server's own code: the
 //! per-message signals (normalisation + hand-off/urgency words) and FAQ
 //! retrieval against an index of 10,000 entries.
+//!
+//! Intents (`intents.tsv`, [`intents`]): the same split by time (round 1
+//! = the admin's examples the model is trained on, round 2 = later
+//! visitor messages it is measured on, near duplicates of round 1
+//! dropped), top-1 accuracy and macro-F1 over the in-scope lines,
+//! precision and coverage at routing thresholds (out-of-scope lines count
+//! as wrong when routed), a learning curve (accuracy by examples per
+//! intent, which backs the model's minimum), and the per-message cost of
+//! intent + language + urgency.
 
 use std::collections::HashSet;
 use std::time::Instant;
 
 use hdrhistogram::Histogram;
+use kefu_server::assist::intent::Model;
 use kefu_server::assist::normalize::normalize;
 use kefu_server::assist::retrieval::{Decision, Entry, Index, Thresholds};
 use kefu_server::assist::signals;
@@ -27,6 +37,7 @@ use serde_json::{Value, json};
 
 const FAQ: &str = include_str!("../data/assist/faq.tsv");
 const QUERIES: &str = include_str!("../data/assist/queries.tsv");
+const INTENTS: &str = include_str!("../data/assist/intents.tsv");
 
 /// Jaccard similarity of normalised character bigrams at or above which
 /// two lines count as near duplicates.
@@ -334,6 +345,7 @@ pub fn run(smoke: bool) -> anyhow::Result<Value> {
 
     let thresholds_json = |t: Thresholds| json!({"answer": round(t.answer.into()), "margin": round(t.margin.into()), "suggest": round(t.suggest.into())});
     Ok(json!({
+        "intents": intents(smoke)?,
         "set": {
             "faq_entries": entries.len(),
             "faq_questions": faq_questions.len(),
@@ -365,6 +377,223 @@ pub fn run(smoke: bool) -> anyhow::Result<Value> {
     }))
 }
 
+/// The routing threshold the report leads with: a rule's default
+/// `intent_confidence`.
+const ROUTING_THRESHOLD: f32 = kefu_server::routing::rules::DEFAULT_INTENT_CONFIDENCE as f32;
+
+fn jaccard_near(grams: &HashSet<(char, char)>, to: &[HashSet<(char, char)>]) -> bool {
+    to.iter().any(|other| {
+        let union = grams.union(other).count();
+        union > 0 && grams.intersection(other).count() as f64 / union as f64 >= NEAR_DUPLICATE
+    })
+}
+
+/// Top-1 accuracy (in-scope lines) and macro-F1 over the intents.
+fn top1(model: &Model, names: &[String], test: &[(Option<usize>, &str)]) -> (f64, f64, usize) {
+    let classes = names.len();
+    let mut true_positive = vec![0usize; classes];
+    let mut predicted = vec![0usize; classes];
+    let mut actual = vec![0usize; classes];
+    let mut correct = 0;
+    let mut in_scope = 0;
+    for (label, text) in test {
+        let Some(label) = label else { continue };
+        in_scope += 1;
+        actual[*label] += 1;
+        let Some(guess) = model.predict(text) else {
+            continue;
+        };
+        let Some(guess) = names.iter().position(|n| *n == guess.intent) else {
+            continue;
+        };
+        predicted[guess] += 1;
+        if guess == *label {
+            correct += 1;
+            true_positive[guess] += 1;
+        }
+    }
+    let f1: f64 = (0..classes)
+        .map(|c| {
+            let p = true_positive[c] as f64 / predicted[c].max(1) as f64;
+            let r = true_positive[c] as f64 / actual[c].max(1) as f64;
+            if p + r == 0.0 {
+                0.0
+            } else {
+                2.0 * p * r / (p + r)
+            }
+        })
+        .sum::<f64>()
+        / classes.max(1) as f64;
+    (correct as f64 / in_scope.max(1) as f64, f1, in_scope)
+}
+
+/// At `threshold`: precision of the routed lines (out-of-scope ones routed
+/// count as wrong), coverage (in-scope lines routed correctly, of all
+/// in-scope), and how many out-of-scope lines were routed.
+fn at_threshold(
+    model: &Model,
+    names: &[String],
+    test: &[(Option<usize>, &str)],
+    threshold: f32,
+) -> Value {
+    let (mut routed, mut correct, mut in_scope, mut out_routed) = (0, 0, 0, 0);
+    for (label, text) in test {
+        if label.is_some() {
+            in_scope += 1;
+        }
+        let Some(guess) = model.predict(text) else {
+            continue;
+        };
+        if guess.confidence < threshold {
+            continue;
+        }
+        routed += 1;
+        match label {
+            Some(label) if names.get(*label) == Some(&guess.intent) => correct += 1,
+            None => out_routed += 1,
+            Some(_) => {}
+        }
+    }
+    json!({
+        "threshold": round(threshold.into()),
+        "routed": routed,
+        "precision": round(if routed == 0 { 1.0 } else { correct as f64 / routed as f64 }),
+        "coverage": round(correct as f64 / in_scope.max(1) as f64),
+        "out_of_scope_routed": out_routed,
+    })
+}
+
+/// The intent evaluation and the per-message cost of intent + language +
+/// urgency (see the module doc).
+pub fn intents(smoke: bool) -> anyhow::Result<Value> {
+    let rows: Vec<(u32, String, String)> = lines(INTENTS)
+        .map(|cols| {
+            (
+                cols[0].parse().unwrap_or(0),
+                cols[1].to_owned(),
+                cols[2].to_owned(),
+            )
+        })
+        .collect();
+    let mut names: Vec<String> = rows
+        .iter()
+        .filter(|(_, intent, _)| intent != "-")
+        .map(|(_, intent, _)| intent.clone())
+        .collect();
+    names.sort();
+    names.dedup();
+    let label = |intent: &str| names.iter().position(|n| n == intent);
+    let train: Vec<(usize, &str)> = rows
+        .iter()
+        .filter(|(round, _, _)| *round == 1)
+        .filter_map(|(_, intent, text)| Some((label(intent)?, text.as_str())))
+        .collect();
+    let train_grams: Vec<_> = train.iter().map(|(_, t)| bigrams(t)).collect();
+    let mut dropped = Vec::new();
+    let mut test: Vec<(Option<usize>, &str)> = Vec::new();
+    for (_, intent, text) in rows.iter().filter(|(round, _, _)| *round == 2) {
+        if jaccard_near(&bigrams(text), &train_grams) {
+            dropped.push(text.clone());
+            continue;
+        }
+        test.push((label(intent), text.as_str()));
+    }
+    let started = Instant::now();
+    let model = Model::train_all(names.clone(), train.iter().map(|(l, t)| (*t, *l)));
+    let train_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let (accuracy, macro_f1, in_scope) = top1(&model, &names, &test);
+    let thresholds: Vec<Value> = [0.3f32, 0.4, 0.5, ROUTING_THRESHOLD, 0.7, 0.8]
+        .iter()
+        .map(|t| at_threshold(&model, &names, &test, *t))
+        .collect();
+    // Learning curve: the first k round-1 examples of each intent.
+    let mut curve = Vec::new();
+    for k in [2usize, 4, 6, 8, 10, 12] {
+        let mut taken = vec![0usize; names.len()];
+        let subset: Vec<(usize, &str)> = train
+            .iter()
+            .filter(|(l, _)| {
+                taken[*l] += 1;
+                taken[*l] <= k
+            })
+            .copied()
+            .collect();
+        let model = Model::train_all(names.clone(), subset.iter().map(|(l, t)| (*t, *l)));
+        let (accuracy, macro_f1, _) = top1(&model, &names, &test);
+        curve.push(json!({
+            "examples_per_intent": k,
+            "top1_accuracy": round(accuracy),
+            "macro_f1": round(macro_f1),
+            "at_routing_threshold": at_threshold(&model, &names, &test, ROUTING_THRESHOLD),
+        }));
+    }
+    // Speed: intent + language + urgency of one message (what the
+    // conversation starter does per chat).
+    let repeats = if smoke { 2 } else { 200 };
+    let mut insight = Histogram::<u64>::new(3)?;
+    for _ in 0..repeats {
+        for (_, _, text) in &rows {
+            let start = Instant::now();
+            std::hint::black_box(kefu_server::assist::insight::read(Some(&model), text));
+            insight.record(start.elapsed().as_nanos() as u64)?;
+        }
+    }
+    // The message path's share: the log's commit hook hands each batch to
+    // the urgency watcher (one push per message, on the writer's thread).
+    let watcher = kefu_server::assist::insight::Watcher::default();
+    let mut mark = Histogram::<u64>::new(3)?;
+    let conversation = kefu_server::ids::ConversationId::new();
+    for seq in 0..(repeats as u64 * 50) {
+        let batch = [(
+            std::sync::Arc::new(kefu_server::store::messages::StoredMessage {
+                conversation_id: conversation,
+                seq,
+                note: false,
+                created_at: 0,
+                json: std::sync::Arc::from("{}"),
+                start: false,
+            }),
+            None,
+        )];
+        let start = Instant::now();
+        watcher.mark(&batch);
+        mark.record(start.elapsed().as_nanos() as u64)?;
+    }
+    let languages: Vec<Value> = [
+        "我要退款",
+        "退款進度查一下",
+        "refund status?",
+        "где мой заказ",
+    ]
+    .iter()
+    .map(|t| json!({"text": t, "language": kefu_server::assist::language::detect(t)}))
+    .collect();
+    Ok(json!({
+        "set": {
+            "intents": names,
+            "train_lines (round 1)": train.len(),
+            "test_lines (round 2, after dedup)": test.len(),
+            "test_in_scope": in_scope,
+            "round_2_dropped_as_near_duplicates_of_round_1": dropped,
+            "near_duplicate_jaccard": NEAR_DUPLICATE,
+        },
+        "train_ms": round(train_ms),
+        "test": {
+            "top1_accuracy (in scope)": round(accuracy),
+            "macro_f1 (in scope)": round(macro_f1),
+            "routing_threshold": round(ROUTING_THRESHOLD.into()),
+            "by_threshold": thresholds,
+        },
+        "learning_curve": curve,
+        "minimum_examples_per_intent": kefu_server::assist::intent::MIN_EXAMPLES_PER_INTENT,
+        "latency": {
+            "intent_language_urgency_ns": percentiles(&insight),
+            "commit_hook_watcher_mark_ns (per one-message batch)": percentiles(&mark),
+        },
+        "language_samples": languages,
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -380,5 +609,19 @@ mod tests {
                 assert!(slugs.contains(expected.as_str()), "{expected}");
             }
         }
+    }
+
+    #[test]
+    fn the_intent_set_parses_into_two_rounds() {
+        let rows: Vec<Vec<&str>> = lines(INTENTS).collect();
+        assert!(
+            rows.iter()
+                .all(|r| r.len() == 3 && matches!(r[0], "1" | "2"))
+        );
+        assert_eq!(rows.iter().filter(|r| r[0] == "1").count(), 72);
+        assert_eq!(
+            rows.iter().filter(|r| r[0] == "2" && r[1] == "-").count(),
+            20
+        );
     }
 }

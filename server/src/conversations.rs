@@ -96,6 +96,12 @@ pub struct Conversation {
     /// [ext] The asking agent's own read marker (see `reads::fill_for_agent`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub read_seq: Option<u64>,
+    /// [ext] `normal` or `urgent` (Kefu Assist's urgency signals; urgent
+    /// chats are served first from the queue).
+    pub priority: &'static str,
+    /// [ext] What Kefu Assist read: predicted intent, language, urgency
+    /// reasons (`null` before the first message).
+    pub assist: Option<crate::assist::insight::Insight>,
 }
 
 /// How far back `last_said` looks behind a trailing run of event lines.
@@ -147,12 +153,15 @@ struct ConversationRow {
     team_id: Option<crate::ids::TeamId>,
     queued_at: Option<i64>,
     opened_at: Option<i64>,
+    priority: i64,
+    assist_insight: Option<String>,
 }
 
 const SELECT: &str =
     "SELECT c.id, c.app_id, c.status, c.assignee_id, c.last_seq, c.last_message_at, c.activity_at,
     c.created_at, v.id AS visitor_id, v.name AS visitor_name, v.email AS visitor_email,
-    v.attributes AS visitor_attributes, c.team_id, c.queued_at, c.opened_at
+    v.attributes AS visitor_attributes, c.team_id, c.queued_at, c.opened_at,
+    c.priority, c.assist_insight
     FROM conversations c JOIN visitors v ON v.id = c.visitor_id";
 
 impl ConversationRow {
@@ -189,6 +198,15 @@ impl ConversationRow {
             last_message: None,
             last_said: None,
             read_seq: None,
+            priority: if self.priority > 0 {
+                "urgent"
+            } else {
+                "normal"
+            },
+            assist: self
+                .assist_insight
+                .as_deref()
+                .and_then(|text| serde_json::from_str(text).ok()),
         }
     }
 }

@@ -113,6 +113,10 @@ id_type!(
     /// A FAQ entry of Kefu Assist (`assist::faq`).
     FaqEntryId
 );
+id_type!(
+    /// An intent of Kefu Assist (`assist::intents`).
+    IntentId
+);
 
 #[cfg(test)]
 mod tests {

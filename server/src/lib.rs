@@ -241,6 +241,14 @@ pub async fn start_on(config: Config, listener: TcpListener) -> anyhow::Result<R
         if let Err(error) = background.starter.await {
             tracing::error!(%error, "conversation starter task failed");
         }
+        for (name, task) in [
+            ("intent trainer", background.trainer),
+            ("urgency watcher", background.watcher),
+        ] {
+            if let Err(error) = task.await {
+                tracing::error!(%error, "{name} task failed");
+            }
+        }
         serving.log.close().await;
         if let Err(error) = serving.derived.flush(&serving.db).await {
             tracing::error!(%error, "final flush of derived columns failed");
@@ -285,6 +293,10 @@ async fn websockets_closed(state: &Kefu, deadline: tokio::time::Instant) {
 struct Background {
     indexer: JoinHandle<()>,
     starter: JoinHandle<()>,
+    /// Kefu Assist's intent trainer (its own thread and SQLite connection)
+    /// and urgency watcher.
+    trainer: JoinHandle<()>,
+    watcher: JoinHandle<()>,
 }
 
 async fn open_state(
@@ -326,6 +338,7 @@ async fn open_state(
                 starts.mark(messages);
                 // After `starts`: the bot waits for a start it is handed.
                 assist.mark(messages);
+                assist.watcher.mark(messages);
             },
         )
     };
@@ -380,6 +393,9 @@ async fn open_state(
     tokio::spawn(assist::bot::run(Arc::clone(&state)));
     // Reply suggestions learn from resolved chats on an idle thread.
     assist::suggest::spawn(Arc::clone(&state));
+    // Intents and urgency (assist/trainer.rs, assist/insight.rs).
+    let trainer = assist::trainer::spawn(Arc::clone(&state));
+    let watcher = tokio::spawn(assist::insight::run(Arc::clone(&state)));
     // WebSocket connections learn of the shutdown through their outboxes.
     tokio::spawn({
         let hub = Arc::clone(&state.hub);
@@ -399,7 +415,15 @@ async fn open_state(
     // only order lists: rebuild them behind the first requests instead of
     // before them, keeping start-up fast however large the store.
     tokio::spawn(rebuild_derived(Arc::clone(&state)));
-    Ok((state, Background { indexer, starter }))
+    Ok((
+        state,
+        Background {
+            indexer,
+            starter,
+            trainer,
+            watcher,
+        },
+    ))
 }
 
 async fn rebuild_derived(state: AppState) {

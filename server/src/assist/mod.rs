@@ -14,6 +14,12 @@
 //! - [`bot`] — the bot task, the hand-off and the visitor's rating route.
 //! - [`suggest`] — reply suggestions for agents, learnt off the message
 //!   path from resolved chats.
+//! - [`intent`] — the intent model (hashed character 1–2-grams, softmax);
+//!   [`intents`] — intents per app (admin CRUD); [`trainer`] — retrains
+//!   each app's model in the background at idle priority.
+//! - [`language`] — the visitor's language, by script first;
+//!   [`insight`] — intent, language and urgency of each conversation, and
+//!   its priority.
 //!
 //! **Off the message path.** A visitor's send is acknowledged exactly as
 //! without Assist. The conversation starter asks [`hold`] (inside its own
@@ -34,11 +40,16 @@
 
 pub mod bot;
 pub mod faq;
+pub mod insight;
+pub mod intent;
+pub mod intents;
+pub mod language;
 pub mod normalize;
 pub mod retrieval;
 pub mod settings;
 pub mod signals;
 pub mod suggest;
+pub mod trainer;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -80,6 +91,10 @@ pub struct Assist {
     choices: Mutex<HashMap<ConversationId, Vec<FaqEntryId>>>,
     /// Reply suggestions for agents ([`suggest`]).
     pub suggestions: suggest::Suggestions,
+    /// Intent models and their background training.
+    pub trainer: trainer::Trainer,
+    /// Urgency of later messages.
+    pub watcher: insight::Watcher,
 }
 
 pub fn routes() -> Router<AppState> {
@@ -88,6 +103,7 @@ pub fn routes() -> Router<AppState> {
         .merge(settings::routes())
         .merge(bot::routes())
         .merge(suggest::routes())
+        .merge(intents::routes())
 }
 
 impl Assist {
@@ -157,6 +173,12 @@ impl Assist {
     pub fn settings_changed(&self, app: AppId, settings: Settings, any_on: bool) {
         self.settings.lock().insert(app, settings);
         self.any_on.store(any_on, Ordering::Release);
+    }
+
+    /// An admin changed an app's intents: its model is trained again in
+    /// the background (routing keeps the previous one meanwhile).
+    pub fn intents_changed(&self, app: AppId) {
+        self.trainer.mark(app);
     }
 
     /// An admin changed an app's FAQ: its index is built again when next

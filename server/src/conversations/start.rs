@@ -422,12 +422,15 @@ async fn commit(
         .await?;
         let held =
             assignee.is_none() && crate::assist::hold(state, &mut tx, *id, app_id, now).await?;
+        let first_message = group.first.decode().map(|m| m.content).unwrap_or_default();
+        // Intent, language, urgency: before routing, whose rules read them.
+        crate::assist::insight::at_start(state, &mut tx, *id, app_id, &first_message).await?;
         begun.push(Begun {
             conversation: *id,
             app_id,
             assignee,
             attributes,
-            first_message: group.first.decode().map(|m| m.content).unwrap_or_default(),
+            first_message,
             held,
         });
     }

@@ -14,7 +14,8 @@
 //!   SQLite runs each statement atomically, so two claimers, or a claim and
 //!   the router, can never both win, and an agent is never pushed over
 //!   `max_concurrent` by routing;
-//! - the queue drains in FIFO order, `(queued_at, id)`; a conversation
+//! - the queue drains urgent chats first, then in FIFO order,
+//!   `(-priority, queued_at, id)` (priority: assist/insight.rs); a conversation
 //!   whose team has nobody free is skipped, not blocking the ones behind it
 //!   that others can take;
 //! - every routing pass (a burst of new chats, a drain) runs under one
@@ -185,7 +186,23 @@ pub async fn enter(
     let mut agents = Vec::new();
     for chat in entering {
         let attributes: Value = serde_json::from_str(chat.attributes).unwrap_or_else(|_| json!({}));
-        let target = rules::pick(&rules, chat.app_id, chat.first_message, &attributes);
+        // The intent the starter predicted (assist/insight.rs).
+        let insight: Option<(Option<String>,)> =
+            sqlx::query_as("SELECT assist_insight FROM conversations WHERE id = ?")
+                .bind(chat.conversation)
+                .fetch_optional(&mut *conn)
+                .await?;
+        let intent = insight
+            .and_then(|(text,)| text)
+            .and_then(|text| serde_json::from_str::<crate::assist::insight::Insight>(&text).ok())
+            .and_then(|insight| insight.intent);
+        let target = rules::pick(
+            &rules,
+            chat.app_id,
+            chat.first_message,
+            &attributes,
+            intent.as_ref(),
+        );
         let team = match target {
             Some(rules::Target::Team(team)) => Some(team),
             _ => None,
@@ -281,30 +298,32 @@ async fn drain_on(
     settings: Settings,
 ) -> Result<Vec<Assigned>, ApiError> {
     let mut assigned = Vec::new();
-    let mut after: Option<(i64, ConversationId)> = None;
+    let mut after: Option<(i64, ConversationId, i64)> = None;
     let mut seen = 0usize;
     while seen < PASS_MAX {
         if !anyone_free(&mut *conn).await? {
             return Ok(assigned);
         }
-        let page: Vec<(ConversationId, Option<TeamId>, i64)> = sqlx::query_as(
-            "SELECT id, team_id, COALESCE(queued_at, 0) FROM conversations
+        // Urgent chats first (assist/insight.rs), then FIFO.
+        let page: Vec<(ConversationId, Option<TeamId>, i64, i64)> = sqlx::query_as(
+            "SELECT id, team_id, COALESCE(queued_at, 0), -priority FROM conversations
              WHERE status = 'queued' AND assignee_id IS NULL AND started_at IS NOT NULL
-               AND (?1 IS NULL OR (COALESCE(queued_at, 0), id) > (?1, ?2))
-             ORDER BY COALESCE(queued_at, 0), id LIMIT ?3",
+               AND (?1 IS NULL OR (-priority, COALESCE(queued_at, 0), id) > (?4, ?1, ?2))
+             ORDER BY -priority, COALESCE(queued_at, 0), id LIMIT ?3",
         )
-        .bind(after.map(|(at, _)| at))
-        .bind(after.map(|(_, id)| id))
+        .bind(after.map(|(at, _, _)| at))
+        .bind(after.map(|(_, id, _)| id))
         .bind(PAGE)
+        .bind(after.map(|(_, _, rank)| rank))
         .fetch_all(&mut *conn)
         .await?;
         let Some(last) = page.last() else {
             return Ok(assigned);
         };
-        after = Some((last.2, last.0));
+        after = Some((last.2, last.0, last.3));
         seen += page.len();
         let full = page.len() as i64 == PAGE;
-        for (conversation, team, _) in page {
+        for (conversation, team, _, _) in page {
             for agent in candidates(&mut *conn, team, settings.policy).await? {
                 if let Some(name) = try_assign(&mut *conn, conversation, agent).await? {
                     assigned.push(Assigned {
@@ -544,7 +563,7 @@ async fn queue(
     .fetch_one(&state.db)
     .await?;
     let ids: Vec<(ConversationId,)> = sqlx::query_as(&format!(
-        "SELECT id FROM conversations WHERE {FILTER} ORDER BY COALESCE(queued_at, 0), id LIMIT ?2"
+        "SELECT id FROM conversations WHERE {FILTER} ORDER BY priority DESC, COALESCE(queued_at, 0), id LIMIT ?2"
     ))
     .bind(&team)
     .bind(i64::from(limit))

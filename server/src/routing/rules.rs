@@ -5,7 +5,11 @@
 //! A rule matches when every condition it has matches: `app_id` equal;
 //! any one of `keywords` a case-insensitive substring of the first message
 //! (plain substring, so Chinese such as `退款` needs no segmenter); every
-//! key of `attributes` equal (as JSON) to the visitor's attribute. A rule
+//! key of `attributes` equal (as JSON) to the visitor's attribute; when
+//! `intent` is set, the chat's predicted intent (Kefu Assist,
+//! assist/insight.rs) is that intent with a confidence of at least
+//! `intent_confidence` (a chat with no prediction, because its app has no
+//! ready model, never matches such a rule). A rule
 //! with no condition matches everything. The first enabled match, by
 //! `position`, decides; no match: the conversation goes to everyone.
 
@@ -18,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use sqlx::{SqliteConnection, SqliteExecutor};
 
+use crate::assist::insight::IntentGuess;
 use crate::auth::{AdminAuth, AgentAuth};
 use crate::error::{ApiError, ApiResult};
 use crate::http::extract::{ApiJson, ApiPath};
@@ -31,6 +36,8 @@ pub const RULES_MAX: i64 = 200;
 const KEYWORDS_MAX: usize = 50;
 const KEYWORD_CHARS: usize = 100;
 const ATTRIBUTES_MAX: usize = 20;
+/// `intent_confidence` when a rule names an intent without one.
+pub const DEFAULT_INTENT_CONFIDENCE: f64 = 0.6;
 
 /// Where a matching rule sends the chat.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,12 +62,30 @@ pub struct Rule {
     pub team_id: Option<TeamId>,
     pub agent_id: Option<AgentId>,
     pub created_at: i64,
+    /// [ext] The predicted intent the chat must have (Kefu Assist).
+    pub intent: Option<String>,
+    /// [ext] …with at least this confidence (0–1).
+    pub intent_confidence: Option<f64>,
 }
 
 impl Rule {
-    fn matches(&self, app: AppId, message: &str, attributes: &Value) -> bool {
+    fn matches(
+        &self,
+        app: AppId,
+        message: &str,
+        attributes: &Value,
+        intent: Option<&IntentGuess>,
+    ) -> bool {
         if self.app_id.is_some_and(|wanted| wanted != app) {
             return false;
+        }
+        if let Some(wanted) = &self.intent {
+            let at_least = self.intent_confidence.unwrap_or(DEFAULT_INTENT_CONFIDENCE);
+            if !intent
+                .is_some_and(|guess| guess.name == *wanted && guess.confidence >= at_least as f32)
+            {
+                return false;
+            }
         }
         if !self.keywords.is_empty() {
             let message = message.to_lowercase();
@@ -87,7 +112,8 @@ impl Rule {
 }
 
 const COLUMNS: &str =
-    "id, name, position, enabled, app_id, keywords, attributes, team_id, agent_id, created_at";
+    "id, name, position, enabled, app_id, keywords, attributes, team_id, agent_id, created_at,
+    intent, intent_confidence";
 
 async fn all<'e>(db: impl SqliteExecutor<'e>) -> Result<Vec<Rule>, ApiError> {
     Ok(sqlx::query_as(&format!(
@@ -106,10 +132,16 @@ pub async fn enabled<'e>(db: impl SqliteExecutor<'e>) -> Result<Vec<Rule>, ApiEr
 }
 
 /// The target of the first of `rules` that matches, if any.
-pub fn pick(rules: &[Rule], app: AppId, first_message: &str, attributes: &Value) -> Option<Target> {
+pub fn pick(
+    rules: &[Rule],
+    app: AppId,
+    first_message: &str,
+    attributes: &Value,
+    intent: Option<&IntentGuess>,
+) -> Option<Target> {
     rules
         .iter()
-        .find(|rule| rule.matches(app, first_message, attributes))
+        .find(|rule| rule.matches(app, first_message, attributes, intent))
         .and_then(Rule::target)
 }
 
@@ -154,6 +186,10 @@ struct RuleBody {
     team_id: Option<Option<TeamId>>,
     #[serde(default, deserialize_with = "crate::http::extract::explicit_null")]
     agent_id: Option<Option<AgentId>>,
+    /// `null` removes the intent condition.
+    #[serde(default, deserialize_with = "crate::http::extract::explicit_null")]
+    intent: Option<Option<String>>,
+    intent_confidence: Option<f64>,
 }
 
 /// The fields of a rule, validated, before it is stored.
@@ -164,6 +200,7 @@ struct Fields {
     keywords: Vec<String>,
     attributes: Map<String, Value>,
     target: Target,
+    intent: Option<(String, f64)>,
 }
 
 impl Fields {
@@ -175,6 +212,12 @@ impl Fields {
             keywords: rule.keywords.clone(),
             attributes: rule.attributes.clone(),
             target: rule.target()?,
+            intent: rule.intent.clone().map(|name| {
+                (
+                    name,
+                    rule.intent_confidence.unwrap_or(DEFAULT_INTENT_CONFIDENCE),
+                )
+            }),
         })
     }
 
@@ -250,6 +293,42 @@ impl Fields {
             }
             self.attributes = attributes;
         }
+        if let Some(confidence) = body.intent_confidence
+            && !(0.0..=1.0).contains(&confidence)
+        {
+            return Err(
+                ApiError::bad_request("intent_confidence must be between 0 and 1")
+                    .in_field("intent_confidence"),
+            );
+        }
+        match (body.intent, body.intent_confidence) {
+            (Some(None), _) => self.intent = None,
+            (Some(Some(name)), confidence) => {
+                let name = name.trim().to_owned();
+                let known: Option<i64> = sqlx::query_scalar(
+                    "SELECT 1 FROM assist_intents WHERE name = ?1 AND (?2 IS NULL OR app_id = ?2) LIMIT 1",
+                )
+                .bind(&name)
+                .bind(self.app_id)
+                .fetch_optional(&mut *conn)
+                .await?;
+                if known.is_none() {
+                    return Err(ApiError::not_found("intent").in_field("intent"));
+                }
+                let confidence = confidence
+                    .or(self.intent.as_ref().map(|(_, c)| *c))
+                    .unwrap_or(DEFAULT_INTENT_CONFIDENCE);
+                self.intent = Some((name, confidence));
+            }
+            (None, Some(confidence)) => match &mut self.intent {
+                Some((_, current)) => *current = confidence,
+                None => {
+                    return Err(ApiError::bad_request("intent_confidence needs an intent")
+                        .in_field("intent_confidence"));
+                }
+            },
+            (None, None) => {}
+        }
         self.target = match (body.team_id, body.agent_id) {
             (Some(Some(_)), Some(Some(_))) => {
                 return Err(ApiError::bad_request("give team_id or agent_id, not both"));
@@ -296,7 +375,9 @@ impl Fields {
         let (team, agent) = self.ids();
         json!({"name": self.name, "enabled": self.enabled, "app_id": self.app_id,
                "keywords": self.keywords, "attributes": self.attributes,
-               "team_id": team, "agent_id": agent})
+               "team_id": team, "agent_id": agent,
+               "intent": self.intent.as_ref().map(|(name, _)| name),
+               "intent_confidence": self.intent.as_ref().map(|(_, c)| c)})
     }
 }
 
@@ -327,6 +408,7 @@ async fn create(
         attributes: Map::new(),
         // Replaced by the body's target, which is required above.
         target: Target::Agent(AgentId::new()),
+        intent: None,
     };
     // Checked and written under the write lock: the count holds under
     // concurrent creates, and the rule's team cannot be deleted meanwhile.
@@ -344,8 +426,9 @@ async fn create(
         )));
     }
     sqlx::query(
-        "INSERT INTO routing_rules (id, position, name, enabled, app_id, keywords, attributes, team_id, agent_id, created_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO routing_rules (id, position, name, enabled, app_id, keywords, attributes, team_id, agent_id, created_at,
+             intent, intent_confidence)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(id)
     .bind(last + 1)
@@ -357,6 +440,8 @@ async fn create(
     .bind(team)
     .bind(agent)
     .bind(now_ms())
+    .bind(fields.intent.as_ref().map(|(name, _)| name))
+    .bind(fields.intent.as_ref().map(|(_, c)| *c))
     .execute(&mut *tx)
     .await?;
     crate::audit::record(
@@ -392,7 +477,7 @@ async fn update(
     let (team, agent) = fields.ids();
     sqlx::query(
         "UPDATE routing_rules SET name = ?, enabled = ?, app_id = ?, keywords = ?, attributes = ?,
-             team_id = ?, agent_id = ? WHERE id = ?",
+             team_id = ?, agent_id = ?, intent = ?, intent_confidence = ? WHERE id = ?",
     )
     .bind(&fields.name)
     .bind(fields.enabled)
@@ -401,6 +486,8 @@ async fn update(
     .bind(Value::Object(fields.attributes.clone()).to_string())
     .bind(team)
     .bind(agent)
+    .bind(fields.intent.as_ref().map(|(name, _)| name))
+    .bind(fields.intent.as_ref().map(|(_, c)| *c))
     .bind(id)
     .execute(&mut *tx)
     .await?;
@@ -506,6 +593,8 @@ mod tests {
             team_id: None,
             agent_id: Some(AgentId::new()),
             created_at: 0,
+            intent: None,
+            intent_confidence: None,
         }
     }
 
@@ -514,23 +603,41 @@ mod tests {
         let shop = AppId::new();
         let game = AppId::new();
         let none = json!({});
-        assert!(rule(None, &[], json!({})).matches(shop, "anything", &none));
-        assert!(rule(Some(shop), &[], json!({})).matches(shop, "x", &none));
-        assert!(!rule(Some(game), &[], json!({})).matches(shop, "x", &none));
+        assert!(rule(None, &[], json!({})).matches(shop, "anything", &none, None));
+        assert!(rule(Some(shop), &[], json!({})).matches(shop, "x", &none, None));
+        assert!(!rule(Some(game), &[], json!({})).matches(shop, "x", &none, None));
         // Keywords: any one, case-insensitive substring, Chinese included.
         let refunds = rule(None, &["退款", "Refund"], json!({}));
-        assert!(refunds.matches(shop, "我要退款", &none));
-        assert!(refunds.matches(shop, "a REFUND please", &none));
-        assert!(!refunds.matches(shop, "退货", &none));
+        assert!(refunds.matches(shop, "我要退款", &none, None));
+        assert!(refunds.matches(shop, "a REFUND please", &none, None));
+        assert!(!refunds.matches(shop, "退货", &none, None));
         // Attributes: every key equal as JSON (a string is not a number).
         let vip = rule(None, &[], json!({"plan": "vip", "tier": 2}));
-        assert!(vip.matches(shop, "x", &json!({"plan": "vip", "tier": 2, "more": 1})));
-        assert!(!vip.matches(shop, "x", &json!({"plan": "vip", "tier": "2"})));
-        assert!(!vip.matches(shop, "x", &json!({"plan": "vip"})));
+        assert!(vip.matches(
+            shop,
+            "x",
+            &json!({"plan": "vip", "tier": 2, "more": 1}),
+            None
+        ));
+        assert!(!vip.matches(shop, "x", &json!({"plan": "vip", "tier": "2"}), None));
+        assert!(!vip.matches(shop, "x", &json!({"plan": "vip"}), None));
         // All conditions together.
         let all = rule(Some(shop), &["退款"], json!({"plan": "vip"}));
-        assert!(all.matches(shop, "退款", &json!({"plan": "vip"})));
-        assert!(!all.matches(game, "退款", &json!({"plan": "vip"})));
-        assert!(!all.matches(shop, "hello", &json!({"plan": "vip"})));
+        assert!(all.matches(shop, "退款", &json!({"plan": "vip"}), None));
+        assert!(!all.matches(game, "退款", &json!({"plan": "vip"}), None));
+        assert!(!all.matches(shop, "hello", &json!({"plan": "vip"}), None));
+        // Intent: that intent, at the confidence or above.
+        let mut refund_intent = rule(None, &[], json!({}));
+        refund_intent.intent = Some("refund".into());
+        refund_intent.intent_confidence = Some(0.7);
+        let guess = |name: &str, confidence: f32| IntentGuess {
+            name: name.into(),
+            confidence,
+        };
+        assert!(refund_intent.matches(shop, "x", &none, Some(&guess("refund", 0.7))));
+        assert!(refund_intent.matches(shop, "x", &none, Some(&guess("refund", 0.95))));
+        assert!(!refund_intent.matches(shop, "x", &none, Some(&guess("refund", 0.69))));
+        assert!(!refund_intent.matches(shop, "x", &none, Some(&guess("shipping", 0.99))));
+        assert!(!refund_intent.matches(shop, "x", &none, None));
     }
 }

@@ -6,6 +6,7 @@
 
 mod api_errors;
 mod assist;
+mod assist_intent;
 mod attachments;
 mod auth_cache;
 mod cli;

@@ -58,6 +58,16 @@ export interface Conversation {
   last_message?: Message | null;
   /** [ext] when `last_message` is an event line: the last message a person wrote before it. */
   last_said?: Message | null;
+  /** [ext] Kefu Assist: urgent chats leave the queue first (docs/API.md 2.20). */
+  priority?: "normal" | "urgent";
+  /** [ext] Kefu Assist: predicted intent, language, urgency reasons. */
+  assist?: AssistInsight | null;
+}
+
+export interface AssistInsight {
+  intent: { name: string; confidence: number } | null;
+  language: string | null;
+  urgency: string[];
 }
 
 export type AgentStatus = "online" | "away" | "offline";

@@ -13,6 +13,9 @@ export interface Rule {
   team_id: string | null;
   agent_id: string | null;
   created_at: number;
+  /** [ext] Kefu Assist: the predicted intent the chat must have (docs/API.md 2.20). */
+  intent?: string | null;
+  intent_confidence?: number | null;
 }
 
 export interface RuleForm {
@@ -23,10 +26,15 @@ export interface RuleForm {
   attributes: string;
   /** "team:ID" or "agent:ID". */
   target: string;
+  /** Intent name; empty: no intent condition. */
+  intent: string;
+  intentConfidence: number;
+  /** The rule had an intent condition (emptying `intent` removes it). */
+  hadIntent: boolean;
 }
 
 export function ruleToForm(rule: Rule | null): RuleForm {
-  if (!rule) return { name: "", enabled: true, appId: "", keywords: "", attributes: "", target: "" };
+  if (!rule) return { name: "", enabled: true, appId: "", keywords: "", attributes: "", target: "", intent: "", intentConfidence: 0.6, hadIntent: false };
   return {
     name: rule.name,
     enabled: rule.enabled,
@@ -36,6 +44,9 @@ export function ruleToForm(rule: Rule | null): RuleForm {
       .map(([k, v]) => `${k}=${typeof v === "string" ? v : JSON.stringify(v)}`)
       .join("\n"),
     target: rule.team_id ? `team:${rule.team_id}` : rule.agent_id ? `agent:${rule.agent_id}` : "",
+    intent: rule.intent ?? "",
+    intentConfidence: rule.intent_confidence ?? 0.6,
+    hadIntent: !!rule.intent,
   };
 }
 
@@ -82,6 +93,13 @@ export function formToBody(form: RuleForm): Record<string, unknown> {
   const [kind, id] = form.target.split(":");
   if (kind === "team" && id) body.team_id = id;
   if (kind === "agent" && id) body.agent_id = id;
+  const intent = form.intent.trim();
+  if (intent) {
+    body.intent = intent;
+    body.intent_confidence = form.intentConfidence;
+  } else if (form.hadIntent) {
+    body.intent = null;
+  }
   return body;
 }
 

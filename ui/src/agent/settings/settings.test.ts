@@ -73,6 +73,17 @@ describe("routing rules", () => {
     expect(formToBody({ ...form, target: "agent:A" })).toMatchObject({ agent_id: "A" });
     expect(formToBody({ ...form, target: "agent:A" }).team_id).toBeUndefined();
   });
+  it("sends an intent condition, and null to remove one", () => {
+    const rule: Rule = {
+      id: "R", name: "Refund intent", position: 1, enabled: true, app_id: null, keywords: [],
+      attributes: {}, team_id: "T", agent_id: null, created_at: 0, intent: "退款", intent_confidence: 0.7,
+    };
+    const form = ruleToForm(rule);
+    expect(form.intent).toBe("退款");
+    expect(formToBody(form)).toMatchObject({ intent: "退款", intent_confidence: 0.7 });
+    expect(formToBody({ ...form, intent: " " })).toMatchObject({ intent: null });
+    expect(formToBody({ ...form, intent: "", hadIntent: false }).intent).toBeUndefined();
+  });
   it("moves a rule up and down within bounds", () => {
     expect(moved(["a", "b", "c"], "b", -1)).toEqual(["b", "a", "c"]);
     expect(moved(["a", "b", "c"], "b", 1)).toEqual(["a", "c", "b"]);
