@@ -35,7 +35,7 @@ test("with no chats the owner lands on the queue, with the way to a second agent
   const hint = page.locator("[data-testid=add-agent-hint]");
   await hint.waitFor();
   assert.match(await hint.textContent(), /only agent/);
-  assert.match(await hint.textContent(), /join a shop's host/);
+  assert.match(await hint.textContent(), /Settings → LAN/);
   await page.locator("[data-testid=add-agent-link]").click();
   await until(async () => (await hash()) === "#/settings/agents", 10_000, "agents tab");
 });

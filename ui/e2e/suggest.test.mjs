@@ -107,6 +107,8 @@ test("the composer suggests replies; inserting a canned one labels the message",
   await visitorSays(v, "v3", "发票抬头写什么");
   await composer.fill("/inv");
   await agentPage.locator("[data-testid=canned-item]").first().click();
+  // The pick is rendered by the server first; Enter before that would pick again.
+  await until(async () => (await composer.inputValue()).startsWith("陈静好"), 10_000, "the popup's pick in the composer");
   await composer.press("Enter");
   await until(async () => {
     const { messages } = await server.api("GET", `/conversations/${v.conversation_id}/messages`, undefined, server.adminToken);

@@ -72,12 +72,15 @@ async fn call(
     (status, serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 
-/// A host process: `serve --bind 127.0.0.2:P --lan-bind 127.0.0.2:Q`.
+/// A host process: `serve --bind 127.0.0.2:P --lan-bind 127.0.0.2:Q
+/// --public-bind 127.0.0.2:R`: its visitors come through the public
+/// listener, as a shop's website and APPs do.
 struct Host {
     child: Child,
     dir: tempfile::TempDir,
     http: SocketAddr,
     lan: SocketAddr,
+    public: SocketAddr,
     admin: String,
 }
 
@@ -102,24 +105,27 @@ impl Host {
             .expect("admin create");
         assert!(output.status.success());
         let http = free_addr(HOST_IP);
-        let child = Host::spawn(dir.path(), http, lan);
+        let public = free_addr(HOST_IP);
+        let child = Host::spawn(dir.path(), http, lan, public);
         let mut host = Host {
             child,
             dir,
             http,
             lan,
+            public,
             admin: String::new(),
         };
         host.ready().await;
         host
     }
 
-    fn spawn(dir: &Path, http: SocketAddr, lan: SocketAddr) -> Child {
+    fn spawn(dir: &Path, http: SocketAddr, lan: SocketAddr, public: SocketAddr) -> Child {
         kefu()
             .args(["serve", "--data-dir"])
             .arg(dir)
             .args(["--bind", &http.to_string()])
             .args(["--lan-bind", &lan.to_string()])
+            .args(["--public-bind", &public.to_string()])
             .args(["--durability", "os"])
             .env("RUST_LOG", "warn")
             .env("KEFU_LIMITS__LOGIN_PER_MINUTE", "0")
@@ -151,7 +157,7 @@ impl Host {
     /// again on the same data dir and addresses.
     async fn restart(&mut self) {
         self.stop();
-        self.child = Host::spawn(self.dir.path(), self.http, self.lan);
+        self.child = Host::spawn(self.dir.path(), self.http, self.lan, self.public);
         self.ready().await;
     }
 
@@ -195,7 +201,8 @@ impl Host {
         assert_eq!(status, 201, "{body}");
     }
 
-    /// A visitor of a new app: (visitor token, conversation ID).
+    /// A visitor of a new app, on the public listener: (visitor token,
+    /// conversation ID).
     async fn visitor(&self) -> (String, String) {
         let (status, app) = self
             .call(
@@ -206,14 +213,14 @@ impl Host {
             )
             .await;
         assert_eq!(status, 201, "{app}");
-        let (status, session) = self
-            .call(
-                Method::POST,
-                "/api/v1/visitor/sessions",
-                None,
-                Some(json!({"app_key": app["app"]["app_key"]})),
-            )
-            .await;
+        let (status, session) = call(
+            self.public,
+            Method::POST,
+            "/api/v1/visitor/sessions",
+            None,
+            Some(json!({"app_key": app["app"]["app_key"]})),
+        )
+        .await;
         assert_eq!(status, 201, "{session}");
         (
             session["token"].as_str().expect("token").to_owned(),
@@ -224,15 +231,16 @@ impl Host {
         )
     }
 
+    /// A visitor's message, through the public listener.
     async fn visitor_says(&self, token: &str, id: &str, content: &str) -> u64 {
-        let (status, body) = self
-            .call(
-                Method::POST,
-                "/api/v1/visitor/messages",
-                Some(token),
-                Some(json!({"client_msg_id": id, "content": content})),
-            )
-            .await;
+        let (status, body) = call(
+            self.public,
+            Method::POST,
+            "/api/v1/visitor/messages",
+            Some(token),
+            Some(json!({"client_msg_id": id, "content": content})),
+        )
+        .await;
         assert_eq!(status, 201, "{body}");
         body["message"]["seq"].as_u64().expect("seq")
     }
@@ -526,14 +534,16 @@ async fn a_peer_relays_rest_and_the_websocket_and_resumes_across_a_host_restart(
         .await;
     let ack = ws.next_of("ack").await;
     let reply_seq = ack["message"]["seq"].as_u64().expect("seq");
-    let (status, visible) = host
-        .call(
-            Method::GET,
-            "/api/v1/visitor/messages",
-            Some(&visitor),
-            None,
-        )
-        .await;
+    // The visitor, on the host's public listener, reads the reply an agent
+    // gave on a peer.
+    let (status, visible) = call(
+        host.public,
+        Method::GET,
+        "/api/v1/visitor/messages",
+        Some(&visitor),
+        None,
+    )
+    .await;
     assert_eq!(status, 200, "{visible}");
     assert!(
         visible["messages"]
