@@ -82,12 +82,12 @@ test("desktop backup: back up now, listed; restore on next start really restores
     await wd.click(await wd.find('[data-testid="backup-save"]'));
     await wd.waitFor('[data-testid="backup-notice"]');
     await wd.click(await wd.waitFor('[data-testid="backup-now"]:not([disabled])'));
-    const row = await wd.waitFor('[data-testid="backup-row"]', 60000);
-    const path = await wd.exec("return arguments[0].dataset.path", [row]);
+    await wd.waitFor('[data-testid="backup-row"]', 60000);
+    const path = await wd.exec('return document.querySelector("[data-testid=backup-row]").dataset.path');
     assert.ok(path.startsWith(join(backups, "kefu-backup-")), path);
     assert.ok(existsSync(join(path, "manifest.json")), "the backup is on disk with its manifest");
     const last = await wd.find('[data-testid="backup-last"]');
-    assert.equal(await wd.exec("return arguments[0].dataset.ok", [last]), "true");
+    assert.equal(await wd.exec('return document.querySelector("[data-testid=backup-last]").dataset.ok'), "true");
     assert.match(await wd.text(last), /done/);
 
     // 3. Written after the backup: an agent.
@@ -114,7 +114,7 @@ test("desktop backup: back up now, listed; restore on next start really restores
     await signedIn(wd);
     await wd.exec("location.hash = arguments[0]", ["#/settings/backup"]);
     const restored = await wd.waitFor('[data-testid="backup-restored"]');
-    assert.equal(await wd.exec("return arguments[0].dataset.ok", [restored]), "true");
+    assert.equal(await wd.exec('return document.querySelector("[data-testid=backup-restored]").dataset.ok'), "true");
     assert.ok((await wd.text(restored)).includes(kept[0]), "the tab names where the old data is");
     assert.equal((await wd.findAll('[data-testid="backup-pending"]')).length, 0, "used up");
   } finally {
