@@ -1,6 +1,7 @@
 // End-to-end test of Settings → Backup in the real desktop app (docs/DESKTOP.md,
 // "Backups"): the owner chooses a backup folder and backs up now; the backup
-// is listed in the window and is on disk with its manifest. An agent is
+// is listed in the window and is on disk with its manifest. A schedule
+// restarts the embedded server with it (its /metrics shows the interval). An agent is
 // added after the backup; the owner picks the backup for "restore on next
 // start" (the pending restore shows); the app quits and starts again: the
 // backup was restored before the embedded server opened the data (the agent
@@ -11,7 +12,7 @@
 // D-Bus session with a secret store).
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { WebDriver } from "./webdriver.mjs";
@@ -94,6 +95,22 @@ test("desktop backup: back up now, listed; restore on next start really restores
     const token = (await api(base, "POST", "/auth/login", null, OWNER)).token;
     await api(base, "POST", "/agents", token, { username: "later", password: "correct horse later", display_name: "Later" });
     assert.ok((await agentNames(base)).includes("later"));
+
+    // 3b. A schedule: the embedded server restarts with it (the page
+    // reloads) and its scheduler runs: /metrics says every hour.
+    await wd.click(await wd.find('[data-testid="backup-scheduled"]'));
+    await wd.waitFor('[data-testid="backup-interval"]');
+    await wd.exec('const s = document.querySelector("[data-testid=backup-interval]"); s.value = "60"; s.dispatchEvent(new Event("change"));');
+    await wd.clear(await wd.find('[data-testid="backup-keep"]'));
+    await wd.type(await wd.find('[data-testid="backup-keep"]'), "3");
+    await wd.click(await wd.find('[data-testid="backup-save"]'));
+    await wd.until("the server runs the schedule", async () => {
+      const metrics = await fetch(`${base}/metrics`).then((r) => r.text()).catch(() => "");
+      return /^kefu_backup_interval_seconds 3600$/m.test(metrics);
+    }, 30000);
+    await wd.waitFor('[data-testid="backup-scheduled"]', 30000);
+    await wd.until("the schedule is kept", async () => (await wd.exec('return document.querySelector("[data-testid=backup-scheduled]")?.checked')) === true, 30000);
+    assert.match(readFileSync(join(env.KEFU_DESKTOP_CONFIG_DIR, "desktop.toml"), "utf8"), /scheduled = true[\s\S]*interval_minutes = 60[\s\S]*keep = 3/);
 
     // 4. Restore on next start: the pending restore shows.
     await wd.click(await wd.find('[data-testid="backup-restore"]'));
