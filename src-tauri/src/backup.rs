@@ -404,6 +404,31 @@ mod tests {
         running.shutdown().await.unwrap();
     }
 
+    /// A backup that fails is the tab's latest result, with why; no
+    /// backup is listed for it.
+    #[tokio::test]
+    async fn a_failed_backup_is_the_latest_result() {
+        let home = tempfile::tempdir().unwrap();
+        let dirs = Dirs {
+            data: home.path().join("data"),
+            config: home.path().join("config"),
+        };
+        let (running, _) = crate::server::start(&prefs_on_free_port(), &dirs).await;
+        let running = running.unwrap();
+        let state = running.state().unwrap().clone();
+        assert!(state.ops.last_backup().is_none());
+        let taken = home.path().join("taken");
+        std::fs::create_dir(&taken).unwrap();
+        let error = ops::backup_into(&state, &taken, None).await.unwrap_err();
+        assert!(error.to_string().contains("already exists"), "{error}");
+        let last = state.ops.last_backup().unwrap();
+        assert!(!last.ok && last.bytes == 0);
+        assert!(last.error.unwrap().contains("already exists"));
+        assert!(list(home.path()).is_empty());
+        drop(state);
+        running.shutdown().await.unwrap();
+    }
+
     /// A backup damaged after it was scheduled: the start does not
     /// restore it, the data stays, and the outcome says why.
     #[tokio::test]
