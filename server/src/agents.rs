@@ -24,6 +24,7 @@ use crate::time::now_ms;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
 #[serde(rename_all = "lowercase")]
 #[sqlx(rename_all = "lowercase")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(rename = "AgentRole"))]
 pub enum Role {
     Admin,
     Agent,
@@ -32,6 +33,7 @@ pub enum Role {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
 #[serde(rename_all = "lowercase")]
 #[sqlx(rename_all = "lowercase")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(rename = "AgentStatus"))]
 pub enum Availability {
     Online,
     Away,
@@ -40,6 +42,7 @@ pub enum Availability {
 
 /// The protocol's `Agent` object.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Agent {
     pub id: AgentId,
     pub username: String,

@@ -1,7 +1,7 @@
 // Strings of Settings → Backup (desktop app; keys start with "settings.backup." or are the tab's).
-import type { Dicts } from "../../lib/i18n";
+import { defineDicts } from "../../lib/i18n";
 
-export const backup: Dicts = {
+export const backup = defineDicts({
   en: {
     "settings.tab.backup": "Backup",
     "settings.backup.intro": "A backup is a complete copy of this computer's chats, tickets, accounts and files, made while Kefu keeps working. Keep backups on another disk, and as private as the data: they hold everything.",
@@ -74,4 +74,4 @@ export const backup: Dicts = {
     "settings.backup.restored_previous": "恢复前的数据保留在 {path}。确认一切正常后可以删除它。",
     "settings.backup.restored_failed": "上次启动时恢复 {from} 失败，数据没有改动：",
   },
-};
+});
