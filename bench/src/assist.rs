@@ -28,7 +28,7 @@ use std::collections::HashSet;
 use std::time::Instant;
 
 use hdrhistogram::Histogram;
-use kefu_server::assist::intent::Model;
+use kefu_server::assist::intent::{Model, Settings};
 use kefu_server::assist::normalize::normalize;
 use kefu_server::assist::retrieval::{Decision, Entry, Index, Thresholds};
 use kefu_server::assist::signals;
@@ -85,7 +85,7 @@ fn queries() -> Vec<Labelled> {
         .collect()
 }
 
-fn bigrams(text: &str) -> HashSet<(char, char)> {
+pub(crate) fn bigrams(text: &str) -> HashSet<(char, char)> {
     let chars: Vec<char> = normalize(text)
         .chars()
         .filter(|c| !c.is_whitespace())
@@ -136,7 +136,7 @@ impl Score {
     }
 }
 
-fn round(x: f64) -> f64 {
+pub(crate) fn round(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
@@ -381,7 +381,7 @@ pub fn run(smoke: bool) -> anyhow::Result<Value> {
 /// `intent_confidence`.
 const ROUTING_THRESHOLD: f32 = kefu_server::routing::rules::DEFAULT_INTENT_CONFIDENCE as f32;
 
-fn jaccard_near(grams: &HashSet<(char, char)>, to: &[HashSet<(char, char)>]) -> bool {
+pub(crate) fn jaccard_near(grams: &HashSet<(char, char)>, to: &[HashSet<(char, char)>]) -> bool {
     to.iter().any(|other| {
         let union = grams.union(other).count();
         union > 0 && grams.intersection(other).count() as f64 / union as f64 >= NEAR_DUPLICATE
@@ -502,6 +502,15 @@ pub fn intents(smoke: bool) -> anyhow::Result<Value> {
     let model = Model::train_all(names.clone(), train.iter().map(|(l, t)| (*t, *l)));
     let train_ms = started.elapsed().as_secs_f64() * 1000.0;
     let (accuracy, macro_f1, in_scope) = top1(&model, &names, &test);
+    // Before/after on the same held-out lines: the first version's model
+    // and the settings chosen by cross-validation on round 1.
+    let selection = crate::assist_select::select(smoke, &names, &train);
+    let first = Model::train_with(
+        Settings::FIRST,
+        names.clone(),
+        train.iter().map(|(l, t)| (*t, *l)),
+    );
+    let (first_accuracy, first_f1, _) = top1(&first, &names, &test);
     let thresholds: Vec<Value> = [0.3f32, 0.4, 0.5, ROUTING_THRESHOLD, 0.7, 0.8]
         .iter()
         .map(|t| at_threshold(&model, &names, &test, *t))
@@ -578,6 +587,21 @@ pub fn intents(smoke: bool) -> anyhow::Result<Value> {
             "near_duplicate_jaccard": NEAR_DUPLICATE,
         },
         "train_ms": round(train_ms),
+        "model_selection": selection,
+        "before_after": {
+            "before (first version)": {
+                "settings": crate::assist_select::describe(&Settings::FIRST),
+                "top1_accuracy (in scope)": round(first_accuracy),
+                "macro_f1 (in scope)": round(first_f1),
+                "at_routing_threshold": at_threshold(&first, &names, &test, ROUTING_THRESHOLD),
+            },
+            "after (default)": {
+                "settings": crate::assist_select::describe(&Settings::default()),
+                "top1_accuracy (in scope)": round(accuracy),
+                "macro_f1 (in scope)": round(macro_f1),
+                "at_routing_threshold": at_threshold(&model, &names, &test, ROUTING_THRESHOLD),
+            },
+        },
         "test": {
             "top1_accuracy (in scope)": round(accuracy),
             "macro_f1 (in scope)": round(macro_f1),
