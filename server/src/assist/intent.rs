@@ -627,6 +627,84 @@ mod tests {
         assert_eq!(Model::from_bytes(&bytes), Some(a));
         assert!(Model::from_bytes(&bytes[..bytes.len() - 1]).is_none());
         assert!(Model::from_bytes(&[2]).is_none());
+        assert!(Model::from_bytes(&[3]).is_none());
         assert!(Model::from_bytes(&[]).is_none());
+        assert!(!Model::is_outdated(&bytes));
+    }
+
+    #[test]
+    fn a_first_format_model_is_still_read_with_its_own_features() {
+        let (intents, examples) = examples();
+        let first = Model::train_with(
+            Settings::FIRST,
+            intents.clone(),
+            examples.iter().map(|e| (e.text.as_str(), e.label)),
+        );
+        // Format 1: no feature byte.
+        let mut v1 = first.to_bytes();
+        v1.remove(1);
+        v1[0] = 1;
+        assert!(Model::is_outdated(&v1));
+        let read = Model::from_bytes(&v1).expect("a format-1 model");
+        assert_eq!(read, first);
+        assert_eq!(
+            read.predict("退款到账了吗"),
+            first.predict("退款到账了吗"),
+            "the same features as when it was trained"
+        );
+        // Unknown feature flags are refused.
+        let mut bad = Model::train(&intents, &examples)
+            .expect("a model")
+            .to_bytes();
+        bad[1] = 0xff;
+        assert!(Model::from_bytes(&bad).is_none());
+    }
+
+    #[test]
+    fn extra_features_see_trigrams_and_latin_word_parts() {
+        let plain = vectorize("refunded 退了款").0.len();
+        let all = Features {
+            han_trigrams: true,
+            han_skip_bigrams: true,
+            latin_char_grams: true,
+            word_bigrams: true,
+        };
+        // + 退了款 (trigram), 退_款 (skip), 8 char 3-grams of <refunded>.
+        assert_eq!(
+            vectorize_with("refunded 退了款", all).0.len(),
+            plain + 1 + 1 + 8
+        );
+        // Word bigrams join neighbouring Latin words only.
+        let two = Features {
+            word_bigrams: true,
+            ..Features::default()
+        };
+        assert_eq!(vectorize_with("my order", two).0.len(), 3);
+        // Latin 3-grams make a plural meet its singular.
+        let grams = Features {
+            latin_char_grams: true,
+            ..Features::default()
+        };
+        let (a, _) = vectorize_with("refund", grams);
+        let (b, _) = vectorize_with("refunds", grams);
+        assert!(a.iter().filter(|x| b.contains(x)).count() >= 4);
+        assert_eq!(Features::from_byte(all.to_byte()), Some(all));
+    }
+
+    #[test]
+    fn balanced_weights_keep_a_small_intent_alive() {
+        let (intents, mut examples) = examples();
+        // Shipping gets 5 times as many (distinct) examples as refund.
+        for n in 0..40 {
+            examples.push(Example {
+                text: format!("快递 {n} 号到哪了"),
+                label: 1,
+            });
+        }
+        let model = Model::train(&intents, &examples).expect("a model");
+        assert_eq!(
+            model.predict("退款").expect("a prediction").intent,
+            "refund"
+        );
     }
 }
