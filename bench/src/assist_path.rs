@@ -540,7 +540,7 @@ async fn one(
                 let count = per_conversation.entry(conversation.to_owned()).or_default();
                 *count += 1;
                 replies += 1;
-                let resolve = *count % RESOLVE_EVERY == 0;
+                let resolve = count.is_multiple_of(RESOLVE_EVERY);
                 if mode == Mode::On {
                     let admin = Arc::clone(&admin);
                     let suggestions = Arc::clone(&suggestions);
