@@ -22,7 +22,7 @@ use kefu_server::ids::{AppId, VisitorId};
 use serde_json::{Value, json};
 
 const CANNED: &str = include_str!("../data/assist/suggest_canned.tsv");
-const CHATS: &str = include_str!("../data/assist/suggest_chats.tsv");
+pub(crate) const CHATS: &str = include_str!("../data/assist/suggest_chats.tsv");
 
 struct Line {
     round: u32,

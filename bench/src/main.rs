@@ -14,6 +14,8 @@
 //! processes (one process may hold 20,000 files).
 
 mod assist;
+mod assist_path;
+mod assist_select;
 mod assist_suggest;
 mod b0;
 mod backup;
@@ -101,6 +103,9 @@ enum Scenario {
     /// (split by time, deduplicated), signal and retrieval latency at
     /// 10,000 entries (in-process; prints JSON).
     Assist,
+    /// Kefu Assist off vs on (FAQ bot, trained intents, suggestions) under
+    /// the same message load, in the same run (Kefu only; prints JSON).
+    AssistPath(AssistPathArgs),
     /// Every scenario in turn (with `--smoke`: tiny, for CI).
     All(AllArgs),
     /// Baseline B0: serve the minimal relay (used by the bench itself).
@@ -267,6 +272,28 @@ struct LanRelayArgs {
 }
 
 #[derive(Args, Clone)]
+struct AssistPathArgs {
+    /// Visitor connections (conversations).
+    #[arg(long, default_value_t = 200)]
+    conversations: usize,
+    /// Visitor messages per second, all together (the agent answers each).
+    #[arg(long, default_value_t = 200)]
+    rate: u64,
+    /// Seconds measured per run.
+    #[arg(long, default_value_t = 20)]
+    seconds: u64,
+    /// Seconds sent before measuring, per run.
+    #[arg(long, default_value_t = 3)]
+    warmup: u64,
+    /// Runs of each mode (alternating off, on, on, off, …).
+    #[arg(long, default_value_t = 2)]
+    rounds: usize,
+    /// The server's durability.
+    #[arg(long, default_value = "fsync")]
+    durability: String,
+}
+
+#[derive(Args, Clone)]
 struct AllArgs {
     /// Seconds Kefu holds the idle connections.
     #[arg(long, default_value_t = 600)]
@@ -403,6 +430,49 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     section("assist-suggest", vec![suggest]),
                 ],
             );
+            return write_json(&global, &report);
+        }
+        Scenario::AssistPath(args) => {
+            let sizes = if global.smoke {
+                assist_path::Sizes {
+                    conversations: 10,
+                    rate: 20,
+                    seconds: 2,
+                    warmup: 1,
+                    rounds: 1,
+                }
+            } else {
+                assist_path::Sizes {
+                    conversations: args.conversations.max(1),
+                    rate: args.rate.max(1),
+                    seconds: args.seconds,
+                    warmup: args.warmup,
+                    rounds: args.rounds.max(1),
+                }
+            };
+            let row = assist_path::run(&bin, &args.durability, sizes).await?;
+            println!("{}", serde_json::to_string_pretty(&row)?);
+            if global.smoke {
+                for mode in ["off", "on"] {
+                    check(
+                        row[mode]["missing_acks"] == 0,
+                        "assist-path: every send acked",
+                    )?;
+                    check(
+                        row[mode]["replies"].as_u64() > Some(0),
+                        "assist-path: the agent replied",
+                    )?;
+                }
+                check(
+                    row["on"]["bot_messages"].as_u64() > Some(0),
+                    "assist-path: the bot answered",
+                )?;
+                check(
+                    row["off"]["bot_messages"] == 0,
+                    "assist-path: no bot when off",
+                )?;
+            }
+            let report = full_report(&global, vec![section("assist-path", vec![row])]);
             return write_json(&global, &report);
         }
         Scenario::Backup(args) => {

@@ -195,7 +195,7 @@ async fn serve(state: &AppState) -> Option<SqliteConnection> {
 }
 
 /// At start-up: apps whose intents changed after their model was trained
-/// (or that have none yet).
+/// (or that have none yet), and apps whose model is of an older format.
 async fn mark_stale(state: &AppState, conn: &mut SqliteConnection) -> Result<(), ApiError> {
     let apps: Vec<(AppId,)> = sqlx::query_as(
         "SELECT i.app_id FROM assist_intents i
@@ -207,6 +207,18 @@ async fn mark_stale(state: &AppState, conn: &mut SqliteConnection) -> Result<(),
     .await?;
     for (app,) in apps {
         state.assist.trainer.mark(app);
+    }
+    // Models stored by an older Kefu (another format): still read, but
+    // trained again with today's features.
+    let heads: Vec<(AppId, Vec<u8>)> = sqlx::query_as(
+        "SELECT app_id, substr(model, 1, 1) FROM assist_intent_models WHERE length(model) > 0",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    for (app, head) in heads {
+        if Model::is_outdated(&head) {
+            state.assist.trainer.mark(app);
+        }
     }
     Ok(())
 }
