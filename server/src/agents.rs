@@ -14,6 +14,7 @@ use sqlx::SqlitePool;
 
 use crate::auth::sessions::Revocation;
 use crate::auth::{self, AdminAuth, AgentAuth};
+use crate::change::{After, Change};
 use crate::error::{ApiError, ApiResult};
 use crate::http::ClientIp;
 use crate::http::extract::{ApiJson, ApiPath};
@@ -274,7 +275,7 @@ async fn update_me(
         }
         None => None,
     };
-    let mut tx = state.db.begin().await?;
+    let mut change = Change::begin(&state.db, Some(agent.id)).await?;
     sqlx::query(
         "UPDATE agents SET display_name = COALESCE(?, display_name),
              password_hash = COALESCE(?, password_hash) WHERE id = ?",
@@ -282,33 +283,27 @@ async fn update_me(
     .bind(&display_name)
     .bind(&hash)
     .bind(agent.id)
-    .execute(&mut *tx)
+    .execute(&mut *change)
     .await?;
     // The agent's other sessions end (and their WebSockets close); the one
     // that made the change stays.
-    let revocation = match hash {
-        Some(_) => Some(Revocation::agent_tokens(&mut tx, agent.id, auth::bearer(&headers)).await?),
-        None => None,
-    };
-    crate::audit::record(
-        &mut *tx,
-        Some(agent.id),
-        "agent.update_self",
-        Some(("agent", &agent.id.to_string())),
-        serde_json::json!({"display_name": display_name, "password_changed": hash.is_some()}),
-    )
-    .await?;
-    tx.commit().await?;
-    match revocation {
-        Some(revocation) => revocation.apply(&state),
-        None => state.auth_cache.agent_changed(agent.id),
+    if hash.is_some() {
+        let revocation =
+            Revocation::agent_tokens(&mut change, agent.id, auth::bearer(&headers)).await?;
+        change.then(After::Revoke(revocation));
     }
+    change
+        .audit(
+            "agent.update_self",
+            ("agent", &agent.id.to_string()),
+            serde_json::json!({"display_name": display_name, "password_changed": hash.is_some()}),
+        )
+        .await?;
+    change.then(After::Agent(agent.id));
+    change.commit(&state).await?;
     let agent = find(&state.db, agent.id)
         .await?
         .ok_or_else(|| ApiError::not_found("agent"))?;
-    state
-        .hub
-        .broadcast_agents(&crate::hub::frames::agent(&agent));
     Ok(Json(AgentResponse { agent }))
 }
 
@@ -470,17 +465,17 @@ async fn update(
     // (BEGIN IMMEDIATE), so that they hold against concurrent updates: of
     // two admins demoting each other at once, the second finds itself no
     // longer an admin (403) or its target the last admin (409).
-    let mut tx = crate::store::db::begin_write(&state.db).await?;
+    let mut change = Change::begin(&state.db, Some(admin.id)).await?;
     let acting: Option<(i64,)> = sqlx::query_as(
         "SELECT 1 FROM agents WHERE id = ? AND role = 'admin' AND deactivated_at IS NULL",
     )
     .bind(admin.id)
-    .fetch_optional(&mut *tx)
+    .fetch_optional(&mut *change)
     .await?;
     if acting.is_none() {
         return Err(ApiError::forbidden("admins only"));
     }
-    let current = find(&mut *tx, id)
+    let current = find(&mut *change, id)
         .await?
         .ok_or_else(|| ApiError::not_found("agent"))?;
     let deactivate = body.active == Some(false) && current.active;
@@ -491,7 +486,7 @@ async fn update(
         let (admins,): (i64,) = sqlx::query_as(
             "SELECT COUNT(*) FROM agents WHERE role = 'admin' AND deactivated_at IS NULL",
         )
-        .fetch_one(&mut *tx)
+        .fetch_one(&mut *change)
         .await?;
         if admins <= 1 {
             return Err(ApiError::Conflict(
@@ -511,7 +506,7 @@ async fn update(
     .bind(body.max_concurrent)
     .bind(&hash)
     .bind(id)
-    .execute(&mut *tx)
+    .execute(&mut *change)
     .await?;
     let now = now_ms();
     match body.active {
@@ -521,13 +516,13 @@ async fn update(
             )
             .bind(now)
             .bind(id)
-            .execute(&mut *tx)
+            .execute(&mut *change)
             .await?;
         }
         Some(true) => {
             sqlx::query("UPDATE agents SET deactivated_at = NULL WHERE id = ?")
                 .bind(id)
-                .execute(&mut *tx)
+                .execute(&mut *change)
                 .await?;
         }
         None => {}
@@ -540,50 +535,41 @@ async fn update(
         )
         .bind(now)
         .bind(id)
-        .fetch_all(&mut *tx)
+        .fetch_all(&mut *change)
         .await?
     } else {
         Vec::new()
     };
     // A reset password or a deactivation ends every session of the agent.
-    let revocation = if hash.is_some() || deactivate {
-        Some(Revocation::agent_tokens(&mut tx, id, None).await?)
-    } else {
-        None
-    };
-    crate::audit::record(
-        &mut *tx,
-        Some(admin.id),
-        "agent.update",
-        Some(("agent", &id.to_string())),
-        serde_json::json!({
-            "display_name": display_name, "role": body.role, "status": body.status,
-            "max_concurrent": body.max_concurrent, "password_reset": hash.is_some(),
-            "active": body.active,
-        }),
-    )
-    .await?;
-    tx.commit().await?;
-    match revocation {
-        Some(revocation) => revocation.apply(&state),
-        None => state.auth_cache.agent_changed(id),
+    if hash.is_some() || deactivate {
+        let revocation = Revocation::agent_tokens(&mut change, id, None).await?;
+        change.then(After::Revoke(revocation));
     }
+    change
+        .audit(
+            "agent.update",
+            ("agent", &id.to_string()),
+            serde_json::json!({
+                "display_name": display_name, "role": body.role, "status": body.status,
+                "max_concurrent": body.max_concurrent, "password_reset": hash.is_some(),
+                "active": body.active,
+            }),
+        )
+        .await?;
+    change.then(After::Agent(id));
+    for (conversation,) in &requeued {
+        change.then(After::Conversation(*conversation));
+    }
+    if !requeued.is_empty() {
+        change.then(After::Drain);
+    }
+    change.commit(&state).await?;
     let agent = find(&state.db, id)
         .await?
         .ok_or_else(|| ApiError::not_found("agent"))?;
     tracing::info!(admin = %admin.id, agent = %agent.id, "agent updated");
-    state
-        .hub
-        .broadcast_agents(&crate::hub::frames::agent(&agent));
-    for (conversation,) in &requeued {
-        state.conversations.forget_active(*conversation);
-        crate::conversations::announce(&state, *conversation).await?;
-    }
-    if body.status.is_some() || body.max_concurrent.is_some() || !requeued.is_empty() {
+    if body.status.is_some() || body.max_concurrent.is_some() {
         availability_changed(&state, &agent, body.status.is_some()).await;
-        if !requeued.is_empty() {
-            crate::routing::drain_logged(&state).await;
-        }
     }
     Ok(Json(AgentResponse { agent }))
 }
