@@ -31,6 +31,11 @@ const COMMANDS: &[&str] = &[
     "lan_join",
     "lan_join_cancel",
     "lan_leave",
+    "backup_info",
+    "backup_settings",
+    "backup_now",
+    "backup_restore",
+    "backup_restore_cancel",
 ];
 
 fn main() {

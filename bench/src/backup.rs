@@ -3,7 +3,10 @@
 //!
 //! 1. A store is filled offline (`store::fill`: messages, tickets and
 //!    comments), then the real `kefu-server` serves it.
-//! 2. Visitors send on a fixed schedule (open loop: a send every
+//! 2. Once the server has settled (the search index and the conversation
+//!    list caught up with the filled store, read from `/metrics`), and each
+//!    visitor's first message (the conversation's start) is acked outside
+//!    the measurement, visitors send on a fixed schedule (open loop: a send every
 //!    `interval` per visitor, each waiting for its ack), and every send's
 //!    latency is recorded with the phase it started in.
 //! 3. After `before` seconds, `kefu-server backup --to DIR` runs (a
@@ -56,12 +59,18 @@ pub async fn run(bin: &std::path::Path, sizes: Sizes) -> anyhow::Result<Value> {
     let (sqlite_seconds, log_seconds) = store::fill(dir.path(), &fill).await?;
     let server = Server::serve(bin, dir, "fsync").await?;
     let data_bytes = dir_size(server.data_dir());
+    let settle_seconds = settle(&server.base).await?;
     let shop = Shop::setup(&server.base).await?;
     let visitors = shop.visitors(sizes.visitors).await?;
     let phase = Arc::new(AtomicU8::new(BEFORE));
     let mut senders = Vec::new();
     for (index, visitor) in visitors.into_iter().enumerate() {
         let mut connection = Connection::open(&server.ws_url(), &visitor.token, index).await?;
+        // The conversation's start, not measured: the phases compare sends
+        // into open conversations.
+        connection
+            .send_and_ack(&visitor.conversation_id, &format!("b{index}-start"))
+            .await?;
         let phase = Arc::clone(&phase);
         let interval = Duration::from_millis(sizes.interval_ms);
         senders.push(tokio::spawn(async move {
@@ -143,6 +152,7 @@ pub async fn run(bin: &std::path::Path, sizes: Sizes) -> anyhow::Result<Value> {
         "fill_sqlite_s": round2(sqlite_seconds),
         "fill_log_s": round2(log_seconds),
         "data_dir_bytes": data_bytes,
+        "settle_s": round2(settle_seconds),
         "backup_s": round2(backup_seconds),
         "backup_bytes": backup_bytes,
         "verify_s": round2(verify_seconds),
@@ -154,6 +164,37 @@ pub async fn run(bin: &std::path::Path, sizes: Sizes) -> anyhow::Result<Value> {
             phase_row("after", &totals[usize::from(AFTER)]),
         ],
     }))
+}
+
+/// Waits (at most 15 minutes) until the server's background catch-up on a
+/// freshly filled store is done: no conversation waits for the search
+/// index or for its place in the conversation list. Returns the seconds.
+async fn settle(base: &str) -> anyhow::Result<f64> {
+    let started = Instant::now();
+    let http = reqwest::Client::new();
+    let backlog = |text: &str, name: &str| -> Option<f64> {
+        text.lines()
+            .find(|line| line.starts_with(name))
+            .and_then(|line| line.rsplit(' ').next())
+            .and_then(|value| value.parse().ok())
+    };
+    loop {
+        let text = http
+            .get(format!("{base}/metrics"))
+            .send()
+            .await?
+            .text()
+            .await?;
+        let index = backlog(&text, "kefu_search_index_backlog_conversations");
+        let derived = backlog(&text, "kefu_derived_backlog_conversations");
+        if index.unwrap_or(0.0) == 0.0 && derived.unwrap_or(0.0) == 0.0 {
+            return Ok(started.elapsed().as_secs_f64());
+        }
+        if started.elapsed() > Duration::from_secs(900) {
+            bail!("the server did not settle in 15 minutes (index {index:?}, derived {derived:?})");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 fn new_histogram() -> anyhow::Result<Histogram<u64>> {

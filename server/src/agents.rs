@@ -25,6 +25,7 @@ use crate::time::now_ms;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
 #[serde(rename_all = "lowercase")]
 #[sqlx(rename_all = "lowercase")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(rename = "AgentRole"))]
 pub enum Role {
     Admin,
     Agent,
@@ -33,6 +34,7 @@ pub enum Role {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
 #[serde(rename_all = "lowercase")]
 #[sqlx(rename_all = "lowercase")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(rename = "AgentStatus"))]
 pub enum Availability {
     Online,
     Away,
@@ -41,6 +43,7 @@ pub enum Availability {
 
 /// The protocol's `Agent` object.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Agent {
     pub id: AgentId,
     pub username: String,

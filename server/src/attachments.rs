@@ -95,6 +95,7 @@ pub fn routes() -> Router<AppState> {
 
 /// The protocol's attachment object, as in uploads and `Message.attachment`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(rename = "Attachment"))]
 pub struct AttachmentObject {
     pub id: AttachmentId,
     pub name: String,

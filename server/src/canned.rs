@@ -30,6 +30,7 @@ pub const TITLE_MAX_CHARS: usize = 100;
 pub const QUERY_MAX_CHARS: usize = 100;
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct CannedReply {
     pub id: String,
     pub shortcut: String,

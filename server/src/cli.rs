@@ -575,6 +575,7 @@ fn raise_open_files_limit() {
     }
 }
 
+#[cfg(not(all(feature = "tokio-console", debug_assertions)))]
 fn init_logging(config: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log_level));
@@ -587,6 +588,33 @@ fn init_logging(config: &Config) {
         LogFormat::Human => builder.init(),
     }
 }
+
+/// A debug build with the `tokio-console` feature: the console's layer (all
+/// of tokio's task events, served on 127.0.0.1:6669 unless
+/// `TOKIO_CONSOLE_BIND` says otherwise) beside the log, which keeps its
+/// filter. docs/OPERATIONS.md, "Profiling".
+#[cfg(all(feature = "tokio-console", debug_assertions))]
+fn init_logging(config: &Config) {
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log_level));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let log = tracing_subscriber::fmt::layer().with_ansi(ansi);
+    let log = match config.log_format {
+        LogFormat::Json => log.json().with_filter(filter).boxed(),
+        LogFormat::Human => log.with_filter(filter).boxed(),
+    };
+    tracing_subscriber::registry()
+        .with(console_subscriber::spawn())
+        .with(log)
+        .init();
+}
+
+// The console's instrumentation is not for a release build.
+#[cfg(all(feature = "tokio-console", not(debug_assertions)))]
+compile_error!("the tokio-console feature is for debug builds (docs/OPERATIONS.md, Profiling)");
 
 /// SIGTERM and SIGINT (ctrl-c), registered when created. On Windows the
 /// console's events: Ctrl+C, Ctrl+Break, the console window closed, and

@@ -4,6 +4,8 @@
 //! See docs/ARCHITECTURE.md for the map of modules and their invariants.
 
 pub mod agents;
+#[cfg(feature = "ts")]
+pub mod api_types;
 pub mod app_settings;
 pub mod apps;
 pub mod assist;

@@ -13,6 +13,7 @@ use crate::ids::{ConversationId, MessageId};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub enum MessageKind {
     Text,
     Image,
@@ -23,6 +24,7 @@ pub enum MessageKind {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub enum SenderType {
     Visitor,
     Agent,
@@ -30,6 +32,7 @@ pub enum SenderType {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Sender {
     #[serde(rename = "type")]
     pub kind: SenderType,
@@ -39,6 +42,7 @@ pub struct Sender {
 
 /// A message as stored and as sent on the wire (docs/PROTOCOL.md, "Objects").
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Message {
     pub id: MessageId,
     pub conversation_id: ConversationId,
@@ -47,7 +51,9 @@ pub struct Message {
     pub kind: MessageKind,
     pub sender: Sender,
     pub content: String,
+    #[cfg_attr(feature = "ts", ts(type = "Record<string, unknown>"))]
     pub meta: Value,
+    #[cfg_attr(feature = "ts", ts(type = "Attachment | null"))]
     pub attachment: Option<Value>,
     pub created_at: i64,
 }

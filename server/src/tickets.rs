@@ -15,7 +15,7 @@
 //! ever reads tickets whose requester it is, and never internal comments.
 
 mod comments;
-mod history;
+pub(crate) mod history;
 mod list;
 mod transcript;
 mod visitor;
@@ -43,6 +43,7 @@ pub use history::{Actor, EventKind};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
 #[serde(rename_all = "lowercase")]
 #[sqlx(rename_all = "lowercase")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub enum TicketStatus {
     Open,
     Pending,
@@ -53,6 +54,7 @@ pub enum TicketStatus {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
 #[serde(rename_all = "lowercase")]
 #[sqlx(rename_all = "lowercase")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(rename = "TicketPriority"))]
 pub enum Priority {
     Low,
     Normal,
@@ -64,6 +66,7 @@ pub enum Priority {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
 #[serde(rename_all = "lowercase")]
 #[sqlx(rename_all = "lowercase")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(rename = "TicketVia"))]
 pub enum Via {
     /// Made by an agent, not from a conversation.
     Agent,
@@ -74,15 +77,19 @@ pub enum Via {
 }
 
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(rename = "TicketRequester"))]
 pub struct Requester {
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
     pub visitor_id: Option<VisitorId>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
     pub email: Option<String>,
 }
 
 /// The protocol's `Ticket` object, plus `via` and `transcript_seq` [ext].
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Ticket {
     pub number: u64,
     pub subject: String,
@@ -149,6 +156,7 @@ const COLUMNS: &str = "t.number, t.subject, t.description, t.status, t.priority,
 
 /// A ticket comment. `client_msg_id` and `message_seq` are [ext].
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Comment {
     pub id: CommentId,
     pub ticket_number: i64,

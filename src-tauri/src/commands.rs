@@ -130,10 +130,15 @@ pub async fn token_clear(shell: State<'_, Arc<Shell>>) -> Result<()> {
 #[tauri::command]
 pub async fn set_prefs(app: AppHandle, shell: State<'_, Arc<Shell>>, prefs: Prefs) -> Result<()> {
     // The LAN settings change only through Settings → LAN (lan_host…),
-    // which restarts the server: a panel opened before keeps them.
-    let prefs = Prefs {
-        lan: shell.prefs.lock().lan.clone(),
-        ..prefs
+    // which restarts the server: a panel opened before keeps them. So do
+    // the backup settings (Settings → Backup, backup_settings).
+    let prefs = {
+        let current = shell.prefs.lock();
+        Prefs {
+            lan: current.lan.clone(),
+            backup: current.backup.clone(),
+            ..prefs
+        }
     };
     prefs.save(&shell.dirs.config).map_err(|e| e.to_string())?;
     let was = std::mem::replace(&mut *shell.prefs.lock(), prefs.clone());
@@ -415,4 +420,148 @@ async fn forget_token(shell: &Shell) {
             tracing::warn!("cannot forget the remembered sign-in");
         }
     }
+}
+
+/// Settings → Backup: the folder and schedule, the backups in the folder,
+/// how the latest backup went, and any restore pending or done at start.
+#[derive(Debug, Serialize)]
+pub struct BackupInfo {
+    pub prefs: crate::prefs::BackupPrefs,
+    pub data_dir: String,
+    pub backups: Vec<crate::backup::BackupEntry>,
+    /// The latest backup the running server attempted (None since start).
+    pub last: Option<kefu_server::ops::LastBackup>,
+    pub pending: Option<crate::backup::PendingRestore>,
+    pub restored: Option<crate::backup::RestoreOutcome>,
+}
+
+/// The running shop's state, for an admin only (Settings → Backup).
+async fn admin_server(
+    shell: &Shell,
+    token: &str,
+) -> Result<(kefu_server::state::AppState, kefu_server::ids::AgentId)> {
+    let state = server_of(shell).ok_or(
+        "backups are made where the shop's data is: on the shop's host, or here once the server runs",
+    )?;
+    let admin = crate::backup::require_admin(&state, token).await?;
+    Ok((state, admin))
+}
+
+#[tauri::command]
+pub async fn backup_info(shell: State<'_, Arc<Shell>>, token: String) -> Result<BackupInfo> {
+    let (state, _) = admin_server(&shell, &token).await?;
+    let prefs = shell.prefs.lock().backup.clone();
+    let backups = match &prefs.dir {
+        Some(dir) => {
+            let dir = dir.clone();
+            tauri::async_runtime::spawn_blocking(move || crate::backup::list(&dir))
+                .await
+                .map_err(|e| e.to_string())?
+        }
+        None => Vec::new(),
+    };
+    Ok(BackupInfo {
+        prefs,
+        data_dir: shell.dirs.data.display().to_string(),
+        backups,
+        last: state.ops.last_backup(),
+        pending: crate::backup::pending(&shell.dirs.config),
+        restored: crate::backup::last_outcome(&shell.dirs.config),
+    })
+}
+
+/// Saves the folder and schedule. The schedule is the embedded server's
+/// own: when it changes, the server restarts with it (the page reloads);
+/// if it does not start so, the previous settings are put back. Returns
+/// whether the server restarted.
+#[tauri::command]
+pub async fn backup_settings(
+    app: AppHandle,
+    shell: State<'_, Arc<Shell>>,
+    token: String,
+    dir: String,
+    scheduled: bool,
+    interval_minutes: u64,
+    keep: usize,
+) -> Result<bool> {
+    let shell = Arc::clone(&shell);
+    admin_server(&shell, &token).await?;
+    let dir = match dir.trim() {
+        "" => None,
+        typed => {
+            let typed = typed.to_owned();
+            let data = shell.dirs.data.clone();
+            Some(
+                tauri::async_runtime::spawn_blocking(move || {
+                    crate::backup::check_folder(&typed, &data)
+                })
+                .await
+                .map_err(|e| e.to_string())??,
+            )
+        }
+    };
+    let backup = crate::prefs::BackupPrefs {
+        dir,
+        scheduled,
+        interval_minutes,
+        keep,
+    };
+    let before = shell.prefs.lock().clone();
+    let prefs = Prefs {
+        backup: backup.clone(),
+        ..before.clone()
+    };
+    prefs.validate().map_err(|e| e.to_string())?;
+    prefs.save(&shell.dirs.config).map_err(|e| e.to_string())?;
+    *shell.prefs.lock() = prefs;
+    let schedule = |b: &crate::prefs::BackupPrefs| {
+        b.scheduled
+            .then(|| (b.dir.clone(), b.interval_minutes, b.keep))
+    };
+    if schedule(&before.backup) == schedule(&backup) {
+        return Ok(false);
+    }
+    if let Err(error) = crate::restart_server(&app, &shell).await {
+        tracing::warn!(%error, "the server did not start with the new backup schedule");
+        before.save(&shell.dirs.config).map_err(|e| e.to_string())?;
+        *shell.prefs.lock() = before;
+        crate::restart_server(&app, &shell).await?;
+        return Err(error);
+    }
+    Ok(true)
+}
+
+/// "Back up now" into the chosen folder.
+#[tauri::command]
+pub async fn backup_now(
+    shell: State<'_, Arc<Shell>>,
+    token: String,
+) -> Result<kefu_server::ops::backup::Summary> {
+    let (state, admin) = admin_server(&shell, &token).await?;
+    let dir = shell
+        .prefs
+        .lock()
+        .backup
+        .dir
+        .clone()
+        .ok_or("choose a backup folder first")?;
+    crate::backup::back_up_now(&state, &dir, admin).await
+}
+
+/// "Restore on next start": `from` is verified now; the restore happens
+/// when the app starts next, before the embedded server opens the data.
+#[tauri::command]
+pub async fn backup_restore(
+    shell: State<'_, Arc<Shell>>,
+    token: String,
+    from: String,
+) -> Result<crate::backup::PendingRestore> {
+    admin_server(&shell, &token).await?;
+    crate::backup::schedule_restore(&shell.dirs.config, &from).await
+}
+
+#[tauri::command]
+pub async fn backup_restore_cancel(shell: State<'_, Arc<Shell>>, token: String) -> Result<()> {
+    admin_server(&shell, &token).await?;
+    crate::backup::cancel_pending(&shell.dirs.config)
 }

@@ -7,6 +7,7 @@
 // Tests may unwrap; the shell itself never does.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod backup;
 pub mod commands;
 pub mod keystore;
 pub mod lan;
@@ -181,6 +182,11 @@ pub fn run() -> anyhow::Result<()> {
             commands::lan_join,
             commands::lan_join_cancel,
             commands::lan_leave,
+            commands::backup_info,
+            commands::backup_settings,
+            commands::backup_now,
+            commands::backup_restore,
+            commands::backup_restore_cancel,
         ])
         .setup(move |app| {
             let dirs = Dirs::resolve(app.path().app_data_dir()?, app.path().app_config_dir()?);
@@ -195,6 +201,9 @@ pub fn run() -> anyhow::Result<()> {
                 Some(port) => Prefs { port, ..prefs },
                 None => prefs,
             };
+            // A restore asked for in Settings → Backup happens here, before
+            // the embedded server opens the data dir.
+            tauri::async_runtime::block_on(backup::apply_pending(&dirs));
             let (running, status) = tauri::async_runtime::block_on(server::start(&prefs, &dirs));
             tracing::info!(
                 ?status,

@@ -61,7 +61,37 @@ pub struct Prefs {
     /// LAN hosting (Settings → LAN). Whether this computer is a peer is
     /// not here: that is the server library's `lan/state.json`.
     pub lan: LanPrefs,
+    /// Backups (Settings → Backup).
+    pub backup: BackupPrefs,
 }
+
+/// `[backup]`: where backups go and whether the embedded server makes them
+/// on a schedule (its `[backup]` configuration, docs/OPERATIONS.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BackupPrefs {
+    /// The backup folder (absolute, outside the data dir). None: not chosen.
+    pub dir: Option<PathBuf>,
+    /// Back up into `dir` every `interval_minutes`, keeping `keep`.
+    pub scheduled: bool,
+    pub interval_minutes: u64,
+    pub keep: usize,
+}
+
+impl Default for BackupPrefs {
+    fn default() -> Self {
+        BackupPrefs {
+            dir: None,
+            scheduled: false,
+            interval_minutes: 1440,
+            keep: 7,
+        }
+    }
+}
+
+/// Bounds of the schedule: every 15 minutes to every 30 days; 1 to 100 kept.
+pub const BACKUP_INTERVAL_MINUTES: std::ops::RangeInclusive<u64> = 15..=43_200;
+pub const BACKUP_KEEP: std::ops::RangeInclusive<usize> = 1..=100;
 
 /// `[lan]`: this computer as the shop's host.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -88,6 +118,7 @@ impl Default for Prefs {
             autostart: false,
             notify: NotifyPrefs::default(),
             lan: LanPrefs::default(),
+            backup: BackupPrefs::default(),
         }
     }
 }
@@ -110,6 +141,10 @@ pub enum PrefsError {
     BadPort(u16),
     #[error("{0} cannot be the LAN address (a port, and not the app's own loopback port)")]
     BadLanBind(SocketAddr),
+    #[error(
+        "backups: every 15 to 43200 minutes, 1 to 100 kept, into an absolute folder (one must be chosen for a schedule)"
+    )]
+    BadBackup,
 }
 
 impl Prefs {
@@ -153,6 +188,14 @@ impl Prefs {
                     && (bind.ip().is_unspecified() || bind.ip() == self.bind().ip()))
         {
             return Err(PrefsError::BadLanBind(bind));
+        }
+        let backup = &self.backup;
+        if !BACKUP_INTERVAL_MINUTES.contains(&backup.interval_minutes)
+            || !BACKUP_KEEP.contains(&backup.keep)
+            || backup.dir.as_ref().is_some_and(|dir| !dir.is_absolute())
+            || (backup.scheduled && backup.dir.is_none())
+        {
+            return Err(PrefsError::BadBackup);
         }
         Ok(())
     }
@@ -212,6 +255,12 @@ mod tests {
                 host_bind: Some("127.0.0.2:5339".parse().unwrap()),
                 mdns: true,
             },
+            backup: BackupPrefs {
+                dir: Some(dir.path().join("backups")),
+                scheduled: true,
+                interval_minutes: 60,
+                keep: 3,
+            },
             ..prefs
         };
         prefs.save(&dir.path().join("nested")).unwrap();
@@ -254,6 +303,19 @@ mod tests {
             Prefs::load(dir.path()),
             Err(PrefsError::BadLanBind(_))
         ));
+        for backup in [
+            "[backup]\ninterval_minutes = 14\n",
+            "[backup]\nkeep = 0\n",
+            "[backup]\nkeep = 101\n",
+            "[backup]\ndir = \"relative/dir\"\n",
+            "[backup]\nscheduled = true\n",
+        ] {
+            std::fs::write(dir.path().join(FILE_NAME), backup).unwrap();
+            assert!(
+                matches!(Prefs::load(dir.path()), Err(PrefsError::BadBackup)),
+                "{backup}"
+            );
+        }
         std::fs::write(dir.path().join(FILE_NAME), "port = 80").unwrap();
         assert!(matches!(
             Prefs::load(dir.path()),

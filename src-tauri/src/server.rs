@@ -117,6 +117,16 @@ pub fn server_config(prefs: &Prefs, data_dir: PathBuf) -> kefu_server::Config {
             Durability::Os => kefu_server::config::Durability::Os,
         },
         memory: memory_profile(),
+        // Scheduled backups (Settings → Backup): the server's own scheduler.
+        backup: kefu_server::config::BackupConfig {
+            dir: prefs
+                .backup
+                .scheduled
+                .then(|| prefs.backup.dir.clone())
+                .flatten(),
+            interval_minutes: prefs.backup.interval_minutes,
+            keep: prefs.backup.keep,
+        },
         ..kefu_server::Config::default()
     }
 }
@@ -261,6 +271,31 @@ mod tests {
         let config = server_config(&Prefs::default(), "/d".into());
         assert_eq!(config.bind, "127.0.0.1:5338".parse().unwrap());
         assert_eq!(config.durability, kefu_server::config::Durability::Fsync);
+        assert!(
+            config.backup.dir.is_none(),
+            "no scheduled backups by default"
+        );
+    }
+
+    #[test]
+    fn a_backup_schedule_is_the_servers_scheduled_backups() {
+        let mut prefs = Prefs::default();
+        prefs.backup = prefs::BackupPrefs {
+            dir: Some("/backups".into()),
+            scheduled: false,
+            interval_minutes: 60,
+            keep: 3,
+        };
+        // A folder alone (for "Back up now") schedules nothing.
+        assert!(server_config(&prefs, "/d".into()).backup.dir.is_none());
+        prefs.backup.scheduled = true;
+        let config = server_config(&prefs, "/d".into());
+        assert_eq!(config.backup.dir, Some("/backups".into()));
+        assert_eq!(
+            (config.backup.interval_minutes, config.backup.keep),
+            (60, 3)
+        );
+        assert!(config.validate().is_ok());
     }
 
     #[tokio::test]

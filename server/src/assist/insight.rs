@@ -59,6 +59,7 @@ pub const LONG_WAIT: &str = "long_wait";
 
 /// The predicted intent of a conversation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct IntentGuess {
     pub name: String,
     pub confidence: f32,
@@ -66,6 +67,7 @@ pub struct IntentGuess {
 
 /// The conversation's `assist` member.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(rename = "AssistInsight"))]
 pub struct Insight {
     /// `null` when the app has no ready model or the message has no words.
     pub intent: Option<IntentGuess>,

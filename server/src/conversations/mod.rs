@@ -43,6 +43,7 @@ pub use send::{Checked, Line, SendRequest};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
 #[serde(rename_all = "lowercase")]
 #[sqlx(rename_all = "lowercase")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(rename = "ConversationStatus"))]
 pub enum Status {
     Queued,
     Open,
@@ -62,15 +63,18 @@ impl Status {
 }
 
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(rename = "Visitor"))]
 pub struct VisitorSummary {
     pub id: VisitorId,
     pub name: Option<String>,
     pub email: Option<String>,
+    #[cfg_attr(feature = "ts", ts(type = "Record<string, unknown>"))]
     pub attributes: Value,
 }
 
 /// The protocol's `Conversation` object.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Conversation {
     pub id: ConversationId,
     pub app_id: AppId,
@@ -82,9 +86,11 @@ pub struct Conversation {
     pub created_at: i64,
     /// [ext] For the agent that asked: see `reads::fill_for_agent`.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
     pub unread_count: Option<u64>,
     /// [ext] How far the visitor has read (agent views only).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
     pub visitor_read_seq: Option<u64>,
     /// [ext] The team routing sent it to (rules, transfer); null: everyone.
     pub team_id: Option<crate::ids::TeamId>,
@@ -95,17 +101,21 @@ pub struct Conversation {
     /// [ext] The last message (notes included), for list previews; agent
     /// views only (`fill_last_message`).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
     pub last_message: Option<Box<crate::message::Message>>,
     /// [ext] When `last_message` is an event line ("boss joined"): the last
     /// message a person wrote before it, among the last
     /// [`LAST_SAID_LOOKBACK`]; what a chat list shows as its preview.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
     pub last_said: Option<Box<crate::message::Message>>,
     /// [ext] The asking agent's own read marker (see `reads::fill_for_agent`).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
     pub read_seq: Option<u64>,
     /// [ext] `normal` or `urgent` (Kefu Assist's urgency signals; urgent
     /// chats are served first from the queue).
+    #[cfg_attr(feature = "ts", ts(type = "\"normal\" | \"urgent\""))]
     pub priority: &'static str,
     /// [ext] What Kefu Assist read: predicted intent, language, urgency
     /// reasons (`null` before the first message).

@@ -50,12 +50,28 @@ use crate::error::{ApiError, ApiResult};
 use crate::http::extract::ApiJson;
 use crate::state::AppState;
 
-/// The server's side of operations: its operator token and the one backup
-/// that may run at a time.
+/// The server's side of operations: its operator token, the one backup
+/// that may run at a time, and how the latest one went.
 pub struct Ops {
     /// 256 random bits, new at every start; also in `server.json`.
     token: String,
     backup: tokio::sync::Mutex<()>,
+    last_backup: parking_lot::Mutex<Option<LastBackup>>,
+}
+
+/// How the latest backup this server attempted went (asked for, scheduled
+/// or from the desktop's Settings → Backup), since it started.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LastBackup {
+    /// When it ended (Unix ms).
+    pub at_ms: i64,
+    pub ok: bool,
+    pub path: PathBuf,
+    /// Size and duration of a successful one (0 when it failed).
+    pub bytes: u64,
+    pub duration_secs: f64,
+    /// Why it failed.
+    pub error: Option<String>,
 }
 
 impl Ops {
@@ -68,11 +84,39 @@ impl Ops {
                 format!("kfop_{}", hex::encode(bytes))
             },
             backup: tokio::sync::Mutex::new(()),
+            last_backup: parking_lot::Mutex::new(None),
         }
     }
 
     pub fn token(&self) -> &str {
         &self.token
+    }
+
+    /// How the latest backup since start went; None before the first.
+    pub fn last_backup(&self) -> Option<LastBackup> {
+        self.last_backup.lock().clone()
+    }
+
+    fn backup_succeeded(&self, summary: &backup::Summary) {
+        *self.last_backup.lock() = Some(LastBackup {
+            at_ms: crate::time::now_ms(),
+            ok: true,
+            path: summary.path.clone(),
+            bytes: summary.bytes,
+            duration_secs: summary.duration_secs,
+            error: None,
+        });
+    }
+
+    fn backup_failed(&self, path: &std::path::Path, error: &anyhow::Error) {
+        *self.last_backup.lock() = Some(LastBackup {
+            at_ms: crate::time::now_ms(),
+            ok: false,
+            path: path.to_path_buf(),
+            bytes: 0,
+            duration_secs: 0.0,
+            error: Some(format!("{error:#}")),
+        });
     }
 }
 
@@ -190,14 +234,28 @@ async fn backup_now(
             }
         },
     };
+    let summary = backup_into(&state, &to, operator.actor()).await?;
+    Ok((StatusCode::CREATED, Json(summary)))
+}
+
+/// Makes a backup into `to` (absolute, must not exist) now, as the running
+/// server: one at a time (409 while another runs), counted in the
+/// `kefu_backup_*` metrics and [`Ops::last_backup`], audited
+/// (`backup.create`, by `actor`; none for the local operator). The admin
+/// route and the desktop's Settings → Backup both come here.
+pub async fn backup_into(
+    state: &AppState,
+    to: &std::path::Path,
+    actor: Option<crate::ids::AgentId>,
+) -> ApiResult<backup::Summary> {
     let Ok(_running) = state.ops.backup.try_lock() else {
         return Err(ApiError::Conflict("a backup is already running".into()));
     };
-    let summary = backup::online(&state, &to).await;
-    let summary = match summary {
+    let summary = match backup::online(state, to).await {
         Ok(summary) => summary,
         Err(error) => {
             state.metrics.backup_failed();
+            state.ops.backup_failed(to, &error);
             tracing::error!(error = %format!("{error:#}"), "backup failed");
             return Err(match error.downcast::<backup::BackupError>() {
                 Ok(refused) => ApiError::Conflict(refused.to_string()),
@@ -210,14 +268,15 @@ async fn backup_now(
         summary.duration_secs,
         summary.bytes,
     );
+    state.ops.backup_succeeded(&summary);
     crate::audit::record(
         &state.db,
-        operator.actor(),
+        actor,
         "backup.create",
         None,
         serde_json::json!({"path": summary.path, "bytes": summary.bytes}),
     )
     .await?;
     tracing::info!(path = %summary.path.display(), bytes = summary.bytes, seconds = summary.duration_secs, "backup written");
-    Ok((StatusCode::CREATED, Json(summary)))
+    Ok(summary)
 }

@@ -103,7 +103,14 @@ async fn once(state: &AppState, dir: &Path) -> anyhow::Result<i64> {
     let _running = state.ops.backup.lock().await;
     let now = crate::time::now_ms();
     let to = dir.join(backup_name(now));
-    let summary = super::backup::online(state, &to).await?;
+    let summary = match super::backup::online(state, &to).await {
+        Ok(summary) => summary,
+        Err(error) => {
+            state.ops.backup_failed(&to, &error);
+            return Err(error);
+        }
+    };
+    state.ops.backup_succeeded(&summary);
     state.metrics.backup_succeeded(
         summary.created_at_ms / 1000,
         summary.duration_secs,

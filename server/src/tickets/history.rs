@@ -36,6 +36,7 @@ impl Actor {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
 #[serde(rename_all = "lowercase")]
 #[sqlx(rename_all = "lowercase")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(rename = "TicketEventKind"))]
 pub enum EventKind {
     Created,
     Subject,
@@ -86,20 +87,25 @@ struct EventRow {
 }
 
 #[derive(Debug, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(rename = "TicketEventActor"))]
 pub struct EventActor {
     #[serde(rename = "type")]
+    #[cfg_attr(feature = "ts", ts(type = "\"agent\" | \"visitor\" | \"system\""))]
     kind: String,
     id: Option<String>,
 }
 
 /// One change, as served.
 #[derive(Debug, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct TicketEvent {
     id: i64,
     ticket_number: i64,
     actor: EventActor,
     kind: EventKind,
+    #[cfg_attr(feature = "ts", ts(type = "unknown"))]
     from: Value,
+    #[cfg_attr(feature = "ts", ts(type = "unknown"))]
     to: Value,
     created_at: i64,
 }

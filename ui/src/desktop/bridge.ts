@@ -93,6 +93,66 @@ export interface DesktopEvent {
 
 import type { FoundHost } from "./found";
 
+/** Settings → Backup (src-tauri/src/backup.rs, docs/DESKTOP.md "Backups"). */
+export interface BackupPrefs {
+  dir: string | null;
+  scheduled: boolean;
+  interval_minutes: number;
+  keep: number;
+}
+
+export interface BackupEntry {
+  path: string;
+  name: string;
+  created_at: string;
+  created_at_ms: number;
+  bytes: number;
+  conversations: number;
+  messages: number;
+  kefu_version: string;
+}
+
+export interface BackupSummary {
+  path: string;
+  created_at_ms: number;
+  duration_secs: number;
+  bytes: number;
+  messages: number;
+}
+
+export interface LastBackup {
+  at_ms: number;
+  ok: boolean;
+  path: string;
+  bytes: number;
+  duration_secs: number;
+  error: string | null;
+}
+
+export interface PendingRestore {
+  from: string;
+  backup_created_at: string;
+  requested_at_ms: number;
+}
+
+export interface RestoreOutcome {
+  from: string;
+  backup_created_at: string;
+  at_ms: number;
+  ok: boolean;
+  previous: string | null;
+  error: string | null;
+}
+
+export interface BackupInfo {
+  prefs: BackupPrefs;
+  data_dir: string;
+  backups: BackupEntry[];
+  last: LastBackup | null;
+  pending: PendingRestore | null;
+  restored: RestoreOutcome | null;
+}
+
 export const desktop = {
   config: () => invoke<DesktopConfig>("desktop_config"),
   setupOwner: (owner: { username: string; password: string; display_name: string | null }) =>
@@ -115,4 +175,12 @@ export const desktop = {
   lanJoin: (target: string, name: string | null) => invoke<Joining>("lan_join", { target, name }),
   lanJoinCancel: () => invoke<void>("lan_join_cancel"),
   lanLeave: () => invoke<void>("lan_leave"),
+  // Settings → Backup: admin-only; each takes the session token.
+  backupInfo: (token: string) => invoke<BackupInfo>("backup_info", { token }),
+  /** Saves the folder and schedule; true when the server restarted (reload). */
+  backupSettings: (token: string, prefs: { dir: string; scheduled: boolean; intervalMinutes: number; keep: number }) =>
+    invoke<boolean>("backup_settings", { token, ...prefs }),
+  backupNow: (token: string) => invoke<BackupSummary>("backup_now", { token }),
+  backupRestore: (token: string, from: string) => invoke<PendingRestore>("backup_restore", { token, from }),
+  backupRestoreCancel: (token: string) => invoke<void>("backup_restore_cancel", { token }),
 };

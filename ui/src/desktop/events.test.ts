@@ -12,6 +12,11 @@ const conv = (over: Partial<Conversation> = {}): Conversation => ({
   last_seq: 1,
   last_message_at: 1,
   created_at: 1,
+  team_id: null,
+  queued_at: null,
+  opened_at: null,
+  priority: "normal",
+  assist: null,
   ...over,
 });
 const msg = (over: Partial<Message> = {}): Message => ({
@@ -37,6 +42,8 @@ const ticket = (over: Partial<Ticket> = {}): Ticket => ({
   conversation_id: null,
   requester: {},
   tags: [],
+  via: "agent",
+  transcript_seq: null,
   created_at: 1_000,
   updated_at: 1_000,
   ...over,

@@ -1,8 +1,8 @@
 // Strings of the desktop shell's own screens (first start, port in use,
 // preferences), in both languages the workstation speaks.
-import type { Dicts } from "../lib/i18n";
+import { defineDicts } from "../lib/i18n";
 
-export const dicts: Dicts = {
+export const dicts = defineDicts({
   en: {
     "setup.title": "Welcome to Kefu",
     "setup.intro": "Kefu runs its own server on this computer. First, create the owner account: it can add agents and websites later.",
@@ -145,4 +145,4 @@ export const dicts: Dicts = {
     "lan.link.unreachable": "无法访问店铺主机 {host}",
     "lan.link.refused": "店铺主机 {host} 拒绝了这台电脑。",
   },
-};
+});

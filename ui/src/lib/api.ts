@@ -2,6 +2,8 @@
 // header (never in a URL), and the protocol's error body turned into an
 // ApiError that callers branch on by `code`, never by message text.
 
+import type { Conversation, Message, Ticket } from "./types";
+
 export class ApiError extends Error {
   readonly status: number;
   readonly code: string;
@@ -117,4 +119,45 @@ export class Api {
   delete<T>(path: string) {
     return this.request<T>("DELETE", path);
   }
+}
+
+// Typed calls of the endpoints the workstation uses most (docs/API.md): the
+// path, the query and the answer's shape written once. Plain functions, so
+// a build that does not use them (the widget) does not carry them. Other
+// endpoints still go through `get`/`post` with a path.
+
+/** `GET /conversations/{id}`. */
+export async function getConversation(api: Api, id: string): Promise<Conversation> {
+  const { conversation } = await api.get<{ conversation: Conversation }>(`/conversations/${encodeURIComponent(id)}`);
+  return conversation;
+}
+
+/** Which messages of a conversation (docs/API.md, paging by `seq`). */
+export interface MessagesQuery {
+  /** Only messages with a greater `seq`. */
+  after?: number;
+  /** Only messages with a smaller `seq`: the newest `limit` of them. */
+  before?: number;
+  limit?: number;
+}
+
+/** `GET /conversations/{id}/messages`, in `seq` order. */
+export async function getMessages(api: Api, id: string, query: MessagesQuery): Promise<Message[]> {
+  const { messages } = await api.get<{ messages: Message[] }>(`/conversations/${encodeURIComponent(id)}/messages`, { ...query });
+  return messages;
+}
+
+/** `GET /tickets/{number}`. */
+export async function getTicket(api: Api, number: number): Promise<Ticket> {
+  const { ticket } = await api.get<{ ticket: Ticket }>(`/tickets/${number}`);
+  return ticket;
+}
+
+/** What `PATCH /tickets/{number}` may change; `assignee_id: null` unassigns. */
+export type TicketUpdate = Partial<Pick<Ticket, "subject" | "description" | "status" | "priority" | "assignee_id" | "tags">>;
+
+/** `PATCH /tickets/{number}`: the ticket as saved. */
+export async function updateTicket(api: Api, number: number, fields: TicketUpdate): Promise<Ticket> {
+  const { ticket } = await api.patch<{ ticket: Ticket }>(`/tickets/${number}`, fields);
+  return ticket;
 }

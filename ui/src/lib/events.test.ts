@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { eventDicts, eventText } from "./events";
+import { eventDicts, eventText, type EventKey } from "./events";
 import { missingKeys, translator, type Locale } from "./i18n";
 import { dicts as workstation } from "../agent/i18n";
 import { dicts as widget } from "../widget/frame/i18n";
@@ -76,7 +76,8 @@ describe("event lines", () => {
   it("has every string in both languages, with the same placeholders, in both apps' dictionaries", () => {
     expect(missingKeys(eventDicts)).toEqual([]);
     const names = (s: string) => [...s.matchAll(/\{(\w+)\}/g)].map((m) => m[1]).sort();
-    for (const [key, text] of Object.entries(eventDicts.en)) {
+    for (const key of Object.keys(eventDicts.en) as EventKey[]) {
+      const text = eventDicts.en[key];
       expect(names(eventDicts["zh-CN"][key]), key).toEqual(names(text));
       for (const locale of ["en", "zh-CN"] as Locale[]) {
         expect(widget[locale][key], `widget ${locale} ${key}`).toBe(eventDicts[locale][key]);

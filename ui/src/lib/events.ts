@@ -8,10 +8,10 @@
 // workstation's dictionaries, so the two cannot drift apart. Names are
 // parameters of a plain string: the caller renders the result as text.
 
-import type { Dicts } from "./i18n";
+import { defineDicts, type KeyOf, type Translate } from "./i18n";
 import type { Message } from "./types";
 
-export const eventDicts: Dicts = {
+export const eventDicts = defineDicts({
   en: {
     "event.assigned": "{agent} joined the conversation",
     "event.transferred_agent": "{by} transferred the conversation to {agent}",
@@ -22,9 +22,10 @@ export const eventDicts: Dicts = {
     "event.transferred_agent": "{by} 已将对话转接给 {agent}",
     "event.transferred_team": "{by} 已将对话转接给 {team} 团队",
   },
-};
+});
 
-type Translate = (key: string, params?: Record<string, string | number>) => string;
+/** The event lines' keys; both dictionaries that merge `eventDicts` have them. */
+export type EventKey = KeyOf<typeof eventDicts>;
 
 /** A non-blank string parameter of `meta`, else null. */
 function param(meta: Record<string, unknown>, key: string): string | null {
@@ -33,7 +34,7 @@ function param(meta: Record<string, unknown>, key: string): string | null {
 }
 
 /** The text of an `event` message in `t`'s language; `content` when it cannot be worded. */
-export function eventText(message: Pick<Message, "content" | "meta">, t: Translate): string {
+export function eventText(message: Pick<Message, "content" | "meta">, t: Translate<EventKey>): string {
   const meta: Record<string, unknown> =
     message.meta && typeof message.meta === "object" && !Array.isArray(message.meta) ? message.meta : {};
   switch (meta.event) {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { detectLocale, interpolate, mergeDicts, missingKeys, translator } from "./i18n";
+import { detectLocale, interpolate, mergeDicts, missingKeys, translator, type Dicts } from "./i18n";
 import { dicts } from "../agent/i18n";
 
 describe("i18n", () => {
@@ -16,7 +16,9 @@ describe("i18n", () => {
   });
 
   it("falls back to English, then to the key", () => {
-    const t = translator({ en: { a: "A", b: "B" }, "zh-CN": { a: "甲" } }, "zh-CN");
+    // A partial dictionary (typed as plain strings) shows the fallbacks.
+    const partial: Dicts = { en: { a: "A", b: "B" }, "zh-CN": { a: "甲" } };
+    const t = translator(partial, "zh-CN");
     expect(t("a")).toBe("甲");
     expect(t("b")).toBe("B");
     expect(t("c")).toBe("c");

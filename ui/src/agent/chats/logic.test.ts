@@ -33,6 +33,11 @@ function conv(id: string, over: Partial<Conversation> = {}): Conversation {
     created_at: 500,
     unread_count: 0,
     visitor_read_seq: 0,
+    team_id: null,
+    queued_at: null,
+    opened_at: null,
+    priority: "normal",
+    assist: null,
     ...over,
   };
 }

@@ -11,7 +11,7 @@
 // loaded threads also fetch `after=lastSeq` as a safety net. Everything is
 // deduped by seq, so a message seen twice changes nothing.
 
-import { ApiError } from "../../lib/api";
+import { ApiError, getConversation, getMessages } from "../../lib/api";
 import { clientMsgId } from "../../lib/ids";
 import type { SendInput } from "../../lib/live";
 import {
@@ -258,12 +258,9 @@ class ChatsStore {
     }
     this.patchThread(id, (t) => ({ ...t, loading: true, error: "" }));
     try {
-      const { conversation } = await session.api.get<{ conversation: Conversation }>(`/conversations/${encodeURIComponent(id)}`);
+      const conversation = await getConversation(session.api, id);
       this.putConversation(conversation, true);
-      const { messages } = await session.api.get<{ messages: Message[] }>(
-        `/conversations/${encodeURIComponent(id)}/messages`,
-        { before: conversation.last_seq + 1, limit: PAGE },
-      );
+      const messages = await getMessages(session.api, id, { before: conversation.last_seq + 1, limit: PAGE });
       this.patchThread(id, (t) => {
         const merged = mergeMessages(t.messages, messages);
         return {
@@ -293,10 +290,7 @@ class ChatsStore {
     if (!t || !t.loaded || !t.hasOlder || t.loadingOlder || !t.messages.length) return;
     this.patchThread(id, (x) => ({ ...x, loadingOlder: true }));
     try {
-      const { messages } = await session.api.get<{ messages: Message[] }>(
-        `/conversations/${encodeURIComponent(id)}/messages`,
-        { before: t.messages[0].seq, limit: PAGE },
-      );
+      const messages = await getMessages(session.api, id, { before: t.messages[0].seq, limit: PAGE });
       this.patchThread(id, (x) => {
         const merged = mergeMessages(x.messages, messages);
         return { ...x, messages: merged, loadingOlder: false, hasOlder: merged.length ? merged[0].seq > 1 : false };
@@ -309,10 +303,7 @@ class ChatsStore {
   /** Fetches every message after `after` (the catch-up's safety net). */
   private async fetchAfter(id: string, after: number, before?: number) {
     for (let i = 0; i < 50; i++) {
-      const { messages } = await session.api.get<{ messages: Message[] }>(
-        `/conversations/${encodeURIComponent(id)}/messages`,
-        { after, before, limit: 200 },
-      );
+      const messages = await getMessages(session.api, id, { after, before, limit: 200 });
       if (messages.length) this.insert(id, messages);
       if (messages.length < 200) return;
       after = messages[messages.length - 1].seq;
@@ -389,8 +380,7 @@ class ChatsStore {
 
   private async fetchConversation(id: string) {
     try {
-      const { conversation } = await session.api.get<{ conversation: Conversation }>(`/conversations/${encodeURIComponent(id)}`);
-      this.putConversation(conversation, true);
+      this.putConversation(await getConversation(session.api, id), true);
     } catch {
       // The next refresh will bring it.
     }
@@ -527,10 +517,7 @@ class ChatsStore {
     if (this.firstAsked.has(id)) return;
     this.firstAsked.add(id);
     try {
-      const { messages } = await session.api.get<{ messages: Message[] }>(
-        `/conversations/${encodeURIComponent(id)}/messages`,
-        { after: 0, limit: 5 },
-      );
+      const messages = await getMessages(session.api, id, { after: 0, limit: 5 });
       const first = messages.find((m) => m.sender.type === "visitor") ?? messages[0] ?? null;
       this.firstMessages = { ...this.firstMessages, [id]: first };
     } catch {

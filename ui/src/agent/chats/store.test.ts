@@ -20,7 +20,11 @@ function conv(id: string, over: Partial<Conversation> = {}): Conversation {
     created_at: 500,
     unread_count: 0,
     visitor_read_seq: 0,
+    team_id: null,
     queued_at: null,
+    opened_at: null,
+    priority: "normal",
+    assist: null,
     ...over,
   };
 }
@@ -120,7 +124,7 @@ describe("the conversations store", () => {
     server.add(conv("b", { unread_count: 1 }), 3);
     server.add(conv("c", { status: "queued", assignee_id: null, queued_at: 10 }), 1);
     vi.stubGlobal("fetch", (input: string, init?: RequestInit) => server.fetch(input, init));
-    session.me = { id: ME, username: "me", display_name: "Me", role: "agent", status: "online" };
+    session.me = { id: ME, username: "me", display_name: "Me", role: "agent", status: "online", max_concurrent: 5, active: true };
     chats.start();
     await settle();
   });
@@ -234,7 +238,7 @@ describe("the conversations store's memory", () => {
     const server = new FakeServer();
     for (let i = 0; i < 22; i++) server.add(conv(`k${String(i).padStart(2, "0")}`), 2);
     vi.stubGlobal("fetch", (input: string, init?: RequestInit) => server.fetch(input, init));
-    session.me = { id: ME, username: "me", display_name: "Me", role: "agent", status: "online" };
+    session.me = { id: ME, username: "me", display_name: "Me", role: "agent", status: "online", max_concurrent: 5, active: true };
     chats.start();
     await settle();
     for (let i = 0; i < 22; i++) await chats.open(`k${String(i).padStart(2, "0")}`);

@@ -1,7 +1,7 @@
 // Strings of the chats and queue screens (keys start with "chats." and "queue.").
-import type { Dicts } from "../../lib/i18n";
+import { defineDicts } from "../../lib/i18n";
 
-export const chats: Dicts = {
+export const chats = defineDicts({
   en: {
     "chats.list": "Conversations",
     "chats.scope": "Whose conversations",
@@ -300,4 +300,4 @@ export const chats: Dicts = {
     "queue.claim_who": "接入与 {name} 的会话",
     "queue.taken": "该会话已被其他客服接入。",
   },
-};
+});

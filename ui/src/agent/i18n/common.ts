@@ -1,7 +1,7 @@
 // Strings of the shell: login, navigation, status, theme and language.
-import type { Dicts } from "../../lib/i18n";
+import { defineDicts } from "../../lib/i18n";
 
-export const common: Dicts = {
+export const common = defineDicts({
   en: {
     "app.name": "Kefu",
     "login.title": "Sign in to Kefu",
@@ -84,4 +84,4 @@ export const common: Dicts = {
     "common.copied": "已复制",
     "shortcuts.title": "键盘快捷键",
   },
-};
+});

@@ -1,7 +1,7 @@
 // Strings of Settings → LAN (keys start with "settings.lan." or are the tab's).
-import type { Dicts } from "../../lib/i18n";
+import { defineDicts } from "../../lib/i18n";
 
-export const lan: Dicts = {
+export const lan = defineDicts({
   en: {
     "settings.tab.lan": "LAN",
     "settings.lan.intro": "A shop with several agents runs one Kefu as the host: it keeps the chats and tickets. The shop's other computers join it over the local network.",
@@ -112,4 +112,4 @@ export const lan: Dicts = {
     "settings.lan.forget_q": "删除这台电脑吗？它可以再次申请加入。",
     "settings.lan.not_hosting": "此服务器没有在局域网上作为主机。请在客服桌面应用中设置主机（设置 → 局域网），或使用 --lan-bind 启动服务器。",
   },
-};
+});

@@ -1,7 +1,7 @@
 // Strings of the settings screens (keys start with "settings.").
-import type { Dicts } from "../../lib/i18n";
+import { defineDicts } from "../../lib/i18n";
 
-export const settings: Dicts = {
+export const settings = defineDicts({
   en: {
     "settings.title": "Settings",
     "settings.tabs": "Settings sections",
@@ -500,4 +500,4 @@ export const settings: Dicts = {
     "settings.reports.tz": "按 {tz} 时区统计",
     "settings.reports.by_agent": "按客服统计",
   },
-};
+});

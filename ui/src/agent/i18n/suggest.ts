@@ -1,7 +1,7 @@
 // Strings of the composer's reply suggestions (keys start with "suggest.").
-import type { Dicts } from "../../lib/i18n";
+import { defineDicts } from "../../lib/i18n";
 
-export const suggest: Dicts = {
+export const suggest = defineDicts({
   en: {
     "suggest.label": "Suggested replies",
     "suggest.canned": "Canned",
@@ -18,4 +18,4 @@ export const suggest: Dicts = {
     "suggest.insert": "插入：{text}",
     "suggest.hide": "隐藏推荐",
   },
-};
+});

@@ -1,7 +1,7 @@
 // Strings of the tickets screens (keys start with "tickets.").
-import type { Dicts } from "../../lib/i18n";
+import { defineDicts } from "../../lib/i18n";
 
-export const tickets: Dicts = {
+export const tickets = defineDicts({
   en: {
     "tickets.title": "Tickets",
     "tickets.new": "New ticket",
@@ -208,4 +208,4 @@ export const tickets: Dicts = {
     "tickets.history.reply": "{actor} 发送了公开回复",
     "tickets.history.other": "{actor}：{kind}",
   },
-};
+});

@@ -4,7 +4,7 @@
 import type { CannedReply } from "../../lib/types";
 export type { CannedReply };
 
-export const PLACEHOLDERS: readonly { text: string; key: string }[] = [
+export const PLACEHOLDERS = [
   { text: "{visitor.name}", key: "visitor_name" },
   { text: "{visitor.first_name}", key: "visitor_first_name" },
   { text: "{visitor.email}", key: "visitor_email" },
@@ -13,7 +13,7 @@ export const PLACEHOLDERS: readonly { text: string; key: string }[] = [
   { text: "{app.name}", key: "app_name" },
   { text: "{conversation.id}", key: "conversation_id" },
   { text: "{x|fallback}", key: "fallback" },
-];
+] as const satisfies readonly { text: string; key: string }[];
 
 /** Shared replies are the admins'; personal ones their owner's. */
 export function canEdit(reply: CannedReply, me: { id: string; role: string } | null): boolean {

@@ -1,8 +1,10 @@
 // Ticket history in words ("Li changed the status from Open to Solved"),
 // in the UI's language. Pure: it gets the translator and the agent names.
+import { isKey, type Translate } from "../../lib/i18n";
 import type { TicketEvent } from "../../lib/types";
+import { dicts, type Key } from "../i18n";
 
-type T = (key: string, params?: Record<string, string | number>) => string;
+type T = Translate<Key>;
 
 export interface HistoryLine {
   actor: string;
@@ -16,7 +18,10 @@ function actorName(event: TicketEvent, t: T, agentName: (id: string) => string):
 }
 
 function enumValue(prefix: string, value: unknown, t: T): string {
-  return typeof value === "string" ? t(`${prefix}.${value}`) : t("tickets.history.empty");
+  if (typeof value !== "string") return t("tickets.history.empty");
+  const key = `${prefix}.${value}`;
+  // A value a newer server may add is shown as it is.
+  return isKey(dicts, key) ? t(key) : value;
 }
 
 function assigneeValue(value: unknown, t: T, agentName: (id: string) => string): string {

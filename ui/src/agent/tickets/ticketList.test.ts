@@ -6,7 +6,7 @@ import { appendPage, applyTicketFrame, defaultFilters, matchesFilters, parseTags
 function ticket(number: number, extra: Partial<Ticket> = {}): Ticket {
   return {
     number, subject: `s${number}`, description: "", status: "open", priority: "normal",
-    assignee_id: null, conversation_id: null, requester: {}, tags: [],
+    assignee_id: null, conversation_id: null, requester: {}, tags: [], via: "agent", transcript_seq: null,
     created_at: number * 1000, updated_at: number * 1000, ...extra,
   };
 }

@@ -2,11 +2,11 @@
 // (not the agent workstation's dictionaries): it ships to every visitor, so
 // each key is written once with its two translations side by side.
 
-import { mergeDicts, type Dicts } from "../../lib/i18n";
+import { mergeDicts, type Dicts, type KeyOf } from "../../lib/i18n";
 import { eventDicts } from "../../lib/events";
 
 /** key → [English, 简体中文]. */
-export const table: Record<string, readonly [string, string]> = {
+export const table = {
   "title.fallback": ["Chat with us", "在线客服"],
   "status.online": ["We're online and reply in minutes", "客服在线，通常几分钟内回复"],
   "status.offline": ["We're away right now", "客服暂时不在"],
@@ -51,7 +51,7 @@ export const table: Record<string, readonly [string, string]> = {
   "assist.not_helpful": ["Not helpful: talk to a person", "没有帮助，转人工"],
   "assist.thanks": ["Thanks for the feedback", "感谢您的反馈"],
   "error.identity": ["We could not confirm who you are: {error}", "无法确认您的身份：{error}"],
-};
+} as const satisfies Record<string, readonly [string, string]>;
 
 const own: Dicts = { en: {}, "zh-CN": {} };
 for (const [key, [en, zh]] of Object.entries(table)) {
@@ -60,4 +60,6 @@ for (const [key, [en, zh]] of Object.entries(table)) {
 }
 
 /** The table, plus the event lines shared with the workstation (lib/events.ts). */
-export const dicts: Dicts = mergeDicts(own, eventDicts);
+export const dicts = mergeDicts(own as Dicts<keyof typeof table>, eventDicts);
+/** Every key of the widget's strings: a misspelt key fails the type check. */
+export type Key = KeyOf<typeof dicts>;
