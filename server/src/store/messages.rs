@@ -1244,6 +1244,21 @@ fn resolve(outcomes: &[Outcome], index: usize) -> Result<Appended, LogError> {
     }
 }
 
+/// A log error as the client sees it: shutting down and a full disk are
+/// `unavailable` (retry later); anything else is internal. Here rather than
+/// in `error`, so that the error type depends on no store.
+impl From<LogError> for crate::error::ApiError {
+    fn from(error: LogError) -> Self {
+        match error {
+            LogError::Closed => {
+                crate::error::ApiError::Unavailable("server is shutting down".into())
+            }
+            LogError::Unavailable(why) => crate::error::ApiError::Unavailable(why),
+            other => crate::error::ApiError::Internal(other.into()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
