@@ -120,37 +120,104 @@ fn valid_display_name(name: &str) -> Result<String, ApiError> {
 /// Creates an agent; a taken username (case-insensitive) is `conflict`.
 /// Shared by the admin route and `kefu-server admin create`.
 pub async fn create(db: &SqlitePool, new: NewAgent) -> Result<Agent, ApiError> {
-    validate_username(&new.username)?;
-    validate_password(&new.password)?;
-    let display_name = valid_display_name(new.display_name.as_deref().unwrap_or(&new.username))?;
-    let hash = auth::hash_password(new.password)
-        .await
-        .map_err(ApiError::internal)?;
-    let id = AgentId::new();
-    let result = sqlx::query(
-        "INSERT INTO agents (id, username, password_hash, display_name, role, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-    )
-    .bind(id)
-    .bind(&new.username)
-    .bind(hash)
-    .bind(&display_name)
-    .bind(new.role)
-    .bind(now_ms())
-    .execute(db)
-    .await;
-    match result {
-        Ok(_) => {}
-        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-            return Err(ApiError::Conflict(format!(
-                "username {} is taken",
-                new.username
-            )));
-        }
-        Err(e) => return Err(e.into()),
-    }
-    find(db, id)
+    let prepared = Prepared::of(new).await?;
+    let mut conn = db.acquire().await?;
+    prepared.insert(&mut conn).await?;
+    drop(conn);
+    find(db, prepared.id)
         .await?
         .ok_or_else(|| ApiError::internal(anyhow::anyhow!("agent vanished after insert")))
+}
+
+/// Whether the shop has no agent yet: its first start's setup (the owner
+/// account) is due. The desktop's first-run screen asks this.
+pub async fn needs_owner(db: &SqlitePool) -> Result<bool, ApiError> {
+    let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM agents")
+        .fetch_one(db)
+        .await?;
+    Ok(count == 0)
+}
+
+/// Creates the shop's owner, an admin, only while there is no agent at all
+/// (`conflict` after). The count and the insert share one write
+/// transaction, so two first starts racing make one owner.
+pub async fn create_owner(
+    db: &SqlitePool,
+    username: String,
+    password: String,
+    display_name: Option<String>,
+) -> Result<Agent, ApiError> {
+    let prepared = Prepared::of(NewAgent {
+        username,
+        password,
+        display_name,
+        role: Role::Admin,
+    })
+    .await?;
+    let mut tx = crate::store::db::begin_write(db).await?;
+    let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM agents")
+        .fetch_one(&mut *tx)
+        .await?;
+    if count > 0 {
+        return Err(ApiError::Conflict(
+            "the owner account exists already".into(),
+        ));
+    }
+    prepared.insert(&mut tx).await?;
+    tx.commit().await?;
+    find(db, prepared.id)
+        .await?
+        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("agent vanished after insert")))
+}
+
+/// A new agent, checked and its password hashed (slow, so before any
+/// transaction is taken).
+struct Prepared {
+    id: AgentId,
+    username: String,
+    display_name: String,
+    hash: String,
+    role: Role,
+}
+
+impl Prepared {
+    async fn of(new: NewAgent) -> Result<Self, ApiError> {
+        validate_username(&new.username)?;
+        validate_password(&new.password)?;
+        let display_name =
+            valid_display_name(new.display_name.as_deref().unwrap_or(&new.username))?;
+        let hash = auth::hash_password(new.password)
+            .await
+            .map_err(ApiError::internal)?;
+        Ok(Prepared {
+            id: AgentId::new(),
+            username: new.username,
+            display_name,
+            hash,
+            role: new.role,
+        })
+    }
+
+    async fn insert(&self, conn: &mut sqlx::SqliteConnection) -> Result<(), ApiError> {
+        let result = sqlx::query(
+            "INSERT INTO agents (id, username, password_hash, display_name, role, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(self.id)
+        .bind(&self.username)
+        .bind(&self.hash)
+        .bind(&self.display_name)
+        .bind(self.role)
+        .bind(now_ms())
+        .execute(conn)
+        .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(ApiError::Conflict(
+                format!("username {} is taken", self.username),
+            )),
+            Err(e) => Err(e.into()),
+        }
+    }
 }
 
 pub fn routes() -> Router<AppState> {
@@ -575,4 +642,38 @@ async fn update(
         availability_changed(&state, &agent, body.status.is_some()).await;
     }
     Ok(Json(AgentResponse { agent }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two first starts racing (the desktop's setup screen open twice):
+    /// exactly one owner is made, the other is told it exists; a bad
+    /// password changes nothing.
+    #[tokio::test]
+    async fn one_owner_however_many_ask_at_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = crate::store::db::open(dir.path()).await.expect("open");
+        assert!(needs_owner(&db).await.expect("needs"));
+        let short = create_owner(&db, "owner".into(), "short".into(), None).await;
+        assert_eq!(short.expect_err("short password").field(), Some("password"));
+        assert!(needs_owner(&db).await.expect("still needs"));
+
+        let (a, b) = tokio::join!(
+            create_owner(&db, "ann".into(), "correct horse 1".into(), None),
+            create_owner(&db, "bob".into(), "correct horse 2".into(), None),
+        );
+        let made: Vec<Agent> = [a, b].into_iter().filter_map(Result::ok).collect();
+        assert_eq!(made.len(), 1, "exactly one owner");
+        assert_eq!(made[0].role, Role::Admin);
+        assert!(!needs_owner(&db).await.expect("needs"));
+        let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM agents")
+            .fetch_one(&db)
+            .await
+            .expect("count");
+        assert_eq!(count, 1);
+        let late = create_owner(&db, "cat".into(), "correct horse 3".into(), None).await;
+        assert!(matches!(late, Err(ApiError::Conflict(_))), "{late:?}");
+    }
 }
