@@ -132,7 +132,12 @@ impl Shop {
                 batch.push(request);
             }
             for response in futures_util::future::join_all(batch).await {
-                let body: Value = response?.json().await?;
+                let response = response?;
+                let status = response.status();
+                let body: Value = response.json().await?;
+                if !status.is_success() {
+                    bail!("creating a visitor session: {status} {body}");
+                }
                 out.push(Visitor {
                     token: body["token"].as_str().context("token")?.to_owned(),
                     conversation_id: body["conversation_id"]

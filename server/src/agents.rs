@@ -14,6 +14,7 @@ use sqlx::SqlitePool;
 
 use crate::auth::sessions::Revocation;
 use crate::auth::{self, AdminAuth, AgentAuth};
+use crate::change::{After, Change};
 use crate::error::{ApiError, ApiResult};
 use crate::http::ClientIp;
 use crate::http::extract::{ApiJson, ApiPath};
@@ -119,37 +120,104 @@ fn valid_display_name(name: &str) -> Result<String, ApiError> {
 /// Creates an agent; a taken username (case-insensitive) is `conflict`.
 /// Shared by the admin route and `kefu-server admin create`.
 pub async fn create(db: &SqlitePool, new: NewAgent) -> Result<Agent, ApiError> {
-    validate_username(&new.username)?;
-    validate_password(&new.password)?;
-    let display_name = valid_display_name(new.display_name.as_deref().unwrap_or(&new.username))?;
-    let hash = auth::hash_password(new.password)
-        .await
-        .map_err(ApiError::internal)?;
-    let id = AgentId::new();
-    let result = sqlx::query(
-        "INSERT INTO agents (id, username, password_hash, display_name, role, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-    )
-    .bind(id)
-    .bind(&new.username)
-    .bind(hash)
-    .bind(&display_name)
-    .bind(new.role)
-    .bind(now_ms())
-    .execute(db)
-    .await;
-    match result {
-        Ok(_) => {}
-        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-            return Err(ApiError::Conflict(format!(
-                "username {} is taken",
-                new.username
-            )));
-        }
-        Err(e) => return Err(e.into()),
-    }
-    find(db, id)
+    let prepared = Prepared::of(new).await?;
+    let mut conn = db.acquire().await?;
+    prepared.insert(&mut conn).await?;
+    drop(conn);
+    find(db, prepared.id)
         .await?
         .ok_or_else(|| ApiError::internal(anyhow::anyhow!("agent vanished after insert")))
+}
+
+/// Whether the shop has no agent yet: its first start's setup (the owner
+/// account) is due. The desktop's first-run screen asks this.
+pub async fn needs_owner(db: &SqlitePool) -> Result<bool, ApiError> {
+    let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM agents")
+        .fetch_one(db)
+        .await?;
+    Ok(count == 0)
+}
+
+/// Creates the shop's owner, an admin, only while there is no agent at all
+/// (`conflict` after). The count and the insert share one write
+/// transaction, so two first starts racing make one owner.
+pub async fn create_owner(
+    db: &SqlitePool,
+    username: String,
+    password: String,
+    display_name: Option<String>,
+) -> Result<Agent, ApiError> {
+    let prepared = Prepared::of(NewAgent {
+        username,
+        password,
+        display_name,
+        role: Role::Admin,
+    })
+    .await?;
+    let mut tx = crate::store::db::begin_write(db).await?;
+    let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM agents")
+        .fetch_one(&mut *tx)
+        .await?;
+    if count > 0 {
+        return Err(ApiError::Conflict(
+            "the owner account exists already".into(),
+        ));
+    }
+    prepared.insert(&mut tx).await?;
+    tx.commit().await?;
+    find(db, prepared.id)
+        .await?
+        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("agent vanished after insert")))
+}
+
+/// A new agent, checked and its password hashed (slow, so before any
+/// transaction is taken).
+struct Prepared {
+    id: AgentId,
+    username: String,
+    display_name: String,
+    hash: String,
+    role: Role,
+}
+
+impl Prepared {
+    async fn of(new: NewAgent) -> Result<Self, ApiError> {
+        validate_username(&new.username)?;
+        validate_password(&new.password)?;
+        let display_name =
+            valid_display_name(new.display_name.as_deref().unwrap_or(&new.username))?;
+        let hash = auth::hash_password(new.password)
+            .await
+            .map_err(ApiError::internal)?;
+        Ok(Prepared {
+            id: AgentId::new(),
+            username: new.username,
+            display_name,
+            hash,
+            role: new.role,
+        })
+    }
+
+    async fn insert(&self, conn: &mut sqlx::SqliteConnection) -> Result<(), ApiError> {
+        let result = sqlx::query(
+            "INSERT INTO agents (id, username, password_hash, display_name, role, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(self.id)
+        .bind(&self.username)
+        .bind(&self.hash)
+        .bind(&self.display_name)
+        .bind(self.role)
+        .bind(now_ms())
+        .execute(conn)
+        .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(ApiError::Conflict(
+                format!("username {} is taken", self.username),
+            )),
+            Err(e) => Err(e.into()),
+        }
+    }
 }
 
 pub fn routes() -> Router<AppState> {
@@ -277,7 +345,7 @@ async fn update_me(
         }
         None => None,
     };
-    let mut tx = state.db.begin().await?;
+    let mut change = Change::begin(&state.db, Some(agent.id)).await?;
     sqlx::query(
         "UPDATE agents SET display_name = COALESCE(?, display_name),
              password_hash = COALESCE(?, password_hash) WHERE id = ?",
@@ -285,33 +353,27 @@ async fn update_me(
     .bind(&display_name)
     .bind(&hash)
     .bind(agent.id)
-    .execute(&mut *tx)
+    .execute(&mut *change)
     .await?;
     // The agent's other sessions end (and their WebSockets close); the one
     // that made the change stays.
-    let revocation = match hash {
-        Some(_) => Some(Revocation::agent_tokens(&mut tx, agent.id, auth::bearer(&headers)).await?),
-        None => None,
-    };
-    crate::audit::record(
-        &mut *tx,
-        Some(agent.id),
-        "agent.update_self",
-        Some(("agent", &agent.id.to_string())),
-        serde_json::json!({"display_name": display_name, "password_changed": hash.is_some()}),
-    )
-    .await?;
-    tx.commit().await?;
-    match revocation {
-        Some(revocation) => revocation.apply(&state),
-        None => state.auth_cache.agent_changed(agent.id),
+    if hash.is_some() {
+        let revocation =
+            Revocation::agent_tokens(&mut change, agent.id, auth::bearer(&headers)).await?;
+        change.then(After::Revoke(revocation));
     }
+    change
+        .audit(
+            "agent.update_self",
+            ("agent", &agent.id.to_string()),
+            serde_json::json!({"display_name": display_name, "password_changed": hash.is_some()}),
+        )
+        .await?;
+    change.then(After::Agent(agent.id));
+    change.commit(&state).await?;
     let agent = find(&state.db, agent.id)
         .await?
         .ok_or_else(|| ApiError::not_found("agent"))?;
-    state
-        .hub
-        .broadcast_agents(&crate::hub::frames::agent(&agent));
     Ok(Json(AgentResponse { agent }))
 }
 
@@ -473,17 +535,17 @@ async fn update(
     // (BEGIN IMMEDIATE), so that they hold against concurrent updates: of
     // two admins demoting each other at once, the second finds itself no
     // longer an admin (403) or its target the last admin (409).
-    let mut tx = crate::store::db::begin_write(&state.db).await?;
+    let mut change = Change::begin(&state.db, Some(admin.id)).await?;
     let acting: Option<(i64,)> = sqlx::query_as(
         "SELECT 1 FROM agents WHERE id = ? AND role = 'admin' AND deactivated_at IS NULL",
     )
     .bind(admin.id)
-    .fetch_optional(&mut *tx)
+    .fetch_optional(&mut *change)
     .await?;
     if acting.is_none() {
         return Err(ApiError::forbidden("admins only"));
     }
-    let current = find(&mut *tx, id)
+    let current = find(&mut *change, id)
         .await?
         .ok_or_else(|| ApiError::not_found("agent"))?;
     let deactivate = body.active == Some(false) && current.active;
@@ -494,7 +556,7 @@ async fn update(
         let (admins,): (i64,) = sqlx::query_as(
             "SELECT COUNT(*) FROM agents WHERE role = 'admin' AND deactivated_at IS NULL",
         )
-        .fetch_one(&mut *tx)
+        .fetch_one(&mut *change)
         .await?;
         if admins <= 1 {
             return Err(ApiError::Conflict(
@@ -514,7 +576,7 @@ async fn update(
     .bind(body.max_concurrent)
     .bind(&hash)
     .bind(id)
-    .execute(&mut *tx)
+    .execute(&mut *change)
     .await?;
     let now = now_ms();
     match body.active {
@@ -524,13 +586,13 @@ async fn update(
             )
             .bind(now)
             .bind(id)
-            .execute(&mut *tx)
+            .execute(&mut *change)
             .await?;
         }
         Some(true) => {
             sqlx::query("UPDATE agents SET deactivated_at = NULL WHERE id = ?")
                 .bind(id)
-                .execute(&mut *tx)
+                .execute(&mut *change)
                 .await?;
         }
         None => {}
@@ -543,50 +605,75 @@ async fn update(
         )
         .bind(now)
         .bind(id)
-        .fetch_all(&mut *tx)
+        .fetch_all(&mut *change)
         .await?
     } else {
         Vec::new()
     };
     // A reset password or a deactivation ends every session of the agent.
-    let revocation = if hash.is_some() || deactivate {
-        Some(Revocation::agent_tokens(&mut tx, id, None).await?)
-    } else {
-        None
-    };
-    crate::audit::record(
-        &mut *tx,
-        Some(admin.id),
-        "agent.update",
-        Some(("agent", &id.to_string())),
-        serde_json::json!({
-            "display_name": display_name, "role": body.role, "status": body.status,
-            "max_concurrent": body.max_concurrent, "password_reset": hash.is_some(),
-            "active": body.active,
-        }),
-    )
-    .await?;
-    tx.commit().await?;
-    match revocation {
-        Some(revocation) => revocation.apply(&state),
-        None => state.auth_cache.agent_changed(id),
+    if hash.is_some() || deactivate {
+        let revocation = Revocation::agent_tokens(&mut change, id, None).await?;
+        change.then(After::Revoke(revocation));
     }
+    change
+        .audit(
+            "agent.update",
+            ("agent", &id.to_string()),
+            serde_json::json!({
+                "display_name": display_name, "role": body.role, "status": body.status,
+                "max_concurrent": body.max_concurrent, "password_reset": hash.is_some(),
+                "active": body.active,
+            }),
+        )
+        .await?;
+    change.then(After::Agent(id));
+    for (conversation,) in &requeued {
+        change.then(After::Conversation(*conversation));
+    }
+    if !requeued.is_empty() {
+        change.then(After::Drain);
+    }
+    change.commit(&state).await?;
     let agent = find(&state.db, id)
         .await?
         .ok_or_else(|| ApiError::not_found("agent"))?;
     tracing::info!(admin = %admin.id, agent = %agent.id, "agent updated");
-    state
-        .hub
-        .broadcast_agents(&crate::hub::frames::agent(&agent));
-    for (conversation,) in &requeued {
-        state.conversations.forget_active(*conversation);
-        crate::conversations::announce(&state, *conversation).await?;
-    }
-    if body.status.is_some() || body.max_concurrent.is_some() || !requeued.is_empty() {
+    if body.status.is_some() || body.max_concurrent.is_some() {
         availability_changed(&state, &agent, body.status.is_some()).await;
-        if !requeued.is_empty() {
-            crate::routing::drain_logged(&state).await;
-        }
     }
     Ok(Json(AgentResponse { agent }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two first starts racing (the desktop's setup screen open twice):
+    /// exactly one owner is made, the other is told it exists; a bad
+    /// password changes nothing.
+    #[tokio::test]
+    async fn one_owner_however_many_ask_at_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = crate::store::db::open(dir.path()).await.expect("open");
+        assert!(needs_owner(&db).await.expect("needs"));
+        let short = create_owner(&db, "owner".into(), "short".into(), None).await;
+        assert_eq!(short.expect_err("short password").field(), Some("password"));
+        assert!(needs_owner(&db).await.expect("still needs"));
+
+        let (a, b) = tokio::join!(
+            create_owner(&db, "ann".into(), "correct horse 1".into(), None),
+            create_owner(&db, "bob".into(), "correct horse 2".into(), None),
+        );
+        let made: Vec<Agent> = [a, b].into_iter().filter_map(Result::ok).collect();
+        assert_eq!(made.len(), 1, "exactly one owner");
+        assert_eq!(made[0].role, Role::Admin);
+        assert!(!needs_owner(&db).await.expect("needs"));
+        let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM agents")
+            .fetch_one(&db)
+            .await
+            .expect("count");
+        assert_eq!(count, 1);
+        let late = create_owner(&db, "cat".into(), "correct horse 3".into(), None).await;
+        assert!(matches!(late, Err(ApiError::Conflict(_))), "{late:?}");
+    }
 }

@@ -254,22 +254,14 @@ pub async fn offline_auto_reply(
     if config.available {
         return Ok(());
     }
-    let draft = crate::store::messages::Draft {
-        conversation_id: conversation,
-        sender: crate::message::Sender {
-            kind: crate::message::SenderType::System,
-            id: "system".to_owned(),
-            name: app.name.clone(),
-        },
-        sender_key: [0; 16],
-        client_msg_id: Some(format!("offline-{opened_at}")),
-        kind: crate::message::MessageKind::Text,
-        content: app.offline_message.clone(),
-        meta: serde_json::json!({"auto_reply": "offline"}),
-        attachment: None,
-        start: false,
-    };
-    state.log.append(draft, None).await?;
+    let line = crate::conversations::Line::system(
+        "system",
+        app.name.clone(),
+        app.offline_message.clone(),
+        serde_json::json!({"auto_reply": "offline"}),
+    )
+    .once(format!("offline-{opened_at}"));
+    crate::conversations::send::line(state, conversation, line).await?;
     Ok(())
 }
 

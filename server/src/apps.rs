@@ -12,6 +12,7 @@ use sqlx::SqlitePool;
 
 use crate::app_settings::{self, BusinessHours};
 use crate::auth::{self, AdminAuth};
+use crate::change::{After, Change};
 use crate::error::{ApiError, ApiResult};
 use crate::http::extract::{ApiJson, ApiPath};
 use crate::ids::AppId;
@@ -275,6 +276,7 @@ async fn create(
         business_hours: validate_hours(body.business_hours)?,
         created_at: now_ms(),
     };
+    let mut change = Change::begin(&state.db, Some(admin.id)).await?;
     sqlx::query(
         "INSERT INTO apps (id, app_key, secret, name, identity_verification, allowed_origins,
              welcome_message, offline_message, business_hours, created_at, updated_at)
@@ -290,20 +292,20 @@ async fn create(
     .bind(&app.offline_message)
     .bind(hours_json(&app.business_hours)?)
     .bind(app.created_at)
-    .execute(&state.db)
+    .execute(&mut *change)
     .await?;
-    crate::audit::record(
-        &state.db,
-        Some(admin.id),
-        "app.create",
-        Some(("app", &app.id.to_string())),
-        serde_json::json!({
-            "name": app.name,
-            "identity_verification": app.identity_verification,
-            "allowed_origins": app.allowed_origins,
-        }),
-    )
-    .await?;
+    change
+        .audit(
+            "app.create",
+            ("app", &app.id.to_string()),
+            serde_json::json!({
+                "name": app.name,
+                "identity_verification": app.identity_verification,
+                "allowed_origins": app.allowed_origins,
+            }),
+        )
+        .await?;
+    change.commit(&state).await?;
     tracing::info!(admin = %admin.id, app = %app.id, "app created");
     Ok((StatusCode::CREATED, Json(AppResponse::new(&state, app))))
 }
@@ -361,8 +363,8 @@ async fn update(
 ) -> ApiResult<Json<AppResponse>> {
     // Read, merged and written under the write lock (BEGIN IMMEDIATE):
     // concurrent updates of different fields do not undo each other.
-    let mut tx = crate::store::db::begin_write(&state.db).await?;
-    let mut app = find(&mut *tx, id)
+    let mut change = Change::begin(&state.db, Some(admin.id)).await?;
+    let mut app = find(&mut *change, id)
         .await?
         .ok_or_else(|| ApiError::not_found("app"))?;
     // Validate everything before writing anything.
@@ -413,18 +415,17 @@ async fn update(
     .bind(hours_json(&app.business_hours)?)
     .bind(now_ms())
     .bind(app.id)
-    .execute(&mut *tx)
+    .execute(&mut *change)
     .await?;
-    crate::audit::record(
-        &mut *tx,
-        Some(admin.id),
-        "app.update",
-        Some(("app", &app.id.to_string())),
-        serde_json::Value::Object(changed),
-    )
-    .await?;
-    tx.commit().await?;
-    state.auth_cache.app_changed(app.id);
+    change
+        .audit(
+            "app.update",
+            ("app", &app.id.to_string()),
+            serde_json::Value::Object(changed),
+        )
+        .await?;
+    change.then(After::App(app.id));
+    change.commit(&state).await?;
     tracing::info!(admin = %admin.id, app = %app.id, "app updated");
     Ok(Json(AppResponse::new(&state, app)))
 }
@@ -437,25 +438,26 @@ async fn rotate_secret(
     ApiPath(id): ApiPath<AppId>,
 ) -> ApiResult<Json<AppResponse>> {
     let secret = auth::random_key("sk_", 32);
+    let mut change = Change::begin(&state.db, Some(admin.id)).await?;
     let updated = sqlx::query("UPDATE apps SET secret = ?, updated_at = ? WHERE id = ?")
         .bind(&secret)
         .bind(now_ms())
         .bind(id)
-        .execute(&state.db)
+        .execute(&mut *change)
         .await?
         .rows_affected();
-    state.auth_cache.app_changed(id);
     if updated == 0 {
         return Err(ApiError::not_found("app"));
     }
-    crate::audit::record(
-        &state.db,
-        Some(admin.id),
-        "app.rotate_secret",
-        Some(("app", &id.to_string())),
-        serde_json::json!({}),
-    )
-    .await?;
+    change
+        .audit(
+            "app.rotate_secret",
+            ("app", &id.to_string()),
+            serde_json::json!({}),
+        )
+        .await?;
+    change.then(After::App(id));
+    change.commit(&state).await?;
     let app = find(&state.db, id)
         .await?
         .ok_or_else(|| ApiError::not_found("app"))?;

@@ -14,9 +14,9 @@ use serde_json::Value;
 use sqlx::SqliteExecutor;
 
 use crate::auth::AdminAuth;
-use crate::conversations::page_limit;
 use crate::error::{ApiError, ApiResult};
 use crate::http::extract::ApiQuery;
+use crate::http::extract::page_limit;
 use crate::ids::AgentId;
 use crate::state::AppState;
 use crate::time::now_ms;
@@ -89,7 +89,7 @@ async fn list(
     AdminAuth(_): AdminAuth,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<ListResponse>> {
-    let limit = page_limit(&state, query.limit, 50)?;
+    let limit = page_limit(&state.config.limits, query.limit, 50)?;
     if let Some(action) = query.action.as_deref() {
         // A long pattern is an SQL error in `LIKE` ("pattern too complex"):
         // refuse what no action name can be.

@@ -15,6 +15,7 @@ use serde_json::Value;
 
 use crate::agents::{Agent, Role};
 use crate::auth::AgentAuth;
+use crate::change::Change;
 use crate::error::{ApiError, ApiResult};
 use crate::http::extract::{ApiJson, ApiQuery};
 use crate::ids::{AgentId, ConversationId};
@@ -237,6 +238,7 @@ async fn create(
     let id = ulid::Ulid::new().to_string();
     let now = now_ms();
     // The count and the insert in one statement: the limit holds under races.
+    let mut change = Change::begin(&state.db, Some(agent.id)).await?;
     let inserted = sqlx::query(
         "INSERT INTO canned_replies (id, owner_id, shortcut, title, body, created_by, created_at, updated_at)
          SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7
@@ -250,7 +252,7 @@ async fn create(
     .bind(agent.id)
     .bind(now)
     .bind(PER_SCOPE_MAX)
-    .execute(&state.db)
+    .execute(&mut *change)
     .await;
     match inserted {
         Ok(result) if result.rows_affected() == 0 => {
@@ -262,15 +264,15 @@ async fn create(
         Err(error) => return Err(shortcut_taken(&error, &shortcut).unwrap_or(error.into())),
     }
     if input.shared {
-        crate::audit::record(
-            &state.db,
-            Some(agent.id),
-            "canned.create",
-            Some(("canned_reply", &id)),
-            serde_json::json!({"shortcut": shortcut, "title": title}),
-        )
-        .await?;
+        change
+            .audit(
+                "canned.create",
+                ("canned_reply", id.as_str()),
+                serde_json::json!({"shortcut": shortcut, "title": title}),
+            )
+            .await?;
     }
+    change.commit(&state).await?;
     let canned_reply = visible(&state, &agent, &id).await?;
     Ok((StatusCode::CREATED, Json(ReplyResponse { canned_reply })))
 }
@@ -314,6 +316,7 @@ async fn update(
     }
     // Only the given fields, in one statement: concurrent updates of
     // different fields do not undo each other.
+    let mut change = Change::begin(&state.db, Some(agent.id)).await?;
     let result = sqlx::query(
         "UPDATE canned_replies SET shortcut = COALESCE(?, shortcut), title = COALESCE(?, title),
              body = COALESCE(?, body), updated_at = ? WHERE id = ?",
@@ -323,23 +326,23 @@ async fn update(
     .bind(input.body.is_some().then_some(&reply.body))
     .bind(now_ms())
     .bind(&reply.id)
-    .execute(&state.db)
+    .execute(&mut *change)
     .await;
     if let Err(error) = result {
         return Err(shortcut_taken(&error, &reply.shortcut).unwrap_or(error.into()));
     }
     if reply.shared {
-        crate::audit::record(
-            &state.db,
-            Some(agent.id),
-            "canned.update",
-            Some(("canned_reply", &reply.id)),
-            serde_json::json!({"shortcut": input.shortcut.is_some().then_some(&reply.shortcut),
-                "title": input.title.is_some().then_some(&reply.title),
-                "body_changed": input.body.is_some()}),
-        )
-        .await?;
+        change
+            .audit(
+                "canned.update",
+                ("canned_reply", reply.id.as_str()),
+                serde_json::json!({"shortcut": input.shortcut.is_some().then_some(&reply.shortcut),
+                    "title": input.title.is_some().then_some(&reply.title),
+                    "body_changed": input.body.is_some()}),
+            )
+            .await?;
     }
+    change.commit(&state).await?;
     let canned_reply = visible(&state, &agent, &id).await?;
     Ok(Json(ReplyResponse { canned_reply }))
 }
@@ -351,20 +354,21 @@ async fn delete(
 ) -> ApiResult<StatusCode> {
     let reply = visible(&state, &agent, &id).await?;
     may_change(&agent, &reply)?;
+    let mut change = Change::begin(&state.db, Some(agent.id)).await?;
     sqlx::query("DELETE FROM canned_replies WHERE id = ?")
         .bind(&reply.id)
-        .execute(&state.db)
+        .execute(&mut *change)
         .await?;
     if reply.shared {
-        crate::audit::record(
-            &state.db,
-            Some(agent.id),
-            "canned.delete",
-            Some(("canned_reply", &reply.id)),
-            serde_json::json!({"shortcut": reply.shortcut}),
-        )
-        .await?;
+        change
+            .audit(
+                "canned.delete",
+                ("canned_reply", reply.id.as_str()),
+                serde_json::json!({"shortcut": reply.shortcut}),
+            )
+            .await?;
     }
+    change.commit(&state).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -334,6 +334,12 @@ impl Default for PresenceConfig {
     }
 }
 
+/// The highest `limits.meta_depth` the configuration accepts. A stored
+/// message is read back by serde_json, whose recursion limit is 128 levels,
+/// inside up to three levels of wrapping (a page: object, array, message;
+/// a frame: object, message); 100 leaves room for all of them.
+pub const META_DEPTH_MAX: usize = 100;
+
 /// Every bound the server enforces. Over a size limit: 413; see docs/API.md.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -576,7 +582,7 @@ impl Config {
             ),
             (
                 "limits.meta_depth must be 1-100",
-                (1..=crate::message::META_DEPTH_MAX).contains(&l.meta_depth),
+                (1..=META_DEPTH_MAX).contains(&l.meta_depth),
             ),
             (
                 "ws.write_timeout_secs must be > 0",

@@ -221,16 +221,4 @@ impl From<sqlx::Error> for ApiError {
     }
 }
 
-impl From<crate::store::messages::LogError> for ApiError {
-    fn from(error: crate::store::messages::LogError) -> Self {
-        match error {
-            crate::store::messages::LogError::Closed => {
-                ApiError::Unavailable("server is shutting down".into())
-            }
-            crate::store::messages::LogError::Unavailable(why) => ApiError::Unavailable(why),
-            other => ApiError::Internal(other.into()),
-        }
-    }
-}
-
 pub type ApiResult<T> = Result<T, ApiError>;

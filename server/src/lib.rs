@@ -13,6 +13,7 @@ pub mod attachments;
 pub mod audit;
 pub mod auth;
 pub mod canned;
+pub mod change;
 pub mod cli;
 pub mod config;
 pub mod conversations;

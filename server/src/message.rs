@@ -58,11 +58,9 @@ pub struct Message {
     pub created_at: i64,
 }
 
-/// The highest `limits.meta_depth` the configuration accepts. A stored
-/// message is read back by serde_json, whose recursion limit is 128 levels,
-/// inside up to three levels of wrapping (a page: object, array, message;
-/// a frame: object, message); 100 leaves room for all of them.
-pub const META_DEPTH_MAX: usize = 100;
+/// The highest `limits.meta_depth` the configuration accepts (defined
+/// with the limits, so that the configuration depends on no domain).
+pub use crate::config::META_DEPTH_MAX;
 
 /// What a client asks to send, after validation.
 #[derive(Debug, Clone)]

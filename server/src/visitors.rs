@@ -13,12 +13,12 @@ use serde_json::Value;
 
 use crate::apps::{App, IdentityVerification};
 use crate::auth::{self, Principal, VisitorAuth};
-use crate::conversations::{self, Author, PageQuery, SendBody};
+use crate::conversations::routes::{PageQuery, SendBody, message_response, messages_page};
+use crate::conversations::{self, Author};
 use crate::error::{ApiError, ApiResult};
 use crate::http::ClientIp;
 use crate::http::extract::{ApiJson, ApiQuery};
 use crate::ids::{ConversationId, VisitorId};
-use crate::message::{self, MessageKind};
 use crate::state::AppState;
 use crate::time::now_ms;
 
@@ -327,39 +327,11 @@ async fn post_message(
     VisitorAuth(visitor): VisitorAuth,
     ApiJson(body): ApiJson<SendBody>,
 ) -> ApiResult<Response> {
-    if body.private {
-        return Err(ApiError::forbidden("visitors cannot send notes"));
-    }
-    let input = message::validate_send_with(
-        &state.config.limits,
-        body.client_msg_id.as_deref(),
-        body.content.as_deref(),
-        body.meta.as_ref(),
-        body.attachment_id.is_some(),
-    )?;
-    // One bucket per visitor, shared with its WebSocket sends; after the
-    // checks above, so that only a send that would be stored spends quota.
-    state.visitor_send_rate.check(visitor.visitor_id)?;
     let conversation = visitor.conversation_id;
     let author = Author::Visitor(visitor);
-    let (kind, attachment) = crate::attachments::attach(
-        &state,
-        &author,
-        body.attachment_id.as_deref(),
-        MessageKind::Text,
-    )
-    .await?;
-    let appended = conversations::send_with_attachment(
-        &state,
-        &author,
-        conversation,
-        input,
-        kind,
-        attachment,
-        None,
-    )
-    .await?;
-    Ok(conversations::message_response(&appended))
+    let appended =
+        conversations::send::send(&state, &author, conversation, body.request(), None).await?;
+    Ok(message_response(&appended))
 }
 
 async fn messages(
@@ -370,5 +342,5 @@ async fn messages(
     // The thread as it reads once its start is done: the first message,
     // then its auto-reply or "joined" line (see `conversations::start`).
     state.starts.settled(visitor.conversation_id).await;
-    conversations::messages_page(&state, visitor.conversation_id, &query, false)
+    messages_page(&state, visitor.conversation_id, &query, false)
 }

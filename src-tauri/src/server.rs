@@ -221,11 +221,9 @@ pub async fn start(prefs: &Prefs, dirs: &Dirs) -> (Option<Embedded>, Status) {
 
 /// Whether the store has no agent yet: the first start's setup is due.
 pub async fn needs_setup(state: &AppState) -> Result<bool, String> {
-    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM agents")
-        .fetch_one(&state.db)
+    kefu_server::agents::needs_owner(&state.db)
         .await
-        .map_err(|e| e.to_string())?;
-    Ok(count == 0)
+        .map_err(|e| e.to_string())
 }
 
 /// Creates the owner (an admin), only while there is no agent at all.
@@ -235,21 +233,10 @@ pub async fn create_owner(
     password: String,
     display_name: Option<String>,
 ) -> Result<(), String> {
-    if !needs_setup(state).await? {
-        return Err("the owner account exists already".into());
-    }
-    kefu_server::agents::create(
-        &state.db,
-        kefu_server::agents::NewAgent {
-            username,
-            password,
-            display_name,
-            role: kefu_server::agents::Role::Admin,
-        },
-    )
-    .await
-    .map(|_| ())
-    .map_err(|e| e.to_string())
+    kefu_server::agents::create_owner(&state.db, username, password, display_name)
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

@@ -29,13 +29,14 @@ use super::normalize::{is_han, normalize};
 use super::retrieval::{Decision, Match};
 use super::signals::{self, Signal};
 use crate::auth::VisitorAuth;
+use crate::conversations::Line;
 use crate::error::{ApiError, ApiResult};
 use crate::http::extract::ApiJson;
 use crate::ids::{AppId, ConversationId, FaqEntryId};
-use crate::message::{Message, MessageKind, Sender, SenderType};
+use crate::message::{Message, MessageKind, SenderType};
 use crate::routing::Entering;
 use crate::state::AppState;
-use crate::store::messages::{Draft, StoredMessage};
+use crate::store::messages::StoredMessage;
 use crate::time::now_ms;
 
 /// `sender.id` of every bot message.
@@ -264,22 +265,14 @@ async fn append(
     content: String,
     meta: Value,
 ) -> Result<(), ApiError> {
-    let draft = Draft {
-        conversation_id: conversation,
-        sender: Sender {
-            kind: SenderType::System,
-            id: BOT_ID.to_owned(),
-            name: held.app_name.clone(),
-        },
-        sender_key: [0; 16],
-        client_msg_id: Some(format!("assist-{reply_to}")),
-        kind: MessageKind::Text,
+    let line = Line::system(
+        BOT_ID,
+        held.app_name.clone(),
         content,
-        meta: json!({ "assist": meta }),
-        attachment: None,
-        start: false,
-    };
-    state.log.append(draft, None).await?;
+        json!({ "assist": meta }),
+    )
+    .once(format!("assist-{reply_to}"));
+    crate::conversations::send::line(state, conversation, line).await?;
     Ok(())
 }
 

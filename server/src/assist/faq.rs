@@ -240,7 +240,7 @@ async fn list(
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<ListResponse>> {
     let app = required_app(query.app_id)?;
-    let limit = crate::conversations::page_limit(&state, query.limit, 50)?;
+    let limit = crate::http::extract::page_limit(&state.config.limits, query.limit, 50)?;
     let after = match query.cursor.as_deref() {
         Some(cursor) => Some(
             cursor

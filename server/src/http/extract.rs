@@ -301,6 +301,24 @@ pub fn cut_page<T>(
     }
 }
 
+/// A page's size: `limit` when given (1 to `limits.page_max`, else a 400
+/// naming the field), else `default` (at most `page_max`).
+pub fn page_limit(
+    limits: &crate::config::Limits,
+    limit: Option<u32>,
+    default: u32,
+) -> Result<u32, ApiError> {
+    let max = limits.page_max;
+    match limit {
+        None => Ok(default.min(max)),
+        Some(0) => Err(ApiError::bad_request("limit must be at least 1").in_field("limit")),
+        Some(n) if n > max => {
+            Err(ApiError::bad_request(format!("limit must be at most {max}")).in_field("limit"))
+        }
+        Some(n) => Ok(n),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -56,7 +56,7 @@ fn router_for(state: AppState, listener: Listener) -> Router {
         .merge(crate::agents::routes())
         .merge(crate::apps::routes())
         .merge(crate::visitors::routes())
-        .merge(crate::conversations::routes())
+        .merge(crate::conversations::routes::routes())
         .merge(crate::tickets::routes())
         .merge(crate::routing::routes())
         .merge(crate::attachments::routes())

@@ -22,7 +22,6 @@
 //! with 1002, a text frame that is not UTF-8 with 1007. A connection whose
 //! token is revoked (logout, password change, …) is closed with 4401.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::future::{Future, poll_fn};
 use std::net::IpAddr;
@@ -58,7 +57,7 @@ use crate::error::ApiError;
 use crate::http::ClientIp;
 use crate::http::extract::ApiQuery;
 use crate::ids::ConversationId;
-use crate::message::{self, MessageKind, SendInput};
+use crate::message;
 use crate::state::AppState;
 
 /// How long the close frame of a connection dropped as too slow may take:
@@ -790,9 +789,10 @@ impl Connection {
         }
     }
 
-    /// A `send` frame, checked exactly as REST checks a send (every field's
-    /// type, then `message::validate_send_with`), then the visitor's message
-    /// rate. Any refusal is an `error` frame and stores nothing.
+    /// A `send` frame: every field's type, then the send path's own checks
+    /// (`conversations::send::check`, the same as REST's). Any refusal is an
+    /// `error` frame, sent at once, and stores nothing; an accepted send is
+    /// delivered alongside the connection's other sends.
     async fn start_send(
         &mut self,
         frame: &ClientFrame<'_>,
@@ -801,7 +801,7 @@ impl Connection {
         let client_msg_id = frame.client_msg_id();
         let echo = client_msg_id.as_ref().ok().and_then(Option::as_deref);
         let checked = self.check_send(frame);
-        let (conversation, input, kind, attachment_id) = match checked {
+        let (conversation, checked) = match checked {
             Ok(ok) => ok,
             Err(error) => {
                 return self
@@ -814,28 +814,9 @@ impl Connection {
         let author = self.author.clone();
         let origin = self.id;
         Ok(Some(Box::pin(async move {
-            let client_msg_id = input.client_msg_id.clone();
-            let sent = async {
-                // Boxed: the attachment lookup's state would otherwise
-                // enlarge every pending send (this future is allocated per send).
-                let (kind, attachment) = match attachment_id.as_deref() {
-                    None => (kind, None),
-                    Some(id) => {
-                        Box::pin(crate::attachments::attach(&state, &author, Some(id), kind))
-                            .await?
-                    }
-                };
-                conversations::send_with_attachment(
-                    &state,
-                    &author,
-                    conversation,
-                    input,
-                    kind,
-                    attachment,
-                    Some(origin),
-                )
-                .await
-            };
+            let client_msg_id = checked.client_msg_id().to_owned();
+            let sent =
+                conversations::send::deliver(&state, &author, conversation, checked, Some(origin));
             match sent.await {
                 Ok(appended) => frames::ack(&client_msg_id, &appended.message),
                 Err(error) => frames::api_error(&error, Some(&client_msg_id)),
@@ -843,38 +824,28 @@ impl Connection {
         })))
     }
 
-    /// What a send frame asks for, or why it is refused.
-    #[allow(clippy::type_complexity)]
+    /// What a send frame asks for, checked as every door checks a send
+    /// (`conversations::send::check`), or why it is refused.
     fn check_send(
         &self,
         frame: &ClientFrame<'_>,
-    ) -> Result<(ConversationId, SendInput, MessageKind, Option<String>), ApiError> {
+    ) -> Result<(ConversationId, conversations::Checked), ApiError> {
         let limits = &self.state.config.limits;
         let client_msg_id = frame.client_msg_id()?;
         let content = frame.content()?;
         let private = frame.private()?;
-        let attachment_id = frame.attachment_id()?.map(Cow::into_owned);
+        let attachment_id = frame.attachment_id()?;
         let meta = frame.meta().map_err(|_| message::meta_too_deep(limits))?;
         let conversation = self.conversation_of(frame)?;
-        let input = message::validate_send_with(
-            limits,
-            client_msg_id.as_deref(),
-            content.as_deref(),
-            meta.as_ref(),
-            attachment_id.is_some(),
-        )?;
-        let kind = match (&self.author, private) {
-            (Author::Agent(_), true) => MessageKind::Note,
-            (Author::Visitor(_), true) => {
-                return Err(ApiError::forbidden("visitors cannot send notes"));
-            }
-            _ => MessageKind::Text,
+        let request = conversations::SendRequest {
+            client_msg_id: client_msg_id.as_deref(),
+            content: content.as_deref(),
+            meta: meta.as_ref(),
+            private,
+            attachment_id: attachment_id.as_deref(),
         };
-        // Last, so that only a send that would be stored spends quota.
-        if let Author::Visitor(visitor) = &self.author {
-            self.state.visitor_send_rate.check(visitor.visitor_id)?;
-        }
-        Ok((conversation, input, kind, attachment_id))
+        let checked = conversations::send::check(&self.state, &self.author, request)?;
+        Ok((conversation, checked))
     }
 }
 

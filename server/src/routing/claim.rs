@@ -17,9 +17,7 @@ use crate::conversations::{self, Conversation};
 use crate::error::{ApiError, ApiResult};
 use crate::http::extract::{ApiJson, ApiPath};
 use crate::ids::{AgentId, ConversationId, TeamId};
-use crate::message::MessageKind;
 use crate::state::AppState;
-use crate::store::messages::Draft;
 use crate::time::now_ms;
 
 pub fn routes() -> Router<AppState> {
@@ -202,23 +200,12 @@ async fn transfer(
     };
     super::event(&state, id, content, meta).await?;
     if let Some(note) = note {
-        state
-            .log
-            .append(
-                Draft {
-                    conversation_id: id,
-                    sender: crate::conversations::Author::Agent(actor.clone()).sender(),
-                    sender_key: actor.id.to_bytes(),
-                    client_msg_id: None,
-                    kind: MessageKind::Note,
-                    content: note,
-                    meta: json!({"transfer": true}),
-                    attachment: None,
-                    start: false,
-                },
-                None,
-            )
-            .await?;
+        conversations::send::line(
+            &state,
+            id,
+            conversations::Line::note_by(&actor, note, json!({"transfer": true})),
+        )
+        .await?;
     }
     conversations::announce(&state, id).await?;
     // The previous assignee has room again; a team transfer waits for a member.

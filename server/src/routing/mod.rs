@@ -44,9 +44,7 @@ use crate::conversations;
 use crate::error::{ApiError, ApiResult};
 use crate::http::extract::ApiJson;
 use crate::ids::{AgentId, AppId, ConversationId, TeamId};
-use crate::message::{MessageKind, Sender, SenderType};
 use crate::state::AppState;
-use crate::store::messages::Draft;
 use crate::time::now_ms;
 
 /// How routing picks among free agents.
@@ -125,27 +123,12 @@ pub async fn event(
     content: String,
     meta: Value,
 ) -> Result<(), ApiError> {
-    state
-        .log
-        .append(
-            Draft {
-                conversation_id: conversation,
-                sender: Sender {
-                    kind: SenderType::System,
-                    id: "system".to_owned(),
-                    name: "Kefu".to_owned(),
-                },
-                sender_key: [0; 16],
-                client_msg_id: None,
-                kind: MessageKind::Event,
-                content,
-                meta,
-                attachment: None,
-                start: false,
-            },
-            None,
-        )
-        .await?;
+    conversations::send::line(
+        state,
+        conversation,
+        conversations::Line::event(content, meta),
+    )
+    .await?;
     Ok(())
 }
 
@@ -539,7 +522,7 @@ async fn queue(
     AgentAuth(_): AgentAuth,
     crate::http::extract::ApiQuery(query): crate::http::extract::ApiQuery<QueueQuery>,
 ) -> ApiResult<Json<QueueResponse>> {
-    let limit = conversations::page_limit(&state, query.limit, 50)?;
+    let limit = crate::http::extract::page_limit(&state.config.limits, query.limit, 50)?;
     // Every start acked before this request is in the queue (see
     // `conversations::start`).
     state.starts.settled_all().await;

@@ -24,6 +24,7 @@ use sqlx::{SqliteConnection, SqliteExecutor};
 
 use crate::assist::insight::IntentGuess;
 use crate::auth::{AdminAuth, AgentAuth};
+use crate::change::Change;
 use crate::error::{ApiError, ApiResult};
 use crate::http::extract::{ApiJson, ApiPath};
 use crate::ids::{AgentId, AppId, RuleId, TeamId};
@@ -412,13 +413,13 @@ async fn create(
     };
     // Checked and written under the write lock: the count holds under
     // concurrent creates, and the rule's team cannot be deleted meanwhile.
-    let mut tx = crate::store::db::begin_write(&state.db).await?;
-    let fields = blank.apply(&mut tx, body).await?;
+    let mut change = Change::begin(&state.db, Some(admin.id)).await?;
+    let fields = blank.apply(&mut change, body).await?;
     let (team, agent) = fields.ids();
     let id = RuleId::new();
     let (count, last): (i64, i64) =
         sqlx::query_as("SELECT COUNT(*), COALESCE(MAX(position), 0) FROM routing_rules")
-            .fetch_one(&mut *tx)
+            .fetch_one(&mut *change)
             .await?;
     if count >= RULES_MAX {
         return Err(ApiError::Conflict(format!(
@@ -442,17 +443,16 @@ async fn create(
     .bind(now_ms())
     .bind(fields.intent.as_ref().map(|(name, _)| name))
     .bind(fields.intent.as_ref().map(|(_, c)| *c))
-    .execute(&mut *tx)
+    .execute(&mut *change)
     .await?;
-    crate::audit::record(
-        &mut *tx,
-        Some(admin.id),
-        "routing.rule.create",
-        Some(("rule", &id.to_string())),
-        fields.audit(),
-    )
-    .await?;
-    tx.commit().await?;
+    change
+        .audit(
+            "routing.rule.create",
+            ("rule", &id.to_string()),
+            fields.audit(),
+        )
+        .await?;
+    change.commit(&state).await?;
     let rule = find(&state.db, id)
         .await?
         .ok_or_else(|| ApiError::not_found("rule"))?;
@@ -467,13 +467,13 @@ async fn update(
 ) -> ApiResult<Json<RuleResponse>> {
     // Read, merged and written under the write lock, so that concurrent
     // updates of different fields do not undo each other.
-    let mut tx = crate::store::db::begin_write(&state.db).await?;
-    let rule = find(&mut *tx, id)
+    let mut change = Change::begin(&state.db, Some(admin.id)).await?;
+    let rule = find(&mut *change, id)
         .await?
         .ok_or_else(|| ApiError::not_found("rule"))?;
     let current = Fields::of(&rule)
         .ok_or_else(|| ApiError::internal(anyhow::anyhow!("rule {id} has no target")))?;
-    let fields = current.apply(&mut tx, body).await?;
+    let fields = current.apply(&mut change, body).await?;
     let (team, agent) = fields.ids();
     sqlx::query(
         "UPDATE routing_rules SET name = ?, enabled = ?, app_id = ?, keywords = ?, attributes = ?,
@@ -489,17 +489,16 @@ async fn update(
     .bind(fields.intent.as_ref().map(|(name, _)| name))
     .bind(fields.intent.as_ref().map(|(_, c)| *c))
     .bind(id)
-    .execute(&mut *tx)
+    .execute(&mut *change)
     .await?;
-    crate::audit::record(
-        &mut *tx,
-        Some(admin.id),
-        "routing.rule.update",
-        Some(("rule", &id.to_string())),
-        fields.audit(),
-    )
-    .await?;
-    tx.commit().await?;
+    change
+        .audit(
+            "routing.rule.update",
+            ("rule", &id.to_string()),
+            fields.audit(),
+        )
+        .await?;
+    change.commit(&state).await?;
     let rule = find(&state.db, id)
         .await?
         .ok_or_else(|| ApiError::not_found("rule"))?;
@@ -511,24 +510,19 @@ async fn remove(
     AdminAuth(admin): AdminAuth,
     ApiPath(id): ApiPath<RuleId>,
 ) -> ApiResult<Json<Value>> {
-    let mut tx = crate::store::db::begin_write(&state.db).await?;
+    let mut change = Change::begin(&state.db, Some(admin.id)).await?;
     let removed = sqlx::query("DELETE FROM routing_rules WHERE id = ?")
         .bind(id)
-        .execute(&mut *tx)
+        .execute(&mut *change)
         .await?
         .rows_affected();
     if removed == 0 {
         return Err(ApiError::not_found("rule"));
     }
-    crate::audit::record(
-        &mut *tx,
-        Some(admin.id),
-        "routing.rule.delete",
-        Some(("rule", &id.to_string())),
-        json!({}),
-    )
-    .await?;
-    tx.commit().await?;
+    change
+        .audit("routing.rule.delete", ("rule", &id.to_string()), json!({}))
+        .await?;
+    change.commit(&state).await?;
     Ok(Json(json!({})))
 }
 
@@ -544,9 +538,9 @@ async fn reorder(
     AdminAuth(admin): AdminAuth,
     ApiJson(body): ApiJson<ReorderBody>,
 ) -> ApiResult<Json<RulesResponse>> {
-    let mut tx = crate::store::db::begin_write(&state.db).await?;
+    let mut change = Change::begin(&state.db, Some(admin.id)).await?;
     let mut current: Vec<(RuleId,)> = sqlx::query_as("SELECT id FROM routing_rules")
-        .fetch_all(&mut *tx)
+        .fetch_all(&mut *change)
         .await?;
     let mut given = body.ids.clone();
     current.sort();
@@ -560,18 +554,13 @@ async fn reorder(
         sqlx::query("UPDATE routing_rules SET position = ? WHERE id = ?")
             .bind(index as i64 + 1)
             .bind(id)
-            .execute(&mut *tx)
+            .execute(&mut *change)
             .await?;
     }
-    crate::audit::record(
-        &mut *tx,
-        Some(admin.id),
-        "routing.rule.reorder",
-        None,
-        json!({"ids": body.ids}),
-    )
-    .await?;
-    tx.commit().await?;
+    change
+        .audit_all("routing.rule.reorder", json!({"ids": body.ids}))
+        .await?;
+    change.commit(&state).await?;
     Ok(Json(RulesResponse {
         rules: all(&state.db).await?,
     }))

@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use sqlx::{SqliteExecutor, SqlitePool};
 
 use crate::auth::{AdminAuth, AgentAuth};
+use crate::change::{After, Change};
 use crate::error::{ApiError, ApiResult};
 use crate::http::extract::{ApiJson, ApiPath};
 use crate::ids::{AgentId, TeamId};
@@ -180,9 +181,9 @@ async fn create(
     )?;
     let members = clean_members(&state.db, body.agent_ids.unwrap_or_default()).await?;
     let id = TeamId::new();
-    let mut tx = crate::store::db::begin_write(&state.db).await?;
+    let mut change = Change::begin(&state.db, Some(admin.id)).await?;
     let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM teams")
-        .fetch_one(&mut *tx)
+        .fetch_one(&mut *change)
         .await?;
     if count >= TEAMS_MAX {
         return Err(ApiError::Conflict(format!("at most {TEAMS_MAX} teams")));
@@ -191,19 +192,18 @@ async fn create(
         .bind(id)
         .bind(&name)
         .bind(now_ms())
-        .execute(&mut *tx)
+        .execute(&mut *change)
         .await
         .map_err(|e| name_taken(e, &name))?;
-    set_members(&mut tx, id, &members).await?;
-    crate::audit::record(
-        &mut *tx,
-        Some(admin.id),
-        "team.create",
-        Some(("team", &id.to_string())),
-        json!({"name": name, "agent_ids": members}),
-    )
-    .await?;
-    tx.commit().await?;
+    set_members(&mut change, id, &members).await?;
+    change
+        .audit(
+            "team.create",
+            ("team", &id.to_string()),
+            json!({"name": name, "agent_ids": members}),
+        )
+        .await?;
+    change.commit(&state).await?;
     let team = find(&state.db, id)
         .await?
         .ok_or_else(|| ApiError::not_found("team"))?;
@@ -221,10 +221,10 @@ async fn update(
         Some(ids) => Some(clean_members(&state.db, ids).await?),
         None => None,
     };
-    let mut tx = crate::store::db::begin_write(&state.db).await?;
+    let mut change = Change::begin(&state.db, Some(admin.id)).await?;
     // Checked under the write lock: a concurrent delete cannot slip in
     // between (members of a deleted team would break its foreign key).
-    if !exists(&mut *tx, id).await? {
+    if !exists(&mut *change, id).await? {
         return Err(ApiError::not_found("team"));
     }
     let mut details = serde_json::Map::new();
@@ -232,28 +232,25 @@ async fn update(
         sqlx::query("UPDATE teams SET name = ? WHERE id = ?")
             .bind(name)
             .bind(id)
-            .execute(&mut *tx)
+            .execute(&mut *change)
             .await
             .map_err(|e| name_taken(e, name))?;
         details.insert("name".into(), json!(name));
     }
     if let Some(members) = &members {
-        set_members(&mut tx, id, members).await?;
+        set_members(&mut change, id, members).await?;
         details.insert("agent_ids".into(), json!(members));
+        // New members may be free for the team's queue.
+        change.then(After::Drain);
     }
-    crate::audit::record(
-        &mut *tx,
-        Some(admin.id),
-        "team.update",
-        Some(("team", &id.to_string())),
-        Value::Object(details),
-    )
-    .await?;
-    tx.commit().await?;
-    // New members may be free for the team's queue.
-    if members.is_some() {
-        super::drain_logged(&state).await;
-    }
+    change
+        .audit(
+            "team.update",
+            ("team", &id.to_string()),
+            Value::Object(details),
+        )
+        .await?;
+    change.commit(&state).await?;
     let team = find(&state.db, id)
         .await?
         .ok_or_else(|| ApiError::not_found("team"))?;
@@ -267,11 +264,11 @@ async fn remove(
     AdminAuth(admin): AdminAuth,
     ApiPath(id): ApiPath<TeamId>,
 ) -> ApiResult<Json<Value>> {
-    let mut tx = crate::store::db::begin_write(&state.db).await?;
+    let mut change = Change::begin(&state.db, Some(admin.id)).await?;
     let used: Option<(String,)> =
         sqlx::query_as("SELECT name FROM routing_rules WHERE team_id = ? LIMIT 1")
             .bind(id)
-            .fetch_optional(&mut *tx)
+            .fetch_optional(&mut *change)
             .await?;
     if let Some((rule,)) = used {
         return Err(ApiError::Conflict(format!(
@@ -281,32 +278,27 @@ async fn remove(
     let touched: Vec<(crate::ids::ConversationId,)> =
         sqlx::query_as("UPDATE conversations SET team_id = NULL WHERE team_id = ? RETURNING id")
             .bind(id)
-            .fetch_all(&mut *tx)
+            .fetch_all(&mut *change)
             .await?;
     sqlx::query("DELETE FROM team_members WHERE team_id = ?")
         .bind(id)
-        .execute(&mut *tx)
+        .execute(&mut *change)
         .await?;
     let removed = sqlx::query("DELETE FROM teams WHERE id = ?")
         .bind(id)
-        .execute(&mut *tx)
+        .execute(&mut *change)
         .await?
         .rows_affected();
     if removed == 0 {
         return Err(ApiError::not_found("team"));
     }
-    crate::audit::record(
-        &mut *tx,
-        Some(admin.id),
-        "team.delete",
-        Some(("team", &id.to_string())),
-        json!({}),
-    )
-    .await?;
-    tx.commit().await?;
+    change
+        .audit("team.delete", ("team", &id.to_string()), json!({}))
+        .await?;
     for (conversation,) in touched {
-        crate::conversations::announce(&state, conversation).await?;
+        change.then(After::Conversation(conversation));
     }
-    super::drain_logged(&state).await;
+    change.then(After::Drain);
+    change.commit(&state).await?;
     Ok(Json(json!({})))
 }

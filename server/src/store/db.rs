@@ -55,11 +55,29 @@ pub async fn open_sized(data_dir: &Path, sizes: SqliteSizes) -> anyhow::Result<S
     let pool = SqlitePoolOptions::new()
         .max_connections(sizes.pool_connections)
         .min_connections(1)
+        .before_acquire(|conn, _| Box::pin(healthy(conn)))
         .connect_with(options)
         .await
         .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?;
     sqlx::migrate!("./migrations").run(&pool).await?;
     Ok(pool)
+}
+
+/// Whether a pooled connection may be handed out: not one still inside a
+/// transaction. A transaction dropped on an error is rolled back by a
+/// command queued on the connection; when SQLite had already ended it (it
+/// rolls a transaction back by itself on SQLITE_FULL and some I/O errors),
+/// that ROLLBACK fails and sqlx keeps counting the transaction as open, so
+/// the next `BEGIN` on the connection would fail. The ping waits for the
+/// queued rollback; a connection still "in a transaction" after it is
+/// closed and replaced (the full-disk test in store_faults.rs).
+async fn healthy(conn: &mut sqlx::SqliteConnection) -> Result<bool, sqlx::Error> {
+    use sqlx::Connection;
+    if !conn.is_in_transaction() {
+        return Ok(true);
+    }
+    conn.ping().await?;
+    Ok(!conn.is_in_transaction())
 }
 
 fn options(path: &Path, sizes: SqliteSizes) -> SqliteConnectOptions {

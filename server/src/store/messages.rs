@@ -360,8 +360,9 @@ impl MessageLog {
         result
     }
 
-    /// Stops taking appends, lets the writer finish what it has, and waits
-    /// for it. Appends queued after the stop fail with `Closed`.
+    /// Stops taking appends, lets the writer finish what it has, waits for
+    /// it, and closes the database. Appends queued after the stop fail with
+    /// `Closed`, reads with `Unavailable`.
     pub async fn close(&self) {
         if self.closed.swap(true, Ordering::AcqRel) {
             return;
@@ -373,6 +374,17 @@ impl MessageLog {
         }
         if let Ok(db) = self.db.get() {
             let _ = db.flush_wal(true);
+        }
+        // Close the database (and free its LOCK) now, whoever still holds
+        // the log: background tasks notice the shutdown in their own time,
+        // and a restart in the same process, `doctor` or a backup restore
+        // may open the store as soon as the server has stopped.
+        let taken = self.db.0.write().take();
+        if let Some(db) = taken {
+            let _ = tokio::task::spawn_blocking(move || {
+                drop(sole_handle(db, Duration::from_secs(5)));
+            })
+            .await;
         }
     }
 
@@ -1244,6 +1256,21 @@ fn resolve(outcomes: &[Outcome], index: usize) -> Result<Appended, LogError> {
     }
 }
 
+/// A log error as the client sees it: shutting down and a full disk are
+/// `unavailable` (retry later); anything else is internal. Here rather than
+/// in `error`, so that the error type depends on no store.
+impl From<LogError> for crate::error::ApiError {
+    fn from(error: LogError) -> Self {
+        match error {
+            LogError::Closed => {
+                crate::error::ApiError::Unavailable("server is shutting down".into())
+            }
+            LogError::Unavailable(why) => crate::error::ApiError::Unavailable(why),
+            other => crate::error::ApiError::Internal(other.into()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1423,5 +1450,31 @@ mod tests {
             .await
             .expect_err("closed");
         assert!(matches!(error, LogError::Closed));
+    }
+
+    /// A closed log frees its store at once, though other handles of the
+    /// log remain (background tasks that have not yet noticed the
+    /// shutdown): the same process can open it again, and it holds what
+    /// was written.
+    #[tokio::test]
+    async fn a_closed_log_frees_its_store_for_the_next_open() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = Arc::new(open(dir.path()));
+        let conversation = ConversationId::new();
+        log.append(draft(conversation, "c1", MessageKind::Text), None)
+            .await
+            .expect("append");
+        let still_held = Arc::clone(&log);
+        log.close().await;
+        assert!(matches!(
+            still_held.head(conversation),
+            Err(LogError::Unavailable(_))
+        ));
+        let again = open(dir.path());
+        assert_eq!(
+            again.head(conversation).expect("head").map(|h| h.last_seq),
+            Some(1)
+        );
+        again.close().await;
     }
 }

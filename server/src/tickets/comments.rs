@@ -20,7 +20,7 @@ use crate::conversations::{self, Author};
 use crate::error::{ApiError, ApiResult};
 use crate::http::extract::ApiJson;
 use crate::ids::{CommentId, ConversationId};
-use crate::message::{MessageKind, SendInput, validate_client_msg_id};
+use crate::message::{SendInput, validate_client_msg_id};
 use crate::state::AppState;
 use crate::time::now_ms;
 
@@ -147,12 +147,11 @@ async fn deliver(
         content: comment.body.clone(),
         meta: json!({"ticket_number": comment.ticket_number, "comment_id": comment.id}),
     };
-    let appended = conversations::send(
+    let appended = conversations::send::deliver(
         state,
         &Author::Agent(agent.clone()),
         conversation,
-        input,
-        MessageKind::Text,
+        conversations::Checked::text(input),
         None,
     )
     .await?;

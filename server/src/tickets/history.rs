@@ -10,9 +10,9 @@ use sqlx::SqliteConnection;
 
 use super::parse_number;
 use crate::auth::AgentAuth;
-use crate::conversations::page_limit;
 use crate::error::{ApiError, ApiResult};
 use crate::http::extract::ApiQuery;
+use crate::http::extract::page_limit;
 use crate::ids::{AgentId, VisitorId};
 use crate::state::AppState;
 
@@ -154,7 +154,11 @@ pub(super) async fn list(
     ApiQuery(query): ApiQuery<HistoryQuery>,
 ) -> ApiResult<Json<HistoryResponse>> {
     let number = parse_number(&number)?;
-    let limit = page_limit(&state, query.limit, state.config.limits.page_max)?;
+    let limit = page_limit(
+        &state.config.limits,
+        query.limit,
+        state.config.limits.page_max,
+    )?;
     let after: i64 = match query.cursor.as_deref() {
         None => 0,
         Some(cursor) => cursor

@@ -23,9 +23,9 @@ use serde::{Deserialize, Serialize};
 
 use super::{COLUMNS, Priority, Ticket, TicketRow, TicketStatus};
 use crate::auth::AgentAuth;
-use crate::conversations::page_limit;
 use crate::error::{ApiError, ApiResult};
 use crate::http::extract::ApiQuery;
+use crate::http::extract::page_limit;
 use crate::ids::{AgentId, ConversationId, VisitorId};
 use crate::state::AppState;
 
@@ -362,7 +362,7 @@ pub(super) async fn list(
     AgentAuth(agent): AgentAuth,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<TicketsResponse>> {
-    let limit = page_limit(&state, query.limit, 50)?;
+    let limit = page_limit(&state.config.limits, query.limit, 50)?;
     let filter = Filter::from_query(query, agent.id, limit)?;
     let (sql, binds) = filter.sql();
     let mut q = sqlx::query_as::<_, TicketRow>(&sql);

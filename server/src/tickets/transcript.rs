@@ -14,9 +14,9 @@ use serde::Deserialize;
 
 use super::parse_number;
 use crate::auth::AgentAuth;
-use crate::conversations::page_limit;
 use crate::error::{ApiError, ApiResult};
 use crate::http::extract::ApiQuery;
+use crate::http::extract::page_limit;
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize)]
@@ -36,7 +36,11 @@ pub(super) async fn get(
     ApiQuery(query): ApiQuery<TranscriptQuery>,
 ) -> ApiResult<Response> {
     let number = parse_number(&number)?;
-    let limit = page_limit(&state, query.limit, state.config.limits.page_max)?;
+    let limit = page_limit(
+        &state.config.limits,
+        query.limit,
+        state.config.limits.page_max,
+    )?;
     let ticket = super::find(&state, number)
         .await?
         .ok_or_else(|| ApiError::not_found("ticket"))?;

@@ -27,11 +27,12 @@ use super::{
     parse_number, subject_from,
 };
 use crate::auth::VisitorAuth;
-use crate::conversations::{self, Author, page_limit};
+use crate::conversations::{self, Author};
 use crate::error::{ApiError, ApiResult};
+use crate::http::extract::page_limit;
 use crate::http::extract::{ApiJson, ApiQuery};
 use crate::ids::{CommentId, ConversationId, VisitorId};
-use crate::message::{self, MessageKind};
+use crate::message;
 use crate::state::AppState;
 use crate::time::now_ms;
 
@@ -207,12 +208,11 @@ pub(super) async fn submit_form(
     .await?;
     state.auth_cache.visitor_changed(visitor.visitor_id);
     visitor.name = visitor.name.or(name);
-    let appended = conversations::send(
+    let appended = conversations::send::deliver(
         &state,
         &Author::Visitor(visitor.clone()),
         conversation,
-        input,
-        MessageKind::Text,
+        conversations::Checked::text(input),
         None,
     )
     .await?;
@@ -352,7 +352,7 @@ pub(super) async fn list(
     VisitorAuth(visitor): VisitorAuth,
     ApiQuery(query): ApiQuery<VisitorListQuery>,
 ) -> ApiResult<Json<VisitorTicketsResponse>> {
-    let limit = page_limit(&state, query.limit, 50)?;
+    let limit = page_limit(&state.config.limits, query.limit, 50)?;
     let before = match query.cursor.as_deref() {
         None => i64::MAX,
         Some(cursor) => cursor

@@ -72,6 +72,42 @@ fn tokens_are_revoked_only_through_auth_sessions() {
     );
 }
 
+/// The one send path (issue 16): every message enters a thread through
+/// `conversations::send`, so that the checks, the dedup scope, the start
+/// marker and the ack rule cannot differ between doors. A `Draft` built or
+/// a log appended to anywhere else fails this test (the store and its own
+/// tests excepted).
+#[test]
+fn messages_enter_a_thread_only_through_the_send_path() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut files = Vec::new();
+    for dir in ["server/src", "src-tauri/src"] {
+        rust_files(&root.join(dir), &mut files);
+    }
+    let allowed = [
+        root.join("server/src/conversations/send.rs"),
+        root.join("server/src/store/messages.rs"),
+    ];
+    let store = root.join("server/src/store");
+    let offenders: Vec<String> = files
+        .iter()
+        .filter(|f| !allowed.contains(f) && !f.starts_with(&store))
+        .flat_map(|f| {
+            let text = std::fs::read_to_string(f).expect("read");
+            let squeezed = text.split_whitespace().collect::<Vec<_>>().join(" ");
+            ["Draft {", "log.append(", ".log .append("]
+                .into_iter()
+                .filter(|needle| squeezed.contains(needle))
+                .map(|needle| format!("{}: {needle}", f.display()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert!(
+        offenders.is_empty(),
+        "append messages through conversations::send: {offenders:?}"
+    );
+}
+
 /// The SDK contract lives in the repository and keeps up with the code:
 /// every error code the server can answer (`ApiError::code`) is listed in
 /// docs/PROTOCOL.md (core or Extensions) and in docs/API.md.
