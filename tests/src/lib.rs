@@ -28,6 +28,12 @@ pub use serde_json;
 /// How long a test waits for a frame that must come.
 pub const WAIT: Duration = Duration::from_secs(10);
 
+/// How long a test waits for work the server does at idle priority (the
+/// reply-suggestion learner, the intent trainer): SCHED_IDLE threads run
+/// only when nothing else wants the CPU, and a test run keeps both cores
+/// busy with other tests.
+pub const WAIT_IDLE: Duration = Duration::from_secs(60);
+
 /// The variable naming the external server command. Not `KEFU_*`: the
 /// server reads every such variable as configuration.
 pub const SERVER_UNDER_TEST: &str = "SERVER_UNDER_TEST";

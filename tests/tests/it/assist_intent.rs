@@ -80,7 +80,7 @@ async fn create_intent(server: &TestServer, admin: &str, body: Value) -> Value {
 
 /// Polls the app's model until it is trained (not pending) after `after`.
 async fn trained(server: &TestServer, admin: &str, app_id: &str, after: i64) -> Value {
-    let deadline = tokio::time::Instant::now() + kefu_tests::WAIT * 3;
+    let deadline = tokio::time::Instant::now() + kefu_tests::WAIT_IDLE;
     loop {
         let (status, body) = server
             .get(

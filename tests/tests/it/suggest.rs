@@ -72,7 +72,7 @@ async fn wait_suggestions(
     conversation: &str,
     done: impl Fn(&[Value]) -> bool,
 ) -> Vec<Value> {
-    let deadline = tokio::time::Instant::now() + kefu_tests::WAIT;
+    let deadline = tokio::time::Instant::now() + kefu_tests::WAIT_IDLE;
     loop {
         let found = suggestions(server, token, conversation).await;
         if done(&found) {
