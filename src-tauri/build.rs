@@ -31,6 +31,10 @@ const COMMANDS: &[&str] = &[
     "lan_join",
     "lan_join_cancel",
     "lan_leave",
+    "update_info",
+    "update_configure",
+    "update_check",
+    "update_install",
 ];
 
 fn main() {

@@ -131,8 +131,10 @@ pub async fn token_clear(shell: State<'_, Arc<Shell>>) -> Result<()> {
 pub async fn set_prefs(app: AppHandle, shell: State<'_, Arc<Shell>>, prefs: Prefs) -> Result<()> {
     // The LAN settings change only through Settings → LAN (lan_host…),
     // which restarts the server: a panel opened before keeps them.
+    // Likewise the updates, through Settings → Updates (update_configure).
     let prefs = Prefs {
         lan: shell.prefs.lock().lan.clone(),
+        updates: shell.prefs.lock().updates.clone(),
         ..prefs
     };
     prefs.save(&shell.dirs.config).map_err(|e| e.to_string())?;

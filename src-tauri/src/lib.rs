@@ -14,6 +14,7 @@ pub mod notify;
 pub mod prefs;
 pub mod server;
 pub mod tray;
+pub mod updates;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -162,6 +163,9 @@ pub fn run() -> anyhow::Result<()> {
             Some(vec![HIDDEN_FLAG]),
         ))
         .plugin(tauri_plugin_opener::init())
+        // Checks and installs only through our update_* commands (no
+        // `updater:` permission for the page), with the shop's key.
+        .plugin(tauri_plugin_updater::Builder::new().build())
         .invoke_handler(tauri::generate_handler![
             commands::desktop_config,
             commands::setup_owner,
@@ -181,6 +185,10 @@ pub fn run() -> anyhow::Result<()> {
             commands::lan_join,
             commands::lan_join_cancel,
             commands::lan_leave,
+            updates::update_info,
+            updates::update_configure,
+            updates::update_check,
+            updates::update_install,
         ])
         .setup(move |app| {
             let dirs = Dirs::resolve(app.path().app_data_dir()?, app.path().app_config_dir()?);
@@ -215,10 +223,12 @@ pub fn run() -> anyhow::Result<()> {
                 started,
             });
             app.manage(Arc::clone(&shell));
+            app.manage(updates::Pending::default());
             tray::create(app.handle())?;
             create_window(app.handle(), &shell, !hidden)?;
             watch_link(app.handle(), &shell);
             quit_on_signals(app.handle());
+            updates::check_on_start(app.handle(), &shell);
             Ok(())
         })
         .build(tauri::generate_context!("../tauri.conf.json"))?

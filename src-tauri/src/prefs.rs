@@ -61,6 +61,8 @@ pub struct Prefs {
     /// LAN hosting (Settings → LAN). Whether this computer is a peer is
     /// not here: that is the server library's `lan/state.json`.
     pub lan: LanPrefs,
+    /// Updates from the shop's server (Settings → Updates): off by default.
+    pub updates: crate::updates::UpdatePrefs,
 }
 
 /// `[lan]`: this computer as the shop's host.
@@ -88,6 +90,7 @@ impl Default for Prefs {
             autostart: false,
             notify: NotifyPrefs::default(),
             lan: LanPrefs::default(),
+            updates: crate::updates::UpdatePrefs::default(),
         }
     }
 }

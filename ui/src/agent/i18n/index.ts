@@ -7,7 +7,8 @@ import { tickets } from "./tickets";
 import { settings } from "./settings";
 import { suggest } from "./suggest";
 import { lan } from "./lan";
+import { updates } from "./updates";
 // Event lines ("X joined the conversation") are shared with the widget.
 import { eventDicts } from "../../lib/events";
 
-export const dicts = mergeDicts(common, chats, tickets, settings, eventDicts, suggest, lan);
+export const dicts = mergeDicts(common, chats, tickets, settings, eventDicts, suggest, lan, updates);
