@@ -179,7 +179,7 @@ test("desktop updates: off by default, found and shown, bad signature refused, i
     assert.ok(saved.includes(url) && saved.includes(key.pubkey), "desktop.toml keeps the address and the shop's key");
     await wd.click(await wd.find('[data-testid="updates-check"]'));
     const found = await wd.waitFor('[data-testid="updates-found"]');
-    assert.equal(await wd.exec("return arguments[0].dataset.version", [found]), "0.2.0");
+    assert.equal(await wd.exec(`return document.querySelector('[data-testid="updates-found"]').dataset.version`), "0.2.0");
     assert.match(await wd.text(found), /Kefu 0\.2\.0 is available \(you have 0\.1\.0\)/);
     assert.equal(await wd.text(await wd.find('[data-testid="updates-notes"]')), notes);
     assert.deepEqual(shop.requests, ["/kefu/latest.json"], "checked, nothing downloaded yet");
