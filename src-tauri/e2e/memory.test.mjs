@@ -93,7 +93,7 @@ test("idle memory with ten open chats: server profile vs desktop profile", { ski
       await app.wd.until("ten chats listed", async () => (await app.wd.findAll('[data-testid="chat-item"]')).length >= 10, 30000);
       await app.wd.until("the thread shows", async () => (await app.wd.text(await app.wd.find('[data-testid="messages"]'))).includes("Question number 1"));
       await new Promise((r) => setTimeout(r, 10000));
-      figures[name] = appMemory();
+      figures[name] = appMemory(env.KEFU_DESKTOP_DATA_DIR);
       await close(app, env.KEFU_DESKTOP_DATA_DIR);
     }
     console.log(`desktop memory A/B: ${JSON.stringify(figures)}`);

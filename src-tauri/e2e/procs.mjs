@@ -20,10 +20,16 @@ function procs() {
   return out;
 }
 
-/** { total_mb, processes: [{comm, rss_mb}] } of every kefu-desktop tree. */
-export function appMemory() {
+/**
+ * { total_mb, total_pss_mb, processes: [{comm, rss_mb, pss_mb, …}] } of
+ * every kefu-desktop tree; with `dataDir`, only the instances started with
+ * that data dir (other Kefus on the machine are not counted).
+ */
+export function appMemory(dataDir) {
   const all = procs();
-  const roots = all.filter((p) => p.comm.startsWith("kefu-desktop"));
+  const roots = all
+    .filter((p) => p.comm.startsWith("kefu-desktop"))
+    .filter((p) => !dataDir || environ(p.pid).includes(`KEFU_DESKTOP_DATA_DIR=${dataDir}`));
   const seen = new Set();
   const queue = roots.map((p) => p.pid);
   while (queue.length) {

@@ -264,7 +264,11 @@ fn desktop_runtime() -> anyhow::Result<Option<tokio::runtime::Runtime>> {
 
 /// The webview's memory, where the OS webview lets us set it. WebKitGTK:
 /// the "document viewer" cache model (one page that never navigates: no
-/// page cache, the smallest memory caches) and no back/forward cache.
+/// page cache, the smallest memory caches), no back/forward cache, and no
+/// accelerated compositing (the page is drawn by the CPU: a chat list and
+/// a thread need no GPU layers, and the compositor's buffers and GL
+/// context were a third of the web process; `KEFU_DESKTOP_ACCELERATION=1`
+/// keeps WebKit's default, for a machine where that draws badly).
 /// WebView2 (Windows) and WKWebView (macOS) are left as they are (see
 /// docs/DESKTOP.md, "Memory").
 fn tune_webview(window: &tauri::WebviewWindow) {
@@ -273,13 +277,18 @@ fn tune_webview(window: &tauri::WebviewWindow) {
     }
     #[cfg(target_os = "linux")]
     let _ = window.with_webview(|webview| {
-        use webkit2gtk::{CacheModel, SettingsExt, WebContextExt, WebViewExt};
+        use webkit2gtk::{
+            CacheModel, HardwareAccelerationPolicy, SettingsExt, WebContextExt, WebViewExt,
+        };
         let view = webview.inner();
         if let Some(context) = view.context() {
             context.set_cache_model(CacheModel::DocumentViewer);
         }
         if let Some(settings) = WebViewExt::settings(&view) {
             settings.set_enable_page_cache(false);
+            if std::env::var_os("KEFU_DESKTOP_ACCELERATION").is_none() {
+                settings.set_hardware_acceleration_policy(HardwareAccelerationPolicy::Never);
+            }
         }
     });
     #[cfg(not(target_os = "linux"))]
