@@ -36,6 +36,10 @@ const COMMANDS: &[&str] = &[
     "backup_now",
     "backup_restore",
     "backup_restore_cancel",
+    "update_info",
+    "update_configure",
+    "update_check",
+    "update_install",
 ];
 
 fn main() {

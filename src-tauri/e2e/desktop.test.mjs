@@ -161,7 +161,7 @@ test("desktop app: first start, chat with a visitor, single instance, keyring si
     assert.ok(pageCount >= 1 && pageCount <= 9, `unread total ${pageCount}`);
     figures.unread_in_title = pageCount;
     await new Promise((r) => setTimeout(r, 10000));
-    figures.idle_memory = appMemory();
+    figures.idle_memory = appMemory(env.KEFU_DESKTOP_DATA_DIR);
     console.log(`desktop e2e figures: ${JSON.stringify(figures)}`);
   } finally {
     await wd.quit();

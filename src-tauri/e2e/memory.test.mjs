@@ -8,6 +8,10 @@
 //
 // Not part of the default run (it launches the app twice more): set
 // KEFU_DESKTOP_MEMORY_AB=1, e.g. `KEFU_DESKTOP_MEMORY_AB=1 scripts/test-desktop`.
+// More launches to compare, each with its own environment on top of the
+// desktop profile: KEFU_DESKTOP_MEMORY_VARIANTS='{"arena2":{"MALLOC_ARENA_MAX":"2"}}'.
+// Each figure has RSS and PSS per process, anonymous vs file-backed
+// memory, and kefu-desktop's largest mappings (procs.mjs).
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -20,8 +24,8 @@ import { api, freePort, startDriver, waitHttp } from "./harness.mjs";
 const BIN = process.env.KEFU_DESKTOP_BIN;
 const OWNER = { username: "owner", password: "correct horse battery" };
 
-async function launch(env, profile) {
-  const driver = await startDriver({ ...env, KEFU_DESKTOP_MEMORY: profile });
+async function launch(env, profile, extra = {}) {
+  const driver = await startDriver({ ...env, KEFU_DESKTOP_MEMORY: profile, ...extra });
   const wd = new WebDriver(driver.url);
   await wd.start(BIN);
   return { driver, wd };
@@ -69,8 +73,13 @@ test("idle memory with ten open chats: server profile vs desktop profile", { ski
     }
     await close(app, env.KEFU_DESKTOP_DATA_DIR);
 
-    for (const profile of ["server", "desktop"]) {
-      app = await launch(env, profile);
+    const variants = [
+      ["server", "server", {}],
+      ["desktop", "desktop", {}],
+      ...Object.entries(JSON.parse(process.env.KEFU_DESKTOP_MEMORY_VARIANTS ?? "{}")).map(([name, extra]) => [name, "desktop", extra]),
+    ];
+    for (const [name, profile, extra] of variants) {
+      app = await launch(env, profile, extra);
       await waitHttp(`${base}/healthz`);
       // Signed in from the keyring (remember me), else through the form.
       await app.wd.waitFor('#login-username, nav', 30000);
@@ -84,7 +93,7 @@ test("idle memory with ten open chats: server profile vs desktop profile", { ski
       await app.wd.until("ten chats listed", async () => (await app.wd.findAll('[data-testid="chat-item"]')).length >= 10, 30000);
       await app.wd.until("the thread shows", async () => (await app.wd.text(await app.wd.find('[data-testid="messages"]'))).includes("Question number 1"));
       await new Promise((r) => setTimeout(r, 10000));
-      figures[profile] = appMemory();
+      figures[name] = appMemory(env.KEFU_DESKTOP_DATA_DIR);
       await close(app, env.KEFU_DESKTOP_DATA_DIR);
     }
     console.log(`desktop memory A/B: ${JSON.stringify(figures)}`);

@@ -20,10 +20,16 @@ function procs() {
   return out;
 }
 
-/** { total_mb, processes: [{comm, rss_mb}] } of every kefu-desktop tree. */
-export function appMemory() {
+/**
+ * { total_mb, total_pss_mb, processes: [{comm, rss_mb, pss_mb, …}] } of
+ * every kefu-desktop tree; with `dataDir`, only the instances started with
+ * that data dir (other Kefus on the machine are not counted).
+ */
+export function appMemory(dataDir) {
   const all = procs();
-  const roots = all.filter((p) => p.comm.startsWith("kefu-desktop"));
+  const roots = all
+    .filter((p) => p.comm.startsWith("kefu-desktop"))
+    .filter((p) => !dataDir || environ(p.pid).includes(`KEFU_DESKTOP_DATA_DIR=${dataDir}`));
   const seen = new Set();
   const queue = roots.map((p) => p.pid);
   while (queue.length) {
@@ -34,10 +40,60 @@ export function appMemory() {
   }
   const tree = all.filter((p) => seen.has(p.pid));
   const mb = (kb) => Math.round((kb / 1024) * 10) / 10;
+  const rollups = new Map(tree.map((p) => [p.pid, rollup(p.pid)]));
   return {
     total_mb: mb(tree.reduce((sum, p) => sum + p.rssKb, 0)),
-    processes: tree.map((p) => ({ comm: p.comm, rss_mb: mb(p.rssKb) })),
+    // PSS: shared pages (libraries mapped by several processes) counted
+    // once across the system, so the processes' PSS add up honestly.
+    total_pss_mb: mb(tree.reduce((sum, p) => sum + (rollups.get(p.pid).Pss ?? 0), 0)),
+    processes: tree.map((p) => {
+      const r = rollups.get(p.pid);
+      return {
+        comm: p.comm,
+        rss_mb: mb(p.rssKb),
+        pss_mb: mb(r.Pss ?? 0),
+        // Anonymous: heaps, stacks, caches; the rest is file-backed (code
+        // and data of the binary and its libraries) or shared memory.
+        anon_mb: mb(r.Anonymous ?? 0),
+        file_mb: mb((r.Rss ?? 0) - (r.Anonymous ?? 0) - (r.Pss_Shmem ?? 0)),
+        ...(p.comm.startsWith("kefu-desktop") ? { top: topMappings(p.pid) } : {}),
+      };
+    }),
   };
+}
+
+/** /proc/PID/smaps_rollup as { field: kB }. */
+function rollup(pid) {
+  const out = {};
+  try {
+    for (const m of readFileSync(`/proc/${pid}/smaps_rollup`, "utf8").matchAll(/^(\w+):\s+(\d+) kB/gm)) out[m[1]] = Number(m[2]);
+  } catch {
+    // gone meanwhile
+  }
+  return out;
+}
+
+/** The largest mappings of a process by RSS, grouped by file ("[anon]" for anonymous ones). */
+function topMappings(pid, count = 10) {
+  const sizes = new Map();
+  let name = null;
+  try {
+    for (const line of readFileSync(`/proc/${pid}/smaps`, "utf8").split("\n")) {
+      const head = /^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \S+\s*(.*)$/.exec(line);
+      if (head) {
+        name = head[1] || "[anon]";
+        continue;
+      }
+      const rss = /^Rss:\s+(\d+) kB/.exec(line);
+      if (rss && name) sizes.set(name, (sizes.get(name) ?? 0) + Number(rss[1]));
+    }
+  } catch {
+    return [];
+  }
+  return [...sizes.entries()]
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, count)
+    .map(([file, kb]) => ({ file: file.split("/").pop(), rss_mb: Math.round((kb / 1024) * 10) / 10 }));
 }
 
 function environ(pid) {

@@ -131,12 +131,14 @@ pub async fn token_clear(shell: State<'_, Arc<Shell>>) -> Result<()> {
 pub async fn set_prefs(app: AppHandle, shell: State<'_, Arc<Shell>>, prefs: Prefs) -> Result<()> {
     // The LAN settings change only through Settings → LAN (lan_host…),
     // which restarts the server: a panel opened before keeps them. So do
-    // the backup settings (Settings → Backup, backup_settings).
+    // the backup settings (Settings → Backup, backup_settings) and the
+    // updates (Settings → Updates, update_configure).
     let prefs = {
         let current = shell.prefs.lock();
         Prefs {
             lan: current.lan.clone(),
             backup: current.backup.clone(),
+            updates: current.updates.clone(),
             ..prefs
         }
     };

@@ -63,6 +63,8 @@ pub struct Prefs {
     pub lan: LanPrefs,
     /// Backups (Settings → Backup).
     pub backup: BackupPrefs,
+    /// Updates from the shop's server (Settings → Updates): off by default.
+    pub updates: crate::updates::UpdatePrefs,
 }
 
 /// `[backup]`: where backups go and whether the embedded server makes them
@@ -119,6 +121,7 @@ impl Default for Prefs {
             notify: NotifyPrefs::default(),
             lan: LanPrefs::default(),
             backup: BackupPrefs::default(),
+            updates: crate::updates::UpdatePrefs::default(),
         }
     }
 }

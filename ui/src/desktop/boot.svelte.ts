@@ -10,12 +10,13 @@ import { session } from "../agent/session.svelte";
 import { locale } from "../agent/locale.svelte";
 import { chats } from "../agent/chats/store.svelte";
 import type { Conversation } from "../lib/types";
-import { desktop, type DesktopEvent, type LinkStatus } from "./bridge";
+import { desktop, type DesktopEvent, type FoundUpdate, type LinkStatus } from "./bridge";
 import { Watcher } from "./events";
 import { dt } from "./i18n";
 import { desktopUi } from "./state.svelte";
 import Prefs from "./Prefs.svelte";
 import LinkBanner from "./LinkBanner.svelte";
+import UpdateBanner from "./UpdateBanner.svelte";
 import Setup from "./Setup.svelte";
 import Startup from "./Startup.svelte";
 
@@ -55,6 +56,10 @@ function installHooks() {
     prefs: () => (desktopUi.prefsOpen = true),
     link: (status) => {
       if (status && typeof status === "object") desktopUi.link = status as LinkStatus;
+    },
+    // "Check on start" found an update: shown, never installed from here.
+    update: (found) => {
+      if (found && typeof found === "object") desktopUi.update = found as FoundUpdate;
     },
   };
   (window as unknown as { __kefuDesktop: unknown }).__kefuDesktop = {
@@ -127,6 +132,10 @@ export async function boot(target: HTMLElement, mountApp: () => void): Promise<v
     mount(LinkBanner, { target: linkHost });
     desktop.lanInfo().then((info) => (desktopUi.link ??= info.link)).catch(warn);
   }
+  const updateHost = document.createElement("div");
+  document.body.append(updateHost);
+  mount(UpdateBanner, { target: updateHost });
+  desktop.updateInfo().then((info) => (desktopUi.update ??= info.pending)).catch(warn);
   if (config.status.state !== "running") {
     mount(Startup, { target, props: { status: config.status } });
     return;

@@ -153,6 +153,32 @@ export interface BackupInfo {
   restored: RestoreOutcome | null;
 }
 
+/** An update the shop's server offers (Settings → Updates). */
+export interface FoundUpdate {
+  version: string;
+  current_version: string;
+  notes: string | null;
+  date: string | null;
+}
+
+export interface UpdateInfo {
+  url: string | null;
+  check_on_start: boolean;
+  key_id: string | null;
+  key_source: "settings" | "build" | null;
+  key_error: string | null;
+  current_version: string;
+  pending: FoundUpdate | null;
+  installable: boolean;
+  allow_http: boolean;
+}
+
+/** How an update command fails: a stable code and the detail. */
+export interface UpdateError {
+  code: string;
+  message: string;
+}
+
 export const desktop = {
   config: () => invoke<DesktopConfig>("desktop_config"),
   setupOwner: (owner: { username: string; password: string; display_name: string | null }) =>
@@ -183,4 +209,9 @@ export const desktop = {
   backupNow: (token: string) => invoke<BackupSummary>("backup_now", { token }),
   backupRestore: (token: string, from: string) => invoke<PendingRestore>("backup_restore", { token, from }),
   backupRestoreCancel: (token: string) => invoke<void>("backup_restore_cancel", { token }),
+  updateInfo: () => invoke<UpdateInfo>("update_info"),
+  updateConfigure: (url: string | null, checkOnStart: boolean) =>
+    invoke<UpdateInfo>("update_configure", { url, checkOnStart }),
+  updateCheck: () => invoke<FoundUpdate | null>("update_check"),
+  updateInstall: (version: string) => invoke<void>("update_install", { version }),
 };

@@ -14,6 +14,7 @@ import { settings } from "../agent/i18n/settings";
 import { suggest } from "../agent/i18n/suggest";
 import { lan } from "../agent/i18n/lan";
 import { backup } from "../agent/i18n/backup";
+import { updates } from "../agent/i18n/updates";
 import { dicts as workstation } from "../agent/i18n";
 import { dicts as widget } from "../widget/frame/i18n";
 import { dicts as desktop } from "../desktop/strings";
@@ -26,6 +27,7 @@ const all: Record<string, Dicts> = {
   "workstation/suggest": suggest,
   "workstation/lan": lan,
   "workstation/backup": backup,
+  "workstation/updates": updates,
   "workstation (merged)": workstation,
   "events": eventDicts,
   "widget": widget,

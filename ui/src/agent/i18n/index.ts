@@ -8,9 +8,10 @@ import { settings } from "./settings";
 import { suggest } from "./suggest";
 import { lan } from "./lan";
 import { backup } from "./backup";
+import { updates } from "./updates";
 // Event lines ("X joined the conversation") are shared with the widget.
 import { eventDicts } from "../../lib/events";
 
-export const dicts = mergeDicts(common, chats, tickets, settings, eventDicts, suggest, lan, backup);
+export const dicts = mergeDicts(common, chats, tickets, settings, eventDicts, suggest, lan, backup, updates);
 /** Every key of the workstation's strings: `t("nav.chats")`, and a misspelt key fails the type check. */
 export type Key = KeyOf<typeof dicts>;
