@@ -263,15 +263,27 @@ fn write_json<T: Serialize>(dir: &Path, name: &str, value: &T) -> Result<(), Str
 mod tests {
     use super::*;
     use crate::prefs::Prefs;
+    use crate::server::tests::prefs_on_free_port;
 
-    fn prefs_on_free_port() -> Prefs {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = probe.local_addr().unwrap().port();
-        drop(probe);
-        Prefs {
-            port,
-            ..Prefs::default()
-        }
+    /// A desktop's home in a temp dir, its preferences on a free port, and
+    /// the embedded server started on them.
+    async fn started() -> (
+        tempfile::TempDir,
+        Dirs,
+        Prefs,
+        crate::server::Embedded,
+        AppState,
+    ) {
+        let home = tempfile::tempdir().unwrap();
+        let dirs = Dirs {
+            data: home.path().join("data"),
+            config: home.path().join("config"),
+        };
+        let prefs = prefs_on_free_port();
+        let (running, _) = crate::server::start(&prefs, &dirs).await;
+        let running = running.unwrap();
+        let state = running.state().unwrap().clone();
+        (home, dirs, prefs, running, state)
     }
 
     async fn agent_count(state: &AppState, username: &str) -> i64 {
@@ -290,16 +302,8 @@ mod tests {
     /// request is used up.
     #[tokio::test]
     async fn a_restore_scheduled_for_next_start_happens_at_the_next_start() {
-        let home = tempfile::tempdir().unwrap();
-        let dirs = Dirs {
-            data: home.path().join("data"),
-            config: home.path().join("config"),
-        };
+        let (home, dirs, prefs, running, state) = started().await;
         let backups = home.path().join("backups");
-        let prefs = prefs_on_free_port();
-        let (running, _) = crate::server::start(&prefs, &dirs).await;
-        let running = running.unwrap();
-        let state = running.state().unwrap().clone();
         crate::server::create_owner(&state, "owner".into(), "correct horse 1".into(), None)
             .await
             .unwrap();
@@ -366,14 +370,7 @@ mod tests {
     /// Only an active admin's token opens the tab's commands.
     #[tokio::test]
     async fn only_an_admin_token_is_accepted() {
-        let home = tempfile::tempdir().unwrap();
-        let dirs = Dirs {
-            data: home.path().join("data"),
-            config: home.path().join("config"),
-        };
-        let (running, _) = crate::server::start(&prefs_on_free_port(), &dirs).await;
-        let running = running.unwrap();
-        let state = running.state().unwrap().clone();
+        let (_home, _dirs, _prefs, running, state) = started().await;
         let new = |username: &str, role| kefu_server::agents::NewAgent {
             username: username.into(),
             password: "correct horse 1".into(),
@@ -408,14 +405,7 @@ mod tests {
     /// backup is listed for it.
     #[tokio::test]
     async fn a_failed_backup_is_the_latest_result() {
-        let home = tempfile::tempdir().unwrap();
-        let dirs = Dirs {
-            data: home.path().join("data"),
-            config: home.path().join("config"),
-        };
-        let (running, _) = crate::server::start(&prefs_on_free_port(), &dirs).await;
-        let running = running.unwrap();
-        let state = running.state().unwrap().clone();
+        let (home, _dirs, _prefs, running, state) = started().await;
         assert!(state.ops.last_backup().is_none());
         let taken = home.path().join("taken");
         std::fs::create_dir(&taken).unwrap();
@@ -433,15 +423,7 @@ mod tests {
     /// restore it, the data stays, and the outcome says why.
     #[tokio::test]
     async fn a_backup_damaged_before_the_start_is_not_restored_and_the_data_stays() {
-        let home = tempfile::tempdir().unwrap();
-        let dirs = Dirs {
-            data: home.path().join("data"),
-            config: home.path().join("config"),
-        };
-        let prefs = prefs_on_free_port();
-        let (running, _) = crate::server::start(&prefs, &dirs).await;
-        let running = running.unwrap();
-        let state = running.state().unwrap().clone();
+        let (home, dirs, _prefs, running, state) = started().await;
         crate::server::create_owner(&state, "owner".into(), "correct horse 1".into(), None)
             .await
             .unwrap();

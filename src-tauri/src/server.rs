@@ -240,10 +240,11 @@ pub async fn create_owner(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn prefs_on_free_port() -> Prefs {
+    /// Default preferences on a port free a moment ago.
+    pub(crate) fn prefs_on_free_port() -> Prefs {
         let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = probe.local_addr().unwrap().port();
         drop(probe);
