@@ -300,7 +300,7 @@ async fn config_route(
             return Err(ApiError::bad_request("app_key is required").in_field("app_key"));
         }
     };
-    let origin = crate::apps::cross_origin(&headers);
+    let origin = crate::http::cross_origin(&headers);
     if !app.origin_allowed(origin) {
         return Err(ApiError::forbidden("origin not allowed for this app"));
     }

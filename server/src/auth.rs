@@ -185,7 +185,7 @@ impl FromRequestParts<AppState> for VisitorAuth {
     ) -> Result<Self, Self::Rejection> {
         match principal(parts, state).await? {
             Principal::Visitor(visitor) => {
-                let origin = crate::apps::cross_origin(&parts.headers);
+                let origin = crate::http::cross_origin(&parts.headers);
                 let app = state
                     .auth_cache
                     .app(&state.db, visitor.app_id)

@@ -502,8 +502,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             };
             let db = crate::store::db::open(&config.data_dir).await?;
-            let created = crate::agents::create(
+            let created = crate::agents::create_by(
                 &db,
+                None,
                 crate::agents::NewAgent {
                     username,
                     password,
@@ -512,19 +513,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 },
             )
             .await;
-            if let Ok(agent) = &created {
-                let audited = crate::audit::record(
-                    &db,
-                    None,
-                    "agent.create",
-                    Some(("agent", &agent.id.to_string())),
-                    serde_json::json!({"username": agent.username, "role": agent.role, "via": "cli"}),
-                )
-                .await;
-                if let Err(error) = audited {
-                    eprintln!("warning: could not write the audit log: {error}");
-                }
-            }
             db.close().await;
             let agent = created.map_err(|e| anyhow::anyhow!("{e}"))?;
             println!(

@@ -11,7 +11,7 @@
 //! app's `allowed_origins` (the app is named by `?app_key=` in the frame's
 //! URL), or by any site when that list is empty. That is how
 //! `allowed_origins` holds for the widget, whose own requests are
-//! same-origin (crate::apps::cross_origin).
+//! same-origin (crate::http::cross_origin).
 //!
 //! Hashed files under `assets/` are cached for a year; the rest revalidate
 //! by ETag (the embedded file's SHA-256). Text files are sent gzipped, from

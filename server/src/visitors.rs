@@ -115,7 +115,7 @@ async fn create_session(
         .app_by_key(&state.db, &body.app_key)
         .await?
         .ok_or_else(|| ApiError::not_found("app"))?;
-    let origin = crate::apps::cross_origin(&headers);
+    let origin = crate::http::cross_origin(&headers);
     if !app.origin_allowed(origin) {
         return Err(ApiError::forbidden("origin not allowed for this app"));
     }

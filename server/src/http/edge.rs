@@ -34,6 +34,33 @@ use ipnet::IpNet;
 use crate::config::Config;
 use crate::error::ApiError;
 
+/// The request's `Origin` when it is another site's. A request from this
+/// server's own pages (the widget's iframe at `/widget/frame.html`) is
+/// same-origin: its `Origin` names the `Host` it was sent to, and it counts
+/// as no `Origin`. Which sites may embed that iframe is enforced by the
+/// browser instead, through the frame's `frame-ancestors` (`crate::ui`).
+///
+/// Trusting `Host` here is sound only because the edge (this module) has
+/// already refused every Host this server does not answer to: a DNS
+/// rebinding page sends `Origin: http://evil.example` with `Host:
+/// evil.example`, and is answered 421 before any route (unless
+/// `http.allowed_hosts` is `["*"]`, which the docs warn about).
+pub fn cross_origin(headers: &HeaderMap) -> Option<&str> {
+    let origin = headers
+        .get(axum::http::header::ORIGIN)
+        .and_then(|v| v.to_str().ok())?;
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|v| v.to_str().ok());
+    let same = host.is_some_and(|host| {
+        let authority = origin
+            .strip_prefix("http://")
+            .or_else(|| origin.strip_prefix("https://"));
+        authority.is_some_and(|a| a.trim_end_matches('/').eq_ignore_ascii_case(host))
+    });
+    if same { None } else { Some(origin) }
+}
+
 /// The address of the client a request comes from: the TCP peer, or what a
 /// trusted proxy says (see the module doc). Per-IP limits and logs use this,
 /// never `ConnectInfo` directly.
@@ -247,6 +274,32 @@ fn misdirected() -> Response {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn own_origin_is_same_origin() {
+        use super::cross_origin;
+        use axum::http::{HeaderMap, HeaderValue, header};
+        let mut headers = HeaderMap::new();
+        headers.insert(header::HOST, HeaderValue::from_static("127.0.0.1:5338"));
+        assert_eq!(cross_origin(&headers), None);
+        headers.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("http://127.0.0.1:5338"),
+        );
+        assert_eq!(cross_origin(&headers), None);
+        headers.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("http://127.0.0.1:5339"),
+        );
+        assert_eq!(cross_origin(&headers), Some("http://127.0.0.1:5339"));
+        headers.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("https://evil.example"),
+        );
+        assert_eq!(cross_origin(&headers), Some("https://evil.example"));
+        headers.insert(header::ORIGIN, HeaderValue::from_static("null"));
+        assert_eq!(cross_origin(&headers), Some("null"));
+    }
+
     use super::*;
 
     fn edge(allowed: &[&str], proxies: &[&str]) -> Edge {

@@ -9,7 +9,7 @@ pub mod metrics_listener;
 pub mod public;
 pub mod serve;
 
-pub use edge::ClientIp;
+pub use edge::{ClientIp, cross_origin};
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -53,8 +53,8 @@ enum Listener {
 fn router_for(state: AppState, listener: Listener) -> Router {
     let lan = listener == Listener::Lan;
     let api = Router::new()
-        .merge(crate::agents::routes())
-        .merge(crate::apps::routes())
+        .merge(crate::agents::routes::routes())
+        .merge(crate::apps::routes::routes())
         .merge(crate::visitors::routes())
         .merge(crate::conversations::routes::routes())
         .merge(crate::tickets::routes())

@@ -79,7 +79,7 @@ pub async fn upgrade(
 ) -> Response {
     // On the public listener only visitors may say hello (http::public).
     let visitors_only = public.is_some();
-    let origin = crate::apps::cross_origin(&headers).map(str::to_owned);
+    let origin = crate::http::cross_origin(&headers).map(str::to_owned);
     if let Some(app_key) = query.app_key {
         match state.auth_cache.app_by_key(&state.db, &app_key).await {
             Ok(Some(app)) if app.origin_allowed(origin.as_deref()) => {}

@@ -1,21 +1,21 @@
 //! Apps: one integration each (a website or a mobile APP), with a public
 //! `app_key`, a private `secret` for identity verification, and the origins
-//! its browser visitors may come from. Routes: `/api/v1/apps` (admins).
+//! its browser visitors may come from. The HTTP doors (`/api/v1/apps`,
+//! admins only) are in [`routes`].
+//!
+//! Follow-up actions of a change, owned here: a changed app (keys, origins,
+//! messages, hours) is reread by the auth cache at once.
 
-use axum::Json;
-use axum::Router;
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::routing::{get, post};
+pub mod routes;
+
 use serde::{Deserialize, Serialize};
 use sqlx::SqlitePool;
 
 use crate::app_settings::{self, BusinessHours};
-use crate::auth::{self, AdminAuth};
+use crate::auth;
 use crate::change::{After, Change};
-use crate::error::{ApiError, ApiResult};
-use crate::http::extract::{ApiJson, ApiPath};
-use crate::ids::AppId;
+use crate::error::ApiError;
+use crate::ids::{AgentId, AppId};
 use crate::state::AppState;
 use crate::time::now_ms;
 
@@ -75,33 +75,6 @@ impl From<AppRow> for App {
             created_at: row.created_at,
         }
     }
-}
-
-/// The request's `Origin` when it is another site's. A request from this
-/// server's own pages (the widget's iframe at `/widget/frame.html`) is
-/// same-origin: its `Origin` names the `Host` it was sent to, and it counts
-/// as no `Origin`. Which sites may embed that iframe is enforced by the
-/// browser instead, through the frame's `frame-ancestors` (crate::ui).
-///
-/// Trusting `Host` here is sound only because the edge (`http::edge`) has
-/// already refused every Host this server does not answer to: a DNS
-/// rebinding page sends `Origin: http://evil.example` with `Host:
-/// evil.example`, and is answered 421 before any route (unless
-/// `http.allowed_hosts` is `["*"]`, which the docs warn about).
-pub fn cross_origin(headers: &axum::http::HeaderMap) -> Option<&str> {
-    let origin = headers
-        .get(axum::http::header::ORIGIN)
-        .and_then(|v| v.to_str().ok())?;
-    let host = headers
-        .get(axum::http::header::HOST)
-        .and_then(|v| v.to_str().ok());
-    let same = host.is_some_and(|host| {
-        let authority = origin
-            .strip_prefix("http://")
-            .or_else(|| origin.strip_prefix("https://"));
-        authority.is_some_and(|a| a.trim_end_matches('/').eq_ignore_ascii_case(host))
-    });
-    if same { None } else { Some(origin) }
 }
 
 impl App {
@@ -171,13 +144,6 @@ pub fn normalize_origin(origin: &str) -> Result<String, ApiError> {
     Ok(origin)
 }
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/apps", post(create).get(list))
-        .route("/apps/{id}", get(get_one).patch(update))
-        .route("/apps/{id}/rotate_secret", post(rotate_secret))
-}
-
 fn validate_name(name: &str) -> Result<String, ApiError> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 100 {
@@ -215,68 +181,38 @@ fn hours_json(hours: &Option<BusinessHours>) -> Result<Option<String>, ApiError>
         .map_err(ApiError::internal)
 }
 
+/// A new app, as an admin describes it.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct CreateAppBody {
-    name: String,
-    identity_verification: Option<IdentityVerification>,
+pub struct NewApp {
+    pub name: String,
+    pub identity_verification: Option<IdentityVerification>,
     #[serde(default)]
-    allowed_origins: Vec<String>,
+    pub allowed_origins: Vec<String>,
     #[serde(default)]
-    welcome_message: String,
+    pub welcome_message: String,
     #[serde(default)]
-    offline_message: String,
-    business_hours: Option<BusinessHours>,
+    pub offline_message: String,
+    pub business_hours: Option<BusinessHours>,
 }
 
-#[derive(Debug, Serialize)]
-struct AppResponse {
-    app: App,
-    /// Where visitors reach this server (`http.public_url`), for the embed
-    /// snippet; `None`: the address the admin uses. **[ext]**
-    public_url: Option<String>,
-}
-
-impl AppResponse {
-    fn new(state: &AppState, app: App) -> AppResponse {
-        AppResponse {
-            app,
-            public_url: public_url(state),
-        }
-    }
-}
-
-/// `http.public_url`, normalized (no trailing slash).
-fn public_url(state: &AppState) -> Option<String> {
-    state
-        .config
-        .http
-        .public_url_parts()
-        .ok()
-        .flatten()
-        .map(|(url, _)| url)
-}
-
-async fn create(
-    State(state): State<AppState>,
-    AdminAuth(admin): AdminAuth,
-    ApiJson(body): ApiJson<CreateAppBody>,
-) -> ApiResult<(StatusCode, Json<AppResponse>)> {
+/// Creates an app with a fresh `app_key` and `secret`, audited by `admin`.
+pub async fn create(state: &AppState, admin: AgentId, new: NewApp) -> Result<App, ApiError> {
     let app = App {
         id: AppId::new(),
         app_key: auth::random_key("ak_", 12),
         secret: auth::random_key("sk_", 32),
-        name: validate_name(&body.name)?,
-        identity_verification: body
+        name: validate_name(&new.name)?,
+        identity_verification: new
             .identity_verification
             .unwrap_or(IdentityVerification::Off),
-        allowed_origins: validate_origins(&body.allowed_origins)?,
-        welcome_message: app_settings::validate_message("welcome_message", &body.welcome_message)?,
-        offline_message: app_settings::validate_message("offline_message", &body.offline_message)?,
-        business_hours: validate_hours(body.business_hours)?,
+        allowed_origins: validate_origins(&new.allowed_origins)?,
+        welcome_message: app_settings::validate_message("welcome_message", &new.welcome_message)?,
+        offline_message: app_settings::validate_message("offline_message", &new.offline_message)?,
+        business_hours: validate_hours(new.business_hours)?,
         created_at: now_ms(),
     };
-    let mut change = Change::begin(&state.db, Some(admin.id)).await?;
+    let mut change = Change::begin(&state.db, Some(admin)).await?;
     sqlx::query(
         "INSERT INTO apps (id, app_key, secret, name, identity_verification, allowed_origins,
              welcome_message, offline_message, business_hours, created_at, updated_at)
@@ -305,94 +241,74 @@ async fn create(
             }),
         )
         .await?;
-    change.commit(&state).await?;
-    tracing::info!(admin = %admin.id, app = %app.id, "app created");
-    Ok((StatusCode::CREATED, Json(AppResponse::new(&state, app))))
+    change.commit(state).await?;
+    tracing::info!(%admin, app = %app.id, "app created");
+    Ok(app)
 }
 
-#[derive(Debug, Serialize)]
-struct AppsResponse {
-    apps: Vec<App>,
-    public_url: Option<String>,
-}
-
-async fn list(
-    State(state): State<AppState>,
-    AdminAuth(_): AdminAuth,
-) -> ApiResult<Json<AppsResponse>> {
+/// Every app, oldest first (at most 1,000).
+pub async fn list(db: &SqlitePool) -> Result<Vec<App>, ApiError> {
     let rows: Vec<AppRow> = sqlx::query_as(&format!(
         "SELECT {APP_COLUMNS} FROM apps ORDER BY created_at LIMIT 1000"
     ))
-    .fetch_all(&state.db)
+    .fetch_all(db)
     .await?;
-    Ok(Json(AppsResponse {
-        apps: rows.into_iter().map(App::from).collect(),
-        public_url: public_url(&state),
-    }))
+    Ok(rows.into_iter().map(App::from).collect())
 }
 
-async fn get_one(
-    State(state): State<AppState>,
-    AdminAuth(_): AdminAuth,
-    ApiPath(id): ApiPath<AppId>,
-) -> ApiResult<Json<AppResponse>> {
-    let app = find(&state.db, id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("app"))?;
-    Ok(Json(AppResponse::new(&state, app)))
-}
-
-/// Every field optional; `business_hours: null` removes the hours (always open).
+/// A change to an app: every field optional; `business_hours: null`
+/// removes the hours (always open).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct UpdateAppBody {
-    name: Option<String>,
-    identity_verification: Option<IdentityVerification>,
-    allowed_origins: Option<Vec<String>>,
-    welcome_message: Option<String>,
-    offline_message: Option<String>,
+pub struct AppUpdate {
+    pub name: Option<String>,
+    pub identity_verification: Option<IdentityVerification>,
+    pub allowed_origins: Option<Vec<String>>,
+    pub welcome_message: Option<String>,
+    pub offline_message: Option<String>,
     #[serde(default, deserialize_with = "crate::http::extract::explicit_null")]
-    business_hours: Option<Option<BusinessHours>>,
+    pub business_hours: Option<Option<BusinessHours>>,
 }
 
-async fn update(
-    State(state): State<AppState>,
-    AdminAuth(admin): AdminAuth,
-    ApiPath(id): ApiPath<AppId>,
-    ApiJson(body): ApiJson<UpdateAppBody>,
-) -> ApiResult<Json<AppResponse>> {
+/// Changes app `id` (`bad_request` when nothing would change); every field
+/// is validated before anything is written.
+pub async fn update(
+    state: &AppState,
+    admin: AgentId,
+    id: AppId,
+    update: AppUpdate,
+) -> Result<App, ApiError> {
     // Read, merged and written under the write lock (BEGIN IMMEDIATE):
     // concurrent updates of different fields do not undo each other.
-    let mut change = Change::begin(&state.db, Some(admin.id)).await?;
+    let mut change = Change::begin(&state.db, Some(admin)).await?;
     let mut app = find(&mut *change, id)
         .await?
         .ok_or_else(|| ApiError::not_found("app"))?;
-    // Validate everything before writing anything.
     let mut changed = serde_json::Map::new();
-    if let Some(name) = &body.name {
+    if let Some(name) = &update.name {
         app.name = validate_name(name)?;
         changed.insert("name".into(), app.name.clone().into());
     }
-    if let Some(mode) = body.identity_verification {
+    if let Some(mode) = update.identity_verification {
         app.identity_verification = mode;
         changed.insert("identity_verification".into(), serde_json::json!(mode));
     }
-    if let Some(origins) = &body.allowed_origins {
+    if let Some(origins) = &update.allowed_origins {
         app.allowed_origins = validate_origins(origins)?;
         changed.insert(
             "allowed_origins".into(),
             serde_json::json!(app.allowed_origins),
         );
     }
-    if let Some(text) = &body.welcome_message {
+    if let Some(text) = &update.welcome_message {
         app.welcome_message = app_settings::validate_message("welcome_message", text)?;
         changed.insert("welcome_message".into(), app.welcome_message.clone().into());
     }
-    if let Some(text) = &body.offline_message {
+    if let Some(text) = &update.offline_message {
         app.offline_message = app_settings::validate_message("offline_message", text)?;
         changed.insert("offline_message".into(), app.offline_message.clone().into());
     }
-    if let Some(hours) = body.business_hours {
+    if let Some(hours) = update.business_hours {
         app.business_hours = validate_hours(hours)?;
         changed.insert(
             "business_hours".into(),
@@ -425,20 +341,16 @@ async fn update(
         )
         .await?;
     change.then(After::App(app.id));
-    change.commit(&state).await?;
-    tracing::info!(admin = %admin.id, app = %app.id, "app updated");
-    Ok(Json(AppResponse::new(&state, app)))
+    change.commit(state).await?;
+    tracing::info!(%admin, app = %app.id, "app updated");
+    Ok(app)
 }
 
 /// A new secret: the old one stops verifying `user_hash` at once, so the
 /// APP's backend must switch to the new one.
-async fn rotate_secret(
-    State(state): State<AppState>,
-    AdminAuth(admin): AdminAuth,
-    ApiPath(id): ApiPath<AppId>,
-) -> ApiResult<Json<AppResponse>> {
+pub async fn rotate_secret(state: &AppState, admin: AgentId, id: AppId) -> Result<App, ApiError> {
     let secret = auth::random_key("sk_", 32);
-    let mut change = Change::begin(&state.db, Some(admin.id)).await?;
+    let mut change = Change::begin(&state.db, Some(admin)).await?;
     let updated = sqlx::query("UPDATE apps SET secret = ?, updated_at = ? WHERE id = ?")
         .bind(&secret)
         .bind(now_ms())
@@ -457,11 +369,10 @@ async fn rotate_secret(
         )
         .await?;
     change.then(After::App(id));
-    change.commit(&state).await?;
-    let app = find(&state.db, id)
+    change.commit(state).await?;
+    find(&state.db, id)
         .await?
-        .ok_or_else(|| ApiError::not_found("app"))?;
-    Ok(Json(AppResponse::new(&state, app)))
+        .ok_or_else(|| ApiError::not_found("app"))
 }
 
 #[cfg(test)]
@@ -512,30 +423,5 @@ mod tests {
         assert!(strict.origin_allowed(Some("https://SHOP.example/")));
         assert!(!strict.origin_allowed(Some("https://evil.example")));
         assert!(!strict.origin_allowed(Some("null")));
-    }
-
-    #[test]
-    fn own_origin_is_same_origin() {
-        use axum::http::{HeaderMap, HeaderValue, header};
-        let mut headers = HeaderMap::new();
-        headers.insert(header::HOST, HeaderValue::from_static("127.0.0.1:5338"));
-        assert_eq!(cross_origin(&headers), None);
-        headers.insert(
-            header::ORIGIN,
-            HeaderValue::from_static("http://127.0.0.1:5338"),
-        );
-        assert_eq!(cross_origin(&headers), None);
-        headers.insert(
-            header::ORIGIN,
-            HeaderValue::from_static("http://127.0.0.1:5339"),
-        );
-        assert_eq!(cross_origin(&headers), Some("http://127.0.0.1:5339"));
-        headers.insert(
-            header::ORIGIN,
-            HeaderValue::from_static("https://evil.example"),
-        );
-        assert_eq!(cross_origin(&headers), Some("https://evil.example"));
-        headers.insert(header::ORIGIN, HeaderValue::from_static("null"));
-        assert_eq!(cross_origin(&headers), Some("null"));
     }
 }

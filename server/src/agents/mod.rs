@@ -1,23 +1,25 @@
-//! Agents: accounts, roles, availability. Routes: `/api/v1/agents…` and
-//! `/api/v1/auth/…`.
+//! Agents: accounts, roles, availability, and signing in and out. The
+//! HTTP doors (`/api/v1/agents…`, `/api/v1/auth/…`) are in [`routes`].
 //!
 //! Availability (`online|away|offline`) is what routing reads; it is set by
 //! the agent and is separate from having a connection.
+//!
+//! Follow-up actions of a change, owned here: a changed agent is reread by
+//! the auth cache and announced to every agent connection; revoked tokens
+//! close their sockets; an agent who became available (or gained capacity)
+//! lets routing drain the queue, and requeued chats are announced.
 
-use axum::Json;
-use axum::Router;
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::routing::{get, post};
+pub mod routes;
+
+use std::net::IpAddr;
+
 use serde::{Deserialize, Serialize};
 use sqlx::SqlitePool;
 
+use crate::auth;
 use crate::auth::sessions::Revocation;
-use crate::auth::{self, AdminAuth, AgentAuth};
 use crate::change::{After, Change};
-use crate::error::{ApiError, ApiResult};
-use crate::http::ClientIp;
-use crate::http::extract::{ApiJson, ApiPath};
+use crate::error::ApiError;
 use crate::ids::AgentId;
 use crate::state::AppState;
 use crate::time::now_ms;
@@ -220,42 +222,63 @@ impl Prepared {
     }
 }
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/auth/login", post(login))
-        .route("/auth/logout", post(logout))
-        .route("/agents", post(create_route).get(list))
-        .route("/agents/me", get(me).patch(update_me))
-        .route("/agents/me/status", post(set_status))
-        .route("/agents/{id}", axum::routing::patch(update))
+/// Creates an agent for `actor` (an admin; `None`: the command line), its
+/// audit row in the same transaction.
+pub async fn create_by(
+    db: &SqlitePool,
+    actor: Option<AgentId>,
+    new: NewAgent,
+) -> Result<Agent, ApiError> {
+    let prepared = Prepared::of(new).await?;
+    let mut tx = crate::store::db::begin_write(db).await?;
+    prepared.insert(&mut tx).await?;
+    let mut details = serde_json::json!({"username": prepared.username, "role": prepared.role});
+    if actor.is_none() {
+        details["via"] = "cli".into();
+    }
+    crate::audit::record(
+        &mut *tx,
+        actor,
+        "agent.create",
+        Some(("agent", &prepared.id.to_string())),
+        details,
+    )
+    .await?;
+    tx.commit().await?;
+    let agent = find(db, prepared.id)
+        .await?
+        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("agent vanished after insert")))?;
+    tracing::info!(actor = ?actor, agent = %agent.id, "agent created");
+    Ok(agent)
 }
 
-#[derive(Debug, Deserialize)]
-struct LoginBody {
-    username: String,
+/// Every agent, by username (at most 1,000: a shop, not a directory).
+pub async fn list(db: &SqlitePool) -> Result<Vec<Agent>, ApiError> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {AGENT_COLUMNS} FROM agents ORDER BY username LIMIT 1000"
+    ))
+    .fetch_all(db)
+    .await?)
+}
+
+/// Signs an agent in from `client`: a new token and the agent. Password
+/// attempts are budgeted per address and per username (`state::Limiters`),
+/// spent before the password is looked at; an unknown username costs the
+/// same time as a wrong password.
+pub async fn login(
+    state: &AppState,
+    client: IpAddr,
+    username: &str,
     password: String,
-}
-
-#[derive(Debug, Serialize)]
-struct LoginResponse {
-    token: String,
-    agent: Agent,
-}
-
-async fn login(
-    State(state): State<AppState>,
-    ClientIp(client): ClientIp,
-    ApiJson(body): ApiJson<LoginBody>,
-) -> ApiResult<Json<LoginResponse>> {
-    // Spent before the password is looked at (see `state::Limiters`).
-    if let Err(error) = state.limiters.password_attempt(client, &body.username) {
+) -> Result<(String, Agent), ApiError> {
+    if let Err(error) = state.limiters.password_attempt(client, username) {
         tracing::warn!(%client, "login refused: too many password attempts");
         return Err(error);
     }
     let row: Option<(AgentId, String)> = sqlx::query_as(
         "SELECT id, password_hash FROM agents WHERE username = ? AND deactivated_at IS NULL",
     )
-    .bind(&body.username)
+    .bind(username)
     .fetch_optional(&state.db)
     .await?;
     // Verify against a dummy hash for unknown users too, so response time
@@ -264,7 +287,7 @@ async fn login(
         Some((id, hash)) => (Some(id), hash),
         None => (None, state.dummy_password_hash().await),
     };
-    let valid = auth::verify_password(body.password, hash).await;
+    let valid = auth::verify_password(password, hash).await;
     let Some(id) = id.filter(|_| valid) else {
         tracing::info!(%client, "login failed: wrong username or password");
         return Err(ApiError::Unauthorized("wrong username or password".into()));
@@ -274,50 +297,49 @@ async fn login(
         .await?
         .ok_or_else(|| ApiError::not_found("agent"))?;
     tracing::info!(agent = %agent.id, %client, "agent signed in");
-    Ok(Json(LoginResponse { token, agent }))
+    Ok((token, agent))
 }
 
-async fn logout(
-    State(state): State<AppState>,
-    AgentAuth(agent): AgentAuth,
-    headers: axum::http::HeaderMap,
-) -> ApiResult<Json<serde_json::Value>> {
-    if let Some(token) = auth::bearer(&headers) {
-        // Also closes the WebSockets that said hello with this token.
-        Revocation::agent_token(&state, agent.id, token).await?;
+/// Ends the session of `token` (and closes the WebSockets that said hello
+/// with it).
+pub async fn logout(state: &AppState, agent: AgentId, token: Option<&str>) -> Result<(), ApiError> {
+    if let Some(token) = token {
+        Revocation::agent_token(state, agent, token).await?;
     }
-    tracing::info!(agent = %agent.id, "agent signed out");
-    Ok(Json(serde_json::json!({})))
+    tracing::info!(%agent, "agent signed out");
+    Ok(())
 }
 
+/// What an agent may change about themselves (role, capacity and
+/// activation stay with admins).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct UpdateMeBody {
-    display_name: Option<String>,
+pub struct SelfUpdate {
+    pub display_name: Option<String>,
     /// A new password; needs `current_password`. The agent's other tokens
-    /// are revoked, the one making the call stays valid.
-    password: Option<String>,
-    current_password: Option<String>,
+    /// are revoked, the one making the call (`keep`) stays valid.
+    pub password: Option<String>,
+    pub current_password: Option<String>,
 }
 
-/// `PATCH /api/v1/agents/me`: an agent changes their own display name or
-/// password (role, capacity and activation stay with admins).
-async fn update_me(
-    State(state): State<AppState>,
-    ClientIp(client): ClientIp,
-    AgentAuth(agent): AgentAuth,
-    headers: axum::http::HeaderMap,
-    ApiJson(body): ApiJson<UpdateMeBody>,
-) -> ApiResult<Json<AgentResponse>> {
-    let display_name = body
+/// An agent changes their own display name or password from `client`;
+/// `keep` is the token making the call, which outlives a password change.
+pub async fn update_self(
+    state: &AppState,
+    client: IpAddr,
+    agent: &Agent,
+    keep: Option<&str>,
+    update: SelfUpdate,
+) -> Result<Agent, ApiError> {
+    let display_name = update
         .display_name
         .as_deref()
         .map(valid_display_name)
         .transpose()?;
-    let hash = match body.password {
+    let hash = match update.password {
         Some(password) => {
             validate_password(&password)?;
-            let Some(current) = body.current_password else {
+            let Some(current) = update.current_password else {
                 return Err(ApiError::bad_request(
                     "current_password is required to change the password",
                 )
@@ -358,8 +380,7 @@ async fn update_me(
     // The agent's other sessions end (and their WebSockets close); the one
     // that made the change stays.
     if hash.is_some() {
-        let revocation =
-            Revocation::agent_tokens(&mut change, agent.id, auth::bearer(&headers)).await?;
+        let revocation = Revocation::agent_tokens(&mut change, agent.id, keep).await?;
         change.then(After::Revoke(revocation));
     }
     change
@@ -370,100 +391,32 @@ async fn update_me(
         )
         .await?;
     change.then(After::Agent(agent.id));
-    change.commit(&state).await?;
-    let agent = find(&state.db, agent.id)
+    change.commit(state).await?;
+    find(&state.db, agent.id)
         .await?
-        .ok_or_else(|| ApiError::not_found("agent"))?;
-    Ok(Json(AgentResponse { agent }))
+        .ok_or_else(|| ApiError::not_found("agent"))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CreateAgentBody {
-    username: String,
-    password: String,
-    display_name: Option<String>,
-    role: Option<Role>,
-}
-
-#[derive(Debug, Serialize)]
-struct AgentResponse {
-    agent: Agent,
-}
-
-async fn create_route(
-    State(state): State<AppState>,
-    AdminAuth(admin): AdminAuth,
-    ApiJson(body): ApiJson<CreateAgentBody>,
-) -> ApiResult<(StatusCode, Json<AgentResponse>)> {
-    let agent = create(
-        &state.db,
-        NewAgent {
-            username: body.username,
-            password: body.password,
-            display_name: body.display_name,
-            role: body.role.unwrap_or(Role::Agent),
-        },
-    )
-    .await?;
-    crate::audit::record(
-        &state.db,
-        Some(admin.id),
-        "agent.create",
-        Some(("agent", &agent.id.to_string())),
-        serde_json::json!({"username": agent.username, "role": agent.role}),
-    )
-    .await?;
-    tracing::info!(admin = %admin.id, agent = %agent.id, "agent created");
-    Ok((StatusCode::CREATED, Json(AgentResponse { agent })))
-}
-
-#[derive(Debug, Serialize)]
-struct AgentsResponse {
-    agents: Vec<Agent>,
-}
-
-async fn list(
-    State(state): State<AppState>,
-    AgentAuth(_): AgentAuth,
-) -> ApiResult<Json<AgentsResponse>> {
-    let agents = sqlx::query_as(&format!(
-        "SELECT {AGENT_COLUMNS} FROM agents ORDER BY username LIMIT 1000"
-    ))
-    .fetch_all(&state.db)
-    .await?;
-    Ok(Json(AgentsResponse { agents }))
-}
-
-async fn me(AgentAuth(agent): AgentAuth) -> Json<AgentResponse> {
-    Json(AgentResponse { agent })
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct StatusBody {
+/// An agent sets their own availability; routing hears of it.
+pub async fn set_status(
+    state: &AppState,
+    agent: AgentId,
     status: Availability,
-}
-
-async fn set_status(
-    State(state): State<AppState>,
-    AgentAuth(agent): AgentAuth,
-    ApiJson(body): ApiJson<StatusBody>,
-) -> ApiResult<Json<AgentResponse>> {
+) -> Result<Agent, ApiError> {
     sqlx::query("UPDATE agents SET status = ? WHERE id = ?")
-        .bind(body.status)
-        .bind(agent.id)
+        .bind(status)
+        .bind(agent)
         .execute(&state.db)
         .await?;
-    state.auth_cache.agent_changed(agent.id);
-    let agent = find(&state.db, agent.id)
+    state.auth_cache.agent_changed(agent);
+    let agent = find(&state.db, agent)
         .await?
         .ok_or_else(|| ApiError::not_found("agent"))?;
     state
         .hub
         .broadcast_agents(&crate::hub::frames::agent(&agent));
-    availability_changed(&state, &agent, true).await;
-    Ok(Json(AgentResponse { agent }))
+    availability_changed(state, &agent, true).await;
+    Ok(agent)
 }
 
 /// Routing's side of a change to an online agent: when set online
@@ -481,38 +434,40 @@ async fn availability_changed(state: &AppState, agent: &Agent, status_set: bool)
 /// Highest `max_concurrent` an admin may set.
 pub const MAX_CONCURRENT_LIMIT: i64 = 1_000;
 
+/// What an admin may change about an agent.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct UpdateBody {
-    display_name: Option<String>,
-    role: Option<Role>,
-    status: Option<Availability>,
-    max_concurrent: Option<i64>,
+pub struct AdminUpdate {
+    pub display_name: Option<String>,
+    pub role: Option<Role>,
+    pub status: Option<Availability>,
+    pub max_concurrent: Option<i64>,
     /// A new password; the agent's tokens are revoked.
-    password: Option<String>,
+    pub password: Option<String>,
     /// False: deactivate (signed out everywhere, offline, chats back to the
     /// queue, cannot sign in); true: reactivate.
-    active: Option<bool>,
+    pub active: Option<bool>,
 }
 
-/// `PATCH /api/v1/agents/{id}` (admin): any of the fields above. The last
-/// admin cannot be demoted (409). Audited without the password.
-async fn update(
-    State(state): State<AppState>,
-    AdminAuth(admin): AdminAuth,
-    ApiPath(id): ApiPath<AgentId>,
-    ApiJson(body): ApiJson<UpdateBody>,
-) -> ApiResult<Json<AgentResponse>> {
+/// An admin changes agent `id`. The last admin cannot be demoted or
+/// deactivated (`conflict`), nobody deactivates themselves. Audited
+/// without the password.
+pub async fn update(
+    state: &AppState,
+    admin: AgentId,
+    id: AgentId,
+    update: AdminUpdate,
+) -> Result<Agent, ApiError> {
     // An early 404, before a password is hashed; read again below.
     if find(&state.db, id).await?.is_none() {
         return Err(ApiError::not_found("agent"));
     }
-    let display_name = body
+    let display_name = update
         .display_name
         .as_deref()
         .map(valid_display_name)
         .transpose()?;
-    if let Some(max) = body.max_concurrent
+    if let Some(max) = update.max_concurrent
         && !(0..=MAX_CONCURRENT_LIMIT).contains(&max)
     {
         return Err(ApiError::bad_request(format!(
@@ -520,7 +475,7 @@ async fn update(
         ))
         .in_field("max_concurrent"));
     }
-    let hash = match body.password {
+    let hash = match update.password {
         Some(password) => {
             validate_password(&password)?;
             Some(
@@ -535,11 +490,11 @@ async fn update(
     // (BEGIN IMMEDIATE), so that they hold against concurrent updates: of
     // two admins demoting each other at once, the second finds itself no
     // longer an admin (403) or its target the last admin (409).
-    let mut change = Change::begin(&state.db, Some(admin.id)).await?;
+    let mut change = Change::begin(&state.db, Some(admin)).await?;
     let acting: Option<(i64,)> = sqlx::query_as(
         "SELECT 1 FROM agents WHERE id = ? AND role = 'admin' AND deactivated_at IS NULL",
     )
-    .bind(admin.id)
+    .bind(admin)
     .fetch_optional(&mut *change)
     .await?;
     if acting.is_none() {
@@ -548,11 +503,11 @@ async fn update(
     let current = find(&mut *change, id)
         .await?
         .ok_or_else(|| ApiError::not_found("agent"))?;
-    let deactivate = body.active == Some(false) && current.active;
-    if deactivate && id == admin.id {
+    let deactivate = update.active == Some(false) && current.active;
+    if deactivate && id == admin {
         return Err(ApiError::Conflict("you cannot deactivate yourself".into()));
     }
-    if current.role == Role::Admin && (body.role == Some(Role::Agent) || deactivate) {
+    if current.role == Role::Admin && (update.role == Some(Role::Agent) || deactivate) {
         let (admins,): (i64,) = sqlx::query_as(
             "SELECT COUNT(*) FROM agents WHERE role = 'admin' AND deactivated_at IS NULL",
         )
@@ -571,15 +526,15 @@ async fn update(
          WHERE id = ?",
     )
     .bind(&display_name)
-    .bind(body.role)
-    .bind(body.status)
-    .bind(body.max_concurrent)
+    .bind(update.role)
+    .bind(update.status)
+    .bind(update.max_concurrent)
     .bind(&hash)
     .bind(id)
     .execute(&mut *change)
     .await?;
     let now = now_ms();
-    match body.active {
+    match update.active {
         Some(false) => {
             sqlx::query(
                 "UPDATE agents SET deactivated_at = COALESCE(deactivated_at, ?), status = 'offline' WHERE id = ?",
@@ -620,9 +575,9 @@ async fn update(
             "agent.update",
             ("agent", &id.to_string()),
             serde_json::json!({
-                "display_name": display_name, "role": body.role, "status": body.status,
-                "max_concurrent": body.max_concurrent, "password_reset": hash.is_some(),
-                "active": body.active,
+                "display_name": display_name, "role": update.role, "status": update.status,
+                "max_concurrent": update.max_concurrent, "password_reset": hash.is_some(),
+                "active": update.active,
             }),
         )
         .await?;
@@ -633,15 +588,15 @@ async fn update(
     if !requeued.is_empty() {
         change.then(After::Drain);
     }
-    change.commit(&state).await?;
+    change.commit(state).await?;
     let agent = find(&state.db, id)
         .await?
         .ok_or_else(|| ApiError::not_found("agent"))?;
-    tracing::info!(admin = %admin.id, agent = %agent.id, "agent updated");
-    if body.status.is_some() || body.max_concurrent.is_some() {
-        availability_changed(&state, &agent, body.status.is_some()).await;
+    tracing::info!(%admin, agent = %agent.id, "agent updated");
+    if update.status.is_some() || update.max_concurrent.is_some() {
+        availability_changed(state, &agent, update.status.is_some()).await;
     }
-    Ok(Json(AgentResponse { agent }))
+    Ok(agent)
 }
 
 #[cfg(test)]
