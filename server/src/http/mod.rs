@@ -62,7 +62,7 @@ fn router_for(state: AppState, listener: Listener) -> Router {
         .merge(crate::attachments::routes())
         .merge(crate::reads::routes())
         .merge(crate::canned::routes())
-        .merge(crate::search::routes())
+        .merge(crate::search::routes::routes())
         .merge(crate::reports::routes())
         .merge(crate::audit::routes())
         .merge(crate::app_settings::routes())
