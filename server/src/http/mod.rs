@@ -57,7 +57,7 @@ fn router_for(state: AppState, listener: Listener) -> Router {
         .merge(crate::apps::routes::routes())
         .merge(crate::visitors::routes())
         .merge(crate::conversations::routes::routes())
-        .merge(crate::tickets::routes())
+        .merge(crate::tickets::routes::routes())
         .merge(crate::routing::routes())
         .merge(crate::attachments::routes())
         .merge(crate::reads::routes())

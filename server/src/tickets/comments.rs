@@ -8,17 +8,13 @@
 //! email requester keeps the reply on the ticket: Kefu has no mail transport.
 //! Internal comments never leave the ticket.
 
-use axum::Json;
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::json;
 
-use super::{Actor, Comment, EventKind, begin_write, check_text, find_in, history, parse_number};
-use crate::auth::AgentAuth;
+use super::{Actor, Comment, EventKind, Made, begin_write, check_text, find_in, history};
+use crate::agents::Agent;
 use crate::conversations::{self, Author};
-use crate::error::{ApiError, ApiResult};
-use crate::http::extract::ApiJson;
+use crate::error::ApiError;
 use crate::ids::{CommentId, ConversationId};
 use crate::message::{SendInput, validate_client_msg_id};
 use crate::state::AppState;
@@ -32,29 +28,25 @@ const COMMENTS_MAX: i64 = 1000;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct CommentBody {
-    body: String,
+pub struct NewComment {
+    pub body: String,
     /// Internal unless said otherwise: a forgotten flag must never leak a
     /// note to the customer.
     #[serde(default)]
-    public: bool,
-    client_msg_id: Option<String>,
+    pub public: bool,
+    pub client_msg_id: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
-pub(super) struct CommentResponse {
-    comment: Comment,
-}
-
-pub(super) async fn add(
-    State(state): State<AppState>,
-    AgentAuth(agent): AgentAuth,
-    Path(number): Path<String>,
-    ApiJson(body): ApiJson<CommentBody>,
-) -> ApiResult<(StatusCode, Json<CommentResponse>)> {
-    let number = parse_number(&number)?;
+/// Adds `agent`'s comment to ticket `number` and delivers a public one;
+/// the same `client_msg_id` again finds (and delivers) the first one.
+pub async fn add(
+    state: &AppState,
+    agent: &Agent,
+    number: i64,
+    body: NewComment,
+) -> Result<Made<Comment>, ApiError> {
     let text = body.body.trim();
-    check_text(&state, "body", text)?;
+    check_text(state, "body", text)?;
     if text.is_empty() {
         return Err(ApiError::bad_request("body must not be empty").in_field("body"));
     }
@@ -62,7 +54,7 @@ pub(super) async fn add(
         validate_client_msg_id(id)?;
     }
 
-    let mut tx = begin_write(&state).await?;
+    let mut tx = begin_write(state).await?;
     let ticket = find_in(&mut tx, number)
         .await?
         .ok_or_else(|| ApiError::not_found("ticket"))?;
@@ -79,8 +71,8 @@ pub(super) async fn add(
         if let Some(existing) = existing {
             tx.rollback().await?;
             // The first attempt may have stopped before delivering.
-            let comment = deliver(&state, &agent, existing, ticket.conversation_id).await?;
-            return Ok((StatusCode::OK, Json(CommentResponse { comment })));
+            let comment = deliver(state, agent, existing, ticket.conversation_id).await?;
+            return Ok(Made::found(comment));
         }
     }
     let now = now_ms();
@@ -125,9 +117,9 @@ pub(super) async fn add(
     tx.commit().await?;
     // Agents hear of the comment even if its delivery fails below (the
     // client then retries with the same client_msg_id).
-    super::announce(&state, number).await?;
-    let comment = deliver(&state, &agent, comment, ticket.conversation_id).await?;
-    Ok((StatusCode::CREATED, Json(CommentResponse { comment })))
+    super::announce(state, number).await?;
+    let comment = deliver(state, agent, comment, ticket.conversation_id).await?;
+    Ok(Made::created(comment))
 }
 
 /// Sends a public comment into the ticket's conversation (idempotent) and
@@ -135,7 +127,7 @@ pub(super) async fn add(
 /// conversation are left as they are.
 async fn deliver(
     state: &AppState,
-    agent: &crate::agents::Agent,
+    agent: &Agent,
     mut comment: Comment,
     conversation: Option<ConversationId>,
 ) -> Result<Comment, ApiError> {
@@ -167,27 +159,17 @@ async fn deliver(
     Ok(comment)
 }
 
-#[derive(Debug, Serialize)]
-pub(super) struct CommentsResponse {
-    comments: Vec<Comment>,
-}
-
-pub(super) async fn list(
-    State(state): State<AppState>,
-    AgentAuth(_): AgentAuth,
-    Path(number): Path<String>,
-) -> ApiResult<Json<CommentsResponse>> {
-    let number = parse_number(&number)?;
-    if super::find(&state, number).await?.is_none() {
+/// Ticket `number`'s comments, oldest first (at most 1,000).
+pub async fn list(state: &AppState, number: i64) -> Result<Vec<Comment>, ApiError> {
+    if super::find(state, number).await?.is_none() {
         return Err(ApiError::not_found("ticket"));
     }
-    let comments = sqlx::query_as(&format!(
+    Ok(sqlx::query_as(&format!(
         "SELECT {COMMENT_COLUMNS} FROM ticket_comments
          WHERE ticket_number = ? ORDER BY created_at, id LIMIT ?"
     ))
     .bind(number)
     .bind(COMMENTS_MAX)
     .fetch_all(&state.db)
-    .await?;
-    Ok(Json(CommentsResponse { comments }))
+    .await?)
 }

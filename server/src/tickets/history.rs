@@ -2,17 +2,11 @@
 //! the value before and after), written in the transaction of the change
 //! itself, and `GET /api/v1/tickets/{number}/history` to read it.
 
-use axum::Json;
-use axum::extract::{Path, State};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::SqliteConnection;
 
-use super::parse_number;
-use crate::auth::AgentAuth;
-use crate::error::{ApiError, ApiResult};
-use crate::http::extract::ApiQuery;
-use crate::http::extract::page_limit;
+use crate::error::ApiError;
 use crate::ids::{AgentId, VisitorId};
 use crate::state::AppState;
 
@@ -132,42 +126,15 @@ impl From<EventRow> for TicketEvent {
     }
 }
 
-#[derive(Debug, Deserialize)]
-pub(super) struct HistoryQuery {
-    #[serde(default)]
-    cursor: Option<String>,
-    #[serde(default)]
-    limit: Option<u32>,
-}
-
-#[derive(Debug, Serialize)]
-pub(super) struct HistoryResponse {
-    events: Vec<TicketEvent>,
-    next_cursor: Option<String>,
-}
-
-/// Oldest first; the cursor is the last event id served.
-pub(super) async fn list(
-    State(state): State<AppState>,
-    AgentAuth(_): AgentAuth,
-    Path(number): Path<String>,
-    ApiQuery(query): ApiQuery<HistoryQuery>,
-) -> ApiResult<Json<HistoryResponse>> {
-    let number = parse_number(&number)?;
-    let limit = page_limit(
-        &state.config.limits,
-        query.limit,
-        state.config.limits.page_max,
-    )?;
-    let after: i64 = match query.cursor.as_deref() {
-        None => 0,
-        Some(cursor) => cursor
-            .parse()
-            .ok()
-            .filter(|n: &i64| *n >= 0)
-            .ok_or_else(|| ApiError::bad_request("invalid cursor"))?,
-    };
-    if super::find(&state, number).await?.is_none() {
+/// Ticket `number`'s history after event id `after`, oldest first, at
+/// most `limit`; the cursor is the last event id served.
+pub async fn list(
+    state: &AppState,
+    number: i64,
+    after: i64,
+    limit: u32,
+) -> Result<(Vec<TicketEvent>, Option<String>), ApiError> {
+    if super::find(state, number).await?.is_none() {
         return Err(ApiError::not_found("ticket"));
     }
     let mut rows: Vec<EventRow> = sqlx::query_as(
@@ -180,8 +147,8 @@ pub(super) async fn list(
     .fetch_all(&state.db)
     .await?;
     let next_cursor = crate::http::extract::cut_page(&mut rows, limit, |row| row.id.to_string());
-    Ok(Json(HistoryResponse {
-        events: rows.into_iter().map(TicketEvent::from).collect(),
+    Ok((
+        rows.into_iter().map(TicketEvent::from).collect(),
         next_cursor,
-    }))
+    ))
 }

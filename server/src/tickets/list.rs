@@ -17,22 +17,18 @@
 //! `sort=updated` walks the update order checking the tag, which is slow
 //! only for a rare tag.
 
-use axum::Json;
-use axum::extract::State;
 use serde::{Deserialize, Serialize};
+use sqlx::SqlitePool;
 
 use super::{COLUMNS, Priority, Ticket, TicketRow, TicketStatus};
-use crate::auth::AgentAuth;
-use crate::error::{ApiError, ApiResult};
-use crate::http::extract::ApiQuery;
-use crate::http::extract::page_limit;
+use crate::error::ApiError;
 use crate::ids::{AgentId, ConversationId, VisitorId};
-use crate::state::AppState;
 
 const Q_MAX_CHARS: usize = 200;
 
+/// What the ticket list is asked for (`assignee=me` is `agent`).
 #[derive(Debug, Deserialize)]
-pub(super) struct ListQuery {
+pub struct ListQuery {
     /// One status or several, comma-separated (`open,pending`).
     #[serde(default)]
     status: Option<String>,
@@ -54,12 +50,12 @@ pub(super) struct ListQuery {
     #[serde(default)]
     cursor: Option<String>,
     #[serde(default)]
-    limit: Option<u32>,
+    pub limit: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub(super) enum Sort {
+pub enum Sort {
     /// Newest ticket first (by number).
     #[default]
     Created,
@@ -351,19 +347,15 @@ impl Filter {
     }
 }
 
-#[derive(Debug, Serialize)]
-pub(super) struct TicketsResponse {
-    tickets: Vec<Ticket>,
-    next_cursor: Option<String>,
-}
-
-pub(super) async fn list(
-    State(state): State<AppState>,
-    AgentAuth(agent): AgentAuth,
-    ApiQuery(query): ApiQuery<ListQuery>,
-) -> ApiResult<Json<TicketsResponse>> {
-    let limit = page_limit(&state.config.limits, query.limit, 50)?;
-    let filter = Filter::from_query(query, agent.id, limit)?;
+/// One page of tickets for `agent`, at most `limit`, and the cursor of
+/// the next.
+pub async fn list(
+    db: &SqlitePool,
+    agent: AgentId,
+    query: ListQuery,
+    limit: u32,
+) -> Result<(Vec<Ticket>, Option<String>), ApiError> {
+    let filter = Filter::from_query(query, agent, limit)?;
     let (sql, binds) = filter.sql();
     let mut q = sqlx::query_as::<_, TicketRow>(&sql);
     for bind in binds {
@@ -372,13 +364,10 @@ pub(super) async fn list(
             Bind::Text(s) => q.bind(s),
         };
     }
-    let mut rows = q.fetch_all(&state.db).await?;
+    let mut rows = q.fetch_all(db).await?;
     let next_cursor =
         crate::http::extract::cut_page(&mut rows, limit, |row| Cursor::after(row, filter.sort));
-    Ok(Json(TicketsResponse {
-        tickets: rows.into_iter().map(Ticket::from).collect(),
-        next_cursor,
-    }))
+    Ok((rows.into_iter().map(Ticket::from).collect(), next_cursor))
 }
 
 #[cfg(test)]

@@ -15,22 +15,17 @@
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
 
-use axum::Json;
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{
-    Actor, NewTicket, Priority, Ticket, TicketStatus, Via, check_email, check_subject, check_text,
-    parse_number, subject_from,
+    Actor, Made, NewTicket, Priority, Ticket, TicketStatus, Via, check_email, check_subject,
+    check_text, subject_from,
 };
-use crate::auth::VisitorAuth;
+use crate::auth::VisitorPrincipal;
 use crate::conversations::{self, Author};
-use crate::error::{ApiError, ApiResult};
-use crate::http::extract::page_limit;
-use crate::http::extract::{ApiJson, ApiQuery};
+use crate::error::ApiError;
 use crate::ids::{CommentId, ConversationId, VisitorId};
 use crate::message;
 use crate::state::AppState;
@@ -85,17 +80,17 @@ const NAME_MAX_CHARS: usize = 200;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct FormBody {
-    email: String,
-    content: String,
-    name: Option<String>,
-    subject: Option<String>,
-    client_msg_id: Option<String>,
+pub struct Form {
+    pub email: String,
+    pub content: String,
+    pub name: Option<String>,
+    pub subject: Option<String>,
+    pub client_msg_id: Option<String>,
 }
 
 /// A ticket as its requester sees it.
 #[derive(Debug, Serialize)]
-pub(super) struct VisitorTicket {
+pub struct VisitorTicket {
     number: u64,
     subject: String,
     /// What the visitor wrote (form tickets); `null` for tickets agents made,
@@ -124,25 +119,30 @@ impl VisitorTicket {
 
 /// A public comment, as the visitor sees it.
 #[derive(Debug, Serialize, sqlx::FromRow)]
-pub(super) struct Reply {
+pub struct Reply {
     id: CommentId,
     body: String,
     author_name: String,
     created_at: i64,
 }
 
+/// A form's outcome: the ticket and the form's message.
 #[derive(Debug, Serialize)]
-pub(super) struct FormResponse {
+pub struct FormAnswer {
     ticket: VisitorTicket,
     /// The form's message as stored in the visitor's conversation.
     message: Value,
 }
 
-pub(super) async fn submit_form(
-    State(state): State<AppState>,
-    VisitorAuth(mut visitor): VisitorAuth,
-    ApiJson(body): ApiJson<FormBody>,
-) -> ApiResult<(StatusCode, Json<FormResponse>)> {
+/// The visitor's offline form: its message into the visitor's
+/// conversation and a ticket that links to it. A retry with the same
+/// `client_msg_id` finds the first answer; more than [`FORMS_PER_HOUR`] is
+/// `rate_limited`.
+pub async fn submit_form(
+    state: &AppState,
+    mut visitor: VisitorPrincipal,
+    body: Form,
+) -> Result<Made<FormAnswer>, ApiError> {
     // Validate everything before storing anything.
     let email = check_email("email", &body.email)?;
     let name = match body.name.as_deref().map(str::trim) {
@@ -158,7 +158,7 @@ pub(super) async fn submit_form(
         }
         Some(name) => Some(name.to_owned()),
     };
-    check_text(&state, "content", &body.content)?;
+    check_text(state, "content", &body.content)?;
     let client_msg_id = body
         .client_msg_id
         .clone()
@@ -181,10 +181,10 @@ pub(super) async fn submit_form(
     // From here to the ticket's commit, one form of this visitor at a time.
     let _turn = FormTurn::take(visitor.visitor_id).await;
     if body.client_msg_id.is_some()
-        && let Some(found) = by_client_msg_id(&state, &visitor, &client_msg_id).await?
+        && let Some(found) = by_client_msg_id(state, &visitor, &client_msg_id).await?
     {
         // A retry of a form that was stored: answer as the first time.
-        return Ok((StatusCode::OK, Json(found)));
+        return Ok(Made::found(found));
     }
     let hour_ago = now_ms() - 3_600_000;
     let (recent,): (i64,) = sqlx::query_as(
@@ -209,7 +209,7 @@ pub(super) async fn submit_form(
     state.auth_cache.visitor_changed(visitor.visitor_id);
     visitor.name = visitor.name.or(name);
     let appended = conversations::send::deliver(
-        &state,
+        state,
         &Author::Visitor(visitor.clone()),
         conversation,
         conversations::Checked::text(input),
@@ -219,17 +219,14 @@ pub(super) async fn submit_form(
     let seq = appended.message.seq;
     let message: Value =
         serde_json::from_str(&appended.message.json).map_err(ApiError::internal)?;
-    if let Some(ticket) = by_source(&state, conversation, seq).await? {
-        return Ok((
-            StatusCode::OK,
-            Json(FormResponse {
-                ticket: VisitorTicket::from_ticket(ticket),
-                message,
-            }),
-        ));
+    if let Some(ticket) = by_source(state, conversation, seq).await? {
+        return Ok(Made::found(FormAnswer {
+            ticket: VisitorTicket::from_ticket(ticket),
+            message,
+        }));
     }
     let inserted = super::insert(
-        &state,
+        state,
         NewTicket {
             subject,
             description: body.content.trim().to_owned(),
@@ -247,24 +244,22 @@ pub(super) async fn submit_form(
         Actor::Visitor(visitor.visitor_id),
     )
     .await;
-    let (status, ticket) = match inserted {
-        Ok(ticket) => (StatusCode::CREATED, ticket),
+    let (new, ticket) = match inserted {
+        Ok(ticket) => (true, ticket),
         Err(ApiError::Internal(error)) if is_unique_violation(&error) => {
             // A concurrent retry of the same form made it first.
-            let ticket = by_source(&state, conversation, seq)
+            let ticket = by_source(state, conversation, seq)
                 .await?
                 .ok_or_else(|| ApiError::internal(error))?;
-            (StatusCode::OK, ticket)
+            (false, ticket)
         }
         Err(other) => return Err(other),
     };
-    Ok((
-        status,
-        Json(FormResponse {
-            ticket: VisitorTicket::from_ticket(ticket),
-            message,
-        }),
-    ))
+    let answer = FormAnswer {
+        ticket: VisitorTicket::from_ticket(ticket),
+        message,
+    };
+    Ok(Made { new, value: answer })
 }
 
 fn is_unique_violation(error: &anyhow::Error) -> bool {
@@ -298,9 +293,9 @@ async fn by_source(
 /// limit.
 async fn by_client_msg_id(
     state: &AppState,
-    visitor: &crate::auth::VisitorPrincipal,
+    visitor: &VisitorPrincipal,
     client_msg_id: &str,
-) -> Result<Option<FormResponse>, ApiError> {
+) -> Result<Option<FormAnswer>, ApiError> {
     let rows: Vec<(i64, Option<i64>)> = sqlx::query_as(
         "SELECT number, source_seq FROM tickets
          WHERE requester_visitor_id = ? AND via = 'form' AND conversation_id = ?
@@ -323,7 +318,7 @@ async fn by_client_msg_id(
             && message.sender.id == visitor.visitor_id.to_string()
             && let Some(ticket) = super::find(state, number).await?
         {
-            return Ok(Some(FormResponse {
+            return Ok(Some(FormAnswer {
                 ticket: VisitorTicket::from_ticket(ticket),
                 message: serde_json::from_str(&stored.json).map_err(ApiError::internal)?,
             }));
@@ -332,69 +327,43 @@ async fn by_client_msg_id(
     Ok(None)
 }
 
-#[derive(Debug, Deserialize)]
-pub(super) struct VisitorListQuery {
-    #[serde(default)]
-    cursor: Option<String>,
-    #[serde(default)]
-    limit: Option<u32>,
-}
-
-#[derive(Debug, Serialize)]
-pub(super) struct VisitorTicketsResponse {
-    tickets: Vec<VisitorTicket>,
-    next_cursor: Option<String>,
-}
-
-/// The visitor's tickets, newest first.
-pub(super) async fn list(
-    State(state): State<AppState>,
-    VisitorAuth(visitor): VisitorAuth,
-    ApiQuery(query): ApiQuery<VisitorListQuery>,
-) -> ApiResult<Json<VisitorTicketsResponse>> {
-    let limit = page_limit(&state.config.limits, query.limit, 50)?;
-    let before = match query.cursor.as_deref() {
-        None => i64::MAX,
-        Some(cursor) => cursor
-            .parse()
-            .map_err(|_| ApiError::bad_request("invalid cursor").in_field("cursor"))?,
-    };
+/// The visitor's tickets with a number below `before`, newest first, at
+/// most `limit`, and the cursor of the next page.
+pub async fn list(
+    state: &AppState,
+    visitor: VisitorId,
+    before: i64,
+    limit: u32,
+) -> Result<(Vec<VisitorTicket>, Option<String>), ApiError> {
     let mut rows: Vec<super::TicketRow> = sqlx::query_as(&format!(
         "SELECT {} FROM tickets t WHERE t.requester_visitor_id = ? AND t.number < ?
          ORDER BY t.number DESC LIMIT ?",
         super::COLUMNS
     ))
-    .bind(visitor.visitor_id)
+    .bind(visitor)
     .bind(before)
     .bind(i64::from(limit) + 1)
     .fetch_all(&state.db)
     .await?;
     let next_cursor =
         crate::http::extract::cut_page(&mut rows, limit, |row| row.number.to_string());
-    Ok(Json(VisitorTicketsResponse {
-        tickets: rows
-            .into_iter()
-            .map(|row| VisitorTicket::from_ticket(Ticket::from(row)))
-            .collect(),
-        next_cursor,
-    }))
+    let tickets = rows
+        .into_iter()
+        .map(|row| VisitorTicket::from_ticket(Ticket::from(row)))
+        .collect();
+    Ok((tickets, next_cursor))
 }
 
-#[derive(Debug, Serialize)]
-pub(super) struct VisitorTicketResponse {
-    ticket: VisitorTicket,
-}
-
-/// One of the visitor's tickets with its public replies, oldest first.
-pub(super) async fn get_one(
-    State(state): State<AppState>,
-    VisitorAuth(visitor): VisitorAuth,
-    Path(number): Path<String>,
-) -> ApiResult<Json<VisitorTicketResponse>> {
-    let number = parse_number(&number)?;
-    let ticket = super::find(&state, number)
+/// One of the visitor's tickets with its public replies, oldest first;
+/// another visitor's ticket is `not_found`.
+pub async fn get_one(
+    state: &AppState,
+    visitor: VisitorId,
+    number: i64,
+) -> Result<VisitorTicket, ApiError> {
+    let ticket = super::find(state, number)
         .await?
-        .filter(|t| is_requester(t, visitor.visitor_id))
+        .filter(|t| is_requester(t, visitor))
         .ok_or_else(|| ApiError::not_found("ticket"))?;
     let replies: Vec<Reply> = sqlx::query_as(
         "SELECT c.id, c.body, a.display_name AS author_name, c.created_at
@@ -406,7 +375,7 @@ pub(super) async fn get_one(
     .await?;
     let mut ticket = VisitorTicket::from_ticket(ticket);
     ticket.replies = Some(replies);
-    Ok(Json(VisitorTicketResponse { ticket }))
+    Ok(ticket)
 }
 
 fn is_requester(ticket: &Ticket, visitor: VisitorId) -> bool {

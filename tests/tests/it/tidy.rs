@@ -108,6 +108,86 @@ fn messages_enter_a_thread_only_through_the_send_path() {
     );
 }
 
+/// Domains are split from their HTTP doors (issue 16): a domain's
+/// operations (plain functions that own their SQL and follow-ups) do not
+/// import axum; its handlers live in a `routes.rs`. The HTTP plumbing
+/// (extractors, the error's response, the WebSocket and LAN transports,
+/// static files) may. Domains not split yet are listed by name, and the
+/// list may only shrink: a listed file that no longer imports axum fails
+/// too, so it is taken off when it is split.
+#[test]
+fn only_routes_and_http_plumbing_import_axum() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../server/src");
+    let mut files = Vec::new();
+    rust_files(&root, &mut files);
+    let plumbing = [
+        "auth.rs",
+        "config.rs",
+        "error.rs",
+        "http/",
+        "hub/socket.rs",
+        "hub/ws.rs",
+        "lan/client.rs",
+        "lan/host.rs",
+        "lan/peer/",
+        "ui.rs",
+    ];
+    let not_split_yet = [
+        "app_settings.rs",
+        "assist/bot.rs",
+        "assist/faq.rs",
+        "assist/intents.rs",
+        "assist/mod.rs",
+        "assist/settings.rs",
+        "assist/suggest.rs",
+        "attachments.rs",
+        "audit.rs",
+        "canned.rs",
+        "export.rs",
+        "ops/mod.rs",
+        "ops/profile.rs",
+        "reads.rs",
+        "reports.rs",
+        "routing/claim.rs",
+        "routing/mod.rs",
+        "routing/rules.rs",
+        "routing/teams.rs",
+        "visitors.rs",
+    ];
+    let mut offenders = Vec::new();
+    let mut split_already = Vec::new();
+    for file in &files {
+        let name = file
+            .strip_prefix(&root)
+            .expect("under src")
+            .to_string_lossy()
+            .replace('\\', "/");
+        let text = std::fs::read_to_string(file).expect("read");
+        // Test modules may build requests with axum's types.
+        let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+        let imports = code.contains("axum::") || code.contains("use axum");
+        let is_door = name.ends_with("routes.rs")
+            || plumbing
+                .iter()
+                .any(|p| name == *p || (p.ends_with('/') && name.starts_with(p)));
+        let listed = not_split_yet.contains(&name.as_str());
+        if imports && !is_door && !listed {
+            offenders.push(name.clone());
+        }
+        if listed && !imports {
+            split_already.push(name);
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "axum outside a routes.rs (move the handlers there): {offenders:?}"
+    );
+    assert!(
+        split_already.is_empty(),
+        "no longer imports axum: take it off `not_split_yet`: {split_already:?}"
+    );
+}
+
 /// The SDK contract lives in the repository and keeps up with the code:
 /// every error code the server can answer (`ApiError::code`) is listed in
 /// docs/PROTOCOL.md (core or Extensions) and in docs/API.md.

@@ -4,10 +4,11 @@
 //! (delivered into the linked conversation) or internal. Every change is kept
 //! in the ticket's history and goes to agents as a `ticket` frame.
 //!
-//! Routes under `/api/v1/tickets` (agents) and `/api/v1/visitor/tickets`
-//! (the visitor's offline form and its own tickets). Submodules: `list`
-//! (filters, sort, cursor, and the indexes behind them), `comments`,
-//! `history`, `transcript`, `visitor`.
+//! The doors under `/api/v1/tickets` (agents) and `/api/v1/visitor/tickets`
+//! (the visitor's offline form and its own tickets) are in [`routes`]; the
+//! operations are here and in the submodules: `list` (filters, sort,
+//! cursor, and the indexes behind them), `comments`, `history`,
+//! `transcript`, `visitor`.
 //!
 //! Invariants: `ticket_tags` always holds exactly the tags of
 //! `tickets.tags` (both are written in one transaction); every stored change
@@ -17,21 +18,15 @@
 mod comments;
 pub(crate) mod history;
 mod list;
+pub mod routes;
 mod transcript;
 mod visitor;
 
-use axum::Json;
-use axum::Router;
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
-use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sqlx::SqliteConnection;
 
-use crate::auth::AgentAuth;
 use crate::error::{ApiError, ApiResult};
-use crate::http::extract::ApiJson;
 use crate::hub::frames;
 use crate::ids::{AgentId, AppId, CommentId, ConversationId, VisitorId};
 use crate::reports::{self, EventName};
@@ -170,21 +165,22 @@ pub struct Comment {
     pub created_at: i64,
 }
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/tickets", post(create).get(list::list))
-        .route("/tickets/{number}", get(get_one).patch(update))
-        .route(
-            "/tickets/{number}/comments",
-            post(comments::add).get(comments::list),
-        )
-        .route("/tickets/{number}/history", get(history::list))
-        .route("/tickets/{number}/transcript", get(transcript::get))
-        .route(
-            "/visitor/tickets",
-            post(visitor::submit_form).get(visitor::list),
-        )
-        .route("/visitor/tickets/{number}", get(visitor::get_one))
+/// What an operation that may find an earlier result (a retried post)
+/// made: `new` is false when it found one.
+#[derive(Debug)]
+pub struct Made<T> {
+    pub new: bool,
+    pub value: T,
+}
+
+impl<T> Made<T> {
+    fn created(value: T) -> Self {
+        Made { new: true, value }
+    }
+
+    fn found(value: T) -> Self {
+        Made { new: false, value }
+    }
 }
 
 async fn find_in(conn: &mut SqliteConnection, number: i64) -> Result<Option<Ticket>, ApiError> {
@@ -453,30 +449,28 @@ async fn write_tags(conn: &mut SqliteConnection, number: i64, tags: &[String]) -
     Ok(())
 }
 
+/// A ticket as an agent asks for it.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct CreateBody {
+pub struct TicketCreate {
     /// Required, unless `conversation_id` is given (then it defaults to the
     /// visitor's first message).
-    subject: Option<String>,
-    description: Option<String>,
-    priority: Option<Priority>,
-    conversation_id: Option<ConversationId>,
-    assignee_id: Option<AgentId>,
-    requester_email: Option<String>,
-    tags: Option<Vec<String>>,
+    pub subject: Option<String>,
+    pub description: Option<String>,
+    pub priority: Option<Priority>,
+    pub conversation_id: Option<ConversationId>,
+    pub assignee_id: Option<AgentId>,
+    pub requester_email: Option<String>,
+    pub tags: Option<Vec<String>>,
 }
 
-#[derive(Debug, Serialize)]
-struct TicketResponse {
-    ticket: Ticket,
-}
-
-async fn create(
-    State(state): State<AppState>,
-    AgentAuth(agent): AgentAuth,
-    ApiJson(body): ApiJson<CreateBody>,
-) -> ApiResult<(StatusCode, Json<TicketResponse>)> {
+/// Agent `agent` makes a ticket; one made from a conversation takes its
+/// visitor as requester and the chat so far as its transcript.
+pub async fn create(
+    state: &AppState,
+    agent: AgentId,
+    body: TicketCreate,
+) -> Result<Ticket, ApiError> {
     let subject = body.subject.as_deref().map(check_subject).transpose()?;
     if subject.is_none() && body.conversation_id.is_none() {
         return Err(ApiError::bad_request(
@@ -485,9 +479,9 @@ async fn create(
         .in_field("subject"));
     }
     let description = body.description.unwrap_or_default();
-    check_text(&state, "description", &description)?;
+    check_text(state, "description", &description)?;
     let tags = check_tags(body.tags.unwrap_or_default())?;
-    check_agent(&state, body.assignee_id).await?;
+    check_agent(state, body.assignee_id).await?;
     let mut requester_email = match body.requester_email.as_deref().map(str::trim) {
         None | Some("") => None,
         Some(email) => Some(check_email("requester_email", email)?),
@@ -511,7 +505,7 @@ async fn create(
             .map(|head| head.last_seq)
             .filter(|seq| *seq > 0);
         if subject.is_none() {
-            subject = Some(chat_subject(&state, conversation, name.as_deref())?);
+            subject = Some(chat_subject(state, conversation, name.as_deref())?);
         }
     }
     let via = if body.conversation_id.is_some() {
@@ -519,8 +513,8 @@ async fn create(
     } else {
         Via::Agent
     };
-    let ticket = insert(
-        &state,
+    insert(
+        state,
         NewTicket {
             subject: subject.unwrap_or_default(),
             description: description.trim().to_owned(),
@@ -530,15 +524,14 @@ async fn create(
             requester_visitor_id: requester_visitor,
             requester_email,
             tags,
-            created_by: Some(agent.id),
+            created_by: Some(agent),
             via,
             transcript_seq,
             source_seq: None,
         },
-        Actor::Agent(agent.id),
+        Actor::Agent(agent),
     )
-    .await?;
-    Ok((StatusCode::CREATED, Json(TicketResponse { ticket })))
+    .await
 }
 
 /// The default subject of a ticket made from a chat: the first line of the
@@ -567,27 +560,18 @@ fn chat_subject(
     }))
 }
 
-async fn get_one(
-    State(state): State<AppState>,
-    AgentAuth(_): AgentAuth,
-    Path(number): Path<String>,
-) -> ApiResult<Json<TicketResponse>> {
-    let ticket = find(&state, parse_number(&number)?)
-        .await?
-        .ok_or_else(|| ApiError::not_found("ticket"))?;
-    Ok(Json(TicketResponse { ticket }))
-}
-
+/// A change to a ticket: every field optional; `assignee_id: null`
+/// unassigns.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct UpdateBody {
-    subject: Option<String>,
-    description: Option<String>,
-    status: Option<TicketStatus>,
-    priority: Option<Priority>,
+pub struct TicketUpdate {
+    pub subject: Option<String>,
+    pub description: Option<String>,
+    pub status: Option<TicketStatus>,
+    pub priority: Option<Priority>,
     #[serde(default, deserialize_with = "crate::http::extract::explicit_null")]
-    assignee_id: Option<Option<AgentId>>,
-    tags: Option<Vec<String>>,
+    pub assignee_id: Option<Option<AgentId>>,
+    pub tags: Option<Vec<String>>,
 }
 
 /// One field's change, for the history.
@@ -615,24 +599,26 @@ fn change<T: Serialize + PartialEq>(
     Ok(())
 }
 
-async fn update(
-    State(state): State<AppState>,
-    AgentAuth(agent): AgentAuth,
-    Path(number): Path<String>,
-    ApiJson(body): ApiJson<UpdateBody>,
-) -> ApiResult<Json<TicketResponse>> {
-    let number = parse_number(&number)?;
+/// Agent `agent` changes ticket `number`: only what differs is stored,
+/// each field's change in the history, `ticket_solved` reported once; an
+/// update that changes nothing stores nothing and tells nobody.
+pub async fn update(
+    state: &AppState,
+    agent: AgentId,
+    number: i64,
+    body: TicketUpdate,
+) -> Result<Ticket, ApiError> {
     let subject = body.subject.as_deref().map(check_subject).transpose()?;
     let description = body.description.as_deref().map(str::trim);
     if let Some(description) = description {
-        check_text(&state, "description", description)?;
+        check_text(state, "description", description)?;
     }
     let tags = body.tags.map(check_tags).transpose()?;
     if let Some(assignee) = body.assignee_id {
-        check_agent(&state, assignee).await?;
+        check_agent(state, assignee).await?;
     }
 
-    let mut tx = begin_write(&state).await?;
+    let mut tx = begin_write(state).await?;
     let current = find_in(&mut tx, number)
         .await?
         .ok_or_else(|| ApiError::not_found("ticket"))?;
@@ -671,7 +657,7 @@ async fn update(
     if changes.is_empty() {
         // Nothing changed: nothing stored, no history, no frame.
         tx.rollback().await?;
-        return Ok(Json(TicketResponse { ticket: current }));
+        return Ok(current);
     }
 
     let now = now_ms();
@@ -711,7 +697,7 @@ async fn update(
         history::record(
             &mut tx,
             number,
-            Actor::Agent(agent.id),
+            Actor::Agent(agent),
             change.kind,
             Some(change.from.clone()),
             Some(change.to.clone()),
@@ -728,7 +714,7 @@ async fn update(
                 app_id,
                 conversation_id: current.conversation_id,
                 ticket_number: u64::try_from(number).ok(),
-                agent_id: Some(assignee.unwrap_or(agent.id)),
+                agent_id: Some(assignee.unwrap_or(agent)),
                 value_ms: Some(now - current.created_at),
                 at: Some(now),
             },
@@ -740,7 +726,7 @@ async fn update(
         .ok_or_else(|| ApiError::not_found("ticket"))?;
     tx.commit().await?;
     state.hub.broadcast_agents(&frames::ticket(&ticket));
-    Ok(Json(TicketResponse { ticket }))
+    Ok(ticket)
 }
 
 /// Sends the ticket as it is now to every agent connection.
@@ -812,12 +798,12 @@ mod tests {
             .await
             .expect("db");
         for sql in [
-            include_str!("../migrations/0001_init.sql"),
-            include_str!("../migrations/0002_workflow_base.sql"),
+            include_str!("../../migrations/0001_init.sql"),
+            include_str!("../../migrations/0002_workflow_base.sql"),
             "INSERT INTO tickets (subject, status, priority, tags, created_at, updated_at)
                  VALUES ('old', 'pending', 'high', '[\"vip\",\"退款\"]', 5, 6),
                         ('bare', 'open', 'low', 'not json', 7, 7)",
-            include_str!("../migrations/0004_tickets.sql"),
+            include_str!("../../migrations/0004_tickets.sql"),
         ] {
             sqlx::raw_sql(sql).execute(&db).await.expect("migrate");
         }
