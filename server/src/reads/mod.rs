@@ -14,19 +14,19 @@
 //!   path stays free of SQLite writes. Unread counts are computed on demand
 //!   from the message log (a range scan above the marker, bounded by
 //!   [`UNREAD_CAP`]), so they are never stale and need no upkeep.
+//!
+//! The doors are in [`routes`].
+
+pub mod routes;
 
 use std::collections::HashMap;
 
-use axum::Json;
-use axum::Router;
-use axum::extract::State;
-use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 
-use crate::auth::{AgentAuth, VisitorAuth};
+use crate::agents::Agent;
+use crate::auth::VisitorPrincipal;
 use crate::conversations::{self, Author, Conversation};
-use crate::error::{ApiError, ApiResult};
-use crate::http::extract::{ApiJson, ApiPath};
+use crate::error::ApiError;
 use crate::hub::{ConnId, Party, frames};
 use crate::ids::{AgentId, ConversationId};
 use crate::state::AppState;
@@ -39,13 +39,6 @@ const SCAN_MAX: u64 = 2_000;
 /// No connection id is 0: relays of markers set over REST reach every
 /// connection of the reader.
 const NO_CONNECTION: ConnId = 0;
-
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/conversations/{id}/read", post(agent_read))
-        .route("/visitor/read", get(visitor_state).post(visitor_read))
-        .route("/agents/me/unread", get(agent_unread))
-}
 
 /// Whose marker.
 fn reader(author: &Author) -> (String, &'static str) {
@@ -250,17 +243,9 @@ pub async fn fill_for_agent(
     Ok(())
 }
 
-// ---- routes -------------------------------------------------------------
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ReadBody {
-    seq: u64,
-}
-
 /// A reader's view of one conversation's read state.
 #[derive(Debug, Serialize)]
-struct ReadState {
+pub struct ReadState {
     conversation_id: ConversationId,
     /// The reader's marker.
     read_seq: u64,
@@ -273,11 +258,6 @@ struct ReadState {
     /// Agents: the visitor's marker.
     #[serde(skip_serializing_if = "Option::is_none")]
     visitor_read_seq: Option<u64>,
-}
-
-#[derive(Debug, Serialize)]
-struct ReadResponse {
-    read: ReadState,
 }
 
 async fn read_state(
@@ -330,83 +310,82 @@ async fn read_state(
     })
 }
 
-async fn agent_read(
-    State(state): State<AppState>,
-    AgentAuth(agent): AgentAuth,
-    ApiPath(id): ApiPath<ConversationId>,
-    ApiJson(body): ApiJson<ReadBody>,
-) -> ApiResult<Json<ReadResponse>> {
-    if conversations::find(&state, id).await?.is_none() {
+/// An agent read conversation `id` up to `seq` (over REST: every
+/// connection of theirs hears of it).
+pub async fn agent_read(
+    state: &AppState,
+    agent: Agent,
+    id: ConversationId,
+    seq: u64,
+) -> Result<ReadState, ApiError> {
+    if conversations::find(state, id).await?.is_none() {
         return Err(ApiError::not_found("conversation"));
     }
     let author = Author::Agent(agent);
-    let marked = mark_and_relay(&state, &author, id, body.seq, NO_CONNECTION).await?;
-    let read = read_state(&state, &author, id, marked.seq).await?;
-    Ok(Json(ReadResponse { read }))
+    let marked = mark_and_relay(state, &author, id, seq, NO_CONNECTION).await?;
+    read_state(state, &author, id, marked.seq).await
 }
 
-async fn visitor_read(
-    State(state): State<AppState>,
-    VisitorAuth(visitor): VisitorAuth,
-    ApiJson(body): ApiJson<ReadBody>,
-) -> ApiResult<Json<ReadResponse>> {
+/// The visitor read their conversation up to `seq`.
+pub async fn visitor_read(
+    state: &AppState,
+    visitor: VisitorPrincipal,
+    seq: u64,
+) -> Result<ReadState, ApiError> {
     let conversation = visitor.conversation_id;
     let author = Author::Visitor(visitor);
-    let marked = mark_and_relay(&state, &author, conversation, body.seq, NO_CONNECTION).await?;
-    let read = read_state(&state, &author, conversation, marked.seq).await?;
-    Ok(Json(ReadResponse { read }))
+    let marked = mark_and_relay(state, &author, conversation, seq, NO_CONNECTION).await?;
+    read_state(state, &author, conversation, marked.seq).await
 }
 
-async fn visitor_state(
-    State(state): State<AppState>,
-    VisitorAuth(visitor): VisitorAuth,
-) -> ApiResult<Json<ReadResponse>> {
+/// The visitor's read state, unchanged.
+pub async fn visitor_state(
+    state: &AppState,
+    visitor: VisitorPrincipal,
+) -> Result<ReadState, ApiError> {
     let conversation = visitor.conversation_id;
-    let read_seq = marker(&state, conversation, &visitor.visitor_id.to_string()).await?;
-    let read = read_state(&state, &Author::Visitor(visitor), conversation, read_seq).await?;
-    Ok(Json(ReadResponse { read }))
+    let read_seq = marker(state, conversation, &visitor.visitor_id.to_string()).await?;
+    read_state(state, &Author::Visitor(visitor), conversation, read_seq).await
 }
 
 #[derive(Debug, Serialize)]
-struct ConversationUnread {
-    conversation_id: ConversationId,
-    unread_count: u64,
+pub struct ConversationUnread {
+    pub conversation_id: ConversationId,
+    pub unread_count: u64,
 }
 
+/// An agent's badge.
 #[derive(Debug, Serialize)]
-struct AgentUnread {
+pub struct AgentUnread {
     /// Sum over `conversations` (each capped at [`UNREAD_CAP`]).
-    total: u64,
+    pub total: u64,
     /// The agent's conversations with something unread.
-    conversations: Vec<ConversationUnread>,
+    pub conversations: Vec<ConversationUnread>,
 }
 
 /// The badge: unread messages in the conversations assigned to the agent
 /// that are not resolved (the most recently active `limits.page_max`).
-async fn agent_unread(
-    State(state): State<AppState>,
-    AgentAuth(agent): AgentAuth,
-) -> ApiResult<Json<AgentUnread>> {
+pub async fn agent_unread(state: &AppState, agent: AgentId) -> Result<AgentUnread, ApiError> {
     let rows: Vec<(ConversationId, Option<i64>)> = sqlx::query_as(
         "SELECT c.id, m.seq FROM conversations c
          LEFT JOIN read_markers m ON m.conversation_id = c.id AND m.reader_id = ?1
          WHERE c.assignee_id = ?1 AND c.status IN ('open', 'pending') AND c.started_at IS NOT NULL
          ORDER BY c.activity_at DESC, c.id DESC LIMIT ?2",
     )
-    .bind(agent.id)
+    .bind(agent)
     .bind(i64::from(state.config.limits.page_max))
     .fetch_all(&state.db)
     .await?;
-    let agent_text = agent.id.to_string();
+    let agent_text = agent.to_string();
     let mut out = AgentUnread {
         total: 0,
         conversations: Vec::new(),
     };
     for (conversation, read) in rows {
         // The log's head, not the derived column, which lags a little.
-        let last_seq = head(&state, conversation)?;
+        let last_seq = head(state, conversation)?;
         let read = read.map_or(0, |s| u64::try_from(s).unwrap_or(0));
-        let unread_count = count_unread(&state, conversation, read, last_seq, &agent_text, true)?;
+        let unread_count = count_unread(state, conversation, read, last_seq, &agent_text, true)?;
         if unread_count > 0 {
             out.total += unread_count;
             out.conversations.push(ConversationUnread {
@@ -415,5 +394,5 @@ async fn agent_unread(
             });
         }
     }
-    Ok(Json(out))
+    Ok(out)
 }

@@ -3,22 +3,17 @@
 //!
 //! Every admin action calls [`record`] after it succeeded, with a short
 //! dotted action (`agent.create`, `app.update`, `routing.update`…) and the
-//! changed fields in `details`. Secrets and passwords never go in.
+//! changed fields in `details`. Secrets and passwords never go in. The
+//! door is in [`routes`].
 
-use axum::Json;
-use axum::Router;
-use axum::extract::State;
-use axum::routing::get;
+pub mod routes;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sqlx::SqliteExecutor;
+use sqlx::{SqliteExecutor, SqlitePool};
 
-use crate::auth::AdminAuth;
-use crate::error::{ApiError, ApiResult};
-use crate::http::extract::ApiQuery;
-use crate::http::extract::page_limit;
+use crate::error::ApiError;
 use crate::ids::AgentId;
-use crate::state::AppState;
 use crate::time::now_ms;
 
 /// One audit record.
@@ -60,36 +55,27 @@ pub async fn record<'e>(
 /// Longest `action` filter: far above any action name (`routing.rule.reorder`).
 const ACTION_MAX_CHARS: usize = 100;
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/audit", get(list))
-}
-
+/// What the audit log is searched for.
 #[derive(Debug, Deserialize)]
-struct ListQuery {
+pub struct ListQuery {
     #[serde(default)]
-    action: Option<String>,
+    pub action: Option<String>,
     #[serde(default)]
-    actor_id: Option<AgentId>,
+    pub actor_id: Option<AgentId>,
     #[serde(default)]
-    cursor: Option<i64>,
+    pub cursor: Option<i64>,
     #[serde(default)]
-    limit: Option<u32>,
+    pub limit: Option<u32>,
 }
 
-#[derive(Debug, Serialize)]
-struct ListResponse {
-    entries: Vec<AuditEntry>,
-    next_cursor: Option<String>,
-}
-
-/// Newest first; `action` matches exactly or as a prefix ending in `.`
-/// (`agent.` gives every agent action); the cursor is the last id served.
-async fn list(
-    State(state): State<AppState>,
-    AdminAuth(_): AdminAuth,
-    ApiQuery(query): ApiQuery<ListQuery>,
-) -> ApiResult<Json<ListResponse>> {
-    let limit = page_limit(&state.config.limits, query.limit, 50)?;
+/// Newest first, at most `limit`; `action` matches exactly or as a prefix
+/// ending in `.` (`agent.` gives every agent action); the cursor is the
+/// last id served.
+pub async fn list(
+    db: &SqlitePool,
+    query: ListQuery,
+    limit: u32,
+) -> Result<(Vec<AuditEntry>, Option<String>), ApiError> {
     if let Some(action) = query.action.as_deref() {
         // A long pattern is an SQL error in `LIKE` ("pattern too complex"):
         // refuse what no action name can be.
@@ -117,12 +103,9 @@ async fn list(
     .bind(query.actor_id)
     .bind(query.cursor)
     .bind(i64::from(limit) + 1)
-    .fetch_all(&state.db)
+    .fetch_all(db)
     .await?;
     let next_cursor =
         crate::http::extract::cut_page(&mut rows, limit, |entry| entry.id.to_string());
-    Ok(Json(ListResponse {
-        entries: rows,
-        next_cursor,
-    }))
+    Ok((rows, next_cursor))
 }

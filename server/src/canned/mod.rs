@@ -2,22 +2,18 @@
 //! in the composer). Shared ones belong to the shop and are managed by
 //! admins (audited); personal ones belong to one agent. Bodies may hold
 //! placeholders filled from the conversation, such as `{visitor.name}` or
-//! `{visitor.name|there}` (with a fallback). Routes under
-//! `/api/v1/canned_replies`.
+//! `{visitor.name|there}` (with a fallback). The doors under
+//! `/api/v1/canned_replies` are in [`routes`].
 
-use axum::Json;
-use axum::Router;
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
-use axum::routing::{get, post};
+pub mod routes;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use sqlx::SqlitePool;
 
 use crate::agents::{Agent, Role};
-use crate::auth::AgentAuth;
 use crate::change::Change;
-use crate::error::{ApiError, ApiResult};
-use crate::http::extract::{ApiJson, ApiQuery};
+use crate::error::ApiError;
 use crate::ids::{AgentId, ConversationId};
 use crate::state::AppState;
 use crate::time::now_ms;
@@ -49,16 +45,6 @@ const COLUMNS: &str = "id, shortcut, title, body, owner_id, created_at, updated_
 fn finish(mut reply: CannedReply) -> CannedReply {
     reply.shared = reply.owner_id.is_none();
     reply
-}
-
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/canned_replies", get(list).post(create))
-        .route(
-            "/canned_replies/{id}",
-            get(get_one).patch(update).delete(delete),
-        )
-        .route("/canned_replies/{id}/render", post(render_route))
 }
 
 fn validate_shortcut(shortcut: &str) -> Result<String, ApiError> {
@@ -101,14 +87,14 @@ fn validate_body(state: &AppState, body: &str) -> Result<String, ApiError> {
     Ok(body.to_owned())
 }
 
-/// A reply the agent may see: shared, or their own.
-async fn visible(state: &AppState, agent: &Agent, id: &str) -> Result<CannedReply, ApiError> {
+/// A reply the agent may see: shared, or their own (else `not_found`).
+pub async fn visible(db: &SqlitePool, agent: &Agent, id: &str) -> Result<CannedReply, ApiError> {
     let reply: Option<CannedReply> = sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM canned_replies WHERE id = ? AND (owner_id IS NULL OR owner_id = ?)"
     ))
     .bind(id)
     .bind(agent.id)
-    .fetch_optional(&state.db)
+    .fetch_optional(db)
     .await?;
     reply
         .map(finish)
@@ -134,18 +120,14 @@ fn shortcut_taken(error: &sqlx::Error, shortcut: &str) -> Option<ApiError> {
     }
 }
 
+/// What the list is asked for.
 #[derive(Debug, Deserialize)]
-struct ListQuery {
+pub struct ListQuery {
     #[serde(default)]
-    q: Option<String>,
+    pub q: Option<String>,
     /// `all` (default), `shared` or `mine`.
     #[serde(default)]
-    scope: Option<String>,
-}
-
-#[derive(Debug, Serialize)]
-struct ListResponse {
-    canned_replies: Vec<CannedReply>,
+    pub scope: Option<String>,
 }
 
 /// `text` with `\\` escaping `LIKE`'s wildcards.
@@ -162,11 +144,11 @@ fn escape_like(text: &str) -> String {
 
 /// Shared and own replies; `q` matches the shortcut (with or without the
 /// leading `/`), the title or the body. Shortcut-prefix matches first.
-async fn list(
-    State(state): State<AppState>,
-    AgentAuth(agent): AgentAuth,
-    ApiQuery(query): ApiQuery<ListQuery>,
-) -> ApiResult<Json<ListResponse>> {
+pub async fn list(
+    db: &SqlitePool,
+    agent: &Agent,
+    query: ListQuery,
+) -> Result<Vec<CannedReply>, ApiError> {
     let (shared, mine) = match query.scope.as_deref() {
         None | Some("all") => (true, true),
         Some("shared") => (true, false),
@@ -198,34 +180,30 @@ async fn list(
     .bind(q.map(|q| format!("%{}%", escape_like(q))))
     .bind(q.map(|q| format!("{}%", escape_like(q))))
     .bind(PER_SCOPE_MAX * 2)
-    .fetch_all(&state.db)
+    .fetch_all(db)
     .await?;
-    Ok(Json(ListResponse {
-        canned_replies: rows.into_iter().map(finish).collect(),
-    }))
+    Ok(rows.into_iter().map(finish).collect())
 }
 
+/// A new canned reply.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct CreateBody {
-    shortcut: String,
-    title: String,
-    body: String,
+pub struct NewReply {
+    pub shortcut: String,
+    pub title: String,
+    pub body: String,
     /// A shared (shop-wide) reply; admins only.
     #[serde(default)]
-    shared: bool,
+    pub shared: bool,
 }
 
-#[derive(Debug, Serialize)]
-struct ReplyResponse {
-    canned_reply: CannedReply,
-}
-
-async fn create(
-    State(state): State<AppState>,
-    AgentAuth(agent): AgentAuth,
-    ApiJson(input): ApiJson<CreateBody>,
-) -> ApiResult<(StatusCode, Json<ReplyResponse>)> {
+/// Creates `agent`'s reply (a shared one: admins only, audited); at most
+/// [`PER_SCOPE_MAX`] per scope, a taken shortcut is `conflict`.
+pub async fn create(
+    state: &AppState,
+    agent: &Agent,
+    input: NewReply,
+) -> Result<CannedReply, ApiError> {
     if input.shared && agent.role != Role::Admin {
         return Err(ApiError::forbidden(
             "only admins create shared canned replies",
@@ -233,7 +211,7 @@ async fn create(
     }
     let shortcut = validate_shortcut(&input.shortcut)?;
     let title = validate_title(&input.title)?;
-    let body = validate_body(&state, &input.body)?;
+    let body = validate_body(state, &input.body)?;
     let owner = (!input.shared).then_some(agent.id);
     let id = ulid::Ulid::new().to_string();
     let now = now_ms();
@@ -272,36 +250,28 @@ async fn create(
             )
             .await?;
     }
-    change.commit(&state).await?;
-    let canned_reply = visible(&state, &agent, &id).await?;
-    Ok((StatusCode::CREATED, Json(ReplyResponse { canned_reply })))
+    change.commit(state).await?;
+    visible(&state.db, agent, &id).await
 }
 
-async fn get_one(
-    State(state): State<AppState>,
-    AgentAuth(agent): AgentAuth,
-    Path(id): Path<String>,
-) -> ApiResult<Json<ReplyResponse>> {
-    let canned_reply = visible(&state, &agent, &id).await?;
-    Ok(Json(ReplyResponse { canned_reply }))
-}
-
+/// A change to a canned reply: the given fields only.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct UpdateBody {
-    shortcut: Option<String>,
-    title: Option<String>,
-    body: Option<String>,
+pub struct ReplyUpdate {
+    pub shortcut: Option<String>,
+    pub title: Option<String>,
+    pub body: Option<String>,
 }
 
-async fn update(
-    State(state): State<AppState>,
-    AgentAuth(agent): AgentAuth,
-    Path(id): Path<String>,
-    ApiJson(input): ApiJson<UpdateBody>,
-) -> ApiResult<Json<ReplyResponse>> {
-    let mut reply = visible(&state, &agent, &id).await?;
-    may_change(&agent, &reply)?;
+/// Changes reply `id` (shared ones: admins only, audited).
+pub async fn update(
+    state: &AppState,
+    agent: &Agent,
+    id: &str,
+    input: ReplyUpdate,
+) -> Result<CannedReply, ApiError> {
+    let mut reply = visible(&state.db, agent, id).await?;
+    may_change(agent, &reply)?;
     if input.shortcut.is_none() && input.title.is_none() && input.body.is_none() {
         return Err(ApiError::bad_request("nothing to update"));
     }
@@ -312,7 +282,7 @@ async fn update(
         reply.title = validate_title(title)?;
     }
     if let Some(body) = &input.body {
-        reply.body = validate_body(&state, body)?;
+        reply.body = validate_body(state, body)?;
     }
     // Only the given fields, in one statement: concurrent updates of
     // different fields do not undo each other.
@@ -342,18 +312,14 @@ async fn update(
             )
             .await?;
     }
-    change.commit(&state).await?;
-    let canned_reply = visible(&state, &agent, &id).await?;
-    Ok(Json(ReplyResponse { canned_reply }))
+    change.commit(state).await?;
+    visible(&state.db, agent, id).await
 }
 
-async fn delete(
-    State(state): State<AppState>,
-    AgentAuth(agent): AgentAuth,
-    Path(id): Path<String>,
-) -> ApiResult<StatusCode> {
-    let reply = visible(&state, &agent, &id).await?;
-    may_change(&agent, &reply)?;
+/// Deletes reply `id` (shared ones: admins only, audited).
+pub async fn delete(state: &AppState, agent: &Agent, id: &str) -> Result<(), ApiError> {
+    let reply = visible(&state.db, agent, id).await?;
+    may_change(agent, &reply)?;
     let mut change = Change::begin(&state.db, Some(agent.id)).await?;
     sqlx::query("DELETE FROM canned_replies WHERE id = ?")
         .bind(&reply.id)
@@ -368,8 +334,7 @@ async fn delete(
             )
             .await?;
     }
-    change.commit(&state).await?;
-    Ok(StatusCode::NO_CONTENT)
+    change.commit(state).await
 }
 
 /// Values placeholders are filled from.
@@ -471,25 +436,19 @@ fn lookup(name: &str, context: &Context<'_>) -> Option<Option<String>> {
     }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RenderBody {
-    conversation_id: Option<ConversationId>,
-}
-
-/// The reply's body with placeholders filled for a conversation (or only
+/// Reply `id`'s body with placeholders filled for a conversation (or only
 /// the agent's and app-less ones without one).
-async fn render_route(
-    State(state): State<AppState>,
-    AgentAuth(agent): AgentAuth,
-    Path(id): Path<String>,
-    ApiJson(input): ApiJson<RenderBody>,
-) -> ApiResult<Json<Rendered>> {
-    let reply = visible(&state, &agent, &id).await?;
+pub async fn render_for(
+    state: &AppState,
+    agent: &Agent,
+    id: &str,
+    conversation: Option<ConversationId>,
+) -> Result<Rendered, ApiError> {
+    let reply = visible(&state.db, agent, id).await?;
     let empty = Value::Object(Default::default());
-    let (conversation, app_name) = match input.conversation_id {
+    let (conversation, app_name) = match conversation {
         Some(id) => {
-            let conversation = crate::conversations::find(&state, id)
+            let conversation = crate::conversations::find(state, id)
                 .await?
                 .ok_or_else(|| ApiError::not_found("conversation"))?;
             let app = crate::apps::find(&state.db, conversation.app_id).await?;
@@ -509,7 +468,7 @@ async fn render_route(
         app_name: &app_name,
         conversation_id: conversation.as_ref().map(|c| c.id),
     };
-    Ok(Json(render(&reply.body, &context)))
+    Ok(render(&reply.body, &context))
 }
 
 #[cfg(test)]
