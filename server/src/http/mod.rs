@@ -55,7 +55,7 @@ fn router_for(state: AppState, listener: Listener) -> Router {
     let api = Router::new()
         .merge(crate::agents::routes::routes())
         .merge(crate::apps::routes::routes())
-        .merge(crate::visitors::routes())
+        .merge(crate::visitors::routes::routes())
         .merge(crate::conversations::routes::routes())
         .merge(crate::tickets::routes::routes())
         .merge(crate::routing::routes())

@@ -1,49 +1,40 @@
 //! Visitors: sessions (anonymous, resumed by token, or an APP user by
 //! `user_id`, optionally verified by HMAC) and the visitor's own message
-//! routes. A visitor token reaches only that visitor's conversation.
+//! routes. A visitor token reaches only that visitor's conversation. The
+//! doors are in [`routes`].
 
-use axum::Json;
-use axum::Router;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::Response;
-use axum::routing::post;
+pub mod routes;
+
+use std::net::IpAddr;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::apps::{App, IdentityVerification};
-use crate::auth::{self, Principal, VisitorAuth};
-use crate::conversations::routes::{PageQuery, SendBody, message_response, messages_page};
-use crate::conversations::{self, Author};
-use crate::error::{ApiError, ApiResult};
-use crate::http::ClientIp;
-use crate::http::extract::{ApiJson, ApiQuery};
+use crate::auth::{self, Principal};
+use crate::error::ApiError;
 use crate::ids::{ConversationId, VisitorId};
 use crate::state::AppState;
 use crate::time::now_ms;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/visitor/sessions", post(create_session))
-        .route("/visitor/messages", post(post_message).get(messages))
-}
-
+/// A visitor session as a widget or an APP asks for one.
 #[derive(Debug, Deserialize)]
-struct SessionBody {
-    app_key: String,
-    token: Option<String>,
-    user_id: Option<String>,
-    user_hash: Option<String>,
-    name: Option<String>,
-    email: Option<String>,
-    attributes: Option<Value>,
+pub struct SessionRequest {
+    pub app_key: String,
+    pub token: Option<String>,
+    pub user_id: Option<String>,
+    pub user_hash: Option<String>,
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub attributes: Option<Value>,
 }
 
+/// A visitor's session: who, the token, their one conversation.
 #[derive(Debug, Serialize)]
-struct SessionResponse {
-    visitor_id: VisitorId,
-    token: String,
-    conversation_id: ConversationId,
+pub struct Session {
+    pub visitor_id: VisitorId,
+    pub token: String,
+    pub conversation_id: ConversationId,
 }
 
 /// Profile fields, validated.
@@ -53,7 +44,7 @@ struct Profile {
     attributes: Option<serde_json::Map<String, Value>>,
 }
 
-fn profile(state: &AppState, body: &SessionBody) -> Result<Profile, ApiError> {
+fn profile(state: &AppState, body: &SessionRequest) -> Result<Profile, ApiError> {
     let clean =
         |value: &Option<String>, field: &str, max: usize| -> Result<Option<String>, ApiError> {
             match value.as_deref().map(str::trim) {
@@ -104,22 +95,25 @@ fn profile(state: &AppState, body: &SessionBody) -> Result<Profile, ApiError> {
     })
 }
 
-async fn create_session(
-    State(state): State<AppState>,
-    ClientIp(client): ClientIp,
-    headers: HeaderMap,
-    ApiJson(body): ApiJson<SessionBody>,
-) -> ApiResult<(StatusCode, Json<SessionResponse>)> {
+/// Opens a session from `client` (its `origin` when another site's): an
+/// APP user by `user_id` (verified by `user_hash` when the app requires
+/// it), the holder of a valid token (its profile updated), or a new
+/// anonymous visitor. New sessions spend the client's budget.
+pub async fn open_session(
+    state: &AppState,
+    client: IpAddr,
+    origin: Option<&str>,
+    body: SessionRequest,
+) -> Result<Session, ApiError> {
     let app = state
         .auth_cache
         .app_by_key(&state.db, &body.app_key)
         .await?
         .ok_or_else(|| ApiError::not_found("app"))?;
-    let origin = crate::http::cross_origin(&headers);
     if !app.origin_allowed(origin) {
         return Err(ApiError::forbidden("origin not allowed for this app"));
     }
-    let profile = profile(&state, &body)?;
+    let profile = profile(state, &body)?;
 
     if let Some(user_id) = body.user_id.as_deref() {
         if user_id.is_empty() || user_id.chars().count() > 256 {
@@ -144,32 +138,29 @@ async fn create_session(
         // A device that still holds this user's token keeps it: no new
         // token row per APP launch.
         let held = match body.token.as_deref() {
-            Some(token) => match auth::resolve_token(&state, token).await? {
+            Some(token) => match auth::resolve_token(state, token).await? {
                 Some(Principal::Visitor(visitor)) => Some((visitor.visitor_id, token.to_owned())),
                 _ => None,
             },
             None => None,
         };
-        let session = known_user_session(&state, &app, &key, &profile, held).await?;
-        return Ok((StatusCode::CREATED, Json(session)));
+        return known_user_session(state, &app, &key, &profile, held).await;
     }
 
     if let Some(token) = body.token.as_deref()
-        && let Some(Principal::Visitor(visitor)) = auth::resolve_token(&state, token).await?
+        && let Some(Principal::Visitor(visitor)) = auth::resolve_token(state, token).await?
         && visitor.app_id == app.id
     {
-        update_profile(&state, visitor.visitor_id, &profile).await?;
-        let session = SessionResponse {
+        update_profile(state, visitor.visitor_id, &profile).await?;
+        return Ok(Session {
             visitor_id: visitor.visitor_id,
             token: token.to_owned(),
             conversation_id: visitor.conversation_id,
-        };
-        return Ok((StatusCode::CREATED, Json(session)));
+        });
     }
 
     state.limiters.check_visitor_session(client)?;
-    let session = create_visitor(&state, &app, None, &profile).await?;
-    Ok((StatusCode::CREATED, Json(session)))
+    create_visitor(state, &app, None, &profile).await
 }
 
 /// The visitor of `(app, user_id)`, created on first sight; a new token
@@ -180,7 +171,7 @@ async fn known_user_session(
     key: &[u8],
     profile: &Profile,
     held: Option<(VisitorId, String)>,
-) -> Result<SessionResponse, ApiError> {
+) -> Result<Session, ApiError> {
     for _ in 0..2 {
         let existing: Option<(VisitorId, ConversationId)> = sqlx::query_as(
             "SELECT v.id, c.id FROM visitors v JOIN conversations c ON c.visitor_id = v.id WHERE v.user_key = ?",
@@ -197,7 +188,7 @@ async fn known_user_session(
                     auth::issue_visitor_token(&mut conn, visitor_id).await?
                 }
             };
-            return Ok(SessionResponse {
+            return Ok(Session {
                 visitor_id,
                 token,
                 conversation_id,
@@ -220,7 +211,7 @@ async fn create_visitor(
     app: &App,
     user_key: Option<&[u8]>,
     profile: &Profile,
-) -> Result<SessionResponse, ApiError> {
+) -> Result<Session, ApiError> {
     let visitor_id = VisitorId::new();
     let conversation_id = ConversationId::new();
     let now = now_ms();
@@ -271,7 +262,7 @@ async fn create_visitor(
         },
         seen,
     );
-    Ok(SessionResponse {
+    Ok(Session {
         visitor_id,
         token,
         conversation_id,
@@ -320,27 +311,4 @@ async fn update_profile(
     tx.commit().await?;
     state.auth_cache.visitor_changed(visitor);
     Ok(())
-}
-
-async fn post_message(
-    State(state): State<AppState>,
-    VisitorAuth(visitor): VisitorAuth,
-    ApiJson(body): ApiJson<SendBody>,
-) -> ApiResult<Response> {
-    let conversation = visitor.conversation_id;
-    let author = Author::Visitor(visitor);
-    let appended =
-        conversations::send::send(&state, &author, conversation, body.request(), None).await?;
-    Ok(message_response(&appended))
-}
-
-async fn messages(
-    State(state): State<AppState>,
-    VisitorAuth(visitor): VisitorAuth,
-    ApiQuery(query): ApiQuery<PageQuery>,
-) -> ApiResult<Response> {
-    // The thread as it reads once its start is done: the first message,
-    // then its auto-reply or "joined" line (see `conversations::start`).
-    state.starts.settled(visitor.conversation_id).await;
-    messages_page(&state, visitor.conversation_id, &query, false)
 }
