@@ -81,7 +81,7 @@ fn spawn_host(dir: &Path, http: SocketAddr, lan: SocketAddr) -> Child {
 }
 
 async fn ready(http: SocketAddr) {
-    let client = reqwest::Client::new();
+    let client = kefu_tests::http_client();
     for _ in 0..600 {
         if let Ok(response) = client.get(format!("http://{http}/readyz")).send().await
             && response.status() == 200
@@ -116,7 +116,7 @@ impl Host {
             dir,
             http,
             lan,
-            reqwest: reqwest::Client::new(),
+            reqwest: kefu_tests::http_client(),
             admin: String::new(),
         };
         host.admin = host.login("owner", "owner-password").await;

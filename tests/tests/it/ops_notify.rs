@@ -19,6 +19,9 @@ async fn next_datagram(socket: &UnixDatagram) -> String {
 
 #[tokio::test]
 async fn serve_notifies_readiness_watchdog_and_stopping() {
+    kefu_tests::unix_server_only(
+        "systemd's NOTIFY_SOCKET is a Unix datagram socket, and the test stops the server with SIGTERM",
+    );
     let dir = tempfile::tempdir().expect("tempdir");
     let socket_path = dir.path().join("notify.sock");
     let socket = UnixDatagram::bind(&socket_path).expect("bind the notify socket");
@@ -84,6 +87,9 @@ async fn serve_notifies_readiness_watchdog_and_stopping() {
 
 #[tokio::test]
 async fn without_notify_socket_nothing_is_sent_and_serving_works() {
+    kefu_tests::unix_server_only(
+        "systemd's NOTIFY_SOCKET is a Unix datagram socket, and the test stops the server with SIGTERM",
+    );
     // The desktop app and every other test run without NOTIFY_SOCKET; an
     // unreachable one is logged, never fatal.
     let dir = tempfile::tempdir().expect("tempdir");
