@@ -168,3 +168,14 @@ kefu_ensure_monitoring_deps() {
     command -v promtool >/dev/null 2>&1 && return 0
     kefu_install_packages prometheus || echo "kefu: promtool not installed; its test will say SKIPPED" >&2
 }
+
+# PostgreSQL for cluster mode's tests and bench (server/tests/store_seam.rs,
+# `kefu-bench store-seam`, docs/CLUSTER.md): Debian's server binaries; the
+# tests start throwaway servers with initdb on 127.0.0.1
+# (server/src/cluster/throwaway.rs), so the package's own cluster is not
+# used (where the package started it under systemd: `systemctl disable
+# --now postgresql`). In CI a missing PostgreSQL fails those tests; locally
+# they say SKIPPED.
+kefu_ensure_postgres() {
+    kefu_install_packages postgresql
+}

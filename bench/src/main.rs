@@ -29,6 +29,7 @@ mod scenarios;
 mod server;
 mod storage;
 mod store;
+mod store_seam;
 mod storm;
 mod target;
 mod worker;
@@ -106,6 +107,10 @@ enum Scenario {
     /// Kefu Assist off vs on (FAQ bot, trained intents, suggestions) under
     /// the same message load, in the same run (Kefu only; prints JSON).
     AssistPath(AssistPathArgs),
+    /// The message stores behind the MessageStore seam in the same run:
+    /// RocksDB (os, fsync) and, built with `--features kefu-bench/cluster`,
+    /// PostgreSQL; sends/s and append latency (in-process; prints JSON).
+    StoreSeam(StoreSeamArgs),
     /// Every scenario in turn (with `--smoke`: tiny, for CI).
     All(AllArgs),
     /// Baseline B0: serve the minimal relay (used by the bench itself).
@@ -294,6 +299,23 @@ struct AssistPathArgs {
 }
 
 #[derive(Args, Clone)]
+struct StoreSeamArgs {
+    /// Seconds measured per engine (after one of warm-up).
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Appends in flight (tasks, each one send at a time).
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Conversations the sends are spread over.
+    #[arg(long, default_value_t = 1_000)]
+    conversations: usize,
+    /// A PostgreSQL to measure instead of a throwaway one (it gets the
+    /// schema of server/migrations-pg).
+    #[arg(long)]
+    database_url: Option<String>,
+}
+
+#[derive(Args, Clone)]
 struct AllArgs {
     /// Seconds Kefu holds the idle connections.
     #[arg(long, default_value_t = 600)]
@@ -416,6 +438,25 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let row = lan::run(&bin, replies).await?;
             println!("{}", serde_json::to_string_pretty(&row)?);
             let report = full_report(&global, vec![section("lan-relay", vec![row])]);
+            return write_json(&global, &report);
+        }
+        Scenario::StoreSeam(args) => {
+            let sizes = if global.smoke {
+                store_seam::Sizes {
+                    seconds: 1,
+                    concurrency: 8,
+                    conversations: 10,
+                }
+            } else {
+                store_seam::Sizes {
+                    seconds: args.seconds,
+                    concurrency: args.concurrency.max(1),
+                    conversations: args.conversations.max(1),
+                }
+            };
+            let rows = store_seam::run(sizes, args.database_url.as_deref(), global.smoke).await?;
+            println!("{}", serde_json::to_string_pretty(&rows)?);
+            let report = full_report(&global, vec![section("store-seam", rows)]);
             return write_json(&global, &report);
         }
         Scenario::Assist => {

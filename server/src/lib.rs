@@ -15,6 +15,8 @@ pub mod auth;
 pub mod canned;
 pub mod change;
 pub mod cli;
+#[cfg(feature = "cluster")]
+pub mod cluster;
 pub mod config;
 pub mod conversations;
 pub mod error;
