@@ -18,6 +18,9 @@
 //! message sent, as Kefu does. Sends on one connection may be in flight
 //! together. Seqs live in the writer's memory and start again with the
 //! process: the bench only ever starts B1 on an empty directory.
+//! With `--log DIR --fsync` it is B1f: the same, each batch synced to disk
+//! before its acks (`fsync` durability, Kefu's default), so the floor of
+//! Kefu's own durability on this machine's disk.
 //! B1 is the floor for any relay that acks only what is durable;
 //! B1 − B0 is what that promise costs, and Kefu − B1 what the rest of Kefu
 //! costs (auth, the hub, SQLite's derived columns, the search index).
@@ -33,7 +36,7 @@ use futures_util::{SinkExt, StreamExt};
 use kefu_server::store::keys::{CF_DEDUP, CF_HEAD, CF_MSG};
 use kefu_server::store::messages::{column_families, db_options};
 use parking_lot::Mutex;
-use rocksdb::{DB, WriteBatch};
+use rocksdb::{DB, WriteBatch, WriteOptions};
 use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
@@ -111,10 +114,11 @@ struct Append {
 
 /// Serves until the process is killed. Prints `listening ADDR` when bound.
 /// With `log`, this is B1: sends are written to RocksDB under `log` first.
-pub async fn serve(bind: SocketAddr, log: Option<&Path>) -> anyhow::Result<()> {
+/// With `fsync` (B1f), each batch is synced to disk before it is answered.
+pub async fn serve(bind: SocketAddr, log: Option<&Path>, fsync: bool) -> anyhow::Result<()> {
     let relay = Arc::new(Relay {
         log: log
-            .map(|path| open_log(path).and_then(start_writer))
+            .map(|path| open_log(path).and_then(|db| start_writer(db, fsync)))
             .transpose()?,
         ..Relay::default()
     });
@@ -242,20 +246,21 @@ fn open_log(path: &Path) -> anyhow::Result<Arc<DB>> {
 }
 
 /// Starts B1's writer thread on `db`.
-fn start_writer(db: Arc<DB>) -> anyhow::Result<mpsc::Sender<Append>> {
-    Ok(spawn_writer(db)?.0)
+fn start_writer(db: Arc<DB>, fsync: bool) -> anyhow::Result<mpsc::Sender<Append>> {
+    Ok(spawn_writer(db, fsync)?.0)
 }
 
 /// As [`start_writer`], with the writer's thread: it ends (and lets go of
 /// the store) once every sender is dropped.
 fn spawn_writer(
     db: Arc<DB>,
+    fsync: bool,
 ) -> anyhow::Result<(mpsc::Sender<Append>, std::thread::JoinHandle<()>)> {
     let (tx, rx) = mpsc::channel(WRITER_QUEUE);
     let thread = std::thread::Builder::new()
         .name("b1-writer".into())
         .spawn(move || {
-            if let Err(error) = write_loop(&db, rx) {
+            if let Err(error) = write_loop(&db, rx, fsync) {
                 eprintln!("b1 writer: {error:#}");
             }
         })?;
@@ -264,7 +269,9 @@ fn spawn_writer(
 
 /// B1's writer: drains the queue into a batch, looks each dedup key up,
 /// writes message, dedup key and head in one batch, then answers them all.
-fn write_loop(db: &DB, mut rx: mpsc::Receiver<Append>) -> anyhow::Result<()> {
+fn write_loop(db: &DB, mut rx: mpsc::Receiver<Append>, fsync: bool) -> anyhow::Result<()> {
+    let mut options = WriteOptions::default();
+    options.set_sync(fsync);
     let cf = |name| {
         db.cf_handle(name)
             .ok_or_else(|| anyhow::anyhow!("no {name}"))
@@ -321,8 +328,9 @@ fn write_loop(db: &DB, mut rx: mpsc::Receiver<Append>) -> anyhow::Result<()> {
             in_batch.insert(dedup_key, message);
         }
         in_batch.clear();
-        // `os` durability: in the WAL (the OS's page cache) before any ack.
-        db.write(write)?;
+        // `os` durability: in the WAL (the OS's page cache) before any ack;
+        // B1f: synced to disk.
+        db.write_opt(write, &options)?;
         for (reply, stored) in replies.drain(..) {
             let _ = reply.send(stored);
         }
@@ -392,7 +400,7 @@ mod tests {
     async fn b1_acks_what_it_stored_once() {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = open_log(dir.path()).expect("log");
-        let (log, writer) = spawn_writer(Arc::clone(&db)).expect("writer");
+        let (log, writer) = spawn_writer(Arc::clone(&db), false).expect("writer");
         let relay = Arc::new(Relay {
             log: Some(log),
             ..Relay::default()

@@ -122,6 +122,9 @@ enum Scenario {
         /// before acking and relaying it.
         #[arg(long)]
         log: Option<PathBuf>,
+        /// With `--log`: sync each batch to disk before acking (B1f).
+        #[arg(long, requires = "log")]
+        fsync: bool,
     },
     /// A load worker process (used by the bench itself).
     #[command(hide = true)]
@@ -347,7 +350,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         None => std::env::current_exe()?.with_file_name("kefu-server"),
     };
     let sections = match cli.scenario {
-        Scenario::B0Server { bind, log } => return b0::serve(bind, log.as_deref()).await,
+        Scenario::B0Server { bind, log, fsync } => {
+            return b0::serve(bind, log.as_deref(), fsync).await;
+        }
         Scenario::Worker => return worker::run().await,
         Scenario::All(args) => {
             // Each scenario's result is written as soon as it is in, and a

@@ -131,6 +131,9 @@ fn layout(scenario: &str) -> (Vec<Column>, Option<&'static str>) {
                 col("assigned", "/assigned", Plain),
                 col("assigned p99 ms", "/assigned_us/p99", Ms),
                 col("server CPU s", "/server_cpu_seconds", Plain),
+                col("log answer p99 ms", "/log_us/answer/p99", Ms),
+                col("log queue wait p99 ms", "/log_us/queue_wait/p99", Ms),
+                col("log write p99 ms", "/log_us/write/p99", Ms),
             ],
             Some("/ack_us/p99"),
         ),
@@ -207,9 +210,17 @@ pub fn tables(report: &Value) -> String {
             header.push_str(&format!(" {} |", column.header));
             rule.push_str("---|");
         }
+        // B1f (B1 with fsync) gets its column only where it ran.
+        let baselines: &[&str] = if rows.iter().any(|row| row["system"] == "B1f") {
+            &["B0", "B1", "B1f", "N"]
+        } else {
+            &["B0", "B1", "N"]
+        };
         if ratio.is_some() {
-            header.push_str(" Kefu ÷ B0 | Kefu ÷ B1 | Kefu ÷ N |");
-            rule.push_str("---|---|---|");
+            for baseline in baselines {
+                header.push_str(&format!(" Kefu ÷ {baseline} |"));
+                rule.push_str("---|");
+            }
         }
         let _ = writeln!(out, "{header}\n{rule}");
         for row in &rows {
@@ -225,7 +236,7 @@ pub fn tables(report: &Value) -> String {
                 ));
             }
             if let Some(pointer) = ratio {
-                for baseline in ["B0", "B1", "N"] {
+                for baseline in baselines {
                     line.push_str(&format!(" {} |", ratio_to(&rows, row, baseline, pointer)));
                 }
             }

@@ -149,7 +149,12 @@ pub async fn throughput(
             runs.push((system, "os"));
             runs.push((system, "fsync"));
         } else {
-            runs.push((system, if system == System::B1 { "os" } else { "none" }));
+            let durability = match system {
+                System::B1 => "os",
+                System::B1f => "fsync",
+                _ => "none",
+            };
+            runs.push((system, durability));
         }
     }
     for (system, durability) in runs {

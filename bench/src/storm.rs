@@ -60,6 +60,7 @@ pub async fn run(
         let durability = match system {
             System::Kefu => "fsync",
             System::B1 => "os",
+            System::B1f => "fsync",
             _ => "none",
         };
         eprintln!(
@@ -104,6 +105,9 @@ async fn one(
         scenarios::open_conversations(&mut observer, visitors, &clients).await?;
     let newcomers =
         scenarios::open_all(&target.ws_url, &new_clients, 1 + sizes.steady, 256).await?;
+    // Scraped before the schedule's clock starts: a slow scrape must not
+    // make the first sends late.
+    let metrics_before = target.metrics_text().await?;
 
     let origin = Instant::now();
     let epoch_us = crate::now_us();
@@ -276,6 +280,14 @@ async fn one(
         }
     }
     let server_cpu = target.cpu_seconds()? - cpu_before;
+    let log_us = match (metrics_before, target.metrics_text().await?) {
+        (Some(before), Some(after)) => json!({
+            "answer": log_quantiles(&before, &after, "kefu_log_answer_seconds"),
+            "queue_wait": log_quantiles(&before, &after, "kefu_log_queue_wait_seconds"),
+            "write": log_quantiles(&before, &after, "kefu_log_write_seconds"),
+        }),
+        _ => Value::Null,
+    };
     let seen = observing.await?;
     let since_first = |times: &HashMap<usize, u64>| -> anyhow::Result<Histogram<u64>> {
         let mut histogram = histogram()?;
@@ -315,6 +327,53 @@ async fn one(
         "open_seconds": round2(opening.seconds),
         "open_ack_us": percentiles(&opening.acks),
         "server_cpu_seconds": round2(server_cpu),
+        "log_us": log_us,
         "server_rss_kib": target.rss_kib()?,
     }))
+}
+
+/// Quantiles of one of Kefu's log histograms over the run (the counts of
+/// `after` less those of `before`, two `/metrics` scrapes), in µs: each is
+/// the upper bound of the bucket it falls in (buckets grow ×1.25), so read
+/// it as "at most". Covers the whole load, the 3 s warm-up included.
+fn log_quantiles(before: &str, after: &str, name: &str) -> Value {
+    let buckets = |text: &str| -> Vec<(f64, u64)> {
+        let prefix = format!("{name}_bucket{{le=\"");
+        text.lines()
+            .filter_map(|line| {
+                let rest = line.strip_prefix(prefix.as_str())?;
+                let (le, count) = rest.split_once("\"} ")?;
+                let le = if le == "+Inf" {
+                    f64::INFINITY
+                } else {
+                    le.parse().ok()?
+                };
+                Some((le, count.trim().parse::<f64>().ok()? as u64))
+            })
+            .collect()
+    };
+    let (before, after) = (buckets(before), buckets(after));
+    let counts: Vec<(f64, u64)> = after
+        .iter()
+        .map(|&(le, count)| {
+            let earlier = before.iter().find(|(l, _)| *l == le).map_or(0, |&(_, c)| c);
+            (le, count.saturating_sub(earlier))
+        })
+        .collect();
+    let total = counts.last().map_or(0, |&(_, c)| c);
+    let quantile = |q: f64| -> Value {
+        let wanted = ((total as f64) * q).ceil().max(1.0) as u64;
+        counts
+            .iter()
+            .find(|&&(_, c)| c >= wanted)
+            .filter(|(le, _)| le.is_finite())
+            .map_or(Value::Null, |&(le, _)| json!((le * 1e6).round() as u64))
+    };
+    json!({
+        "count": total,
+        "p50": quantile(0.5),
+        "p90": quantile(0.9),
+        "p99": quantile(0.99),
+        "p999": quantile(0.999),
+    })
 }

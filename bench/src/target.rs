@@ -21,6 +21,8 @@ pub enum System {
     Kefu,
     B0,
     B1,
+    /// B1 with `fsync` durability (each batch synced before its acks).
+    B1f,
     Node,
 }
 
@@ -30,6 +32,7 @@ impl System {
             System::Kefu => "Kefu",
             System::B0 => "B0",
             System::B1 => "B1",
+            System::B1f => "B1f",
             System::Node => "N",
         }
     }
@@ -79,12 +82,15 @@ impl Target {
                 command.args(["b0-server", "--bind", "127.0.0.1:0"]);
                 Self::spawn_relay(system, command)
             }
-            System::B1 => {
+            System::B1 | System::B1f => {
                 let dir = tempfile::tempdir()?;
                 let mut command = crate::pin::server_command(std::env::current_exe()?);
                 command
                     .args(["b0-server", "--bind", "127.0.0.1:0", "--log"])
                     .arg(dir.path());
+                if system == System::B1f {
+                    command.arg("--fsync");
+                }
                 let mut target = Self::spawn_relay(system, command)?;
                 target.log_dir = Some(dir);
                 Ok(target)
@@ -200,6 +206,19 @@ impl Target {
     /// Resident memory of the server process, KiB.
     pub fn rss_kib(&self) -> anyhow::Result<u64> {
         proc_rss_kib(self.pid())
+    }
+
+    /// Kefu's `/metrics` text (`None` for the baselines, which have none).
+    pub async fn metrics_text(&self) -> anyhow::Result<Option<String>> {
+        let Some(server) = &self.kefu else {
+            return Ok(None);
+        };
+        let text = reqwest::get(format!("{}/metrics", server.base))
+            .await?
+            .error_for_status()?
+            .text()
+            .await?;
+        Ok(Some(text))
     }
 
     /// CPU time of the server process (user + system), seconds.

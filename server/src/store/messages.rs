@@ -161,6 +161,8 @@ struct Request {
     /// serialize the message is moved back in, so that its buffers are
     /// freed by the thread that allocated them (see `Writer::plan`).
     reply: oneshot::Sender<(Result<Appended, LogError>, Draft)>,
+    /// When it was queued, for [`LogMetrics::send_timed`].
+    queued: Instant,
 }
 
 // Boxing the request would cost an allocation per send; a queue slot is
@@ -174,6 +176,15 @@ enum Command {
 /// Figures the writer reports after each batch, for `/metrics`.
 pub trait LogMetrics: Send + Sync + 'static {
     fn batch_written(&self, size: usize, duplicates: usize, seconds: f64);
+    /// Where one send's time in the log went, called for each send of a
+    /// written batch (so that quantiles are the sends', as its sender
+    /// sees them): `queued`, from its enqueue to the start of its batch
+    /// (mostly the batches before it); `write`, its batch's RocksDB write
+    /// (the WAL append, its sync in `fsync` durability, the memtable
+    /// inserts), `None` when the batch wrote nothing (only resends);
+    /// `answered`, from its enqueue to its answer (the two, its batch's
+    /// planning and the publishing of its messages).
+    fn send_timed(&self, _queued: f64, _write: Option<f64>, _answered: f64) {}
     /// A batch the log could not write (each of its sends was refused).
     fn write_failed(&self) {}
     /// The log became unwritable (`false`) or writable again (`true`).
@@ -345,6 +356,7 @@ impl MessageLog {
             draft,
             origin,
             reply,
+            queued: Instant::now(),
         });
         // Room in the queue is the common case: no send future then (it
         // would hold the command and a semaphore wait in every append's
@@ -968,6 +980,7 @@ impl Writer {
 
     fn write_batch(&mut self, batch: &mut Vec<Request>) {
         let started = Instant::now();
+        let mut write_time = Duration::ZERO;
         let mut puts = SortedPuts::default();
         let mut outcomes: Vec<Outcome> = Vec::with_capacity(batch.len());
         let mut seen: HashMap<Vec<u8>, usize> = HashMap::new();
@@ -991,9 +1004,12 @@ impl Writer {
         if new_count > 0 {
             let mut options = WriteOptions::default();
             options.set_sync(self.durability == Durability::Fsync);
-            let written = puts
-                .into_batch(&self.db, &touched)
-                .and_then(|write| Ok(self.db.write_opt(write, &options)?));
+            let written = puts.into_batch(&self.db, &touched).and_then(|write| {
+                let writing = Instant::now();
+                let written = self.db.write_opt(write, &options);
+                write_time = writing.elapsed();
+                Ok(written?)
+            });
             if let Err(error) = written {
                 // Nothing of this batch was acknowledged: forget the seqs
                 // handed out (heads are read again from the log), and stop
@@ -1035,7 +1051,17 @@ impl Writer {
         let resolved: Vec<Result<Appended, LogError>> = (0..outcomes.len())
             .map(|index| resolve(&outcomes, index))
             .collect();
+        let answered = Instant::now();
         for (request, answer) in batch.drain(..).zip(resolved) {
+            self.metrics.send_timed(
+                started
+                    .saturating_duration_since(request.queued)
+                    .as_secs_f64(),
+                (new_count > 0).then_some(write_time.as_secs_f64()),
+                answered
+                    .saturating_duration_since(request.queued)
+                    .as_secs_f64(),
+            );
             let _ = request.reply.send((answer, request.draft));
         }
         self.metrics.batch_written(

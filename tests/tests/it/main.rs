@@ -26,6 +26,7 @@ mod lan_peer;
 mod lan_shop;
 mod lan_state;
 mod lan_tls;
+mod log_timing;
 mod metrics_lint;
 mod ops;
 mod ops_deploy;
