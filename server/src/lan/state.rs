@@ -140,6 +140,20 @@ pub struct LanState {
     /// Set exactly when `role` is `peer`.
     pub host: Option<PinnedHost>,
     pub shop_name: Option<ShopName>,
+    /// Set when this device hosted and learnt that another device took
+    /// the shop over in a term at least as high as its own
+    /// ([`LanStateFile::demote`]): it never hosts this history again
+    /// (`lan::host` refuses to start), it may only join as a peer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub superseded_by: Option<Superseded>,
+}
+
+/// Who took the shop over from this device, and in which term.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Superseded {
+    pub term: u64,
+    pub device_id: DeviceId,
 }
 
 impl LanState {
@@ -152,6 +166,7 @@ impl LanState {
             highest_term_seen: 0,
             host: None,
             shop_name: None,
+            superseded_by: None,
         }
     }
 
@@ -311,12 +326,54 @@ impl LanStateFile {
         Ok(term)
     }
 
-    /// Becomes a peer of `host`.
+    /// Becomes a peer of `host` (a superseded host that joins the new
+    /// one is no longer superseded: it keeps no shop data as a peer).
     pub fn become_peer(&mut self, host: PinnedHost) -> Result<(), StateError> {
         self.update(|state| {
             state.role = Role::Peer;
             state.host = Some(host);
+            state.superseded_by = None;
         })
+    }
+
+    /// A standby takes the shop over (`lan takeover`): host of `history`
+    /// (the old host's, whose copy it kept) in term `max(term, highest
+    /// seen) + 1`, in one durable write. Returns the new term.
+    pub fn take_over(&mut self, history: HistoryId) -> Result<u64, StateError> {
+        let term = self
+            .state
+            .term
+            .max(self.state.highest_term_seen)
+            .checked_add(1)
+            .ok_or(StateError::TermExhausted)?;
+        let mut next = self.state.clone();
+        next.role = Role::Host;
+        next.host = None;
+        next.term = term;
+        next.highest_term_seen = term;
+        next.history_id = history;
+        next.superseded_by = None;
+        self.commit(next)?;
+        Ok(term)
+    }
+
+    /// This host learnt that `by` took the shop over in `term` (at least
+    /// its own): records it durably, with the term, before returning;
+    /// from then on this device refuses to host (see [`Superseded`]).
+    /// Returns false (nothing written) when `term` is below this
+    /// device's own term: a stale claim, refused by the caller.
+    pub fn demote(&mut self, term: u64, by: DeviceId) -> Result<bool, StateError> {
+        if term < self.state.term {
+            return Ok(false);
+        }
+        let mut next = self.state.clone();
+        next.highest_term_seen = next.highest_term_seen.max(term);
+        next.superseded_by = Some(Superseded {
+            term,
+            device_id: by,
+        });
+        self.commit(next)?;
+        Ok(true)
     }
 
     /// Back to solo: forgets the pinned host; keeps history and terms.
