@@ -580,3 +580,58 @@ pub async fn status(state: &AppState, host: &LanHost) -> ApiResult<Vec<StandbySt
 pub fn replica_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("replica")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::frames;
+
+    #[test]
+    fn batches_round_trip_and_a_truncated_body_is_refused() {
+        let batches = vec![(7, vec![1, 2, 3]), (10, vec![]), (11, vec![9; 300])];
+        let body = frames::encode_batches(&batches);
+        let decoded = frames::decode_batches(&body).expect("decode");
+        let decoded: Vec<(u64, Vec<u8>)> =
+            decoded.into_iter().map(|(s, d)| (s, d.to_vec())).collect();
+        assert_eq!(decoded, batches);
+        assert!(frames::decode_batches(&body[..body.len() - 1]).is_err());
+        assert!(frames::decode_batches(&body[..5]).is_err());
+    }
+
+    #[tokio::test]
+    async fn file_frames_round_trip_and_refuse_long_paths() {
+        let mut out = Vec::new();
+        frames::write_file_header(&mut out, "messages/000004.log", 3)
+            .await
+            .expect("header");
+        out.extend_from_slice(b"abc");
+        frames::write_end(&mut out).await.expect("end");
+        let mut input = &out[..];
+        let (path, size) = frames::read_file_header(&mut input)
+            .await
+            .expect("read")
+            .expect("a file");
+        assert_eq!((path.as_str(), size), ("messages/000004.log", 3));
+        let mut bytes = [0; 3];
+        tokio::io::AsyncReadExt::read_exact(&mut input, &mut bytes)
+            .await
+            .expect("bytes");
+        assert_eq!(&bytes, b"abc");
+        assert!(
+            frames::read_file_header(&mut input)
+                .await
+                .expect("end")
+                .is_none()
+        );
+        let long = "a".repeat(frames::PATH_MAX + 1);
+        assert!(
+            frames::write_file_header(&mut Vec::new(), &long, 0)
+                .await
+                .is_err()
+        );
+        assert!(
+            frames::write_file_header(&mut Vec::new(), "", 0)
+                .await
+                .is_err()
+        );
+    }
+}

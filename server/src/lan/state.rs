@@ -630,4 +630,46 @@ mod tests {
         let reopened = LanStateFile::open(dir.path()).expect("reopen");
         assert_eq!(*reopened.state(), old);
     }
+
+    #[test]
+    fn a_takeover_keeps_the_history_and_writes_the_next_term() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut file = LanStateFile::open(dir.path()).expect("open");
+        file.become_peer(pinned()).expect("peer");
+        file.observe_term(4).expect("seen");
+        let term = file.take_over(HistoryId([9; 16])).expect("take over");
+        assert_eq!(term, 5);
+        let stored = on_disk(dir.path());
+        assert_eq!(stored.role, Role::Host);
+        assert_eq!(stored.term, 5);
+        assert_eq!(stored.highest_term_seen, 5);
+        assert_eq!(stored.history_id, HistoryId([9; 16]));
+        assert_eq!(stored.host, None);
+    }
+
+    #[test]
+    fn a_demoted_host_records_who_took_over_and_a_lower_term_changes_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut file = LanStateFile::open(dir.path()).expect("open");
+        file.promote_to_host(false).expect("host");
+        file.bump_term().expect("term 2");
+        let before = on_disk(dir.path());
+        let by = DeviceId::from_bytes([3; 32]);
+        assert!(!file.demote(1, by).expect("lower"));
+        assert_eq!(on_disk(dir.path()), before);
+        assert!(file.demote(2, by).expect("equal"));
+        let stored = on_disk(dir.path());
+        assert_eq!(
+            stored.superseded_by,
+            Some(Superseded {
+                term: 2,
+                device_id: by
+            })
+        );
+        assert!(file.demote(7, by).expect("higher"));
+        assert_eq!(on_disk(dir.path()).highest_term_seen, 7);
+        // Joining the new host as a peer clears it.
+        file.become_peer(pinned()).expect("peer");
+        assert_eq!(on_disk(dir.path()).superseded_by, None);
+    }
 }

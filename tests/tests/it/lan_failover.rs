@@ -576,3 +576,147 @@ async fn a_standby_takes_over_after_kill_9_under_load_and_the_old_host_is_fenced
     assert!(stderr.contains("took it over in term 3"), "{stderr}");
     drop(new_host);
 }
+
+/// The host's status until `done` holds for its first standby.
+async fn standby_until(host: &Server, admin: &str, done: impl Fn(&Value, &Value) -> bool) -> Value {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let status = host.status(admin).await;
+        if done(&status, &status["standbys"][0]) {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the standby did not get there: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_standby_whose_tail_the_host_no_longer_holds_syncs_in_full_and_never_skips() {
+    let host_dir = tempfile::tempdir().expect("tempdir");
+    let standby_dir = tempfile::tempdir().expect("tempdir");
+    create_owner(host_dir.path());
+    let mut host = Server::start(host_dir.path(), HOST_IP).await;
+    let admin = host.login().await;
+    let device = pair(&host, host_dir.path(), &admin, standby_dir.path()).await;
+    // Not a standby yet: the replication routes refuse it.
+    let mut standby = standby_process(standby_dir.path());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let status = host.status(&admin).await;
+    assert_eq!(status["standbys"], json!([]), "{status}");
+    assert!(!standby_dir.path().join("replica").exists());
+    let (status, body) = call(
+        host.http,
+        Method::PUT,
+        &format!("/api/v1/lan/devices/{device}/standby"),
+        Some(&admin),
+        Some(json!({"enabled": true})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, app) = call(
+        host.http,
+        Method::POST,
+        "/api/v1/apps",
+        Some(&admin),
+        Some(json!({"name": "Shop"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{app}");
+    let (token, conversation) = visitor(&host, app["app"]["app_key"].as_str().expect("key")).await;
+    let say = |n: u32| {
+        let token = token.clone();
+        let public = host.public;
+        async move {
+            let (status, body) = call(
+                public,
+                Method::POST,
+                "/api/v1/visitor/messages",
+                Some(&token),
+                Some(json!({"client_msg_id": format!("m{n}"), "content": format!("message {n}")})),
+            )
+            .await;
+            assert_eq!(status, 201, "{body}");
+        }
+    };
+    for n in 0..20 {
+        say(n).await;
+    }
+    let caught_up = |status: &Value, standby: &Value| {
+        standby["connected"] == true
+            && standby["lag_seq"] == 0
+            && standby["applied_seq"] == status["log_seq"]
+    };
+    let status = standby_until(&host, &admin, caught_up).await;
+    assert_eq!(status["standbys"][0]["full_syncs"], 1, "{status}");
+
+    // The standby is away while the host writes and restarts: RocksDB's
+    // recovery flushes the memtables and the WAL that held the tail goes.
+    let _ = standby.kill();
+    let _ = standby.wait();
+    for n in 20..40 {
+        say(n).await;
+    }
+    host.restart(host_dir.path()).await;
+    let admin = host.login().await;
+    let say = |n: u32| {
+        let token = token.clone();
+        let public = host.public;
+        async move {
+            let (status, body) = call(
+                public,
+                Method::POST,
+                "/api/v1/visitor/messages",
+                Some(&token),
+                Some(json!({"client_msg_id": format!("m{n}"), "content": format!("message {n}")})),
+            )
+            .await;
+            assert_eq!(status, 201, "{body}");
+        }
+    };
+    for n in 40..60 {
+        say(n).await;
+    }
+    let mut standby = standby_process(standby_dir.path());
+    let status = standby_until(&host, &admin, caught_up).await;
+    // A restarted host knows a standby again from its first request: the
+    // full sync after the gap is the one it counts.
+    assert_eq!(
+        status["standbys"][0]["full_syncs"], 1,
+        "it synced in full again: {status}"
+    );
+    let _ = standby.kill();
+    let _ = standby.wait();
+    let progress: Value = serde_json::from_slice(
+        &std::fs::read(standby_dir.path().join("lan/replica.json")).expect("replica.json"),
+    )
+    .expect("json");
+    assert_eq!(progress["full_syncs"], 2, "{progress}");
+    assert_eq!(progress["applied_seq"], status["log_seq"], "{progress}");
+
+    // The copy serves every message, in order, once.
+    host.kill_9();
+    let output = kefu()
+        .args(["lan", "takeover", "--data-dir"])
+        .arg(standby_dir.path())
+        .output()
+        .expect("lan takeover");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let new_host = Server::start(standby_dir.path(), STANDBY_IP).await;
+    let new_admin = new_host.login().await;
+    let served = new_host.messages(&new_admin, &conversation).await;
+    let ids: Vec<String> = served
+        .iter()
+        .filter_map(|m| m["client_msg_id"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(ids, (0..60).map(|n| format!("m{n}")).collect::<Vec<_>>());
+    for (index, message) in served.iter().enumerate() {
+        assert_eq!(message["seq"], index as u64 + 1);
+    }
+}
