@@ -566,11 +566,19 @@ async fn a_standby_takes_over_after_kill_9_under_load_and_the_old_host_is_fenced
     )
     .await;
     assert_eq!(status, 503, "a superseded host writes nothing: {body}");
-    let taken: Value = serde_json::from_slice(
-        &std::fs::read(standby_dir.path().join("lan/takeover.json")).expect("takeover.json"),
-    )
-    .expect("json");
-    assert!(taken["fenced_at_ms"].is_i64(), "{taken}");
+    // The new host records the answer (after the old one demoted).
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let taken: Value = serde_json::from_slice(
+            &std::fs::read(standby_dir.path().join("lan/takeover.json")).expect("takeover.json"),
+        )
+        .expect("json");
+        if taken["fenced_at_ms"].is_i64() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{taken}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     // It never hosts this shop again.
     host.kill_9();
     let output = kefu()
