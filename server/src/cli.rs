@@ -197,6 +197,23 @@ enum LanCommand {
         #[arg(long, value_name = "FILE", env = "KEFU_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// As a paired peer: keep a copy of the shop (DATA_DIR/replica) in
+    /// step with the host, once an admin made this device a standby on
+    /// the host. Runs until stopped.
+    Standby {
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        #[arg(long, value_name = "FILE", env = "KEFU_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// As a stopped standby: take the shop over from a host that is gone
+    /// (writes the next term), saying how far behind the copy was.
+    Takeover {
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        #[arg(long, value_name = "FILE", env = "KEFU_CONFIG")]
+        config: Option<PathBuf>,
+    },
     /// As a host: print the `kefu://pair` link a peer pairs with (`lan
     /// pair --link`): the address (lan.bind, or --address when that is
     /// 0.0.0.0) and this device's ID. No secrets.
@@ -467,6 +484,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     config,
                 },
         } => crate::lan::cli::shop_name(load(config, data_dir)?, name).await,
+        Command::Lan {
+            command: LanCommand::Standby { data_dir, config },
+        } => crate::lan::standby::run(load(config, data_dir)?.data_dir).await,
+        Command::Lan {
+            command: LanCommand::Takeover { data_dir, config },
+        } => crate::lan::takeover::takeover(load(config, data_dir)?.data_dir).await,
         Command::Lan {
             command: LanCommand::Check { data_dir, config },
         } => {

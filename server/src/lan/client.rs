@@ -204,6 +204,31 @@ impl DeviceClient {
             .map_err(|_| ClientError::Timeout)?
     }
 
+    /// Sends a request and returns the answer as it arrives, its body not
+    /// read (replication's large bodies: the caller bounds what it reads).
+    pub async fn send_streaming(
+        &mut self,
+        request: Request<Body>,
+    ) -> Result<hyper::Response<hyper::body::Incoming>, ClientError> {
+        let exchange = async {
+            self.sender.ready().await?;
+            Ok::<_, ClientError>(self.sender.send_request(request).await?)
+        };
+        tokio::time::timeout(REQUEST_TIMEOUT, exchange)
+            .await
+            .map_err(|_| ClientError::Timeout)?
+    }
+
+    /// A GET request for this connection (its `Host` header set).
+    pub fn get_request(&self, path: &str) -> Result<Request<Body>, ClientError> {
+        Request::builder()
+            .method(Method::GET)
+            .uri(path)
+            .header(header::HOST, self.address.to_string())
+            .body(Body::empty())
+            .map_err(|e| ClientError::Protocol(e.to_string()))
+    }
+
     /// As [`DeviceClient::request`], but a non-2xx answer is an error.
     pub async fn call(
         &mut self,

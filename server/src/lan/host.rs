@@ -84,6 +84,11 @@ pub struct LanHost {
     pub browsers: bool,
     pub devices: Devices,
     pub connections: Arc<Connections>,
+    /// Standbys' replication progress (`lan::replication`).
+    pub standbys: super::replication::Standbys,
+    /// Set once another device took the shop over: the message log is
+    /// closed, nothing more is written in this term (`lan::replication`).
+    pub superseded: std::sync::atomic::AtomicBool,
     acceptor: TlsAcceptor,
     pairings: Mutex<HashMap<DeviceId, OpenPairing>>,
     pair_starts: DefaultKeyedRateLimiter<IpAddr>,
@@ -114,6 +119,16 @@ impl LanHost {
         let (identity, state) = tokio::task::spawn_blocking(move || {
             let (identity, _) = Identity::load_or_create(&data_dir, &names)?;
             let mut state = LanStateFile::open(&data_dir)?;
+            if let Some(by) = &state.state().superseded_by {
+                anyhow::bail!(
+                    "this device was the shop's host until {} took it over in term {}: it does \
+                     not host this shop again. Join the new host as a peer (kefu-server lan pair \
+                     --host ADDRESS --id {}); this data dir keeps the old copy",
+                    by.device_id,
+                    by.term,
+                    by.device_id
+                );
+            }
             let was = state.state().role;
             let term = match was {
                 Role::Host => state.bump_term()?,
@@ -143,6 +158,8 @@ impl LanHost {
             browsers: config.lan.browsers,
             devices,
             connections: Arc::new(Connections::default()),
+            standbys: super::replication::Standbys::default(),
+            superseded: std::sync::atomic::AtomicBool::new(false),
             acceptor: TlsAcceptor::from(Arc::new(server_config)),
             pairings: Mutex::new(HashMap::new()),
             pair_starts: RateLimiter::keyed(quota),
@@ -177,6 +194,8 @@ impl LanHost {
             links = ?pairing_links(&host, &config.lan.names),
             "LAN host listening (TLS)"
         );
+        // A host that took the shop over tells the old host its term.
+        super::takeover::spawn_fencer(config.data_dir.clone(), host.term);
         Ok(host)
     }
 
@@ -185,6 +204,28 @@ impl LanHost {
         LanHandshake {
             host: Arc::clone(self),
         }
+    }
+
+    /// `data_dir/lan/` of this server.
+    pub fn lan_dir(&self) -> std::path::PathBuf {
+        self.data_dir.join(super::identity::LAN_DIR)
+    }
+
+    /// Records durably that `by` took the shop over in `term` (see
+    /// `LanStateFile::demote`). False: `term` is below this host's own.
+    pub async fn demote(&self, term: u64, by: DeviceId) -> anyhow::Result<bool> {
+        let _writing = self.state_writes.lock().await;
+        let data_dir = self.data_dir.clone();
+        let demoted = tokio::task::spawn_blocking(move || {
+            let mut state = LanStateFile::open(&data_dir)?;
+            anyhow::Ok(state.demote(term, by)?)
+        })
+        .await??;
+        if demoted {
+            self.superseded
+                .store(true, std::sync::atomic::Ordering::Release);
+        }
+        Ok(demoted)
     }
 
     /// Stops announcing (says goodbye over mDNS).

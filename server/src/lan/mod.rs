@@ -23,6 +23,10 @@
 //!   [`client`] — a device's HTTP client over mutual TLS (`lan pair`).
 //! - [`peer`] — peer mode (`--peer-of`): the loopback server relaying the
 //!   API and the WebSocket to the pinned host, and the link's status.
+//! - [`replication`] — standby replication, the host's side: full sync,
+//!   the WAL tail, fencing an old host. [`standby`] — `lan standby`, the
+//!   standby's side. [`takeover`] — `lan takeover`, and the new host
+//!   fencing the old one.
 //! - [`address`], [`shop_name`] — checked values shared by the above.
 
 pub mod address;
@@ -38,9 +42,12 @@ pub mod host;
 pub mod identity;
 pub mod pairing;
 pub mod peer;
+pub mod replication;
 pub mod routes;
 pub mod shop_name;
+pub mod standby;
 pub mod state;
+pub mod takeover;
 pub mod tls;
 
 pub use address::HostAddress;

@@ -48,6 +48,7 @@ pub fn pairing_routes() -> Router<AppState> {
         .route("/lan/v1/pair", post(pair_start).get(pair_status))
         .route("/lan/v1/pair/nonce", post(pair_nonce))
         .route("/lan/v1/hello", get(hello))
+        .merge(super::replication::lan_routes())
 }
 
 /// The admin routes, under `/api/v1`.
@@ -59,6 +60,7 @@ pub fn routes() -> Router<AppState> {
         .route("/lan/devices/{id}", patch(rename).delete(delete))
         .route("/lan/devices/{id}/approve", post(approve))
         .route("/lan/devices/{id}/revoke", post(revoke))
+        .merge(super::replication::routes())
 }
 
 /// An admin; a visitor token is answered as if the route did not exist.
@@ -252,6 +254,10 @@ async fn status(State(state): State<AppState>, LanAdmin(_): LanAdmin) -> ApiResu
             "role": "solo",
             "hosting": false,
             "term": null,
+            "highest_term_seen": null,
+            "superseded_by": null,
+            "log_seq": null,
+            "standbys": null,
             "history_id": null,
             "device_id": null,
             "listening": null,
@@ -261,10 +267,32 @@ async fn status(State(state): State<AppState>, LanAdmin(_): LanAdmin) -> ApiResu
             "devices": null,
         })));
     };
+    let (highest_term_seen, superseded_by) = {
+        let lan_dir = host.lan_dir();
+        let data_dir = lan_dir.parent().map(std::path::Path::to_path_buf);
+        let read = tokio::task::spawn_blocking(move || {
+            data_dir.map(|dir| super::state::LanStateFile::open(&dir).map(|f| f.state().clone()))
+        })
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?;
+        match read {
+            Some(Ok(stored)) => (stored.highest_term_seen, stored.superseded_by),
+            _ => (host.term, None),
+        }
+    };
+    let log_seq = if state.log.is_open() {
+        Some(state.log.latest_sequence()?)
+    } else {
+        None
+    };
     Ok(Json(json!({
         "role": host.role,
         "hosting": true,
         "term": host.term,
+        "highest_term_seen": highest_term_seen,
+        "superseded_by": superseded_by,
+        "log_seq": log_seq,
+        "standbys": super::replication::status(&state, host).await?,
         "history_id": host.history_id,
         "device_id": host.identity.device_id(),
         "short_id": host.identity.device_id().short(),

@@ -140,6 +140,20 @@ pub struct LanState {
     /// Set exactly when `role` is `peer`.
     pub host: Option<PinnedHost>,
     pub shop_name: Option<ShopName>,
+    /// Set when this device hosted and learnt that another device took
+    /// the shop over in a term at least as high as its own
+    /// ([`LanStateFile::demote`]): it never hosts this history again
+    /// (`lan::host` refuses to start), it may only join as a peer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub superseded_by: Option<Superseded>,
+}
+
+/// Who took the shop over from this device, and in which term.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Superseded {
+    pub term: u64,
+    pub device_id: DeviceId,
 }
 
 impl LanState {
@@ -152,6 +166,7 @@ impl LanState {
             highest_term_seen: 0,
             host: None,
             shop_name: None,
+            superseded_by: None,
         }
     }
 
@@ -311,12 +326,54 @@ impl LanStateFile {
         Ok(term)
     }
 
-    /// Becomes a peer of `host`.
+    /// Becomes a peer of `host` (a superseded host that joins the new
+    /// one is no longer superseded: it keeps no shop data as a peer).
     pub fn become_peer(&mut self, host: PinnedHost) -> Result<(), StateError> {
         self.update(|state| {
             state.role = Role::Peer;
             state.host = Some(host);
+            state.superseded_by = None;
         })
+    }
+
+    /// A standby takes the shop over (`lan takeover`): host of `history`
+    /// (the old host's, whose copy it kept) in term `max(term, highest
+    /// seen) + 1`, in one durable write. Returns the new term.
+    pub fn take_over(&mut self, history: HistoryId) -> Result<u64, StateError> {
+        let term = self
+            .state
+            .term
+            .max(self.state.highest_term_seen)
+            .checked_add(1)
+            .ok_or(StateError::TermExhausted)?;
+        let mut next = self.state.clone();
+        next.role = Role::Host;
+        next.host = None;
+        next.term = term;
+        next.highest_term_seen = term;
+        next.history_id = history;
+        next.superseded_by = None;
+        self.commit(next)?;
+        Ok(term)
+    }
+
+    /// This host learnt that `by` took the shop over in `term` (at least
+    /// its own): records it durably, with the term, before returning;
+    /// from then on this device refuses to host (see [`Superseded`]).
+    /// Returns false (nothing written) when `term` is below this
+    /// device's own term: a stale claim, refused by the caller.
+    pub fn demote(&mut self, term: u64, by: DeviceId) -> Result<bool, StateError> {
+        if term < self.state.term {
+            return Ok(false);
+        }
+        let mut next = self.state.clone();
+        next.highest_term_seen = next.highest_term_seen.max(term);
+        next.superseded_by = Some(Superseded {
+            term,
+            device_id: by,
+        });
+        self.commit(next)?;
+        Ok(true)
     }
 
     /// Back to solo: forgets the pinned host; keeps history and terms.
@@ -572,5 +629,47 @@ mod tests {
         std::fs::write(&stray, b"{\"version\": 1, \"role\": \"ho").expect("write");
         let reopened = LanStateFile::open(dir.path()).expect("reopen");
         assert_eq!(*reopened.state(), old);
+    }
+
+    #[test]
+    fn a_takeover_keeps_the_history_and_writes_the_next_term() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut file = LanStateFile::open(dir.path()).expect("open");
+        file.become_peer(pinned()).expect("peer");
+        file.observe_term(4).expect("seen");
+        let term = file.take_over(HistoryId([9; 16])).expect("take over");
+        assert_eq!(term, 5);
+        let stored = on_disk(dir.path());
+        assert_eq!(stored.role, Role::Host);
+        assert_eq!(stored.term, 5);
+        assert_eq!(stored.highest_term_seen, 5);
+        assert_eq!(stored.history_id, HistoryId([9; 16]));
+        assert_eq!(stored.host, None);
+    }
+
+    #[test]
+    fn a_demoted_host_records_who_took_over_and_a_lower_term_changes_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut file = LanStateFile::open(dir.path()).expect("open");
+        file.promote_to_host(false).expect("host");
+        file.bump_term().expect("term 2");
+        let before = on_disk(dir.path());
+        let by = DeviceId::from_bytes([3; 32]);
+        assert!(!file.demote(1, by).expect("lower"));
+        assert_eq!(on_disk(dir.path()), before);
+        assert!(file.demote(2, by).expect("equal"));
+        let stored = on_disk(dir.path());
+        assert_eq!(
+            stored.superseded_by,
+            Some(Superseded {
+                term: 2,
+                device_id: by
+            })
+        );
+        assert!(file.demote(7, by).expect("higher"));
+        assert_eq!(on_disk(dir.path()).highest_term_seen, 7);
+        // Joining the new host as a peer clears it.
+        file.become_peer(pinned()).expect("peer");
+        assert_eq!(on_disk(dir.path()).superseded_by, None);
     }
 }

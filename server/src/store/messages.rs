@@ -535,6 +535,41 @@ impl MessageLog {
         Ok(())
     }
 
+    /// RocksDB's sequence number of the last write: the replication
+    /// cursor (`lan::replication`). A standby that applied every batch up
+    /// to it has the same log.
+    pub fn latest_sequence(&self) -> Result<u64, LogError> {
+        Ok(self.db.get()?.latest_sequence_number())
+    }
+
+    /// The write batches after sequence `after`, as RocksDB wrote them to
+    /// its WAL, each with its first sequence number, oldest first, until
+    /// about `max_bytes` (at least one batch when there is one). RocksDB
+    /// skips ahead silently when the WAL holding `after + 1` is gone: the
+    /// caller checks that the first batch starts at `after + 1` (see
+    /// `lan::replication`). Nothing after the last write: empty.
+    pub fn wal_batches_after(
+        &self,
+        after: u64,
+        max_bytes: usize,
+    ) -> Result<Vec<(u64, Vec<u8>)>, LogError> {
+        let db = self.db.get()?;
+        if after >= db.latest_sequence_number() {
+            return Ok(Vec::new());
+        }
+        let mut batches = Vec::new();
+        let mut bytes = 0;
+        for item in db.get_updates_since(after)? {
+            let (seq, batch) = item?;
+            bytes += batch.data().len();
+            batches.push((seq, batch.data().to_vec()));
+            if bytes >= max_bytes {
+                break;
+            }
+        }
+        Ok(batches)
+    }
+
     /// False while the log cannot write (a full disk): sends are refused
     /// with [`LogError::Unavailable`] until the writer recovers.
     pub fn is_writable(&self) -> bool {

@@ -20,6 +20,7 @@ mod hardening_store;
 mod hardening_ws;
 mod lan_cli;
 mod lan_discovery;
+mod lan_failover;
 mod lan_host;
 mod lan_netns;
 mod lan_peer;

@@ -1,0 +1,637 @@
+//! Standby replication, the host's side (issue 18; docs/LAN.md,
+//! "Replication and fencing").
+//!
+//! A paired device that an admin made a **standby** (`PUT
+//! /api/v1/lan/devices/{id}/standby`, in `lan_standbys`, migration 0013)
+//! and that runs `kefu-server lan standby` (its consent) keeps a copy of
+//! the shop. Over the pairing's mutual TLS, on the LAN listener:
+//!
+//! - `GET /lan/v1/replica/snapshot` — a **full sync**: a consistent backup
+//!   made by `ops::backup::online` (SQLite by `VACUUM INTO`, then a RocksDB
+//!   checkpoint, then the attachments; without `lan/`, which is this
+//!   device's own), streamed as [`frames`] of files, its manifest first.
+//! - `GET /lan/v1/replica/tail?after=N&term=T` — the log's **tail**: the
+//!   RocksDB write batches after sequence `N`, read from the WAL
+//!   (`MessageLog::wal_batches_after`), each with its first sequence.
+//!   **The first batch must start at `N + 1`**: RocksDB skips ahead
+//!   silently when the WAL that held it is gone, so anything else (or no
+//!   batch while the log is ahead of `N`) is answered 409 and the standby
+//!   syncs in full again; it never skips. `kefu-log-seq` carries the
+//!   host's latest sequence, so the standby knows how far behind it is.
+//! - `GET /lan/v1/replica/sqlite` — a fresh SQLite snapshot (`VACUUM
+//!   INTO`), which the standby swaps in every few seconds.
+//! - `POST /lan/v1/fence {"term"}` — a standby that took the shop over
+//!   tells this (old) host its term; a term at least this host's own
+//!   demotes it at once (durably, `LanStateFile::demote`) and closes its
+//!   message log, so it never writes again in its stale term.
+//!
+//! Every one of these needs an approved device that is a standby; anything
+//! else is 403 and changes nothing. The host keeps each standby's progress
+//! in memory ([`Standbys`]) for `GET /api/v1/lan/status`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{Path as UrlPath, State};
+use axum::response::Response;
+use axum::routing::{get, post, put};
+use axum::{Extension, Json, Router};
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tokio::io::AsyncWriteExt;
+
+use super::device_id::DeviceId;
+use super::host::{LanHost, LanPeer};
+use super::routes::LanAdmin;
+use crate::error::{ApiError, ApiResult};
+use crate::http::extract::{ApiJson, ApiQuery};
+use crate::state::AppState;
+
+/// The most WAL bytes one tail answer carries (at least one batch).
+pub const TAIL_MAX_BYTES: usize = 4 << 20;
+/// The header with the host's latest log sequence on a tail answer.
+pub const LOG_SEQ_HEADER: &str = "kefu-log-seq";
+/// The header with the host's history on replication answers.
+pub const HISTORY_HEADER: &str = "kefu-history-id";
+
+/// The framing of replication bodies. Files: for each, a big-endian u16
+/// path length, the path (UTF-8, `/`-separated, relative), a u64 size and
+/// the bytes; a zero path length ends the stream. Tail: for each batch, a
+/// u64 first sequence, a u32 length and RocksDB's batch bytes.
+pub mod frames {
+    use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+    /// Paths longer than this are refused.
+    pub const PATH_MAX: usize = 1024;
+    /// A single batch larger than this is refused.
+    pub const BATCH_MAX: usize = 256 << 20;
+
+    pub async fn write_file_header(
+        out: &mut (impl AsyncWrite + Unpin),
+        path: &str,
+        size: u64,
+    ) -> std::io::Result<()> {
+        let length = u16::try_from(path.len())
+            .ok()
+            .filter(|length| *length > 0 && usize::from(*length) <= PATH_MAX)
+            .ok_or_else(|| std::io::Error::other("path too long"))?;
+        out.write_u16(length).await?;
+        out.write_all(path.as_bytes()).await?;
+        out.write_u64(size).await
+    }
+
+    pub async fn write_end(out: &mut (impl AsyncWrite + Unpin)) -> std::io::Result<()> {
+        out.write_u16(0).await
+    }
+
+    /// The next file's path and size; `None` at the end.
+    pub async fn read_file_header(
+        input: &mut (impl AsyncRead + Unpin),
+    ) -> std::io::Result<Option<(String, u64)>> {
+        let length = usize::from(input.read_u16().await?);
+        if length == 0 {
+            return Ok(None);
+        }
+        if length > PATH_MAX {
+            return Err(std::io::Error::other("path too long"));
+        }
+        let mut path = vec![0; length];
+        input.read_exact(&mut path).await?;
+        let path = String::from_utf8(path).map_err(std::io::Error::other)?;
+        let size = input.read_u64().await?;
+        Ok(Some((path, size)))
+    }
+
+    pub fn encode_batches(batches: &[(u64, Vec<u8>)]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(batches.iter().map(|(_, b)| b.len() + 12).sum());
+        for (seq, data) in batches {
+            out.extend_from_slice(&seq.to_be_bytes());
+            out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+            out.extend_from_slice(data);
+        }
+        out
+    }
+
+    /// Splits a tail body into its batches; a truncated or oversized one
+    /// is an error.
+    pub fn decode_batches(mut body: &[u8]) -> Result<Vec<(u64, &[u8])>, &'static str> {
+        let mut batches = Vec::new();
+        while !body.is_empty() {
+            if body.len() < 12 {
+                return Err("truncated batch header");
+            }
+            let seq = u64::from_be_bytes(body[..8].try_into().map_err(|_| "header")?);
+            let length = u32::from_be_bytes(body[8..12].try_into().map_err(|_| "header")?) as usize;
+            if length > BATCH_MAX || body.len() < 12 + length {
+                return Err("truncated or oversized batch");
+            }
+            batches.push((seq, &body[12..12 + length]));
+            body = &body[12 + length..];
+        }
+        Ok(batches)
+    }
+}
+
+/// What the host knows of one standby's progress.
+#[derive(Debug, Clone)]
+struct Progress {
+    /// The sequence the standby had applied at its last request.
+    applied: u64,
+    /// The last time it had everything the host had then.
+    caught_up_at: Instant,
+    /// When it last asked.
+    seen_at: Instant,
+    full_syncs: u64,
+}
+
+/// The standbys' progress, by device (in memory: a restarted host learns
+/// it again at each standby's next request).
+#[derive(Default)]
+pub struct Standbys {
+    progress: Mutex<HashMap<DeviceId, Progress>>,
+}
+
+/// One standby as `GET /api/v1/lan/status` shows it.
+#[derive(Debug, Serialize)]
+pub struct StandbyStatus {
+    pub device_id: DeviceId,
+    pub name: String,
+    /// Whether it asked in the last [`CONNECTED_WITHIN_SECS`] seconds.
+    pub connected: bool,
+    pub applied_seq: Option<u64>,
+    /// Log sequences the host has and the standby had not at its last
+    /// request plus what the host wrote since.
+    pub lag_seq: Option<u64>,
+    /// Seconds since the standby last had everything the host had.
+    pub lag_seconds: Option<f64>,
+    pub full_syncs: u64,
+}
+
+/// A standby that has not asked for this long shows as not connected.
+pub const CONNECTED_WITHIN_SECS: u64 = 5;
+
+impl Standbys {
+    fn record(&self, device: DeviceId, applied: u64, host_latest: u64) {
+        let now = Instant::now();
+        let mut progress = self.progress.lock();
+        let entry = progress.entry(device).or_insert(Progress {
+            applied,
+            caught_up_at: now,
+            seen_at: now,
+            full_syncs: 0,
+        });
+        entry.applied = applied;
+        entry.seen_at = now;
+        if applied >= host_latest {
+            entry.caught_up_at = now;
+        }
+    }
+
+    fn full_sync(&self, device: DeviceId) {
+        let now = Instant::now();
+        let mut progress = self.progress.lock();
+        let entry = progress.entry(device).or_insert(Progress {
+            applied: 0,
+            caught_up_at: now,
+            seen_at: now,
+            full_syncs: 0,
+        });
+        entry.full_syncs += 1;
+        entry.seen_at = now;
+    }
+
+    fn status(&self, device: DeviceId, name: String, latest: u64) -> StandbyStatus {
+        let progress = self.progress.lock().get(&device).cloned();
+        match progress {
+            None => StandbyStatus {
+                device_id: device,
+                name,
+                connected: false,
+                applied_seq: None,
+                lag_seq: None,
+                lag_seconds: None,
+                full_syncs: 0,
+            },
+            Some(progress) => {
+                let lag_seq = latest.saturating_sub(progress.applied);
+                StandbyStatus {
+                    device_id: device,
+                    name,
+                    connected: progress.seen_at.elapsed().as_secs() < CONNECTED_WITHIN_SECS,
+                    applied_seq: Some(progress.applied),
+                    lag_seq: Some(lag_seq),
+                    lag_seconds: Some(if lag_seq == 0 {
+                        0.0
+                    } else {
+                        progress.caught_up_at.elapsed().as_secs_f64()
+                    }),
+                    full_syncs: progress.full_syncs,
+                }
+            }
+        }
+    }
+}
+
+/// The routes on the LAN listener (merged into `routes::pairing_routes`).
+pub fn lan_routes() -> Router<AppState> {
+    Router::new()
+        .route("/lan/v1/replica/snapshot", get(snapshot))
+        .route("/lan/v1/replica/sqlite", get(sqlite))
+        .route("/lan/v1/replica/tail", get(tail))
+        .route("/lan/v1/fence", post(fence))
+}
+
+/// The admin's routes, under `/api/v1`.
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/lan/devices/{id}/standby", put(set_standby))
+}
+
+fn hosting(state: &AppState) -> ApiResult<&LanHost> {
+    state.lan.as_deref().ok_or_else(|| {
+        ApiError::Conflict("this server is not a LAN host (start it with --lan-bind)".into())
+    })
+}
+
+/// Whether an admin made `device` a standby.
+pub async fn is_standby(db: &sqlx::SqlitePool, device: &DeviceId) -> ApiResult<bool> {
+    let row: Option<(String,)> =
+        sqlx::query_as("SELECT device_id FROM lan_standbys WHERE device_id = ?")
+            .bind(device.to_string())
+            .fetch_optional(db)
+            .await?;
+    Ok(row.is_some())
+}
+
+/// The calling device, when it is approved and a standby; 403 otherwise.
+async fn standby_device(state: &AppState, host: &LanHost, peer: &LanPeer) -> ApiResult<DeviceId> {
+    let key = peer
+        .key
+        .as_ref()
+        .ok_or_else(|| ApiError::forbidden("replication needs a Kefu device certificate"))?;
+    if !host.devices.is_approved(&key.device_id) || !is_standby(&state.db, &key.device_id).await? {
+        return Err(ApiError::forbidden(
+            "this device is not a standby of the host: an admin makes it one (Settings → LAN)",
+        ));
+    }
+    if host.superseded.load(std::sync::atomic::Ordering::Acquire) {
+        return Err(ApiError::Conflict(
+            "this host was taken over by another device: it serves no replica".into(),
+        ));
+    }
+    Ok(key.device_id)
+}
+
+fn replication_response(host: &LanHost, body: Body) -> ApiResult<Response> {
+    Response::builder()
+        .header(http::header::CONTENT_TYPE, "application/octet-stream")
+        .header(HISTORY_HEADER, host.history_id.to_string())
+        .body(body)
+        .map_err(|e| ApiError::Internal(e.into()))
+}
+
+/// A directory for a snapshot, outside the data dir (a backup is refused
+/// inside it), removed when dropped.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new() -> Scratch {
+        Scratch(std::env::temp_dir().join(format!("kefu-replica-{}", ulid::Ulid::new())))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Streams `files` (relative to `root`) as [`frames`]; `scratch` lives
+/// until the last byte is written.
+fn stream_files(root: PathBuf, files: Vec<String>, scratch: Scratch) -> Body {
+    let (mut writer, reader) = tokio::io::duplex(256 << 10);
+    tokio::spawn(async move {
+        let _scratch = scratch;
+        let result = async {
+            for path in files {
+                let full = crate::ops::manifest::resolve(&root, &path)
+                    .ok_or_else(|| std::io::Error::other(format!("unexpected file {path}")))?;
+                let mut file = tokio::fs::File::open(&full).await?;
+                let size = file.metadata().await?.len();
+                frames::write_file_header(&mut writer, &path, size).await?;
+                let mut limited = tokio::io::AsyncReadExt::take(&mut file, size);
+                let copied = tokio::io::copy(&mut limited, &mut writer).await?;
+                if copied != size {
+                    return Err(std::io::Error::other("file changed while sent"));
+                }
+            }
+            frames::write_end(&mut writer).await?;
+            writer.shutdown().await
+        }
+        .await;
+        if let Err(error) = result {
+            tracing::warn!(%error, "replica snapshot stream ended early");
+        }
+    });
+    Body::from_stream(tokio_util::io::ReaderStream::new(reader))
+}
+
+async fn snapshot(
+    State(state): State<AppState>,
+    Extension(peer): Extension<LanPeer>,
+) -> ApiResult<Response> {
+    let host = hosting(&state)?;
+    let device = standby_device(&state, host, &peer).await?;
+    let scratch = Scratch::new();
+    let summary = crate::ops::backup::online(&state, &scratch.0)
+        .await
+        .map_err(ApiError::Internal)?;
+    let manifest = crate::ops::manifest::Manifest::read(&scratch.0).map_err(ApiError::Internal)?;
+    let lan_prefix = format!("{}/", super::identity::LAN_DIR);
+    let mut files = vec![crate::ops::manifest::FILE.to_owned()];
+    files.extend(
+        manifest
+            .files
+            .iter()
+            .map(|entry| entry.path.clone())
+            .filter(|path| !path.starts_with(&lan_prefix)),
+    );
+    host.standbys.full_sync(device);
+    tracing::info!(
+        device = %device.short(),
+        bytes = summary.bytes,
+        messages = summary.messages,
+        "LAN standby: full sync sent"
+    );
+    let root = scratch.0.clone();
+    replication_response(host, stream_files(root, files, scratch))
+}
+
+async fn sqlite(
+    State(state): State<AppState>,
+    Extension(peer): Extension<LanPeer>,
+) -> ApiResult<Response> {
+    let host = hosting(&state)?;
+    standby_device(&state, host, &peer).await?;
+    let scratch = Scratch::new();
+    std::fs::create_dir(&scratch.0).map_err(|e| ApiError::Internal(e.into()))?;
+    let target = scratch.0.join(crate::store::db::FILE_NAME);
+    let text = target
+        .to_str()
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("temporary path is not UTF-8")))?
+        .to_owned();
+    sqlx::query("VACUUM INTO ?")
+        .bind(text)
+        .execute(&state.db)
+        .await?;
+    let root = scratch.0.clone();
+    replication_response(
+        host,
+        stream_files(root, vec![crate::store::db::FILE_NAME.to_owned()], scratch),
+    )
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TailQuery {
+    /// The last sequence the standby applied.
+    after: u64,
+    /// The highest term the standby has seen.
+    term: u64,
+}
+
+async fn tail(
+    State(state): State<AppState>,
+    Extension(peer): Extension<LanPeer>,
+    ApiQuery(query): ApiQuery<TailQuery>,
+) -> ApiResult<Response> {
+    let host = hosting(&state)?;
+    let device = standby_device(&state, host, &peer).await?;
+    if query.term > host.term {
+        return Err(ApiError::Conflict(format!(
+            "the standby has seen term {}, above this host's {}: this host is stale",
+            query.term, host.term
+        )));
+    }
+    let latest = state.log.latest_sequence()?;
+    if query.after > latest {
+        return Err(ApiError::Conflict(
+            "the standby is ahead of this host's log: sync in full".into(),
+        ));
+    }
+    let after = query.after;
+    let log_state = state.clone();
+    let batches =
+        tokio::task::spawn_blocking(move || log_state.log.wal_batches_after(after, TAIL_MAX_BYTES))
+            .await
+            .map_err(|e| ApiError::Internal(e.into()))??;
+    match batches.first() {
+        Some((first, _)) if *first != after + 1 => {
+            return Err(gap(after, Some(*first)));
+        }
+        None if after < latest => return Err(gap(after, None)),
+        _ => {}
+    }
+    host.standbys.record(device, after, latest);
+    let mut response = replication_response(host, Body::from(frames::encode_batches(&batches)))?;
+    response
+        .headers_mut()
+        .insert(LOG_SEQ_HEADER, http::HeaderValue::from(latest));
+    Ok(response)
+}
+
+fn gap(after: u64, first: Option<u64>) -> ApiError {
+    tracing::info!(
+        after,
+        ?first,
+        "LAN standby asked for a tail the WAL no longer holds"
+    );
+    ApiError::Conflict(format!(
+        "the host's WAL no longer holds sequence {}: sync in full",
+        after + 1
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FenceBody {
+    term: u64,
+}
+
+/// A standby that took the shop over fences this host (module doc).
+async fn fence(
+    State(state): State<AppState>,
+    Extension(peer): Extension<LanPeer>,
+    ApiJson(body): ApiJson<FenceBody>,
+) -> ApiResult<Json<Value>> {
+    let host = hosting(&state)?;
+    let key = peer
+        .key
+        .as_ref()
+        .ok_or_else(|| ApiError::forbidden("fencing needs a Kefu device certificate"))?;
+    if !host.devices.is_approved(&key.device_id) || !is_standby(&state.db, &key.device_id).await? {
+        return Err(ApiError::forbidden(
+            "only a standby of this host can take the shop over",
+        ));
+    }
+    if key.device_id == host.identity.device_id() {
+        return Err(ApiError::bad_request("a host does not fence itself"));
+    }
+    let demoted = host
+        .demote(body.term, key.device_id)
+        .await
+        .map_err(ApiError::Internal)?;
+    if !demoted {
+        return Err(ApiError::Conflict(format!(
+            "term {} is below this host's term {}: refused",
+            body.term, host.term
+        )));
+    }
+    // Nothing is written in this term from now on.
+    state.log.close().await;
+    tracing::warn!(
+        by = %key.device_id.short(),
+        term = body.term,
+        own_term = host.term,
+        "LAN host superseded: another device took the shop over; the message log is closed"
+    );
+    Ok(Json(json!({"superseded": true, "term": host.term})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StandbyBody {
+    enabled: bool,
+}
+
+/// `PUT /api/v1/lan/devices/{id}/standby {"enabled"}`: an admin makes an
+/// approved device a standby (or no longer one), audited.
+async fn set_standby(
+    State(state): State<AppState>,
+    LanAdmin(admin): LanAdmin,
+    UrlPath(id): UrlPath<String>,
+    ApiJson(body): ApiJson<StandbyBody>,
+) -> ApiResult<Json<Value>> {
+    let host = hosting(&state)?;
+    let device: DeviceId = id
+        .parse()
+        .map_err(|_| ApiError::NotFound("device not found".into()))?;
+    let current = host.devices.get(&state.db, &device).await?;
+    if body.enabled && current.status != super::devices::DeviceStatus::Approved {
+        return Err(ApiError::Conflict(
+            "only an approved device can be a standby".into(),
+        ));
+    }
+    let mut tx = state.db.begin().await?;
+    if body.enabled {
+        sqlx::query(
+            "INSERT INTO lan_standbys (device_id, enabled_at, enabled_by) VALUES (?, ?, ?)
+             ON CONFLICT (device_id) DO NOTHING",
+        )
+        .bind(device.to_string())
+        .bind(crate::time::now_ms())
+        .bind(admin.id.to_string())
+        .execute(&mut *tx)
+        .await?;
+    } else {
+        sqlx::query("DELETE FROM lan_standbys WHERE device_id = ?")
+            .bind(device.to_string())
+            .execute(&mut *tx)
+            .await?;
+    }
+    let device_text = device.to_string();
+    crate::audit::record(
+        &mut *tx,
+        Some(admin.id),
+        "lan.device.standby",
+        Some(("lan_device", &device_text)),
+        json!({"enabled": body.enabled}),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Json(json!({"device_id": device, "standby": body.enabled})))
+}
+
+/// The standbys for `GET /api/v1/lan/status`.
+pub async fn status(state: &AppState, host: &LanHost) -> ApiResult<Vec<StandbyStatus>> {
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SELECT s.device_id, d.name FROM lan_standbys s
+         JOIN lan_devices d ON d.device_id = s.device_id
+         WHERE d.status = 'approved' ORDER BY s.enabled_at",
+    )
+    .fetch_all(&state.db)
+    .await?;
+    let latest = if state.log.is_open() {
+        state.log.latest_sequence().unwrap_or(0)
+    } else {
+        0
+    };
+    Ok(rows
+        .into_iter()
+        .filter_map(|(id, name)| id.parse().ok().map(|id| (id, name)))
+        .map(|(id, name)| host.standbys.status(id, name, latest))
+        .collect())
+}
+
+/// Where a data dir keeps its standby copy (`lan standby`).
+pub fn replica_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("replica")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::frames;
+
+    #[test]
+    fn batches_round_trip_and_a_truncated_body_is_refused() {
+        let batches = vec![(7, vec![1, 2, 3]), (10, vec![]), (11, vec![9; 300])];
+        let body = frames::encode_batches(&batches);
+        let decoded = frames::decode_batches(&body).expect("decode");
+        let decoded: Vec<(u64, Vec<u8>)> =
+            decoded.into_iter().map(|(s, d)| (s, d.to_vec())).collect();
+        assert_eq!(decoded, batches);
+        assert!(frames::decode_batches(&body[..body.len() - 1]).is_err());
+        assert!(frames::decode_batches(&body[..5]).is_err());
+    }
+
+    #[tokio::test]
+    async fn file_frames_round_trip_and_refuse_long_paths() {
+        let mut out = Vec::new();
+        frames::write_file_header(&mut out, "messages/000004.log", 3)
+            .await
+            .expect("header");
+        out.extend_from_slice(b"abc");
+        frames::write_end(&mut out).await.expect("end");
+        let mut input = &out[..];
+        let (path, size) = frames::read_file_header(&mut input)
+            .await
+            .expect("read")
+            .expect("a file");
+        assert_eq!((path.as_str(), size), ("messages/000004.log", 3));
+        let mut bytes = [0; 3];
+        tokio::io::AsyncReadExt::read_exact(&mut input, &mut bytes)
+            .await
+            .expect("bytes");
+        assert_eq!(&bytes, b"abc");
+        assert!(
+            frames::read_file_header(&mut input)
+                .await
+                .expect("end")
+                .is_none()
+        );
+        let long = "a".repeat(frames::PATH_MAX + 1);
+        assert!(
+            frames::write_file_header(&mut Vec::new(), &long, 0)
+                .await
+                .is_err()
+        );
+        assert!(
+            frames::write_file_header(&mut Vec::new(), "", 0)
+                .await
+                .is_err()
+        );
+    }
+}

@@ -1,0 +1,406 @@
+//! `kefu-server lan standby`: the standby's side of replication
+//! (`lan::replication` has the host's, docs/LAN.md "Replication and
+//! fencing").
+//!
+//! A paired peer that runs it keeps a copy of the shop in
+//! `DATA_DIR/replica/` (SQLite, the message log, attachments), apart from
+//! its own solo data. It connects to the pinned host over mutual TLS and:
+//!
+//! 1. with no copy, or when the host says the tail it asks for is gone,
+//!    **syncs in full**: the host's snapshot is received into
+//!    `DATA_DIR/.replica.partial-<ulid>`, every file checked against the
+//!    snapshot's manifest (size and SHA-256) and fsynced, then renamed
+//!    into place; a copy is never half replaced;
+//! 2. then **tails** the log: each answer's batches are applied in order
+//!    after checking that each starts right after the last one applied
+//!    and that the copy's RocksDB sequence lands exactly where the host's
+//!    did (`seq + count − 1`), so the copy's log is the host's; anything
+//!    else drops the copy's cursor and syncs in full;
+//! 3. swaps in a fresh SQLite snapshot every [`SQLITE_REFRESH`].
+//!
+//! Every answer's `kefu-term` is checked: a host below the highest term
+//! this device has seen is stale and is not followed. Progress (what was
+//! applied, what the host had, when it was last heard) is written to
+//! `DATA_DIR/lan/replica.json` after each answer, for `lan takeover`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use futures_util::TryStreamExt;
+use http::StatusCode;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+
+use super::address::HostAddress;
+use super::client::DeviceClient;
+use super::device_id::DeviceId;
+use super::fs::{self as lanfs, Visibility};
+use super::identity::{Identity, LAN_DIR};
+use super::replication::{self, HISTORY_HEADER, LOG_SEQ_HEADER, frames};
+use super::state::{HistoryId, LanStateFile, Role};
+use super::tls::ServerTrust;
+use crate::ops::manifest;
+
+/// How long the standby waits before asking again when it has everything.
+pub const POLL: Duration = Duration::from_millis(50);
+/// How often the copy's SQLite is replaced by a fresh snapshot.
+pub const SQLITE_REFRESH: Duration = Duration::from_secs(5);
+/// Pause before reconnecting after the host could not be reached.
+pub const RECONNECT: Duration = Duration::from_secs(1);
+/// The progress file in `DATA_DIR/lan/`.
+pub const PROGRESS_FILE: &str = "replica.json";
+
+/// What `DATA_DIR/lan/replica.json` holds.
+#[derive(Serialize, Deserialize, Clone, Debug, Default)]
+pub struct Progress {
+    pub host_device_id: Option<DeviceId>,
+    pub host_address: Option<HostAddress>,
+    pub history_id: Option<HistoryId>,
+    pub host_term: u64,
+    /// The last log sequence the copy applied (its RocksDB sequence).
+    pub applied_seq: u64,
+    /// The host's latest sequence at the last answer.
+    pub host_seq: u64,
+    /// When the host last answered (ms since the epoch).
+    pub last_contact_ms: i64,
+    pub full_syncs: u64,
+}
+
+pub fn read_progress(data_dir: &Path) -> Option<Progress> {
+    let bytes = std::fs::read(data_dir.join(LAN_DIR).join(PROGRESS_FILE)).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+fn write_progress(data_dir: &Path, progress: &Progress) -> anyhow::Result<()> {
+    let bytes = serde_json::to_vec_pretty(progress)?;
+    lanfs::write_atomic(
+        &data_dir.join(LAN_DIR).join(PROGRESS_FILE),
+        &bytes,
+        Visibility::Public,
+    )?;
+    Ok(())
+}
+
+/// Opens the copy's message log (RocksDB, the server's options).
+pub fn open_copy(replica: &Path) -> anyhow::Result<rocksdb::DB> {
+    let mut options = crate::store::messages::db_options();
+    options.create_if_missing(false);
+    rocksdb::DB::open_cf_descriptors(
+        &options,
+        replica.join(crate::LOG_DIR),
+        crate::store::messages::column_families(),
+    )
+    .map_err(|e| anyhow::anyhow!("cannot open the copy's message log: {e}"))
+}
+
+/// Why a session with the host ended.
+enum End {
+    /// Sync in full, then go on.
+    Resync(String),
+}
+
+/// `lan standby`: runs until stopped (Ctrl-C; SIGTERM ends the process:
+/// the copy is consistent after any batch).
+pub async fn run(data_dir: PathBuf) -> anyhow::Result<()> {
+    let dir = data_dir.clone();
+    let (identity, state) = tokio::task::spawn_blocking(move || {
+        let (identity, _) = Identity::open(&dir)?;
+        let state = LanStateFile::open(&dir)?;
+        anyhow::Ok((identity, state))
+    })
+    .await??;
+    if state.state().role != Role::Peer {
+        anyhow::bail!(
+            "this device is not a peer of a host: pair it first (kefu-server lan pair), then an \
+             admin makes it a standby on the host"
+        );
+    }
+    let state = Arc::new(parking_lot::Mutex::new(state));
+    eprintln!(
+        "standby of host {}: keeping a copy in {}",
+        state
+            .lock()
+            .state()
+            .host
+            .as_ref()
+            .map(|h| h.device_id.to_string())
+            .unwrap_or_default(),
+        replication::replica_dir(&data_dir).display()
+    );
+    let mut force_full = false;
+    let work = async {
+        loop {
+            match session(&identity, &data_dir, &state, force_full).await {
+                Ok(End::Resync(why)) => {
+                    tracing::info!(%why, "standby: syncing in full");
+                    eprintln!("syncing in full: {why}");
+                    force_full = true;
+                }
+                Err(error) => {
+                    tracing::warn!(error = %format!("{error:#}"), "standby: host not reached");
+                    eprintln!("host not reached: {error:#}");
+                    tokio::time::sleep(RECONNECT).await;
+                }
+            }
+        }
+    };
+    tokio::select! {
+        () = work => Ok(()),
+        _ = tokio::signal::ctrl_c() => {
+            eprintln!("standby stopped");
+            Ok(())
+        }
+    }
+}
+
+/// Checks and records the host's term from an answer's headers.
+fn check_term(
+    state: &parking_lot::Mutex<LanStateFile>,
+    headers: &http::HeaderMap,
+) -> anyhow::Result<u64> {
+    let term: u64 = headers
+        .get(super::host::TERM_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .context("the host's answer carries no term")?;
+    state.lock().observe_term(term).context("the host's term")?;
+    Ok(term)
+}
+
+async fn session(
+    identity: &Identity,
+    data_dir: &Path,
+    state: &parking_lot::Mutex<LanStateFile>,
+    force_full: bool,
+) -> anyhow::Result<End> {
+    let host = state
+        .lock()
+        .state()
+        .host
+        .clone()
+        .context("no pinned host")?;
+    let mut client =
+        DeviceClient::connect(identity, ServerTrust::Pinned(host.device_id), &host.address).await?;
+    let replica = replication::replica_dir(data_dir);
+    let mut progress = read_progress(data_dir).unwrap_or_default();
+    progress.host_device_id = Some(host.device_id);
+    progress.host_address = Some(host.address.clone());
+    if force_full || !replica.join(crate::LOG_DIR).is_dir() {
+        full_sync(&mut client, data_dir, state, &mut progress).await?;
+    }
+    let db = {
+        let replica = replica.clone();
+        tokio::task::spawn_blocking(move || open_copy(&replica)).await??
+    };
+    let mut applied = db.latest_sequence_number();
+    let mut sqlite_at = Instant::now();
+    loop {
+        let highest = state.lock().state().highest_term_seen;
+        let request = client.get_request(&format!(
+            "/lan/v1/replica/tail?after={applied}&term={highest}"
+        ))?;
+        let response = client.send_streaming(request).await?;
+        let term = check_term(state, response.headers())?;
+        let status = response.status();
+        let host_seq = response
+            .headers()
+            .get(LOG_SEQ_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        let body = axum::body::to_bytes(
+            axum::body::Body::new(response.into_body()),
+            replication::TAIL_MAX_BYTES + frames::BATCH_MAX,
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("reading the tail: {e}"))?;
+        if status == StatusCode::CONFLICT {
+            let message = serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
+                .unwrap_or_default();
+            return Ok(End::Resync(message));
+        }
+        if !status.is_success() {
+            anyhow::bail!("the host refused the tail ({status})");
+        }
+        let host_seq = host_seq.context("the tail answer carries no log sequence")?;
+        let batches = frames::decode_batches(&body).map_err(anyhow::Error::msg)?;
+        let count = batches.len();
+        for (seq, data) in batches {
+            if seq != applied + 1 {
+                return Ok(End::Resync(format!(
+                    "batch at {seq}, expected {}",
+                    applied + 1
+                )));
+            }
+            let batch = rocksdb::WriteBatch::from_data(data);
+            let ops = batch.len() as u64;
+            db.write(batch)?;
+            let now = db.latest_sequence_number();
+            if ops == 0 || now != seq + ops - 1 {
+                return Ok(End::Resync(format!(
+                    "the copy's sequence is {now} after a batch at {seq} of {ops}"
+                )));
+            }
+            applied = now;
+        }
+        if count > 0 {
+            db.flush_wal(true)?;
+        }
+        progress.applied_seq = applied;
+        progress.host_seq = host_seq;
+        progress.host_term = term;
+        progress.last_contact_ms = crate::time::now_ms();
+        write_progress(data_dir, &progress)?;
+        if sqlite_at.elapsed() >= SQLITE_REFRESH {
+            refresh_sqlite(&mut client, &replica, state).await?;
+            sqlite_at = Instant::now();
+        }
+        if count == 0 {
+            tokio::time::sleep(POLL).await;
+        }
+    }
+}
+
+/// Reads a [`frames`] file stream into `root`, fsyncing each file.
+async fn receive_files(
+    mut input: impl AsyncRead + Unpin,
+    root: &Path,
+) -> anyhow::Result<Vec<String>> {
+    let mut names = Vec::new();
+    while let Some((path, size)) = frames::read_file_header(&mut input).await? {
+        let target = manifest::resolve(root, &path)
+            .with_context(|| format!("the host sent a file named {path:?}"))?;
+        if let Some(parent) = target.parent() {
+            tokio::fs::create_dir_all(parent).await?;
+        }
+        let mut file = tokio::fs::File::create(&target).await?;
+        let mut limited = (&mut input).take(size);
+        let copied = tokio::io::copy(&mut limited, &mut file).await?;
+        if copied != size {
+            anyhow::bail!("{path} ended after {copied} of {size} bytes");
+        }
+        file.sync_all().await?;
+        file.shutdown().await?;
+        names.push(path);
+    }
+    Ok(names)
+}
+
+fn body_reader(response: hyper::Response<hyper::body::Incoming>) -> impl AsyncRead + Unpin + Send {
+    let stream = axum::body::Body::new(response.into_body())
+        .into_data_stream()
+        .map_err(std::io::Error::other);
+    tokio_util::io::StreamReader::new(stream)
+}
+
+async fn full_sync(
+    client: &mut DeviceClient,
+    data_dir: &Path,
+    state: &parking_lot::Mutex<LanStateFile>,
+    progress: &mut Progress,
+) -> anyhow::Result<()> {
+    let request = client.get_request("/lan/v1/replica/snapshot")?;
+    let response = client.send_streaming(request).await?;
+    let term = check_term(state, response.headers())?;
+    if !response.status().is_success() {
+        let status = response.status();
+        let body = axum::body::to_bytes(axum::body::Body::new(response.into_body()), 64 << 10)
+            .await
+            .unwrap_or_default();
+        anyhow::bail!(
+            "the host refused the snapshot ({status}): {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+    let history: Option<HistoryId> = response
+        .headers()
+        .get(HISTORY_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    let partial = data_dir.join(format!(".replica.partial-{}", ulid::Ulid::new()));
+    tokio::fs::create_dir_all(&partial).await?;
+    let received = async {
+        receive_files(body_reader(response), &partial).await?;
+        let root = partial.clone();
+        tokio::task::spawn_blocking(move || check_snapshot(&root)).await?
+    }
+    .await;
+    if let Err(error) = received {
+        let _ = std::fs::remove_dir_all(&partial);
+        return Err(error.context("receiving the host's snapshot"));
+    }
+    let replica = replication::replica_dir(data_dir);
+    let old = data_dir.join(format!(".replica.old-{}", ulid::Ulid::new()));
+    if replica.exists() {
+        std::fs::rename(&replica, &old)?;
+    }
+    std::fs::rename(&partial, &replica)?;
+    manifest::sync_dir(data_dir)?;
+    let _ = std::fs::remove_dir_all(&old);
+    progress.full_syncs += 1;
+    progress.history_id = history;
+    progress.host_term = term;
+    progress.last_contact_ms = crate::time::now_ms();
+    write_progress(data_dir, progress)?;
+    tracing::info!("standby: full sync done");
+    eprintln!("full sync done");
+    Ok(())
+}
+
+/// Every file of the snapshot's manifest (but `lan/`, which the host
+/// keeps) is there with its size and SHA-256; the manifest then goes
+/// (the copy changes from here on: it is no backup).
+fn check_snapshot(root: &Path) -> anyhow::Result<()> {
+    let manifest = manifest::Manifest::read(root)?;
+    let lan_prefix = format!("{LAN_DIR}/");
+    for entry in manifest
+        .files
+        .iter()
+        .filter(|e| !e.path.starts_with(&lan_prefix))
+    {
+        let path = manifest::resolve(root, &entry.path)
+            .with_context(|| format!("unexpected file {}", entry.path))?;
+        let (size, sha256) = manifest::hash_file(&path, true)
+            .with_context(|| format!("{} is missing from the snapshot", entry.path))?;
+        if size != entry.size || sha256 != entry.sha256 {
+            anyhow::bail!("{} does not match the snapshot's manifest", entry.path);
+        }
+    }
+    std::fs::remove_file(root.join(manifest::FILE))?;
+    manifest::sync_dirs(root)?;
+    Ok(())
+}
+
+async fn refresh_sqlite(
+    client: &mut DeviceClient,
+    replica: &Path,
+    state: &parking_lot::Mutex<LanStateFile>,
+) -> anyhow::Result<()> {
+    let request = client.get_request("/lan/v1/replica/sqlite")?;
+    let response = client.send_streaming(request).await?;
+    check_term(state, response.headers())?;
+    if !response.status().is_success() {
+        anyhow::bail!(
+            "the host refused the SQLite snapshot ({})",
+            response.status()
+        );
+    }
+    let partial = replica.join(format!(".sqlite.partial-{}", ulid::Ulid::new()));
+    let received = receive_files(body_reader(response), &partial).await;
+    let result = received.and_then(|names| {
+        if names != [crate::store::db::FILE_NAME] {
+            anyhow::bail!("the SQLite snapshot holds {names:?}");
+        }
+        std::fs::rename(
+            partial.join(crate::store::db::FILE_NAME),
+            replica.join(crate::store::db::FILE_NAME),
+        )?;
+        manifest::sync_dir(replica)?;
+        Ok(())
+    });
+    let _ = std::fs::remove_dir_all(&partial);
+    result
+}

@@ -1,0 +1,220 @@
+//! `kefu-server lan takeover`: a standby becomes the shop's host after the
+//! host vanished (docs/LAN.md, "Replication and fencing"). No automatic
+//! election: with two desktops there is no majority, so a person decides.
+//!
+//! On a stopped standby (no `lan standby`, no server on its data dir):
+//!
+//! 1. the copy's log is opened (which fails while `lan standby` holds it)
+//!    and its last sequence read; with `lan/replica.json` (what the host
+//!    had when last heard) that says **how far behind** the copy was;
+//! 2. this device's own solo data, if any, is moved aside to
+//!    `DATA_DIR/before-takeover-<UTC time>/` (kept), and the copy is moved
+//!    into place;
+//! 3. `lan/takeover.json` records the old host (address, device ID);
+//! 4. the state becomes host of the old host's history in term `highest
+//!    seen + 1`, in one durable write (`LanStateFile::take_over`).
+//!
+//! Then `serve --lan-bind` serves the shop (its start opens the next term,
+//! as every start as host does) and, while `takeover.json` says the old
+//! host was not fenced yet, [`spawn_fencer`] keeps telling the old host's
+//! address the new term (`POST /lan/v1/fence`) until it answers: the old
+//! host then demotes and closes its log for good.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use http::Method;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::client::DeviceClient;
+use super::fs::{self as lanfs, Visibility};
+use super::identity::{Identity, LAN_DIR};
+use super::replication::replica_dir;
+use super::standby::{open_copy, read_progress};
+use super::state::{LanStateFile, PinnedHost};
+use super::tls::ServerTrust;
+
+/// The record in `DATA_DIR/lan/`.
+pub const TAKEOVER_FILE: &str = "takeover.json";
+/// How often the new host tries the old host's address until it answers.
+pub const FENCE_RETRY: Duration = Duration::from_secs(1);
+
+/// What `lan/takeover.json` holds.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct TakenOver {
+    pub old_host: PinnedHost,
+    /// The term `lan takeover` wrote.
+    pub term: u64,
+    pub at_ms: i64,
+    /// The copy's last log sequence, and the host's when last heard.
+    pub applied_seq: u64,
+    pub host_seq: u64,
+    pub last_contact_ms: i64,
+    /// When the old host acknowledged the new term (it demoted).
+    #[serde(default)]
+    pub fenced_at_ms: Option<i64>,
+}
+
+fn takeover_path(data_dir: &Path) -> PathBuf {
+    data_dir.join(LAN_DIR).join(TAKEOVER_FILE)
+}
+
+pub fn read(data_dir: &Path) -> Option<TakenOver> {
+    let bytes = std::fs::read(takeover_path(data_dir)).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+fn write(data_dir: &Path, record: &TakenOver) -> anyhow::Result<()> {
+    let bytes = serde_json::to_vec_pretty(record)?;
+    lanfs::write_atomic(&takeover_path(data_dir), &bytes, Visibility::Public)?;
+    Ok(())
+}
+
+/// `lan takeover`.
+pub async fn takeover(data_dir: PathBuf) -> anyhow::Result<()> {
+    let record = tokio::task::spawn_blocking(move || take_over(&data_dir)).await??;
+    let behind = record.host_seq.saturating_sub(record.applied_seq);
+    let heard = (crate::time::now_ms() - record.last_contact_ms).max(0) / 1000;
+    println!("took over the shop in term {}", record.term);
+    println!(
+        "behind: {behind} log entries at least, when the host was last heard ({heard} s ago; \
+         copy at sequence {}, host at {})",
+        record.applied_seq, record.host_seq
+    );
+    eprintln!(
+        "What the old host wrote after it was last heard is not here either. Start serving with kefu-server serve \
+         --lan-bind ADDRESS; the old host is told the new term as soon as it is reachable, and \
+         then writes nothing more."
+    );
+    Ok(())
+}
+
+fn take_over(data_dir: &Path) -> anyhow::Result<TakenOver> {
+    if crate::ops::runtime::server_running(data_dir)? {
+        anyhow::bail!(
+            "a server is running on {}: stop it first (the peer), then take over",
+            data_dir.display()
+        );
+    }
+    let mut state = LanStateFile::open(data_dir)?;
+    let old_host = state
+        .state()
+        .host
+        .clone()
+        .context("this device is not a peer of a host: there is nothing to take over")?;
+    let replica = replica_dir(data_dir);
+    let progress = read_progress(data_dir)
+        .filter(|_| replica.join(crate::LOG_DIR).is_dir())
+        .context("this device keeps no copy of the shop (kefu-server lan standby)")?;
+    let applied_seq = {
+        let db = open_copy(&replica)
+            .context("is `kefu-server lan standby` still running? stop it first")?;
+        db.latest_sequence_number()
+    };
+    let history = progress
+        .history_id
+        .or(old_host.history_id)
+        .context("the copy does not say which history it is")?;
+    // This device's own data goes aside (kept), the copy comes in.
+    let own = [
+        crate::store::db::FILE_NAME.to_owned(),
+        format!("{}-wal", crate::store::db::FILE_NAME),
+        format!("{}-shm", crate::store::db::FILE_NAME),
+        crate::LOG_DIR.to_owned(),
+        crate::attachments::DIR.to_owned(),
+    ];
+    let stamp = jiff::Timestamp::now()
+        .strftime("%Y%m%dT%H%M%SZ")
+        .to_string();
+    let aside = data_dir.join(format!("before-takeover-{stamp}"));
+    for name in &own {
+        let path = data_dir.join(name);
+        if path.exists() {
+            std::fs::create_dir_all(&aside)?;
+            std::fs::rename(&path, aside.join(name))
+                .with_context(|| format!("moving {} aside", path.display()))?;
+        }
+    }
+    for name in &own {
+        let path = replica.join(name);
+        if path.exists() {
+            std::fs::rename(&path, data_dir.join(name))
+                .with_context(|| format!("moving the copy's {name} into place"))?;
+        }
+    }
+    crate::ops::manifest::sync_dir(data_dir)?;
+    let _ = std::fs::remove_dir_all(&replica);
+    let mut record = TakenOver {
+        old_host,
+        term: 0,
+        at_ms: crate::time::now_ms(),
+        applied_seq,
+        host_seq: progress.host_seq.max(applied_seq),
+        last_contact_ms: progress.last_contact_ms,
+        fenced_at_ms: None,
+    };
+    write(data_dir, &record)?;
+    record.term = state.take_over(history)?;
+    write(data_dir, &record)?;
+    tracing::info!(term = record.term, applied_seq, "LAN: took the shop over");
+    Ok(record)
+}
+
+/// On a host that took the shop over and has not fenced the old host yet:
+/// tells the old host `term` every [`FENCE_RETRY`] until it answers.
+pub fn spawn_fencer(data_dir: PathBuf, term: u64) {
+    let Some(record) = read(&data_dir) else {
+        return;
+    };
+    if record.fenced_at_ms.is_some() {
+        return;
+    }
+    tokio::spawn(async move {
+        let identity = match Identity::open(&data_dir) {
+            Ok((identity, _)) => identity,
+            Err(error) => {
+                tracing::warn!(%error, "LAN fencer: no identity");
+                return;
+            }
+        };
+        let old = record.old_host.clone();
+        loop {
+            let attempt = async {
+                let mut client = DeviceClient::connect(
+                    &identity,
+                    ServerTrust::Pinned(old.device_id),
+                    &old.address,
+                )
+                .await?;
+                let (status, body) = client
+                    .request(
+                        Method::POST,
+                        "/lan/v1/fence",
+                        Some(&json!({"term": term})),
+                        None,
+                    )
+                    .await?;
+                anyhow::Ok((status, body))
+            };
+            match attempt.await {
+                Ok((status, _)) if status.is_success() => {
+                    tracing::warn!(old_host = %old.device_id.short(), term, "LAN: the old host demoted");
+                    let mut done = record.clone();
+                    done.fenced_at_ms = Some(crate::time::now_ms());
+                    let dir = data_dir.clone();
+                    let _ = tokio::task::spawn_blocking(move || write(&dir, &done)).await;
+                    return;
+                }
+                Ok((status, body)) => {
+                    tracing::warn!(%status, %body, "LAN fencer: the old host refused the new term");
+                }
+                Err(error) => {
+                    tracing::debug!(error = %format!("{error:#}"), "LAN fencer: old host not reached");
+                }
+            }
+            tokio::time::sleep(FENCE_RETRY).await;
+        }
+    });
+}
