@@ -130,6 +130,7 @@ fn only_routes_and_http_plumbing_import_axum() {
         "lan/client.rs",
         "lan/host.rs",
         "lan/peer/",
+        "lan/standby.rs",
         "ui.rs",
     ];
     let not_split_yet = [
@@ -142,6 +143,7 @@ fn only_routes_and_http_plumbing_import_axum() {
         "assist/suggest.rs",
         "attachments.rs",
         "export.rs",
+        "lan/replication.rs",
         "ops/mod.rs",
         "ops/profile.rs",
         "reports.rs",
