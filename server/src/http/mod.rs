@@ -63,7 +63,7 @@ fn router_for(state: AppState, listener: Listener) -> Router {
         .merge(crate::reads::routes::routes())
         .merge(crate::canned::routes::routes())
         .merge(crate::search::routes::routes())
-        .merge(crate::reports::routes())
+        .merge(crate::reports::routes::routes())
         .merge(crate::audit::routes::routes())
         .merge(crate::app_settings::routes())
         .merge(crate::ops::routes())

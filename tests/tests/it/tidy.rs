@@ -146,7 +146,6 @@ fn only_routes_and_http_plumbing_import_axum() {
         "lan/replication.rs",
         "ops/mod.rs",
         "ops/profile.rs",
-        "reports.rs",
         "routing/claim.rs",
         "routing/mod.rs",
         "routing/rules.rs",

@@ -1,7 +1,8 @@
 //! Reports: per day and per agent — conversations, messages, first
 //! response and resolution times (median, p90), tickets opened/solved.
 //! Computed from `reporting_events` (one row per fact, see migration 0002)
-//! and the message index (search.rs). Routes under `/api/v1/reports`.
+//! and the message index (`search`). The doors under `/api/v1/reports`
+//! are in [`routes`].
 //!
 //! A range is whole days `from..=to` (`YYYY-MM-DD`) in an IANA time zone
 //! `tz` (default UTC), at most [`RANGE_MAX_DAYS`] days; a day is bucketed by
@@ -14,19 +15,15 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use axum::Json;
-use axum::Router;
-use axum::extract::State;
-use axum::routing::get;
+pub mod routes;
+
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
 use serde::{Deserialize, Serialize};
 use sqlx::{SqliteExecutor, SqlitePool};
 
-use crate::agents::Role;
-use crate::auth::AgentAuth;
-use crate::error::{ApiError, ApiResult};
-use crate::http::extract::ApiQuery;
+use crate::agents::{Agent, Role};
+use crate::error::ApiError;
 use crate::ids::{AgentId, AppId, ConversationId};
 use crate::state::AppState;
 use crate::time::now_ms;
@@ -92,26 +89,20 @@ pub async fn record<'e>(
     Ok(())
 }
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/reports/summary", get(summary))
-        .route("/reports/daily", get(daily))
-        .route("/reports/agents", get(agents))
-}
-
+/// The range a report is asked for.
 #[derive(Debug, Deserialize)]
-struct RangeParams {
+pub struct RangeParams {
     #[serde(default)]
-    from: Option<String>,
+    pub from: Option<String>,
     #[serde(default)]
-    to: Option<String>,
+    pub to: Option<String>,
     #[serde(default)]
-    tz: Option<String>,
+    pub tz: Option<String>,
 }
 
 /// A validated range: its days and each day's start, plus the end.
 #[derive(Debug, Clone)]
-struct Range {
+pub struct Range {
     from: Date,
     to: Date,
     tz: String,
@@ -120,8 +111,9 @@ struct Range {
     end: i64,
 }
 
+/// A range as the answer echoes it.
 #[derive(Debug, Serialize)]
-struct RangeOut {
+pub struct RangeOut {
     from: String,
     to: String,
     tz: String,
@@ -130,7 +122,7 @@ struct RangeOut {
 }
 
 impl Range {
-    fn parse(params: &RangeParams) -> Result<Range, ApiError> {
+    pub fn parse(params: &RangeParams) -> Result<Range, ApiError> {
         let date = |field: &str, text: Option<&str>| -> Result<Date, ApiError> {
             let text = text.ok_or_else(|| {
                 ApiError::bad_request(format!("{field} is required (YYYY-MM-DD)"))
@@ -196,7 +188,7 @@ impl Range {
         Some(self.starts.partition_point(|&start| start <= at) - 1)
     }
 
-    fn out(&self) -> RangeOut {
+    pub fn out(&self) -> RangeOut {
         RangeOut {
             from: self.from.to_string(),
             to: self.to.to_string(),
@@ -265,7 +257,7 @@ struct TicketCounts {
 }
 
 #[derive(Debug, Serialize)]
-struct Figures {
+pub struct Figures {
     conversations: Counts,
     messages: MessageCounts,
     first_response: Durations,
@@ -365,7 +357,7 @@ fn add_messages(tally: &mut Tally, sender_type: &str, count: u64) {
     }
 }
 
-fn admin_only(agent: &crate::agents::Agent) -> Result<(), ApiError> {
+fn admin_only(agent: &Agent) -> Result<(), ApiError> {
     if agent.role == Role::Admin {
         Ok(())
     } else {
@@ -375,20 +367,15 @@ fn admin_only(agent: &crate::agents::Agent) -> Result<(), ApiError> {
     }
 }
 
-#[derive(Debug, Serialize)]
-struct SummaryResponse {
-    range: RangeOut,
-    #[serde(flatten)]
-    figures: Figures,
-}
-
-async fn summary(
-    State(state): State<AppState>,
-    AgentAuth(agent): AgentAuth,
-    ApiQuery(params): ApiQuery<RangeParams>,
-) -> ApiResult<Json<SummaryResponse>> {
-    admin_only(&agent)?;
-    let range = Range::parse(&params)?;
+/// The shop's figures over the range asked for (admins only; checked
+/// before the range is).
+pub async fn summary(
+    state: &AppState,
+    viewer: &Agent,
+    params: &RangeParams,
+) -> Result<(Range, Figures), ApiError> {
+    admin_only(viewer)?;
+    let range = Range::parse(params)?;
     // Every start acked before this request is counted (`conversations::start`).
     state.starts.settled_all().await;
     let mut tally = Tally::default();
@@ -398,33 +385,27 @@ async fn summary(
     for (_, sender_type, _, count) in message_counts(&state.db, &range).await? {
         add_messages(&mut tally, &sender_type, count);
     }
-    Ok(Json(SummaryResponse {
-        range: range.out(),
-        figures: tally.into(),
-    }))
+    Ok((range, tally.into()))
 }
 
+/// One day's figures.
 #[derive(Debug, Serialize)]
-struct Day {
-    date: String,
-    start_ms: i64,
+pub struct Day {
+    pub date: String,
+    pub start_ms: i64,
     #[serde(flatten)]
-    figures: Figures,
+    pub figures: Figures,
 }
 
-#[derive(Debug, Serialize)]
-struct DailyResponse {
-    range: RangeOut,
-    days: Vec<Day>,
-}
-
-async fn daily(
-    State(state): State<AppState>,
-    AgentAuth(agent): AgentAuth,
-    ApiQuery(params): ApiQuery<RangeParams>,
-) -> ApiResult<Json<DailyResponse>> {
-    admin_only(&agent)?;
-    let range = Range::parse(&params)?;
+/// The shop's figures per day of the range asked for (admins only;
+/// checked before the range is).
+pub async fn daily(
+    state: &AppState,
+    viewer: &Agent,
+    params: &RangeParams,
+) -> Result<(Range, Vec<Day>), ApiError> {
+    admin_only(viewer)?;
+    let range = Range::parse(params)?;
     // Every start acked before this request is counted (`conversations::start`).
     state.starts.settled_all().await;
     let mut tallies: Vec<Tally> = range.starts.iter().map(|_| Tally::default()).collect();
@@ -446,35 +427,28 @@ async fn daily(
         });
         date = date.tomorrow().unwrap_or(date);
     }
-    Ok(Json(DailyResponse {
-        range: range.out(),
-        days,
-    }))
+    Ok((range, days))
 }
 
 /// One agent's row. `opened` counts sessions that opened assigned to them;
 /// `resolved` and resolution times, conversations resolved while assigned
 /// to them; `messages.agent` their replies (`messages.visitor` is 0).
 #[derive(Debug, Serialize)]
-struct AgentRow {
-    agent_id: AgentId,
-    display_name: String,
+pub struct AgentRow {
+    pub agent_id: AgentId,
+    pub display_name: String,
     #[serde(flatten)]
-    figures: Figures,
+    pub figures: Figures,
 }
 
-#[derive(Debug, Serialize)]
-struct AgentsResponse {
-    range: RangeOut,
-    agents: Vec<AgentRow>,
-}
-
-async fn agents(
-    State(state): State<AppState>,
-    AgentAuth(agent): AgentAuth,
-    ApiQuery(params): ApiQuery<RangeParams>,
-) -> ApiResult<Json<AgentsResponse>> {
-    let range = Range::parse(&params)?;
+/// Figures per agent over `range`: every agent for an admin, an agent's
+/// own row for anyone else.
+pub async fn agents(
+    state: &AppState,
+    viewer: &Agent,
+    range: &Range,
+) -> Result<Vec<AgentRow>, ApiError> {
+    let agent = viewer;
     // Every start acked before this request is counted (`conversations::start`).
     state.starts.settled_all().await;
     let people: Vec<(AgentId, String)> = if agent.role == Role::Admin {
@@ -485,7 +459,7 @@ async fn agents(
         vec![(agent.id, agent.display_name.clone())]
     };
     let mut tallies: BTreeMap<String, Tally> = BTreeMap::new();
-    for event in events(&state.db, &range).await? {
+    for event in events(&state.db, range).await? {
         if let Some(id) = event.agent_id {
             tallies
                 .entry(id)
@@ -493,24 +467,20 @@ async fn agents(
                 .add_event(&event.name, event.value_ms);
         }
     }
-    for (_, sender_type, sender_id, count) in message_counts(&state.db, &range).await? {
+    for (_, sender_type, sender_id, count) in message_counts(&state.db, range).await? {
         if sender_type == "agent" {
             add_messages(tallies.entry(sender_id).or_default(), &sender_type, count);
         }
     }
     let mut tallies: HashMap<String, Tally> = tallies.into_iter().collect();
-    let agents = people
+    Ok(people
         .into_iter()
         .map(|(id, display_name)| AgentRow {
             figures: tallies.remove(&id.to_string()).unwrap_or_default().into(),
             agent_id: id,
             display_name,
         })
-        .collect();
-    Ok(Json(AgentsResponse {
-        range: range.out(),
-        agents,
-    }))
+        .collect())
 }
 
 #[cfg(test)]
