@@ -296,13 +296,38 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    let code = match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
             ExitCode::FAILURE
         }
-    }
+    };
+    // Waits for every task and blocking thread: whatever wrote has finished
+    // (for `serve`, the log and SQLite are closed and synced: "stopped").
+    drop(runtime);
+    end_process(code)
+}
+
+/// Everything of ours has ended here; on Windows the process ends without
+/// the C runtime's exit. Returning from `main` goes through MinGW's `exit()`,
+/// which runs the C++ static destructors (RocksDB's default environment
+/// joins its background pool there); under Wine that exit was seen to hang
+/// for minutes after "stopped". `std::process::exit` is `ExitProcess` on
+/// Windows: it skips them, and they have nothing left to do, every database
+/// having been closed (its background work waited for) by then.
+/// docs/DESKTOP.md, "Windows".
+#[cfg(windows)]
+fn end_process(code: ExitCode) -> ExitCode {
+    use std::io::Write as _;
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    std::process::exit(if code == ExitCode::SUCCESS { 0 } else { 1 })
+}
+
+#[cfg(not(windows))]
+fn end_process(code: ExitCode) -> ExitCode {
+    code
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {

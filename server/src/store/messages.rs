@@ -617,7 +617,24 @@ fn room_to_reopen(path: &Path) -> bool {
         return false;
     };
     let free = stat.f_bavail.saturating_mul(stat.f_frsize);
-    let wal: u64 = std::fs::read_dir(path)
+    free >= wal_bytes(path).saturating_add(REOPEN_MARGIN_BYTES)
+}
+
+/// On Windows, `GetDiskFreeSpaceExW` through `fs4` (the room the caller
+/// may use, like `f_bavail`). Without it, recovery was RocksDB's own resume
+/// alone (64 MiB free), and a smaller disk never recovered.
+#[cfg(windows)]
+fn room_to_reopen(path: &Path) -> bool {
+    let Ok(free) = fs4::available_space(path) else {
+        return false;
+    };
+    free >= wal_bytes(path).saturating_add(REOPEN_MARGIN_BYTES)
+}
+
+/// The size of the WAL files in the log's directory.
+#[cfg(any(unix, windows))]
+fn wal_bytes(path: &Path) -> u64 {
+    std::fs::read_dir(path)
         .map(|entries| {
             entries
                 .flatten()
@@ -626,13 +643,12 @@ fn room_to_reopen(path: &Path) -> bool {
                 .map(|m| m.len())
                 .sum()
         })
-        .unwrap_or(0);
-    free >= wal.saturating_add(REOPEN_MARGIN_BYTES)
+        .unwrap_or(0)
 }
 
-/// Elsewhere there is no free-space query without unsafe code or another
-/// crate: recovery is RocksDB's own resume alone (64 MiB free).
-#[cfg(not(unix))]
+/// Elsewhere there is no free-space query: recovery is RocksDB's own resume
+/// alone (64 MiB free).
+#[cfg(not(any(unix, windows)))]
 fn room_to_reopen(_path: &Path) -> bool {
     false
 }
@@ -718,7 +734,7 @@ const REOPEN_PAUSE_MAX: Duration = Duration::from_secs(30);
 /// Room a reopen needs on top of the WAL it replays (the memtables it
 /// flushes are at most that, compressed): a new MANIFEST, OPTIONS file,
 /// WAL and info log lines.
-#[cfg(unix)]
+#[cfg(any(unix, windows))]
 const REOPEN_MARGIN_BYTES: u64 = 8 << 20;
 /// How long a reopen waits for readers still holding the old database
 /// (each holds it for one call) before it gives up until the next try.
