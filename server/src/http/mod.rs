@@ -65,7 +65,7 @@ fn router_for(state: AppState, listener: Listener) -> Router {
         .merge(crate::search::routes::routes())
         .merge(crate::reports::routes::routes())
         .merge(crate::audit::routes::routes())
-        .merge(crate::app_settings::routes())
+        .merge(crate::app_settings::routes::routes())
         .merge(crate::ops::routes())
         .merge(crate::export::routes())
         .merge(crate::lan::routes::routes())

@@ -5,22 +5,20 @@
 //! Availability = inside business hours (or none set) and at least one
 //! agent `online`. When the shop is unavailable the widget shows the
 //! offline message and the offline form (a ticket with the visitor's email).
+//!
+//! The door is in [`routes`].
+
+pub mod routes;
 
 use std::collections::BTreeMap;
 
-use axum::Json;
-use axum::Router;
-use axum::extract::State;
-use axum::http::HeaderMap;
-use axum::routing::get;
 use jiff::Timestamp;
 use jiff::civil::{Date, Time, Weekday};
 use jiff::tz::TimeZone;
 use serde::{Deserialize, Serialize};
 
 use crate::apps::App;
-use crate::error::{ApiError, ApiResult};
-use crate::http::extract::ApiQuery;
+use crate::error::ApiError;
 use crate::state::AppState;
 
 /// Longest welcome or offline message, in characters.
@@ -265,30 +263,22 @@ pub async fn offline_auto_reply(
     Ok(())
 }
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/visitor/config", get(config_route))
-}
-
-#[derive(Debug, Deserialize)]
-struct ConfigQuery {
-    #[serde(default)]
-    app_key: Option<String>,
-}
-
-/// No token needed: the widget asks before it has a session. The app is
-/// named by its public `app_key` (query) or by a visitor token.
-async fn config_route(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    ApiQuery(query): ApiQuery<ConfigQuery>,
-) -> ApiResult<Json<VisitorConfig>> {
-    let app = match (query.app_key, crate::auth::bearer(&headers)) {
+/// The visitor side's config, before it has a session: the app named by
+/// its public `app_key`, or by a visitor `token`; a cross-site `origin`
+/// must be one of the app's.
+pub async fn config_for(
+    state: &AppState,
+    app_key: Option<&str>,
+    token: Option<&str>,
+    origin: Option<&str>,
+) -> Result<VisitorConfig, ApiError> {
+    let app = match (app_key, token) {
         (Some(key), _) => state
             .auth_cache
-            .app_by_key(&state.db, &key)
+            .app_by_key(&state.db, key)
             .await?
             .ok_or_else(|| ApiError::not_found("app"))?,
-        (None, Some(token)) => match crate::auth::resolve_token(&state, token).await? {
+        (None, Some(token)) => match crate::auth::resolve_token(state, token).await? {
             Some(crate::auth::Principal::Visitor(visitor)) => state
                 .auth_cache
                 .app(&state.db, visitor.app_id)
@@ -300,11 +290,10 @@ async fn config_route(
             return Err(ApiError::bad_request("app_key is required").in_field("app_key"));
         }
     };
-    let origin = crate::http::cross_origin(&headers);
     if !app.origin_allowed(origin) {
         return Err(ApiError::forbidden("origin not allowed for this app"));
     }
-    Ok(Json(visitor_config(&state, &app).await?))
+    visitor_config(state, &app).await
 }
 
 #[cfg(test)]
