@@ -308,6 +308,19 @@ impl LanStateFile {
     /// `new_history` (a host promoted with an empty store) the history
     /// starts afresh. Returns the new term.
     pub fn promote_to_host(&mut self, new_history: bool) -> Result<u64, StateError> {
+        let history = if new_history {
+            HistoryId::random()
+        } else {
+            self.state.history_id
+        };
+        self.become_host(history, false)
+    }
+
+    /// Host of `history` in term `max(term, highest seen) + 1`, in one
+    /// durable write; `end_fence` clears `superseded_by` (a takeover only:
+    /// a superseded host's own start never lifts its fence). Returns the
+    /// new term.
+    fn become_host(&mut self, history: HistoryId, end_fence: bool) -> Result<u64, StateError> {
         let term = self
             .state
             .term
@@ -319,8 +332,9 @@ impl LanStateFile {
         next.host = None;
         next.term = term;
         next.highest_term_seen = term;
-        if new_history {
-            next.history_id = HistoryId::random();
+        next.history_id = history;
+        if end_fence {
+            next.superseded_by = None;
         }
         self.commit(next)?;
         Ok(term)
@@ -340,21 +354,7 @@ impl LanStateFile {
     /// (the old host's, whose copy it kept) in term `max(term, highest
     /// seen) + 1`, in one durable write. Returns the new term.
     pub fn take_over(&mut self, history: HistoryId) -> Result<u64, StateError> {
-        let term = self
-            .state
-            .term
-            .max(self.state.highest_term_seen)
-            .checked_add(1)
-            .ok_or(StateError::TermExhausted)?;
-        let mut next = self.state.clone();
-        next.role = Role::Host;
-        next.host = None;
-        next.term = term;
-        next.highest_term_seen = term;
-        next.history_id = history;
-        next.superseded_by = None;
-        self.commit(next)?;
-        Ok(term)
+        self.become_host(history, true)
     }
 
     /// This host learnt that `by` took the shop over in `term` (at least

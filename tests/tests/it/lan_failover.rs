@@ -643,23 +643,8 @@ async fn a_standby_whose_tail_the_host_no_longer_holds_syncs_in_full_and_never_s
     .await;
     assert_eq!(status, 201, "{app}");
     let (token, conversation) = visitor(&host, app["app"]["app_key"].as_str().expect("key")).await;
-    let say = |n: u32| {
-        let token = token.clone();
-        let public = host.public;
-        async move {
-            let (status, body) = call(
-                public,
-                Method::POST,
-                "/api/v1/visitor/messages",
-                Some(&token),
-                Some(json!({"client_msg_id": format!("m{n}"), "content": format!("message {n}")})),
-            )
-            .await;
-            assert_eq!(status, 201, "{body}");
-        }
-    };
     for n in 0..20 {
-        say(n).await;
+        say(host.public, &token, n).await;
     }
     let caught_up = |status: &Value, standby: &Value| {
         standby["connected"] == true
@@ -674,27 +659,12 @@ async fn a_standby_whose_tail_the_host_no_longer_holds_syncs_in_full_and_never_s
     let _ = standby.kill();
     let _ = standby.wait();
     for n in 20..40 {
-        say(n).await;
+        say(host.public, &token, n).await;
     }
     host.restart(host_dir.path()).await;
     let admin = host.login().await;
-    let say = |n: u32| {
-        let token = token.clone();
-        let public = host.public;
-        async move {
-            let (status, body) = call(
-                public,
-                Method::POST,
-                "/api/v1/visitor/messages",
-                Some(&token),
-                Some(json!({"client_msg_id": format!("m{n}"), "content": format!("message {n}")})),
-            )
-            .await;
-            assert_eq!(status, 201, "{body}");
-        }
-    };
     for n in 40..60 {
-        say(n).await;
+        say(host.public, &token, n).await;
     }
     let mut standby = standby_process(standby_dir.path());
     let status = standby_until(&host, &admin, caught_up).await;
@@ -736,4 +706,17 @@ async fn a_standby_whose_tail_the_host_no_longer_holds_syncs_in_full_and_never_s
     for (index, message) in served.iter().enumerate() {
         assert_eq!(message["seq"], index as u64 + 1);
     }
+}
+
+/// The visitor's message number `n` (`client_msg_id` "m{n}"), acked.
+async fn say(public: SocketAddr, token: &str, n: u32) {
+    let (status, body) = call(
+        public,
+        Method::POST,
+        "/api/v1/visitor/messages",
+        Some(token),
+        Some(json!({"client_msg_id": format!("m{n}"), "content": format!("message {n}")})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
 }
