@@ -38,6 +38,7 @@ pub mod tickets;
 pub mod time;
 pub mod ui;
 pub mod visitors;
+pub mod ws;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

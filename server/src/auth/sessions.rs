@@ -12,7 +12,7 @@
 //!
 //! A hello racing a revocation cannot slip through: the hello reads the
 //! cache's generation before resolving its token and, once registered in
-//! the hub, resolves it again if the generation moved (`hub::ws`). Either
+//! the hub, resolves it again if the generation moved (`ws`). Either
 //! the hub saw the new connection when it closed the token's sockets, or
 //! the connection sees the revocation when it looks again.
 

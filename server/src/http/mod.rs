@@ -70,7 +70,7 @@ fn router_for(state: AppState, listener: Listener) -> Router {
         .merge(crate::export::routes())
         .merge(crate::lan::routes::routes())
         .merge(crate::assist::routes())
-        .route("/ws", get(crate::hub::ws::upgrade))
+        .route("/ws", get(crate::ws::routes::upgrade))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
 

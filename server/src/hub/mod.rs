@@ -15,10 +15,7 @@
 //! (`online|away|offline`) lives in SQLite.
 
 pub mod frames;
-pub mod inbound;
 pub mod outbox;
-pub mod socket;
-pub mod ws;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;

@@ -125,13 +125,12 @@ fn only_routes_and_http_plumbing_import_axum() {
         "config.rs",
         "error.rs",
         "http/",
-        "hub/socket.rs",
-        "hub/ws.rs",
         "lan/client.rs",
         "lan/host.rs",
         "lan/peer/",
         "lan/standby.rs",
         "ui.rs",
+        "ws/socket.rs",
     ];
     let not_split_yet = [
         "assist/bot.rs",

@@ -1,4 +1,4 @@
-//! The WebSocket transport under `hub::ws`: the HTTP/1.1 upgrade, writes
+//! The WebSocket transport under `ws`: the HTTP/1.1 upgrade, writes
 //! with a deadline, and closes that reach the client.
 //!
 //! Why not axum's `WebSocket`: it hides the TCP stream, and a close needs

@@ -1,4 +1,6 @@
-//! `GET /api/v1/ws`: one task per connection.
+//! The WebSocket door (`GET /api/v1/ws`, whose handler is in `routes`):
+//! one task per connection. The hub (`crate::hub`) keeps who is connected
+//! and fans frames out; this module is a connection's side of it.
 //!
 //! Life of a connection: the upgrade is refused past `max_connections`
 //! (503) or, when `?app_key=` is given, for an origin the app does not allow
@@ -22,6 +24,10 @@
 //! with 1002, a text frame that is not UTF-8 with 1007. A connection whose
 //! token is revoked (logout, password change, …) is closed with 4401.
 
+pub mod inbound;
+pub mod routes;
+pub mod socket;
+
 use std::collections::HashMap;
 use std::future::{Future, poll_fn};
 use std::net::IpAddr;
@@ -30,9 +36,6 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use axum::extract::State;
-use axum::http::HeaderMap;
-use axum::response::{IntoResponse, Response};
 use futures_util::stream::FuturesUnordered;
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
@@ -41,69 +44,50 @@ use tokio::time::Instant as TokioInstant;
 use tungstenite::Message as WsMessage;
 use tungstenite::protocol::WebSocketConfig;
 
-use super::Party;
-use super::frames::{self, Frame};
-use super::inbound::ClientFrame;
-use super::outbox::{Next, Outbox};
-use super::socket::{self, Socket, Upgrade, Written, within, within_unless};
-pub use super::socket::{
-    CLOSE_FORBIDDEN, CLOSE_GOING_AWAY, CLOSE_IDLE, CLOSE_INTERNAL, CLOSE_INVALID_DATA,
-    CLOSE_PROTOCOL, CLOSE_SLOW, CLOSE_TOO_BIG, CLOSE_UNAUTHORIZED,
-};
 use crate::auth::sessions::TokenTag;
 use crate::auth::{self, Principal};
 use crate::conversations::{self, Author};
 use crate::error::ApiError;
-use crate::http::ClientIp;
-use crate::http::extract::ApiQuery;
+use crate::hub::Party;
+use crate::hub::frames::{self, Frame};
+use crate::hub::outbox::{Next, Outbox};
 use crate::ids::ConversationId;
 use crate::message;
 use crate::state::AppState;
+use inbound::ClientFrame;
+pub use socket::{
+    CLOSE_FORBIDDEN, CLOSE_GOING_AWAY, CLOSE_IDLE, CLOSE_INTERNAL, CLOSE_INVALID_DATA,
+    CLOSE_PROTOCOL, CLOSE_SLOW, CLOSE_TOO_BIG, CLOSE_UNAUTHORIZED,
+};
+use socket::{Socket, Written, within, within_unless};
 
 /// How long the close frame of a connection dropped as too slow may take:
 /// its client is not reading, so this is short.
 const SLOW_CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
-#[derive(Debug, Deserialize)]
-pub struct WsQuery {
-    app_key: Option<String>,
-}
-
-pub async fn upgrade(
-    ws: Upgrade,
-    State(state): State<AppState>,
-    ClientIp(peer): ClientIp,
-    headers: HeaderMap,
-    public: Option<axum::Extension<crate::http::public::PublicListener>>,
-    ApiQuery(query): ApiQuery<WsQuery>,
-) -> Response {
-    // On the public listener only visitors may say hello (http::public).
-    let visitors_only = public.is_some();
-    let origin = crate::http::cross_origin(&headers).map(str::to_owned);
-    if let Some(app_key) = query.app_key {
-        match state.auth_cache.app_by_key(&state.db, &app_key).await {
-            Ok(Some(app)) if app.origin_allowed(origin.as_deref()) => {}
-            Ok(Some(_)) => {
-                return ApiError::forbidden("origin not allowed for this app").into_response();
-            }
-            Ok(None) => return ApiError::not_found("app").into_response(),
-            Err(error) => return error.into_response(),
-        }
-    }
-    let Ok(permit) = Arc::clone(&state.connection_slots).try_acquire_owned() else {
-        return ApiError::Unavailable("too many connections".into()).into_response();
-    };
+/// The WebSocket settings of a connection: the read buffer and frame
+/// limits from the configuration.
+pub(crate) fn config(state: &AppState) -> WebSocketConfig {
     let limits = &state.config.limits;
-    let config = WebSocketConfig::default()
+    WebSocketConfig::default()
         .read_buffer_size(state.config.ws.read_buffer_bytes)
         .write_buffer_size(WRITE_BUFFER_BYTES)
         .max_write_buffer_size(1 << 20)
         .max_message_size(Some(limits.ws_frame_bytes))
-        .max_frame_size(Some(limits.ws_frame_bytes));
-    let tasks = state.websocket_tasks.clone();
-    ws.on_upgrade(config, &tasks, move |socket| async move {
-        Connection::run(socket, state, origin, peer, permit, visitors_only).await;
-    })
+        .max_frame_size(Some(limits.ws_frame_bytes))
+}
+
+/// Serves one upgraded connection until it ends (the door is
+/// `routes::upgrade`).
+pub(crate) async fn serve(
+    socket: Socket,
+    state: AppState,
+    origin: Option<String>,
+    peer: IpAddr,
+    permit: OwnedSemaphorePermit,
+    visitors_only: bool,
+) {
+    Connection::run(socket, state, origin, peer, permit, visitors_only).await;
 }
 
 /// Frames fed without a flush are written once this many bytes wait (or
