@@ -9,6 +9,9 @@
 
 pub mod cache;
 pub mod sessions;
+pub mod tag;
+
+pub use tag::token_hash;
 
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -57,10 +60,6 @@ pub fn new_token() -> String {
     let mut bytes = [0u8; 16];
     rand::rng().fill_bytes(&mut bytes);
     format!("kf_{}", hex::encode(bytes))
-}
-
-pub fn token_hash(token: &str) -> Vec<u8> {
-    Sha256::digest(token.as_bytes()).to_vec()
 }
 
 /// A random secret with a readable prefix, `bits` of entropy.

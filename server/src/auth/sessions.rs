@@ -23,37 +23,7 @@ use crate::ids::AgentId;
 use crate::state::Kefu;
 use crate::time::now_ms;
 
-/// Which token a WebSocket connection authenticated with: the first 128
-/// bits of the token's SHA-256 (the token itself has 128 random bits, so
-/// this is as unique as the token). Kept per connection by the hub, so
-/// that a revocation finds the connections to close.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct TokenTag([u8; 16]);
-
-impl TokenTag {
-    pub fn of(token: &str) -> TokenTag {
-        TokenTag::of_hash(&super::token_hash(token))
-    }
-
-    fn of_hash(hash: &[u8]) -> TokenTag {
-        let mut tag = [0u8; 16];
-        tag.copy_from_slice(&hash[..16]);
-        TokenTag(tag)
-    }
-}
-
-/// What was revoked: which connections the hub closes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Revoked {
-    /// One token of an agent (logout).
-    AgentToken { agent: AgentId, token: TokenTag },
-    /// Every token of an agent but `except` (a password change keeps the
-    /// session that made it; an admin's reset and a deactivation keep none).
-    AgentTokens {
-        agent: AgentId,
-        except: Option<TokenTag>,
-    },
-}
+pub use super::tag::{Revoked, TokenTag};
 
 /// A revocation written (perhaps in a transaction not yet committed), to
 /// be applied to the cache and the hub once it is.

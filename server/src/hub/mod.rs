@@ -25,7 +25,7 @@ use std::time::Instant;
 use parking_lot::RwLock;
 use tokio::sync::Notify;
 
-use crate::auth::sessions::{Revoked, TokenTag};
+use crate::auth::tag::{Revoked, TokenTag};
 use crate::ids::{AgentId, ConversationId, VisitorId};
 use crate::metrics::Metrics;
 use crate::store::messages::StoredMessage;

@@ -44,7 +44,7 @@ use tokio::time::Instant as TokioInstant;
 use tungstenite::Message as WsMessage;
 use tungstenite::protocol::WebSocketConfig;
 
-use crate::auth::sessions::TokenTag;
+use crate::auth::tag::TokenTag;
 use crate::auth::{self, Principal};
 use crate::conversations::{self, Author};
 use crate::error::ApiError;
