@@ -376,6 +376,11 @@ async fn commit(
             continue;
         };
         let first_seq = i64::try_from(group.first.seq).unwrap_or(i64::MAX);
+        // The session opened when the visitor wrote, not when this pass
+        // ran: under a storm (or after a restart that completes an
+        // interrupted start) the two differ, and the reports' first
+        // response and queue wait are counted from the visitor's message.
+        let at = group.first.created_at;
         let last_seq = group.seqs.iter().copied().max().unwrap_or(group.first.seq);
         let changed: Option<(AppId, Option<AgentId>, String)> = sqlx::query_as(
             "UPDATE conversations
@@ -388,7 +393,7 @@ async fn commit(
              RETURNING app_id, assignee_id,
                  (SELECT v.attributes FROM visitors v WHERE v.id = conversations.visitor_id)",
         )
-        .bind(now)
+        .bind(at)
         .bind(*id)
         .bind(first_seq)
         .bind(i64::try_from(last_seq).unwrap_or(i64::MAX))
@@ -415,7 +420,7 @@ async fn commit(
                 app_id: Some(app_id),
                 conversation_id: Some(*id),
                 agent_id: assignee,
-                at: Some(now),
+                at: Some(at),
                 ..Default::default()
             },
         )
