@@ -69,7 +69,7 @@ fn router_for(state: AppState, listener: Listener) -> Router {
         .merge(crate::ops::routes())
         .merge(crate::export::routes())
         .merge(crate::lan::routes::routes())
-        .merge(crate::assist::routes())
+        .merge(crate::assist::routes::routes())
         .route("/ws", get(crate::hub::ws::upgrade))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
