@@ -59,7 +59,7 @@ fn router_for(state: AppState, listener: Listener) -> Router {
         .merge(crate::conversations::routes::routes())
         .merge(crate::tickets::routes::routes())
         .merge(crate::routing::routes())
-        .merge(crate::attachments::routes())
+        .merge(crate::attachments::routes::routes())
         .merge(crate::reads::routes::routes())
         .merge(crate::canned::routes::routes())
         .merge(crate::search::routes::routes())
