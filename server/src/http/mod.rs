@@ -67,7 +67,7 @@ fn router_for(state: AppState, listener: Listener) -> Router {
         .merge(crate::audit::routes::routes())
         .merge(crate::app_settings::routes::routes())
         .merge(crate::ops::routes())
-        .merge(crate::export::routes())
+        .merge(crate::export::routes::routes())
         .merge(crate::lan::routes::routes())
         .merge(crate::assist::routes::routes())
         .route("/ws", get(crate::hub::ws::upgrade))

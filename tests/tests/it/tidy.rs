@@ -134,7 +134,6 @@ fn only_routes_and_http_plumbing_import_axum() {
         "ui.rs",
     ];
     let not_split_yet = [
-        "export.rs",
         "lan/replication.rs",
         "ops/mod.rs",
         "ops/profile.rs",
