@@ -1,6 +1,7 @@
 //! The bot task: answers the visitor messages of the chats it holds, after
-//! their ack, and hands chats to people. Also the visitor's rating route,
-//! `POST /api/v1/visitor/assist/rating`.
+//! their ack, and hands chats to people. Also the visitor's rating of an
+//! answer ([`rate`]; its door `POST /api/v1/visitor/assist/rating` is in
+//! [`super::routes`]).
 //!
 //! For each visitor message of a held chat, in order:
 //! 1. not text (an image, a file) → hand off;
@@ -19,19 +20,14 @@
 
 use std::sync::Arc;
 
-use axum::extract::State;
-use axum::routing::post;
-use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::normalize::{is_han, normalize};
 use super::retrieval::{Decision, Match};
 use super::signals::{self, Signal};
-use crate::auth::VisitorAuth;
 use crate::conversations::Line;
-use crate::error::{ApiError, ApiResult};
-use crate::http::extract::ApiJson;
+use crate::error::ApiError;
 use crate::ids::{AppId, ConversationId, FaqEntryId};
 use crate::message::{Message, MessageKind, SenderType};
 use crate::routing::Entering;
@@ -432,49 +428,34 @@ async fn queue(
     crate::app_settings::offline_auto_reply(state, conversation, held.app, held.opened_at).await
 }
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/visitor/assist/rating", post(rate))
-}
-
+/// A visitor's rating of a bot answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-enum Rating {
+pub enum Rating {
     Up,
     Down,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RatingBody {
-    seq: u64,
-    rating: Rating,
-}
-
-#[derive(Debug, Serialize)]
-struct RatingView {
-    seq: u64,
-    rating: Rating,
-    entry_id: Option<String>,
-}
-
-#[derive(Debug, Serialize)]
-struct RatingResponse {
-    rating: RatingView,
+/// What a rating did.
+#[derive(Debug)]
+pub struct Rated {
+    /// The FAQ entry the rated answer came from.
+    pub entry_id: Option<String>,
     /// The chat went to a person because of this rating.
-    handed_off: bool,
+    pub handed_off: bool,
 }
 
 /// A visitor rates a bot answer in its own conversation; 👎 hands the chat
 /// to a person at once. Rating again replaces the rating.
-async fn rate(
-    State(state): State<AppState>,
-    VisitorAuth(visitor): VisitorAuth,
-    ApiJson(input): ApiJson<RatingBody>,
-) -> ApiResult<Json<RatingResponse>> {
-    let conversation = visitor.conversation_id;
+pub async fn rate(
+    state: &AppState,
+    conversation: ConversationId,
+    rated_seq: u64,
+    rating: Rating,
+) -> Result<Rated, ApiError> {
     let stored = state
         .log
-        .get(conversation, input.seq)
+        .get(conversation, rated_seq)
         .map_err(ApiError::internal)?
         .filter(|m| !m.note)
         .ok_or_else(|| ApiError::not_found("message").in_field("seq"))?;
@@ -491,7 +472,7 @@ async fn rate(
         .and_then(Value::as_str)
         .map(str::to_owned);
     let seq =
-        i64::try_from(input.seq).map_err(|_| ApiError::bad_request("bad seq").in_field("seq"))?;
+        i64::try_from(rated_seq).map_err(|_| ApiError::bad_request("bad seq").in_field("seq"))?;
     sqlx::query(
         "INSERT INTO assist_ratings (conversation_id, seq, entry_id, rating, created_at)
          VALUES (?, ?, ?, ?, ?)
@@ -501,7 +482,7 @@ async fn rate(
     .bind(conversation)
     .bind(seq)
     .bind(&entry_id)
-    .bind(match input.rating {
+    .bind(match rating {
         Rating::Up => "up",
         Rating::Down => "down",
     })
@@ -509,8 +490,8 @@ async fn rate(
     .execute(&state.db)
     .await?;
     let mut handed_off = false;
-    if input.rating == Rating::Down
-        && let Some(held) = still_held(&state, conversation).await?
+    if rating == Rating::Down
+        && let Some(held) = still_held(state, conversation).await?
     {
         let chinese = message.content.chars().any(is_han);
         // The reply's id derives from the rated answer's seq, so a
@@ -520,7 +501,7 @@ async fn rate(
             ..message
         };
         hand_off(
-            &state,
+            state,
             conversation,
             &held,
             &rated,
@@ -531,12 +512,8 @@ async fn rate(
         .await?;
         handed_off = true;
     }
-    Ok(Json(RatingResponse {
-        rating: RatingView {
-            seq: input.seq,
-            rating: input.rating,
-            entry_id,
-        },
+    Ok(Rated {
+        entry_id,
         handed_off,
-    }))
+    })
 }

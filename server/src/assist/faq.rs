@@ -1,26 +1,22 @@
 //! The FAQ knowledge base: entries per app (several question phrasings,
 //! one answer, tags, enabled), admin CRUD and CSV import/export, under
-//! `/api/v1/faq_entries`. Every change drops the app's index, which the
-//! bot rebuilds on its next message for that app.
+//! `/api/v1/faq_entries` (the doors are in [`super::routes`]). Every
+//! change drops the app's index, which the bot rebuilds on its next
+//! message for that app.
 //!
 //! Invariants: every route is admin-only; a refused request stores
 //! nothing (an import is one transaction: one bad row and no row is
 //! written); an app never holds more than [`ENTRIES_PER_APP_MAX`] entries
 //! (the count is checked inside the writing statement or transaction).
 
-use axum::Json;
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use serde::{Deserialize, Serialize};
+use sqlx::SqlitePool;
 
-use crate::auth::AdminAuth;
-use crate::error::{ApiError, ApiResult};
-use crate::http::extract::{ApiJson, ApiPath, ApiQuery, PathId, cut_page};
-use crate::ids::{AppId, FaqEntryId};
+use crate::change::Change;
+use crate::config::Limits;
+use crate::error::ApiError;
+use crate::http::extract::{PathId, cut_page};
+use crate::ids::{AgentId, AppId, FaqEntryId};
 use crate::state::AppState;
 use crate::time::now_ms;
 
@@ -77,20 +73,6 @@ impl From<Row> for FaqEntry {
 }
 
 const COLUMNS: &str = "id, app_id, questions, answer, tags, enabled, created_at, updated_at";
-
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/faq_entries", get(list).post(create))
-        .route("/faq_entries/export", get(export))
-        .route(
-            "/faq_entries/import",
-            axum::routing::post(import).layer(DefaultBodyLimit::max(CSV_BYTES_MAX)),
-        )
-        .route(
-            "/faq_entries/{id}",
-            get(get_one).patch(update).delete(delete),
-        )
-}
 
 /// Printable text: no control characters (tabs and, where `lines`, line
 /// breaks allowed).
@@ -183,11 +165,15 @@ async fn app_exists<'e>(db: impl sqlx::SqliteExecutor<'e>, app: AppId) -> Result
     }
 }
 
-async fn find(state: &AppState, id: FaqEntryId) -> Result<FaqEntry, ApiError> {
+/// One entry (404 for an unknown id).
+pub async fn find<'e>(
+    db: impl sqlx::SqliteExecutor<'e>,
+    id: FaqEntryId,
+) -> Result<FaqEntry, ApiError> {
     let row: Option<Row> =
         sqlx::query_as(&format!("SELECT {COLUMNS} FROM faq_entries WHERE id = ?"))
             .bind(id)
-            .fetch_optional(&state.db)
+            .fetch_optional(db)
             .await?;
     row.map(FaqEntry::from)
         .ok_or_else(|| ApiError::not_found("faq entry"))
@@ -215,32 +201,28 @@ pub async fn enabled(
 }
 
 #[derive(Debug, Deserialize)]
-struct ListQuery {
-    app_id: Option<AppId>,
+pub struct ListQuery {
+    pub app_id: Option<AppId>,
     #[serde(default)]
-    cursor: Option<String>,
+    pub cursor: Option<String>,
     #[serde(default)]
-    limit: Option<u32>,
+    pub limit: Option<u32>,
 }
 
-#[derive(Debug, Serialize)]
-struct ListResponse {
-    faq_entries: Vec<FaqEntry>,
-    next_cursor: Option<String>,
-}
-
-fn required_app(app: Option<AppId>) -> Result<AppId, ApiError> {
+/// The `app_id` every FAQ request names.
+pub fn required_app(app: Option<AppId>) -> Result<AppId, ApiError> {
     app.ok_or_else(|| ApiError::bad_request("app_id is required").in_field("app_id"))
 }
 
-/// An app's entries in id (creation) order, paged.
-async fn list(
-    State(state): State<AppState>,
-    AdminAuth(_): AdminAuth,
-    ApiQuery(query): ApiQuery<ListQuery>,
-) -> ApiResult<Json<ListResponse>> {
+/// An app's entries in id (creation) order, paged: the page and the
+/// cursor of the next one.
+pub async fn list(
+    db: &SqlitePool,
+    limits: &Limits,
+    query: ListQuery,
+) -> Result<(Vec<FaqEntry>, Option<String>), ApiError> {
     let app = required_app(query.app_id)?;
-    let limit = crate::http::extract::page_limit(&state.config.limits, query.limit, 50)?;
+    let limit = crate::http::extract::page_limit(limits, query.limit, 50)?;
     let after = match query.cursor.as_deref() {
         Some(cursor) => Some(
             cursor
@@ -249,7 +231,7 @@ async fn list(
         ),
         None => None,
     };
-    app_exists(&state.db, app).await?;
+    app_exists(db, app).await?;
     let rows: Vec<Row> = sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM faq_entries WHERE app_id = ?1 AND (?2 IS NULL OR id > ?2)
          ORDER BY id LIMIT ?3"
@@ -257,35 +239,28 @@ async fn list(
     .bind(app)
     .bind(after)
     .bind(i64::from(limit) + 1)
-    .fetch_all(&state.db)
+    .fetch_all(db)
     .await?;
     let mut faq_entries: Vec<FaqEntry> = rows.into_iter().map(FaqEntry::from).collect();
     let next_cursor = cut_page(&mut faq_entries, limit, |e| e.id.to_string());
-    Ok(Json(ListResponse {
-        faq_entries,
-        next_cursor,
-    }))
+    Ok((faq_entries, next_cursor))
 }
 
+/// A new entry, as an admin sends it.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct CreateBody {
-    app_id: AppId,
-    questions: Vec<String>,
-    answer: String,
+pub struct NewEntry {
+    pub app_id: AppId,
+    pub questions: Vec<String>,
+    pub answer: String,
     #[serde(default)]
-    tags: Vec<String>,
+    pub tags: Vec<String>,
     #[serde(default = "yes")]
-    enabled: bool,
+    pub enabled: bool,
 }
 
 fn yes() -> bool {
     true
-}
-
-#[derive(Debug, Serialize)]
-struct EntryResponse {
-    faq_entry: FaqEntry,
 }
 
 fn too_many() -> ApiError {
@@ -294,15 +269,18 @@ fn too_many() -> ApiError {
     ))
 }
 
-async fn create(
-    State(state): State<AppState>,
-    AdminAuth(admin): AdminAuth,
-    ApiJson(input): ApiJson<CreateBody>,
-) -> ApiResult<(StatusCode, Json<EntryResponse>)> {
+/// An admin adds an entry: inserted and audited in one [`Change`]; once
+/// committed the app's index is dropped.
+pub async fn create(
+    state: &AppState,
+    admin: AgentId,
+    input: NewEntry,
+) -> Result<FaqEntry, ApiError> {
     let questions = validate_questions(&input.questions, "questions")?;
     let answer = validate_answer(&input.answer, "answer")?;
     let tags = validate_tags(&input.tags, "tags")?;
-    app_exists(&state.db, input.app_id).await?;
+    let mut change = Change::begin(&state.db, Some(admin)).await?;
+    app_exists(&mut *change, input.app_id).await?;
     let id = FaqEntryId::new();
     let now = now_ms();
     // The count and the insert in one statement: the limit holds under races.
@@ -319,50 +297,41 @@ async fn create(
     .bind(input.enabled)
     .bind(now)
     .bind(ENTRIES_PER_APP_MAX)
-    .execute(&state.db)
+    .execute(&mut *change)
     .await?;
     if inserted.rows_affected() == 0 {
         return Err(too_many());
     }
-    crate::audit::record(
-        &state.db,
-        Some(admin.id),
-        "assist.faq.create",
-        Some(("faq_entry", &id.to_string())),
-        serde_json::json!({"app_id": input.app_id, "questions": questions.len()}),
-    )
-    .await?;
+    change
+        .audit(
+            "assist.faq.create",
+            ("faq_entry", &id.to_string()),
+            serde_json::json!({"app_id": input.app_id, "questions": questions.len()}),
+        )
+        .await?;
+    change.commit(state).await?;
     state.assist.faq_changed(input.app_id);
-    let faq_entry = find(&state, id).await?;
-    Ok((StatusCode::CREATED, Json(EntryResponse { faq_entry })))
+    find(&state.db, id).await
 }
 
-async fn get_one(
-    State(state): State<AppState>,
-    AdminAuth(_): AdminAuth,
-    ApiPath(id): ApiPath<FaqEntryId>,
-) -> ApiResult<Json<EntryResponse>> {
-    Ok(Json(EntryResponse {
-        faq_entry: find(&state, id).await?,
-    }))
-}
-
+/// The fields of an entry an admin may change; absent ones stay.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct UpdateBody {
-    questions: Option<Vec<String>>,
-    answer: Option<String>,
-    tags: Option<Vec<String>>,
-    enabled: Option<bool>,
+pub struct EntryUpdate {
+    pub questions: Option<Vec<String>>,
+    pub answer: Option<String>,
+    pub tags: Option<Vec<String>>,
+    pub enabled: Option<bool>,
 }
 
-async fn update(
-    State(state): State<AppState>,
-    AdminAuth(admin): AdminAuth,
-    ApiPath(id): ApiPath<FaqEntryId>,
-    ApiJson(input): ApiJson<UpdateBody>,
-) -> ApiResult<Json<EntryResponse>> {
-    let entry = find(&state, id).await?;
+/// An admin changes an entry: written and audited in one [`Change`].
+pub async fn update(
+    state: &AppState,
+    admin: AgentId,
+    id: FaqEntryId,
+    input: EntryUpdate,
+) -> Result<FaqEntry, ApiError> {
+    let entry = find(&state.db, id).await?;
     if input.questions.is_none()
         && input.answer.is_none()
         && input.tags.is_none()
@@ -386,6 +355,7 @@ async fn update(
         .map(|t| validate_tags(t, "tags"))
         .transpose()?;
     // Only the given fields: concurrent updates of different fields both stick.
+    let mut change = Change::begin(&state.db, Some(admin)).await?;
     sqlx::query(
         "UPDATE faq_entries SET questions = COALESCE(?, questions), answer = COALESCE(?, answer),
              tags = COALESCE(?, tags), enabled = COALESCE(?, enabled), updated_at = ? WHERE id = ?",
@@ -396,42 +366,38 @@ async fn update(
     .bind(input.enabled)
     .bind(now_ms())
     .bind(id)
-    .execute(&state.db)
+    .execute(&mut *change)
     .await?;
-    crate::audit::record(
-        &state.db,
-        Some(admin.id),
-        "assist.faq.update",
-        Some(("faq_entry", &id.to_string())),
-        serde_json::json!({"app_id": entry.app_id}),
-    )
-    .await?;
+    change
+        .audit(
+            "assist.faq.update",
+            ("faq_entry", &id.to_string()),
+            serde_json::json!({"app_id": entry.app_id}),
+        )
+        .await?;
+    change.commit(state).await?;
     state.assist.faq_changed(entry.app_id);
-    Ok(Json(EntryResponse {
-        faq_entry: find(&state, id).await?,
-    }))
+    find(&state.db, id).await
 }
 
-async fn delete(
-    State(state): State<AppState>,
-    AdminAuth(admin): AdminAuth,
-    ApiPath(id): ApiPath<FaqEntryId>,
-) -> ApiResult<StatusCode> {
-    let entry = find(&state, id).await?;
+/// An admin deletes an entry: deleted and audited in one [`Change`].
+pub async fn delete(state: &AppState, admin: AgentId, id: FaqEntryId) -> Result<(), ApiError> {
+    let mut change = Change::begin(&state.db, Some(admin)).await?;
+    let entry = find(&mut *change, id).await?;
     sqlx::query("DELETE FROM faq_entries WHERE id = ?")
         .bind(id)
-        .execute(&state.db)
+        .execute(&mut *change)
         .await?;
-    crate::audit::record(
-        &state.db,
-        Some(admin.id),
-        "assist.faq.delete",
-        Some(("faq_entry", &id.to_string())),
-        serde_json::json!({"app_id": entry.app_id}),
-    )
-    .await?;
+    change
+        .audit(
+            "assist.faq.delete",
+            ("faq_entry", &id.to_string()),
+            serde_json::json!({"app_id": entry.app_id}),
+        )
+        .await?;
+    change.commit(state).await?;
     state.assist.faq_changed(entry.app_id);
-    Ok(StatusCode::NO_CONTENT)
+    Ok(())
 }
 
 // ---- CSV ----
@@ -462,29 +428,17 @@ fn refuse(cell: &str) -> &str {
     }
 }
 
-#[derive(Debug, Deserialize)]
-struct AppQuery {
-    app_id: Option<AppId>,
-    #[serde(default)]
-    replace: Option<bool>,
-}
-
 /// Every entry of an app as CSV (UTF-8 with a byte-order mark, so that
 /// spreadsheet programs read Chinese right): one row per entry, the
 /// questions one per line inside their cell, tags comma-separated.
-async fn export(
-    State(state): State<AppState>,
-    AdminAuth(_): AdminAuth,
-    ApiQuery(query): ApiQuery<AppQuery>,
-) -> ApiResult<Response> {
-    let app = required_app(query.app_id)?;
-    app_exists(&state.db, app).await?;
+pub async fn export_csv(db: &SqlitePool, app: AppId) -> Result<Vec<u8>, ApiError> {
+    app_exists(db, app).await?;
     let rows: Vec<Row> = sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM faq_entries WHERE app_id = ? ORDER BY id LIMIT ?"
     ))
     .bind(app)
     .bind(ENTRIES_PER_APP_MAX)
-    .fetch_all(&state.db)
+    .fetch_all(db)
     .await?;
     let mut writer = csv::Writer::from_writer(Vec::from("\u{feff}".as_bytes()));
     let write = |writer: &mut csv::Writer<Vec<u8>>, record: [String; 5]| {
@@ -504,18 +458,7 @@ async fn export(
             ],
         )?;
     }
-    let body = writer.into_inner().map_err(ApiError::internal)?;
-    let mut headers = HeaderMap::new();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/csv; charset=utf-8"),
-    );
-    headers.insert(
-        header::CONTENT_DISPOSITION,
-        HeaderValue::from_str(&format!("attachment; filename=\"faq-{app}.csv\""))
-            .map_err(ApiError::internal)?,
-    );
-    Ok((headers, body).into_response())
+    writer.into_inner().map_err(ApiError::internal)
 }
 
 /// One parsed row of an import.
@@ -617,50 +560,28 @@ fn parse_csv(body: &[u8]) -> Result<Vec<ImportRow>, ApiError> {
     Ok(rows)
 }
 
+/// What an import did.
 #[derive(Debug, Serialize)]
-struct ImportResponse {
-    created: u64,
-    updated: u64,
-    deleted: u64,
+pub struct Imported {
+    pub created: u64,
+    pub updated: u64,
+    pub deleted: u64,
 }
 
-/// `POST /faq_entries/import?app_id=…&replace=false`, body `text/csv`:
-/// rows with an `id` of this app update it, rows without one are new;
-/// with `replace=true` the app's entries not in the file are deleted.
-/// All or nothing.
-async fn import(
-    State(state): State<AppState>,
-    AdminAuth(admin): AdminAuth,
-    ApiQuery(query): ApiQuery<AppQuery>,
-    request: Request,
-) -> ApiResult<Json<ImportResponse>> {
-    let app = required_app(query.app_id)?;
-    let csv_type = request
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(';')
-                .next()
-                .is_some_and(|t| t.trim().eq_ignore_ascii_case("text/csv"))
-        });
-    if !csv_type {
-        return Err(ApiError::bad_request(
-            "expected a CSV body with Content-Type: text/csv",
-        ));
-    }
-    let body = Bytes::from_request(request, &state)
-        .await
-        .map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::too_large(format!("a CSV import is at most {CSV_BYTES_MAX} bytes"))
-            } else {
-                ApiError::bad_request(rejection.body_text())
-            }
-        })?;
-    let rows = parse_csv(&body)?;
-    let replace = query.replace.unwrap_or(false);
-    let mut tx = crate::store::db::begin_write(&state.db).await?;
+/// An admin imports a CSV file (`body`) into an app: rows with an `id` of
+/// this app update it, rows without one are new; with `replace` the
+/// app's entries not in the file are deleted. All or nothing: one
+/// [`Change`] with its audit row.
+pub async fn import(
+    state: &AppState,
+    admin: AgentId,
+    app: AppId,
+    replace: bool,
+    body: &[u8],
+) -> Result<Imported, ApiError> {
+    let rows = parse_csv(body)?;
+    let mut change = Change::begin(&state.db, Some(admin)).await?;
+    let tx = &mut *change;
     app_exists(&mut *tx, app).await?;
     let now = now_ms();
     let (mut created, mut updated) = (0u64, 0u64);
@@ -734,21 +655,20 @@ async fn import(
     if count > ENTRIES_PER_APP_MAX {
         return Err(too_many());
     }
-    crate::audit::record(
-        &mut *tx,
-        Some(admin.id),
-        "assist.faq.import",
-        Some(("app", &app.to_string())),
-        serde_json::json!({"created": created, "updated": updated, "deleted": deleted}),
-    )
-    .await?;
-    tx.commit().await?;
+    change
+        .audit(
+            "assist.faq.import",
+            ("app", &app.to_string()),
+            serde_json::json!({"created": created, "updated": updated, "deleted": deleted}),
+        )
+        .await?;
+    change.commit(state).await?;
     state.assist.faq_changed(app);
-    Ok(Json(ImportResponse {
+    Ok(Imported {
         created,
         updated,
         deleted,
-    }))
+    })
 }
 
 #[cfg(test)]

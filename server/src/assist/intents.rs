@@ -1,7 +1,8 @@
 //! Intents per app (`assist_intents`): admin CRUD under
 //! `/api/v1/intents`, the state of the app's model
 //! (`GET /api/v1/intents/model`) and a retrain request
-//! (`POST /api/v1/intents/train`). Every change marks the app for the
+//! (`POST /api/v1/intents/train`); the doors are in [`super::routes`].
+//! Every change marks the app for the
 //! background trainer ([`super::trainer`]); until it has trained, routing
 //! keeps using the previous model.
 //!
@@ -9,18 +10,14 @@
 //! nothing; an app has at most [`INTENTS_PER_APP_MAX`] intents (checked in
 //! the inserting statement), an intent at most [`EXAMPLES_MAX`] examples.
 
-use axum::Json;
-use axum::Router;
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use sqlx::SqlitePool;
 
-use crate::auth::AdminAuth;
-use crate::error::{ApiError, ApiResult};
-use crate::http::extract::{ApiJson, ApiPath, ApiQuery, PathId};
-use crate::ids::{AppId, IntentId, TeamId};
+use crate::change::Change;
+use crate::error::ApiError;
+use crate::http::extract::PathId;
+use crate::ids::{AgentId, AppId, IntentId, TeamId};
 use crate::state::AppState;
 use crate::time::now_ms;
 
@@ -111,14 +108,6 @@ pub async fn of_app<'e>(
     Ok(rows.into_iter().map(Intent::from).collect())
 }
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/intents", get(list).post(create))
-        .route("/intents/model", get(model))
-        .route("/intents/train", post(train))
-        .route("/intents/{id}", get(get_one).patch(update).delete(delete))
-}
-
 fn one_line(text: &str) -> bool {
     !text.chars().any(char::is_control)
 }
@@ -179,7 +168,8 @@ async fn team_exists<'e>(db: impl sqlx::SqliteExecutor<'e>, team: TeamId) -> Res
     }
 }
 
-async fn find<'e>(db: impl sqlx::SqliteExecutor<'e>, id: IntentId) -> Result<Intent, ApiError> {
+/// One intent (404 for an unknown id).
+pub async fn find<'e>(db: impl sqlx::SqliteExecutor<'e>, id: IntentId) -> Result<Intent, ApiError> {
     let row: Option<Row> = sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM assist_intents WHERE id = ?"
     ))
@@ -203,62 +193,45 @@ fn duplicate_name(error: sqlx::Error) -> ApiError {
     }
 }
 
-#[derive(Debug, Deserialize)]
-struct AppQuery {
-    app_id: Option<AppId>,
-}
-
-fn required_app(app: Option<AppId>) -> Result<AppId, ApiError> {
+/// The `app_id` the list, the model and a retrain name.
+pub fn required_app(app: Option<AppId>) -> Result<AppId, ApiError> {
     app.ok_or_else(|| ApiError::bad_request("app_id is required").in_field("app_id"))
 }
 
-#[derive(Debug, Serialize)]
-struct ListResponse {
-    intents: Vec<Intent>,
+/// An existing app's intents, by name (404 for an unknown app).
+pub async fn list(db: &SqlitePool, app: AppId) -> Result<Vec<Intent>, ApiError> {
+    app_exists(db, app).await?;
+    of_app(db, app).await
 }
 
-async fn list(
-    State(state): State<AppState>,
-    AdminAuth(_): AdminAuth,
-    ApiQuery(query): ApiQuery<AppQuery>,
-) -> ApiResult<Json<ListResponse>> {
-    let app = required_app(query.app_id)?;
-    app_exists(&state.db, app).await?;
-    Ok(Json(ListResponse {
-        intents: of_app(&state.db, app).await?,
-    }))
-}
-
-#[derive(Debug, Serialize)]
-struct IntentResponse {
-    intent: Intent,
-}
-
+/// A new intent, as an admin sends it.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct CreateBody {
-    app_id: AppId,
-    name: String,
+pub struct NewIntent {
+    pub app_id: AppId,
+    pub name: String,
     #[serde(default)]
-    examples: Vec<String>,
+    pub examples: Vec<String>,
     #[serde(default)]
-    team_id: Option<TeamId>,
+    pub team_id: Option<TeamId>,
     #[serde(default)]
-    tags: Vec<String>,
+    pub tags: Vec<String>,
 }
 
-async fn create(
-    State(state): State<AppState>,
-    AdminAuth(admin): AdminAuth,
-    ApiJson(input): ApiJson<CreateBody>,
-) -> ApiResult<(StatusCode, Json<IntentResponse>)> {
+/// An admin adds an intent: inserted and audited in one [`Change`]; once
+/// committed the app's model is marked for retraining.
+pub async fn create(
+    state: &AppState,
+    admin: AgentId,
+    input: NewIntent,
+) -> Result<Intent, ApiError> {
     let name = validate_name(&input.name)?;
     let examples = validate_list(&input.examples, "examples", EXAMPLES_MAX, EXAMPLE_MAX_CHARS)?;
     let tags = validate_list(&input.tags, "tags", TAGS_MAX, TAG_MAX_CHARS)?;
-    let mut tx = crate::store::db::begin_write(&state.db).await?;
-    app_exists(&mut *tx, input.app_id).await?;
+    let mut change = Change::begin(&state.db, Some(admin)).await?;
+    app_exists(&mut *change, input.app_id).await?;
     if let Some(team) = input.team_id {
-        team_exists(&mut *tx, team).await?;
+        team_exists(&mut *change, team).await?;
     }
     let id = IntentId::new();
     let now = now_ms();
@@ -275,7 +248,7 @@ async fn create(
     .bind(to_json(&tags))
     .bind(now)
     .bind(INTENTS_PER_APP_MAX)
-    .execute(&mut *tx)
+    .execute(&mut *change)
     .await
     .map_err(duplicate_name)?;
     if inserted.rows_affected() == 0 {
@@ -283,50 +256,38 @@ async fn create(
             "an app has at most {INTENTS_PER_APP_MAX} intents"
         )));
     }
-    crate::audit::record(
-        &mut *tx,
-        Some(admin.id),
-        "assist.intent.create",
-        Some(("intent", &id.to_string())),
-        json!({"app_id": input.app_id, "name": name, "examples": examples.len()}),
-    )
-    .await?;
-    tx.commit().await?;
+    change
+        .audit(
+            "assist.intent.create",
+            ("intent", &id.to_string()),
+            json!({"app_id": input.app_id, "name": name, "examples": examples.len()}),
+        )
+        .await?;
+    change.commit(state).await?;
     state.assist.intents_changed(input.app_id);
-    Ok((
-        StatusCode::CREATED,
-        Json(IntentResponse {
-            intent: find(&state.db, id).await?,
-        }),
-    ))
+    find(&state.db, id).await
 }
 
-async fn get_one(
-    State(state): State<AppState>,
-    AdminAuth(_): AdminAuth,
-    ApiPath(id): ApiPath<IntentId>,
-) -> ApiResult<Json<IntentResponse>> {
-    Ok(Json(IntentResponse {
-        intent: find(&state.db, id).await?,
-    }))
-}
-
+/// The fields of an intent an admin may change; absent ones stay
+/// (`team_id: null` clears the team).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct UpdateBody {
-    name: Option<String>,
-    examples: Option<Vec<String>>,
+pub struct IntentUpdate {
+    pub name: Option<String>,
+    pub examples: Option<Vec<String>>,
     #[serde(default, deserialize_with = "crate::http::extract::explicit_null")]
-    team_id: Option<Option<TeamId>>,
-    tags: Option<Vec<String>>,
+    pub team_id: Option<Option<TeamId>>,
+    pub tags: Option<Vec<String>>,
 }
 
-async fn update(
-    State(state): State<AppState>,
-    AdminAuth(admin): AdminAuth,
-    ApiPath(id): ApiPath<IntentId>,
-    ApiJson(input): ApiJson<UpdateBody>,
-) -> ApiResult<Json<IntentResponse>> {
+/// An admin changes an intent (a rename not while a routing rule names
+/// it): written and audited in one [`Change`].
+pub async fn update(
+    state: &AppState,
+    admin: AgentId,
+    id: IntentId,
+    input: IntentUpdate,
+) -> Result<Intent, ApiError> {
     let name = input.name.as_deref().map(validate_name).transpose()?;
     let examples = input
         .examples
@@ -338,11 +299,11 @@ async fn update(
         .as_deref()
         .map(|t| validate_list(t, "tags", TAGS_MAX, TAG_MAX_CHARS))
         .transpose()?;
-    let mut tx = crate::store::db::begin_write(&state.db).await?;
-    let mut intent = find(&mut *tx, id).await?;
+    let mut change = Change::begin(&state.db, Some(admin)).await?;
+    let mut intent = find(&mut *change, id).await?;
     if let Some(name) = name {
         if name != intent.name {
-            used_by_rule(&mut tx, &intent).await?;
+            used_by_rule(&mut change, &intent).await?;
         }
         intent.name = name;
     }
@@ -354,7 +315,7 @@ async fn update(
     }
     if let Some(team) = input.team_id {
         if let Some(team) = team {
-            team_exists(&mut *tx, team).await?;
+            team_exists(&mut *change, team).await?;
         }
         intent.team_id = team;
     }
@@ -368,63 +329,47 @@ async fn update(
     .bind(to_json(&intent.tags))
     .bind(now_ms())
     .bind(id)
-    .execute(&mut *tx)
+    .execute(&mut *change)
     .await
     .map_err(duplicate_name)?;
-    crate::audit::record(
-        &mut *tx,
-        Some(admin.id),
-        "assist.intent.update",
-        Some(("intent", &id.to_string())),
-        json!({"name": intent.name, "examples": intent.examples.len()}),
-    )
-    .await?;
-    tx.commit().await?;
+    change
+        .audit(
+            "assist.intent.update",
+            ("intent", &id.to_string()),
+            json!({"name": intent.name, "examples": intent.examples.len()}),
+        )
+        .await?;
+    change.commit(state).await?;
     state.assist.intents_changed(intent.app_id);
-    Ok(Json(IntentResponse {
-        intent: find(&state.db, id).await?,
-    }))
+    find(&state.db, id).await
 }
 
-async fn delete(
-    State(state): State<AppState>,
-    AdminAuth(admin): AdminAuth,
-    ApiPath(id): ApiPath<IntentId>,
-) -> ApiResult<Json<Value>> {
-    let mut tx = crate::store::db::begin_write(&state.db).await?;
-    let intent = find(&mut *tx, id).await?;
-    used_by_rule(&mut tx, &intent).await?;
+/// An admin deletes an intent (not while a routing rule names it):
+/// deleted and audited in one [`Change`].
+pub async fn delete(state: &AppState, admin: AgentId, id: IntentId) -> Result<(), ApiError> {
+    let mut change = Change::begin(&state.db, Some(admin)).await?;
+    let intent = find(&mut *change, id).await?;
+    used_by_rule(&mut change, &intent).await?;
     sqlx::query("DELETE FROM assist_intents WHERE id = ?")
         .bind(id)
-        .execute(&mut *tx)
+        .execute(&mut *change)
         .await?;
-    crate::audit::record(
-        &mut *tx,
-        Some(admin.id),
-        "assist.intent.delete",
-        Some(("intent", &id.to_string())),
-        json!({"name": intent.name}),
-    )
-    .await?;
-    tx.commit().await?;
+    change
+        .audit(
+            "assist.intent.delete",
+            ("intent", &id.to_string()),
+            json!({"name": intent.name}),
+        )
+        .await?;
+    change.commit(state).await?;
     state.assist.intents_changed(intent.app_id);
-    Ok(Json(json!({})))
-}
-
-/// The state of an app's model, as `GET /intents/model` shows it.
-#[derive(Debug, Serialize)]
-struct ModelResponse {
-    model: Value,
+    Ok(())
 }
 
 /// The stored summary of the app's model, or `{"ready": false}` before
-/// its first training; `pending` while a retrain is waiting or running.
-async fn model(
-    State(state): State<AppState>,
-    AdminAuth(_): AdminAuth,
-    ApiQuery(query): ApiQuery<AppQuery>,
-) -> ApiResult<Json<ModelResponse>> {
-    let app = required_app(query.app_id)?;
+/// its first training; `pending` while a retrain is waiting or running
+/// (404 for an unknown app).
+pub async fn model(state: &AppState, app: AppId) -> Result<Value, ApiError> {
     app_exists(&state.db, app).await?;
     let row: Option<(String, i64)> =
         sqlx::query_as("SELECT summary, trained_at FROM assist_intent_models WHERE app_id = ?")
@@ -442,23 +387,13 @@ async fn model(
     model["pending"] = json!(state.assist.trainer.is_pending(app));
     model["min_intents"] = json!(super::intent::MIN_INTENTS);
     model["min_examples_per_intent"] = json!(super::intent::MIN_EXAMPLES_PER_INTENT);
-    Ok(Json(ModelResponse { model }))
+    Ok(model)
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TrainBody {
-    app_id: AppId,
-}
-
-/// Queues a retrain now (history changes are otherwise picked up every
-/// [`super::trainer::RETRAIN_EVERY`]).
-async fn train(
-    State(state): State<AppState>,
-    AdminAuth(_): AdminAuth,
-    ApiJson(input): ApiJson<TrainBody>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
-    app_exists(&state.db, input.app_id).await?;
-    state.assist.intents_changed(input.app_id);
-    Ok((StatusCode::ACCEPTED, Json(json!({"pending": true}))))
+/// Queues a retrain of an existing app's model now (history changes are
+/// otherwise picked up every [`super::trainer::RETRAIN_EVERY`]).
+pub async fn train(state: &AppState, app: AppId) -> Result<(), ApiError> {
+    app_exists(&state.db, app).await?;
+    state.assist.intents_changed(app);
+    Ok(())
 }

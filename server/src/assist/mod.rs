@@ -11,7 +11,7 @@
 //! - [`faq`] — FAQ entries per app: admin CRUD, CSV import and export.
 //! - [`settings`] — per-app mode (`off`, `when_unavailable`, `always`) and
 //!   thresholds.
-//! - [`bot`] — the bot task, the hand-off and the visitor's rating route.
+//! - [`bot`] — the bot task, the hand-off and the visitor's rating.
 //! - [`suggest`] — reply suggestions for agents, learnt off the message
 //!   path from resolved chats.
 //! - [`intent`] — the intent model (hashed character 1–2-grams, softmax);
@@ -20,6 +20,8 @@
 //! - [`language`] — the visitor's language, by script first;
 //!   [`insight`] — intent, language and urgency of each conversation, and
 //!   its priority.
+//! - [`routes`] — every HTTP door of Assist (parse, call the operation
+//!   here, shape the answer).
 //!
 //! **Off the message path.** A visitor's send is acknowledged exactly as
 //! without Assist. The conversation starter asks [`hold`] (inside its own
@@ -46,6 +48,7 @@ pub mod intents;
 pub mod language;
 pub mod normalize;
 pub mod retrieval;
+pub mod routes;
 pub mod settings;
 pub mod signals;
 pub mod suggest;
@@ -55,7 +58,6 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use axum::Router;
 use parking_lot::{Mutex, RwLock};
 use sqlx::SqliteConnection;
 use tokio::sync::Notify;
@@ -95,15 +97,6 @@ pub struct Assist {
     pub trainer: trainer::Trainer,
     /// Urgency of later messages.
     pub watcher: insight::Watcher,
-}
-
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .merge(faq::routes())
-        .merge(settings::routes())
-        .merge(bot::routes())
-        .merge(suggest::routes())
-        .merge(intents::routes())
 }
 
 impl Assist {

@@ -1,17 +1,14 @@
 //! Per-app Assist settings: the bot's mode and thresholds
-//! (`assist_settings`, admin routes `GET`/`PATCH /api/v1/apps/{id}/assist`).
+//! (`assist_settings`; admin doors `GET`/`PATCH /api/v1/apps/{id}/assist`
+//! in [`super::routes`]).
 
-use axum::extract::State;
-use axum::routing::get;
-use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use sqlx::SqliteExecutor;
+use sqlx::{SqliteExecutor, SqlitePool};
 
 use super::retrieval::Thresholds;
-use crate::auth::AdminAuth;
-use crate::error::{ApiError, ApiResult};
-use crate::http::extract::{ApiJson, ApiPath};
-use crate::ids::AppId;
+use crate::change::Change;
+use crate::error::ApiError;
+use crate::ids::{AgentId, AppId};
 use crate::state::AppState;
 use crate::time::now_ms;
 
@@ -111,40 +108,27 @@ pub async fn any_on<'e>(db: impl SqliteExecutor<'e>) -> Result<bool, ApiError> {
     Ok(row.is_some())
 }
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/apps/{id}/assist", get(get_settings).patch(update))
-}
-
-#[derive(Debug, Serialize)]
-struct SettingsResponse {
-    assist: Settings,
-}
-
-async fn app_exists(state: &AppState, app: AppId) -> Result<(), ApiError> {
-    match crate::apps::find(&state.db, app).await? {
+async fn app_exists(db: &SqlitePool, app: AppId) -> Result<(), ApiError> {
+    match crate::apps::find(db, app).await? {
         Some(_) => Ok(()),
         None => Err(ApiError::not_found("app")),
     }
 }
 
-async fn get_settings(
-    State(state): State<AppState>,
-    AdminAuth(_): AdminAuth,
-    ApiPath(app): ApiPath<AppId>,
-) -> ApiResult<Json<SettingsResponse>> {
-    app_exists(&state, app).await?;
-    Ok(Json(SettingsResponse {
-        assist: load(&state.db, app).await?,
-    }))
+/// An existing app's settings (404 for an unknown app).
+pub async fn of_app(db: &SqlitePool, app: AppId) -> Result<Settings, ApiError> {
+    app_exists(db, app).await?;
+    load(db, app).await
 }
 
+/// The fields an admin may change; absent ones keep their value.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct UpdateBody {
-    mode: Option<Mode>,
-    answer_threshold: Option<f64>,
-    margin: Option<f64>,
-    suggest_threshold: Option<f64>,
+pub struct SettingsUpdate {
+    pub mode: Option<Mode>,
+    pub answer_threshold: Option<f64>,
+    pub margin: Option<f64>,
+    pub suggest_threshold: Option<f64>,
 }
 
 fn unit(field: &'static str, value: Option<f64>) -> Result<(), ApiError> {
@@ -156,20 +140,22 @@ fn unit(field: &'static str, value: Option<f64>) -> Result<(), ApiError> {
     }
 }
 
-async fn update(
-    State(state): State<AppState>,
-    AdminAuth(admin): AdminAuth,
-    ApiPath(app): ApiPath<AppId>,
-    ApiJson(input): ApiJson<UpdateBody>,
-) -> ApiResult<Json<SettingsResponse>> {
+/// An admin changes an app's settings: written and audited in one
+/// [`Change`]; once committed the bot's cache takes them.
+pub async fn update(
+    state: &AppState,
+    admin: AgentId,
+    app: AppId,
+    input: SettingsUpdate,
+) -> Result<Settings, ApiError> {
     unit("answer_threshold", input.answer_threshold)?;
     unit("margin", input.margin)?;
     unit("suggest_threshold", input.suggest_threshold)?;
-    let mut tx = crate::store::db::begin_write(&state.db).await?;
-    if crate::apps::find(&mut *tx, app).await?.is_none() {
+    let mut change = Change::begin(&state.db, Some(admin)).await?;
+    if crate::apps::find(&mut *change, app).await?.is_none() {
         return Err(ApiError::not_found("app"));
     }
-    let mut settings = load(&mut *tx, app).await?;
+    let mut settings = load(&mut *change, app).await?;
     if let Some(mode) = input.mode {
         settings.mode = mode;
     }
@@ -205,18 +191,17 @@ async fn update(
     .bind(settings.margin)
     .bind(settings.suggest_threshold)
     .bind(now_ms())
-    .execute(&mut *tx)
+    .execute(&mut *change)
     .await?;
-    crate::audit::record(
-        &mut *tx,
-        Some(admin.id),
-        "assist.settings",
-        Some(("app", &app.to_string())),
-        serde_json::to_value(settings).unwrap_or_default(),
-    )
-    .await?;
-    let on = any_on(&mut *tx).await?;
-    tx.commit().await?;
+    change
+        .audit(
+            "assist.settings",
+            ("app", &app.to_string()),
+            serde_json::to_value(settings).unwrap_or_default(),
+        )
+        .await?;
+    let on = any_on(&mut *change).await?;
+    change.commit(state).await?;
     state.assist.settings_changed(app, settings, on);
-    Ok(Json(SettingsResponse { assist: settings }))
+    Ok(settings)
 }

@@ -2,8 +2,9 @@
 //! the three replies that best fit the visitor's last message, from the
 //! shop's canned replies and from what the shop's agents actually answered
 //! to similar messages in resolved chats (docs/ASSIST.md, "Reply
-//! suggestions"; the route is `GET /api/v1/conversations/{id}/suggestions`,
-//! docs/API.md 2.19).
+//! suggestions"; [`for_agent`] answers `GET
+//! /api/v1/conversations/{id}/suggestions`, docs/API.md 2.19, whose door
+//! is in [`super::routes`]).
 //!
 //! - [`mask`] — phone numbers, emails and long numbers out of a reply.
 //! - [`learnt`] — the (visitor message → agent reply) pairs, bounded, and
@@ -35,18 +36,14 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::State;
-use axum::routing::get;
-use axum::{Json, Router};
 use parking_lot::Mutex;
 use serde::Serialize;
 use serde_json::Value;
 use sqlx::SqliteConnection;
 use tokio::sync::Notify;
 
-use crate::auth::AgentAuth;
-use crate::error::{ApiError, ApiResult};
-use crate::http::extract::ApiPath;
+use crate::agents::Agent;
+use crate::error::ApiError;
 use crate::ids::{AgentId, AppId, ConversationId, VisitorId};
 use crate::message::{Message, MessageKind, SenderType};
 use crate::state::AppState;
@@ -168,10 +165,6 @@ impl Suggestions {
         }
         self.build(app, &canned).await
     }
-}
-
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/conversations/{id}/suggestions", get(suggestions))
 }
 
 /// The (visitor turn → agent reply) pairs of a conversation's messages,
@@ -401,7 +394,7 @@ async fn learn_conversation(
     Ok((added > 0 || !pairs.is_empty()).then_some(app))
 }
 
-// ---- the route ----------------------------------------------------------
+// ---- suggesting ---------------------------------------------------------
 
 /// One suggestion (docs/API.md 2.19).
 #[derive(Debug, Serialize)]
@@ -419,19 +412,16 @@ pub struct Suggestion {
     pub conversations: Option<u32>,
 }
 
-#[derive(Debug, Serialize)]
-struct SuggestionsResponse {
-    suggestions: Vec<Suggestion>,
-}
-
-/// `GET /api/v1/conversations/{id}/suggestions` — agent.
-async fn suggestions(
-    State(state): State<AppState>,
-    AgentAuth(agent): AgentAuth,
-    ApiPath(id): ApiPath<ConversationId>,
-) -> ApiResult<Json<SuggestionsResponse>> {
+/// At most [`SUGGESTIONS_MAX`] replies for `agent` to the visitor's last
+/// turn in conversation `id` (404 for an unknown one; none when the
+/// visitor has not written).
+pub async fn for_agent(
+    state: &AppState,
+    agent: &Agent,
+    id: ConversationId,
+) -> Result<Vec<Suggestion>, ApiError> {
     state.starts.settled(id).await;
-    let conversation = crate::conversations::find(&state, id)
+    let conversation = crate::conversations::find(state, id)
         .await?
         .ok_or_else(|| ApiError::not_found("conversation"))?;
     let recent = state
@@ -439,14 +429,12 @@ async fn suggestions(
         .page(id, 0, Some(u64::MAX), RECENT_MESSAGES, false)?;
     let text = last_turn(&decode_all(&recent));
     if text.is_empty() {
-        return Ok(Json(SuggestionsResponse {
-            suggestions: Vec::new(),
-        }));
+        return Ok(Vec::new());
     }
     let ranker = state
         .assist
         .suggestions
-        .ranker(&state, conversation.app_id)
+        .ranker(state, conversation.app_id)
         .await?;
     let ranked: Vec<(Candidate, f32)> = ranker
         .rank(&text, SUGGESTIONS_MAX * 3, |candidate| match candidate {
@@ -518,7 +506,7 @@ async fn suggestions(
             out.push(suggestion);
         }
     }
-    Ok(Json(SuggestionsResponse { suggestions: out }))
+    Ok(out)
 }
 
 #[cfg(test)]

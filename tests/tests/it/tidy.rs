@@ -133,14 +133,6 @@ fn only_routes_and_http_plumbing_import_axum() {
         "ws/socket.rs",
     ];
     let not_split_yet = [
-        "assist/bot.rs",
-        "assist/faq.rs",
-        "assist/intents.rs",
-        "assist/mod.rs",
-        "assist/settings.rs",
-        "assist/suggest.rs",
-        "attachments.rs",
-        "export.rs",
         "lan/replication.rs",
         "ops/mod.rs",
         "ops/profile.rs",

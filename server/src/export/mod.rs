@@ -1,6 +1,8 @@
 //! Export (issue 19 item 2): messages and tickets of one conversation or of
 //! a date range, as JSON Lines or CSV, for audits and for leaving Kefu.
-//! Routes in docs/API.md 2.18.
+//! Routes in docs/API.md 2.18, their doors in [`routes`]: the operations
+//! here ([`messages`], [`tickets`]) check, audit and start the stream; the
+//! door sends it as the response body.
 //!
 //! Invariants:
 //! - Admins only (`AdminAuth`), or the server's local operator
@@ -26,21 +28,19 @@
 //!   run it as a formula (CSV injection); use JSON Lines for an exact copy.
 //!   CSV writing is ten lines here rather than a dependency.
 
+pub mod routes;
+
 use std::sync::Arc;
 
-use axum::Router;
-use axum::body::{Body, Bytes};
-use axum::extract::State;
-use axum::http::{HeaderValue, header};
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::{Semaphore, mpsc};
 
-use crate::error::{ApiError, ApiResult};
-use crate::http::extract::ApiQuery;
-use crate::ids::ConversationId;
+use crate::error::ApiError;
+use crate::ids::{AgentId, ConversationId};
 use crate::state::AppState;
 
 /// The longest date range one export may span.
@@ -56,24 +56,19 @@ const TICKET_PAGE: i64 = 200;
 
 static RUNNING: Semaphore = Semaphore::const_new(CONCURRENT_MAX);
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/admin/export/messages", get(messages))
-        .route("/admin/export/tickets", get(tickets))
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Format {
     JsonLines,
     Csv,
 }
 
+/// What an export asks for, as the query string says it.
 #[derive(Debug, Deserialize)]
-struct ExportQuery {
-    format: Option<String>,
-    conversation_id: Option<String>,
-    from: Option<i64>,
-    to: Option<i64>,
+pub struct ExportQuery {
+    pub format: Option<String>,
+    pub conversation_id: Option<String>,
+    pub from: Option<i64>,
+    pub to: Option<i64>,
 }
 
 /// What to export: one conversation, or `[from, to)` in Unix ms.
@@ -130,11 +125,24 @@ fn describe(scope: Scope) -> (Value, String) {
     }
 }
 
-async fn messages(
-    State(state): State<AppState>,
-    operator: crate::ops::Operator,
-    ApiQuery(query): ApiQuery<ExportQuery>,
-) -> ApiResult<Response> {
+/// A started export: the body's chunks (the export's slot is held until
+/// they are read to the end or dropped) and how to label them.
+pub struct Export {
+    /// `Content-Type` of the body.
+    pub content_type: &'static str,
+    /// The download's file name (ASCII: ids and numbers only).
+    pub file_name: String,
+    /// ~64 KiB chunks; an `Err` ends the body as a failed download.
+    pub chunks: BoxStream<'static, Result<Bytes, std::io::Error>>,
+}
+
+/// Exports messages (by `actor`; `None`: the local operator): checked,
+/// audited, then streamed.
+pub async fn messages(
+    state: &AppState,
+    actor: Option<AgentId>,
+    query: &ExportQuery,
+) -> Result<Export, ApiError> {
     let (format, scope) = query.parse()?;
     if let Scope::Conversation(id) = scope {
         let exists: Option<(i64,)> = sqlx::query_as("SELECT 1 FROM conversations WHERE id = ?")
@@ -145,25 +153,21 @@ async fn messages(
             return Err(ApiError::not_found("conversation"));
         }
     }
-    start(
-        &state,
-        operator.actor(),
-        "messages",
-        format,
-        scope,
-        |sink| Box::pin(write_messages(Arc::clone(&state), format, scope, sink)),
-    )
+    start(state, actor, "messages", format, scope, |sink| {
+        Box::pin(write_messages(Arc::clone(state), format, scope, sink))
+    })
     .await
 }
 
-async fn tickets(
-    State(state): State<AppState>,
-    operator: crate::ops::Operator,
-    ApiQuery(query): ApiQuery<ExportQuery>,
-) -> ApiResult<Response> {
+/// Exports tickets with their comments (by `actor`, as [`messages`]).
+pub async fn tickets(
+    state: &AppState,
+    actor: Option<AgentId>,
+    query: &ExportQuery,
+) -> Result<Export, ApiError> {
     let (format, scope) = query.parse()?;
-    start(&state, operator.actor(), "tickets", format, scope, |sink| {
-        Box::pin(write_tickets(Arc::clone(&state), format, scope, sink))
+    start(state, actor, "tickets", format, scope, |sink| {
+        Box::pin(write_tickets(Arc::clone(state), format, scope, sink))
     })
     .await
 }
@@ -173,12 +177,12 @@ type Writer = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), ApiE
 /// Takes a slot, audits, and streams what `write` produces.
 async fn start(
     state: &AppState,
-    actor: Option<crate::ids::AgentId>,
+    actor: Option<AgentId>,
     what: &str,
     format: Format,
     scope: Scope,
     write: impl FnOnce(Sink) -> Writer,
-) -> ApiResult<Response> {
+) -> Result<Export, ApiError> {
     let permit = RUNNING.try_acquire().map_err(|_| ApiError::RateLimited)?;
     let (details, name) = describe(scope);
     let mut details = details;
@@ -200,28 +204,23 @@ async fn start(
     });
     // The slot is the body's: an export counts until its download ends
     // (read to the end, or dropped with the connection).
-    let body = Body::from_stream(futures_util::stream::unfold(
-        (receiver, permit),
-        |(mut receiver, permit)| async move {
+    let chunks =
+        futures_util::stream::unfold((receiver, permit), |(mut receiver, permit)| async move {
             receiver
                 .recv()
                 .await
                 .map(|chunk| (chunk, (receiver, permit)))
-        },
-    ));
-    let mut response = body.into_response();
+        })
+        .boxed();
     let (content_type, extension) = match format {
         Format::JsonLines => ("application/x-ndjson; charset=utf-8", "jsonl"),
         Format::Csv => ("text/csv; charset=utf-8", "csv"),
     };
-    let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    if let Ok(value) = HeaderValue::from_str(&format!(
-        "attachment; filename=\"kefu-{what}-{name}.{extension}\""
-    )) {
-        headers.insert(header::CONTENT_DISPOSITION, value);
-    }
-    Ok(response)
+    Ok(Export {
+        content_type,
+        file_name: format!("kefu-{what}-{name}.{extension}"),
+        chunks,
+    })
 }
 
 /// Buffers output into chunks for the response body.

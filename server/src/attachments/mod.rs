@@ -1,5 +1,7 @@
 //! Attachments: upload (`multipart/form-data`, streamed to disk), storage
-//! under the data dir, sending with a message, download.
+//! under the data dir, sending with a message, download. The doors
+//! (multipart parsing, the download's headers) are in [`routes`]; the
+//! files, their rows and every check are here.
 //!
 //! Invariants:
 //! - A file's bytes live at `DATA_DIR/attachments/<stored_name>`, a name of
@@ -17,28 +19,18 @@
 //! - An attachment may only be sent by its uploader: a visitor's into its own
 //!   conversation, an agent's into any conversation.
 
+pub mod routes;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
-use axum::Json;
-use axum::Router;
-use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Path as UrlPath, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use subtle::ConstantTimeEq;
 use tokio::io::AsyncWriteExt;
 
-use crate::auth::{AgentAuth, VisitorAuth};
 use crate::conversations::Author;
-use crate::error::{ApiError, ApiResult};
-use crate::http::extract::ApiQuery;
+use crate::error::ApiError;
 use crate::ids::{AgentId, AttachmentId, ConversationId, VisitorId};
 use crate::message::MessageKind;
 use crate::state::AppState;
@@ -51,7 +43,7 @@ const INCOMING: &str = ".incoming";
 /// Room for the multipart framing (boundaries, part headers) on top of
 /// `limits.attachment_bytes`; a body larger than both is refused as it
 /// streams in.
-const FRAMING_BYTES: usize = 16 * 1024;
+pub const FRAMING_BYTES: usize = 16 * 1024;
 /// Bytes kept from the start of a file for type detection.
 const SNIFF_BYTES: usize = 8 * 1024;
 /// Display names are cut to this many characters.
@@ -78,21 +70,6 @@ const DOWNLOAD_TYPES: [&str; 11] = [
 
 const OCTET_STREAM: &str = "application/octet-stream";
 
-pub fn routes() -> Router<AppState> {
-    // The global 64 KiB body limit is lifted for the two upload routes only;
-    // they enforce `limits.attachment_bytes` themselves while streaming.
-    Router::new()
-        .route(
-            "/visitor/attachments",
-            post(upload_visitor).layer(DefaultBodyLimit::disable()),
-        )
-        .route(
-            "/attachments",
-            post(upload_agent).layer(DefaultBodyLimit::disable()),
-        )
-        .route("/attachments/{id}/{key}", get(download))
-}
-
 /// The protocol's attachment object, as in uploads and `Message.attachment`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(rename = "Attachment"))]
@@ -104,8 +81,9 @@ pub struct AttachmentObject {
     pub url: String,
 }
 
+/// An attachment's row.
 #[derive(sqlx::FromRow)]
-struct Row {
+pub struct Row {
     id: AttachmentId,
     stored_name: String,
     url_key: String,
@@ -118,7 +96,8 @@ struct Row {
 }
 
 impl Row {
-    fn object(&self) -> AttachmentObject {
+    /// The protocol's object for this attachment.
+    pub fn object(&self) -> AttachmentObject {
         AttachmentObject {
             id: self.id,
             name: self.name.clone(),
@@ -196,7 +175,7 @@ pub fn clean_incoming(data_dir: &Path) {
 }
 
 /// Who is uploading: decides the owner columns (and a visitor's limit).
-enum Uploader {
+pub enum Uploader {
     Visitor {
         visitor: VisitorId,
         conversation: ConversationId,
@@ -224,7 +203,7 @@ static IN_FLIGHT: std::sync::LazyLock<parking_lot::Mutex<HashMap<VisitorId, u32>
     std::sync::LazyLock::new(Default::default);
 
 /// A visitor upload counted in [`IN_FLIGHT`]; released when dropped.
-struct Reservation {
+pub struct Reservation {
     visitor: VisitorId,
 }
 
@@ -260,45 +239,36 @@ impl Drop for Reservation {
     }
 }
 
-#[derive(Debug, Serialize)]
-struct UploadResponse {
-    attachment: AttachmentObject,
-}
-
-async fn upload_visitor(
-    State(state): State<AppState>,
-    VisitorAuth(visitor): VisitorAuth,
-    request: Request,
-) -> ApiResult<(StatusCode, Json<UploadResponse>)> {
-    let per_hour = state.config.limits.visitor_uploads_per_hour;
-    // Reserve before receiving anything (see `IN_FLIGHT`).
-    let reservation = if per_hour > 0 {
-        let (recent,): (i64,) = sqlx::query_as(
-            "SELECT COUNT(*) FROM attachments WHERE uploader_visitor_id = ? AND created_at > ?",
-        )
-        .bind(visitor.visitor_id)
-        .bind(now_ms() - HOUR_MS)
-        .fetch_one(&state.db)
-        .await?;
-        Some(Reservation::take(visitor.visitor_id, recent, per_hour)?)
-    } else {
-        None
-    };
-    let uploader = Uploader::Visitor {
-        visitor: visitor.visitor_id,
-        conversation: visitor.conversation_id,
-        per_hour,
-        reservation,
-    };
-    upload(&state, uploader, request).await
-}
-
-async fn upload_agent(
-    State(state): State<AppState>,
-    AgentAuth(agent): AgentAuth,
-    request: Request,
-) -> ApiResult<(StatusCode, Json<UploadResponse>)> {
-    upload(&state, Uploader::Agent(agent.id), request).await
+impl Uploader {
+    /// A visitor's upload into its conversation, admitted by its hourly
+    /// limit (429 beyond it) before anything is received: the place is
+    /// reserved (see [`IN_FLIGHT`]) until the row is written or the upload
+    /// fails.
+    pub async fn visitor(
+        state: &AppState,
+        visitor: VisitorId,
+        conversation: ConversationId,
+    ) -> Result<Uploader, ApiError> {
+        let per_hour = state.config.limits.visitor_uploads_per_hour;
+        let reservation = if per_hour > 0 {
+            let (recent,): (i64,) = sqlx::query_as(
+                "SELECT COUNT(*) FROM attachments WHERE uploader_visitor_id = ? AND created_at > ?",
+            )
+            .bind(visitor)
+            .bind(now_ms() - HOUR_MS)
+            .fetch_one(&state.db)
+            .await?;
+            Some(Reservation::take(visitor, recent, per_hour)?)
+        } else {
+            None
+        };
+        Ok(Uploader::Visitor {
+            visitor,
+            conversation,
+            per_hour,
+            reservation,
+        })
+    }
 }
 
 /// A temp file that is removed when dropped, unless kept.
@@ -316,85 +286,92 @@ impl Drop for TempFile {
 }
 
 /// One received `file` part, on disk in `.incoming`.
-struct Incoming {
+pub struct Incoming {
     temp: TempFile,
     size: u64,
     head: Vec<u8>,
     name: String,
 }
 
-async fn upload(
-    state: &AppState,
-    uploader: Uploader,
-    request: Request,
-) -> ApiResult<(StatusCode, Json<UploadResponse>)> {
-    let limit = state.config.limits.attachment_bytes;
-    let body_cap = limit.saturating_add(FRAMING_BYTES);
-    let (parts, body) = request.into_parts();
-    let declared = parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if let Some(declared) = declared.filter(|&n| n > body_cap as u64) {
-        // Read the rest first when it is not much more (the client is
-        // still sending: an early answer would reach it as a reset).
-        if declared <= (body_cap + crate::http::extract::DRAIN_BYTES_MAX) as u64 {
-            crate::http::extract::discard(body, crate::http::extract::DRAIN_BYTES_MAX + body_cap)
-                .await;
-        }
-        return Err(too_large(limit));
+/// `attachments/.incoming` under the data dir, made if missing: where
+/// uploads are written while they arrive.
+pub async fn incoming_dir(data_dir: &Path) -> Result<PathBuf, ApiError> {
+    let dir = data_dir.join(DIR).join(INCOMING);
+    tokio::fs::create_dir_all(&dir).await.map_err(io_error)?;
+    Ok(dir)
+}
+
+/// A `file` part being received: written to a temp file in
+/// `.incoming` as its chunks arrive, removed if it is not finished.
+pub struct Receiving {
+    // Closed before the temp file is removed (fields drop in order): a
+    // file still open cannot be removed on Windows.
+    writer: tokio::io::BufWriter<tokio::fs::File>,
+    temp: TempFile,
+    size: u64,
+    head: Vec<u8>,
+    name: String,
+    limit: usize,
+}
+
+impl Receiving {
+    /// Starts a part named `file_name` by the client (sanitized: it never
+    /// reaches a path) of at most `limit` bytes.
+    pub async fn start(
+        incoming_dir: &Path,
+        file_name: Option<&str>,
+        limit: usize,
+    ) -> Result<Receiving, ApiError> {
+        let name = sanitize_name(file_name);
+        let temp = TempFile {
+            path: incoming_dir.join(format!("{}.part", random_hex())),
+            keep: false,
+        };
+        let file = tokio::fs::File::create(&temp.path)
+            .await
+            .map_err(io_error)?;
+        Ok(Receiving {
+            temp,
+            writer: tokio::io::BufWriter::with_capacity(64 * 1024, file),
+            size: 0,
+            head: Vec::new(),
+            name,
+            limit,
+        })
     }
-    // Counts the body as it streams and cuts it off past the cap, so that
-    // neither a lying Content-Length nor a chunked body can go beyond it.
-    let exceeded = Arc::new(AtomicBool::new(false));
-    let flag = Arc::clone(&exceeded);
-    let mut seen = 0usize;
-    let limited = body.into_data_stream().map(move |chunk| {
-        let chunk = chunk?;
-        seen = seen.saturating_add(chunk.len());
-        if seen > body_cap {
-            flag.store(true, Ordering::Release);
-            return Err(axum::Error::new(std::io::Error::other("body too large")));
-        }
-        Ok(chunk)
-    });
-    let request = Request::from_parts(parts, Body::from_stream(limited));
-    let mut multipart = Multipart::from_request(request, state)
-        .await
-        .map_err(|rejection| {
-            ApiError::bad_request(format!(
-                "expected multipart/form-data with one part named file: {}",
-                rejection.body_text()
-            ))
-        })?;
 
-    let dir = state.config.data_dir.join(DIR);
-    let incoming_dir = dir.join(INCOMING);
-    tokio::fs::create_dir_all(&incoming_dir)
-        .await
-        .map_err(io_error)?;
-
-    let received = receive(&mut multipart, &incoming_dir, limit).await;
-    let incoming = match received {
-        Ok(incoming) => incoming,
-        Err(error) => {
-            // Read what is left (bounded by the cap) so the client, still
-            // sending, reads our answer instead of a reset connection.
-            drain(&mut multipart).await;
-            if exceeded.load(Ordering::Acquire) {
-                return Err(too_large(limit));
-            }
-            return Err(error);
+    /// The next chunk (413 past the limit).
+    pub async fn write(&mut self, chunk: &[u8]) -> Result<(), ApiError> {
+        self.size += chunk.len() as u64;
+        if self.size > self.limit as u64 {
+            return Err(too_large(self.limit));
         }
-    };
-    let stored = store(state, uploader, incoming, &dir).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(UploadResponse {
-            attachment: stored.object(),
-        }),
-    ))
+        if self.head.len() < SNIFF_BYTES {
+            let take = (SNIFF_BYTES - self.head.len()).min(chunk.len());
+            self.head.extend_from_slice(&chunk[..take]);
+        }
+        self.writer.write_all(chunk).await.map_err(io_error)
+    }
+
+    /// The part is complete: flushed and synced (durable before the row
+    /// that points at it is committed); an empty file is refused.
+    pub async fn finish(mut self) -> Result<Incoming, ApiError> {
+        self.writer.flush().await.map_err(io_error)?;
+        self.writer
+            .into_inner()
+            .sync_all()
+            .await
+            .map_err(io_error)?;
+        if self.size == 0 {
+            return Err(ApiError::bad_request("the file is empty"));
+        }
+        Ok(Incoming {
+            temp: self.temp,
+            size: self.size,
+            head: self.head,
+            name: self.name,
+        })
+    }
 }
 
 /// A file system error of an upload: 503 when the disk is full (the
@@ -407,82 +384,19 @@ fn io_error(error: std::io::Error) -> ApiError {
     }
 }
 
-fn too_large(limit: usize) -> ApiError {
+/// The answer to an upload over `limits.attachment_bytes` (413).
+pub fn too_large(limit: usize) -> ApiError {
     ApiError::too_large(format!("an attachment may be at most {limit} bytes"))
 }
 
-fn multipart_error(error: axum::extract::multipart::MultipartError) -> ApiError {
-    ApiError::bad_request(format!("malformed multipart body: {}", error.body_text()))
-}
-
-/// Reads the whole multipart body: exactly one part, named `file`, written
-/// to a temp file as it arrives.
-async fn receive(
-    multipart: &mut Multipart,
-    incoming_dir: &Path,
-    limit: usize,
-) -> Result<Incoming, ApiError> {
-    let mut received: Option<Incoming> = None;
-    while let Some(mut field) = multipart.next_field().await.map_err(multipart_error)? {
-        if field.name() != Some("file") {
-            return Err(ApiError::bad_request(
-                "unexpected part: send exactly one part, named file",
-            ));
-        }
-        if received.is_some() {
-            return Err(ApiError::bad_request("send exactly one file per upload"));
-        }
-        let name = sanitize_name(field.file_name());
-        let temp = TempFile {
-            path: incoming_dir.join(format!("{}.part", random_hex())),
-            keep: false,
-        };
-        let file = tokio::fs::File::create(&temp.path)
-            .await
-            .map_err(io_error)?;
-        let mut writer = tokio::io::BufWriter::with_capacity(64 * 1024, file);
-        let mut size: u64 = 0;
-        let mut head = Vec::new();
-        while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
-            size += chunk.len() as u64;
-            if size > limit as u64 {
-                return Err(too_large(limit));
-            }
-            if head.len() < SNIFF_BYTES {
-                let take = (SNIFF_BYTES - head.len()).min(chunk.len());
-                head.extend_from_slice(&chunk[..take]);
-            }
-            writer.write_all(&chunk).await.map_err(io_error)?;
-        }
-        writer.flush().await.map_err(io_error)?;
-        // Durable before the row that points at it is committed.
-        writer.into_inner().sync_all().await.map_err(io_error)?;
-        if size == 0 {
-            return Err(ApiError::bad_request("the file is empty"));
-        }
-        received = Some(Incoming {
-            temp,
-            size,
-            head,
-            name,
-        });
-    }
-    received.ok_or_else(|| ApiError::bad_request("missing the part named file"))
-}
-
-async fn drain(multipart: &mut Multipart) {
-    while let Ok(Some(mut field)) = multipart.next_field().await {
-        while let Ok(Some(_)) = field.chunk().await {}
-    }
-}
-
-/// Moves an accepted upload into place and records it.
-async fn store(
+/// Moves an accepted upload into place and records it (429 when a
+/// visitor's hourly limit was reached meanwhile: nothing is kept).
+pub async fn store(
     state: &AppState,
     uploader: Uploader,
     mut incoming: Incoming,
-    dir: &Path,
 ) -> Result<Row, ApiError> {
+    let dir = state.config.data_dir.join(DIR);
     let (mime, kind) = classify(&incoming.head);
     let stored_name = random_hex();
     let path = dir.join(&stored_name);
@@ -602,25 +516,34 @@ fn is_bidi_control(c: char) -> bool {
 
 // ---- download -------------------------------------------------------------
 
-#[derive(Debug, Deserialize)]
-struct DownloadQuery {
-    #[serde(default)]
-    inline: Option<String>,
+/// A file to send, found by its id and its URL key.
+pub struct Download {
+    pub file: tokio::fs::File,
+    /// The served type: the stored one if on the lists, else
+    /// `application/octet-stream`.
+    pub mime: &'static str,
+    pub size: u64,
+    /// The `Content-Disposition` value (`inline` for an image asked so).
+    pub disposition: String,
 }
 
-async fn download(
-    State(state): State<AppState>,
-    UrlPath((id, key)): UrlPath<(String, String)>,
-    ApiQuery(query): ApiQuery<DownloadQuery>,
-) -> ApiResult<Response> {
+/// Opens attachment `id` for whoever holds its URL `key` (404 for an
+/// unknown id, a wrong key or a missing file); `inline` (`1`/`true`,
+/// `0`/`false`) only for images.
+pub async fn open(
+    state: &AppState,
+    id: &str,
+    key: &str,
+    inline: Option<&str>,
+) -> Result<Download, ApiError> {
     let not_found = || ApiError::not_found("attachment");
     let id: AttachmentId = id.parse().map_err(|_| not_found())?;
-    let row = find(&state, id).await?.ok_or_else(not_found)?;
+    let row = find(state, id).await?.ok_or_else(not_found)?;
     let key_ok: bool = row.url_key.as_bytes().ct_eq(key.as_bytes()).into();
     if !key_ok {
         return Err(not_found());
     }
-    let inline = match query.inline.as_deref() {
+    let inline = match inline {
         None | Some("0") | Some("false") => false,
         Some("1") | Some("true") => true,
         Some(_) => return Err(ApiError::bad_request("inline must be 1 or 0").in_field("inline")),
@@ -640,9 +563,6 @@ async fn download(
         Err(error) => return Err(ApiError::internal(error)),
     };
     let disposition = content_disposition(if inline { "inline" } else { "attachment" }, &row.name);
-    let body = Body::from_stream(tokio_util::io::ReaderStream::with_capacity(file, 64 * 1024));
-    let mut response = body.into_response();
-    let headers = response.headers_mut();
     let mime = if IMAGE_TYPES.contains(&row.mime.as_str())
         || DOWNLOAD_TYPES.contains(&row.mime.as_str())
     {
@@ -650,38 +570,13 @@ async fn download(
     } else {
         OCTET_STREAM
     };
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(static_mime(mime)),
-    );
-    headers.insert(
-        header::CONTENT_LENGTH,
-        HeaderValue::from(row.size.max(0) as u64),
-    );
-    if let Ok(value) = HeaderValue::from_str(&disposition) {
-        headers.insert(header::CONTENT_DISPOSITION, value);
-    }
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'none'; sandbox"),
-    );
-    headers.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    // The bytes behind a URL never change; the URL is a capability, so only
-    // private caches may keep it.
-    headers.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("private, max-age=31536000, immutable"),
-    );
-    Ok(response)
+    Ok(Download {
+        file,
+        mime: static_mime(mime),
+        size: row.size.max(0) as u64,
+        disposition,
+    })
 }
-
 /// The `&'static str` of a type on the lists (they are the only ones served).
 fn static_mime(mime: &str) -> &'static str {
     IMAGE_TYPES
