@@ -57,6 +57,10 @@ struct Global {
     /// Path of the kefu-server binary (default: next to kefu-bench).
     #[arg(long, global = true)]
     server_bin: Option<PathBuf>,
+    /// A second kefu-server binary, measured as the system `kefu-b` beside
+    /// `kefu` in the same run (before vs after a change).
+    #[arg(long, global = true)]
+    server_bin_b: Option<PathBuf>,
     /// Write the results as JSON to this file.
     #[arg(long, global = true)]
     json: Option<PathBuf>,
@@ -349,6 +353,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(bin) => bin.clone(),
         None => std::env::current_exe()?.with_file_name("kefu-server"),
     };
+    if let Some(bin_b) = &global.server_bin_b {
+        target::set_server_bin_b(bin_b.clone());
+    }
     let sections = match cli.scenario {
         Scenario::B0Server { bind, log, fsync } => {
             return b0::serve(bind, log.as_deref(), fsync).await;

@@ -61,6 +61,7 @@ fn layout(scenario: &str) -> (Vec<Column>, Option<&'static str>) {
                 col("agent got all", "/agent_got_all", Plain),
                 col("server CPU s", "/server_cpu_seconds", Plain),
                 col("server RSS MiB", "/server_rss_kib", Mib),
+                col("load", "/load", Plain),
             ],
             Some("/acks_per_second"),
         ),
@@ -74,6 +75,7 @@ fn layout(scenario: &str) -> (Vec<Column>, Option<&'static str>) {
                 col("max ms", "/latency_us/max", Ms),
                 col("open s", "/open_seconds", Plain),
                 col("open ack p99 ms", "/open_ack_us/p99", Ms),
+                col("load", "/load", Plain),
             ],
             Some("/latency_us/p99"),
         ),
@@ -134,6 +136,7 @@ fn layout(scenario: &str) -> (Vec<Column>, Option<&'static str>) {
                 col("log answer p99 ms", "/log_us/answer/p99", Ms),
                 col("log queue wait p99 ms", "/log_us/queue_wait/p99", Ms),
                 col("log write p99 ms", "/log_us/write/p99", Ms),
+                col("load", "/load", Plain),
             ],
             Some("/ack_us/p99"),
         ),
@@ -210,15 +213,26 @@ pub fn tables(report: &Value) -> String {
             header.push_str(&format!(" {} |", column.header));
             rule.push_str("---|");
         }
-        // B1f (B1 with fsync) gets its column only where it ran.
-        let baselines: &[&str] = if rows.iter().any(|row| row["system"] == "B1f") {
-            &["B0", "B1", "B1f", "N"]
+        // B1f (B1 with fsync) and Kefu-B (a second Kefu binary) get their
+        // columns only where they ran; with Kefu-B the ratios are given for
+        // both Kefu rows, so the header names no numerator.
+        let present = |system: &str| rows.iter().any(|row| row["system"] == system);
+        let mut baselines = vec!["B0", "B1"];
+        if present("B1f") {
+            baselines.push("B1f");
+        }
+        baselines.push("N");
+        if present("Kefu-B") {
+            baselines.push("Kefu-B");
+        }
+        let numerator = if baselines.contains(&"Kefu-B") {
+            ""
         } else {
-            &["B0", "B1", "N"]
+            "Kefu "
         };
         if ratio.is_some() {
-            for baseline in baselines {
-                header.push_str(&format!(" Kefu ÷ {baseline} |"));
+            for baseline in &baselines {
+                header.push_str(&format!(" {numerator}÷ {baseline} |"));
                 rule.push_str("---|");
             }
         }
@@ -236,7 +250,7 @@ pub fn tables(report: &Value) -> String {
                 ));
             }
             if let Some(pointer) = ratio {
-                for baseline in baselines {
+                for baseline in &baselines {
                     line.push_str(&format!(" {} |", ratio_to(&rows, row, baseline, pointer)));
                 }
             }
@@ -275,7 +289,7 @@ fn storage_ratios(out: &mut String, rows: &[Value]) {
 
 /// Kefu's figure over the baseline's for the same case ("" for non-Kefu rows).
 fn ratio_to(rows: &[Value], row: &Value, baseline: &str, pointer: &str) -> String {
-    if row["system"] != "Kefu" {
+    if (row["system"] != "Kefu" && row["system"] != "Kefu-B") || row["system"] == baseline {
         return String::new();
     }
     let Some(other) = rows

@@ -78,7 +78,7 @@ pub async fn connections(
 ) -> anyhow::Result<Vec<Value>> {
     let mut rows = Vec::new();
     for &system in systems {
-        let hold = if system == System::Kefu {
+        let hold = if system.is_kefu() {
             hold
         } else {
             baseline_hold
@@ -145,7 +145,7 @@ pub async fn throughput(
     let mut rows = Vec::new();
     let mut runs: Vec<(System, &str)> = Vec::new();
     for &system in systems {
-        if system == System::Kefu {
+        if system.is_kefu() {
             runs.push((system, "os"));
             runs.push((system, "fsync"));
         } else {
@@ -191,6 +191,7 @@ pub async fn throughput(
         rows.push(json!({
             "system": system.label(),
             "case": format!("{conversations} x {in_flight} in flight"),
+            "load": crate::report::load_average(),
             "durability": durability,
             "acked": acked,
             "acks_per_second": (acked as f64 / elapsed).round(),
@@ -288,6 +289,7 @@ pub async fn latency(
         rows.push(json!({
             "system": system.label(),
             "case": format!("{rate}/s over {conversations}"),
+            "load": crate::report::load_average(),
             "sent": sent,
             "received": received,
             "measured": histogram.len(),
@@ -365,7 +367,7 @@ pub async fn reconnect(
         eprintln!("reconnect: {} with {count}", system.label());
         let target = Target::start(system, bin, "os").await?;
         let clients = target.clients(count).await?;
-        let prepare = system == System::Kefu;
+        let prepare = system.is_kefu();
         let (mut workers, connected, failed, connect_seconds) =
             spawn_workers(&target.ws_url, &clients, 0, per_worker, prepare).await?;
         if failed > 0 {

@@ -58,7 +58,7 @@ pub async fn run(
         // Kefu in its default durability (fsync), as the storm was found;
         // B1 writes with `os`, N and B0 keep nothing.
         let durability = match system {
-            System::Kefu => "fsync",
+            System::Kefu | System::KefuB => "fsync",
             System::B1 => "os",
             System::B1f => "fsync",
             _ => "none",
@@ -174,7 +174,7 @@ async fn one(
                     }
                 }
                 if seen.first_message.len() == index.len()
-                    && (system != System::Kefu
+                    && (!system.is_kefu()
                         || (seen.visible.len() == index.len()
                             && seen.assigned.len() == index.len()))
                     && Instant::now() > end
@@ -296,7 +296,7 @@ async fn one(
         }
         Ok(histogram)
     };
-    let (visible, assigned) = if system == System::Kefu {
+    let (visible, assigned) = if system.is_kefu() {
         (&seen.visible, Some(&seen.assigned))
     } else {
         (&seen.first_message, None)
@@ -307,6 +307,7 @@ async fn one(
     };
     Ok(json!({
         "system": system.label(),
+        "load": crate::report::load_average(),
         "case": format!(
             "{} new/s for {} s on {}/s over {}",
             sizes.new_rate, sizes.seconds, sizes.rate, sizes.steady

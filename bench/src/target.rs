@@ -1,5 +1,6 @@
 //! The systems under test, started the same way for every scenario: Kefu
-//! (the real `kefu-server` on a temp data dir), B0 (the tokio-tungstenite
+//! (the real `kefu-server` on a temp data dir; `kefu-b`, a second binary
+//! of it, for before/after runs), B0 (the tokio-tungstenite
 //! relay of `b0.rs`, this binary's `b0-server` subcommand), B1 (the same
 //! relay writing every send to RocksDB first, `b0-server --log`) and N (the Node.js
 //! `ws` relay in `bench/baselines/node`). Each runs in its own process, on
@@ -19,6 +20,11 @@ use crate::server::Server;
 #[serde(rename_all = "lowercase")]
 pub enum System {
     Kefu,
+    /// A second Kefu binary (`--server-bin-b`), measured beside the first
+    /// in the same run: before vs after a change.
+    #[value(name = "kefu-b")]
+    #[serde(rename = "kefu-b")]
+    KefuB,
     B0,
     B1,
     /// B1 with `fsync` durability (each batch synced before its acks).
@@ -27,9 +33,15 @@ pub enum System {
 }
 
 impl System {
+    /// Kefu itself, either binary.
+    pub fn is_kefu(self) -> bool {
+        matches!(self, System::Kefu | System::KefuB)
+    }
+
     pub fn label(self) -> &'static str {
         match self {
             System::Kefu => "Kefu",
+            System::KefuB => "Kefu-B",
             System::B0 => "B0",
             System::B1 => "B1",
             System::B1f => "B1f",
@@ -54,6 +66,14 @@ pub struct Target {
     log_dir: Option<tempfile::TempDir>,
 }
 
+/// The binary of [`System::KefuB`] (`--server-bin-b`), set once at start.
+static SERVER_BIN_B: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// Sets the binary that `kefu-b` runs.
+pub fn set_server_bin_b(bin: PathBuf) {
+    let _ = SERVER_BIN_B.set(bin);
+}
+
 /// Where the Node baseline lives (`KEFU_BENCH_NODE_DIR` overrides).
 fn node_dir() -> PathBuf {
     std::env::var_os("KEFU_BENCH_NODE_DIR").map_or_else(
@@ -66,7 +86,13 @@ impl Target {
     /// Starts `system`; `durability` applies to Kefu only.
     pub async fn start(system: System, bin: &Path, durability: &str) -> anyhow::Result<Target> {
         match system {
-            System::Kefu => {
+            System::Kefu | System::KefuB => {
+                let bin = match system {
+                    System::KefuB => SERVER_BIN_B
+                        .get()
+                        .context("the system kefu-b needs --server-bin-b")?,
+                    _ => bin,
+                };
                 let server = Server::start(bin, durability).await?;
                 let shop = Shop::setup(&server.base).await?;
                 Ok(Target {

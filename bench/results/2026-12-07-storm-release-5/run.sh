@@ -1,0 +1,9 @@
+#!/bin/bash
+# One kefu-bench run with this session's autogroup at nice -15 (a shared
+# machine), its start, end and load average appended to runs.log.
+# usage: BENCH=path/to/kefu-bench run.sh NAME kefu-bench-args...
+echo -15 > /proc/self/autogroup
+NAME=$1; shift
+echo "$NAME start $(date -u +%H:%M:%S) load $(cut -d' ' -f1-3 /proc/loadavg) :: $*" >> runs.log
+"$BENCH" "$@" --json "$NAME.json" > "$NAME.txt" 2> "$NAME.err"
+echo "$NAME end   $(date -u +%H:%M:%S) load $(cut -d' ' -f1-3 /proc/loadavg) rc $?" >> runs.log
