@@ -333,12 +333,11 @@ async fn a_planned_handover_under_load_loses_nothing_and_doubles_nothing() {
 
         // 0 acked lost, 0 duplicates, gap-free seq on the new host.
         let new_admin = new_host.login().await;
-        let acks = acks.lock().expect("lock");
+        let acked_by_conversation = acks.lock().expect("lock").by_conversation.clone();
         let mut total = 0;
         for (_, conversation) in &visitors {
             let served = new_host.messages(&new_admin, conversation).await;
-            let expected = acks
-                .by_conversation
+            let expected = acked_by_conversation
                 .get(conversation)
                 .cloned()
                 .unwrap_or_default();
