@@ -206,6 +206,19 @@ enum LanCommand {
         #[arg(long, value_name = "FILE", env = "KEFU_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// As a running standby ("make this computer the host"): ask the host
+    /// for a planned handover to this device; `lan standby` catches up
+    /// and ends as the new host.
+    Handover {
+        /// Where this computer will serve the shop (its `--lan-bind`
+        /// address as the others reach it), told to the old host's devices.
+        #[arg(long, value_name = "HOST:PORT")]
+        address: Option<crate::lan::HostAddress>,
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        #[arg(long, value_name = "FILE", env = "KEFU_CONFIG")]
+        config: Option<PathBuf>,
+    },
     /// As a stopped standby: take the shop over from a host that is gone
     /// (writes the next term), saying how far behind the copy was.
     Takeover {
@@ -512,6 +525,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Lan {
             command: LanCommand::Standby { data_dir, config },
         } => crate::lan::standby::run(load(config, data_dir)?.data_dir).await,
+        Command::Lan {
+            command:
+                LanCommand::Handover {
+                    address,
+                    data_dir,
+                    config,
+                },
+        } => crate::lan::cli::handover(load(config, data_dir)?.data_dir, address).await,
         Command::Lan {
             command: LanCommand::Takeover { data_dir, config },
         } => crate::lan::takeover::takeover(load(config, data_dir)?.data_dir).await,

@@ -168,6 +168,8 @@ pub async fn deliver(
         attachment,
         start,
     };
+    // A planned LAN handover pauses sends here (lan::handover).
+    let _pass = crate::lan::handover::enter(state).await?;
     Ok(state.log.append(draft, origin).await?)
 }
 

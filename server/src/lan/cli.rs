@@ -199,3 +199,45 @@ pub async fn shop_name(config: crate::config::Config, name: String) -> anyhow::R
 fn explain(error: ClientError) -> anyhow::Error {
     anyhow::Error::new(error)
 }
+
+/// `lan handover` on a standby ("make this computer the host"): asks the
+/// pinned host for a planned handover to this device, over the pairing's
+/// mutual TLS, and waits for its outcome. The standby's `lan standby`
+/// must be running: it catches up, takes the grant and ends as the new
+/// host (docs/LAN.md, "Planned handover").
+pub async fn handover(data_dir: PathBuf, address: Option<HostAddress>) -> anyhow::Result<()> {
+    let (identity, state) = open(data_dir).await?;
+    let Some(host) = state.state().host.clone() else {
+        anyhow::bail!("this device is not paired with a host (kefu-server lan pair)");
+    };
+    let mut client = DeviceClient::connect(
+        &identity,
+        ServerTrust::Pinned(host.device_id),
+        &host.address,
+    )
+    .await
+    .map_err(explain)?;
+    let (status, body) = client
+        .request(
+            Method::POST,
+            "/lan/v1/handover",
+            Some(&serde_json::json!({"address": address})),
+            None,
+        )
+        .await
+        .map_err(explain)?;
+    if !status.is_success() {
+        anyhow::bail!(
+            "the host did not hand the shop over ({status}): {}",
+            body["error"]["message"]
+                .as_str()
+                .unwrap_or("no reason given")
+        );
+    }
+    println!(
+        "the host handed the shop over to this computer in term {} (writes paused {:.0} ms)",
+        body["successor"]["term"],
+        body["pause_ms"].as_f64().unwrap_or(0.0)
+    );
+    Ok(())
+}

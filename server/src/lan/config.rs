@@ -19,7 +19,7 @@ use super::identity::{MAX_NAMES, normalize_names};
 pub const MAX_INTERFACES: usize = 16;
 
 /// `[lan]`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LanConfig {
     /// The host's LAN listener (TLS only), e.g. `0.0.0.0:5339`. None: this
@@ -40,6 +40,10 @@ pub struct LanConfig {
     /// "Browsers on the LAN"). Off: only paired devices are served.
     pub browsers: bool,
     pub mdns: MdnsConfig,
+    /// A planned handover pauses writes for at most this long: a standby
+    /// that has not confirmed by then is dropped and the host resumes
+    /// writes in its own term (docs/LAN.md, "Planned handover").
+    pub handover_timeout_secs: u64,
 }
 
 /// `[lan.mdns]`: discovery by multicast DNS. Off by default.
@@ -81,6 +85,22 @@ impl MdnsConfig {
     }
 }
 
+/// The default of `lan.handover_timeout_secs`.
+pub const HANDOVER_TIMEOUT_SECS: u64 = 10;
+
+impl Default for LanConfig {
+    fn default() -> LanConfig {
+        LanConfig {
+            bind: None,
+            peer_of: None,
+            names: Vec::new(),
+            browsers: false,
+            mdns: MdnsConfig::default(),
+            handover_timeout_secs: HANDOVER_TIMEOUT_SECS,
+        }
+    }
+}
+
 impl LanConfig {
     /// Checks the values a file or the environment may have set; the
     /// message names the key.
@@ -116,6 +136,9 @@ impl LanConfig {
         }
         if !(60..=86_400).contains(&mdns.entry_ttl_secs) {
             return Err("lan.mdns.entry_ttl_secs must be 60–86400".to_owned());
+        }
+        if !(1..=300).contains(&self.handover_timeout_secs) {
+            return Err("lan.handover_timeout_secs must be 1–300".to_owned());
         }
         Ok(())
     }

@@ -89,6 +89,12 @@ pub struct LanHost {
     /// Set once another device took the shop over: the message log is
     /// closed, nothing more is written in this term (`lan::replication`).
     pub superseded: std::sync::atomic::AtomicBool,
+    /// Planned handover: the write gate and the handover under way
+    /// (`lan::handover`).
+    pub handover: super::handover::Handover,
+    /// `lan.handover_timeout_secs`: how long writes stay paused for a
+    /// standby that does not confirm.
+    pub handover_timeout: Duration,
     acceptor: TlsAcceptor,
     pairings: Mutex<HashMap<DeviceId, OpenPairing>>,
     pair_starts: DefaultKeyedRateLimiter<IpAddr>,
@@ -160,6 +166,8 @@ impl LanHost {
             connections: Arc::new(Connections::default()),
             standbys: super::replication::Standbys::default(),
             superseded: std::sync::atomic::AtomicBool::new(false),
+            handover: super::handover::Handover::default(),
+            handover_timeout: Duration::from_secs(config.lan.handover_timeout_secs),
             acceptor: TlsAcceptor::from(Arc::new(server_config)),
             pairings: Mutex::new(HashMap::new()),
             pair_starts: RateLimiter::keyed(quota),
@@ -226,6 +234,12 @@ impl LanHost {
                 .store(true, std::sync::atomic::Ordering::Release);
         }
         Ok(demoted)
+    }
+
+    /// Whether another device holds the shop now (handed over or taken
+    /// over): this host never writes again.
+    pub fn gate_closed_for_good(&self) -> bool {
+        self.superseded.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Stops announcing (says goodbye over mDNS).
@@ -394,6 +408,7 @@ pub async fn gate(State(state): State<AppState>, request: Request, next: Next) -
         return refused("no LAN connection");
     };
     let pairing = request.uri().path().starts_with("/lan/v1/");
+    let candidate = peer.key.as_ref().map(|key| key.device_id);
     let refusal = match &peer.key {
         Some(key) if pairing || host.devices.is_approved(&key.device_id) => None,
         Some(_) => {
@@ -412,6 +427,12 @@ pub async fn gate(State(state): State<AppState>, request: Request, next: Next) -
     response
         .headers_mut()
         .insert(TERM_HEADER, http::HeaderValue::from(host.term));
+    // A standby a handover waits for learns here how far to catch up.
+    if let Some(seq) = candidate.and_then(|device| host.handover.pending_seq(&device)) {
+        response
+            .headers_mut()
+            .insert(super::handover::SEQ_HEADER, http::HeaderValue::from(seq));
+    }
     response
 }
 

@@ -26,7 +26,8 @@
 //! - [`replication`] — standby replication, the host's side: full sync,
 //!   the WAL tail, fencing an old host. [`standby`] — `lan standby`, the
 //!   standby's side. [`takeover`] — `lan takeover`, and the new host
-//!   fencing the old one.
+//!   fencing the old one. [`handover`] — a planned handover: the write
+//!   gate, the grant, the signed successor notice.
 //! - [`address`], [`shop_name`] — checked values shared by the above.
 
 pub mod address;
@@ -38,6 +39,7 @@ pub mod device_id;
 pub mod devices;
 pub mod discovery;
 mod fs;
+pub mod handover;
 pub mod host;
 pub mod identity;
 pub mod pairing;

@@ -190,6 +190,14 @@ impl Standbys {
         }
     }
 
+    /// Whether `device` asked in the last [`CONNECTED_WITHIN_SECS`].
+    pub fn is_connected(&self, device: &DeviceId) -> bool {
+        self.progress
+            .lock()
+            .get(device)
+            .is_some_and(|p| p.seen_at.elapsed().as_secs() < CONNECTED_WITHIN_SECS)
+    }
+
     fn full_sync(&self, device: DeviceId) {
         let now = Instant::now();
         let mut progress = self.progress.lock();

@@ -49,6 +49,7 @@ pub fn pairing_routes() -> Router<AppState> {
         .route("/lan/v1/pair/nonce", post(pair_nonce))
         .route("/lan/v1/hello", get(hello))
         .merge(super::replication::lan_routes())
+        .merge(super::handover::routes::lan_routes())
 }
 
 /// The admin routes, under `/api/v1`.
@@ -61,6 +62,7 @@ pub fn routes() -> Router<AppState> {
         .route("/lan/devices/{id}/approve", post(approve))
         .route("/lan/devices/{id}/revoke", post(revoke))
         .merge(super::replication::routes())
+        .merge(super::handover::routes::routes())
 }
 
 /// An admin; a visitor token is answered as if the route did not exist.

@@ -99,6 +99,9 @@ pub fn open_copy(replica: &Path) -> anyhow::Result<rocksdb::DB> {
 enum End {
     /// Sync in full, then go on.
     Resync(String),
+    /// The host granted this device the shop (a planned handover): the
+    /// copy is at the host's last sequence and the host writes no more.
+    Granted(super::handover::Successor),
 }
 
 /// `lan standby`: runs until stopped (Ctrl-C; SIGTERM ends the process:
@@ -133,6 +136,7 @@ pub async fn run(data_dir: PathBuf) -> anyhow::Result<()> {
     let work = async {
         loop {
             match session(&identity, &data_dir, &state, force_full).await {
+                Ok(End::Granted(successor)) => return become_host(&data_dir, successor).await,
                 Ok(End::Resync(why)) => {
                     tracing::info!(%why, "standby: syncing in full");
                     eprintln!("syncing in full: {why}");
@@ -147,7 +151,7 @@ pub async fn run(data_dir: PathBuf) -> anyhow::Result<()> {
         }
     };
     tokio::select! {
-        () = work => Ok(()),
+        done = work => done,
         _ = tokio::signal::ctrl_c() => {
             eprintln!("standby stopped");
             Ok(())
@@ -209,6 +213,11 @@ async fn session(
             .get(LOG_SEQ_HEADER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
+        let handover_seq = response
+            .headers()
+            .get(super::handover::SEQ_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
         let body = axum::body::to_bytes(
             axum::body::Body::new(response.into_body()),
             replication::TAIL_MAX_BYTES + frames::BATCH_MAX,
@@ -254,6 +263,39 @@ async fn session(
         progress.host_term = term;
         progress.last_contact_ms = crate::time::now_ms();
         write_progress(data_dir, &progress)?;
+        if let Some(target) = handover_seq
+            && applied >= target
+        {
+            // A handover to this device paused the host's writes: with a
+            // fresh SQLite snapshot, ask for the grant.
+            refresh_sqlite(&mut client, &replica, state).await?;
+            db.flush_wal(true)?;
+            let term = state
+                .lock()
+                .state()
+                .highest_term_seen
+                .checked_add(1)
+                .context("the term cannot go higher")?;
+            let (status, body) = client
+                .request(
+                    http::Method::POST,
+                    "/lan/v1/handover/commit",
+                    Some(&serde_json::json!({"seq": applied, "term": term})),
+                    None,
+                )
+                .await?;
+            if status.is_success() {
+                let successor: super::handover::Successor = serde_json::from_value(body)
+                    .context("the host's grant is not a successor notice")?;
+                successor
+                    .verify(&host.device_id)
+                    .context("the host's grant")?;
+                return Ok(End::Granted(successor));
+            }
+            tracing::info!(%status, %body, "standby: the host did not grant the handover yet");
+            tokio::time::sleep(POLL).await;
+            continue;
+        }
         if sqlite_at.elapsed() >= SQLITE_REFRESH {
             refresh_sqlite(&mut client, &replica, state).await?;
             sqlite_at = Instant::now();
@@ -262,6 +304,26 @@ async fn session(
             tokio::time::sleep(POLL).await;
         }
     }
+}
+
+/// After the grant: the copy becomes the shop (`lan takeover`'s steps,
+/// which write the term the host granted), the old host is recorded as
+/// fenced (it demoted before granting), and the process ends, saying how
+/// to serve.
+async fn become_host(data_dir: &Path, successor: super::handover::Successor) -> anyhow::Result<()> {
+    let dir = data_dir.to_path_buf();
+    let record =
+        tokio::task::spawn_blocking(move || super::takeover::take_over_granted(&dir, &successor))
+            .await??;
+    println!(
+        "this computer is now the shop's host, in term {}",
+        record.term
+    );
+    eprintln!(
+        "The old host wrote nothing after this copy's last entry. Start serving with kefu-server \
+         serve --lan-bind ADDRESS."
+    );
+    Ok(())
 }
 
 /// Reads a [`frames`] file stream into `root`, fsyncing each file.

@@ -91,6 +91,26 @@ pub async fn takeover(data_dir: PathBuf) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A standby's planned takeover, after the old host granted it
+/// (`lan::handover`): the old host demoted before granting, so it is
+/// recorded as fenced and no fencer runs.
+pub fn take_over_granted(
+    data_dir: &Path,
+    granted: &super::handover::Successor,
+) -> anyhow::Result<TakenOver> {
+    let mut record = take_over(data_dir)?;
+    if record.term != granted.term {
+        tracing::warn!(
+            granted = granted.term,
+            written = record.term,
+            "LAN handover: wrote a higher term than the one granted"
+        );
+    }
+    record.fenced_at_ms = Some(crate::time::now_ms());
+    write(data_dir, &record)?;
+    Ok(record)
+}
+
 fn take_over(data_dir: &Path) -> anyhow::Result<TakenOver> {
     if crate::ops::runtime::server_running(data_dir)? {
         anyhow::bail!(

@@ -33,18 +33,18 @@ const STANDBY_IP: &str = "127.0.0.3";
 /// Visitors sending at once.
 const VISITORS: usize = 4;
 
-fn kefu() -> Command {
+pub(crate) fn kefu() -> Command {
     Command::new(env!("CARGO_BIN_EXE_kefu-server-under-test"))
 }
 
-fn free_addr(ip: &str) -> SocketAddr {
+pub(crate) fn free_addr(ip: &str) -> SocketAddr {
     std::net::TcpListener::bind(format!("{ip}:0"))
         .expect("bind")
         .local_addr()
         .expect("addr")
 }
 
-async fn call(
+pub(crate) async fn call(
     base: SocketAddr,
     method: Method,
     path: &str,
@@ -71,11 +71,12 @@ async fn call(
 }
 
 /// A server process: `serve --bind IP:P --lan-bind IP:Q --public-bind IP:R`.
-struct Server {
-    child: Child,
-    http: SocketAddr,
-    lan: SocketAddr,
-    public: SocketAddr,
+pub(crate) struct Server {
+    pub(crate) child: Child,
+    pub(crate) http: SocketAddr,
+    pub(crate) lan: SocketAddr,
+    pub(crate) public: SocketAddr,
+    env: Vec<(String, String)>,
 }
 
 impl Drop for Server {
@@ -85,7 +86,13 @@ impl Drop for Server {
     }
 }
 
-fn spawn_server(dir: &Path, http: SocketAddr, lan: SocketAddr, public: SocketAddr) -> Child {
+fn spawn_server(
+    dir: &Path,
+    http: SocketAddr,
+    lan: SocketAddr,
+    public: SocketAddr,
+    env: &[(String, String)],
+) -> Child {
     kefu()
         .args(["serve", "--data-dir"])
         .arg(dir)
@@ -98,6 +105,7 @@ fn spawn_server(dir: &Path, http: SocketAddr, lan: SocketAddr, public: SocketAdd
         .env("KEFU_LIMITS__PASSWORD_ATTEMPTS_PER_ACCOUNT_PER_HOUR", "0")
         .env("KEFU_LIMITS__VISITOR_MESSAGES_PER_SECOND", "0")
         .env("KEFU_LIMITS__VISITOR_MESSAGE_BURST", "0")
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -105,26 +113,41 @@ fn spawn_server(dir: &Path, http: SocketAddr, lan: SocketAddr, public: SocketAdd
 }
 
 impl Server {
-    async fn start(dir: &Path, ip: &str) -> Server {
-        let (http, lan, public) = (free_addr(ip), free_addr(ip), free_addr(ip));
+    pub(crate) async fn start(dir: &Path, ip: &str) -> Server {
+        Server::start_on(dir, ip, free_addr(ip), &[]).await
+    }
+
+    /// With its LAN listener on `lan` and extra environment.
+    pub(crate) async fn start_on(
+        dir: &Path,
+        ip: &str,
+        lan: SocketAddr,
+        env: &[(&str, &str)],
+    ) -> Server {
+        let (http, public) = (free_addr(ip), free_addr(ip));
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
         let server = Server {
-            child: spawn_server(dir, http, lan, public),
+            child: spawn_server(dir, http, lan, public, &env),
             http,
             lan,
             public,
+            env,
         };
         server.ready().await;
         server
     }
 
-    async fn restart(&mut self, dir: &Path) {
+    pub(crate) async fn restart(&mut self, dir: &Path) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        self.child = spawn_server(dir, self.http, self.lan, self.public);
+        self.child = spawn_server(dir, self.http, self.lan, self.public, &self.env);
         self.ready().await;
     }
 
-    async fn ready(&self) {
+    pub(crate) async fn ready(&self) {
         for _ in 0..600 {
             let (status, _) = call(self.http, Method::GET, "/readyz", None, None).await;
             if status == 200 {
@@ -135,12 +158,12 @@ impl Server {
         panic!("server did not become ready");
     }
 
-    fn kill_9(&mut self) {
+    pub(crate) fn kill_9(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 
-    async fn login(&self) -> String {
+    pub(crate) async fn login(&self) -> String {
         let (status, body) = call(
             self.http,
             Method::POST,
@@ -153,7 +176,7 @@ impl Server {
         body["token"].as_str().expect("token").to_owned()
     }
 
-    async fn status(&self, admin: &str) -> Value {
+    pub(crate) async fn status(&self, admin: &str) -> Value {
         let (status, body) = call(
             self.http,
             Method::GET,
@@ -167,7 +190,7 @@ impl Server {
     }
 
     /// Every message of a conversation, through the agent API.
-    async fn messages(&self, admin: &str, conversation: &str) -> Vec<Value> {
+    pub(crate) async fn messages(&self, admin: &str, conversation: &str) -> Vec<Value> {
         let mut all: Vec<Value> = Vec::new();
         loop {
             let after = all.last().map_or(0, |m| m["seq"].as_u64().expect("seq"));
@@ -189,7 +212,7 @@ impl Server {
     }
 }
 
-fn create_owner(dir: &Path) {
+pub(crate) fn create_owner(dir: &Path) {
     let output = kefu()
         .args(["admin", "create", "--data-dir"])
         .arg(dir)
@@ -211,7 +234,7 @@ impl PairingProgress for CodeOut {
 
 /// Pairs the device in `dir` with `host` (the library's exchange, an admin
 /// approving with the code) and pins the host. Returns its device ID.
-async fn pair(host: &Server, host_dir: &Path, admin: &str, dir: &Path) -> DeviceId {
+pub(crate) async fn pair(host: &Server, host_dir: &Path, admin: &str, dir: &Path) -> DeviceId {
     let (identity, _) = Identity::load_or_create(dir, &[]).expect("identity");
     let host_id = Identity::open(host_dir)
         .expect("host identity")
@@ -252,7 +275,7 @@ async fn pair(host: &Server, host_dir: &Path, admin: &str, dir: &Path) -> Device
 }
 
 /// A visitor of `app_key` on the public listener: (token, conversation).
-async fn visitor(host: &Server, app_key: &str) -> (String, String) {
+pub(crate) async fn visitor(host: &Server, app_key: &str) -> (String, String) {
     let (status, session) = call(
         host.public,
         Method::POST,
@@ -324,7 +347,7 @@ fn start_load(
         .collect()
 }
 
-fn standby_process(dir: &Path) -> Child {
+pub(crate) fn standby_process(dir: &Path) -> Child {
     kefu()
         .args(["lan", "standby", "--data-dir"])
         .arg(dir)
@@ -595,7 +618,11 @@ async fn a_standby_takes_over_after_kill_9_under_load_and_the_old_host_is_fenced
 }
 
 /// The host's status until `done` holds for its first standby.
-async fn standby_until(host: &Server, admin: &str, done: impl Fn(&Value, &Value) -> bool) -> Value {
+pub(crate) async fn standby_until(
+    host: &Server,
+    admin: &str,
+    done: impl Fn(&Value, &Value) -> bool,
+) -> Value {
     let deadline = Instant::now() + WAIT;
     loop {
         let status = host.status(admin).await;

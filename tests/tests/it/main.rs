@@ -21,6 +21,7 @@ mod hardening_ws;
 mod lan_cli;
 mod lan_discovery;
 mod lan_failover;
+mod lan_handover;
 mod lan_host;
 mod lan_netns;
 mod lan_peer;

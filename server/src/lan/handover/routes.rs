@@ -1,0 +1,154 @@
+//! The doors of a planned handover (`lan::handover`, API.md §2.23):
+//!
+//! - `POST /api/v1/lan/handover {"device_id", "address"?}` — an admin, on
+//!   the host, hands the shop over to an approved standby;
+//! - `POST /lan/v1/handover {"address"?}` — the same asked by the standby
+//!   itself ("make this computer the host", `kefu-server lan handover`),
+//!   over the pairing's mutual TLS;
+//! - `POST /lan/v1/handover/commit {"seq", "term"}` — the candidate, at
+//!   the host's last sequence, asks for the grant;
+//! - `GET /lan/v1/successor` — the signed notice of where the shop went,
+//!   for the old host's approved devices.
+
+use axum::extract::State;
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{Successor, grant, hand_over};
+use crate::error::{ApiError, ApiResult};
+use crate::lan::address::HostAddress;
+use crate::lan::device_id::DeviceId;
+use crate::lan::host::{LanHost, LanPeer};
+use crate::lan::routes::LanAdmin;
+use crate::state::AppState;
+
+/// On the LAN listener (merged into `lan::routes::pairing_routes`).
+pub fn lan_routes() -> Router<AppState> {
+    Router::new()
+        .route("/lan/v1/handover", post(asked_by_standby))
+        .route("/lan/v1/handover/commit", post(commit))
+        .route("/lan/v1/successor", get(successor))
+}
+
+/// The admin's, under `/api/v1`.
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/lan/handover", post(by_admin))
+}
+
+fn hosting(state: &AppState) -> ApiResult<&LanHost> {
+    state.lan.as_deref().ok_or_else(|| {
+        ApiError::Conflict("this server is not a LAN host (start it with --lan-bind)".into())
+    })
+}
+
+/// The calling device when it is approved; 403 otherwise.
+fn approved_device(host: &LanHost, peer: &LanPeer) -> ApiResult<DeviceId> {
+    match &peer.key {
+        Some(key) if host.devices.is_approved(&key.device_id) => Ok(key.device_id),
+        _ => Err(ApiError::forbidden(
+            "only an approved device of this host may do this",
+        )),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AdminBody {
+    device_id: String,
+    #[serde(default)]
+    address: Option<HostAddress>,
+}
+
+fn outcome(outcome: super::Outcome) -> Json<Value> {
+    Json(json!({
+        "handed_over": true,
+        "successor": outcome.successor,
+        "pause_ms": outcome.pause_ms,
+        "drain_ms": outcome.drain_ms,
+    }))
+}
+
+async fn by_admin(
+    State(state): State<AppState>,
+    LanAdmin(admin): LanAdmin,
+    crate::http::extract::ApiJson(body): crate::http::extract::ApiJson<AdminBody>,
+) -> ApiResult<Json<Value>> {
+    let host = hosting(&state)?;
+    let device: DeviceId = body
+        .device_id
+        .parse()
+        .map_err(|_| ApiError::bad_request("device_id is not a device ID").in_field("device_id"))?;
+    let device_text = device.to_string();
+    crate::audit::record(
+        &state.db,
+        Some(admin.id),
+        "lan.handover",
+        Some(("lan_device", &device_text)),
+        json!({"address": body.address}),
+    )
+    .await?;
+    let done = hand_over(&state, host, device, body.address, host.handover_timeout).await?;
+    Ok(outcome(done))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StandbyBody {
+    #[serde(default)]
+    address: Option<HostAddress>,
+}
+
+async fn asked_by_standby(
+    State(state): State<AppState>,
+    Extension(peer): Extension<LanPeer>,
+    crate::http::extract::ApiJson(body): crate::http::extract::ApiJson<StandbyBody>,
+) -> ApiResult<Json<Value>> {
+    let host = hosting(&state)?;
+    let device = approved_device(host, &peer)?;
+    let device_text = device.to_string();
+    crate::audit::record(
+        &state.db,
+        None,
+        "lan.handover",
+        Some(("lan_device", &device_text)),
+        json!({"address": body.address, "asked_by": "standby"}),
+    )
+    .await?;
+    let done = hand_over(&state, host, device, body.address, host.handover_timeout).await?;
+    Ok(outcome(done))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CommitBody {
+    seq: u64,
+    term: u64,
+}
+
+async fn commit(
+    State(state): State<AppState>,
+    Extension(peer): Extension<LanPeer>,
+    crate::http::extract::ApiJson(body): crate::http::extract::ApiJson<CommitBody>,
+) -> ApiResult<Json<Successor>> {
+    let host = hosting(&state)?;
+    let device = approved_device(host, &peer)?;
+    grant(&state, host, device, body.seq, body.term)
+        .await
+        .map(Json)
+}
+
+async fn successor(
+    State(state): State<AppState>,
+    Extension(peer): Extension<LanPeer>,
+) -> ApiResult<Json<Successor>> {
+    let host = hosting(&state)?;
+    approved_device(host, &peer)?;
+    host.handover
+        .gate
+        .moved()
+        .cloned()
+        .map(Json)
+        .ok_or_else(|| ApiError::NotFound("this computer still hosts the shop".into()))
+}

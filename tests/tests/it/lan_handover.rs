@@ -1,0 +1,505 @@
+//! Planned handover with real processes on loopback (issue 18 item 3,
+//! docs/LAN.md "Planned handover"): a host (`serve --lan-bind`) on
+//! 127.0.0.2, its standby (`lan standby`) on 127.0.0.3, visitors sending
+//! all the while. An admin hands the shop over: the host pauses writes
+//! (sends wait), the standby catches up and is granted the next term, the
+//! old host refuses what waited (503, retryable) and the visitors resend
+//! to the new host with the same `client_msg_id`. Nothing acked is lost,
+//! nothing is stored twice, every conversation's seq is gap-free. And an
+//! interrupted handover (the candidate dies once writes are paused): the
+//! host resumes writes in its own term after the bound, and the candidate
+//! never writes the next term.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use kefu_server::lan::HostAddress;
+use kefu_server::lan::client::DeviceClient;
+use kefu_server::lan::handover::Successor;
+use kefu_server::lan::identity::Identity;
+use kefu_server::lan::tls::ServerTrust;
+use kefu_tests::WAIT;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use super::lan_failover::{
+    Server, call, create_owner, free_addr, pair, standby_process, standby_until, visitor,
+};
+
+const HOST_IP: &str = "127.0.0.2";
+const STANDBY_IP: &str = "127.0.0.3";
+const VISITORS: usize = 4;
+const RUNS: usize = 3;
+
+/// What the hosts acknowledged: per conversation, seq → client_msg_id,
+/// and when each ack came (for the interruption the visitors saw).
+#[derive(Default)]
+struct Acks {
+    by_conversation: HashMap<String, BTreeMap<u64, String>>,
+    times: Vec<Instant>,
+}
+
+type Shared = Arc<std::sync::Mutex<Acks>>;
+
+/// Visitors sending one message after another to whatever `target` says
+/// (the public address, as a reverse proxy would switch it), resending
+/// the same `client_msg_id` until it is acked.
+fn start_load(
+    target: Arc<std::sync::Mutex<SocketAddr>>,
+    visitors: Vec<(String, String)>,
+    stop: Arc<AtomicBool>,
+    acks: Shared,
+) -> Vec<tokio::task::JoinHandle<u64>> {
+    visitors
+        .into_iter()
+        .enumerate()
+        .map(|(index, (token, conversation))| {
+            let (stop, acks, target) = (Arc::clone(&stop), Arc::clone(&acks), Arc::clone(&target));
+            tokio::spawn(async move {
+                let client = reqwest::Client::new();
+                let mut n = 1u64;
+                while !stop.load(Ordering::Acquire) {
+                    let id = format!("v{index}-{n}");
+                    let public = *target.lock().expect("lock");
+                    let sent = client
+                        .post(format!("http://{public}/api/v1/visitor/messages"))
+                        .bearer_auth(&token)
+                        .json(&json!({"client_msg_id": id, "content": format!("message {n}")}))
+                        .timeout(Duration::from_secs(20))
+                        .send()
+                        .await;
+                    let body = match sent {
+                        Ok(response) if response.status() == 201 || response.status() == 200 => {
+                            response.json::<Value>().await.ok()
+                        }
+                        _ => None,
+                    };
+                    let Some(body) = body else {
+                        // Refused or failed: the same message again.
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        continue;
+                    };
+                    let seq = body["message"]["seq"].as_u64().expect("seq");
+                    let mut acks = acks.lock().expect("lock");
+                    let previous = acks
+                        .by_conversation
+                        .entry(conversation.clone())
+                        .or_default()
+                        .insert(seq, id.clone());
+                    assert!(previous.is_none(), "seq {seq} acked twice ({id})");
+                    acks.times.push(Instant::now());
+                    n += 1;
+                }
+                n - 1
+            })
+        })
+        .collect()
+}
+
+async fn acked(acks: &Shared) -> usize {
+    acks.lock()
+        .expect("lock")
+        .by_conversation
+        .values()
+        .map(BTreeMap::len)
+        .sum()
+}
+
+/// A host with an app, visitors and a caught-up standby (running).
+struct Shop {
+    host: Server,
+    admin: String,
+    device: kefu_server::lan::device_id::DeviceId,
+    visitors: Vec<(String, String)>,
+    standby: std::process::Child,
+}
+
+async fn shop(host_dir: &Path, standby_dir: &Path, env: &[(&str, &str)]) -> Shop {
+    create_owner(host_dir);
+    let host = Server::start_on(host_dir, HOST_IP, free_addr(HOST_IP), env).await;
+    let admin = host.login().await;
+    let device = pair(&host, host_dir, &admin, standby_dir).await;
+    let (status, body) = call(
+        host.http,
+        Method::PUT,
+        &format!("/api/v1/lan/devices/{device}/standby"),
+        Some(&admin),
+        Some(json!({"enabled": true})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, app) = call(
+        host.http,
+        Method::POST,
+        "/api/v1/apps",
+        Some(&admin),
+        Some(json!({"name": "Shop"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{app}");
+    let app_key = app["app"]["app_key"].as_str().expect("app key").to_owned();
+    let mut visitors = Vec::new();
+    for _ in 0..VISITORS {
+        visitors.push(visitor(&host, &app_key).await);
+    }
+    let standby = standby_process(standby_dir);
+    standby_until(&host, &admin, |status, standby| {
+        standby["connected"] == true && standby["applied_seq"] == status["log_seq"]
+    })
+    .await;
+    Shop {
+        host,
+        admin,
+        device,
+        visitors,
+        standby,
+    }
+}
+
+fn wait_exit(child: &mut std::process::Child) -> std::process::ExitStatus {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "the standby did not end");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_planned_handover_under_load_loses_nothing_and_doubles_nothing() {
+    let mut pauses = Vec::new();
+    let mut interruptions = Vec::new();
+    for run in 0..RUNS {
+        let host_dir = tempfile::tempdir().expect("tempdir");
+        let standby_dir = tempfile::tempdir().expect("tempdir");
+        let Shop {
+            mut host,
+            admin,
+            device,
+            visitors,
+            mut standby,
+        } = shop(host_dir.path(), standby_dir.path(), &[]).await;
+        let old_term = host.status(&admin).await["term"].as_u64().expect("term");
+
+        // Only an admin hands over, only to a standby; a bad body changes
+        // nothing.
+        let (status, body) = call(
+            host.http,
+            Method::POST,
+            "/api/v1/lan/handover",
+            Some(&visitors[0].0),
+            Some(json!({"device_id": device})),
+        )
+        .await;
+        assert_eq!(status, 404, "{body}");
+        let (status, body) = call(
+            host.http,
+            Method::POST,
+            "/api/v1/lan/handover",
+            Some(&admin),
+            Some(json!({"device_id": "not-a-device"})),
+        )
+        .await;
+        assert_eq!(status, 400, "{body}");
+        assert_eq!(body["error"]["field"], "device_id", "{body}");
+        let host_id = Identity::open(host_dir.path())
+            .expect("identity")
+            .0
+            .device_id();
+        let (status, body) = call(
+            host.http,
+            Method::POST,
+            "/api/v1/lan/handover",
+            Some(&admin),
+            Some(json!({"device_id": host_id})),
+        )
+        .await;
+        assert_eq!(status, 409, "not a standby: {body}");
+
+        // Visitors send all the while.
+        let target = Arc::new(std::sync::Mutex::new(host.public));
+        let stop = Arc::new(AtomicBool::new(false));
+        let acks: Shared = Arc::default();
+        let load = start_load(
+            Arc::clone(&target),
+            visitors.clone(),
+            Arc::clone(&stop),
+            Arc::clone(&acks),
+        );
+        while acked(&acks).await < 100 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+
+        // The handover, to where the standby will serve.
+        let new_lan = free_addr(STANDBY_IP);
+        let (status, outcome) = call(
+            host.http,
+            Method::POST,
+            "/api/v1/lan/handover",
+            Some(&admin),
+            Some(json!({"device_id": device, "address": new_lan.to_string()})),
+        )
+        .await;
+        assert_eq!(status, 200, "{outcome}");
+        let last_old_ack = acks.lock().expect("lock").times.last().copied();
+        let successor: Successor =
+            serde_json::from_value(outcome["successor"].clone()).expect("successor");
+        assert_eq!(successor.device_id, device);
+        assert_eq!(successor.old_term, old_term);
+        assert_eq!(successor.term, old_term + 1);
+        successor.verify(&host_id).expect("signed by the old host");
+        pauses.push(outcome["pause_ms"].as_f64().expect("pause"));
+
+        // The standby ends as the new host, in the granted term.
+        let ended = wait_exit(&mut standby);
+        assert!(ended.success(), "{ended:?}");
+        let state: Value = serde_json::from_slice(
+            &std::fs::read(standby_dir.path().join("lan/state.json")).expect("state"),
+        )
+        .expect("json");
+        assert_eq!(state["role"], "host", "{state}");
+        assert_eq!(state["term"], old_term + 1, "{state}");
+        let taken: Value = serde_json::from_slice(
+            &std::fs::read(standby_dir.path().join("lan/takeover.json")).expect("takeover"),
+        )
+        .expect("json");
+        assert!(taken["fenced_at_ms"].is_i64(), "{taken}");
+
+        // The old host writes nothing more: sends are refused (503,
+        // retryable), it records who took over, and it tells its devices
+        // where the shop went, signed.
+        let (status, body) = call(
+            host.public,
+            Method::POST,
+            "/api/v1/visitor/messages",
+            Some(&visitors[0].0),
+            Some(json!({"client_msg_id": "to-the-old-host", "content": "late"})),
+        )
+        .await;
+        assert_eq!(status, 503, "{body}");
+        assert_eq!(body["error"]["code"], "unavailable", "{body}");
+        let status = host.status(&admin).await;
+        assert_eq!(
+            status["superseded_by"]["device_id"],
+            json!(device),
+            "{status}"
+        );
+        assert_eq!(status["superseded_by"]["term"], old_term + 1, "{status}");
+        let (identity, _) = Identity::open(standby_dir.path()).expect("identity");
+        let mut client = DeviceClient::connect(
+            &identity,
+            ServerTrust::Pinned(host_id),
+            &HostAddress::from(host.lan),
+        )
+        .await
+        .expect("connect");
+        let (status, notice) = client
+            .request(Method::GET, "/lan/v1/successor", None, None)
+            .await
+            .expect("successor");
+        assert_eq!(status, 200, "{notice}");
+        let notice: Successor = serde_json::from_value(notice).expect("notice");
+        assert_eq!(notice, successor);
+
+        // The new host serves; the visitors' resends go there.
+        let new_host = Server::start_on(standby_dir.path(), STANDBY_IP, new_lan, &[]).await;
+        *target.lock().expect("lock") = new_host.public;
+        let before = acked(&acks).await;
+        while acked(&acks).await < before + 100 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        stop.store(true, Ordering::Release);
+        for task in load {
+            task.await.expect("visitor");
+        }
+        let first_new_ack = {
+            let acks = acks.lock().expect("lock");
+            last_old_ack.and_then(|last| acks.times.iter().copied().find(|t| *t > last))
+        };
+        if let (Some(last), Some(first)) = (last_old_ack, first_new_ack) {
+            interruptions.push((first - last).as_secs_f64() * 1000.0);
+        }
+
+        // 0 acked lost, 0 duplicates, gap-free seq on the new host.
+        let new_admin = new_host.login().await;
+        let acked_by_conversation = acks.lock().expect("lock").by_conversation.clone();
+        let mut total = 0;
+        for (_, conversation) in &visitors {
+            let served = new_host.messages(&new_admin, conversation).await;
+            let expected = acked_by_conversation
+                .get(conversation)
+                .cloned()
+                .unwrap_or_default();
+            let mut seen = HashSet::new();
+            for (index, message) in served.iter().enumerate() {
+                let seq = message["seq"].as_u64().expect("seq");
+                assert_eq!(seq, index as u64 + 1, "gap-free seq in {conversation}");
+                if let Some(id) = message["client_msg_id"].as_str() {
+                    assert!(seen.insert(id.to_owned()), "{id} twice in {conversation}");
+                }
+            }
+            for (seq, id) in &expected {
+                let stored = served
+                    .get(*seq as usize - 1)
+                    .unwrap_or_else(|| panic!("acked seq {seq} ({id}) lost in {conversation}"));
+                assert_eq!(stored["client_msg_id"], id.as_str(), "seq {seq}");
+            }
+            total += expected.len();
+        }
+        eprintln!(
+            "handover run {run}: {total} acked messages, none lost or doubled; writes paused \
+             {:.1} ms (drain {:.1} ms)",
+            outcome["pause_ms"].as_f64().unwrap_or(0.0),
+            outcome["drain_ms"].as_f64().unwrap_or(0.0)
+        );
+        drop(new_host);
+        host.kill_9();
+    }
+    pauses.sort_by(f64::total_cmp);
+    interruptions.sort_by(f64::total_cmp);
+    eprintln!(
+        "handover write pause over {RUNS} runs: p50 {:.1} ms, max {:.1} ms; the visitors' \
+         interruption (last ack on the old host → first on the new, which includes starting the \
+         new host): p50 {:.0} ms, max {:.0} ms",
+        percentile(&pauses, 0.5),
+        percentile(&pauses, 1.0),
+        percentile(&interruptions, 0.5),
+        percentile(&interruptions, 1.0),
+    );
+}
+
+fn signal(child: &std::process::Child, name: &str) {
+    let status = std::process::Command::new("kill")
+        .args([name, &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_interrupted_handover_resumes_writes_in_the_hosts_term_and_the_candidate_never_writes_the_next()
+ {
+    let host_dir = tempfile::tempdir().expect("tempdir");
+    let standby_dir = tempfile::tempdir().expect("tempdir");
+    let Shop {
+        host,
+        admin,
+        device,
+        visitors,
+        mut standby,
+    } = shop(
+        host_dir.path(),
+        standby_dir.path(),
+        &[("KEFU_LAN__HANDOVER_TIMEOUT_SECS", "2")],
+    )
+    .await;
+    let term = host.status(&admin).await["term"].as_u64().expect("term");
+    // The candidate is frozen (still counted as connected), so it cannot
+    // answer once the host pauses; then it dies.
+    signal(&standby, "-STOP");
+    let asked = Instant::now();
+    let handover = tokio::spawn({
+        let (http, admin) = (host.http, admin.clone());
+        async move {
+            call(
+                http,
+                Method::POST,
+                "/api/v1/lan/handover",
+                Some(&admin),
+                Some(json!({"device_id": device})),
+            )
+            .await
+        }
+    });
+    // A send made during the pause waits, then is written in this term.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (token, _) = &visitors[0];
+    let waiting = tokio::spawn({
+        let (public, token) = (host.public, token.clone());
+        async move {
+            call(
+                public,
+                Method::POST,
+                "/api/v1/visitor/messages",
+                Some(&token),
+                Some(json!({"client_msg_id": "during-the-pause", "content": "wait for me"})),
+            )
+            .await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!waiting.is_finished(), "the send waits while writes pause");
+    let _ = standby.kill();
+    let _ = standby.wait();
+    let (status, body) = handover.await.expect("handover");
+    let resumed_after = asked.elapsed();
+    assert_eq!(status, 409, "{body}");
+    let message = body["error"]["message"].as_str().expect("message");
+    assert!(message.contains("resumed writes"), "{message}");
+    let (status, body) = waiting.await.expect("send");
+    assert_eq!(status, 201, "written after the pause: {body}");
+    let paused_seq = body["message"]["seq"].as_u64().expect("seq");
+    eprintln!(
+        "interrupted handover: writes resumed {:.2} s after the ask (bound 2 s)",
+        resumed_after.as_secs_f64()
+    );
+
+    // One writer per term: the host is still the host in its term, the
+    // candidate never wrote the next one, and a late grant is refused.
+    let status = host.status(&admin).await;
+    assert_eq!(status["term"], term, "{status}");
+    assert!(status["superseded_by"].is_null(), "{status}");
+    let state: Value = serde_json::from_slice(
+        &std::fs::read(standby_dir.path().join("lan/state.json")).expect("state"),
+    )
+    .expect("json");
+    assert_eq!(state["role"], "peer", "{state}");
+    assert_eq!(state["term"], 0, "{state}");
+    let host_id = Identity::open(host_dir.path())
+        .expect("identity")
+        .0
+        .device_id();
+    let (identity, _) = Identity::open(standby_dir.path()).expect("identity");
+    let mut client = DeviceClient::connect(
+        &identity,
+        ServerTrust::Pinned(host_id),
+        &HostAddress::from(host.lan),
+    )
+    .await
+    .expect("connect");
+    let seq = host.status(&admin).await["log_seq"].as_u64().expect("seq");
+    let (status, body) = client
+        .request(
+            Method::POST,
+            "/lan/v1/handover/commit",
+            Some(&json!({"seq": seq, "term": term + 1})),
+            None,
+        )
+        .await
+        .expect("commit");
+    assert_eq!(status, 409, "{body}");
+    let (status, body) = call(
+        host.public,
+        Method::POST,
+        "/api/v1/visitor/messages",
+        Some(token),
+        Some(json!({"client_msg_id": "after", "content": "still here"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert!(
+        body["message"]["seq"].as_u64().expect("seq") > paused_seq,
+        "{body}"
+    );
+}
