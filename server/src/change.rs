@@ -45,6 +45,18 @@ pub enum After {
     /// Capacity or the queue may have changed: a routing pass drains the
     /// queue.
     Drain,
+    /// An app's FAQ changed: the bot's retrieval index of it is rebuilt
+    /// on next use.
+    Faq(AppId),
+    /// An app's intents changed: the intent model is marked for retraining.
+    Intents(AppId),
+    /// An app's Assist settings changed: the bot reads them from now on
+    /// (`any_on`: whether any app still has Assist on).
+    AssistSettings {
+        app: AppId,
+        settings: crate::assist::settings::Settings,
+        any_on: bool,
+    },
 }
 
 /// An admin change in progress (see the module's doc). Derefs to the
@@ -116,6 +128,13 @@ impl Change {
                     crate::conversations::announce(state, id).await?;
                 }
                 After::Drain => crate::routing::drain_logged(state).await,
+                After::Faq(app) => state.assist.faq_changed(app),
+                After::Intents(app) => state.assist.intents_changed(app),
+                After::AssistSettings {
+                    app,
+                    settings,
+                    any_on,
+                } => state.assist.settings_changed(app, settings, any_on),
             }
         }
         Ok(())

@@ -12,7 +12,7 @@
 use serde::{Deserialize, Serialize};
 use sqlx::SqlitePool;
 
-use crate::change::Change;
+use crate::change::{After, Change};
 use crate::config::Limits;
 use crate::error::ApiError;
 use crate::http::extract::{PathId, cut_page};
@@ -309,8 +309,8 @@ pub async fn create(
             serde_json::json!({"app_id": input.app_id, "questions": questions.len()}),
         )
         .await?;
+    change.then(After::Faq(input.app_id));
     change.commit(state).await?;
-    state.assist.faq_changed(input.app_id);
     find(&state.db, id).await
 }
 
@@ -375,8 +375,8 @@ pub async fn update(
             serde_json::json!({"app_id": entry.app_id}),
         )
         .await?;
+    change.then(After::Faq(entry.app_id));
     change.commit(state).await?;
-    state.assist.faq_changed(entry.app_id);
     find(&state.db, id).await
 }
 
@@ -395,8 +395,8 @@ pub async fn delete(state: &AppState, admin: AgentId, id: FaqEntryId) -> Result<
             serde_json::json!({"app_id": entry.app_id}),
         )
         .await?;
+    change.then(After::Faq(entry.app_id));
     change.commit(state).await?;
-    state.assist.faq_changed(entry.app_id);
     Ok(())
 }
 
@@ -662,8 +662,8 @@ pub async fn import(
             serde_json::json!({"created": created, "updated": updated, "deleted": deleted}),
         )
         .await?;
+    change.then(After::Faq(app));
     change.commit(state).await?;
-    state.assist.faq_changed(app);
     Ok(Imported {
         created,
         updated,

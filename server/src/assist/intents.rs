@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sqlx::SqlitePool;
 
-use crate::change::Change;
+use crate::change::{After, Change};
 use crate::error::ApiError;
 use crate::http::extract::PathId;
 use crate::ids::{AgentId, AppId, IntentId, TeamId};
@@ -263,8 +263,8 @@ pub async fn create(
             json!({"app_id": input.app_id, "name": name, "examples": examples.len()}),
         )
         .await?;
+    change.then(After::Intents(input.app_id));
     change.commit(state).await?;
-    state.assist.intents_changed(input.app_id);
     find(&state.db, id).await
 }
 
@@ -339,8 +339,8 @@ pub async fn update(
             json!({"name": intent.name, "examples": intent.examples.len()}),
         )
         .await?;
+    change.then(After::Intents(intent.app_id));
     change.commit(state).await?;
-    state.assist.intents_changed(intent.app_id);
     find(&state.db, id).await
 }
 
@@ -361,8 +361,8 @@ pub async fn delete(state: &AppState, admin: AgentId, id: IntentId) -> Result<()
             json!({"name": intent.name}),
         )
         .await?;
+    change.then(After::Intents(intent.app_id));
     change.commit(state).await?;
-    state.assist.intents_changed(intent.app_id);
     Ok(())
 }
 

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::{SqliteExecutor, SqlitePool};
 
 use super::retrieval::Thresholds;
-use crate::change::Change;
+use crate::change::{After, Change};
 use crate::error::ApiError;
 use crate::ids::{AgentId, AppId};
 use crate::state::AppState;
@@ -201,7 +201,11 @@ pub async fn update(
         )
         .await?;
     let on = any_on(&mut *change).await?;
+    change.then(After::AssistSettings {
+        app,
+        settings,
+        any_on: on,
+    });
     change.commit(state).await?;
-    state.assist.settings_changed(app, settings, on);
     Ok(settings)
 }
