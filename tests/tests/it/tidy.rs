@@ -142,7 +142,6 @@ fn only_routes_and_http_plumbing_import_axum() {
         "assist/suggest.rs",
         "attachments.rs",
         "export.rs",
-        "lan/replication.rs",
         "ops/mod.rs",
         "ops/profile.rs",
         "routing/claim.rs",
