@@ -28,27 +28,29 @@
 //! Every one of these needs an approved device that is a standby; anything
 //! else is 403 and changes nothing. The host keeps each standby's progress
 //! in memory ([`Standbys`]) for `GET /api/v1/lan/status`.
+//!
+//! This file holds the operations; their HTTP doors (and the admin's `PUT
+//! …/standby`) are in `replication/routes.rs`.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use axum::body::Body;
-use axum::extract::{Path as UrlPath, State};
-use axum::response::Response;
-use axum::routing::{get, post, put};
-use axum::{Extension, Json, Router};
 use parking_lot::Mutex;
-use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::json;
 use tokio::io::AsyncWriteExt;
 
 use super::device_id::DeviceId;
 use super::host::{LanHost, LanPeer};
-use super::routes::LanAdmin;
+use super::state::HistoryId;
 use crate::error::{ApiError, ApiResult};
-use crate::http::extract::{ApiJson, ApiQuery};
+use crate::ids::AgentId;
 use crate::state::AppState;
+
+mod routes;
+
+pub use routes::{lan_routes, routes};
 
 /// The most WAL bytes one tail answer carries (at least one batch).
 pub const TAIL_MAX_BYTES: usize = 4 << 20;
@@ -243,21 +245,24 @@ impl Standbys {
     }
 }
 
-/// The routes on the LAN listener (merged into `routes::pairing_routes`).
-pub fn lan_routes() -> Router<AppState> {
-    Router::new()
-        .route("/lan/v1/replica/snapshot", get(snapshot))
-        .route("/lan/v1/replica/sqlite", get(sqlite))
-        .route("/lan/v1/replica/tail", get(tail))
-        .route("/lan/v1/fence", post(fence))
+/// A replication answer before it is HTTP (`routes` shapes it): the
+/// host's history, the bytes, and on a tail the host's latest sequence.
+pub struct Replica {
+    pub history_id: HistoryId,
+    pub body: ReplicaBody,
+    /// The host's latest log sequence ([`LOG_SEQ_HEADER`]), on a tail.
+    pub latest_seq: Option<u64>,
 }
 
-/// The admin's routes, under `/api/v1`.
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/lan/devices/{id}/standby", put(set_standby))
+/// The bytes of a [`Replica`].
+pub enum ReplicaBody {
+    /// Files as [`frames`], written by a task while they are read.
+    Files(tokio::io::DuplexStream),
+    /// Tail batches as [`frames`], whole.
+    Batches(Vec<u8>),
 }
 
-fn hosting(state: &AppState) -> ApiResult<&LanHost> {
+pub(crate) fn hosting(state: &AppState) -> ApiResult<&LanHost> {
     state.lan.as_deref().ok_or_else(|| {
         ApiError::Conflict("this server is not a LAN host (start it with --lan-bind)".into())
     })
@@ -292,14 +297,6 @@ async fn standby_device(state: &AppState, host: &LanHost, peer: &LanPeer) -> Api
     Ok(key.device_id)
 }
 
-fn replication_response(host: &LanHost, body: Body) -> ApiResult<Response> {
-    Response::builder()
-        .header(http::header::CONTENT_TYPE, "application/octet-stream")
-        .header(HISTORY_HEADER, host.history_id.to_string())
-        .body(body)
-        .map_err(|e| ApiError::Internal(e.into()))
-}
-
 /// A directory for a snapshot, outside the data dir (a backup is refused
 /// inside it), removed when dropped.
 struct Scratch(PathBuf);
@@ -319,7 +316,7 @@ impl Drop for Scratch {
 
 /// Streams `files` (relative to `root`) as [`frames`]; `scratch` lives
 /// until the last byte is written.
-fn stream_files(root: PathBuf, files: Vec<String>, scratch: Scratch) -> Body {
+fn stream_files(root: PathBuf, files: Vec<String>, scratch: Scratch) -> ReplicaBody {
     let (mut writer, reader) = tokio::io::duplex(256 << 10);
     tokio::spawn(async move {
         let _scratch = scratch;
@@ -344,17 +341,14 @@ fn stream_files(root: PathBuf, files: Vec<String>, scratch: Scratch) -> Body {
             tracing::warn!(%error, "replica snapshot stream ended early");
         }
     });
-    Body::from_stream(tokio_util::io::ReaderStream::new(reader))
+    ReplicaBody::Files(reader)
 }
 
-async fn snapshot(
-    State(state): State<AppState>,
-    Extension(peer): Extension<LanPeer>,
-) -> ApiResult<Response> {
-    let host = hosting(&state)?;
-    let device = standby_device(&state, host, &peer).await?;
+/// `GET /lan/v1/replica/snapshot`: a full sync for a standby (module doc).
+pub async fn snapshot(state: &AppState, host: &LanHost, peer: &LanPeer) -> ApiResult<Replica> {
+    let device = standby_device(state, host, peer).await?;
     let scratch = Scratch::new();
-    let summary = crate::ops::backup::online(&state, &scratch.0)
+    let summary = crate::ops::backup::online(state, &scratch.0)
         .await
         .map_err(ApiError::Internal)?;
     let manifest = crate::ops::manifest::Manifest::read(&scratch.0).map_err(ApiError::Internal)?;
@@ -375,15 +369,16 @@ async fn snapshot(
         "LAN standby: full sync sent"
     );
     let root = scratch.0.clone();
-    replication_response(host, stream_files(root, files, scratch))
+    Ok(Replica {
+        history_id: host.history_id,
+        body: stream_files(root, files, scratch),
+        latest_seq: None,
+    })
 }
 
-async fn sqlite(
-    State(state): State<AppState>,
-    Extension(peer): Extension<LanPeer>,
-) -> ApiResult<Response> {
-    let host = hosting(&state)?;
-    standby_device(&state, host, &peer).await?;
+/// `GET /lan/v1/replica/sqlite`: a fresh SQLite snapshot for a standby.
+pub async fn sqlite(state: &AppState, host: &LanHost, peer: &LanPeer) -> ApiResult<Replica> {
+    standby_device(state, host, peer).await?;
     let scratch = Scratch::new();
     std::fs::create_dir(&scratch.0).map_err(|e| ApiError::Internal(e.into()))?;
     let target = scratch.0.join(crate::store::db::FILE_NAME);
@@ -396,41 +391,35 @@ async fn sqlite(
         .execute(&state.db)
         .await?;
     let root = scratch.0.clone();
-    replication_response(
-        host,
-        stream_files(root, vec![crate::store::db::FILE_NAME.to_owned()], scratch),
-    )
+    Ok(Replica {
+        history_id: host.history_id,
+        body: stream_files(root, vec![crate::store::db::FILE_NAME.to_owned()], scratch),
+        latest_seq: None,
+    })
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TailQuery {
-    /// The last sequence the standby applied.
+/// `GET /lan/v1/replica/tail`: the log's batches after `after` for a
+/// standby that has seen `term` (module doc).
+pub async fn tail(
+    state: &AppState,
+    host: &LanHost,
+    peer: &LanPeer,
     after: u64,
-    /// The highest term the standby has seen.
     term: u64,
-}
-
-async fn tail(
-    State(state): State<AppState>,
-    Extension(peer): Extension<LanPeer>,
-    ApiQuery(query): ApiQuery<TailQuery>,
-) -> ApiResult<Response> {
-    let host = hosting(&state)?;
-    let device = standby_device(&state, host, &peer).await?;
-    if query.term > host.term {
+) -> ApiResult<Replica> {
+    let device = standby_device(state, host, peer).await?;
+    if term > host.term {
         return Err(ApiError::Conflict(format!(
             "the standby has seen term {}, above this host's {}: this host is stale",
-            query.term, host.term
+            term, host.term
         )));
     }
     let latest = state.log.latest_sequence()?;
-    if query.after > latest {
+    if after > latest {
         return Err(ApiError::Conflict(
             "the standby is ahead of this host's log: sync in full".into(),
         ));
     }
-    let after = query.after;
     let log_state = state.clone();
     let batches =
         tokio::task::spawn_blocking(move || log_state.log.wal_batches_after(after, TAIL_MAX_BYTES))
@@ -444,11 +433,11 @@ async fn tail(
         _ => {}
     }
     host.standbys.record(device, after, latest);
-    let mut response = replication_response(host, Body::from(frames::encode_batches(&batches)))?;
-    response
-        .headers_mut()
-        .insert(LOG_SEQ_HEADER, http::HeaderValue::from(latest));
-    Ok(response)
+    Ok(Replica {
+        history_id: host.history_id,
+        body: ReplicaBody::Batches(frames::encode_batches(&batches)),
+        latest_seq: Some(latest),
+    })
 }
 
 fn gap(after: u64, first: Option<u64>) -> ApiError {
@@ -463,19 +452,9 @@ fn gap(after: u64, first: Option<u64>) -> ApiError {
     ))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FenceBody {
-    term: u64,
-}
-
-/// A standby that took the shop over fences this host (module doc).
-async fn fence(
-    State(state): State<AppState>,
-    Extension(peer): Extension<LanPeer>,
-    ApiJson(body): ApiJson<FenceBody>,
-) -> ApiResult<Json<Value>> {
-    let host = hosting(&state)?;
+/// `POST /lan/v1/fence`: a standby that took the shop over with `term`
+/// fences this host (module doc). Returns this host's own term.
+pub async fn fence(state: &AppState, host: &LanHost, peer: &LanPeer, term: u64) -> ApiResult<u64> {
     let key = peer
         .key
         .as_ref()
@@ -489,59 +468,50 @@ async fn fence(
         return Err(ApiError::bad_request("a host does not fence itself"));
     }
     let demoted = host
-        .demote(body.term, key.device_id)
+        .demote(term, key.device_id)
         .await
         .map_err(ApiError::Internal)?;
     if !demoted {
         return Err(ApiError::Conflict(format!(
             "term {} is below this host's term {}: refused",
-            body.term, host.term
+            term, host.term
         )));
     }
     // Nothing is written in this term from now on.
     state.log.close().await;
     tracing::warn!(
         by = %key.device_id.short(),
-        term = body.term,
+        term,
         own_term = host.term,
         "LAN host superseded: another device took the shop over; the message log is closed"
     );
-    Ok(Json(json!({"superseded": true, "term": host.term})))
+    Ok(host.term)
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct StandbyBody {
+/// `PUT /api/v1/lan/devices/{id}/standby`: `admin` makes an approved
+/// device a standby (`enabled`) or no longer one, audited.
+pub async fn set_standby(
+    db: &sqlx::SqlitePool,
+    host: &LanHost,
+    admin: AgentId,
+    device: DeviceId,
     enabled: bool,
-}
-
-/// `PUT /api/v1/lan/devices/{id}/standby {"enabled"}`: an admin makes an
-/// approved device a standby (or no longer one), audited.
-async fn set_standby(
-    State(state): State<AppState>,
-    LanAdmin(admin): LanAdmin,
-    UrlPath(id): UrlPath<String>,
-    ApiJson(body): ApiJson<StandbyBody>,
-) -> ApiResult<Json<Value>> {
-    let host = hosting(&state)?;
-    let device: DeviceId = id
-        .parse()
-        .map_err(|_| ApiError::NotFound("device not found".into()))?;
-    let current = host.devices.get(&state.db, &device).await?;
-    if body.enabled && current.status != super::devices::DeviceStatus::Approved {
+) -> ApiResult<()> {
+    let current = host.devices.get(db, &device).await?;
+    if enabled && current.status != super::devices::DeviceStatus::Approved {
         return Err(ApiError::Conflict(
             "only an approved device can be a standby".into(),
         ));
     }
-    let mut tx = state.db.begin().await?;
-    if body.enabled {
+    let mut tx = db.begin().await?;
+    if enabled {
         sqlx::query(
             "INSERT INTO lan_standbys (device_id, enabled_at, enabled_by) VALUES (?, ?, ?)
              ON CONFLICT (device_id) DO NOTHING",
         )
         .bind(device.to_string())
         .bind(crate::time::now_ms())
-        .bind(admin.id.to_string())
+        .bind(admin.to_string())
         .execute(&mut *tx)
         .await?;
     } else {
@@ -553,14 +523,14 @@ async fn set_standby(
     let device_text = device.to_string();
     crate::audit::record(
         &mut *tx,
-        Some(admin.id),
+        Some(admin),
         "lan.device.standby",
         Some(("lan_device", &device_text)),
-        json!({"enabled": body.enabled}),
+        json!({"enabled": enabled}),
     )
     .await?;
     tx.commit().await?;
-    Ok(Json(json!({"device_id": device, "standby": body.enabled})))
+    Ok(())
 }
 
 /// The standbys for `GET /api/v1/lan/status`.

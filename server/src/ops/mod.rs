@@ -21,6 +21,9 @@
 //! - The operator token is never in a URL or a log line: it lives in the
 //!   server's memory and in `DATA_DIR/server.json` (mode 0600), and travels
 //!   in the `Authorization` header.
+//!
+//! The doors (`POST /api/v1/admin/backup`, `GET /api/v1/admin/profile`) and
+//! the [`Operator`] extractor are in [`routes`].
 
 pub mod backup;
 pub mod cli;
@@ -31,23 +34,17 @@ pub mod manifest;
 pub mod notify;
 pub mod profile;
 pub mod restore;
+pub mod routes;
 pub mod runtime;
 pub mod schedule;
 pub mod verify;
 
+// The doors, here under their old name so the router's list stays as it is.
+pub use routes::routes;
+
 use std::path::PathBuf;
 
-use axum::extract::{FromRequestParts, State};
-use axum::http::request::Parts;
-use axum::http::{StatusCode, header};
-use axum::routing::post;
-use axum::{Json, Router};
-use serde::Deserialize;
-use subtle::ConstantTimeEq;
-
-use crate::auth::AdminAuth;
 use crate::error::{ApiError, ApiResult};
-use crate::http::extract::ApiJson;
 use crate::state::AppState;
 
 /// The server's side of operations: its operator token, the one backup
@@ -146,14 +143,9 @@ pub fn parse_version(text: &str) -> Option<(u64, u64, u64)> {
     Some((parts.next()??, parts.next()??, parts.next()??))
 }
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/admin/backup", post(backup_now))
-        .merge(profile::routes())
-}
-
 /// Who asks for an operation: the local operator (the command line, with
-/// the token of `server.json`) or an admin agent.
+/// the token of `server.json`) or an admin agent. Read from a request by
+/// its extractor in [`routes`].
 pub(crate) enum Operator {
     Local,
     Admin(crate::ids::AgentId),
@@ -169,52 +161,16 @@ impl Operator {
     }
 }
 
-impl FromRequestParts<AppState> for Operator {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        let presented = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Bearer "));
-        // The operator is on this machine: the token counts only from a
-        // loopback peer (never over the LAN listener or through a proxy).
-        let from_loopback = parts
-            .extensions
-            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-            .is_some_and(|peer| peer.0.ip().is_loopback());
-        if let Some(presented) = presented
-            && from_loopback
-            && bool::from(presented.as_bytes().ct_eq(state.ops.token().as_bytes()))
-        {
-            return Ok(Operator::Local);
-        }
-        let AdminAuth(agent) = AdminAuth::from_request_parts(parts, state).await?;
-        Ok(Operator::Admin(agent.id))
-    }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct BackupRequest {
-    /// The backup directory to create (absolute; must not exist). Only the
-    /// local operator may name one: an admin's backup goes to `backup.dir`.
-    #[serde(default)]
+/// A backup asked for now (`POST /api/v1/admin/backup`) by `operator`,
+/// into `to` or, when none is named, a new directory under `backup.dir`.
+/// Only the local operator may name one (absolute): an admin's backup goes
+/// to `backup.dir`. See [`backup_into`].
+pub(crate) async fn backup_now(
+    state: &AppState,
+    operator: &Operator,
     to: Option<PathBuf>,
-}
-
-/// `POST /api/v1/admin/backup`: makes a backup now and answers when it is
-/// complete (201 with its summary).
-async fn backup_now(
-    State(state): State<AppState>,
-    operator: Operator,
-    ApiJson(request): ApiJson<BackupRequest>,
-) -> ApiResult<(StatusCode, Json<backup::Summary>)> {
-    let to = match (&operator, request.to) {
+) -> ApiResult<backup::Summary> {
+    let to = match (operator, to) {
         (Operator::Local, Some(to)) if to.is_absolute() => to,
         (Operator::Local, Some(_)) => {
             return Err(ApiError::bad_request("to must be an absolute path"));
@@ -234,8 +190,7 @@ async fn backup_now(
             }
         },
     };
-    let summary = backup_into(&state, &to, operator.actor()).await?;
-    Ok((StatusCode::CREATED, Json(summary)))
+    backup_into(state, &to, operator.actor()).await
 }
 
 /// Makes a backup into `to` (absolute, must not exist) now, as the running

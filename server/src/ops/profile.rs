@@ -19,15 +19,10 @@
 //! - frames inside libc, libgcc, pthread and the vDSO are not unwound
 //!   (pprof-rs's blocklist): unwinding from a signal that landed there is
 //!   what could deadlock or crash.
-
-use axum::Router;
-use axum::extract::State;
-use axum::response::Response;
-use axum::routing::get;
-use serde::Deserialize;
+//!
+//! The door is in `ops/routes.rs`.
 
 use crate::error::{ApiError, ApiResult};
-use crate::http::extract::ApiQuery;
 use crate::ops::Operator;
 use crate::state::AppState;
 
@@ -38,32 +33,26 @@ pub const FREQUENCY: i32 = 99;
 pub const SECONDS_MAX: u64 = 60;
 const SECONDS_DEFAULT: u64 = 10;
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/admin/profile", get(profile))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ProfileQuery {
+/// A flame graph (SVG) of what every thread ran during `seconds` (1 to
+/// [`SECONDS_MAX`], default 10), asked by `operator`, audited
+/// (`profile.cpu`); one at a time (409). 404 in a build without the
+/// profiler.
+pub(crate) async fn take(
+    state: &AppState,
+    operator: &Operator,
     seconds: Option<u64>,
-}
-
-async fn profile(
-    State(state): State<AppState>,
-    operator: Operator,
-    ApiQuery(query): ApiQuery<ProfileQuery>,
-) -> ApiResult<Response> {
-    let seconds = query.seconds.unwrap_or(SECONDS_DEFAULT);
+) -> ApiResult<Vec<u8>> {
+    let seconds = seconds.unwrap_or(SECONDS_DEFAULT);
     if !(1..=SECONDS_MAX).contains(&seconds) {
         return Err(
             ApiError::bad_request(format!("seconds must be 1-{SECONDS_MAX}")).in_field("seconds"),
         );
     }
-    take(&state, operator, seconds).await
+    sample(state, operator, seconds).await
 }
 
 #[cfg(not(all(feature = "pprof", target_os = "linux")))]
-async fn take(_state: &AppState, _operator: Operator, _seconds: u64) -> ApiResult<Response> {
+async fn sample(_state: &AppState, _operator: &Operator, _seconds: u64) -> ApiResult<Vec<u8>> {
     Err(ApiError::NotFound(
         "this build has no CPU profiler (build kefu-server with the cargo feature pprof)".into(),
     ))
@@ -73,10 +62,7 @@ async fn take(_state: &AppState, _operator: Operator, _seconds: u64) -> ApiResul
 static TAKING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 #[cfg(all(feature = "pprof", target_os = "linux"))]
-async fn take(state: &AppState, operator: Operator, seconds: u64) -> ApiResult<Response> {
-    use axum::http::{HeaderValue, header};
-    use axum::response::IntoResponse;
-
+async fn sample(state: &AppState, operator: &Operator, seconds: u64) -> ApiResult<Vec<u8>> {
     let Ok(_taking) = TAKING.try_lock() else {
         return Err(ApiError::Conflict(
             "a profile is already being taken".into(),
@@ -112,12 +98,7 @@ async fn take(state: &AppState, operator: Operator, seconds: u64) -> ApiResult<R
     .await
     .map_err(|e| ApiError::internal(anyhow::anyhow!("the profiler thread failed: {e}")))?
     .map_err(ApiError::internal)?;
-    let mut response = svg.into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("image/svg+xml"),
-    );
-    Ok(response)
+    Ok(svg)
 }
 
 /// The answer when no thread used the CPU during the profile.

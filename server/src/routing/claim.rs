@@ -1,35 +1,20 @@
 //! An agent takes a chat from the queue (claim) or hands one on (transfer).
-//! Routes: `POST /api/v1/conversations/{id}/claim` and `…/transfer`.
+//! Doors (in `routing/routes.rs`): `POST /api/v1/conversations/{id}/claim`
+//! and `…/transfer`.
 //!
 //! Both leave a visitor-visible `event` message whose `meta` carries the
 //! names a client needs to word it in its reader's language (docs/API.md,
 //! event lines); a transfer's note is a `note` message (agents only).
 
-use axum::Json;
-use axum::Router;
-use axum::extract::State;
-use axum::routing::post;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::json;
 
-use crate::auth::AgentAuth;
+use crate::agents::Agent;
 use crate::conversations::{self, Conversation};
-use crate::error::{ApiError, ApiResult};
-use crate::http::extract::{ApiJson, ApiPath};
+use crate::error::ApiError;
 use crate::ids::{AgentId, ConversationId, TeamId};
 use crate::state::AppState;
 use crate::time::now_ms;
-
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/conversations/{id}/claim", post(claim))
-        .route("/conversations/{id}/transfer", post(transfer))
-}
-
-#[derive(Debug, Serialize)]
-struct ConversationResponse {
-    conversation: Conversation,
-}
 
 async fn exists(state: &AppState, id: ConversationId) -> Result<bool, ApiError> {
     let found: Option<(i64,)> = sqlx::query_as("SELECT 1 FROM conversations WHERE id = ?")
@@ -39,14 +24,14 @@ async fn exists(state: &AppState, id: ConversationId) -> Result<bool, ApiError> 
     Ok(found.is_some())
 }
 
-/// 200 for the one claimer that wins; 409 `conflict` for anyone else (the
-/// chat is no longer queued). A claim ignores capacity: it is the agent's
-/// own choice.
-async fn claim(
-    State(state): State<AppState>,
-    AgentAuth(agent): AgentAuth,
-    ApiPath(id): ApiPath<ConversationId>,
-) -> ApiResult<Json<ConversationResponse>> {
+/// `agent` takes chat `id` from the queue: the one claimer that wins gets
+/// the conversation; anyone else 409 `conflict` (the chat is no longer
+/// queued). A claim ignores capacity: it is the agent's own choice.
+pub async fn claim(
+    state: &AppState,
+    agent: &Agent,
+    id: ConversationId,
+) -> Result<Conversation, ApiError> {
     // A start acked before this request is committed first (see `start`).
     state.starts.settled(id).await;
     // One conditional statement: of concurrent claims (and the router), one wins.
@@ -60,7 +45,7 @@ async fn claim(
     .await?
     .rows_affected();
     if won == 0 {
-        return Err(if exists(&state, id).await? {
+        return Err(if exists(state, id).await? {
             ApiError::Conflict("the conversation is not in the queue".into())
         } else {
             ApiError::not_found("conversation")
@@ -72,31 +57,32 @@ async fn claim(
         .execute(&state.db)
         .await?;
     state.conversations.forget_active(id);
-    super::joined(&state, id, agent.id, &agent.display_name, "claim").await?;
-    let conversation = conversations::announce(&state, id)
+    super::joined(state, id, agent.id, &agent.display_name, "claim").await?;
+    conversations::announce(state, id)
         .await?
-        .ok_or_else(|| ApiError::not_found("conversation"))?;
-    Ok(Json(ConversationResponse { conversation }))
+        .ok_or_else(|| ApiError::not_found("conversation"))
 }
 
+/// Where a chat is transferred: exactly one of an agent and a team.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct TransferBody {
-    agent_id: Option<AgentId>,
-    team_id: Option<TeamId>,
+pub struct Transfer {
+    pub agent_id: Option<AgentId>,
+    pub team_id: Option<TeamId>,
     /// An internal note for the colleague; never shown to the visitor.
-    note: Option<String>,
+    pub note: Option<String>,
 }
 
-/// To an agent: assigned to them at once (whatever their load or
-/// availability: a person chose them). To a team: unassigned and queued
-/// for that team, then routed among its free members.
-async fn transfer(
-    State(state): State<AppState>,
-    AgentAuth(actor): AgentAuth,
-    ApiPath(id): ApiPath<ConversationId>,
-    ApiJson(body): ApiJson<TransferBody>,
-) -> ApiResult<Json<ConversationResponse>> {
+/// `actor` hands chat `id` on. To an agent: assigned to them at once
+/// (whatever their load or availability: a person chose them). To a team:
+/// unassigned and queued for that team, then routed among its free
+/// members. Returns the conversation after.
+pub async fn transfer(
+    state: &AppState,
+    actor: &Agent,
+    id: ConversationId,
+    body: Transfer,
+) -> Result<Conversation, ApiError> {
     // A start acked before this request is committed first (see `start`).
     state.starts.settled(id).await;
     let note = match body.note.as_deref().map(str::trim) {
@@ -161,7 +147,7 @@ async fn transfer(
         .rows_affected(),
     };
     if updated == 0 {
-        return Err(if exists(&state, id).await? {
+        return Err(if exists(state, id).await? {
             ApiError::Conflict(
                 "only an active conversation can be transferred, and not to its assignee".into(),
             )
@@ -198,20 +184,19 @@ async fn transfer(
             }),
         ),
     };
-    super::event(&state, id, content, meta).await?;
+    super::event(state, id, content, meta).await?;
     if let Some(note) = note {
         conversations::send::line(
-            &state,
+            state,
             id,
-            conversations::Line::note_by(&actor, note, json!({"transfer": true})),
+            conversations::Line::note_by(actor, note, json!({"transfer": true})),
         )
         .await?;
     }
-    conversations::announce(&state, id).await?;
+    conversations::announce(state, id).await?;
     // The previous assignee has room again; a team transfer waits for a member.
-    super::drain_logged(&state).await;
-    let conversation = conversations::find(&state, id)
+    super::drain_logged(state).await;
+    conversations::find(state, id)
         .await?
-        .ok_or_else(|| ApiError::not_found("conversation"))?;
-    Ok(Json(ConversationResponse { conversation }))
+        .ok_or_else(|| ApiError::not_found("conversation"))
 }

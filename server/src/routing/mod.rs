@@ -1,5 +1,8 @@
 //! Routing: who gets a new chat. Policies, the queue, rules, teams, claim
-//! and transfer; presence (connection loss → `away`) in [`presence`].
+//! and transfer; presence (connection loss → `away`) in [`presence`]. The
+//! operations are here and in the submodules; their doors (`/api/v1/routing`,
+//! `/queue`, `/routing/rules`, `/teams`, `/conversations/{id}/claim` and
+//! `…/transfer`) are all in [`routes`].
 //!
 //! Where the state lives: everything is in SQLite (`conversations.status /
 //! assignee_id / team_id / queued_at`, `agents.status / max_concurrent /
@@ -28,21 +31,20 @@
 
 pub mod claim;
 pub mod presence;
+pub mod routes;
 pub mod rules;
 pub mod teams;
 
-use axum::Json;
-use axum::Router;
-use axum::extract::State;
-use axum::routing::get;
+// The doors, here under their old name so the router's list stays as it is.
+pub use routes::routes;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sqlx::SqliteConnection;
 
-use crate::auth::{AdminAuth, AgentAuth};
+use crate::change::{After, Change};
 use crate::conversations;
-use crate::error::{ApiError, ApiResult};
-use crate::http::extract::ApiJson;
+use crate::error::ApiError;
 use crate::ids::{AgentId, AppId, ConversationId, TeamId};
 use crate::state::AppState;
 use crate::time::now_ms;
@@ -409,57 +411,34 @@ pub(crate) async fn joined(
     .await
 }
 
-// ---- routes -------------------------------------------------------------
-
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/routing",
-            get(get_settings).patch(patch_settings).put(patch_settings),
-        )
-        .route("/queue", get(queue))
-        .merge(rules::routes())
-        .merge(teams::routes())
-        .merge(claim::routes())
-}
-
-async fn get_settings(
-    State(state): State<AppState>,
-    AgentAuth(_): AgentAuth,
-) -> ApiResult<Json<SettingsResponse>> {
-    Ok(Json(SettingsResponse {
-        routing: settings(&state.db).await?,
-    }))
-}
-
-#[derive(Debug, Serialize)]
-struct SettingsResponse {
-    routing: Settings,
-}
-
+/// A change of the routing settings (`PATCH /api/v1/routing`): the fields
+/// given are set, the others kept.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct SettingsBody {
-    policy: Option<Policy>,
-    auto_assign: Option<bool>,
+pub struct SettingsUpdate {
+    pub policy: Option<Policy>,
+    pub auto_assign: Option<bool>,
 }
 
-async fn patch_settings(
-    State(state): State<AppState>,
-    AdminAuth(admin): AdminAuth,
-    ApiJson(body): ApiJson<SettingsBody>,
-) -> ApiResult<Json<SettingsResponse>> {
-    let mut tx = crate::store::db::begin_write(&state.db).await?;
+/// Writes the settings `update` gives, audited (`routing.update`, by
+/// `admin`), then drains the queue (turning auto-assignment on may have
+/// one to drain). Returns the settings now in force.
+pub async fn update_settings(
+    state: &AppState,
+    admin: AgentId,
+    update: SettingsUpdate,
+) -> Result<Settings, ApiError> {
+    let mut change = Change::begin(&state.db, Some(admin)).await?;
     let mut changed = serde_json::Map::new();
     for (key, value, field) in [
         (
             POLICY_KEY,
-            body.policy.map(|p| p.as_str().to_owned()),
+            update.policy.map(|p| p.as_str().to_owned()),
             "policy",
         ),
         (
             AUTO_ASSIGN_KEY,
-            body.auto_assign.map(|b| b.to_string()),
+            update.auto_assign.map(|b| b.to_string()),
             "auto_assign",
         ),
     ] {
@@ -470,72 +449,63 @@ async fn patch_settings(
             )
             .bind(key)
             .bind(&value)
-            .execute(&mut *tx)
+            .execute(&mut *change)
             .await?;
             changed.insert(field.to_owned(), Value::String(value));
         }
     }
-    crate::audit::record(
-        &mut *tx,
-        Some(admin.id),
-        "routing.update",
-        None,
-        Value::Object(changed),
-    )
-    .await?;
-    tx.commit().await?;
+    change
+        .audit_all("routing.update", Value::Object(changed))
+        .await?;
     // Turning auto-assignment on may have a queue to drain.
-    drain_logged(&state).await;
-    Ok(Json(SettingsResponse {
-        routing: settings(&state.db).await?,
-    }))
+    change.then(After::Drain);
+    change.commit(state).await?;
+    settings(&state.db).await
 }
 
-#[derive(Debug, Deserialize)]
-struct QueueQuery {
-    #[serde(default)]
-    team_id: Option<String>,
-    #[serde(default)]
-    limit: Option<u32>,
+/// Which queued chats [`queue`] lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueFilter {
+    All,
+    /// The chats routed to no team.
+    NoTeam,
+    Team(TeamId),
 }
 
+/// One chat in the queue, as [`queue`] lists it.
 #[derive(Debug, Serialize)]
-struct QueueEntry {
+pub struct QueueEntry {
     /// 1 for the head of the queue (among the entries listed by this filter).
-    position: u64,
+    pub position: u64,
     /// Milliseconds since `queued_at`, at the time of the answer.
-    waiting_ms: i64,
-    conversation: conversations::Conversation,
+    pub waiting_ms: i64,
+    pub conversation: conversations::Conversation,
 }
 
-#[derive(Debug, Serialize)]
-struct QueueResponse {
+/// The head of the queue under a filter.
+#[derive(Debug)]
+pub struct QueueHead {
     /// How many conversations wait in all (under the filter).
-    total: u64,
-    queue: Vec<QueueEntry>,
+    pub total: u64,
+    /// The first `limit` of them, head first.
+    pub entries: Vec<QueueEntry>,
 }
 
-/// The queue head first: `GET /api/v1/queue?team_id=&limit=`. `team_id=none`
-/// lists the chats routed to nobody in particular.
-async fn queue(
-    State(state): State<AppState>,
-    AgentAuth(_): AgentAuth,
-    crate::http::extract::ApiQuery(query): crate::http::extract::ApiQuery<QueueQuery>,
-) -> ApiResult<Json<QueueResponse>> {
-    let limit = crate::http::extract::page_limit(&state.config.limits, query.limit, 50)?;
+/// The queue head first (urgent chats first, then FIFO), at most `limit`
+/// entries, as every start acked before the call left it.
+pub async fn queue(
+    state: &AppState,
+    filter: QueueFilter,
+    limit: u32,
+) -> Result<QueueHead, ApiError> {
     // Every start acked before this request is in the queue (see
     // `conversations::start`).
     state.starts.settled_all().await;
     // `all`, `none` (routed to no team) or a team id.
-    let team = match query.team_id.as_deref() {
-        None => "all".to_owned(),
-        Some("none") => "none".to_owned(),
-        Some(text) => text
-            .parse::<TeamId>()
-            .map_err(|_| {
-                ApiError::bad_request("team_id must be a team id or none").in_field("team_id")
-            })?
-            .to_string(),
+    let team = match filter {
+        QueueFilter::All => "all".to_owned(),
+        QueueFilter::NoTeam => "none".to_owned(),
+        QueueFilter::Team(team) => team.to_string(),
     };
     const FILTER: &str = "status = 'queued' AND started_at IS NOT NULL
         AND (?1 = 'all' OR (?1 = 'none' AND team_id IS NULL) OR team_id = ?1)";
@@ -553,19 +523,19 @@ async fn queue(
     .fetch_all(&state.db)
     .await?;
     let now = now_ms();
-    let mut queue = Vec::with_capacity(ids.len());
+    let mut entries = Vec::with_capacity(ids.len());
     for (position, (id,)) in ids.into_iter().enumerate() {
-        if let Some(mut conversation) = conversations::find(&state, id).await? {
+        if let Some(mut conversation) = conversations::find(state, id).await? {
             conversations::fill_last_message(&state.log, &mut conversation);
-            queue.push(QueueEntry {
+            entries.push(QueueEntry {
                 position: position as u64 + 1,
                 waiting_ms: conversation.queued_at.map_or(0, |at| (now - at).max(0)),
                 conversation,
             });
         }
     }
-    Ok(Json(QueueResponse {
+    Ok(QueueHead {
         total: u64::try_from(total.0).unwrap_or(0),
-        queue,
-    }))
+        entries,
+    })
 }

@@ -12,21 +12,16 @@
 //! ready model, never matches such a rule). A rule
 //! with no condition matches everything. The first enabled match, by
 //! `position`, decides; no match: the conversation goes to everyone.
+//!
+//! The doors (`/api/v1/routing/rules…`) are in `routing/routes.rs`.
 
-use axum::Json;
-use axum::Router;
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::routing::{get, patch, post};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use sqlx::{SqliteConnection, SqliteExecutor};
 
 use crate::assist::insight::IntentGuess;
-use crate::auth::{AdminAuth, AgentAuth};
 use crate::change::Change;
-use crate::error::{ApiError, ApiResult};
-use crate::http::extract::{ApiJson, ApiPath};
+use crate::error::ApiError;
 use crate::ids::{AgentId, AppId, RuleId, TeamId};
 use crate::state::AppState;
 use crate::time::now_ms;
@@ -116,7 +111,8 @@ const COLUMNS: &str =
     "id, name, position, enabled, app_id, keywords, attributes, team_id, agent_id, created_at,
     intent, intent_confidence";
 
-async fn all<'e>(db: impl SqliteExecutor<'e>) -> Result<Vec<Rule>, ApiError> {
+/// Every rule (at most [`RULES_MAX`]) in evaluation order.
+pub async fn all<'e>(db: impl SqliteExecutor<'e>) -> Result<Vec<Rule>, ApiError> {
     Ok(sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM routing_rules ORDER BY position, id LIMIT {RULES_MAX}"
     ))
@@ -146,51 +142,25 @@ pub fn pick(
         .and_then(Rule::target)
 }
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/routing/rules", get(list).post(create))
-        .route("/routing/rules/reorder", post(reorder))
-        .route("/routing/rules/{id}", patch(update).delete(remove))
-}
-
-#[derive(Debug, Serialize)]
-struct RulesResponse {
-    rules: Vec<Rule>,
-}
-
-#[derive(Debug, Serialize)]
-struct RuleResponse {
-    rule: Rule,
-}
-
-async fn list(
-    State(state): State<AppState>,
-    AgentAuth(_): AgentAuth,
-) -> ApiResult<Json<RulesResponse>> {
-    Ok(Json(RulesResponse {
-        rules: all(&state.db).await?,
-    }))
-}
-
-/// Create and update share one body; on update every field is optional and
-/// `null` clears `app_id`.
+/// A new rule, or a change of one: create and update share it; on update
+/// every field is optional and `null` clears `app_id`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RuleBody {
-    name: Option<String>,
-    enabled: Option<bool>,
+pub struct RuleInput {
+    pub name: Option<String>,
+    pub enabled: Option<bool>,
     #[serde(default, deserialize_with = "crate::http::extract::explicit_null")]
-    app_id: Option<Option<AppId>>,
-    keywords: Option<Vec<String>>,
-    attributes: Option<Map<String, Value>>,
+    pub app_id: Option<Option<AppId>>,
+    pub keywords: Option<Vec<String>>,
+    pub attributes: Option<Map<String, Value>>,
     #[serde(default, deserialize_with = "crate::http::extract::explicit_null")]
-    team_id: Option<Option<TeamId>>,
+    pub team_id: Option<Option<TeamId>>,
     #[serde(default, deserialize_with = "crate::http::extract::explicit_null")]
-    agent_id: Option<Option<AgentId>>,
+    pub agent_id: Option<Option<AgentId>>,
     /// `null` removes the intent condition.
     #[serde(default, deserialize_with = "crate::http::extract::explicit_null")]
-    intent: Option<Option<String>>,
-    intent_confidence: Option<f64>,
+    pub intent: Option<Option<String>>,
+    pub intent_confidence: Option<f64>,
 }
 
 /// The fields of a rule, validated, before it is stored.
@@ -229,7 +199,7 @@ impl Fields {
     async fn apply(
         mut self,
         conn: &mut SqliteConnection,
-        body: RuleBody,
+        body: RuleInput,
     ) -> Result<Fields, ApiError> {
         if let Some(name) = body.name {
             self.name = name.trim().to_owned();
@@ -391,11 +361,9 @@ async fn find(db: impl SqliteExecutor<'_>, id: RuleId) -> Result<Option<Rule>, A
     )
 }
 
-async fn create(
-    State(state): State<AppState>,
-    AdminAuth(admin): AdminAuth,
-    ApiJson(body): ApiJson<RuleBody>,
-) -> ApiResult<(StatusCode, Json<RuleResponse>)> {
+/// `admin` adds a rule at the end of the order, audited
+/// (`routing.rule.create`).
+pub async fn create(state: &AppState, admin: AgentId, body: RuleInput) -> Result<Rule, ApiError> {
     if body.team_id.flatten().is_none() && body.agent_id.flatten().is_none() {
         return Err(ApiError::bad_request(
             "a rule needs a team_id or an agent_id",
@@ -413,7 +381,7 @@ async fn create(
     };
     // Checked and written under the write lock: the count holds under
     // concurrent creates, and the rule's team cannot be deleted meanwhile.
-    let mut change = Change::begin(&state.db, Some(admin.id)).await?;
+    let mut change = Change::begin(&state.db, Some(admin)).await?;
     let fields = blank.apply(&mut change, body).await?;
     let (team, agent) = fields.ids();
     let id = RuleId::new();
@@ -452,22 +420,23 @@ async fn create(
             fields.audit(),
         )
         .await?;
-    change.commit(&state).await?;
-    let rule = find(&state.db, id)
+    change.commit(state).await?;
+    find(&state.db, id)
         .await?
-        .ok_or_else(|| ApiError::not_found("rule"))?;
-    Ok((StatusCode::CREATED, Json(RuleResponse { rule })))
+        .ok_or_else(|| ApiError::not_found("rule"))
 }
 
-async fn update(
-    State(state): State<AppState>,
-    AdminAuth(admin): AdminAuth,
-    ApiPath(id): ApiPath<RuleId>,
-    ApiJson(body): ApiJson<RuleBody>,
-) -> ApiResult<Json<RuleResponse>> {
+/// `admin` changes rule `id` by the fields `body` gives, audited
+/// (`routing.rule.update`).
+pub async fn update(
+    state: &AppState,
+    admin: AgentId,
+    id: RuleId,
+    body: RuleInput,
+) -> Result<Rule, ApiError> {
     // Read, merged and written under the write lock, so that concurrent
     // updates of different fields do not undo each other.
-    let mut change = Change::begin(&state.db, Some(admin.id)).await?;
+    let mut change = Change::begin(&state.db, Some(admin)).await?;
     let rule = find(&mut *change, id)
         .await?
         .ok_or_else(|| ApiError::not_found("rule"))?;
@@ -498,19 +467,15 @@ async fn update(
             fields.audit(),
         )
         .await?;
-    change.commit(&state).await?;
-    let rule = find(&state.db, id)
+    change.commit(state).await?;
+    find(&state.db, id)
         .await?
-        .ok_or_else(|| ApiError::not_found("rule"))?;
-    Ok(Json(RuleResponse { rule }))
+        .ok_or_else(|| ApiError::not_found("rule"))
 }
 
-async fn remove(
-    State(state): State<AppState>,
-    AdminAuth(admin): AdminAuth,
-    ApiPath(id): ApiPath<RuleId>,
-) -> ApiResult<Json<Value>> {
-    let mut change = Change::begin(&state.db, Some(admin.id)).await?;
+/// `admin` deletes rule `id`, audited (`routing.rule.delete`).
+pub async fn delete(state: &AppState, admin: AgentId, id: RuleId) -> Result<(), ApiError> {
+    let mut change = Change::begin(&state.db, Some(admin)).await?;
     let removed = sqlx::query("DELETE FROM routing_rules WHERE id = ?")
         .bind(id)
         .execute(&mut *change)
@@ -522,35 +487,29 @@ async fn remove(
     change
         .audit("routing.rule.delete", ("rule", &id.to_string()), json!({}))
         .await?;
-    change.commit(&state).await?;
-    Ok(Json(json!({})))
+    change.commit(state).await
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ReorderBody {
-    /// Every rule id exactly once, in the new order.
+/// `admin` sets the evaluation order: `ids` lists every rule exactly once,
+/// in the new order (audited, `routing.rule.reorder`). Returns the rules
+/// in that order.
+pub async fn reorder(
+    state: &AppState,
+    admin: AgentId,
     ids: Vec<RuleId>,
-}
-
-async fn reorder(
-    State(state): State<AppState>,
-    AdminAuth(admin): AdminAuth,
-    ApiJson(body): ApiJson<ReorderBody>,
-) -> ApiResult<Json<RulesResponse>> {
-    let mut change = Change::begin(&state.db, Some(admin.id)).await?;
+) -> Result<Vec<Rule>, ApiError> {
+    let mut change = Change::begin(&state.db, Some(admin)).await?;
     let mut current: Vec<(RuleId,)> = sqlx::query_as("SELECT id FROM routing_rules")
         .fetch_all(&mut *change)
         .await?;
-    let mut given = body.ids.clone();
+    let mut given = ids.clone();
     current.sort();
     given.sort();
     given.dedup();
-    if given.len() != body.ids.len() || given != current.iter().map(|(id,)| *id).collect::<Vec<_>>()
-    {
+    if given.len() != ids.len() || given != current.iter().map(|(id,)| *id).collect::<Vec<_>>() {
         return Err(ApiError::bad_request("ids must list every rule exactly once").in_field("ids"));
     }
-    for (index, id) in body.ids.iter().enumerate() {
+    for (index, id) in ids.iter().enumerate() {
         sqlx::query("UPDATE routing_rules SET position = ? WHERE id = ?")
             .bind(index as i64 + 1)
             .bind(id)
@@ -558,12 +517,10 @@ async fn reorder(
             .await?;
     }
     change
-        .audit_all("routing.rule.reorder", json!({"ids": body.ids}))
+        .audit_all("routing.rule.reorder", json!({"ids": ids}))
         .await?;
-    change.commit(&state).await?;
-    Ok(Json(RulesResponse {
-        rules: all(&state.db).await?,
-    }))
+    change.commit(state).await?;
+    all(&state.db).await
 }
 
 #[cfg(test)]

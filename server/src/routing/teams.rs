@@ -1,20 +1,13 @@
 //! Teams: named groups of agents that rules and transfers route to.
 //! Agents read them; admins create, rename, set members and delete
-//! (`/api/v1/teams`), each change audited.
+//! (`/api/v1/teams`, doors in `routing/routes.rs`), each change audited.
 
-use axum::Json;
-use axum::Router;
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::routing::get;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sqlx::{SqliteExecutor, SqlitePool};
 
-use crate::auth::{AdminAuth, AgentAuth};
 use crate::change::{After, Change};
-use crate::error::{ApiError, ApiResult};
-use crate::http::extract::{ApiJson, ApiPath};
+use crate::error::ApiError;
 use crate::ids::{AgentId, TeamId};
 use crate::state::AppState;
 use crate::time::now_ms;
@@ -63,57 +56,30 @@ pub async fn find(db: &SqlitePool, id: TeamId) -> Result<Option<Team>, ApiError>
     }))
 }
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/teams", get(list).post(create))
-        .route("/teams/{id}", get(get_one).patch(update).delete(remove))
-}
-
-#[derive(Debug, Serialize)]
-struct TeamsResponse {
-    teams: Vec<Team>,
-}
-
-#[derive(Debug, Serialize)]
-struct TeamResponse {
-    team: Team,
-}
-
-async fn list(
-    State(state): State<AppState>,
-    AgentAuth(_): AgentAuth,
-) -> ApiResult<Json<TeamsResponse>> {
+/// Every team (at most [`TEAMS_MAX`]), by name.
+pub async fn list(db: &SqlitePool) -> Result<Vec<Team>, ApiError> {
     let ids: Vec<(TeamId,)> = sqlx::query_as(&format!(
         "SELECT id FROM teams ORDER BY name, id LIMIT {TEAMS_MAX}"
     ))
-    .fetch_all(&state.db)
+    .fetch_all(db)
     .await?;
     let mut teams = Vec::with_capacity(ids.len());
     for (id,) in ids {
-        if let Some(team) = find(&state.db, id).await? {
+        if let Some(team) = find(db, id).await? {
             teams.push(team);
         }
     }
-    Ok(Json(TeamsResponse { teams }))
+    Ok(teams)
 }
 
-async fn get_one(
-    State(state): State<AppState>,
-    AgentAuth(_): AgentAuth,
-    ApiPath(id): ApiPath<TeamId>,
-) -> ApiResult<Json<TeamResponse>> {
-    let team = find(&state.db, id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("team"))?;
-    Ok(Json(TeamResponse { team }))
-}
-
+/// A new team, or a change of one: the fields given (on create, `name` is
+/// required).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct TeamBody {
-    name: Option<String>,
+pub struct TeamInput {
+    pub name: Option<String>,
     /// The whole member list (replaces it on update).
-    agent_ids: Option<Vec<AgentId>>,
+    pub agent_ids: Option<Vec<AgentId>>,
 }
 
 fn clean_name(name: &str) -> Result<String, ApiError> {
@@ -169,11 +135,8 @@ async fn set_members(
     Ok(())
 }
 
-async fn create(
-    State(state): State<AppState>,
-    AdminAuth(admin): AdminAuth,
-    ApiJson(body): ApiJson<TeamBody>,
-) -> ApiResult<(StatusCode, Json<TeamResponse>)> {
+/// `admin` creates a team, audited (`team.create`).
+pub async fn create(state: &AppState, admin: AgentId, body: TeamInput) -> Result<Team, ApiError> {
     let name = clean_name(
         body.name
             .as_deref()
@@ -181,7 +144,7 @@ async fn create(
     )?;
     let members = clean_members(&state.db, body.agent_ids.unwrap_or_default()).await?;
     let id = TeamId::new();
-    let mut change = Change::begin(&state.db, Some(admin.id)).await?;
+    let mut change = Change::begin(&state.db, Some(admin)).await?;
     let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM teams")
         .fetch_one(&mut *change)
         .await?;
@@ -203,25 +166,26 @@ async fn create(
             json!({"name": name, "agent_ids": members}),
         )
         .await?;
-    change.commit(&state).await?;
-    let team = find(&state.db, id)
+    change.commit(state).await?;
+    find(&state.db, id)
         .await?
-        .ok_or_else(|| ApiError::not_found("team"))?;
-    Ok((StatusCode::CREATED, Json(TeamResponse { team })))
+        .ok_or_else(|| ApiError::not_found("team"))
 }
 
-async fn update(
-    State(state): State<AppState>,
-    AdminAuth(admin): AdminAuth,
-    ApiPath(id): ApiPath<TeamId>,
-    ApiJson(body): ApiJson<TeamBody>,
-) -> ApiResult<Json<TeamResponse>> {
+/// `admin` renames team `id` or sets its members, audited
+/// (`team.update`); new members may take the team's queue.
+pub async fn update(
+    state: &AppState,
+    admin: AgentId,
+    id: TeamId,
+    body: TeamInput,
+) -> Result<Team, ApiError> {
     let name = body.name.as_deref().map(clean_name).transpose()?;
     let members = match body.agent_ids {
         Some(ids) => Some(clean_members(&state.db, ids).await?),
         None => None,
     };
-    let mut change = Change::begin(&state.db, Some(admin.id)).await?;
+    let mut change = Change::begin(&state.db, Some(admin)).await?;
     // Checked under the write lock: a concurrent delete cannot slip in
     // between (members of a deleted team would break its foreign key).
     if !exists(&mut *change, id).await? {
@@ -250,21 +214,17 @@ async fn update(
             Value::Object(details),
         )
         .await?;
-    change.commit(&state).await?;
-    let team = find(&state.db, id)
+    change.commit(state).await?;
+    find(&state.db, id)
         .await?
-        .ok_or_else(|| ApiError::not_found("team"))?;
-    Ok(Json(TeamResponse { team }))
+        .ok_or_else(|| ApiError::not_found("team"))
 }
 
-/// A team a rule routes to cannot be deleted (409): change the rule first.
-/// Conversations routed to it go back to everyone.
-async fn remove(
-    State(state): State<AppState>,
-    AdminAuth(admin): AdminAuth,
-    ApiPath(id): ApiPath<TeamId>,
-) -> ApiResult<Json<Value>> {
-    let mut change = Change::begin(&state.db, Some(admin.id)).await?;
+/// `admin` deletes team `id`, audited (`team.delete`). A team a rule
+/// routes to cannot be deleted (409): change the rule first. Conversations
+/// routed to it go back to everyone.
+pub async fn delete(state: &AppState, admin: AgentId, id: TeamId) -> Result<(), ApiError> {
+    let mut change = Change::begin(&state.db, Some(admin)).await?;
     let used: Option<(String,)> =
         sqlx::query_as("SELECT name FROM routing_rules WHERE team_id = ? LIMIT 1")
             .bind(id)
@@ -299,6 +259,5 @@ async fn remove(
         change.then(After::Conversation(conversation));
     }
     change.then(After::Drain);
-    change.commit(&state).await?;
-    Ok(Json(json!({})))
+    change.commit(state).await
 }

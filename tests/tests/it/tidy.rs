@@ -112,9 +112,8 @@ fn messages_enter_a_thread_only_through_the_send_path() {
 /// operations (plain functions that own their SQL and follow-ups) do not
 /// import axum; its handlers live in a `routes.rs`. The HTTP plumbing
 /// (extractors, the error's response, the WebSocket and LAN transports,
-/// static files) may. Domains not split yet are listed by name, and the
-/// list may only shrink: a listed file that no longer imports axum fails
-/// too, so it is taken off when it is split.
+/// static files) may. Every domain is split (issue 16): there is no list
+/// of exceptions any more.
 #[test]
 fn only_routes_and_http_plumbing_import_axum() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../server/src");
@@ -132,17 +131,7 @@ fn only_routes_and_http_plumbing_import_axum() {
         "ui.rs",
         "ws/socket.rs",
     ];
-    let not_split_yet = [
-        "lan/replication.rs",
-        "ops/mod.rs",
-        "ops/profile.rs",
-        "routing/claim.rs",
-        "routing/mod.rs",
-        "routing/rules.rs",
-        "routing/teams.rs",
-    ];
     let mut offenders = Vec::new();
-    let mut split_already = Vec::new();
     for file in &files {
         let name = file
             .strip_prefix(&root)
@@ -157,21 +146,13 @@ fn only_routes_and_http_plumbing_import_axum() {
             || plumbing
                 .iter()
                 .any(|p| name == *p || (p.ends_with('/') && name.starts_with(p)));
-        let listed = not_split_yet.contains(&name.as_str());
-        if imports && !is_door && !listed {
-            offenders.push(name.clone());
-        }
-        if listed && !imports {
-            split_already.push(name);
+        if imports && !is_door {
+            offenders.push(name);
         }
     }
     assert!(
         offenders.is_empty(),
         "axum outside a routes.rs (move the handlers there): {offenders:?}"
-    );
-    assert!(
-        split_already.is_empty(),
-        "no longer imports axum: take it off `not_split_yet`: {split_already:?}"
     );
 }
 
