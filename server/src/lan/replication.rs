@@ -48,9 +48,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::ids::AgentId;
 use crate::state::AppState;
 
-mod routes;
-
-pub use routes::{lan_routes, routes};
+pub mod routes;
 
 /// The most WAL bytes one tail answer carries (at least one batch).
 pub const TAIL_MAX_BYTES: usize = 4 << 20;

@@ -48,7 +48,7 @@ pub fn pairing_routes() -> Router<AppState> {
         .route("/lan/v1/pair", post(pair_start).get(pair_status))
         .route("/lan/v1/pair/nonce", post(pair_nonce))
         .route("/lan/v1/hello", get(hello))
-        .merge(super::replication::lan_routes())
+        .merge(super::replication::routes::lan_routes())
         .merge(super::handover::routes::lan_routes())
 }
 
@@ -61,7 +61,7 @@ pub fn routes() -> Router<AppState> {
         .route("/lan/devices/{id}", patch(rename).delete(delete))
         .route("/lan/devices/{id}/approve", post(approve))
         .route("/lan/devices/{id}/revoke", post(revoke))
-        .merge(super::replication::routes())
+        .merge(super::replication::routes::routes())
         .merge(super::handover::routes::routes())
 }
 

@@ -39,9 +39,6 @@ pub mod runtime;
 pub mod schedule;
 pub mod verify;
 
-// The doors, here under their old name so the router's list stays as it is.
-pub use routes::routes;
-
 use std::path::PathBuf;
 
 use crate::error::{ApiError, ApiResult};

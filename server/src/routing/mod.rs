@@ -35,9 +35,6 @@ pub mod routes;
 pub mod rules;
 pub mod teams;
 
-// The doors, here under their old name so the router's list stays as it is.
-pub use routes::routes;
-
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sqlx::SqliteConnection;
