@@ -1,0 +1,31 @@
+#!/usr/bin/env python3
+"""Per pair: one row per run pair (tp-N + lat-N of one order), ratios after (Kefu) / before (Kefu-B).
+usage: summarize.py TAG [TAG...]   (reads TAG-tp-*.json, TAG-lat-*.json in this folder)"""
+import json, sys, glob, os
+os.chdir(os.path.dirname(os.path.abspath(__file__)))
+def rows(p):
+    return [r for s in json.load(open(p))['sections'] for r in s['rows']]
+for tag in sys.argv[1:]:
+    print(f"\n#### {tag}\n")
+    print("| run (order) | os acks/s A÷B | os ack p99 A÷B | fsync acks/s A÷B | fsync ack p99 A÷B | lat p99 A÷B | lat p50 A÷B | load A / B (os, fsync, lat) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for tp in sorted(glob.glob(f"{tag}-tp-*.json")):
+        run = tp[len(tag)+4:-5]
+        t = {(r['system'], r['durability']): r for r in rows(tp) if r['system'] in ('Kefu', 'Kefu-B')}
+        lp = f"{tag}-lat-{run}.json"
+        l = {r['system']: r for r in rows(lp)} if os.path.exists(lp) else {}
+        def q(a, b): return f"{a/b:.2f}" if a and b else "–"
+        cells = []
+        for d in ('os', 'fsync'):
+            A, B = t.get(('Kefu', d)), t.get(('Kefu-B', d))
+            cells += [q(A['acks_per_second'], B['acks_per_second']) + f" ({A['acks_per_second']:.0f}/{B['acks_per_second']:.0f})",
+                      q(A['ack_us']['p99'], B['ack_us']['p99']) + f" ({A['ack_us']['p99']/1000:.1f}/{B['ack_us']['p99']/1000:.1f})"]
+        if l:
+            A, B = l['Kefu'], l['Kefu-B']
+            cells += [q(A['latency_us']['p99'], B['latency_us']['p99']) + f" ({A['latency_us']['p99']/1000:.2f}/{B['latency_us']['p99']/1000:.2f})",
+                      q(A['latency_us']['p50'], B['latency_us']['p50']) + f" ({A['latency_us']['p50']/1000:.2f}/{B['latency_us']['p50']/1000:.2f})"]
+            ll = f"{l['Kefu']['load']} / {l['Kefu-B']['load']}"
+        else:
+            cells += ["–", "–"]; ll = "–"
+        loads = f"{t[('Kefu','os')]['load']} / {t[('Kefu-B','os')]['load']}, {t[('Kefu','fsync')]['load']} / {t[('Kefu-B','fsync')]['load']}, {ll}"
+        print(f"| {run} | " + " | ".join(cells) + f" | {loads} |")
