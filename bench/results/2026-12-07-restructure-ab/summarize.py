@@ -9,15 +9,19 @@ for tag in sys.argv[1:]:
     print(f"\n#### {tag}\n")
     print("| run (order) | os acks/s A÷B | os ack p99 A÷B | fsync acks/s A÷B | fsync ack p99 A÷B | lat p99 A÷B | lat p50 A÷B | load A / B (os, fsync, lat) |")
     print("|---|---|---|---|---|---|---|---|")
-    for tp in sorted(glob.glob(f"{tag}-tp-*.json")):
-        run = tp[len(tag)+4:-5]
-        t = {(r['system'], r['durability']): r for r in rows(tp) if r['system'] in ('Kefu', 'Kefu-B')}
+    allr = []
+    runs = sorted({p.split('-')[-1][:-5] for p in glob.glob(f"{tag}-tp-*.json") + glob.glob(f"{tag}-lat-*.json")})
+    for run in runs:
+        tp = f"{tag}-tp-{run}.json"
+        t = {(r['system'], r['durability']): r for r in rows(tp) if r['system'] in ('Kefu', 'Kefu-B')} if os.path.exists(tp) else {}
         lp = f"{tag}-lat-{run}.json"
         l = {r['system']: r for r in rows(lp)} if os.path.exists(lp) else {}
         def q(a, b): return f"{a/b:.2f}" if a and b else "–"
         cells = []
         for d in ('os', 'fsync'):
             A, B = t.get(('Kefu', d)), t.get(('Kefu-B', d))
+            if not A:
+                cells += ["–", "–"]; continue
             cells += [q(A['acks_per_second'], B['acks_per_second']) + f" ({A['acks_per_second']:.0f}/{B['acks_per_second']:.0f})",
                       q(A['ack_us']['p99'], B['ack_us']['p99']) + f" ({A['ack_us']['p99']/1000:.1f}/{B['ack_us']['p99']/1000:.1f})"]
         if l:
@@ -27,5 +31,12 @@ for tag in sys.argv[1:]:
             ll = f"{l['Kefu']['load']} / {l['Kefu-B']['load']}"
         else:
             cells += ["–", "–"]; ll = "–"
-        loads = f"{t[('Kefu','os')]['load']} / {t[('Kefu-B','os')]['load']}, {t[('Kefu','fsync')]['load']} / {t[('Kefu-B','fsync')]['load']}, {ll}"
+        loads = (f"{t[('Kefu','os')]['load']} / {t[('Kefu-B','os')]['load']}, {t[('Kefu','fsync')]['load']} / {t[('Kefu-B','fsync')]['load']}, " if t else "–, –, ") + ll
         print(f"| {run} | " + " | ".join(cells) + f" | {loads} |")
+        allr.append([float(c.split()[0]) if c != "–" else None for c in cells])
+    import math
+    def gm(xs):
+        xs = [x for x in xs if x]
+        import statistics
+        return f"{statistics.median(xs):.2f} [{min(xs):.2f}–{max(xs):.2f}]" if xs else "–"
+    print("| median [min–max] | " + " | ".join(gm([r[i] for r in allr]) for i in range(6)) + " | |")
