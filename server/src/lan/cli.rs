@@ -14,7 +14,7 @@ use super::device_id::DeviceId;
 use super::identity::Identity;
 use super::pairing::PairingCode;
 use super::shop_name::ShopName;
-use super::state::{LanStateFile, Role};
+use super::state::{LanStateFile, PinnedHost, Role};
 use super::tls::ServerTrust;
 
 /// How often `lan pair` asks whether the admin approved.
@@ -125,17 +125,7 @@ pub async fn link(
 /// `lan check`: the pinned host, reached and proved, and this device's
 /// status there.
 pub async fn check(data_dir: PathBuf) -> anyhow::Result<()> {
-    let (identity, state) = open(data_dir).await?;
-    let Some(host) = state.state().host.clone() else {
-        anyhow::bail!("this device is not paired with a host (kefu-server lan pair)");
-    };
-    let mut client = DeviceClient::connect(
-        &identity,
-        ServerTrust::Pinned(host.device_id),
-        &host.address,
-    )
-    .await
-    .map_err(explain)?;
+    let (host, mut client) = connect_to_host(data_dir).await?;
     let status = client
         .call(Method::GET, "/lan/v1/pair", None)
         .await
@@ -196,6 +186,23 @@ pub async fn shop_name(config: crate::config::Config, name: String) -> anyhow::R
     Ok(())
 }
 
+/// The pinned host, reached over the pairing's mutual TLS and proved to
+/// be the device this one paired with.
+async fn connect_to_host(data_dir: PathBuf) -> anyhow::Result<(PinnedHost, DeviceClient)> {
+    let (identity, state) = open(data_dir).await?;
+    let Some(host) = state.state().host.clone() else {
+        anyhow::bail!("this device is not paired with a host (kefu-server lan pair)");
+    };
+    let client = DeviceClient::connect(
+        &identity,
+        ServerTrust::Pinned(host.device_id),
+        &host.address,
+    )
+    .await
+    .map_err(explain)?;
+    Ok((host, client))
+}
+
 fn explain(error: ClientError) -> anyhow::Error {
     anyhow::Error::new(error)
 }
@@ -206,17 +213,7 @@ fn explain(error: ClientError) -> anyhow::Error {
 /// must be running: it catches up, takes the grant and ends as the new
 /// host (docs/LAN.md, "Planned handover").
 pub async fn handover(data_dir: PathBuf, address: Option<HostAddress>) -> anyhow::Result<()> {
-    let (identity, state) = open(data_dir).await?;
-    let Some(host) = state.state().host.clone() else {
-        anyhow::bail!("this device is not paired with a host (kefu-server lan pair)");
-    };
-    let mut client = DeviceClient::connect(
-        &identity,
-        ServerTrust::Pinned(host.device_id),
-        &host.address,
-    )
-    .await
-    .map_err(explain)?;
+    let (_, mut client) = connect_to_host(data_dir).await?;
     let (status, body) = client
         .request(
             Method::POST,
