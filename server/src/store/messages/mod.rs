@@ -52,7 +52,7 @@ use crate::ids::ConversationId;
 use crate::message::{Message, MessageKind, Sender};
 
 pub use options::{column_families, column_families_sized, db_options, db_options_sized};
-use writer::Writer;
+use writer::{BatchTimes, Writer};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
@@ -169,7 +169,7 @@ struct Request {
     /// serialize the message is moved back in, so that its buffers are
     /// freed by the thread that allocated them (see `Writer::plan`).
     reply: oneshot::Sender<(Result<Appended, LogError>, Draft)>,
-    /// When it was queued, for [`LogMetrics::send_timed`].
+    /// When it was queued, for [`LogMetrics::batch_timed`].
     queued: Instant,
 }
 
@@ -184,15 +184,17 @@ enum Command {
 /// Figures the writer reports after each batch, for `/metrics`.
 pub trait LogMetrics: Send + Sync + 'static {
     fn batch_written(&self, size: usize, duplicates: usize, seconds: f64);
-    /// Where one send's time in the log went, called for each send of a
-    /// written batch (so that quantiles are the sends', as its sender
-    /// sees them): `queued`, from its enqueue to the start of its batch
-    /// (mostly the batches before it); `write`, its batch's RocksDB write
-    /// (the WAL append, its sync in `fsync` durability, the memtable
-    /// inserts), `None` when the batch wrote nothing (only resends);
-    /// `answered`, from its enqueue to its answer (the two, its batch's
-    /// planning and the publishing of its messages).
-    fn send_timed(&self, _queued: f64, _write: Option<f64>, _answered: f64) {}
+    /// Where the sends' time in the log went, called once per batch after
+    /// its answers (one lock and no work per send before an ack), with one
+    /// figure per send of the batch, in seconds (so that quantiles are the
+    /// sends', as each sender sees them): `queued`, from its enqueue to
+    /// the start of its batch (mostly the batches before it); `write`, the
+    /// batch's RocksDB write (the WAL append, its sync in `fsync`
+    /// durability, the memtable inserts), the same for each of its sends,
+    /// `None` when the batch wrote nothing (only resends: `queued` is then
+    /// not counted either); `answered`, from its enqueue to its answer (the
+    /// two, the batch's planning and the publishing of its messages).
+    fn batch_timed(&self, _queued: &[f64], _write: Option<f64>, _answered: &[f64]) {}
     /// A batch the log could not write (each of its sends was refused).
     fn write_failed(&self) {}
     /// The log became unwritable (`false`) or writable again (`true`).
@@ -278,6 +280,7 @@ impl MessageLog {
             writable: Arc::clone(&writable),
             failure: None,
             sizes,
+            times: BatchTimes::default(),
         };
         let handle = std::thread::Builder::new()
             .name("kefu-log-writer".into())

@@ -92,6 +92,16 @@ pub(super) struct Writer {
     pub(super) failure: Option<Failure>,
     /// RocksDB sizes, to reopen with the same.
     pub(super) sizes: LogSizes,
+    /// Each batch's per-send times for [`LogMetrics::batch_timed`], the
+    /// buffers reused from batch to batch.
+    pub(super) times: BatchTimes,
+}
+
+/// One batch's times per send, in seconds (see [`LogMetrics::batch_timed`]).
+#[derive(Default)]
+pub(super) struct BatchTimes {
+    queued: Vec<f64>,
+    answered: Vec<f64>,
 }
 
 /// The writer's state while the log cannot write.
@@ -483,22 +493,33 @@ impl Writer {
             .iter()
             .filter(|o| matches!(o, Outcome::Existing(_) | Outcome::SameAs(_)))
             .count();
-        let resolved: Vec<Result<Appended, LogError>> = (0..outcomes.len())
-            .map(|index| resolve(&outcomes, index))
-            .collect();
+        // Each send's times from the clock read at its enqueue and two
+        // read per batch; recorded after the answers, in one call.
         let answered = Instant::now();
-        for (request, answer) in batch.drain(..).zip(resolved) {
-            self.metrics.send_timed(
+        self.times.queued.clear();
+        self.times.answered.clear();
+        for request in batch.iter() {
+            self.times.queued.push(
                 started
                     .saturating_duration_since(request.queued)
                     .as_secs_f64(),
-                (new_count > 0).then_some(write_time.as_secs_f64()),
+            );
+            self.times.answered.push(
                 answered
                     .saturating_duration_since(request.queued)
                     .as_secs_f64(),
             );
-            let _ = request.reply.send((answer, request.draft));
         }
+        for (index, request) in batch.drain(..).enumerate() {
+            let _ = request
+                .reply
+                .send((resolve(&outcomes, index), request.draft));
+        }
+        self.metrics.batch_timed(
+            &self.times.queued,
+            (new_count > 0).then_some(write_time.as_secs_f64()),
+            &self.times.answered,
+        );
         self.metrics.batch_written(
             new_count + duplicates,
             duplicates,
