@@ -6,6 +6,10 @@ run against an external server (it needs the in-process state): skipped,
 with its reason. A test that passed but printed "SKIPPED:" (a suite that
 checks what the machine allows, e.g. network namespaces) is skipped too.
 Everything else is passed or failed as nextest says.
+
+Exits 0 when no test failed (the skip markers are not failures, though
+nextest counts the ones that stop a test as failed), 1 when one did or
+when the report holds no test at all.
 """
 import collections
 import sys
@@ -41,3 +45,4 @@ for reason, count in skipped.most_common():
     print(f"  skipped {count}: {reason}")
 for name in failed:
     print(f"  FAILED {name}")
+sys.exit(1 if failed or not (passed or skipped) else 0)

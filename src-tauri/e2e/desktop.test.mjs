@@ -2,8 +2,9 @@
 // of Debian's WebKitWebDriver drives the kefu-desktop binary on a fresh data
 // dir. Checks: the app starts, its embedded server answers /healthz, the
 // first start creates the owner (who is signed in) and the first app with
-// its embed snippet and its demo page, the landing on the queue, a visitor message sent over the API appears in the
-// window, and the reply typed in the window reaches the visitor; a second
+// its embed snippet and its demo page, the landing on the queue with the way to a second agent (a local account, or
+// another computer joining over the LAN), a visitor message sent over the API appears in the window, previewed in
+// the chat list by the visitor's words rather than the claim's event line, and the reply typed in the window reaches the visitor; a second
 // launch hands over to the first and exits (single instance). Then the app
 // restarts and the owner is still signed in: the token came back from the
 // OS keyring; with ten chats open, the native window title (and so the
@@ -75,7 +76,15 @@ test("desktop app: first start, chat with a visitor, single instance, keyring si
     await wd.click(await wd.find('[data-testid="setup-done"]'));
     // No chats yet: the owner lands on the queue, shown how to add an agent.
     await wd.until("landing on the queue", async () => (await wd.exec("return location.hash")) === "#/queue");
-    await wd.waitFor('[data-testid="add-agent-link"]');
+    // A shop of one is shown both ways to a second agent: a local account,
+    // and another computer joining this one's Kefu (Settings → LAN).
+    const hint = await wd.text(await wd.waitFor('[data-testid="add-agent-hint"]'));
+    assert.match(hint, /only agent/, hint);
+    assert.match(hint, /Settings → LAN/, hint);
+    await wd.click(await wd.find('[data-testid="add-agent-link"]'));
+    await wd.until("the agents tab", async () => (await wd.exec("return location.hash")) === "#/settings/agents");
+    await wd.click(await wd.waitFor('[data-testid="new-agent"]'));
+    await wd.waitFor('[data-testid="agent-create"]');
 
     // 3. A visitor writes over the API; the message appears in the window.
     const visitor = await api(base, "POST", "/visitor/sessions", null, { app_key: appKey, name: "Vera Visitor" });
@@ -97,6 +106,22 @@ test("desktop app: first start, chat with a visitor, single instance, keyring si
       const log = await wd.find('[data-testid="messages"]');
       return (await wd.text(log)).includes("Hello from the e2e visitor");
     });
+    // The chat list previews what the visitor said, not the event line
+    // (the claim's) that is now the conversation's last message.
+    const { conversation: claimed } = await api(base, "GET", `/conversations/${cid}`, signedIn);
+    assert.equal(claimed.last_message.kind, "event", "the log's head is an event line");
+    let item = "";
+    await wd
+      .until("the chat list previews the visitor's words", async () => {
+        // textContent: WebDriver's visible text leaves out what the list's
+        // narrow column clips (the name and the preview are ellipsised).
+        item = await wd.exec(
+          "const el = document.querySelector(arguments[0]); return el ? el.textContent : '(not listed)'",
+          [`[data-testid="chat-item"][data-conversation-id="${cid}"]`],
+        );
+        return /Hello from the e2e visitor/.test(item) && !/joined|assigned/i.test(item);
+      })
+      .catch((e) => assert.fail(`${e.message}; the chat's list item: ${JSON.stringify(item)}`));
 
     // 4. The reply typed in the window reaches the visitor.
     const composer = await wd.waitFor('[data-testid="composer"]');
