@@ -22,6 +22,7 @@ use kefu_server::lan::client::DeviceClient;
 use kefu_server::lan::handover::Successor;
 use kefu_server::lan::identity::Identity;
 use kefu_server::lan::tls::ServerTrust;
+use kefu_tests::WAIT;
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -31,6 +32,7 @@ use super::lan_failover::{
 
 const HOST_IP: &str = "127.0.0.2";
 const STANDBY_IP: &str = "127.0.0.3";
+const PEER_IP: &str = "127.0.0.4";
 const VISITORS: usize = 4;
 const RUNS: usize = 3;
 
@@ -449,6 +451,22 @@ async fn an_interrupted_handover_resumes_writes_in_the_hosts_term_and_the_candid
     )
     .await;
     let term = host.status(&admin).await["term"].as_u64().expect("term");
+    // A queued chat, for a claim during the pause (its "joined" line is
+    // written by Kefu itself, through `send::line`).
+    let (queued_token, queued) = &visitors[1];
+    let (status, body) = call(
+        host.public,
+        Method::POST,
+        "/api/v1/visitor/messages",
+        Some(queued_token),
+        Some(json!({"client_msg_id": "queued", "content": "anyone?"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    conversation_until(&host, &admin, queued, |body| {
+        body["conversation"]["status"] == "queued"
+    })
+    .await;
     // The candidate is frozen (still counted as connected), so it cannot
     // answer once the host pauses; then it dies.
     signal(&standby, "-STOP");
@@ -482,8 +500,25 @@ async fn an_interrupted_handover_resumes_writes_in_the_hosts_term_and_the_candid
             .await
         }
     });
+    let claiming = tokio::spawn({
+        let (http, admin, queued) = (host.http, admin.clone(), queued.clone());
+        async move {
+            call(
+                http,
+                Method::POST,
+                &format!("/api/v1/conversations/{queued}/claim"),
+                Some(&admin),
+                None,
+            )
+            .await
+        }
+    });
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(!waiting.is_finished(), "the send waits while writes pause");
+    assert!(
+        !claiming.is_finished(),
+        "a line Kefu writes itself waits at the gate too"
+    );
     let _ = standby.kill();
     let _ = standby.wait();
     let (status, body) = handover.await.expect("handover");
@@ -494,6 +529,15 @@ async fn an_interrupted_handover_resumes_writes_in_the_hosts_term_and_the_candid
     let (status, body) = waiting.await.expect("send");
     assert_eq!(status, 201, "written after the pause: {body}");
     let paused_seq = body["message"]["seq"].as_u64().expect("seq");
+    let (status, body) = claiming.await.expect("claim");
+    assert_eq!(status, 200, "the claim went on after the pause: {body}");
+    let joined = host.messages(&admin, queued).await;
+    assert!(
+        joined
+            .iter()
+            .any(|m| m["kind"] == "event" && m["meta"]["by"] == "claim"),
+        "the joined line, written in the host's term after the pause: {joined:?}"
+    );
     eprintln!(
         "interrupted handover: writes resumed {:.2} s after the ask (bound 2 s)",
         resumed_after.as_secs_f64()
@@ -546,4 +590,265 @@ async fn an_interrupted_handover_resumes_writes_in_the_hosts_term_and_the_candid
         body["message"]["seq"].as_u64().expect("seq") > paused_seq,
         "{body}"
     );
+}
+
+/// Reads a WebSocket until the server closes it: (code, reason).
+async fn close_of(
+    ws: &mut tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+) -> (u16, String) {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    loop {
+        match tokio::time::timeout(WAIT, ws.next()).await {
+            Err(_) => panic!("not closed within {WAIT:?}"),
+            Ok(Some(Ok(Message::Close(Some(frame))))) => {
+                return (frame.code.into(), frame.reason.to_string());
+            }
+            Ok(Some(Ok(Message::Close(None)) | Err(_)) | None) => panic!("closed without a code"),
+            Ok(Some(Ok(_))) => {}
+        }
+    }
+}
+
+/// An agent's WebSocket at `base`, past its `welcome`.
+async fn agent_ws(
+    base: SocketAddr,
+    token: &str,
+) -> (
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    Value,
+) {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{base}/api/v1/ws"))
+        .await
+        .expect("ws connect");
+    ws.send(Message::text(
+        json!({"type": "hello", "token": token}).to_string(),
+    ))
+    .await
+    .expect("hello");
+    loop {
+        let frame = tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("welcome in time")
+            .expect("open")
+            .expect("frame");
+        if let Message::Text(text) = frame {
+            let value: Value = serde_json::from_str(text.as_str()).expect("json");
+            assert_eq!(value["type"], "welcome", "{value}");
+            return (ws, value);
+        }
+    }
+}
+
+/// The peer's link, polled until `check` holds.
+async fn link_until(peer: SocketAddr, check: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (status, link) = call(peer, Method::GET, "/api/v1/lan/link", None, None).await;
+        if status == 200 && check(&link) {
+            return link;
+        }
+        assert!(Instant::now() < deadline, "the peer's link: {link}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn clients_are_told_where_the_shop_went_and_a_peer_follows_without_a_restart() {
+    let host_dir = tempfile::tempdir().expect("tempdir");
+    let standby_dir = tempfile::tempdir().expect("tempdir");
+    let peer_dir = tempfile::tempdir().expect("tempdir");
+    let serving = Serving::on(STANDBY_IP);
+    let Shop {
+        mut host,
+        admin,
+        device,
+        visitors,
+        standby,
+    } = shop(host_dir.path(), standby_dir.path(), &[], Some(serving)).await;
+    let old_term = host.status(&admin).await["term"].as_u64().expect("term");
+
+    // A peer on .4, relaying an agent's REST and WebSocket to the host.
+    let peer_device = pair(&host, host_dir.path(), &admin, peer_dir.path()).await;
+    let peer_addr = free_addr(PEER_IP);
+    let mut peer = kefu()
+        .args(["serve", "--data-dir"])
+        .arg(peer_dir.path())
+        .args(["--bind", &peer_addr.to_string()])
+        .args(["--peer-of", &host.lan.to_string()])
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn peer");
+    let host_id = Identity::open(host_dir.path())
+        .expect("identity")
+        .0
+        .device_id();
+    link_until(peer_addr, |link| {
+        link["state"] == "connected" && link["host_device_id"] == json!(host_id)
+    })
+    .await;
+    // The standby's SQLite copy holds the peer's approval, the agent's
+    // session and the conversation once the handover's final snapshot is
+    // taken.
+    let (token, conversation) = &visitors[0];
+    let (status, body) = call(
+        host.public,
+        Method::POST,
+        "/api/v1/visitor/messages",
+        Some(token),
+        Some(json!({"client_msg_id": "before", "content": "hello"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    conversation_until(&host, &admin, conversation, |_| true).await;
+    let (mut direct, _) = agent_ws(host.http, &admin).await;
+    let (mut relayed, welcome) = agent_ws(peer_addr, &admin).await;
+    assert_eq!(welcome["term"], old_term, "{welcome}");
+
+    let (status, outcome) = call(
+        host.http,
+        Method::POST,
+        "/api/v1/lan/handover",
+        Some(&admin),
+        Some(json!({"device_id": device, "address": serving.lan.to_string()})),
+    )
+    .await;
+    assert_eq!(status, 200, "{outcome}");
+    let handed = Instant::now();
+
+    // Clients are told where to go: close 4301, the successor's device ID
+    // and address in the reason; through the peer's tunnel too.
+    let (code, reason) = close_of(&mut direct).await;
+    assert_eq!(code, 4301, "{reason}");
+    assert_eq!(
+        reason,
+        format!("moved {device} {}", serving.lan),
+        "the close names the successor"
+    );
+    let (code, _) = close_of(&mut relayed).await;
+    assert_eq!(code, 4301);
+    // A WebSocket opened later on the old host is closed the same way.
+    let (mut late, _) = agent_ws(host.http, &admin).await;
+    assert_eq!(close_of(&mut late).await.0, 4301);
+    // REST on the old host: 503 with the successor in the error body.
+    let (status, body) = call(
+        host.public,
+        Method::POST,
+        "/api/v1/visitor/messages",
+        Some(&visitors[0].0),
+        Some(json!({"client_msg_id": "to-the-old-host", "content": "late"})),
+    )
+    .await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "unavailable", "{body}");
+    assert_eq!(
+        body["error"]["successor"]["device_id"],
+        json!(device),
+        "{body}"
+    );
+    assert_eq!(
+        body["error"]["successor"]["address"],
+        serving.lan.to_string(),
+        "{body}"
+    );
+    assert_eq!(body["error"]["successor"]["term"], old_term + 1, "{body}");
+
+    // The standby serves by itself; the peer follows the signed notice
+    // without a restart: the new host pinned, persisted, connected.
+    let new_host = Server::adopt(standby, serving.http, serving.lan, serving.public);
+    new_host.ready().await;
+    let link = link_until(peer_addr, |link| {
+        link["state"] == "connected" && link["host_device_id"] == json!(device)
+    })
+    .await;
+    eprintln!(
+        "the peer followed the new host {:.0} ms after the handover's answer (the new host's \
+         start included)",
+        handed.elapsed().as_secs_f64() * 1000.0
+    );
+    assert_eq!(link["host"], serving.lan.to_string(), "{link}");
+    assert!(link["term"].as_u64().expect("term") > old_term, "{link}");
+    assert!(
+        peer.try_wait().expect("wait").is_none(),
+        "the same peer process"
+    );
+    let state: Value = serde_json::from_slice(
+        &std::fs::read(peer_dir.path().join("lan/state.json")).expect("state"),
+    )
+    .expect("json");
+    assert_eq!(state["host"]["device_id"], json!(device), "{state}");
+    assert_eq!(state["host"]["address"], serving.lan.to_string(), "{state}");
+    assert_eq!(state["role"], "peer", "{state}");
+    let _ = peer_device;
+
+    // The agent's session works through the peer on the new host: a
+    // visitor's resend lands there and the agent reads it, REST and
+    // WebSocket alike.
+    let (status, body) = call(
+        new_host.public,
+        Method::POST,
+        "/api/v1/visitor/messages",
+        Some(&visitors[0].0),
+        Some(json!({"client_msg_id": "to-the-old-host", "content": "late"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = call(
+        peer_addr,
+        Method::GET,
+        &format!("/api/v1/conversations/{conversation}/messages"),
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let messages = body["messages"].as_array().expect("messages");
+    assert!(
+        messages
+            .iter()
+            .any(|m| m["client_msg_id"] == "to-the-old-host"),
+        "{body}"
+    );
+    let (_ws, welcome) = agent_ws(peer_addr, &admin).await;
+    assert_eq!(welcome["term"], old_term + 2, "{welcome}");
+
+    let _ = peer.kill();
+    let _ = peer.wait();
+    drop(new_host);
+    host.kill_9();
+}
+
+/// A conversation on `host` as agents see it, polled until `check` holds
+/// (a visitor's first message starts it after the ack).
+async fn conversation_until(
+    host: &Server,
+    admin: &str,
+    conversation: &str,
+    check: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (status, body) = call(
+            host.http,
+            Method::GET,
+            &format!("/api/v1/conversations/{conversation}"),
+            Some(admin),
+            None,
+        )
+        .await;
+        if status == 200 && check(&body) {
+            return body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the conversation: {status} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
