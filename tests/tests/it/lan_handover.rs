@@ -733,6 +733,10 @@ async fn clients_are_told_where_the_shop_went_and_a_peer_follows_without_a_resta
     );
     let (code, _) = close_of(&mut relayed).await;
     assert_eq!(code, 4301);
+    // As a client does after a close frame: its socket ends, and so does
+    // the peer's tunnel, which has the peer's link look at the host.
+    drop(relayed);
+    drop(direct);
     // A WebSocket opened later on the old host is closed the same way.
     let (mut late, _) = agent_ws(host.http, &admin).await;
     assert_eq!(close_of(&mut late).await.0, 4301);

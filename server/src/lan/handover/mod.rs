@@ -546,6 +546,36 @@ mod tests {
         );
     }
 
+    #[test]
+    fn the_close_reason_names_the_successor_within_a_close_frames_bytes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (identity, _) = Identity::load_or_create(dir.path(), &[]).expect("identity");
+        let notice = |address: Option<&str>| {
+            Successor::sign(
+                &identity,
+                HistoryId::random(),
+                1,
+                2,
+                identity.device_id(),
+                address.map(|a| a.parse().expect("address")),
+            )
+            .expect("sign")
+        };
+        let id = identity.device_id();
+        assert_eq!(
+            close_reason(&notice(Some("192.168.1.21:5339"))),
+            format!("moved {id} 192.168.1.21:5339")
+        );
+        let v6 = "[fe80::1c2d:3e4f:5a6b:7c8d]:5339";
+        let reason = close_reason(&notice(Some(v6)));
+        assert!(reason.len() <= CLOSE_REASON_MAX, "{reason}");
+        assert!(reason.ends_with(v6), "{reason}");
+        // A host name too long for the frame: the device ID alone.
+        let long = format!("{}.local:5339", "a".repeat(60));
+        assert_eq!(close_reason(&notice(Some(&long))), format!("moved {id}"));
+        assert_eq!(close_reason(&notice(None)), format!("moved {id}"));
+    }
+
     #[tokio::test]
     async fn the_gate_waits_for_sends_in_flight_holds_new_ones_and_refuses_after_a_move() {
         let gate = Arc::new(WriteGate::default());
