@@ -20,7 +20,7 @@ use crate::assist::insight::{Insight, IntentGuess};
 use crate::attachments::AttachmentObject;
 use crate::canned::CannedReply;
 use crate::conversations::{Conversation, Status, VisitorSummary};
-use crate::error::{ErrorBody, ErrorDetail};
+use crate::error::{ErrorBody, ErrorDetail, MovedTo};
 use crate::ids::{
     AgentId, AppId, AttachmentId, CommentId, ConversationId, MessageId, TeamId, VisitorId,
 };
@@ -241,6 +241,7 @@ pub fn typescript() -> String {
     push::<EventActor>(out, &cfg);
     push::<TicketEvent>(out, &cfg);
     push::<CannedReply>(out, &cfg);
+    push::<MovedTo>(out, &cfg);
     push::<ErrorDetail>(out, &cfg);
     push::<ErrorBody>(out, &cfg);
     push::<ServerFrame>(out, &cfg);

@@ -200,11 +200,28 @@ enum LanCommand {
     /// As a paired peer: keep a copy of the shop (DATA_DIR/replica) in
     /// step with the host, once an admin made this device a standby on
     /// the host. Runs until stopped.
+    ///
+    /// With `--lan-bind` (or `lan.bind` in the config), a standby granted
+    /// the shop by a planned handover goes on as the host in the same
+    /// process, as `serve --lan-bind` would (docs/LAN.md, "Planned
+    /// handover"); without one it ends, saying how to serve.
     Standby {
         #[arg(long, value_name = "DIR")]
         data_dir: Option<PathBuf>,
         #[arg(long, value_name = "FILE", env = "KEFU_CONFIG")]
         config: Option<PathBuf>,
+        /// Once granted the shop: the API's listener (`bind`).
+        #[arg(long, value_name = "ADDR")]
+        bind: Option<std::net::SocketAddr>,
+        /// Once granted the shop: host it on the LAN here (`lan.bind`).
+        #[arg(long, value_name = "ADDR:PORT")]
+        lan_bind: Option<std::net::SocketAddr>,
+        /// Once granted the shop: serve visitors here too
+        /// (`http.public_bind`).
+        #[arg(long, value_name = "ADDR:PORT")]
+        public_bind: Option<std::net::SocketAddr>,
+        #[arg(long, value_enum)]
+        durability: Option<DurabilityArg>,
     },
     /// As a running standby ("make this computer the host"): ask the host
     /// for a planned handover to this device; `lan standby` catches up
@@ -404,18 +421,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 });
                 return running.wait().await;
             }
-            let running = crate::start(config).await?;
-            let token = running.shutdown_token();
-            // Listeners bound, stores open: ready for systemd (Type=notify).
-            crate::ops::notify::ready(running.addr);
-            crate::ops::notify::spawn_watchdog(Some(running.state().clone()), token.clone());
-            tokio::spawn(async move {
-                signals.wait().await;
-                tracing::info!("shutting down");
-                crate::ops::notify::stopping();
-                token.cancel();
-            });
-            running.wait().await
+            serve_host(config, signals).await
         }
         Command::Backup {
             to,
@@ -523,8 +529,54 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 },
         } => crate::lan::cli::shop_name(load(config, data_dir)?, name).await,
         Command::Lan {
-            command: LanCommand::Standby { data_dir, config },
-        } => crate::lan::standby::run(load(config, data_dir)?.data_dir).await,
+            command:
+                LanCommand::Standby {
+                    data_dir,
+                    config,
+                    bind,
+                    lan_bind,
+                    public_bind,
+                    durability,
+                },
+        } => {
+            let overrides = Overrides {
+                bind,
+                data_dir,
+                durability: durability.map(|d| match d {
+                    DurabilityArg::Os => Durability::Os,
+                    DurabilityArg::Fsync => Durability::Fsync,
+                }),
+                lan: lan_bind.map(|bind| crate::config::LanOverrides {
+                    bind: Some(bind),
+                    peer_of: None,
+                }),
+                http: public_bind.map(|public_bind| crate::config::HttpOverrides {
+                    public_bind: Some(public_bind),
+                    metrics_bind: None,
+                }),
+                ..Overrides::default()
+            };
+            let config = Config::load(config.as_deref(), &overrides).map_err(anyhow::Error::msg)?;
+            let serves = config.lan.bind.is_some() && config.lan.peer_of.is_none();
+            if serves {
+                init_logging(&config);
+                raise_open_files_limit();
+            }
+            match crate::lan::standby::run(config.data_dir.clone()).await? {
+                crate::lan::standby::Ended::Stopped => Ok(()),
+                crate::lan::standby::Ended::Host { .. } if serves => {
+                    // The granted copy is the shop now: serve it here.
+                    serve_host(config, Signals::listen()).await
+                }
+                crate::lan::standby::Ended::Host { .. } => {
+                    eprintln!(
+                        "Start serving with kefu-server serve --lan-bind ADDRESS (or run lan \
+                         standby with --lan-bind to go on serving by itself)."
+                    );
+                    Ok(())
+                }
+            }
+        }
         Command::Lan {
             command:
                 LanCommand::Handover {
@@ -596,6 +648,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 /// The configuration with only the data dir overridden (the ops commands).
+/// Serves the shop (not as a peer) until a signal: `serve`, and a
+/// standby granted the shop by a planned handover.
+async fn serve_host(config: Config, signals: Signals) -> anyhow::Result<()> {
+    let running = crate::start(config).await?;
+    let token = running.shutdown_token();
+    // Listeners bound, stores open: ready for systemd (Type=notify).
+    crate::ops::notify::ready(running.addr);
+    crate::ops::notify::spawn_watchdog(Some(running.state().clone()), token.clone());
+    tokio::spawn(async move {
+        signals.wait().await;
+        tracing::info!("shutting down");
+        crate::ops::notify::stopping();
+        token.cancel();
+    });
+    running.wait().await
+}
+
 fn load(config: Option<PathBuf>, data_dir: Option<PathBuf>) -> anyhow::Result<Config> {
     let overrides = Overrides {
         data_dir,

@@ -44,6 +44,14 @@ pub enum ApiError {
     InvalidIdentity(String),
     #[error("{0}")]
     Unavailable(String),
+    /// 503 `unavailable` from a LAN host that handed the shop over: the
+    /// error body's `successor` says where it went (docs/PROTOCOL.md,
+    /// "LAN hosting").
+    #[error("{message}")]
+    Moved {
+        message: String,
+        successor: Box<MovedTo>,
+    },
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
     /// `error`, about one field of the request (a body member, a query
@@ -103,7 +111,7 @@ impl ApiError {
             ApiError::RateLimited | ApiError::MessageRateLimited(_) => "rate_limited",
             ApiError::IdentityRequired(_) => "identity_required",
             ApiError::InvalidIdentity(_) => "invalid_identity",
-            ApiError::Unavailable(_) => "unavailable",
+            ApiError::Unavailable(_) | ApiError::Moved { .. } => "unavailable",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -123,7 +131,7 @@ impl ApiError {
             ApiError::RateLimited | ApiError::MessageRateLimited(_) => {
                 StatusCode::TOO_MANY_REQUESTS
             }
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::Moved { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -155,6 +163,10 @@ impl ApiError {
                 code: self.code(),
                 message: self.to_string(),
                 field: self.field().map(str::to_owned),
+                successor: match self.kind() {
+                    ApiError::Moved { successor, .. } => Some((**successor).clone()),
+                    _ => None,
+                },
             },
         }
     }
@@ -175,6 +187,25 @@ pub struct ErrorDetail {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "ts", ts(optional))]
     pub field: Option<String>,
+    /// Where the shop went, on a LAN host that handed it over (503
+    /// `unavailable`); absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
+    pub successor: Option<MovedTo>,
+}
+
+/// The new host of a shop that was handed over (docs/API.md §2.24).
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct MovedTo {
+    /// The new host's device ID.
+    pub device_id: String,
+    /// Where it serves its LAN listener, when the handover said.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
+    pub address: Option<String>,
+    /// The term the new host took.
+    pub term: u64,
 }
 
 impl IntoResponse for ApiError {

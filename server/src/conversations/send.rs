@@ -12,6 +12,9 @@
 //! - lines that no client sent (routing's event lines, a transfer's note,
 //!   the offline auto-reply, the assistant's answers) go through [`line`].
 //!
+//! Both appends hold a pass through the LAN handover's write gate
+//! (`lan::handover::enter`) while they are written.
+//!
 //! [`deliver`] authorizes (a visitor writes only into their own
 //! conversation, an agent only into one that exists), attaches the
 //! uploaded file, and appends to the log, answering once the message is
@@ -251,5 +254,8 @@ pub async fn line(
         attachment: None,
         start: false,
     };
+    // Lines pass the LAN handover's gate as sends do: none is written
+    // between the grant's check and the log's closing (lan::handover).
+    let _pass = crate::lan::handover::enter(state).await?;
     Ok(state.log.append(draft, None).await?)
 }

@@ -350,7 +350,20 @@ async fn pass(
         .flat_map(|(id, group)| group.seqs.iter().map(|seq| (*id, *seq)))
         .collect();
     let clearing = Arc::clone(state);
-    match tokio::task::spawn_blocking(move || clearing.log.clear_starts(&markers)).await {
+    // A write to the log, so it passes the LAN handover's gate as sends do
+    // (refused once the shop was handed over: the new host's start
+    // completes these starts from their markers).
+    let pass = crate::lan::handover::enter(state).await;
+    let cleared = match pass {
+        Ok(pass) => {
+            let cleared =
+                tokio::task::spawn_blocking(move || clearing.log.clear_starts(&markers)).await;
+            drop(pass);
+            cleared
+        }
+        Err(_) => Ok(Ok(())),
+    };
+    match cleared {
         Ok(Ok(())) => {}
         Ok(Err(error)) => tracing::warn!(%error, "cannot delete conversation start markers"),
         Err(error) => tracing::warn!(%error, "deleting conversation start markers panicked"),

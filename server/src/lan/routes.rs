@@ -244,6 +244,9 @@ async fn hello(
     Ok(Json(json!({
         "host_device_id": host.identity.device_id(),
         "device_id": key.device_id,
+        // A host that handed the shop over: its devices read the signed
+        // notice (`GET /lan/v1/successor`) and follow it.
+        "handed_over": host.handover.gate.moved().is_some(),
         "term": host.term,
         "history_id": host.history_id,
         "shop_name": host.shop_name(),

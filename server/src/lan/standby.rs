@@ -104,9 +104,19 @@ enum End {
     Granted(super::handover::Successor),
 }
 
+/// How `lan standby` ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// Stopped (Ctrl-C).
+    Stopped,
+    /// Granted the shop by a planned handover: the copy is the shop's data
+    /// now, in `term`; the caller serves it (or says how to).
+    Host { term: u64 },
+}
+
 /// `lan standby`: runs until stopped (Ctrl-C; SIGTERM ends the process:
-/// the copy is consistent after any batch).
-pub async fn run(data_dir: PathBuf) -> anyhow::Result<()> {
+/// the copy is consistent after any batch) or granted the shop.
+pub async fn run(data_dir: PathBuf) -> anyhow::Result<Ended> {
     let dir = data_dir.clone();
     let (identity, state) = tokio::task::spawn_blocking(move || {
         let (identity, _) = Identity::open(&dir)?;
@@ -154,7 +164,7 @@ pub async fn run(data_dir: PathBuf) -> anyhow::Result<()> {
         done = work => done,
         _ = tokio::signal::ctrl_c() => {
             eprintln!("standby stopped");
-            Ok(())
+            Ok(Ended::Stopped)
         }
     }
 }
@@ -307,10 +317,12 @@ async fn session(
 }
 
 /// After the grant: the copy becomes the shop (`lan takeover`'s steps,
-/// which write the term the host granted), the old host is recorded as
-/// fenced (it demoted before granting), and the process ends, saying how
-/// to serve.
-async fn become_host(data_dir: &Path, successor: super::handover::Successor) -> anyhow::Result<()> {
+/// which write the term the host granted) and the old host is recorded as
+/// fenced (it demoted before granting). The caller serves it.
+async fn become_host(
+    data_dir: &Path,
+    successor: super::handover::Successor,
+) -> anyhow::Result<Ended> {
     let dir = data_dir.to_path_buf();
     let record =
         tokio::task::spawn_blocking(move || super::takeover::take_over_granted(&dir, &successor))
@@ -319,11 +331,8 @@ async fn become_host(data_dir: &Path, successor: super::handover::Successor) -> 
         "this computer is now the shop's host, in term {}",
         record.term
     );
-    eprintln!(
-        "The old host wrote nothing after this copy's last entry. Start serving with kefu-server \
-         serve --lan-bind ADDRESS."
-    );
-    Ok(())
+    eprintln!("The old host wrote nothing after this copy's last entry.");
+    Ok(Ended::Host { term: record.term })
 }
 
 /// Reads a [`frames`] file stream into `root`, fsyncing each file.

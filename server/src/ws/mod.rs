@@ -438,7 +438,15 @@ impl Connection {
                         // Shutdown waits for this task (within
                         // `http.shutdown_timeout_secs`): a client that does
                         // not read gets a short deadline, as a slow one.
-                        self.linger = Box::pin(socket::send_close(&mut self.socket, CLOSE_GOING_AWAY, "server shutting down", SLOW_CLOSE_TIMEOUT)).await;
+                        // A LAN host that handed the shop over says where
+                        // it went (lan::handover).
+                        self.linger = match crate::lan::handover::successor(&self.state) {
+                            Some(successor) => {
+                                let reason = crate::lan::handover::close_reason(successor);
+                                Box::pin(socket::send_close(&mut self.socket, crate::lan::handover::CLOSE_MOVED, reason, SLOW_CLOSE_TIMEOUT)).await
+                            }
+                            None => Box::pin(socket::send_close(&mut self.socket, CLOSE_GOING_AWAY, "server shutting down", SLOW_CLOSE_TIMEOUT)).await,
+                        };
                         return Err("shutdown");
                     }
                 },

@@ -199,7 +199,7 @@ pub async fn within_unless<F: Future>(
 pub async fn send_close(
     socket: &mut Socket,
     code: u16,
-    reason: &'static str,
+    reason: impl Into<tungstenite::Utf8Bytes>,
     limit: Duration,
 ) -> bool {
     let frame = Message::Close(Some(CloseFrame {

@@ -747,3 +747,22 @@ async fn say(public: SocketAddr, token: &str, n: u32) {
     .await;
     assert_eq!(status, 201, "{body}");
 }
+
+impl Server {
+    /// A process started by the caller that serves on these addresses (a
+    /// `lan standby` that goes on as the host after a planned handover).
+    pub(crate) fn adopt(
+        child: Child,
+        http: SocketAddr,
+        lan: SocketAddr,
+        public: SocketAddr,
+    ) -> Server {
+        Server {
+            child,
+            http,
+            lan,
+            public,
+            env: Vec::new(),
+        }
+    }
+}

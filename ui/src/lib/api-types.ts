@@ -272,6 +272,24 @@ export type CannedReply = {
   updated_at: number,
 };
 
+/**
+ * The new host of a shop that was handed over (docs/API.md §2.24).
+ */
+export type MovedTo = {
+  /**
+   * The new host's device ID.
+   */
+  device_id: string,
+  /**
+   * Where it serves its LAN listener, when the handover said.
+   */
+  address?: string,
+  /**
+   * The term the new host took.
+   */
+  term: number,
+};
+
 export type ErrorDetail = {
   code: string,
   message: string,
@@ -279,6 +297,11 @@ export type ErrorDetail = {
    * The request field at fault; absent when the error is not about one.
    */
   field?: string,
+  /**
+   * Where the shop went, on a LAN host that handed it over (503
+   * `unavailable`); absent otherwise.
+   */
+  successor?: MovedTo,
 };
 
 export type ErrorBody = {

@@ -20,8 +20,10 @@
 //! 4. **Release.** The gate opens on a fenced host: the sends that waited
 //!    fail with 503 `unavailable` (retryable: the client resends the same
 //!    `client_msg_id` to the new host, where dedup makes it exactly
-//!    once); the WebSockets close (1001) and the signed notice tells
-//!    devices where the shop went (`GET /lan/v1/successor`).
+//!    once; its error body's `successor` says where to). The WebSockets
+//!    close with 4301 naming the successor ([`close_reason`]), and the
+//!    signed notice tells devices where the shop went (`GET
+//!    /lan/v1/successor`; the relay handshake says `handed_over`).
 //!
 //! **Bound.** If the grant is not asked for within
 //! `lan.handover_timeout_secs`, the host drops the handover and opens the
@@ -203,12 +205,53 @@ impl WriteGate {
 }
 
 fn moved(successor: &Successor) -> ApiError {
-    ApiError::Unavailable(format!(
-        "this computer handed the shop over to {} (term {}); send again there with the same \
-         client_msg_id",
-        successor.device_id.short(),
-        successor.term
-    ))
+    ApiError::Moved {
+        message: format!(
+            "this computer handed the shop over to {} (term {}); send again there with the same \
+             client_msg_id",
+            successor.device_id.short(),
+            successor.term
+        ),
+        successor: Box::new(crate::error::MovedTo {
+            device_id: successor.device_id.to_string(),
+            address: successor.address.as_ref().map(ToString::to_string),
+            term: successor.term,
+        }),
+    }
+}
+
+/// The WebSocket close code of a host that handed the shop over
+/// (docs/PROTOCOL.md: 4301 mirrors HTTP 301).
+pub const CLOSE_MOVED: u16 = 4301;
+/// A close reason's limit (RFC 6455: 125 bytes of payload, 2 of them
+/// the code).
+const CLOSE_REASON_MAX: usize = 123;
+
+/// How a host closes its WebSockets once it handed the shop over: `moved
+/// DEVICE_ID ADDRESS` (`moved DEVICE_ID` when the address was not given
+/// or does not fit a close frame's 123 bytes).
+pub fn close_reason(successor: &Successor) -> String {
+    let short = format!("moved {}", successor.device_id);
+    match &successor.address {
+        Some(address) => {
+            let long = format!("{short} {address}");
+            if long.len() <= CLOSE_REASON_MAX {
+                long
+            } else {
+                short
+            }
+        }
+        None => short,
+    }
+}
+
+/// The successor, when this server is a LAN host that handed the shop
+/// over.
+pub fn successor(state: &AppState) -> Option<&Successor> {
+    state
+        .lan
+        .as_deref()
+        .and_then(|host| host.handover.gate.moved())
 }
 
 /// The send path's hook: waits while a handover pauses writes; refused
@@ -503,6 +546,36 @@ mod tests {
         );
     }
 
+    #[test]
+    fn the_close_reason_names_the_successor_within_a_close_frames_bytes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (identity, _) = Identity::load_or_create(dir.path(), &[]).expect("identity");
+        let notice = |address: Option<&str>| {
+            Successor::sign(
+                &identity,
+                HistoryId::random(),
+                1,
+                2,
+                identity.device_id(),
+                address.map(|a| a.parse().expect("address")),
+            )
+            .expect("sign")
+        };
+        let id = identity.device_id();
+        assert_eq!(
+            close_reason(&notice(Some("192.168.1.21:5339"))),
+            format!("moved {id} 192.168.1.21:5339")
+        );
+        let v6 = "[fe80::1c2d:3e4f:5a6b:7c8d]:5339";
+        let reason = close_reason(&notice(Some(v6)));
+        assert!(reason.len() <= CLOSE_REASON_MAX, "{reason}");
+        assert!(reason.ends_with(v6), "{reason}");
+        // A host name too long for the frame: the device ID alone.
+        let long = format!("{}.local:5339", "a".repeat(60));
+        assert_eq!(close_reason(&notice(Some(&long))), format!("moved {id}"));
+        assert_eq!(close_reason(&notice(None)), format!("moved {id}"));
+    }
+
     #[tokio::test]
     async fn the_gate_waits_for_sends_in_flight_holds_new_ones_and_refuses_after_a_move() {
         let gate = Arc::new(WriteGate::default());
@@ -541,6 +614,15 @@ mod tests {
         gate.moved.set(notice).expect("set");
         drop(closed);
         let refused = waiting.await.expect("joined").expect_err("refused");
-        assert!(matches!(refused, ApiError::Unavailable(_)), "{refused:?}");
+        assert!(matches!(refused, ApiError::Moved { .. }), "{refused:?}");
+        assert_eq!(refused.status(), http::StatusCode::SERVICE_UNAVAILABLE);
+        let body = serde_json::to_value(refused.body()).expect("json");
+        assert_eq!(body["error"]["code"], "unavailable", "{body}");
+        assert_eq!(
+            body["error"]["successor"]["device_id"],
+            identity.device_id().to_string(),
+            "{body}"
+        );
+        assert_eq!(body["error"]["successor"]["term"], 2, "{body}");
     }
 }

@@ -14,8 +14,20 @@
 //! - the device is approved on the host (else the host answers 403);
 //! - the host's term is not lower than the highest this device has seen
 //!   (`LanStateFile::observe_term`, persisted before it counts);
-//! - the host's history is the one paired with (until issue 18 defines
-//!   handover, another history is another shop).
+//! - the host's history is the one paired with (another history is
+//!   another shop).
+//!
+//! **Following a planned handover.** A host that handed the shop over
+//! says so in its handshake (`handed_over`); the link then reads its
+//! signed successor notice (`GET /lan/v1/successor`) and follows it only
+//! when it verifies ([`check_notice`]): signed by the **pinned** host's
+//! key, about the paired history, from the term the host presented to a
+//! higher one, not below the highest term this device has seen, naming
+//! another device and an address. The new host's device ID and address
+//! are persisted as the pinned host (`state.json`) before the link
+//! connects there; the relay's next request goes to it (`Link::target`).
+//! A notice that does not verify is refused (`refusal`
+//! `bad_successor`) and the link stays with the host it has.
 //!
 //! States: `connecting` (since start, not reached yet), `connected`,
 //! `reconnecting` (was connected, lost it less than [`UNREACHABLE_AFTER`]
@@ -36,8 +48,9 @@ use tokio_util::sync::CancellationToken;
 use super::super::address::HostAddress;
 use super::super::client::{ClientError, DeviceClient};
 use super::super::device_id::DeviceId;
+use super::super::handover::Successor;
 use super::super::identity::Identity;
-use super::super::state::{HistoryId, LanStateFile, StateError};
+use super::super::state::{HistoryId, LanStateFile, PinnedHost, StateError};
 use super::super::tls::{ConnectError, ServerTrust};
 
 /// How often a connected link checks the host again.
@@ -80,6 +93,10 @@ pub enum Refusal {
     OtherHistory,
     /// The host answered something Kefu does not send.
     Protocol,
+    /// The host handed the shop over, but its successor notice does not
+    /// verify (another signer, a lower term, another history): not
+    /// followed.
+    BadSuccessor,
 }
 
 /// The link as `GET /api/v1/lan/link` shows it.
@@ -106,9 +123,67 @@ pub struct LinkStatus {
 /// What one handshake found.
 #[derive(Debug)]
 enum Outcome {
-    Passed { term: u64 },
+    Passed {
+        term: u64,
+    },
     Down(String),
     Refused(Refusal, String),
+    /// The host handed the shop over to a verified successor: follow it.
+    Moved(Box<Successor>),
+}
+
+/// Where the link connects, and whom it accepts there. Changes only when
+/// a verified successor notice is followed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    pub address: HostAddress,
+    pub pinned: DeviceId,
+    pub history: Option<HistoryId>,
+    /// Bumped at each change, so the relay knows to reconnect.
+    pub generation: u64,
+}
+
+/// Checks a successor notice read from the pinned host (module doc):
+/// `presented` is the term the host presented in its handshake.
+pub fn check_notice(
+    notice: &Successor,
+    target: &Target,
+    presented: u64,
+    highest_seen: u64,
+) -> Result<HostAddress, String> {
+    notice
+        .verify(&target.pinned)
+        .map_err(|error| format!("the successor notice is refused: {error}"))?;
+    if let Some(paired) = target.history
+        && paired != notice.history_id
+    {
+        return Err(format!(
+            "the successor notice is about another shop (history {}, paired with {paired})",
+            notice.history_id
+        ));
+    }
+    if notice.old_term != presented || notice.term <= notice.old_term {
+        return Err(format!(
+            "the successor notice's terms ({} to {}) do not follow the host's term {presented}",
+            notice.old_term, notice.term
+        ));
+    }
+    if notice.term < highest_seen {
+        return Err(format!(
+            "the successor notice's term {} is below term {highest_seen}, already seen",
+            notice.term
+        ));
+    }
+    if notice.device_id == target.pinned {
+        return Err("the successor notice names the host itself".to_owned());
+    }
+    notice.address.clone().ok_or_else(|| {
+        format!(
+            "the shop was handed over to {} without an address: restart this peer with \
+             --peer-of the new host's address",
+            notice.device_id
+        )
+    })
 }
 
 struct Current {
@@ -123,9 +198,7 @@ struct Current {
 /// status route.
 pub struct Link {
     identity: Arc<Identity>,
-    address: HostAddress,
-    pinned: DeviceId,
-    history: Option<HistoryId>,
+    target: Mutex<Target>,
     /// The source address of connections to the host, when one is needed
     /// (loopback tests with several addresses).
     local: Option<IpAddr>,
@@ -149,9 +222,12 @@ impl Link {
         };
         Ok(Link {
             identity,
-            address,
-            pinned: host.device_id,
-            history: host.history_id,
+            target: Mutex::new(Target {
+                address,
+                pinned: host.device_id,
+                history: host.history_id,
+                generation: 0,
+            }),
             local,
             highest_term: AtomicU64::new(state.highest_term_seen),
             state_file: Arc::new(Mutex::new(state_file)),
@@ -171,12 +247,18 @@ impl Link {
         &self.identity
     }
 
-    pub fn address(&self) -> &HostAddress {
-        &self.address
+    pub fn address(&self) -> HostAddress {
+        self.target.lock().address.clone()
     }
 
     pub fn pinned(&self) -> DeviceId {
-        self.pinned
+        self.target.lock().pinned
+    }
+
+    /// Where the link connects now (the relay reconnects when its
+    /// generation changes).
+    pub fn target(&self) -> Target {
+        self.target.lock().clone()
     }
 
     pub fn local(&self) -> Option<IpAddr> {
@@ -188,13 +270,14 @@ impl Link {
     }
 
     pub fn status(&self) -> LinkStatus {
+        let target = self.target();
         let current = self.current.lock();
         LinkStatus {
             role: "peer",
             state: current.state,
-            host: self.address.to_string(),
-            host_device_id: self.pinned,
-            host_short_id: self.pinned.short(),
+            host: target.address.to_string(),
+            host_device_id: target.pinned,
+            host_short_id: target.pinned.short(),
             term: current.term,
             highest_term_seen: self.highest_term_seen(),
             refusal: current.refusal,
@@ -278,7 +361,16 @@ impl Link {
                 outcome = self.handshake() => outcome,
                 () = shutdown.cancelled() => return,
             };
-            self.apply(outcome);
+            if let Outcome::Moved(notice) = outcome {
+                // Follow at once: the next handshake is with the new host.
+                let outcome = match self.follow(*notice).await {
+                    Ok(()) => continue,
+                    Err(message) => Outcome::Refused(Refusal::BadSuccessor, message),
+                };
+                self.apply(outcome);
+            } else {
+                self.apply(outcome);
+            }
             let wait = match self.state() {
                 LinkState::Connected => CHECK_EVERY,
                 LinkState::Refused => REFUSED_RETRY_EVERY,
@@ -298,6 +390,15 @@ impl Link {
             Outcome::Refused(refusal, message) => {
                 self.set(LinkState::Refused, None, Some(refusal), Some(message));
             }
+            Outcome::Moved(notice) => {
+                // Only `supervise` follows; here it is news.
+                self.set(
+                    LinkState::Reconnecting,
+                    None,
+                    None,
+                    Some(format!("the shop moved to {}", notice.device_id)),
+                );
+            }
             Outcome::Down(message) => {
                 let (state, since) = {
                     let current = self.current.lock();
@@ -315,18 +416,69 @@ impl Link {
         }
     }
 
+    /// Follows a verified successor notice: persists the new host as the
+    /// pinned one (and the notice's term as seen), then retargets.
+    async fn follow(&self, notice: Successor) -> Result<(), String> {
+        let target = self.target();
+        let address = check_notice(&notice, &target, notice.old_term, self.highest_term_seen())?;
+        let state_file = Arc::clone(&self.state_file);
+        let (device, history, term) = (notice.device_id, notice.history_id, notice.term);
+        let pinned = address.clone();
+        let written = tokio::task::spawn_blocking(move || {
+            let mut file = state_file.lock();
+            file.update(|state| {
+                state.host = Some(PinnedHost {
+                    address: pinned,
+                    device_id: device,
+                    history_id: Some(history),
+                });
+            })?;
+            file.observe_term(term)?;
+            Ok::<_, StateError>(file.state().highest_term_seen)
+        })
+        .await
+        .map_err(|_| "the state writer panicked".to_owned())?
+        .map_err(|error| format!("cannot record the new host: {error}"))?;
+        self.highest_term.fetch_max(written, Ordering::AcqRel);
+        {
+            let mut current = self.target.lock();
+            current.address = address.clone();
+            current.pinned = device;
+            current.history = Some(history);
+            current.generation += 1;
+        }
+        tracing::warn!(
+            from = %target.pinned.short(),
+            to = %device.short(),
+            %address,
+            term,
+            "LAN link: the shop was handed over; following the new host"
+        );
+        self.set(
+            LinkState::Reconnecting,
+            None,
+            None,
+            Some(format!(
+                "the shop moved to {} at {address}; connecting",
+                device.short()
+            )),
+        );
+        Ok(())
+    }
+
     /// One relay handshake (module doc).
     async fn handshake(&self) -> Outcome {
+        let target = self.target();
         let connected = DeviceClient::connect_from(
             &self.identity,
-            ServerTrust::Pinned(self.pinned),
-            &self.address,
+            ServerTrust::Pinned(target.pinned),
+            &target.address,
             self.local,
         )
         .await;
         let mut client = match connected {
             Ok(client) => client,
-            Err(error) => return classify(error, self.pinned),
+            Err(error) => return classify(error, target.pinned),
         };
         let hello = match client
             .request(Method::GET, "/lan/v1/hello", None, None)
@@ -348,7 +500,7 @@ impl Link {
                     format!("the host answered the relay handshake with {status}"),
                 );
             }
-            Err(error) => return classify(error, self.pinned),
+            Err(error) => return classify(error, target.pinned),
         };
         let announced = hello["host_device_id"]
             .as_str()
@@ -363,16 +515,19 @@ impl Link {
                 "the host's handshake lacks its device ID, term or history".to_owned(),
             );
         };
-        if announced != self.pinned {
+        if announced != target.pinned {
             return Outcome::Refused(
                 Refusal::Protocol,
                 format!(
                     "the host says it is {announced} but its key is {}",
-                    self.pinned
+                    target.pinned
                 ),
             );
         }
-        if let Some(paired) = self.history
+        if hello["handed_over"] == true {
+            return self.read_successor(&mut client, &target, term).await;
+        }
+        if let Some(paired) = target.history
             && paired != history
         {
             return Outcome::Refused(
@@ -397,6 +552,38 @@ impl Link {
         }
     }
 
+    /// The notice of a host that handed the shop over (module doc).
+    async fn read_successor(
+        &self,
+        client: &mut DeviceClient,
+        target: &Target,
+        presented: u64,
+    ) -> Outcome {
+        let notice = match client
+            .request(Method::GET, "/lan/v1/successor", None, None)
+            .await
+        {
+            Ok((status, body)) if status.is_success() => body,
+            Ok((status, _)) => {
+                return Outcome::Refused(
+                    Refusal::Protocol,
+                    format!("the host handed the shop over but answered {status} for its notice"),
+                );
+            }
+            Err(error) => return classify(error, target.pinned),
+        };
+        let Ok(notice) = serde_json::from_value::<Successor>(notice) else {
+            return Outcome::Refused(
+                Refusal::BadSuccessor,
+                "the host's successor notice is malformed".to_owned(),
+            );
+        };
+        match check_notice(&notice, target, presented, self.highest_term_seen()) {
+            Ok(_) => Outcome::Moved(Box::new(notice)),
+            Err(message) => Outcome::Refused(Refusal::BadSuccessor, message),
+        }
+    }
+
     /// Checks `term` against the highest seen, persisting a higher one
     /// before it counts.
     async fn observe_term(&self, term: u64) -> Result<(), StateError> {
@@ -411,7 +598,7 @@ impl Link {
             return Ok(());
         }
         let state_file = Arc::clone(&self.state_file);
-        let address = self.address.clone();
+        let address = self.address();
         let written = tokio::task::spawn_blocking(move || {
             let mut file = state_file.lock();
             file.observe_term(term)?;
@@ -524,6 +711,117 @@ mod tests {
             })
         ));
         assert_eq!(link.highest_term_seen(), 5);
+    }
+
+    /// An old host's identity, its notice about `successor`, and the
+    /// link's target (pinning the old host, paired with `history`).
+    fn notice_setup() -> (tempfile::TempDir, Identity, Identity, Target) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (old, _) = Identity::load_or_create(&dir.path().join("old"), &[]).expect("identity");
+        let (new, _) = Identity::load_or_create(&dir.path().join("new"), &[]).expect("identity");
+        let target = Target {
+            address: "127.0.0.2:5339".parse().expect("address"),
+            pinned: old.device_id(),
+            history: Some(HistoryId::random()),
+            generation: 0,
+        };
+        (dir, old, new, target)
+    }
+
+    fn sign(
+        by: &Identity,
+        target: &Target,
+        old_term: u64,
+        term: u64,
+        to: DeviceId,
+        address: Option<&str>,
+    ) -> Successor {
+        Successor::sign(
+            by,
+            target.history.expect("history"),
+            old_term,
+            term,
+            to,
+            address.map(|a| a.parse().expect("address")),
+        )
+        .expect("sign")
+    }
+
+    #[test]
+    fn a_successor_notice_is_followed_only_when_the_pinned_host_signed_it_for_this_shop() {
+        let (_dir, old, new, target) = notice_setup();
+        let to = new.device_id();
+        let good = sign(&old, &target, 4, 5, to, Some("127.0.0.3:5339"));
+        assert_eq!(
+            check_notice(&good, &target, 4, 4)
+                .expect("verifies")
+                .to_string(),
+            "127.0.0.3:5339"
+        );
+        // An impostor: the new device signing its own promotion.
+        let impostor = sign(&new, &target, 4, 5, to, Some("127.0.0.3:5339"));
+        assert!(check_notice(&impostor, &target, 4, 4).is_err());
+        // Tampered: another address under the old host's signature.
+        let mut moved = good.clone();
+        moved.address = Some("10.0.0.9:5339".parse().expect("address"));
+        assert!(check_notice(&moved, &target, 4, 4).is_err());
+        // Another shop's history.
+        let mut elsewhere = target.clone();
+        elsewhere.history = Some(HistoryId::random());
+        let other_shop = sign(&old, &elsewhere, 4, 5, to, Some("127.0.0.3:5339"));
+        assert!(check_notice(&other_shop, &target, 4, 4).is_err());
+        // Terms: from another term than the host presented, not upwards,
+        // or below what this device has seen.
+        assert!(check_notice(&good, &target, 3, 4).is_err());
+        let backwards = sign(&old, &target, 4, 4, to, Some("127.0.0.3:5339"));
+        assert!(check_notice(&backwards, &target, 4, 4).is_err());
+        assert!(check_notice(&good, &target, 4, 6).is_err());
+        // To the host itself, or without an address: nothing to follow.
+        let itself = sign(&old, &target, 4, 5, old.device_id(), Some("127.0.0.3:5339"));
+        assert!(check_notice(&itself, &target, 4, 4).is_err());
+        let nowhere = sign(&old, &target, 4, 5, to, None);
+        assert!(check_notice(&nowhere, &target, 4, 4).is_err());
+    }
+
+    #[tokio::test]
+    async fn following_a_notice_pins_the_new_host_durably_and_a_bad_one_changes_nothing() {
+        let (keys, old, new, target) = notice_setup();
+        let dir = keys.path().join("peer");
+        let (identity, _) = Identity::load_or_create(&dir, &[]).expect("identity");
+        let mut state = LanStateFile::open(&dir).expect("state");
+        state
+            .become_peer(PinnedHost {
+                address: target.address.clone(),
+                device_id: old.device_id(),
+                history_id: target.history,
+            })
+            .expect("pin");
+        let link =
+            Link::new(Arc::new(identity), target.address.clone(), None, state).expect("link");
+        link.observe_term(4).await.expect("term");
+        let before = link.target();
+        let impostor = sign(&new, &target, 4, 5, new.device_id(), Some("127.0.0.3:5339"));
+        assert!(link.follow(impostor).await.is_err());
+        assert_eq!(link.target(), before);
+        let on_disk = LanStateFile::open(&dir).expect("state");
+        assert_eq!(
+            on_disk.state().host.as_ref().expect("host").device_id,
+            old.device_id()
+        );
+
+        let good = sign(&old, &target, 4, 5, new.device_id(), Some("127.0.0.3:5339"));
+        link.follow(good).await.expect("followed");
+        let after = link.target();
+        assert_eq!(after.pinned, new.device_id());
+        assert_eq!(after.address.to_string(), "127.0.0.3:5339");
+        assert_eq!(after.generation, before.generation + 1);
+        assert_eq!(link.highest_term_seen(), 5);
+        let on_disk = LanStateFile::open(&dir).expect("state");
+        let host = on_disk.state().host.clone().expect("host");
+        assert_eq!(host.device_id, new.device_id());
+        assert_eq!(host.address.to_string(), "127.0.0.3:5339");
+        assert_eq!(host.history_id, target.history);
+        assert_eq!(on_disk.state().highest_term_seen, 5);
     }
 
     #[tokio::test]

@@ -25,6 +25,10 @@
 //!   client reconnects and resumes by seq as after any drop. At most
 //!   `limits.max_connections` tunnels.
 //!
+//! When the link follows a planned handover to a new host, the next
+//! request builds a new pooled client for it (`Upstream`): nothing pooled
+//! to the old host is reused.
+//!
 //! Nothing is relayed while the link (`link`) is not `connected`: such a
 //! request has the link checked at once and waits up to 3 s for it, else
 //! 503. Every answer's `kefu-term` is checked against the highest term seen: a
@@ -94,11 +98,34 @@ const HOP_BY_HOP: &[HeaderName] = &[
 /// The relay (module doc).
 pub struct Relay {
     link: Arc<Link>,
-    client: Client<PinnedConnector, Body>,
-    base: String,
+    upstream: parking_lot::Mutex<Upstream>,
     tunnels: Arc<Semaphore>,
     tunnel_tasks: TaskTracker,
     shutdown: CancellationToken,
+}
+
+/// The pooled client to the link's target of one generation: rebuilt (its
+/// pooled connections to the old host dropped) when the link follows a
+/// handover to a new host.
+#[derive(Clone)]
+struct Upstream {
+    client: Client<PinnedConnector, Body>,
+    base: String,
+    generation: u64,
+}
+
+impl Upstream {
+    fn new(connector: PinnedConnector, address: &crate::lan::HostAddress, generation: u64) -> Self {
+        let client = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(MAX_IDLE_CONNECTIONS)
+            .pool_idle_timeout(IDLE_TIMEOUT)
+            .build(connector);
+        Upstream {
+            client,
+            base: format!("https://{address}"),
+            generation,
+        }
+    }
 }
 
 impl Relay {
@@ -108,18 +135,34 @@ impl Relay {
         max_tunnels: usize,
         shutdown: CancellationToken,
     ) -> Relay {
-        let client = Client::builder(TokioExecutor::new())
-            .pool_max_idle_per_host(MAX_IDLE_CONNECTIONS)
-            .pool_idle_timeout(IDLE_TIMEOUT)
-            .build(connector);
+        let target = link.target();
         Relay {
-            base: format!("https://{}", link.address()),
+            upstream: parking_lot::Mutex::new(Upstream::new(
+                connector,
+                &target.address,
+                target.generation,
+            )),
             link,
-            client,
             tunnels: Arc::new(Semaphore::new(max_tunnels)),
             tunnel_tasks: TaskTracker::new(),
             shutdown,
         }
+    }
+
+    /// The client for the link's current target (module doc).
+    fn upstream(&self) -> Result<Upstream, String> {
+        let target = self.link.target();
+        let mut upstream = self.upstream.lock();
+        if upstream.generation != target.generation {
+            let connector = PinnedConnector::new(
+                self.link.identity(),
+                crate::lan::tls::ServerTrust::Pinned(target.pinned),
+                target.address.clone(),
+                self.link.local(),
+            )?;
+            *upstream = Upstream::new(connector, &target.address, target.generation);
+        }
+        Ok(upstream.clone())
     }
 
     pub fn link(&self) -> &Arc<Link> {
@@ -201,7 +244,11 @@ pub async fn forward(State(relay): State<Arc<Relay>>, mut request: Request) -> R
         .uri()
         .path_and_query()
         .map_or_else(|| path.to_owned(), |pq| pq.as_str().to_owned());
-    let Ok(uri) = format!("{}{path_and_query}", relay.base).parse::<http::Uri>() else {
+    let upstream = match relay.upstream() {
+        Ok(upstream) => upstream,
+        Err(message) => return ApiError::Unavailable(message).into_response(),
+    };
+    let Ok(uri) = format!("{}{path_and_query}", upstream.base).parse::<http::Uri>() else {
         return ApiError::bad_request("this request target cannot be relayed").into_response();
     };
     let permit = if websocket {
@@ -215,20 +262,24 @@ pub async fn forward(State(relay): State<Arc<Relay>>, mut request: Request) -> R
         None
     };
     let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut request));
-    let mut upstream = http::Request::builder()
+    let mut builder = http::Request::builder()
         .method(request.method().clone())
         .uri(uri);
-    if let Some(headers) = upstream.headers_mut() {
-        copy_request_headers(request.headers(), headers, relay.link.address());
+    if let Some(headers) = builder.headers_mut() {
+        copy_request_headers(request.headers(), headers, &relay.link.address());
         if websocket {
             headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
             headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
         }
     }
-    let Ok(upstream) = upstream.body(request.into_body()) else {
+    let Ok(request_upstream) = builder.body(request.into_body()) else {
         return ApiError::bad_request("this request cannot be relayed").into_response();
     };
-    let sent = tokio::time::timeout(RESPONSE_HEAD_TIMEOUT, relay.client.request(upstream)).await;
+    let sent = tokio::time::timeout(
+        RESPONSE_HEAD_TIMEOUT,
+        upstream.client.request(request_upstream),
+    )
+    .await;
     let mut response = match sent {
         Ok(Ok(response)) => response,
         Ok(Err(error)) => return upstream_failed(&relay.link, &error),
@@ -242,6 +293,10 @@ pub async fn forward(State(relay): State<Arc<Relay>>, mut request: Request) -> R
         return refused;
     }
     let status = response.status();
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        // The host may have handed the shop over: look now.
+        relay.link.wake();
+    }
     let mut headers = response.headers().clone();
     strip_response_headers(&mut headers, status == StatusCode::SWITCHING_PROTOCOLS);
     if status == StatusCode::SWITCHING_PROTOCOLS {
