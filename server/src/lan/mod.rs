@@ -38,6 +38,7 @@ pub mod connections;
 pub mod device_id;
 pub mod devices;
 pub mod discovery;
+pub mod fork;
 mod fs;
 pub mod handover;
 pub mod host;
