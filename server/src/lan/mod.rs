@@ -46,6 +46,7 @@ pub mod identity;
 pub mod pairing;
 pub mod peer;
 pub mod replication;
+pub mod restored;
 pub mod routes;
 pub mod shop_name;
 pub mod standby;
