@@ -55,6 +55,57 @@ use crate::store::keys::{self, CF_HEAD, CF_MSG};
 
 pub mod routes;
 
+/// The line of seqs this host serves, named in `welcome` as `history_id`
+/// (docs/PROTOCOL.md, "LAN hosting"): the shop's history, and the term of
+/// the takeover that forked it, if any. A client whose cursors came from
+/// another line of the same shop may hold seqs past the fork.
+#[derive(Clone, Debug, Default)]
+pub struct Line {
+    pub id: String,
+    /// The copy's heads at the takeover that started this line.
+    pub fork: Option<ForkPoint>,
+}
+
+impl Line {
+    /// This host's line: `takeover.json`'s fork, if it took the shop over.
+    pub fn of(data_dir: &Path, history: super::state::HistoryId) -> Line {
+        match super::takeover::read(data_dir) {
+            Some(record) if record.fork.is_some() => Line {
+                id: format!("{history}-{}", record.term),
+                fork: record.fork,
+            },
+            _ => Line {
+                id: history.to_string(),
+                fork: None,
+            },
+        }
+    }
+
+    /// For a client whose cursors came from line `from`: the resumed
+    /// conversations whose cursor lies past the fork, with the last seq
+    /// this line shares with the old one (the catch-up starts there).
+    pub fn forked(
+        &self,
+        from: Option<&str>,
+        resume: &std::collections::HashMap<String, u64>,
+    ) -> BTreeMap<ConversationId, u64> {
+        let (Some(from), Some(fork)) = (from, &self.fork) else {
+            return BTreeMap::new();
+        };
+        if from == self.id {
+            return BTreeMap::new();
+        }
+        resume
+            .iter()
+            .filter_map(|(conversation, after)| {
+                let conversation: ConversationId = conversation.parse().ok()?;
+                let head = fork.heads.get(&conversation).copied().unwrap_or(0);
+                (*after > head).then_some((conversation, head))
+            })
+            .collect()
+    }
+}
+
 /// Conversation heads per page of `/lan/v1/fork/heads`.
 pub const HEADS_PAGE_MAX: usize = 1000;
 /// Messages per page of `/lan/v1/fork/messages`.

@@ -198,6 +198,17 @@ async fn an_old_host_cut_off_then_back_re_sends_its_writes_past_the_fork_exactly
     .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
 
+    // A visitor's WebSocket on the old host: the line its cursors count in.
+    let mut ws = kefu_tests::Ws::connect(&format!("ws://{}/api/v1/ws", host.public)).await;
+    ws.send(json!({"type": "hello", "token": visitors[0].0, "resume": {}}))
+        .await;
+    let welcome = ws.next().await;
+    let old_line = welcome["history_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no history_id in {welcome}"))
+        .to_owned();
+    drop(ws);
+
     // The fork: the standby stops while the host goes on acknowledging,
     // then the host is cut off.
     let _ = standby.kill();
@@ -299,6 +310,70 @@ async fn an_old_host_cut_off_then_back_re_sends_its_writes_past_the_fork_exactly
         done["duplicates"],
         demoted_after.as_secs_f64() * 1000.0
     );
+
+    // The visitor comes back to the new host with its cursor from the old
+    // one, past the fork: `welcome` names another line and where both
+    // agree, the catch-up starts there, and the visitor's view (what it
+    // held up to there, then the catch-up) has every acknowledged message
+    // once.
+    let (token, conversation) = &visitors[0];
+    let held = acked.get(conversation).cloned().unwrap_or_default();
+    let (&cursor, _) = held.last_key_value().expect("acked");
+    let fork_head = fork_heads[conversation].as_u64().expect("fork head");
+    assert!(cursor > fork_head, "cursor {cursor}, fork at {fork_head}");
+    let ws_url = format!("ws://{}/api/v1/ws", new_host.public);
+    let mut ws = kefu_tests::Ws::connect(&ws_url).await;
+    ws.send(json!({"type": "hello", "token": token, "resume": {conversation.as_str(): cursor}, "history_id": old_line}))
+        .await;
+    let welcome = ws.next().await;
+    assert_eq!(welcome["type"], "welcome", "{welcome}");
+    let new_line = welcome["history_id"]
+        .as_str()
+        .expect("history_id")
+        .to_owned();
+    assert_ne!(new_line, old_line, "{welcome}");
+    assert_eq!(
+        welcome["forked"],
+        json!({conversation.as_str(): fork_head}),
+        "{welcome}"
+    );
+    let mut view: Vec<String> = held.range(..=fork_head).map(|(_, id)| id.clone()).collect();
+    let mut expected_seq = fork_head + 1;
+    while let Some(frame) = ws.try_next(Duration::from_millis(500)).await {
+        assert_eq!(frame["type"], "message", "{frame}");
+        assert_eq!(frame["message"]["seq"], expected_seq, "{frame}");
+        expected_seq += 1;
+        if let Some(id) = frame["message"]["client_msg_id"].as_str() {
+            view.push(id.to_owned());
+        }
+    }
+    let served: Vec<String> = new_host
+        .messages(&new_admin, conversation)
+        .await
+        .iter()
+        .filter_map(|m| m["client_msg_id"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(view, served, "the visitor's view is the surviving history");
+    let unique: HashSet<&String> = view.iter().collect();
+    assert_eq!(unique.len(), view.len(), "a message seen twice");
+    assert!(
+        held.values().all(|id| unique.contains(id)),
+        "an acked message lost"
+    );
+    drop(ws);
+    // A cursor from the new line itself, or from no line: resumed as is.
+    for line in [Some(new_line.as_str()), None] {
+        let mut ws = kefu_tests::Ws::connect(&ws_url).await;
+        ws.send(json!({"type": "hello", "token": token, "resume": {conversation.as_str(): cursor}, "history_id": line}))
+            .await;
+        let welcome = ws.next().await;
+        assert_eq!(welcome["history_id"], new_line.as_str(), "{welcome}");
+        assert!(welcome.get("forked").is_none(), "{welcome}");
+        let first = ws.try_next(Duration::from_millis(500)).await;
+        if let Some(first) = first {
+            assert_eq!(first["message"]["seq"], cursor + 1, "{first}");
+        }
+    }
 
     // Done again from the start (as after a crash midway): nothing twice.
     let mut new_host = new_host;
