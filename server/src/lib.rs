@@ -421,6 +421,11 @@ async fn open_state(
     // only order lists: rebuild them behind the first requests instead of
     // before them, keeping start-up fast however large the store.
     tokio::spawn(rebuild_derived(Arc::clone(&state)));
+    // A host that took the shop over re-sends the old host's writes past
+    // the fork once it is fenced (lan/fork.rs).
+    if state.lan.is_some() {
+        tokio::spawn(lan::fork::run(Arc::clone(&state)));
+    }
     Ok((
         state,
         Background {

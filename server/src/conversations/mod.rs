@@ -318,12 +318,12 @@ impl ConversationCache {
         self.active.write().remove(&id);
     }
 
-    fn is_active(&self, id: ConversationId) -> bool {
+    pub(crate) fn is_active(&self, id: ConversationId) -> bool {
         self.active.read().contains(&id)
     }
 }
 
-async fn exists(state: &AppState, id: ConversationId) -> Result<bool, ApiError> {
+pub(crate) async fn exists(state: &AppState, id: ConversationId) -> Result<bool, ApiError> {
     if state.conversations.known.read().contains(&id) {
         return Ok(true);
     }

@@ -259,3 +259,37 @@ pub async fn line(
     let _pass = crate::lan::handover::enter(state).await?;
     Ok(state.log.append(draft, None).await?)
 }
+
+/// A message another host of the shop acknowledged after a fork, sent
+/// again here as an ordinary send of its author (`lan::fork`): the same
+/// conversation, sender (`sender_key`, its dedup scope) and
+/// `client_msg_id`, so the log's dedup makes it exactly once; it gets a
+/// new seq. It keeps the thread's order and starts a conversation not
+/// going here as [`deliver`] does, and waits at the handover gate.
+pub async fn resend(
+    state: &AppState,
+    message: crate::message::Message,
+    sender_key: [u8; 16],
+    client_msg_id: String,
+) -> Result<Appended, ApiError> {
+    let conversation = message.conversation_id;
+    state.starts.settled(conversation).await;
+    let start =
+        message.sender.kind == SenderType::Visitor && !state.conversations.is_active(conversation);
+    if start {
+        state.starts.room().await;
+    }
+    let draft = Draft {
+        conversation_id: conversation,
+        sender: message.sender,
+        sender_key,
+        client_msg_id: Some(client_msg_id),
+        kind: message.kind,
+        content: message.content,
+        meta: message.meta,
+        attachment: message.attachment,
+        start,
+    };
+    let _pass = crate::lan::handover::enter(state).await?;
+    Ok(state.log.append(draft, None).await?)
+}

@@ -94,6 +94,28 @@ pub fn welcome(role: &str, id: &str, term: Option<u64>) -> Frame {
     Frame::plain(value.to_string())
 }
 
+/// `welcome` on a LAN host: [`welcome`] with the line of seqs served
+/// (`history_id`) and, when the client's cursors came from another line,
+/// the resumed conversations whose cursor lay past the fork (`forked`:
+/// conversation → the last seq both lines share; the catch-up starts
+/// after it). docs/PROTOCOL.md, "LAN hosting".
+pub fn welcome_on_lan(
+    role: &str,
+    id: &str,
+    term: Option<u64>,
+    history_id: &str,
+    forked: &std::collections::BTreeMap<ConversationId, u64>,
+) -> Frame {
+    let mut value = json!({"type": "welcome", "role": role, "id": id, "history_id": history_id});
+    if let Some(term) = term {
+        value["term"] = json!(term);
+    }
+    if !forked.is_empty() {
+        value["forked"] = json!(forked);
+    }
+    Frame::plain(value.to_string())
+}
+
 pub fn pong() -> Frame {
     Frame::plain(r#"{"type":"pong"}"#.to_owned())
 }

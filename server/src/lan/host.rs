@@ -95,6 +95,8 @@ pub struct LanHost {
     /// `lan.handover_timeout_secs`: how long writes stay paused for a
     /// standby that does not confirm.
     pub handover_timeout: Duration,
+    /// The line of seqs served, for `welcome` (`lan::fork::Line`).
+    pub line: super::fork::Line,
     acceptor: TlsAcceptor,
     pairings: Mutex<HashMap<DeviceId, OpenPairing>>,
     pair_starts: DefaultKeyedRateLimiter<IpAddr>,
@@ -168,6 +170,7 @@ impl LanHost {
             superseded: std::sync::atomic::AtomicBool::new(false),
             handover: super::handover::Handover::default(),
             handover_timeout: Duration::from_secs(config.lan.handover_timeout_secs),
+            line: super::fork::Line::of(&config.data_dir, state.history_id),
             acceptor: TlsAcceptor::from(Arc::new(server_config)),
             pairings: Mutex::new(HashMap::new()),
             pair_starts: RateLimiter::keyed(quota),

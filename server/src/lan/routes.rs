@@ -50,6 +50,7 @@ pub fn pairing_routes() -> Router<AppState> {
         .route("/lan/v1/hello", get(hello))
         .merge(super::replication::routes::lan_routes())
         .merge(super::handover::routes::lan_routes())
+        .merge(super::fork::routes::lan_routes())
 }
 
 /// The admin routes, under `/api/v1`.

@@ -29,6 +29,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::client::DeviceClient;
+use super::fork::{ForkPoint, Reconciled};
 use super::fs::{self as lanfs, Visibility};
 use super::identity::{Identity, LAN_DIR};
 use super::replication::replica_dir;
@@ -55,6 +56,13 @@ pub struct TakenOver {
     /// When the old host acknowledged the new term (it demoted).
     #[serde(default)]
     pub fenced_at_ms: Option<i64>,
+    /// The copy's heads when it was taken over: where the old host's
+    /// writes stop being part of this history (`lan::fork`).
+    #[serde(default)]
+    pub fork: Option<ForkPoint>,
+    /// When the old host's writes past the fork were re-sent here.
+    #[serde(default)]
+    pub reconciled: Option<Reconciled>,
 }
 
 fn takeover_path(data_dir: &Path) -> PathBuf {
@@ -107,8 +115,22 @@ pub fn take_over_granted(
         );
     }
     record.fenced_at_ms = Some(crate::time::now_ms());
+    // The old host closed its log before granting: it wrote nothing past
+    // the copy's end, there is nothing to reconcile.
+    record.reconciled = Some(Reconciled {
+        at_ms: crate::time::now_ms(),
+        ..Reconciled::default()
+    });
     write(data_dir, &record)?;
     Ok(record)
+}
+
+/// Records that the old host's writes past the fork were re-sent here
+/// (`lan::fork::run`).
+pub fn record_reconciled(data_dir: &Path, done: Reconciled) -> anyhow::Result<()> {
+    let mut record = read(data_dir).context("no takeover record")?;
+    record.reconciled = Some(done);
+    write(data_dir, &record)
 }
 
 fn take_over(data_dir: &Path) -> anyhow::Result<TakenOver> {
@@ -128,10 +150,10 @@ fn take_over(data_dir: &Path) -> anyhow::Result<TakenOver> {
     let progress = read_progress(data_dir)
         .filter(|_| replica.join(crate::LOG_DIR).is_dir())
         .context("this device keeps no copy of the shop (kefu-server lan standby)")?;
-    let applied_seq = {
+    let (applied_seq, heads) = {
         let db = open_copy(&replica)
             .context("is `kefu-server lan standby` still running? stop it first")?;
-        db.latest_sequence_number()
+        (db.latest_sequence_number(), super::fork::heads_of(&db)?)
     };
     let history = progress
         .history_id
@@ -174,6 +196,11 @@ fn take_over(data_dir: &Path) -> anyhow::Result<TakenOver> {
         host_seq: progress.host_seq.max(applied_seq),
         last_contact_ms: progress.last_contact_ms,
         fenced_at_ms: None,
+        fork: Some(ForkPoint {
+            seq: applied_seq,
+            heads,
+        }),
+        reconciled: None,
     };
     write(data_dir, &record)?;
     record.term = state.take_over(history)?;

@@ -86,6 +86,9 @@ pub async fn restore(config: Config, from: PathBuf) -> anyhow::Result<()> {
         restored.manifest.messages,
         restored.manifest.created_at
     );
+    if let Some(refused) = restored.lan_refused {
+        println!("{refused}");
+    }
     if let Some(previous) = restored.previous {
         println!(
             "the data dir that was there is kept as {} (delete it once the restore is confirmed)",

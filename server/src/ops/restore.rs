@@ -14,6 +14,10 @@
 //! copy is renamed to `D`. A crash between the two renames leaves no `D`
 //! but both directories beside it, named for what they are.
 //!
+//! A LAN device's terms are carried into the restored copy, and a copy
+//! whose term is behind what the device has seen is restored but refuses
+//! to host (`lan::restored`): the operator is told how to join as a peer.
+//!
 //! `D` must be a directory that can be renamed: not a mount point (a
 //! container volume). Mount the volume one level up and point the data dir
 //! into it (docs/OPERATIONS.md).
@@ -30,6 +34,9 @@ pub struct Restored {
     pub data_dir: PathBuf,
     /// Where the data dir that was there before went.
     pub previous: Option<PathBuf>,
+    /// Why the restored copy will not host on the LAN (its term is behind
+    /// what this device has seen: `lan::restored`).
+    pub lan_refused: Option<String>,
     pub manifest: manifest::Manifest,
 }
 
@@ -64,6 +71,14 @@ pub async fn restore(from: &Path, data_dir: &Path) -> anyhow::Result<Restored> {
         let _ = std::fs::remove_dir_all(&temp);
         return Err(error.context("copying the backup failed, nothing was restored"));
     }
+    // Terms only go up across a restore (lan::restored).
+    let lan_refused = match crate::lan::restored::carry_terms(&data_dir, &temp) {
+        Ok(refused) => refused,
+        Err(error) => {
+            let _ = std::fs::remove_dir_all(&temp);
+            return Err(error.context("reading the LAN state failed, nothing was restored"));
+        }
+    };
     // Again, as late as possible: a server may have started meanwhile.
     if let Err(error) = ensure_not_running(&data_dir) {
         let _ = std::fs::remove_dir_all(&temp);
@@ -111,6 +126,7 @@ pub async fn restore(from: &Path, data_dir: &Path) -> anyhow::Result<Restored> {
         data_dir,
         previous,
         manifest,
+        lan_refused,
     })
 }
 

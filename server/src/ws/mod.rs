@@ -159,6 +159,8 @@ struct Opening {
     role: &'static str,
     id: String,
     resume: HashMap<String, u64>,
+    /// The `history_id` the client's cursors came from (LAN hosting).
+    history_id: Option<String>,
 }
 
 enum Hello {
@@ -168,6 +170,7 @@ enum Hello {
     Ok {
         principal: Principal,
         resume: HashMap<String, u64>,
+        history_id: Option<String>,
         token: String,
         generation: u64,
     },
@@ -185,6 +188,7 @@ struct Authenticated {
     role: &'static str,
     id_text: String,
     resume: HashMap<String, u64>,
+    history_id: Option<String>,
     token: String,
     generation: u64,
 }
@@ -216,6 +220,7 @@ impl Connection {
             role,
             id_text,
             resume,
+            history_id,
             token,
             generation,
         } = hello;
@@ -265,6 +270,7 @@ impl Connection {
             role,
             id: id_text,
             resume,
+            history_id,
         });
         // In the same tracker as the upgrade's task: shutdown waits for
         // both before it closes the log.
@@ -304,13 +310,14 @@ impl Connection {
             Ok(hello) => hello,
             Err(_) => Hello::Refuse(CLOSE_UNAUTHORIZED, "no hello in time"),
         };
-        let (principal, resume, token, generation) = match hello {
+        let (principal, resume, history_id, token, generation) = match hello {
             Hello::Ok {
                 principal,
                 resume,
+                history_id,
                 token,
                 generation,
-            } => (principal, resume, token, generation),
+            } => (principal, resume, history_id, token, generation),
             Hello::Refuse(code, reason) => {
                 let sent =
                     Box::pin(socket::send_close(&mut socket, code, reason, write_timeout)).await;
@@ -377,6 +384,7 @@ impl Connection {
             role,
             id_text,
             resume,
+            history_id,
             token,
             generation,
         })
@@ -392,9 +400,43 @@ impl Connection {
             .as_ref()
             .filter(|_| opening.role == "agent")
             .map(|host| host.term);
-        self.send(frames::welcome(opening.role, &opening.id, term))
-            .await?;
-        self.catch_up(opening.resume).await
+        let Opening {
+            role,
+            id,
+            mut resume,
+            history_id,
+        } = opening;
+        let Some(host) = self.state.lan.as_deref() else {
+            self.send(frames::welcome(role, &id, term)).await?;
+            return self.catch_up(resume).await;
+        };
+        // A client whose cursors came from another line of the shop (an
+        // old host's, before a takeover) may hold seqs past the fork: it
+        // is told so, and its catch-up starts where both lines agree
+        // (lan::fork::Line). A visitor only learns of its own conversation.
+        let mut forked = host.line.forked(history_id.as_deref(), &resume);
+        if let Author::Visitor(visitor) = &self.author {
+            forked.retain(|conversation, _| *conversation == visitor.conversation_id);
+        }
+        if !forked.is_empty() {
+            resume.retain(|conversation, _| {
+                conversation
+                    .parse::<ConversationId>()
+                    .map_or(true, |c| !forked.contains_key(&c))
+            });
+            for (conversation, shared) in &forked {
+                resume.insert(conversation.to_string(), *shared);
+            }
+        }
+        self.send(frames::welcome_on_lan(
+            role,
+            &id,
+            term,
+            &host.line.id,
+            &forked,
+        ))
+        .await?;
+        self.catch_up(resume).await
     }
 
     async fn serve(&mut self, opening: Box<Opening>) -> Result<(), &'static str> {
@@ -855,6 +897,9 @@ async fn read_hello(socket: &mut Socket, state: &AppState, visitors_only: bool) 
         token: String,
         #[serde(default)]
         resume: HashMap<String, u64>,
+        /// The `welcome`'s `history_id` the cursors came from (LAN).
+        #[serde(default)]
+        history_id: Option<String>,
     }
     loop {
         let text = match socket.next().await {
@@ -892,6 +937,7 @@ async fn read_hello(socket: &mut Socket, state: &AppState, visitors_only: bool) 
             Ok(Some(principal)) => Hello::Ok {
                 principal,
                 resume: hello.resume,
+                history_id: hello.history_id.filter(|id| id.len() <= 128),
                 token: hello.token,
                 generation,
             },

@@ -25,6 +25,8 @@ mod lan_handover;
 mod lan_host;
 mod lan_netns;
 mod lan_peer;
+mod lan_reconcile;
+mod lan_restore;
 mod lan_shop;
 mod lan_state;
 mod lan_tls;
