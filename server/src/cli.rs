@@ -307,6 +307,15 @@ enum DurabilityArg {
     Fsync,
 }
 
+impl From<DurabilityArg> for Durability {
+    fn from(arg: DurabilityArg) -> Self {
+        match arg {
+            DurabilityArg::Os => Durability::Os,
+            DurabilityArg::Fsync => Durability::Fsync,
+        }
+    }
+}
+
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum LogFormatArg {
     Human,
@@ -377,10 +386,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let overrides = Overrides {
                 bind,
                 data_dir,
-                durability: durability.map(|d| match d {
-                    DurabilityArg::Os => Durability::Os,
-                    DurabilityArg::Fsync => Durability::Fsync,
-                }),
+                durability: durability.map(Durability::from),
                 log_format: log_format.map(|f| match f {
                     LogFormatArg::Human => LogFormat::Human,
                     LogFormatArg::Json => LogFormat::Json,
@@ -542,10 +548,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let overrides = Overrides {
                 bind,
                 data_dir,
-                durability: durability.map(|d| match d {
-                    DurabilityArg::Os => Durability::Os,
-                    DurabilityArg::Fsync => Durability::Fsync,
-                }),
+                durability: durability.map(Durability::from),
                 lan: lan_bind.map(|bind| crate::config::LanOverrides {
                     bind: Some(bind),
                     peer_of: None,
