@@ -111,24 +111,24 @@ async fn acked(acks: &Shared) -> usize {
 }
 
 /// A host with an app, visitors and a caught-up standby (running).
-struct Shop {
-    host: Server,
-    admin: String,
-    device: kefu_server::lan::device_id::DeviceId,
-    visitors: Vec<(String, String)>,
-    standby: std::process::Child,
+pub(crate) struct Shop {
+    pub(crate) host: Server,
+    pub(crate) admin: String,
+    pub(crate) device: kefu_server::lan::device_id::DeviceId,
+    pub(crate) visitors: Vec<(String, String)>,
+    pub(crate) standby: std::process::Child,
 }
 
 /// Where a standby serves once it is granted the shop.
 #[derive(Clone, Copy)]
-struct Serving {
-    http: SocketAddr,
-    lan: SocketAddr,
-    public: SocketAddr,
+pub(crate) struct Serving {
+    pub(crate) http: SocketAddr,
+    pub(crate) lan: SocketAddr,
+    pub(crate) public: SocketAddr,
 }
 
 impl Serving {
-    fn on(ip: &str) -> Serving {
+    pub(crate) fn on(ip: &str) -> Serving {
         Serving {
             http: free_addr(ip),
             lan: free_addr(ip),
@@ -158,7 +158,7 @@ fn serving_standby(dir: &Path, serving: Serving) -> std::process::Child {
         .expect("spawn lan standby")
 }
 
-async fn shop(
+pub(crate) async fn shop(
     host_dir: &Path,
     standby_dir: &Path,
     env: &[(&str, &str)],
@@ -208,7 +208,7 @@ async fn shop(
     }
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[index.min(sorted.len() - 1)]
 }
