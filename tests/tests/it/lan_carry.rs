@@ -7,17 +7,31 @@
 //!   a rename and an assignment made while it happens are on the new host,
 //!   every one the old host acknowledged; after the grant the old host
 //!   refuses them (503) instead of taking writes the new host never gets.
+//! - A reconciliation carries a conversation started on the old host after
+//!   the fork (the new host creates it from the old host's start, the
+//!   visitor's token works there), exactly once, from an old host that was
+//!   fenced and then restarted (it comes up retired and serves the fork
+//!   routes).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use kefu_server::lan::HostAddress;
+use kefu_server::lan::client::DeviceClient;
+use kefu_server::lan::identity::Identity;
+use kefu_server::lan::state::LanStateFile;
+use kefu_server::lan::tls::ServerTrust;
 use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::json;
 
-use super::lan_failover::{Server, call};
+use super::lan_failover::{
+    Server, call, create_owner, kefu, pair, say, standby_process, standby_until, visitor,
+};
 use super::lan_handover::{Serving, Shop, shop};
+use super::lan_reconcile::{reconciled, takeover_record};
 
+const HOST_IP: &str = "127.0.0.2";
 const STANDBY_IP: &str = "127.0.0.3";
 /// Agents creating tickets all the while.
 const TICKET_WRITERS: usize = 3;
@@ -226,4 +240,188 @@ async fn a_handover_carries_sqlites_writes_up_to_the_pause_and_refuses_them_afte
         outcome["drain_ms"].as_f64().unwrap_or(0.0)
     );
     host.kill_9();
+}
+
+/// The `client_msg_id`s of the visitor's messages in a conversation on
+/// `server` (lines Kefu wrote itself left out), the whole thread checked
+/// gap-free and without a `client_msg_id` twice.
+async fn ids_on(server: &Server, admin: &str, conversation: &str) -> Vec<String> {
+    let served = server.messages(admin, conversation).await;
+    let mut seen = std::collections::HashSet::new();
+    for (index, message) in served.iter().enumerate() {
+        assert_eq!(message["seq"], index as u64 + 1, "gap-free {conversation}");
+        if let Some(id) = message["client_msg_id"].as_str() {
+            assert!(seen.insert(id.to_owned()), "{id} twice in {conversation}");
+        }
+    }
+    served
+        .iter()
+        .filter(|m| m["sender"]["type"] == "visitor")
+        .filter_map(|m| m["client_msg_id"].as_str().map(str::to_owned))
+        .collect()
+}
+
+fn numbered(range: std::ops::RangeInclusive<u32>) -> Vec<String> {
+    range.map(|n| format!("m{n}")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_conversation_started_after_the_fork_is_carried_from_a_restarted_old_host_once() {
+    let host_dir = tempfile::tempdir().expect("tempdir");
+    let standby_dir = tempfile::tempdir().expect("tempdir");
+    create_owner(host_dir.path());
+    let mut host = Server::start(host_dir.path(), HOST_IP).await;
+    let admin = host.login().await;
+    let device = pair(&host, host_dir.path(), &admin, standby_dir.path()).await;
+    let (status, body) = call(
+        host.http,
+        Method::PUT,
+        &format!("/api/v1/lan/devices/{device}/standby"),
+        Some(&admin),
+        Some(json!({"enabled": true})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, app) = call(
+        host.http,
+        Method::POST,
+        "/api/v1/apps",
+        Some(&admin),
+        Some(json!({"name": "Shop"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{app}");
+    let app_key = app["app"]["app_key"].as_str().expect("app key").to_owned();
+    let known = visitor(&host, &app_key).await;
+    for n in 1..=3 {
+        say(host.public, &known.0, n).await;
+    }
+    let mut standby = standby_process(standby_dir.path());
+    standby_until(&host, &admin, |status, standby| {
+        standby["connected"] == true && standby["applied_seq"] == status["log_seq"]
+    })
+    .await;
+
+    // The fork: the standby stops; the old host goes on. A new visitor
+    // starts a conversation there (its SQLite rows in no snapshot the
+    // copy has), and the known one writes on.
+    let _ = standby.kill();
+    let _ = standby.wait();
+    let late = visitor(&host, &app_key).await;
+    for n in 1..=5 {
+        say(host.public, &late.0, n).await;
+    }
+    for n in 4..=5 {
+        say(host.public, &known.0, n).await;
+    }
+
+    // The standby takes over; the old host is fenced (as the new host's
+    // fencer does) and then restarted: it comes up retired.
+    let output = kefu()
+        .args(["lan", "takeover", "--data-dir"])
+        .arg(standby_dir.path())
+        .output()
+        .expect("lan takeover");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let term = LanStateFile::open(standby_dir.path())
+        .expect("state")
+        .state()
+        .term;
+    let (identity, _) = Identity::open(standby_dir.path()).expect("identity");
+    let host_id = Identity::open(host_dir.path())
+        .expect("host identity")
+        .0
+        .device_id();
+    let mut client = DeviceClient::connect(
+        &identity,
+        ServerTrust::Pinned(host_id),
+        &HostAddress::from(host.lan),
+    )
+    .await
+    .expect("connect");
+    let (status, body) = client
+        .request(
+            Method::POST,
+            "/lan/v1/fence",
+            Some(&json!({"term": term})),
+            None,
+        )
+        .await
+        .expect("fence");
+    assert_eq!(status.as_u16(), 200, "{body}");
+    drop(client);
+    host.kill_9();
+    host.respawn(host_dir.path()).await;
+
+    // The new host reconciles from the restarted old host: the unknown
+    // conversation is created from the old host's start and its messages
+    // re-sent, with the known one's two.
+    let new_host = Server::start(standby_dir.path(), STANDBY_IP).await;
+    let done = reconciled(standby_dir.path()).await;
+    assert_eq!(done["skipped"], 0, "{done}");
+    assert_eq!(done["carried"], 1, "{done}");
+    // The visitors' 7 (and any line Kefu wrote there after the fork).
+    let resent = done["resent"].as_u64().expect("resent");
+    assert!(resent >= 7, "{done}");
+    let new_admin = new_host.login().await;
+    assert_eq!(
+        ids_on(&new_host, &new_admin, &late.1).await,
+        numbered(1..=5)
+    );
+    assert_eq!(
+        ids_on(&new_host, &new_admin, &known.1).await,
+        numbered(1..=5)
+    );
+    // The visitor goes on at the new host with the token it had.
+    let (status, body) = call(
+        new_host.public,
+        Method::GET,
+        "/api/v1/visitor/messages",
+        Some(&late.0),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let seen: Vec<&str> = body["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .filter(|m| m["sender"]["type"] == "visitor")
+        .filter_map(|m| m["client_msg_id"].as_str())
+        .collect();
+    assert_eq!(seen, numbered(1..=5), "{body}");
+    say(new_host.public, &late.0, 6).await;
+
+    // Done again from the start (as after a crash midway): nothing twice.
+    let mut new_host = new_host;
+    new_host.kill_9();
+    let mut record = takeover_record(standby_dir.path());
+    record.as_object_mut().expect("object").remove("reconciled");
+    std::fs::write(
+        standby_dir.path().join("lan/takeover.json"),
+        serde_json::to_vec(&record).expect("json"),
+    )
+    .expect("write");
+    new_host.restart(standby_dir.path()).await;
+    let again = reconciled(standby_dir.path()).await;
+    assert_eq!(again["resent"], 0, "{again}");
+    assert_eq!(again["carried"], 0, "{again}");
+    assert_eq!(
+        again["duplicates"].as_u64(),
+        Some(resent + done["duplicates"].as_u64().expect("duplicates")),
+        "{again}"
+    );
+    let new_admin = new_host.login().await;
+    assert_eq!(
+        ids_on(&new_host, &new_admin, &late.1).await,
+        numbered(1..=6)
+    );
+    eprintln!(
+        "fork: a conversation started on the old host after the fork carried from it after its \
+         restart (retired): {done}; again from the start: {again}"
+    );
 }
