@@ -822,6 +822,30 @@ async fn clients_are_told_where_the_shop_went_and_a_peer_follows_without_a_resta
     let (_ws, welcome) = agent_ws(peer_addr, &admin).await;
     assert_eq!(welcome["term"], old_term + 2, "{welcome}");
 
+    // Restarted with its old `--peer-of` (the old host's address, where
+    // the old host still answers with its own key), the peer goes to the
+    // host it pinned, at the address it recorded, instead of refusing.
+    let _ = peer.kill();
+    let _ = peer.wait();
+    drop(_ws);
+    let mut peer = kefu()
+        .args(["serve", "--data-dir"])
+        .arg(peer_dir.path())
+        .args(["--bind", &peer_addr.to_string()])
+        .args(["--peer-of", &host.lan.to_string()])
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn peer");
+    let link = link_until(peer_addr, |link| {
+        link["state"] == "connected" && link["host_device_id"] == json!(device)
+    })
+    .await;
+    assert_eq!(link["host"], serving.lan.to_string(), "{link}");
+    let (_ws, welcome) = agent_ws(peer_addr, &admin).await;
+    assert_eq!(welcome["term"], old_term + 2, "{welcome}");
+
     let _ = peer.kill();
     let _ = peer.wait();
     drop(new_host);
