@@ -361,7 +361,9 @@ pub async fn conversation_start(
         return Err(ApiError::NotFound("no such conversation".into()));
     };
     let visitor: StartVisitor = sqlx::query_as(
-        "SELECT id, app_id, lower(hex(user_key)) AS user_key, name, email, attributes,
+        "SELECT id, app_id,
+                CASE WHEN user_key IS NULL THEN NULL ELSE lower(hex(user_key)) END AS user_key,
+                name, email, attributes,
                 created_at, last_seen_at
          FROM visitors WHERE id = ?",
     )

@@ -425,3 +425,125 @@ async fn a_conversation_started_after_the_fork_is_carried_from_a_restarted_old_h
          restart (retired): {done}; again from the start: {again}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_attachment_uploaded_after_the_full_sync_reaches_the_standby_and_is_served_after_a_takeover()
+ {
+    let host_dir = tempfile::tempdir().expect("tempdir");
+    let standby_dir = tempfile::tempdir().expect("tempdir");
+    create_owner(host_dir.path());
+    let host = Server::start(host_dir.path(), HOST_IP).await;
+    let admin = host.login().await;
+    let device = pair(&host, host_dir.path(), &admin, standby_dir.path()).await;
+    let (status, body) = call(
+        host.http,
+        Method::PUT,
+        &format!("/api/v1/lan/devices/{device}/standby"),
+        Some(&admin),
+        Some(json!({"enabled": true})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, app) = call(
+        host.http,
+        Method::POST,
+        "/api/v1/apps",
+        Some(&admin),
+        Some(json!({"name": "Shop"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{app}");
+    let app_key = app["app"]["app_key"].as_str().expect("app key").to_owned();
+    let (token, conversation) = visitor(&host, &app_key).await;
+    say(host.public, &token, 1).await;
+    let mut standby = standby_process(standby_dir.path());
+    standby_until(&host, &admin, |status, standby| {
+        standby["connected"] == true
+            && standby["applied_seq"] == status["log_seq"]
+            && standby["full_syncs"] == 1
+    })
+    .await;
+
+    // After the full sync: an upload and the message that sends it.
+    let bytes: Vec<u8> = (0..70_000u32).map(|n| (n % 251) as u8).collect();
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(bytes.clone())
+            .file_name("receipt.bin")
+            .mime_str("application/octet-stream")
+            .expect("mime"),
+    );
+    let uploaded: serde_json::Value = reqwest::Client::new()
+        .post(format!("http://{}/api/v1/visitor/attachments", host.public))
+        .bearer_auth(&token)
+        .multipart(form)
+        .send()
+        .await
+        .expect("upload")
+        .json()
+        .await
+        .expect("json");
+    let attachment = uploaded["attachment"].clone();
+    let id = attachment["id"].as_str().expect("id").to_owned();
+    let url = attachment["url"].as_str().expect("url").to_owned();
+    let (status, body) = call(
+        host.public,
+        Method::POST,
+        "/api/v1/visitor/messages",
+        Some(&token),
+        Some(json!({"client_msg_id": "with-file", "attachment_id": id})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+
+    // The file reaches the copy within one SQLite refresh, without a
+    // full sync.
+    let copy = standby_dir.path().join("replica/attachments");
+    let deadline = std::time::Instant::now() + kefu_tests::WAIT + Duration::from_secs(5);
+    loop {
+        let found = std::fs::read_dir(&copy).into_iter().flatten().flatten().any(|entry| {
+            std::fs::read(entry.path()).is_ok_and(|content| content == bytes)
+        });
+        if found {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the attachment did not reach the standby's copy"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let status = host.status(&admin).await;
+    assert_eq!(status["standbys"][0]["full_syncs"], 1, "{status}");
+
+    // Taken over, the copy serves it at the same URL.
+    let _ = standby.kill();
+    let _ = standby.wait();
+    let output = kefu()
+        .args(["lan", "takeover", "--data-dir"])
+        .arg(standby_dir.path())
+        .output()
+        .expect("lan takeover");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let new_host = Server::start(standby_dir.path(), STANDBY_IP).await;
+    let served = reqwest::Client::new()
+        .get(format!("http://{}{url}", new_host.public))
+        .send()
+        .await
+        .expect("download");
+    assert_eq!(served.status(), 200, "{url}");
+    assert_eq!(served.bytes().await.expect("bytes").to_vec(), bytes);
+    let new_admin = new_host.login().await;
+    let messages = new_host.messages(&new_admin, &conversation).await;
+    assert!(
+        messages
+            .iter()
+            .any(|m| m["client_msg_id"] == "with-file" && m["attachment"]["id"] == id.as_str()),
+        "{messages:?}"
+    );
+    drop(host);
+}
