@@ -531,7 +531,7 @@ async fn an_attachment_uploaded_after_the_full_sync_reaches_the_standby_and_is_s
     );
     let new_host = Server::start(standby_dir.path(), STANDBY_IP).await;
     let served = reqwest::Client::new()
-        .get(format!("http://{}{url}", new_host.public))
+        .get(format!("http://{}{url}", new_host.http))
         .send()
         .await
         .expect("download");
