@@ -213,8 +213,8 @@ async fn session(
     };
     let mut applied = db.latest_sequence_number();
     let mut sqlite_at = Instant::now();
-    // The attachments rows looked at (rowid): none yet this session.
-    let mut attachments_after = 0i64;
+    // The attachments rows looked at: none yet this session.
+    let mut attachments_after: attachments::Cursor = None;
     loop {
         let highest = state.lock().state().highest_term_seen;
         let request = client.get_request(&format!(

@@ -21,17 +21,22 @@ use crate::ops::manifest;
 /// The most rows looked at per refresh (the next refresh goes on).
 const ROWS_PER_REFRESH: i64 = 1000;
 
-/// Fetches the files of the `attachments` rows after `after` (a rowid)
-/// that the copy lacks; moves `after` past the rows looked at. Returns
-/// how many files were fetched. A file the host no longer has (404) is
-/// skipped.
+/// Where the standby is in the copy's `attachments` rows: `(created_at,
+/// id)` of the last row looked at. Not the rowid: `VACUUM INTO` (the
+/// snapshots) may renumber it.
+pub(super) type Cursor = Option<(i64, String)>;
+
+/// Fetches the files of the `attachments` rows after `after` that the
+/// copy lacks; moves `after` past the rows looked at. Returns how many
+/// files were fetched. A file the host no longer has (404) is skipped.
 pub(super) async fn fetch_new(
     client: &mut DeviceClient,
     replica: &Path,
     state: &parking_lot::Mutex<LanStateFile>,
-    after: &mut i64,
+    after: &mut Cursor,
 ) -> anyhow::Result<usize> {
-    let rows: Vec<(i64, String, i64)> = {
+    let (at, id) = after.clone().unwrap_or((i64::MIN, String::new()));
+    let rows: Vec<(i64, String, String, i64)> = {
         let mut connection = sqlx::sqlite::SqliteConnectOptions::new()
             .filename(replica.join(crate::store::db::FILE_NAME))
             .read_only(true)
@@ -39,23 +44,24 @@ pub(super) async fn fetch_new(
             .await
             .context("opening the copy's SQLite")?;
         sqlx::query_as(
-            "SELECT rowid, stored_name, size FROM attachments WHERE rowid > ?
-             ORDER BY rowid LIMIT ?",
+            "SELECT created_at, id, stored_name, size FROM attachments
+             WHERE (created_at, id) > (?, ?) ORDER BY created_at, id LIMIT ?",
         )
-        .bind(*after)
+        .bind(at)
+        .bind(id)
         .bind(ROWS_PER_REFRESH)
         .fetch_all(&mut connection)
         .await?
     };
     let dir = replica.join(crate::attachments::DIR);
     let mut fetched = 0;
-    for (rowid, name, size) in rows {
+    for (created_at, id, name, size) in rows {
         let have = std::fs::metadata(dir.join(&name))
             .is_ok_and(|meta| i64::try_from(meta.len()).is_ok_and(|len| len == size));
         if !have && fetch_one(client, replica, state, &name, size).await? {
             fetched += 1;
         }
-        *after = rowid;
+        *after = Some((created_at, id));
     }
     Ok(fetched)
 }
