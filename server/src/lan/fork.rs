@@ -426,7 +426,7 @@ async fn carry_start(
     let tokens = start
         .tokens
         .iter()
-        .map(|token| Ok((hex::decode(&token.token_hash)?, token)))
+        .map(|token| anyhow::Ok((hex::decode(&token.token_hash)?, token)))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let mut tx = state.db.begin().await?;
     let written = async {

@@ -76,12 +76,13 @@ pub async fn attachment(
 
 #[cfg(test)]
 mod tests {
-    use super::stored_name;
+    use super::{NAME_MAX, stored_name};
 
     #[test]
     fn only_hex_names_are_asked_for() {
         assert!(stored_name("0123456789abcdef"));
-        for bad in ["", "../state.json", "a/b", "abc.png", &"a".repeat(129)] {
+        let long = "a".repeat(NAME_MAX + 1);
+        for bad in ["", "../state.json", "a/b", "abc.png", long.as_str()] {
             assert!(!stored_name(bad), "{bad}");
         }
     }

@@ -11,7 +11,6 @@
 use std::path::Path;
 
 use anyhow::Context;
-use sqlx::ConnectOptions;
 
 use super::{body_reader, check_term, receive_files};
 use crate::lan::client::DeviceClient;
@@ -36,23 +35,25 @@ pub(super) async fn fetch_new(
     after: &mut Cursor,
 ) -> anyhow::Result<usize> {
     let (at, id) = after.clone().unwrap_or((i64::MIN, String::new()));
-    let rows: Vec<(i64, String, String, i64)> = {
-        let mut connection = sqlx::sqlite::SqliteConnectOptions::new()
-            .filename(replica.join(crate::store::db::FILE_NAME))
-            .read_only(true)
-            .connect()
-            .await
-            .context("opening the copy's SQLite")?;
-        sqlx::query_as(
-            "SELECT created_at, id, stored_name, size FROM attachments
-             WHERE (created_at, id) > (?, ?) ORDER BY created_at, id LIMIT ?",
-        )
-        .bind(at)
-        .bind(id)
-        .bind(ROWS_PER_REFRESH)
-        .fetch_all(&mut connection)
-        .await?
-    };
+    // Immutable: nothing (no `-wal`, no `-shm`) is written beside a file
+    // the next refresh replaces.
+    let copy = crate::ops::backup::open_sqlite(
+        &replica.join(crate::store::db::FILE_NAME),
+        crate::ops::backup::Access::Immutable,
+    )
+    .await
+    .context("opening the copy's SQLite")?;
+    let rows: Result<Vec<(i64, String, String, i64)>, _> = sqlx::query_as(
+        "SELECT created_at, id, stored_name, size FROM attachments
+         WHERE (created_at, id) > (?, ?) ORDER BY created_at, id LIMIT ?",
+    )
+    .bind(at)
+    .bind(id)
+    .bind(ROWS_PER_REFRESH)
+    .fetch_all(&copy)
+    .await;
+    copy.close().await;
+    let rows = rows?;
     let dir = replica.join(crate::attachments::DIR);
     let mut fetched = 0;
     for (created_at, id, name, size) in rows {
