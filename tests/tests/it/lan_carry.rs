@@ -81,20 +81,30 @@ fn start_writers(
                     )
                     .await
                 };
-                let mut writes = writes.lock().expect("lock");
-                match status {
-                    200 if rename => writes.last_name = Some(format!("Owner {n}")),
-                    201 => {
-                        let number = body["ticket"]["number"].as_u64().expect("number");
-                        writes.tickets.push((number, format!("ticket {writer}-{n}")));
+                let refused = {
+                    let mut acked = writes.lock().expect("lock");
+                    match status {
+                        200 if rename => {
+                            acked.last_name = Some(format!("Owner {n}"));
+                            false
+                        }
+                        201 => {
+                            let number = body["ticket"]["number"].as_u64().expect("number");
+                            acked
+                                .tickets
+                                .push((number, format!("ticket {writer}-{n}")));
+                            false
+                        }
+                        503 => {
+                            assert_eq!(body["error"]["code"], "unavailable", "{body}");
+                            acked.refused += 1;
+                            true
+                        }
+                        other => panic!("a write answered {other}: {body}"),
                     }
-                    503 => {
-                        assert_eq!(body["error"]["code"], "unavailable", "{body}");
-                        writes.refused += 1;
-                        drop(writes);
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                    }
-                    other => panic!("a write answered {other}: {body}"),
+                };
+                if refused {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
                 }
             }
         }));
@@ -129,8 +139,10 @@ async fn a_handover_carries_sqlites_writes_up_to_the_pause_and_refuses_them_afte
     while writes.lock().expect("lock").tickets.len() < 30 {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    // An assignment just before the handover (its answer before the ask).
+    // An assignment just before the handover (its answer before the ask),
+    // of a chat the visitor started.
     let conversation = visitors[0].1.clone();
+    say(host.public, &visitors[0].0, 1).await;
     let (status, body) = call(
         host.http,
         Method::POST,
