@@ -28,7 +28,7 @@ use serde_json::json;
 use super::lan_failover::{
     Server, call, create_owner, kefu, pair, say, standby_process, standby_until, visitor,
 };
-use super::lan_handover::{Serving, Shop, shop};
+use super::lan_handover::{Serving, Shop, conversation_until, shop};
 use super::lan_reconcile::{reconciled, takeover_record};
 
 const HOST_IP: &str = "127.0.0.2";
@@ -143,6 +143,7 @@ async fn a_handover_carries_sqlites_writes_up_to_the_pause_and_refuses_them_afte
     // of a chat the visitor started.
     let conversation = visitors[0].1.clone();
     say(host.public, &visitors[0].0, 1).await;
+    conversation_until(&host, &admin, &conversation, |_| true).await;
     let (status, body) = call(
         host.http,
         Method::POST,

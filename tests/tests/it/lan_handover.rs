@@ -854,7 +854,7 @@ async fn clients_are_told_where_the_shop_went_and_a_peer_follows_without_a_resta
 
 /// A conversation on `host` as agents see it, polled until `check` holds
 /// (a visitor's first message starts it after the ack).
-async fn conversation_until(
+pub(crate) async fn conversation_until(
     host: &Server,
     admin: &str,
     conversation: &str,
