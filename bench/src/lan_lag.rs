@@ -216,7 +216,10 @@ pub async fn run(bin: &std::path::Path, sizes: Sizes) -> anyhow::Result<Value> {
             while Instant::now() < sample_until {
                 if let Some(progress) = kefu_server::lan::standby::read_progress(&dir) {
                     let mut samples = samples.lock();
-                    if samples.last().is_none_or(|(_, seq)| *seq != progress.applied_seq) {
+                    if samples
+                        .last()
+                        .is_none_or(|(_, seq)| *seq != progress.applied_seq)
+                    {
                         samples.push((Instant::now(), progress.applied_seq));
                     }
                 }

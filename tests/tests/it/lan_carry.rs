@@ -90,9 +90,7 @@ fn start_writers(
                         }
                         201 => {
                             let number = body["ticket"]["number"].as_u64().expect("number");
-                            acked
-                                .tickets
-                                .push((number, format!("ticket {writer}-{n}")));
+                            acked.tickets.push((number, format!("ticket {writer}-{n}")));
                             false
                         }
                         503 => {
@@ -124,7 +122,14 @@ async fn a_handover_carries_sqlites_writes_up_to_the_pause_and_refuses_them_afte
         visitors,
         standby,
     } = shop(host_dir.path(), standby_dir.path(), &[], Some(serving)).await;
-    let (status, me) = call(host.http, Method::GET, "/api/v1/agents/me", Some(&admin), None).await;
+    let (status, me) = call(
+        host.http,
+        Method::GET,
+        "/api/v1/agents/me",
+        Some(&admin),
+        None,
+    )
+    .await;
     assert_eq!(status, 200, "{me}");
     let owner_id = me["agent"]["id"].as_str().expect("id").to_owned();
 
@@ -233,7 +238,12 @@ async fn a_handover_carries_sqlites_writes_up_to_the_pause_and_refuses_them_afte
     );
     // Nothing more than what was acked: the new host's next ticket takes
     // the number after the last acknowledged one.
-    let last = writes.tickets.iter().map(|(n, _)| *n).max().expect("tickets");
+    let last = writes
+        .tickets
+        .iter()
+        .map(|(n, _)| *n)
+        .max()
+        .expect("tickets");
     let (status, body) = call(
         new_host.http,
         Method::POST,
@@ -514,9 +524,11 @@ async fn an_attachment_uploaded_after_the_full_sync_reaches_the_standby_and_is_s
     let copy = standby_dir.path().join("replica/attachments");
     let deadline = std::time::Instant::now() + kefu_tests::WAIT + Duration::from_secs(5);
     loop {
-        let found = std::fs::read_dir(&copy).into_iter().flatten().flatten().any(|entry| {
-            std::fs::read(entry.path()).is_ok_and(|content| content == bytes)
-        });
+        let found = std::fs::read_dir(&copy)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|entry| std::fs::read(entry.path()).is_ok_and(|content| content == bytes));
         if found {
             break;
         }
