@@ -468,6 +468,9 @@ pub async fn fence(state: &AppState, host: &LanHost, peer: &LanPeer, term: u64) 
     if key.device_id == host.identity.device_id() {
         return Err(ApiError::bad_request("a host does not fence itself"));
     }
+    // Sends are held out (those in flight finish first) while this host
+    // demotes and closes its log: none is written once `superseded_by` is.
+    let _held = host.handover.gate.hold().await;
     let demoted = host
         .demote(term, key.device_id)
         .await

@@ -211,6 +211,13 @@ impl WriteGate {
     pub fn moved(&self) -> Option<&Successor> {
         self.moved.get()
     }
+
+    /// Holds every send out (waiting for those in flight) until the
+    /// guard is dropped: a fence demotes and closes the log under it, so
+    /// no send is written after `superseded_by` is.
+    pub async fn hold(&self) -> tokio::sync::OwnedRwLockWriteGuard<()> {
+        Arc::clone(&self.lock).write_owned().await
+    }
 }
 
 fn moved(successor: &Successor) -> ApiError {
@@ -269,7 +276,16 @@ pub fn successor(state: &AppState) -> Option<&Successor> {
 pub async fn enter(state: &AppState) -> Result<Option<Pass>, ApiError> {
     match state.lan.as_deref() {
         None => Ok(None),
-        Some(host) => host.handover.gate.enter().await.map(Some),
+        Some(host) => {
+            let pass = host.handover.gate.enter().await?;
+            // Taken over (fenced): nothing is written in this term again.
+            if host.gate_closed_for_good() {
+                return Err(ApiError::Unavailable(
+                    "this computer no longer hosts the shop".into(),
+                ));
+            }
+            Ok(Some(pass))
+        }
     }
 }
 
