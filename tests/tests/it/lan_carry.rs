@@ -170,7 +170,13 @@ async fn a_handover_carries_sqlites_writes_up_to_the_pause_and_refuses_them_afte
     // The writers go on at the old host a while: every write is refused
     // there now.
     let refused_before = writes.lock().expect("lock").refused;
+    let deadline = std::time::Instant::now() + kefu_tests::WAIT;
     while writes.lock().expect("lock").refused < refused_before + 10 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the old host still takes writes after the grant: {} tickets acked",
+            writes.lock().expect("lock").tickets.len()
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     stop.store(true, Ordering::Release);
