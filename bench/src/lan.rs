@@ -34,7 +34,7 @@ use crate::client::{Connection, Shop};
 use crate::scenarios::percentiles;
 
 /// Kills the process when dropped.
-struct Process(Child);
+pub(crate) struct Process(pub(crate) Child);
 
 impl Drop for Process {
     fn drop(&mut self) {
@@ -43,13 +43,13 @@ impl Drop for Process {
     }
 }
 
-fn free_port(ip: &str) -> anyhow::Result<u16> {
+pub(crate) fn free_port(ip: &str) -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind(format!("{ip}:0"))?
         .local_addr()?
         .port())
 }
 
-async fn ready(url: &str) -> anyhow::Result<()> {
+pub(crate) async fn ready(url: &str) -> anyhow::Result<()> {
     let http = reqwest::Client::new();
     for _ in 0..2400 {
         let answer = http.get(url).send().await;
@@ -92,37 +92,7 @@ pub async fn run(bin: &std::path::Path, replies: usize) -> anyhow::Result<Value>
 
     // Pair the peer's device and approve it, as `lan pair` would.
     let peer_dir = tempfile::tempdir()?;
-    let (identity, _) = Identity::load_or_create(peer_dir.path(), &[])?;
-    let (code_in, code_out) = tokio::sync::oneshot::channel();
-    let mut progress = CodeOut(Some(code_in));
-    let address = HostAddress::from(lan);
-    let pairing = Box::pin(client::pair(
-        &identity,
-        &address,
-        None,
-        Some("bench peer"),
-        Duration::from_millis(50),
-        &mut progress,
-    ));
-    let approval = async {
-        let code = code_out.await.context("no pairing code")?;
-        let approved = reqwest::Client::new()
-            .post(format!(
-                "{base}/api/v1/lan/devices/{}/approve",
-                identity.device_id()
-            ))
-            .bearer_auth(&shop.admin_token)
-            .json(&json!({"code": code.to_string()}))
-            .send()
-            .await?;
-        if !approved.status().is_success() {
-            bail!("approving the peer: {}", approved.status());
-        }
-        anyhow::Ok(())
-    };
-    let (paired, approved) = tokio::join!(pairing, approval);
-    approved?;
-    LanStateFile::open(peer_dir.path())?.become_peer(paired?.host)?;
+    pair_device(&base, &shop.admin_token, lan, peer_dir.path(), "bench peer").await?;
     let peer_port = free_port("127.0.0.3")?;
     let _peer = Process(
         Command::new(bin)
@@ -199,6 +169,50 @@ pub async fn run(bin: &std::path::Path, replies: usize) -> anyhow::Result<Value>
             "through_peer": percentiles(&ack_relay),
         },
     }))
+}
+
+/// Pairs a new device in `dir` with the host whose LAN listener is `lan`
+/// and approves it with the admin's token (what `lan pair` and an admin's
+/// click do), then pins the host in the device's state: a peer.
+pub(crate) async fn pair_device(
+    base: &str,
+    admin_token: &str,
+    lan: std::net::SocketAddr,
+    dir: &std::path::Path,
+    name: &str,
+) -> anyhow::Result<DeviceId> {
+    let (identity, _) = Identity::load_or_create(dir, &[])?;
+    let (code_in, code_out) = tokio::sync::oneshot::channel();
+    let mut progress = CodeOut(Some(code_in));
+    let address = HostAddress::from(lan);
+    let pairing = Box::pin(client::pair(
+        &identity,
+        &address,
+        None,
+        Some(name),
+        Duration::from_millis(50),
+        &mut progress,
+    ));
+    let approval = async {
+        let code = code_out.await.context("no pairing code")?;
+        let approved = reqwest::Client::new()
+            .post(format!(
+                "{base}/api/v1/lan/devices/{}/approve",
+                identity.device_id()
+            ))
+            .bearer_auth(admin_token)
+            .json(&json!({"code": code.to_string()}))
+            .send()
+            .await?;
+        if !approved.status().is_success() {
+            bail!("approving the device: {}", approved.status());
+        }
+        anyhow::Ok(())
+    };
+    let (paired, approved) = tokio::join!(pairing, approval);
+    approved?;
+    LanStateFile::open(dir)?.become_peer(paired?.host)?;
+    Ok(identity.device_id())
 }
 
 /// One reply: the agent sends, the visitor sees it, the agent gets its

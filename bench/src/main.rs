@@ -23,6 +23,7 @@ mod client;
 mod coldstart;
 mod fuzz;
 mod lan;
+mod lan_lag;
 mod pin;
 mod report;
 mod scenarios;
@@ -104,6 +105,9 @@ enum Scenario {
     /// An agent's reply through a LAN peer's relay vs straight to the
     /// host, in the same run (Kefu only; prints JSON).
     LanRelay(LanRelayArgs),
+    /// A LAN standby's lag behind its host (sequences and ms) under a
+    /// steady visitor message rate (Kefu only; prints JSON).
+    LanLag(LanLagArgs),
     /// Kefu Assist: FAQ precision and answer rate on the labelled set
     /// (split by time, deduplicated), signal and retrieval latency at
     /// 10,000 entries (in-process; prints JSON).
@@ -284,6 +288,19 @@ struct LanRelayArgs {
 }
 
 #[derive(Args, Clone)]
+struct LanLagArgs {
+    /// Messages per second, all visitors together (open loop).
+    #[arg(long, default_value_t = 1_000)]
+    rate: u32,
+    /// How long the load runs.
+    #[arg(long, default_value_t = 20)]
+    seconds: u64,
+    /// Visitor WebSockets sharing the rate.
+    #[arg(long, default_value_t = 50)]
+    visitors: usize,
+}
+
+#[derive(Args, Clone)]
 struct AssistPathArgs {
     /// Visitor connections (conversations).
     #[arg(long, default_value_t = 200)]
@@ -450,6 +467,25 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let row = lan::run(&bin, replies).await?;
             println!("{}", serde_json::to_string_pretty(&row)?);
             let report = full_report(&global, vec![section("lan-relay", vec![row])]);
+            return write_json(&global, &report);
+        }
+        Scenario::LanLag(args) => {
+            let sizes = if global.smoke {
+                lan_lag::Sizes {
+                    rate: 100,
+                    seconds: 2,
+                    visitors: 4,
+                }
+            } else {
+                lan_lag::Sizes {
+                    rate: args.rate,
+                    seconds: args.seconds,
+                    visitors: args.visitors,
+                }
+            };
+            let row = lan_lag::run(&bin, sizes).await?;
+            println!("{}", serde_json::to_string_pretty(&row)?);
+            let report = full_report(&global, vec![section("lan-lag", vec![row])]);
             return write_json(&global, &report);
         }
         Scenario::StoreSeam(args) => {

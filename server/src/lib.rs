@@ -385,17 +385,30 @@ async fn open_state(
         indexer: Arc::clone(&indexer),
     });
     tokio::spawn(derived.run(state.db.clone(), state.shutdown.clone()));
-    // Starts a crash interrupted are completed before anything is served;
-    // then the starter follows the log (conversations/start.rs).
-    assist::prepare(&state).await?;
-    conversations::start::recover(&state)
-        .await
-        .context("completing interrupted conversation starts")?;
+    // A retired LAN host (another device took the shop over) writes
+    // nothing in its stale term: its log is closed before anything could
+    // append (it serves the new host's reconciliation, lan::host).
+    let retired = state
+        .lan
+        .as_deref()
+        .is_some_and(lan::host::LanHost::gate_closed_for_good);
+    if retired {
+        state.log.close().await;
+    } else {
+        // Starts a crash interrupted are completed before anything is
+        // served; then the starter follows the log (conversations/start.rs).
+        assist::prepare(&state).await?;
+        conversations::start::recover(&state)
+            .await
+            .context("completing interrupted conversation starts")?;
+    }
     let starter = tokio::spawn(conversations::start::run(Arc::clone(&state)));
     // The FAQ bot follows the log like the starter (assist/bot.rs).
-    assist::recover(&state)
-        .await
-        .context("loading the chats the Assist bot holds")?;
+    if !retired {
+        assist::recover(&state)
+            .await
+            .context("loading the chats the Assist bot holds")?;
+    }
     tokio::spawn(assist::bot::run(Arc::clone(&state)));
     // Reply suggestions learn from resolved chats on an idle thread.
     assist::suggest::spawn(Arc::clone(&state));

@@ -72,7 +72,13 @@ fn router_for(state: AppState, listener: Listener) -> Router {
         .merge(crate::assist::routes::routes())
         .route("/ws", get(crate::ws::routes::upgrade))
         .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed);
+        .method_not_allowed_fallback(method_not_allowed)
+        // A LAN host's handover holds the API's writes while it pauses
+        // (SQLite's, not only the log's); elsewhere it passes at once.
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::lan::handover::api_writes,
+        ));
 
     // Browsers may call the API from any origin: tokens travel in the
     // Authorization header, never in cookies, so CORS is not what protects

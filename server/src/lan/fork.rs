@@ -16,15 +16,24 @@
 //! - `GET /lan/v1/fork/heads?after=C` — its conversation heads, in key
 //!   order, at most [`HEADS_PAGE_MAX`] a page;
 //! - `GET /lan/v1/fork/messages?conversation_id=C&after=N` — the messages
-//!   of `C` after `N` (notes included), at most [`MESSAGES_PAGE_MAX`].
+//!   of `C` after `N` (notes included), at most [`MESSAGES_PAGE_MAX`];
+//! - `GET /lan/v1/fork/conversation?conversation_id=C` — what starting `C`
+//!   wrote in SQLite ([`Start`]: the conversation, its visitor, the
+//!   visitor's token hashes), for a conversation started after the copy's
+//!   last SQLite snapshot, which the new host does not know.
 //!
 //! **The new host's side** ([`run`]). After the fence, it pulls every
 //! message past the fork point and appends each as an ordinary send of its
 //! original author: the same conversation, sender and `client_msg_id`
 //! (a line without one, written by Kefu itself, gets `fork-<message id>`),
 //! through the handover gate, so the log's dedup makes it idempotent; each
-//! gets a new seq after what the new host already has. Then it records
-//! `reconciled` in `lan/takeover.json`.
+//! gets a new seq after what the new host already has. A conversation it
+//! does not know (started on the old host after the copy's last SQLite
+//! snapshot) it first creates from the old host's [`Start`], with the
+//! same ids, so the visitor's token works on the new host too; only one
+//! that cannot be created so (its visitor's identity already taken by
+//! another visitor here, its app unknown) is left and counted `skipped`.
+//! Then it records `reconciled` in `lan/takeover.json`.
 //!
 //! **Exactly once, crash-safe.** Nothing is written but through the dedup
 //! key, so a re-send interrupted anywhere (either side killed, the link
@@ -132,10 +141,57 @@ pub struct Reconciled {
     /// Messages past the fork this host already had (re-sent by their
     /// client, or by an earlier, interrupted reconciliation).
     pub duplicates: u64,
-    /// Messages of conversations this host does not know (started on the
-    /// old host after the copy's last SQLite snapshot): left there.
+    /// Messages of conversations this host could not create from the old
+    /// host's [`Start`] (another visitor has its identity here, or its app
+    /// is unknown): left there.
     pub skipped: u64,
+    /// Conversations started on the old host after the copy's last SQLite
+    /// snapshot, created here from its [`Start`].
+    #[serde(default)]
+    pub carried: u64,
 }
+
+/// What starting a conversation wrote in the old host's SQLite: enough for
+/// the new host to create it with the same ids (`/lan/v1/fork/conversation`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Start {
+    pub conversation_id: ConversationId,
+    pub app_id: String,
+    pub created_at: i64,
+    pub visitor: StartVisitor,
+    /// The visitor's tokens (SHA-256, hex; never a token itself).
+    pub tokens: Vec<StartToken>,
+}
+
+/// The visitor of a [`Start`], as the `visitors` row holds it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+#[serde(deny_unknown_fields)]
+pub struct StartVisitor {
+    pub id: String,
+    pub app_id: String,
+    /// Hex of `user_key` (SHA-256 of app and user id), for an identified
+    /// visitor.
+    pub user_key: Option<String>,
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub attributes: String,
+    pub created_at: i64,
+    pub last_seen_at: i64,
+}
+
+/// One token of a [`Start`]'s visitor.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct StartToken {
+    pub token_hash: String,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+/// The most tokens of one visitor a [`Start`] carries (a visitor holds
+/// one per session).
+pub const START_TOKENS_MAX: i64 = 100;
 
 /// Every conversation head of a message log opened by `lan takeover` or
 /// read-only by the old host.
@@ -287,6 +343,150 @@ pub async fn messages(
     Ok(json!({"messages": messages}))
 }
 
+/// `GET /lan/v1/fork/conversation`: what starting `conversation` wrote in
+/// this (superseded) host's SQLite, for the device that superseded it.
+pub async fn conversation_start(
+    state: &AppState,
+    host: &LanHost,
+    peer: &LanPeer,
+    conversation: ConversationId,
+) -> ApiResult<Start> {
+    superseding_device(state, host, peer).await?;
+    let row: Option<(String, String, i64)> =
+        sqlx::query_as("SELECT app_id, visitor_id, created_at FROM conversations WHERE id = ?")
+            .bind(conversation)
+            .fetch_optional(&state.db)
+            .await?;
+    let Some((app_id, visitor_id, created_at)) = row else {
+        return Err(ApiError::NotFound("no such conversation".into()));
+    };
+    let visitor: StartVisitor = sqlx::query_as(
+        "SELECT id, app_id,
+                CASE WHEN user_key IS NULL THEN NULL ELSE lower(hex(user_key)) END AS user_key,
+                name, email, attributes,
+                created_at, last_seen_at
+         FROM visitors WHERE id = ?",
+    )
+    .bind(&visitor_id)
+    .fetch_one(&state.db)
+    .await?;
+    let tokens: Vec<(Vec<u8>, i64, Option<i64>)> = sqlx::query_as(
+        "SELECT token_hash, created_at, revoked_at FROM tokens WHERE visitor_id = ?
+         ORDER BY created_at DESC LIMIT ?",
+    )
+    .bind(&visitor_id)
+    .bind(START_TOKENS_MAX)
+    .fetch_all(&state.db)
+    .await?;
+    Ok(Start {
+        conversation_id: conversation,
+        app_id,
+        created_at,
+        visitor,
+        tokens: tokens
+            .into_iter()
+            .map(|(hash, created_at, revoked_at)| StartToken {
+                token_hash: hex::encode(hash),
+                created_at,
+                revoked_at,
+            })
+            .collect(),
+    })
+}
+
+/// The new host: creates a conversation it does not know from the old
+/// host's [`Start`] (the same ids; what exists already is kept). False
+/// when it cannot: the old host does not know it either, or SQLite
+/// refuses it (another visitor holds the visitor's identity, its app is
+/// unknown); nothing is written then.
+async fn carry_start(
+    client: &mut DeviceClient,
+    state: &AppState,
+    conversation: ConversationId,
+) -> anyhow::Result<bool> {
+    let path = format!("/lan/v1/fork/conversation?conversation_id={conversation}");
+    let (status, body) = client.request(Method::GET, &path, None, None).await?;
+    if status == http::StatusCode::NOT_FOUND {
+        return Ok(false);
+    }
+    if !status.is_success() {
+        anyhow::bail!("{path}: {status} {body}");
+    }
+    let start: Start = serde_json::from_value(body).context("the old host's start")?;
+    if start.conversation_id != conversation || start.visitor.app_id != start.app_id {
+        anyhow::bail!("the old host's start does not match {conversation}");
+    }
+    let user_key = start
+        .visitor
+        .user_key
+        .as_deref()
+        .map(hex::decode)
+        .transpose()
+        .context("user_key")?;
+    let tokens = start
+        .tokens
+        .iter()
+        .map(|token| anyhow::Ok((hex::decode(&token.token_hash)?, token)))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut tx = state.db.begin().await?;
+    let written = async {
+        sqlx::query(
+            "INSERT INTO visitors (id, app_id, user_key, name, email, attributes, created_at, last_seen_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&start.visitor.id)
+        .bind(&start.visitor.app_id)
+        .bind(user_key)
+        .bind(&start.visitor.name)
+        .bind(&start.visitor.email)
+        .bind(&start.visitor.attributes)
+        .bind(start.visitor.created_at)
+        .bind(start.visitor.last_seen_at)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO conversations (id, app_id, visitor_id, status, activity_at, created_at)
+             VALUES (?, ?, ?, 'open', ?, ?) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(conversation)
+        .bind(&start.app_id)
+        .bind(&start.visitor.id)
+        .bind(start.created_at)
+        .bind(start.created_at)
+        .execute(&mut *tx)
+        .await?;
+        for (hash, token) in &tokens {
+            sqlx::query(
+                "INSERT INTO tokens (token_hash, visitor_id, created_at, revoked_at)
+                 VALUES (?, ?, ?, ?) ON CONFLICT (token_hash) DO NOTHING",
+            )
+            .bind(&hash[..])
+            .bind(&start.visitor.id)
+            .bind(token.created_at)
+            .bind(token.revoked_at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        Ok::<(), sqlx::Error>(())
+    }
+    .await;
+    match written {
+        Ok(()) => {
+            tx.commit().await?;
+            Ok(true)
+        }
+        Err(sqlx::Error::Database(error)) => {
+            tracing::warn!(
+                %conversation,
+                %error,
+                "LAN reconciliation: the old host's conversation cannot be created here; left there"
+            );
+            Ok(false)
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
 /// The new host: once the old host is fenced, re-sends its writes past the
 /// fork point (module doc) and records that it did. Ends when done, when
 /// there is nothing to do, or at shutdown.
@@ -366,13 +566,16 @@ async fn reconcile(
                 continue;
             }
             if !crate::conversations::exists(state, *conversation).await? {
-                tracing::warn!(
-                    %conversation,
-                    messages = last_seq - fork_head,
-                    "LAN reconciliation: a conversation this host does not know; left on the old host"
-                );
-                done.skipped += last_seq - fork_head;
-                continue;
+                if !carry_start(&mut client, state, *conversation).await? {
+                    tracing::warn!(
+                        %conversation,
+                        messages = last_seq - fork_head,
+                        "LAN reconciliation: a conversation this host cannot create; left on the old host"
+                    );
+                    done.skipped += last_seq - fork_head;
+                    continue;
+                }
+                done.carried += 1;
             }
             let mut cursor = fork_head;
             while cursor < *last_seq {

@@ -7,7 +7,11 @@
 //!   or peer device is promoted (`term = highest seen + 1`; a former peer
 //!   starts a new history, it kept no shop data), a host starts its next
 //!   term. Then the allowlist is loaded, and, with `lan.mdns.enabled`, the
-//!   host is announced (shop name, device ID, term, role).
+//!   host is announced (shop name, device ID, term, role). A device
+//!   another one took the shop over from (`superseded_by`, not a restored
+//!   backup) starts **retired**: no new term, its message log closed
+//!   before anything runs, nothing announced; it serves the new host's
+//!   reconciliation (`lan::fork`) and refuses every write.
 //! - **TLS only** ([`LanHandshake`]): the accept loop of `http::serve`
 //!   with a rustls handshake (`lan::tls::server_config`: asks for a client
 //!   certificate, does not require one) as its handshake step, so the
@@ -124,9 +128,23 @@ impl LanHost {
             names.push(listening.ip().to_string());
         }
         let data_dir = config.data_dir.clone();
-        let (identity, state) = tokio::task::spawn_blocking(move || {
+        let (identity, state, retired) = tokio::task::spawn_blocking(move || {
             let (identity, _) = Identity::load_or_create(&data_dir, &names)?;
             let mut state = LanStateFile::open(&data_dir)?;
+            if let Some(by) = state.state().superseded_by.clone()
+                && !by.restored
+            {
+                // Retired: its log stays closed (`open_state`); it serves
+                // only what the new host's reconciliation reads.
+                tracing::warn!(
+                    by = %by.device_id,
+                    term = by.term,
+                    "this device was the shop's host until another device took it over: it writes \
+                     nothing, and serves only the new host's reconciliation (lan::fork). To work \
+                     with the shop again, join the new host as a peer (kefu-server lan pair)"
+                );
+                return anyhow::Ok((identity, state.state().clone(), true));
+            }
             if let Some(by) = &state.state().superseded_by {
                 anyhow::bail!(
                     "this device was the shop's host until {} took it over in term {}: it does \
@@ -145,7 +163,7 @@ impl LanHost {
                 Role::Solo => state.promote_to_host(false)?,
             };
             tracing::info!(%was, term, "LAN host: term written");
-            anyhow::Ok((identity, state.state().clone()))
+            anyhow::Ok((identity, state.state().clone(), false))
         })
         .await??;
         let devices = Devices::load(db)
@@ -167,7 +185,7 @@ impl LanHost {
             devices,
             connections: Arc::new(Connections::default()),
             standbys: super::replication::Standbys::default(),
-            superseded: std::sync::atomic::AtomicBool::new(false),
+            superseded: std::sync::atomic::AtomicBool::new(retired),
             handover: super::handover::Handover::default(),
             handover_timeout: Duration::from_secs(config.lan.handover_timeout_secs),
             line: super::fork::Line::of(&config.data_dir, state.history_id),
@@ -177,6 +195,10 @@ impl LanHost {
             advertiser: Mutex::new(None),
             identity,
         };
+        if retired {
+            // Not the host: no announcement, no fencer.
+            return Ok(host);
+        }
         if config.lan.mdns.enabled {
             let announcement = Announcement {
                 device_id: host.identity.device_id(),

@@ -20,6 +20,8 @@
 //!   host's latest sequence, so the standby knows how far behind it is.
 //! - `GET /lan/v1/replica/sqlite` — a fresh SQLite snapshot (`VACUUM
 //!   INTO`), which the standby swaps in every few seconds.
+//! - `GET /lan/v1/replica/attachment?name=N` — one attachment's file
+//!   ([`attachments`]): those uploaded after the full sync.
 //! - `POST /lan/v1/fence {"term"}` — a standby that took the shop over
 //!   tells this (old) host its term; a term at least this host's own
 //!   demotes it at once (durably, `LanStateFile::demote`) and closes its
@@ -48,6 +50,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::ids::AgentId;
 use crate::state::AppState;
 
+pub mod attachments;
 pub mod routes;
 
 /// The most WAL bytes one tail answer carries (at least one batch).
@@ -465,6 +468,9 @@ pub async fn fence(state: &AppState, host: &LanHost, peer: &LanPeer, term: u64) 
     if key.device_id == host.identity.device_id() {
         return Err(ApiError::bad_request("a host does not fence itself"));
     }
+    // Sends are held out (those in flight finish first) while this host
+    // demotes and closes its log: none is written once `superseded_by` is.
+    let _held = host.handover.gate.hold().await;
     let demoted = host
         .demote(term, key.device_id)
         .await

@@ -45,6 +45,7 @@ pub fn carry_terms(data_dir: &Path, restored: &Path) -> anyhow::Result<Option<St
                 Some(Superseded {
                     term: current.highest_term_seen,
                     device_id: host.device_id,
+                    restored: true,
                 })
             }
             _ => None,
@@ -52,8 +53,12 @@ pub fn carry_terms(data_dir: &Path, restored: &Path) -> anyhow::Result<Option<St
     file.update(|state| {
         state.term = state.term.max(current.term);
         state.highest_term_seen = state.highest_term_seen.max(current.highest_term_seen);
-        if superseded.is_some() {
-            state.superseded_by.clone_from(&superseded);
+        if let Some(by) = &superseded {
+            // A restored copy serves nothing, not even a reconciliation.
+            state.superseded_by = Some(Superseded {
+                restored: true,
+                ..by.clone()
+            });
         }
     })?;
     Ok(superseded.map(|by| {

@@ -16,7 +16,8 @@
 //!    and that the copy's RocksDB sequence lands exactly where the host's
 //!    did (`seq + count − 1`), so the copy's log is the host's; anything
 //!    else drops the copy's cursor and syncs in full;
-//! 3. swaps in a fresh SQLite snapshot every [`SQLITE_REFRESH`].
+//! 3. swaps in a fresh SQLite snapshot every [`SQLITE_REFRESH`], then
+//!    fetches the files of attachments uploaded since ([`attachments`]).
 //!
 //! Every answer's `kefu-term` is checked: a host below the highest term
 //! this device has seen is stale and is not followed. Progress (what was
@@ -42,6 +43,8 @@ use super::replication::{self, HISTORY_HEADER, LOG_SEQ_HEADER, frames};
 use super::state::{HistoryId, LanStateFile, Role};
 use super::tls::ServerTrust;
 use crate::ops::manifest;
+
+mod attachments;
 
 /// How long the standby waits before asking again when it has everything.
 pub const POLL: Duration = Duration::from_millis(50);
@@ -210,6 +213,8 @@ async fn session(
     };
     let mut applied = db.latest_sequence_number();
     let mut sqlite_at = Instant::now();
+    // The attachments rows looked at: none yet this session.
+    let mut attachments_after: attachments::Cursor = None;
     loop {
         let highest = state.lock().state().highest_term_seen;
         let request = client.get_request(&format!(
@@ -279,6 +284,7 @@ async fn session(
             // A handover to this device paused the host's writes: with a
             // fresh SQLite snapshot, ask for the grant.
             refresh_sqlite(&mut client, &replica, state).await?;
+            attachments::fetch_new(&mut client, &replica, state, &mut attachments_after).await?;
             db.flush_wal(true)?;
             let term = state
                 .lock()
@@ -308,6 +314,7 @@ async fn session(
         }
         if sqlite_at.elapsed() >= SQLITE_REFRESH {
             refresh_sqlite(&mut client, &replica, state).await?;
+            attachments::fetch_new(&mut client, &replica, state, &mut attachments_after).await?;
             sqlite_at = Instant::now();
         }
         if count == 0 {

@@ -154,6 +154,12 @@ pub struct LanState {
 pub struct Superseded {
     pub term: u64,
     pub device_id: DeviceId,
+    /// Marked by `kefu-server restore` on a restored backup (`lan::restored`):
+    /// such a copy does not even serve the new host's reconciliation.
+    /// Otherwise (fenced or handed over here) a restart serves it
+    /// (`lan::host`, "retired").
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub restored: bool,
 }
 
 impl LanState {
@@ -371,6 +377,7 @@ impl LanStateFile {
         next.superseded_by = Some(Superseded {
             term,
             device_id: by,
+            restored: false,
         });
         self.commit(next)?;
         Ok(true)
@@ -663,7 +670,8 @@ mod tests {
             stored.superseded_by,
             Some(Superseded {
                 term: 2,
-                device_id: by
+                device_id: by,
+                restored: false,
             })
         );
         assert!(file.demote(7, by).expect("higher"));

@@ -111,24 +111,24 @@ async fn acked(acks: &Shared) -> usize {
 }
 
 /// A host with an app, visitors and a caught-up standby (running).
-struct Shop {
-    host: Server,
-    admin: String,
-    device: kefu_server::lan::device_id::DeviceId,
-    visitors: Vec<(String, String)>,
-    standby: std::process::Child,
+pub(crate) struct Shop {
+    pub(crate) host: Server,
+    pub(crate) admin: String,
+    pub(crate) device: kefu_server::lan::device_id::DeviceId,
+    pub(crate) visitors: Vec<(String, String)>,
+    pub(crate) standby: std::process::Child,
 }
 
 /// Where a standby serves once it is granted the shop.
 #[derive(Clone, Copy)]
-struct Serving {
-    http: SocketAddr,
-    lan: SocketAddr,
-    public: SocketAddr,
+pub(crate) struct Serving {
+    pub(crate) http: SocketAddr,
+    pub(crate) lan: SocketAddr,
+    pub(crate) public: SocketAddr,
 }
 
 impl Serving {
-    fn on(ip: &str) -> Serving {
+    pub(crate) fn on(ip: &str) -> Serving {
         Serving {
             http: free_addr(ip),
             lan: free_addr(ip),
@@ -158,7 +158,7 @@ fn serving_standby(dir: &Path, serving: Serving) -> std::process::Child {
         .expect("spawn lan standby")
 }
 
-async fn shop(
+pub(crate) async fn shop(
     host_dir: &Path,
     standby_dir: &Path,
     env: &[(&str, &str)],
@@ -208,7 +208,7 @@ async fn shop(
     }
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[index.min(sorted.len() - 1)]
 }
@@ -822,6 +822,30 @@ async fn clients_are_told_where_the_shop_went_and_a_peer_follows_without_a_resta
     let (_ws, welcome) = agent_ws(peer_addr, &admin).await;
     assert_eq!(welcome["term"], old_term + 2, "{welcome}");
 
+    // Restarted with its old `--peer-of` (the old host's address, where
+    // the old host still answers with its own key), the peer goes to the
+    // host it pinned, at the address it recorded, instead of refusing.
+    let _ = peer.kill();
+    let _ = peer.wait();
+    drop(_ws);
+    let mut peer = kefu()
+        .args(["serve", "--data-dir"])
+        .arg(peer_dir.path())
+        .args(["--bind", &peer_addr.to_string()])
+        .args(["--peer-of", &host.lan.to_string()])
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn peer");
+    let link = link_until(peer_addr, |link| {
+        link["state"] == "connected" && link["host_device_id"] == json!(device)
+    })
+    .await;
+    assert_eq!(link["host"], serving.lan.to_string(), "{link}");
+    let (_ws, welcome) = agent_ws(peer_addr, &admin).await;
+    assert_eq!(welcome["term"], old_term + 2, "{welcome}");
+
     let _ = peer.kill();
     let _ = peer.wait();
     drop(new_host);
@@ -830,7 +854,7 @@ async fn clients_are_told_where_the_shop_went_and_a_peer_follows_without_a_resta
 
 /// A conversation on `host` as agents see it, polled until `check` holds
 /// (a visitor's first message starts it after the ack).
-async fn conversation_until(
+pub(crate) async fn conversation_until(
     host: &Server,
     admin: &str,
     conversation: &str,

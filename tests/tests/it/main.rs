@@ -18,6 +18,7 @@ mod first_minute;
 mod hardening_edge;
 mod hardening_store;
 mod hardening_ws;
+mod lan_carry;
 mod lan_cli;
 mod lan_discovery;
 mod lan_failover;

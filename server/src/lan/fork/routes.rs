@@ -1,6 +1,7 @@
-//! The doors of `lan::fork` on the LAN listener: `/lan/v1/fork/heads` and
-//! `/lan/v1/fork/messages` (mutual TLS, the caller's device from its
-//! certificate). Parse, call the operation in [`super`], shape the answer.
+//! The doors of `lan::fork` on the LAN listener: `/lan/v1/fork/heads`,
+//! `/lan/v1/fork/messages` and `/lan/v1/fork/conversation` (mutual TLS,
+//! the caller's device from its certificate). Parse, call the operation
+//! in [`super`], shape the answer.
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -17,6 +18,24 @@ pub fn lan_routes() -> axum::Router<AppState> {
     axum::Router::new()
         .route("/lan/v1/fork/heads", get(heads_route))
         .route("/lan/v1/fork/messages", get(messages_route))
+        .route("/lan/v1/fork/conversation", get(conversation_route))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConversationQuery {
+    conversation_id: ConversationId,
+}
+
+async fn conversation_route(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    axum::Extension(peer): axum::Extension<LanPeer>,
+    crate::http::extract::ApiQuery(query): crate::http::extract::ApiQuery<ConversationQuery>,
+) -> ApiResult<axum::Json<super::Start>> {
+    let host = crate::lan::replication::hosting(&state)?;
+    Ok(axum::Json(
+        super::conversation_start(&state, host, &peer, query.conversation_id).await?,
+    ))
 }
 
 #[derive(Deserialize)]

@@ -4,7 +4,9 @@
 //! 1. **Pause.** The host closes its [`WriteGate`]: every send waits at
 //!    the gate (it is not refused), and the gate is closed only once the
 //!    sends already past it are durable, so the log's last sequence `S`
-//!    is final for the term.
+//!    is final for the term. The API's other writes (a ticket, a rename,
+//!    an assignment: SQLite's) wait at its outer side ([`api_writes`]),
+//!    so the snapshot the candidate takes next is final too.
 //! 2. **Catch up.** The candidate (an approved standby running `lan
 //!    standby`) learns `S` from the `kefu-handover-seq` header the host
 //!    adds to its answers, applies the tail up to `S`, takes a fresh
@@ -180,9 +182,16 @@ fn p256_point(spki: &[u8]) -> Option<&[u8]> {
 /// takes the exclusive side, which waits for the sends in flight and
 /// holds every new one until it is released. Once the host handed the
 /// shop over, a send that passes is refused (503) with the successor.
+///
+/// The API's writes (every request that is not a read, [`api_writes`])
+/// pass an outer gate first, `api`: SQLite takes no write that the
+/// candidate's last snapshot misses. A handover closes `api`, then
+/// `lock`, always in that order, and a request takes `api` before any
+/// send inside it takes `lock`, so neither waits for the other.
 #[derive(Default)]
 pub struct WriteGate {
     lock: Arc<RwLock<()>>,
+    api: Arc<RwLock<()>>,
     moved: OnceLock<Successor>,
 }
 
@@ -201,6 +210,13 @@ impl WriteGate {
     /// The successor, once the shop was handed over.
     pub fn moved(&self) -> Option<&Successor> {
         self.moved.get()
+    }
+
+    /// Holds every send out (waiting for those in flight) until the
+    /// guard is dropped: a fence demotes and closes the log under it, so
+    /// no send is written after `superseded_by` is.
+    pub async fn hold(&self) -> tokio::sync::OwnedRwLockWriteGuard<()> {
+        Arc::clone(&self.lock).write_owned().await
     }
 }
 
@@ -260,8 +276,60 @@ pub fn successor(state: &AppState) -> Option<&Successor> {
 pub async fn enter(state: &AppState) -> Result<Option<Pass>, ApiError> {
     match state.lan.as_deref() {
         None => Ok(None),
-        Some(host) => host.handover.gate.enter().await.map(Some),
+        Some(host) => {
+            let pass = host.handover.gate.enter().await?;
+            // Taken over (fenced): nothing is written in this term again.
+            if host.gate_closed_for_good() {
+                return Err(ApiError::Unavailable(
+                    "this computer no longer hosts the shop".into(),
+                ));
+            }
+            Ok(Some(pass))
+        }
     }
+}
+
+/// Whether a request on the API (`/api/v1`) writes: anything but a read,
+/// and not the LAN admin's own routes (`/api/v1/lan/…`, the handover
+/// itself among them, which must not wait for the gate it closes).
+fn is_api_write(method: &http::Method, path: &str) -> bool {
+    let read = matches!(
+        *method,
+        http::Method::GET | http::Method::HEAD | http::Method::OPTIONS
+    );
+    let lan = ["/lan/", "/api/v1/lan/"]
+        .iter()
+        .any(|prefix| path.starts_with(prefix))
+        || path == "/lan"
+        || path == "/api/v1/lan";
+    !read && !lan
+}
+
+/// The API's middleware (on `/api/v1`): a request that writes holds a
+/// pass through the outer gate while it runs, so that a handover waits
+/// for the SQLite writes in flight and holds new ones until the candidate
+/// has its last snapshot (docs/LAN.md, "Planned handover"). Once the shop
+/// was handed over, such a request is refused with 503 and the successor
+/// before it changes anything. Not a LAN host: passes without waiting.
+pub async fn api_writes(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let Some(host) = state.lan.as_deref() else {
+        return next.run(request).await;
+    };
+    if !is_api_write(request.method(), request.uri().path()) {
+        return next.run(request).await;
+    }
+    let pass = Arc::clone(&host.handover.gate.api).read_owned().await;
+    if let Some(successor) = host.handover.gate.moved() {
+        return moved(successor).into_response();
+    }
+    let response = next.run(request).await;
+    drop(pass);
+    response
 }
 
 /// A handover waiting for its candidate.
@@ -334,7 +402,11 @@ pub async fn hand_over(
         return Err(ApiError::Conflict("a handover is already under way".into()));
     };
     let asked = Instant::now();
+    // The API's writes first (their sends pass the inner gate, still
+    // open), then the sends that come by WebSocket.
+    let api_closed = Arc::clone(&host.handover.gate.api).write_owned().await;
     let closed = Arc::clone(&host.handover.gate.lock).write_owned().await;
+    let closed = (api_closed, closed);
     let paused = Instant::now();
     let seq = state.log.latest_sequence()?;
     let (granted, grant) = oneshot::channel();
@@ -574,6 +646,31 @@ mod tests {
         let long = format!("{}.local:5339", "a".repeat(60));
         assert_eq!(close_reason(&notice(Some(&long))), format!("moved {id}"));
         assert_eq!(close_reason(&notice(None)), format!("moved {id}"));
+    }
+
+    #[test]
+    fn the_api_gate_holds_every_write_but_the_lan_admins_own() {
+        use http::Method;
+        for (method, path) in [
+            (Method::POST, "/tickets"),
+            (Method::PATCH, "/agents/me"),
+            (Method::PUT, "/app_settings"),
+            (Method::DELETE, "/routing/rules/1"),
+            (Method::POST, "/api/v1/conversations/x/assign"),
+            (Method::POST, "/lanterns"),
+        ] {
+            assert!(is_api_write(&method, path), "{method} {path}");
+        }
+        for (method, path) in [
+            (Method::GET, "/tickets"),
+            (Method::HEAD, "/tickets"),
+            (Method::OPTIONS, "/tickets"),
+            (Method::POST, "/lan/handover"),
+            (Method::POST, "/api/v1/lan/handover"),
+            (Method::PUT, "/lan/devices/x/standby"),
+        ] {
+            assert!(!is_api_write(&method, path), "{method} {path}");
+        }
     }
 
     #[tokio::test]

@@ -132,6 +132,7 @@ pub async fn start_on(config: Config, listener: TcpListener) -> anyhow::Result<R
     // Tests run several devices on loopback addresses: connect from this
     // listener's address so that the host tells them apart.
     let local = source_address(addr.ip(), &address);
+    let address = pinned_address(&identity, &state_file, address, local).await;
     let identity = Arc::new(identity);
     let link = Arc::new(
         Link::new(Arc::clone(&identity), address.clone(), local, state_file)
@@ -183,6 +184,52 @@ pub async fn start_on(config: Config, listener: TcpListener) -> anyhow::Result<R
         shutdown,
         task,
     })
+}
+
+/// Where to reach the pinned host: the configured address (`--peer-of`),
+/// unless the pinned host does not answer there and does at the address
+/// `state.json` recorded. That is a peer that followed a planned handover
+/// (`lan::peer::link` pins the new host and records its address) and was
+/// restarted with the old host's address: the pinned key decides, so it
+/// goes on with the new host instead of refusing the old one's key. Any
+/// other failure keeps the configured address (the link says why).
+async fn pinned_address(
+    identity: &Identity,
+    state_file: &LanStateFile,
+    configured: super::HostAddress,
+    local: Option<IpAddr>,
+) -> super::HostAddress {
+    let Some(host) = state_file.state().host.clone() else {
+        return configured;
+    };
+    if host.address == configured {
+        return configured;
+    }
+    let answers = |address: super::HostAddress| async move {
+        super::client::DeviceClient::connect_from(
+            identity,
+            ServerTrust::Pinned(host.device_id),
+            &address,
+            local,
+        )
+        .await
+        .is_ok()
+    };
+    if answers(configured.clone()).await {
+        return configured;
+    }
+    if answers(host.address.clone()).await {
+        tracing::warn!(
+            %configured,
+            recorded = %host.address,
+            host_device_id = %host.device_id,
+            "the pinned host does not answer at the configured address but at the one this \
+             device recorded (it followed a handover there): connecting there; update \
+             --peer-of (lan.peer_of)"
+        );
+        return host.address;
+    }
+    configured
 }
 
 fn source_address(listening: IpAddr, host: &super::HostAddress) -> Option<IpAddr> {

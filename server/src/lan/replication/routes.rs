@@ -25,6 +25,7 @@ pub fn lan_routes() -> Router<AppState> {
         .route("/lan/v1/replica/snapshot", get(snapshot))
         .route("/lan/v1/replica/sqlite", get(sqlite))
         .route("/lan/v1/replica/tail", get(tail))
+        .route("/lan/v1/replica/attachment", get(attachment))
         .route("/lan/v1/fence", post(fence))
 }
 
@@ -67,6 +68,22 @@ async fn sqlite(
 ) -> ApiResult<Response> {
     let host = hosting(&state)?;
     replication_response(super::sqlite(&state, host, &peer).await?)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AttachmentQuery {
+    /// The attachment's stored name.
+    name: String,
+}
+
+async fn attachment(
+    State(state): State<AppState>,
+    Extension(peer): Extension<LanPeer>,
+    ApiQuery(query): ApiQuery<AttachmentQuery>,
+) -> ApiResult<Response> {
+    let host = hosting(&state)?;
+    replication_response(super::attachments::attachment(&state, host, &peer, &query.name).await?)
 }
 
 #[derive(Deserialize)]
