@@ -11,11 +11,15 @@
 //!    `DATA_DIR/.replica.partial-<ulid>`, every file checked against the
 //!    snapshot's manifest (size and SHA-256) and fsynced, then renamed
 //!    into place; a copy is never half replaced;
-//! 2. then **tails** the log: each answer's batches are applied in order
+//! 2. then **tails** the log (a long poll: the host answers as soon as it
+//!    has something new): each answer's batches are applied in order
 //!    after checking that each starts right after the last one applied
 //!    and that the copy's RocksDB sequence lands exactly where the host's
 //!    did (`seq + count − 1`), so the copy's log is the host's; anything
-//!    else drops the copy's cursor and syncs in full;
+//!    else drops the copy's cursor and syncs in full. The WAL is fsynced
+//!    before the next request: `after=N` means *durably* through `N`,
+//!    which the host's synchronous standby counts on
+//!    (`lan::sync_standby`);
 //! 3. swaps in a fresh SQLite snapshot every [`SQLITE_REFRESH`].
 //!
 //! Every answer's `kefu-term` is checked: a host below the highest term
@@ -43,8 +47,13 @@ use super::state::{HistoryId, LanStateFile, Role};
 use super::tls::ServerTrust;
 use crate::ops::manifest;
 
-/// How long the standby waits before asking again when it has everything.
+/// The least time between two tail requests that brought nothing (the
+/// host's long poll makes them rarer; a quick empty answer waits this).
 pub const POLL: Duration = Duration::from_millis(50);
+/// How long the host may hold a tail request for the log to move (its
+/// long poll, `wait_ms`): a new write is sent as soon as it is committed,
+/// and the host hears from this standby at least this often.
+pub const TAIL_WAIT: Duration = Duration::from_millis(1000);
 /// How often the copy's SQLite is replaced by a fresh snapshot.
 pub const SQLITE_REFRESH: Duration = Duration::from_secs(5);
 /// Pause before reconnecting after the host could not be reached.
@@ -208,13 +217,19 @@ async fn session(
         let replica = replica.clone();
         tokio::task::spawn_blocking(move || open_copy(&replica)).await??
     };
+    // A request `after=N` tells the host that everything through N is on
+    // this disk (a synchronous standby's acks count on it): sync what an
+    // earlier session may have applied without syncing.
+    db.flush_wal(true)?;
     let mut applied = db.latest_sequence_number();
     let mut sqlite_at = Instant::now();
     loop {
         let highest = state.lock().state().highest_term_seen;
         let request = client.get_request(&format!(
-            "/lan/v1/replica/tail?after={applied}&term={highest}"
+            "/lan/v1/replica/tail?after={applied}&term={highest}&wait_ms={}",
+            TAIL_WAIT.as_millis()
         ))?;
+        let asked = Instant::now();
         let response = client.send_streaming(request).await?;
         let term = check_term(state, response.headers())?;
         let status = response.status();
@@ -265,6 +280,7 @@ async fn session(
             }
             applied = now;
         }
+        // Durable before the next request says so (`after`).
         if count > 0 {
             db.flush_wal(true)?;
         }
@@ -310,7 +326,7 @@ async fn session(
             refresh_sqlite(&mut client, &replica, state).await?;
             sqlite_at = Instant::now();
         }
-        if count == 0 {
+        if count == 0 && asked.elapsed() < POLL {
             tokio::time::sleep(POLL).await;
         }
     }

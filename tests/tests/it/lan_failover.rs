@@ -28,8 +28,8 @@ use kefu_tests::WAIT;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-const HOST_IP: &str = "127.0.0.2";
-const STANDBY_IP: &str = "127.0.0.3";
+pub(crate) const HOST_IP: &str = "127.0.0.2";
+pub(crate) const STANDBY_IP: &str = "127.0.0.3";
 /// Visitors sending at once.
 const VISITORS: usize = 4;
 
@@ -736,7 +736,7 @@ async fn a_standby_whose_tail_the_host_no_longer_holds_syncs_in_full_and_never_s
 }
 
 /// The visitor's message number `n` (`client_msg_id` "m{n}"), acked.
-async fn say(public: SocketAddr, token: &str, n: u32) {
+pub(crate) async fn say(public: SocketAddr, token: &str, n: u32) {
     let (status, body) = call(
         public,
         Method::POST,
