@@ -92,6 +92,72 @@ fn write_progress(data_dir: &Path, progress: &Progress) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Writes `replica.json` off the tail's path: each answer's progress is
+/// handed to a task that writes the latest one while the next request is
+/// under way. Its two fsyncs would otherwise be in every round trip, and
+/// so in every send a synchronous standby acknowledges. What it holds is
+/// for `lan takeover`'s report (the host's sequence when last heard): the
+/// copy's own sequence is read from the copy, so a write that lags one
+/// answer behind loses nothing.
+struct ProgressWriter {
+    latest: tokio::sync::watch::Sender<Progress>,
+    /// When the newest progress written was heard (never goes back).
+    written_ms: Arc<parking_lot::Mutex<i64>>,
+    data_dir: PathBuf,
+}
+
+impl ProgressWriter {
+    fn start(data_dir: &Path, progress: Progress) -> ProgressWriter {
+        let (latest, mut rx) = tokio::sync::watch::channel(progress);
+        let written_ms = Arc::new(parking_lot::Mutex::new(0));
+        let (dir, written) = (data_dir.to_path_buf(), Arc::clone(&written_ms));
+        // Ends once the sender is dropped and the last value written.
+        tokio::spawn(async move {
+            while rx.changed().await.is_ok() {
+                let progress = rx.borrow_and_update().clone();
+                let (dir, written) = (dir.clone(), Arc::clone(&written));
+                let done = tokio::task::spawn_blocking(move || {
+                    write_newer(&dir, &progress, &written)
+                })
+                .await;
+                if let Ok(Err(error)) = done {
+                    tracing::warn!(error = %format!("{error:#}"), "standby: writing replica.json");
+                }
+            }
+        });
+        ProgressWriter {
+            latest,
+            written_ms,
+            data_dir: data_dir.to_path_buf(),
+        }
+    }
+
+    /// Hands `progress` over to be written soon.
+    fn later(&self, progress: &Progress) {
+        self.latest.send_replace(progress.clone());
+    }
+
+    /// Writes `progress` now (before a handover's grant is asked for).
+    fn now(&self, progress: &Progress) -> anyhow::Result<()> {
+        write_newer(&self.data_dir, progress, &self.written_ms)
+    }
+}
+
+/// Writes `progress` unless a newer one was written.
+fn write_newer(
+    data_dir: &Path,
+    progress: &Progress,
+    written_ms: &parking_lot::Mutex<i64>,
+) -> anyhow::Result<()> {
+    let mut written = written_ms.lock();
+    if progress.last_contact_ms < *written {
+        return Ok(());
+    }
+    write_progress(data_dir, progress)?;
+    *written = progress.last_contact_ms;
+    Ok(())
+}
+
 /// Opens the copy's message log (RocksDB, the server's options).
 pub fn open_copy(replica: &Path) -> anyhow::Result<rocksdb::DB> {
     let mut options = crate::store::messages::db_options();
@@ -223,6 +289,7 @@ async fn session(
     db.flush_wal(true)?;
     let mut applied = db.latest_sequence_number();
     let mut sqlite_at = Instant::now();
+    let progress_file = ProgressWriter::start(data_dir, progress.clone());
     loop {
         let highest = state.lock().state().highest_term_seen;
         let request = client.get_request(&format!(
@@ -288,7 +355,11 @@ async fn session(
         progress.host_seq = host_seq;
         progress.host_term = term;
         progress.last_contact_ms = crate::time::now_ms();
-        write_progress(data_dir, &progress)?;
+        if handover_seq.is_some() {
+            progress_file.now(&progress)?;
+        } else {
+            progress_file.later(&progress);
+        }
         if let Some(target) = handover_seq
             && applied >= target
         {
