@@ -116,10 +116,9 @@ impl ProgressWriter {
             while rx.changed().await.is_ok() {
                 let progress = rx.borrow_and_update().clone();
                 let (dir, written) = (dir.clone(), Arc::clone(&written));
-                let done = tokio::task::spawn_blocking(move || {
-                    write_newer(&dir, &progress, &written)
-                })
-                .await;
+                let done =
+                    tokio::task::spawn_blocking(move || write_newer(&dir, &progress, &written))
+                        .await;
                 if let Ok(Err(error)) = done {
                     tracing::warn!(error = %format!("{error:#}"), "standby: writing replica.json");
                 }
@@ -289,7 +288,13 @@ async fn session(
     db.flush_wal(true)?;
     let mut applied = db.latest_sequence_number();
     let mut sqlite_at = Instant::now();
+    // What the copy holds from the start (a full sync's or an earlier
+    // session's last batch), written now: the first tail request may wait
+    // a while for the host's log to move.
+    progress.applied_seq = applied;
+    progress.host_seq = progress.host_seq.max(applied);
     let progress_file = ProgressWriter::start(data_dir, progress.clone());
+    progress_file.now(&progress)?;
     loop {
         let highest = state.lock().state().highest_term_seen;
         let request = client.get_request(&format!(

@@ -403,7 +403,10 @@ async fn a_frozen_standby_makes_the_host_fall_back_to_async_until_it_catches_up(
     let scrape = metrics(host).await;
     assert_eq!(series(&scrape, "kefu_lan_sync_standby_required"), 1.0);
     assert_eq!(series(&scrape, "kefu_lan_sync_standby_synchronous"), 1.0);
-    assert_eq!(series(&scrape, "kefu_lan_sync_standby_fallbacks_total"), 0.0);
+    assert_eq!(
+        series(&scrape, "kefu_lan_sync_standby_fallbacks_total"),
+        0.0
+    );
     eprintln!("a send acknowledged in sync took {took:?}");
 
     // The standby frozen: the next send waits for the timeout, then is
@@ -417,8 +420,14 @@ async fn a_frozen_standby_makes_the_host_fall_back_to_async_until_it_catches_up(
     assert_eq!(status["async_acks"], 1, "{status}");
     let scrape = metrics(host).await;
     assert_eq!(series(&scrape, "kefu_lan_sync_standby_synchronous"), 0.0);
-    assert_eq!(series(&scrape, "kefu_lan_sync_standby_fallbacks_total"), 1.0);
-    assert_eq!(series(&scrape, "kefu_lan_sync_standby_async_acks_total"), 1.0);
+    assert_eq!(
+        series(&scrape, "kefu_lan_sync_standby_fallbacks_total"),
+        1.0
+    );
+    assert_eq!(
+        series(&scrape, "kefu_lan_sync_standby_async_acks_total"),
+        1.0
+    );
     // The next ones do not wait: acknowledged without a standby, no
     // further fallback.
     let mut async_took = Vec::new();
@@ -433,7 +442,14 @@ async fn a_frozen_standby_makes_the_host_fall_back_to_async_until_it_catches_up(
          {async_took:?}"
     );
     // The status is for admins only.
-    let (code, _) = call(host.http, Method::GET, "/api/v1/lan/status", Some(token), None).await;
+    let (code, _) = call(
+        host.http,
+        Method::GET,
+        "/api/v1/lan/status",
+        Some(token),
+        None,
+    )
+    .await;
     assert!(code == 401 || code == 403 || code == 404, "{code}");
 
     // Thawed, it catches up and the host waits for it again.
@@ -442,13 +458,19 @@ async fn a_frozen_standby_makes_the_host_fall_back_to_async_until_it_catches_up(
         caught_up(status, standby) && status["sync_standby"]["mode"] == "synchronous"
     })
     .await;
-    assert!(status["sync_standby"]["fell_back_at_ms"].is_null(), "{status}");
+    assert!(
+        status["sync_standby"]["fell_back_at_ms"].is_null(),
+        "{status}"
+    );
     let scrape = metrics(host).await;
     assert_eq!(series(&scrape, "kefu_lan_sync_standby_synchronous"), 1.0);
     send("after".to_owned()).await;
     let status = sync_status(&host.status(admin).await);
     assert_eq!(status["mode"], "synchronous", "{status}");
-    assert_eq!(status["async_acks"], 5, "replicated, not acknowledged alone: {status}");
+    assert_eq!(
+        status["async_acks"], 5,
+        "replicated, not acknowledged alone: {status}"
+    );
     assert_eq!(status["fallbacks"], 1, "{status}");
     // Every message is on the host once, in order.
     let served = host.messages(admin, conversation).await;
@@ -459,7 +481,9 @@ async fn a_frozen_standby_makes_the_host_fall_back_to_async_until_it_catches_up(
         .collect();
     assert_eq!(
         ids,
-        ["before", "frozen-1", "frozen-2", "frozen-3", "frozen-4", "frozen-5", "after"]
+        [
+            "before", "frozen-1", "frozen-2", "frozen-3", "frozen-4", "frozen-5", "after"
+        ]
     );
 }
 
