@@ -396,7 +396,14 @@ async fn a_frozen_standby_makes_the_host_fall_back_to_async_until_it_catches_up(
 
     // In sync: acknowledged once the standby has it.
     let took = send("before".to_owned()).await;
-    let status = sync_status(&host.status(admin).await);
+    let took_next = send("before-2".to_owned()).await;
+    let full = host.status(admin).await;
+    eprintln!(
+        "in sync: the conversation's first send took {took:?}, the next {took_next:?}; \
+         standby full syncs {}",
+        full["standbys"][0]["full_syncs"]
+    );
+    let status = sync_status(&full);
     assert_eq!(status["mode"], "synchronous", "{status}");
     assert_eq!(status["async_acks"], 0, "{status}");
     assert_eq!(status["min_standby_acks"], 1, "{status}");
@@ -407,7 +414,6 @@ async fn a_frozen_standby_makes_the_host_fall_back_to_async_until_it_catches_up(
         series(&scrape, "kefu_lan_sync_standby_fallbacks_total"),
         0.0
     );
-    eprintln!("a send acknowledged in sync took {took:?}");
 
     // The standby frozen: the next send waits for the timeout, then is
     // acknowledged all the same, and the host says it fell back.
@@ -482,7 +488,8 @@ async fn a_frozen_standby_makes_the_host_fall_back_to_async_until_it_catches_up(
     assert_eq!(
         ids,
         [
-            "before", "frozen-1", "frozen-2", "frozen-3", "frozen-4", "frozen-5", "after"
+            "before", "before-2", "frozen-1", "frozen-2", "frozen-3", "frozen-4", "frozen-5",
+            "after"
         ]
     );
 }
