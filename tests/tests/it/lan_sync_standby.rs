@@ -403,6 +403,7 @@ async fn a_frozen_standby_makes_the_host_fall_back_to_async_until_it_catches_up(
          standby full syncs {}",
         full["standbys"][0]["full_syncs"]
     );
+    assert_eq!(full["standbys"][0]["full_syncs"], 1, "{full}");
     let status = sync_status(&full);
     assert_eq!(status["mode"], "synchronous", "{status}");
     assert_eq!(status["async_acks"], 0, "{status}");
