@@ -57,6 +57,11 @@ enum Command {
         /// pinned by `lan pair` (docs/LAN.md, "Peer mode").
         #[arg(long, value_name = "HOST:PORT", conflicts_with = "lan_bind")]
         peer_of: Option<crate::lan::HostAddress>,
+        /// As LAN host, acknowledge a send only once a standby has it too
+        /// (1) or once it is durable here (0, the default)
+        /// (`lan.min_standby_acks`; docs/LAN.md, "The synchronous standby").
+        #[arg(long, value_name = "0|1")]
+        min_standby_acks: Option<u32>,
         #[arg(long, value_name = "FILE", env = "KEFU_CONFIG")]
         config: Option<PathBuf>,
         /// os: ack after the write reaches the OS; fsync: after it is on disk.
@@ -378,6 +383,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             public_bind,
             metrics_bind,
             peer_of,
+            min_standby_acks,
             config,
             durability,
             log_format,
@@ -391,12 +397,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     LogFormatArg::Human => LogFormat::Human,
                     LogFormatArg::Json => LogFormat::Json,
                 }),
-                lan: (lan_bind.is_some() || peer_of.is_some()).then_some(
-                    crate::config::LanOverrides {
+                lan: (lan_bind.is_some() || peer_of.is_some() || min_standby_acks.is_some())
+                    .then_some(crate::config::LanOverrides {
                         bind: lan_bind,
                         peer_of,
-                    },
-                ),
+                        min_standby_acks,
+                    }),
                 http: (public_bind.is_some() || metrics_bind.is_some()).then_some(
                     crate::config::HttpOverrides {
                         public_bind,
@@ -551,7 +557,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 durability: durability.map(Durability::from),
                 lan: lan_bind.map(|bind| crate::config::LanOverrides {
                     bind: Some(bind),
-                    peer_of: None,
+                    ..crate::config::LanOverrides::default()
                 }),
                 http: public_bind.map(|public_bind| crate::config::HttpOverrides {
                     public_bind: Some(public_bind),

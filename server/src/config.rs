@@ -526,6 +526,9 @@ pub struct LanOverrides {
     /// `--peer-of`: `lan.peer_of`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub peer_of: Option<crate::lan::HostAddress>,
+    /// `--min-standby-acks`: `lan.min_standby_acks`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_standby_acks: Option<u32>,
 }
 
 impl Config {

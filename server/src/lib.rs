@@ -336,8 +336,13 @@ async fn open_state(
         let indexer = Arc::clone(&indexer);
         let starts = Arc::clone(&starts);
         let assist = Arc::clone(&assist);
+        // A LAN host's standbys long-poll the log's tail (lan::sync_standby).
+        let lan = lan.clone();
         Box::new(
             move |messages: &[(Arc<store::messages::StoredMessage>, Option<u64>)]| {
+                if let Some(lan) = &lan {
+                    lan.sync.log_advanced();
+                }
                 hub.publish_messages(messages);
                 derived.mark(messages);
                 indexer.mark(messages);

@@ -61,6 +61,13 @@ struct Scraped {
     agents: Family<StatusLabel, Gauge>,
     backup_age: Gauge<f64, AtomicU64>,
     backup_interval: Gauge,
+    /// The synchronous standby (`lan::sync_standby`), read from the LAN
+    /// host; counters copied at each scrape.
+    sync_standby_required: Gauge,
+    sync_standby_synchronous: Gauge,
+    sync_standby_durable_seq: Gauge,
+    sync_standby_fallbacks: Counter,
+    sync_standby_async_acks: Counter,
 }
 
 /// The agent statuses, each always exported (at 0 when nobody has it).
@@ -294,6 +301,31 @@ impl Metrics {
             "backup_interval_seconds",
             "backup.interval_minutes in seconds when scheduled backups are on, else 0",
             scraped.backup_interval.clone(),
+        );
+        registry.register(
+            "lan_sync_standby_required",
+            "lan.min_standby_acks of this LAN host (1: sends wait for a standby; 0 otherwise)",
+            scraped.sync_standby_required.clone(),
+        );
+        registry.register(
+            "lan_sync_standby_synchronous",
+            "1 while sends wait for a standby; 0 when not required or fallen back to async",
+            scraped.sync_standby_synchronous.clone(),
+        );
+        registry.register(
+            "lan_sync_standby_durable_seq",
+            "The highest log sequence a standby reported on its disk",
+            scraped.sync_standby_durable_seq.clone(),
+        );
+        registry.register(
+            "lan_sync_standby_fallbacks",
+            "Times the host fell back to acknowledging sends without a standby (lan.sync_standby_timeout_ms)",
+            scraped.sync_standby_fallbacks.clone(),
+        );
+        registry.register(
+            "lan_sync_standby_async_acks",
+            "Sends acknowledged without a standby having them while lan.min_standby_acks is 1",
+            scraped.sync_standby_async_acks.clone(),
         );
         Metrics {
             registry: root,

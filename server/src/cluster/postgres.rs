@@ -316,6 +316,7 @@ async fn insert(
             Appended {
                 message: Arc::new(stored),
                 duplicate: false,
+                log_seq: 0,
             },
             Head {
                 last_seq: seq,
@@ -340,6 +341,7 @@ async fn insert(
         Appended {
             message: Arc::new(stored_from(conversation, &row)?),
             duplicate: true,
+            log_seq: 0,
         },
         head,
     ))

@@ -13,7 +13,11 @@
 //!   the offline auto-reply, the assistant's answers) go through [`line`].
 //!
 //! Both appends hold a pass through the LAN handover's write gate
-//! (`lan::handover::enter`) while they are written.
+//! (`lan::handover::enter`) while they are written. With a synchronous
+//! standby (`lan::sync_standby`), [`deliver`] answers only once a standby
+//! has the message too (or the host fell back to async); lines do not
+//! wait (no client waits for their ack, and the next send's wait covers
+//! them: they are below its sequence).
 //!
 //! [`deliver`] authorizes (a visitor writes only into their own
 //! conversation, an agent only into one that exists), attaches the
@@ -172,8 +176,19 @@ pub async fn deliver(
         start,
     };
     // A planned LAN handover pauses sends here (lan::handover).
-    let _pass = crate::lan::handover::enter(state).await?;
-    Ok(state.log.append(draft, origin).await?)
+    let pass = crate::lan::handover::enter(state).await?;
+    let appended = state.log.append(draft, origin).await?;
+    drop(pass);
+    // A synchronous standby (`lan.min_standby_acks = 1`): acknowledged
+    // once a standby has it, or after the fallback's timeout, with nothing
+    // held. Boxed: the wait's state stays out of every send's future; off,
+    // this is one check.
+    if let Some(host) = state.lan.as_deref()
+        && host.sync.required()
+    {
+        Box::pin(host.sync.replicated(appended.log_seq)).await;
+    }
+    Ok(appended)
 }
 
 /// A line no client sent: written by Kefu itself, or by an agent through

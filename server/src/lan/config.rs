@@ -44,6 +44,16 @@ pub struct LanConfig {
     /// that has not confirmed by then is dropped and the host resumes
     /// writes in its own term (docs/LAN.md, "Planned handover").
     pub handover_timeout_secs: u64,
+    /// The synchronous standby: with 1, a client's send is acknowledged
+    /// only once a standby has it durably (or after
+    /// `sync_standby_timeout_ms` without one, when the host falls back to
+    /// acknowledging at once until a standby catches up); 0, the default:
+    /// acknowledged once durable here (docs/LAN.md, "The synchronous
+    /// standby"). Only 0 and 1: one standby is all a shop has a use for.
+    pub min_standby_acks: u32,
+    /// How long a send waits for a standby before the host falls back to
+    /// acknowledging without one.
+    pub sync_standby_timeout_ms: u64,
 }
 
 /// `[lan.mdns]`: discovery by multicast DNS. Off by default.
@@ -87,6 +97,8 @@ impl MdnsConfig {
 
 /// The default of `lan.handover_timeout_secs`.
 pub const HANDOVER_TIMEOUT_SECS: u64 = 10;
+/// The default of `lan.sync_standby_timeout_ms`.
+pub const SYNC_STANDBY_TIMEOUT_MS: u64 = 1000;
 
 impl Default for LanConfig {
     fn default() -> LanConfig {
@@ -97,6 +109,8 @@ impl Default for LanConfig {
             browsers: false,
             mdns: MdnsConfig::default(),
             handover_timeout_secs: HANDOVER_TIMEOUT_SECS,
+            min_standby_acks: 0,
+            sync_standby_timeout_ms: SYNC_STANDBY_TIMEOUT_MS,
         }
     }
 }
@@ -139,6 +153,16 @@ impl LanConfig {
         }
         if !(1..=300).contains(&self.handover_timeout_secs) {
             return Err("lan.handover_timeout_secs must be 1–300".to_owned());
+        }
+        if self.min_standby_acks > 1 {
+            return Err(format!(
+                "lan.min_standby_acks must be 0 (acknowledge once durable on the host) or 1 (once \
+                 a standby has it too), not {}",
+                self.min_standby_acks
+            ));
+        }
+        if !(1..=60_000).contains(&self.sync_standby_timeout_ms) {
+            return Err("lan.sync_standby_timeout_ms must be 1–60000".to_owned());
         }
         Ok(())
     }
@@ -226,6 +250,36 @@ mod tests {
             with_mdns(|m| m.interfaces = vec!["eth0".to_owned(); MAX_INTERFACES])
                 .validate()
                 .is_ok()
+        );
+    }
+
+    #[test]
+    fn min_standby_acks_is_zero_or_one_and_its_timeout_bounded() {
+        let sync: LanConfig =
+            toml::from_str("min_standby_acks = 1\nsync_standby_timeout_ms = 250").expect("parse");
+        assert_eq!(sync.min_standby_acks, 1);
+        assert_eq!(sync.sync_standby_timeout_ms, 250);
+        assert!(sync.validate().is_ok());
+        assert_eq!(LanConfig::default().min_standby_acks, 0);
+        let two = LanConfig {
+            min_standby_acks: 2,
+            ..LanConfig::default()
+        };
+        assert!(
+            two.validate()
+                .expect_err("2")
+                .contains("lan.min_standby_acks must be 0")
+        );
+        assert!(toml::from_str::<LanConfig>("min_standby_acks = -1").is_err());
+        let zero_timeout = LanConfig {
+            sync_standby_timeout_ms: 0,
+            ..LanConfig::default()
+        };
+        assert!(
+            zero_timeout
+                .validate()
+                .expect_err("0 ms")
+                .contains("sync_standby_timeout_ms")
         );
     }
 }

@@ -90,6 +90,9 @@ pub struct LanHost {
     pub connections: Arc<Connections>,
     /// Standbys' replication progress (`lan::replication`).
     pub standbys: super::replication::Standbys,
+    /// `lan.min_standby_acks`: the synchronous standby
+    /// (`lan::sync_standby`).
+    pub sync: super::sync_standby::SyncStandby,
     /// Set once another device took the shop over: the message log is
     /// closed, nothing more is written in this term (`lan::replication`).
     pub superseded: std::sync::atomic::AtomicBool,
@@ -185,6 +188,10 @@ impl LanHost {
             devices,
             connections: Arc::new(Connections::default()),
             standbys: super::replication::Standbys::default(),
+            sync: super::sync_standby::SyncStandby::new(
+                config.lan.min_standby_acks,
+                Duration::from_millis(config.lan.sync_standby_timeout_ms),
+            ),
             superseded: std::sync::atomic::AtomicBool::new(retired),
             handover: super::handover::Handover::default(),
             handover_timeout: Duration::from_secs(config.lan.handover_timeout_secs),

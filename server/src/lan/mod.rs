@@ -51,6 +51,7 @@ pub mod routes;
 pub mod shop_name;
 pub mod standby;
 pub mod state;
+pub mod sync_standby;
 pub mod takeover;
 pub mod tls;
 

@@ -36,7 +36,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use serde::Serialize;
@@ -148,6 +148,10 @@ struct Progress {
     /// When it last asked.
     seen_at: Instant,
     full_syncs: u64,
+    /// The host's latest sequence when it last answered this standby with
+    /// everything it had (0: the last answer was cut at
+    /// [`TAIL_MAX_BYTES`]); a request after it means caught up.
+    answered_through: u64,
 }
 
 /// The standbys' progress, by device (in memory: a restarted host learns
@@ -177,7 +181,10 @@ pub struct StandbyStatus {
 pub const CONNECTED_WITHIN_SECS: u64 = 5;
 
 impl Standbys {
-    fn record(&self, device: DeviceId, applied: u64, host_latest: u64) {
+    /// A tail request from `device` that has `applied` (durably); returns
+    /// whether it is caught up: it has everything the host had at the
+    /// request, or at its previous, complete, answer.
+    fn record(&self, device: DeviceId, applied: u64, host_latest: u64) -> bool {
         let now = Instant::now();
         let mut progress = self.progress.lock();
         let entry = progress.entry(device).or_insert(Progress {
@@ -185,11 +192,21 @@ impl Standbys {
             caught_up_at: now,
             seen_at: now,
             full_syncs: 0,
+            answered_through: 0,
         });
         entry.applied = applied;
         entry.seen_at = now;
         if applied >= host_latest {
             entry.caught_up_at = now;
+        }
+        applied >= host_latest || (entry.answered_through > 0 && applied >= entry.answered_through)
+    }
+
+    /// The tail answer to `device` carried everything through `through`
+    /// (0: it was cut short).
+    fn answered(&self, device: &DeviceId, through: u64) {
+        if let Some(entry) = self.progress.lock().get_mut(device) {
+            entry.answered_through = through;
         }
     }
 
@@ -209,6 +226,7 @@ impl Standbys {
             caught_up_at: now,
             seen_at: now,
             full_syncs: 0,
+            answered_through: 0,
         });
         entry.full_syncs += 1;
         entry.seen_at = now;
@@ -399,14 +417,27 @@ pub async fn sqlite(state: &AppState, host: &LanHost, peer: &LanPeer) -> ApiResu
     })
 }
 
+/// The longest a tail request waits for the log to move (`wait_ms`).
+pub const TAIL_WAIT_MAX: Duration = Duration::from_secs(5);
+/// While a tail request waits, it looks this often for what the log's
+/// commit hook does not signal: writes that carry no message (the
+/// starter's clearing of its markers), a handover asking for this standby,
+/// a shutdown.
+const TAIL_WAIT_SLICE: Duration = Duration::from_millis(50);
+
 /// `GET /lan/v1/replica/tail`: the log's batches after `after` for a
-/// standby that has seen `term` (module doc).
+/// standby that has seen `term` (module doc). A request `after=N` says the
+/// standby has everything through `N` durably (`lan::standby`), which the
+/// synchronous standby counts on (`lan::sync_standby`). With `wait`, a
+/// **long poll**: when the log has nothing after `after`, the answer waits
+/// until it has (or `wait`, at most [`TAIL_WAIT_MAX`], passed).
 pub async fn tail(
     state: &AppState,
     host: &LanHost,
     peer: &LanPeer,
     after: u64,
     term: u64,
+    wait: Duration,
 ) -> ApiResult<Replica> {
     let device = standby_device(state, host, peer).await?;
     if term > host.term {
@@ -421,6 +452,13 @@ pub async fn tail(
             "the standby is ahead of this host's log: sync in full".into(),
         ));
     }
+    let caught_up = host.standbys.record(device, after, latest);
+    host.sync.standby_at(after, caught_up);
+    let latest = if after == latest && !wait.is_zero() {
+        wait_for_log(state, host, &device, after, wait.min(TAIL_WAIT_MAX)).await?
+    } else {
+        latest
+    };
     let log_state = state.clone();
     let batches =
         tokio::task::spawn_blocking(move || log_state.log.wal_batches_after(after, TAIL_MAX_BYTES))
@@ -433,12 +471,44 @@ pub async fn tail(
         None if after < latest => return Err(gap(after, None)),
         _ => {}
     }
-    host.standbys.record(device, after, latest);
+    let bytes: usize = batches.iter().map(|(_, data)| data.len()).sum();
+    let complete = bytes < TAIL_MAX_BYTES;
+    host.standbys
+        .answered(&device, if complete { latest.max(1) } else { 0 });
     Ok(Replica {
         history_id: host.history_id,
         body: ReplicaBody::Batches(frames::encode_batches(&batches)),
         latest_seq: Some(latest),
     })
+}
+
+/// A tail's long poll: waits until the log is past `after`, `wait`
+/// passed, a handover waits for this standby, or the server stops; returns
+/// the log's latest sequence then.
+async fn wait_for_log(
+    state: &AppState,
+    host: &LanHost,
+    device: &DeviceId,
+    after: u64,
+    wait: Duration,
+) -> ApiResult<u64> {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        // Enabled before the log is read: a commit in between is not missed.
+        let advanced = host.sync.next_advance();
+        tokio::pin!(advanced);
+        advanced.as_mut().enable();
+        let latest = state.log.latest_sequence()?;
+        let now = tokio::time::Instant::now();
+        if latest > after
+            || now >= deadline
+            || host.handover.pending_seq(device).is_some()
+            || state.shutdown.is_cancelled()
+        {
+            return Ok(latest);
+        }
+        let _ = tokio::time::timeout((deadline - now).min(TAIL_WAIT_SLICE), advanced).await;
+    }
 }
 
 fn gap(after: u64, first: Option<u64>) -> ApiError {

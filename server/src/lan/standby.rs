@@ -11,11 +11,15 @@
 //!    `DATA_DIR/.replica.partial-<ulid>`, every file checked against the
 //!    snapshot's manifest (size and SHA-256) and fsynced, then renamed
 //!    into place; a copy is never half replaced;
-//! 2. then **tails** the log: each answer's batches are applied in order
+//! 2. then **tails** the log (a long poll: the host answers as soon as it
+//!    has something new): each answer's batches are applied in order
 //!    after checking that each starts right after the last one applied
 //!    and that the copy's RocksDB sequence lands exactly where the host's
 //!    did (`seq + count − 1`), so the copy's log is the host's; anything
-//!    else drops the copy's cursor and syncs in full;
+//!    else drops the copy's cursor and syncs in full. The WAL is fsynced
+//!    before the next request: `after=N` means *durably* through `N`,
+//!    which the host's synchronous standby counts on
+//!    (`lan::sync_standby`);
 //! 3. swaps in a fresh SQLite snapshot every [`SQLITE_REFRESH`], then
 //!    fetches the files of attachments uploaded since ([`attachments`]).
 //!
@@ -46,8 +50,13 @@ use crate::ops::manifest;
 
 mod attachments;
 
-/// How long the standby waits before asking again when it has everything.
+/// The least time between two tail requests that brought nothing (the
+/// host's long poll makes them rarer; a quick empty answer waits this).
 pub const POLL: Duration = Duration::from_millis(50);
+/// How long the host may hold a tail request for the log to move (its
+/// long poll, `wait_ms`): a new write is sent as soon as it is committed,
+/// and the host hears from this standby at least this often.
+pub const TAIL_WAIT: Duration = Duration::from_millis(1000);
 /// How often the copy's SQLite is replaced by a fresh snapshot.
 pub const SQLITE_REFRESH: Duration = Duration::from_secs(5);
 /// Pause before reconnecting after the host could not be reached.
@@ -83,6 +92,71 @@ fn write_progress(data_dir: &Path, progress: &Progress) -> anyhow::Result<()> {
         &bytes,
         Visibility::Public,
     )?;
+    Ok(())
+}
+
+/// Writes `replica.json` off the tail's path: each answer's progress is
+/// handed to a task that writes the latest one while the next request is
+/// under way. Its two fsyncs would otherwise be in every round trip, and
+/// so in every send a synchronous standby acknowledges. What it holds is
+/// for `lan takeover`'s report (the host's sequence when last heard): the
+/// copy's own sequence is read from the copy, so a write that lags one
+/// answer behind loses nothing.
+struct ProgressWriter {
+    latest: tokio::sync::watch::Sender<Progress>,
+    /// When the newest progress written was heard (never goes back).
+    written_ms: Arc<parking_lot::Mutex<i64>>,
+    data_dir: PathBuf,
+}
+
+impl ProgressWriter {
+    fn start(data_dir: &Path, progress: Progress) -> ProgressWriter {
+        let (latest, mut rx) = tokio::sync::watch::channel(progress);
+        let written_ms = Arc::new(parking_lot::Mutex::new(0));
+        let (dir, written) = (data_dir.to_path_buf(), Arc::clone(&written_ms));
+        // Ends once the sender is dropped and the last value written.
+        tokio::spawn(async move {
+            while rx.changed().await.is_ok() {
+                let progress = rx.borrow_and_update().clone();
+                let (dir, written) = (dir.clone(), Arc::clone(&written));
+                let done =
+                    tokio::task::spawn_blocking(move || write_newer(&dir, &progress, &written))
+                        .await;
+                if let Ok(Err(error)) = done {
+                    tracing::warn!(error = %format!("{error:#}"), "standby: writing replica.json");
+                }
+            }
+        });
+        ProgressWriter {
+            latest,
+            written_ms,
+            data_dir: data_dir.to_path_buf(),
+        }
+    }
+
+    /// Hands `progress` over to be written soon.
+    fn later(&self, progress: &Progress) {
+        self.latest.send_replace(progress.clone());
+    }
+
+    /// Writes `progress` now (before a handover's grant is asked for).
+    fn now(&self, progress: &Progress) -> anyhow::Result<()> {
+        write_newer(&self.data_dir, progress, &self.written_ms)
+    }
+}
+
+/// Writes `progress` unless a newer one was written.
+fn write_newer(
+    data_dir: &Path,
+    progress: &Progress,
+    written_ms: &parking_lot::Mutex<i64>,
+) -> anyhow::Result<()> {
+    let mut written = written_ms.lock();
+    if progress.last_contact_ms < *written {
+        return Ok(());
+    }
+    write_progress(data_dir, progress)?;
+    *written = progress.last_contact_ms;
     Ok(())
 }
 
@@ -211,15 +285,28 @@ async fn session(
         let replica = replica.clone();
         tokio::task::spawn_blocking(move || open_copy(&replica)).await??
     };
+    // A request `after=N` tells the host that everything through N is on
+    // this disk (a synchronous standby's acks count on it): sync what an
+    // earlier session may have applied without syncing.
+    db.flush_wal(true)?;
     let mut applied = db.latest_sequence_number();
     let mut sqlite_at = Instant::now();
     // The attachments rows looked at: none yet this session.
     let mut attachments_after: attachments::Cursor = None;
+    // What the copy holds from the start (a full sync's or an earlier
+    // session's last batch), written now: the first tail request may wait
+    // a while for the host's log to move.
+    progress.applied_seq = applied;
+    progress.host_seq = progress.host_seq.max(applied);
+    let progress_file = ProgressWriter::start(data_dir, progress.clone());
+    progress_file.now(&progress)?;
     loop {
         let highest = state.lock().state().highest_term_seen;
         let request = client.get_request(&format!(
-            "/lan/v1/replica/tail?after={applied}&term={highest}"
+            "/lan/v1/replica/tail?after={applied}&term={highest}&wait_ms={}",
+            TAIL_WAIT.as_millis()
         ))?;
+        let asked = Instant::now();
         let response = client.send_streaming(request).await?;
         let term = check_term(state, response.headers())?;
         let status = response.status();
@@ -270,6 +357,7 @@ async fn session(
             }
             applied = now;
         }
+        // Durable before the next request says so (`after`).
         if count > 0 {
             db.flush_wal(true)?;
         }
@@ -277,7 +365,11 @@ async fn session(
         progress.host_seq = host_seq;
         progress.host_term = term;
         progress.last_contact_ms = crate::time::now_ms();
-        write_progress(data_dir, &progress)?;
+        if handover_seq.is_some() {
+            progress_file.now(&progress)?;
+        } else {
+            progress_file.later(&progress);
+        }
         if let Some(target) = handover_seq
             && applied >= target
         {
@@ -317,7 +409,7 @@ async fn session(
             attachments::fetch_new(&mut client, &replica, state, &mut attachments_after).await?;
             sqlite_at = Instant::now();
         }
-        if count == 0 {
+        if count == 0 && asked.elapsed() < POLL {
             tokio::time::sleep(POLL).await;
         }
     }

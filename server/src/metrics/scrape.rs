@@ -38,6 +38,27 @@ impl Metrics {
         scraped
             .backup_interval
             .set(i64::try_from(interval).unwrap_or(i64::MAX));
+        if let Some(lan) = state.lan.as_deref() {
+            let sync = lan.sync.status();
+            scraped
+                .sync_standby_required
+                .set(i64::from(sync.min_standby_acks));
+            scraped
+                .sync_standby_synchronous
+                .set(i64::from(sync.mode == "synchronous"));
+            scraped
+                .sync_standby_durable_seq
+                .set(i64::try_from(sync.standby_durable_seq).unwrap_or(i64::MAX));
+            // Counted by the host; a counter only goes up, as these do.
+            scraped
+                .sync_standby_fallbacks
+                .inner()
+                .store(sync.fallbacks, std::sync::atomic::Ordering::Relaxed);
+            scraped
+                .sync_standby_async_acks
+                .inner()
+                .store(sync.async_acks, std::sync::atomic::Ordering::Relaxed);
+        }
         // Served by the partial index `conversations_queue`.
         let queue: Result<(i64, Option<i64>), sqlx::Error> = sqlx::query_as(
             "SELECT COUNT(*), MIN(queued_at) FROM conversations WHERE status = 'queued'",

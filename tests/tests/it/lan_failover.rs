@@ -28,8 +28,8 @@ use kefu_tests::WAIT;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-const HOST_IP: &str = "127.0.0.2";
-const STANDBY_IP: &str = "127.0.0.3";
+pub(crate) const HOST_IP: &str = "127.0.0.2";
+pub(crate) const STANDBY_IP: &str = "127.0.0.3";
 /// Visitors sending at once.
 const VISITORS: usize = 4;
 

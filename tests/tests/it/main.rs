@@ -30,6 +30,7 @@ mod lan_reconcile;
 mod lan_restore;
 mod lan_shop;
 mod lan_state;
+mod lan_sync_standby;
 mod lan_tls;
 mod log_timing;
 mod metrics_lint;

@@ -535,6 +535,9 @@ pub async fn grant(
     let Some(pending) = pending else {
         return Err(ApiError::Conflict("no handover is under way".into()));
     };
+    // The candidate fsynced its copy through `seq` before asking: sends
+    // waiting for a synchronous standby (all at or below it) have theirs.
+    host.sync.standby_at(seq, true);
     let result = async {
         let successor = Successor::sign(
             &host.identity,

@@ -93,6 +93,10 @@ struct TailQuery {
     after: u64,
     /// The highest term the standby has seen.
     term: u64,
+    /// Long poll: wait up to this long (at most 5000) for the log to move
+    /// when it has nothing after `after`; absent or 0: answer at once.
+    #[serde(default)]
+    wait_ms: u64,
 }
 
 async fn tail(
@@ -101,7 +105,8 @@ async fn tail(
     ApiQuery(query): ApiQuery<TailQuery>,
 ) -> ApiResult<Response> {
     let host = hosting(&state)?;
-    let replica = super::tail(&state, host, &peer, query.after, query.term).await?;
+    let wait = std::time::Duration::from_millis(query.wait_ms);
+    let replica = super::tail(&state, host, &peer, query.after, query.term, wait).await?;
     replication_response(replica)
 }
 

@@ -149,6 +149,11 @@ pub struct Appended {
     /// True when the `client_msg_id` was seen before: `message` is the
     /// original and nothing was written.
     pub duplicate: bool,
+    /// The log's RocksDB sequence once its batch was written: the message
+    /// (a duplicate's original too) is at or below it. What a synchronous
+    /// standby must have before the send is acknowledged
+    /// (`lan::sync_standby`); 0 where there is no such sequence.
+    pub log_seq: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

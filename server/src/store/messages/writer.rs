@@ -510,10 +510,14 @@ impl Writer {
                     .as_secs_f64(),
             );
         }
+        // Every message of the batch (a duplicate's original too) is at or
+        // below the log's sequence now: one read per batch, for a
+        // synchronous standby (`lan::sync_standby`).
+        let log_seq = self.db.latest_sequence_number();
         for (index, request) in batch.drain(..).enumerate() {
             let _ = request
                 .reply
-                .send((resolve(&outcomes, index), request.draft));
+                .send((resolve(&outcomes, index, log_seq), request.draft));
         }
         self.metrics.batch_timed(
             &self.times.queued,
@@ -720,17 +724,19 @@ impl SortedPuts {
     }
 }
 
-fn resolve(outcomes: &[Outcome], index: usize) -> Result<Appended, LogError> {
+fn resolve(outcomes: &[Outcome], index: usize, log_seq: u64) -> Result<Appended, LogError> {
     match &outcomes[index] {
         Outcome::New(message) => Ok(Appended {
             message: Arc::clone(message),
             duplicate: false,
+            log_seq,
         }),
         Outcome::Existing(message) => Ok(Appended {
             message: Arc::clone(message),
             duplicate: true,
+            log_seq,
         }),
-        Outcome::SameAs(first) => resolve(outcomes, *first).map(|appended| Appended {
+        Outcome::SameAs(first) => resolve(outcomes, *first, log_seq).map(|appended| Appended {
             duplicate: true,
             ..appended
         }),
