@@ -19,6 +19,7 @@ mod hardening_edge;
 mod hardening_store;
 mod hardening_ws;
 mod lan_cli;
+mod lan_copy;
 mod lan_discovery;
 mod lan_failover;
 mod lan_handover;

@@ -86,3 +86,45 @@ describe("the handover's address", () => {
     expect(checkAddress("http://x:1")).toBe("bad");
   });
 });
+
+describe("this computer's copy (a peer)", () => {
+  const copy = (over: Partial<import("./standbys").LocalCopy>): import("./standbys").LocalCopy => ({
+    enabled: true,
+    running: true,
+    copy: true,
+    applied_seq: 50,
+    host_seq: 50,
+    behind_seq: 0,
+    last_contact_ms: 0,
+    seconds_since_contact: 0.1,
+    full_syncs: 1,
+    host_term: 2,
+    last_error: null,
+    host_reachable: true,
+    can_take_over: false,
+    ...over,
+  });
+  it("says off, starting, following, retrying, or that the host is gone", async () => {
+    const { localCopyState } = await import("./standbys");
+    expect(localCopyState(copy({ enabled: false, can_take_over: true }))).toBe("off");
+    expect(localCopyState(copy({ copy: false, applied_seq: null }))).toBe("starting");
+    expect(localCopyState(copy({}))).toBe("following");
+    expect(localCopyState(copy({ last_error: "the host refused the tail (403 Forbidden)" }))).toBe("retrying");
+    expect(localCopyState(copy({ host_reachable: false, can_take_over: true, last_error: "host not reached" }))).toBe("host_gone");
+  });
+  it("words what may be missing from how far behind it was when last heard", async () => {
+    const { missingAfterTakeover } = await import("./standbys");
+    expect(missingAfterTakeover({ behind_seq: 12, seconds_since_contact: 3.2 })).toEqual({ entries: 12, since: "3.2 s" });
+    expect(missingAfterTakeover({ behind_seq: null, seconds_since_contact: null })).toEqual({ entries: 0, since: "0.0 s" });
+  });
+  it("takes an IP and port to host on", async () => {
+    const { checkBind } = await import("./standbys");
+    expect(checkBind("0.0.0.0:5339")).toBe(true);
+    expect(checkBind(" 192.168.1.21:5339 ")).toBe(true);
+    expect(checkBind("[::]:5339")).toBe(true);
+    expect(checkBind("shop-pc:5339")).toBe(false);
+    expect(checkBind("300.1.1.1:5339")).toBe(false);
+    expect(checkBind("0.0.0.0")).toBe(false);
+    expect(checkBind("0.0.0.0:0")).toBe(false);
+  });
+});

@@ -100,3 +100,69 @@ export interface HandoverOutcome {
   pause_ms: number;
   drain_ms: number;
 }
+
+/** This computer's copy, on a peer: `GET /api/v1/lan/copy` (API.md §2.28). */
+export interface LocalCopy {
+  enabled: boolean;
+  running: boolean;
+  copy: boolean;
+  applied_seq: number | null;
+  host_seq: number | null;
+  behind_seq: number | null;
+  last_contact_ms: number | null;
+  seconds_since_contact: number | null;
+  full_syncs: number | null;
+  host_term: number | null;
+  last_error: string | null;
+  host_reachable: boolean;
+  can_take_over: boolean;
+}
+
+/** What `POST /api/v1/lan/copy/takeover` answers. */
+export interface TakeOverOutcome {
+  took_over: boolean;
+  term: number;
+  applied_seq: number;
+  host_seq: number;
+  behind_seq: number;
+  last_contact_ms: number;
+  seconds_since_contact: number;
+  lan_bind: string | null;
+}
+
+/** How this computer's copy is doing, for its words. */
+export type LocalCopyState = "off" | "starting" | "following" | "retrying" | "host_gone";
+
+export function localCopyState(copy: LocalCopy): LocalCopyState {
+  if (!copy.enabled) return "off";
+  if (copy.can_take_over) return "host_gone";
+  if (copy.last_error) return "retrying";
+  if (!copy.copy || copy.applied_seq === null) return "starting";
+  return "following";
+}
+
+/**
+ * What may be missing after a take-over, in words' parameters: the log
+ * entries the host had and the copy had not when the host was last heard
+ * (a lower bound: the host may have accepted more after), and how long ago
+ * that was.
+ */
+export function missingAfterTakeover(copy: Pick<LocalCopy, "behind_seq" | "seconds_since_contact">): {
+  entries: number;
+  since: string;
+} {
+  return {
+    entries: copy.behind_seq ?? 0,
+    since: formatSeconds(copy.seconds_since_contact ?? 0),
+  };
+}
+
+/** A LAN address to host on: an IP literal with a port (what `lan_bind` takes). */
+export function checkBind(text: string): boolean {
+  const value = text.trim();
+  const match = /^(\d{1,3}(?:\.\d{1,3}){3}|\[[0-9a-fA-F:.]+\]):(\d{1,5})$/.exec(value);
+  if (!match) return false;
+  if (!match[1].startsWith("[") && match[1].split(".").some((part) => Number(part) > 255)) return false;
+  const port = Number(match[2]);
+  return port >= 1 && port <= 65535;
+}
