@@ -125,7 +125,7 @@ pub async fn run(data_dir: PathBuf) -> anyhow::Result<Ended> {
         let _ = tokio::signal::ctrl_c().await;
         eprintln!("standby stopped");
     };
-    follow(data_dir, &Report::default(), stop).await
+    follow(data_dir, None, &Report::default(), stop).await
 }
 
 /// What an in-process standby (a peer's "keep a copy of the shop",
@@ -149,25 +149,31 @@ impl Report {
 /// The standby's loop: keeps the copy in step with the pinned host until
 /// `stop` completes (then [`Ended::Stopped`]; the copy is consistent
 /// after any batch) or the host grants this device the shop.
+///
+/// `shared`: the process's own `state.json` when something else in it
+/// writes the file too (a peer's link), else it is opened here.
 pub async fn follow(
     data_dir: PathBuf,
+    shared: Option<Arc<parking_lot::Mutex<LanStateFile>>>,
     report: &Report,
     stop: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<Ended> {
     let dir = data_dir.clone();
     let (identity, state) = tokio::task::spawn_blocking(move || {
         let (identity, _) = Identity::open(&dir)?;
-        let state = LanStateFile::open(&dir)?;
+        let state = match shared {
+            Some(shared) => shared,
+            None => Arc::new(parking_lot::Mutex::new(LanStateFile::open(&dir)?)),
+        };
         anyhow::Ok((identity, state))
     })
     .await??;
-    if state.state().role != Role::Peer {
+    if state.lock().state().role != Role::Peer {
         anyhow::bail!(
             "this device is not a peer of a host: pair it first (kefu-server lan pair), then an \
              admin makes it a standby on the host"
         );
     }
-    let state = Arc::new(parking_lot::Mutex::new(state));
     eprintln!(
         "standby of host {}: keeping a copy in {}",
         state

@@ -128,6 +128,7 @@ impl LocalCopy {
         let task = tokio::spawn(async move {
             let ended = standby::follow(
                 copy.data_dir.clone(),
+                Some(copy.link.state_file()),
                 &copy.report,
                 stopped.cancelled_owned(),
             )
@@ -136,6 +137,7 @@ impl LocalCopy {
                 Ok(Ended::Stopped) => {}
                 Ok(Ended::Host { term, address }) => {
                     tracing::warn!(term, "LAN: this computer was handed the shop");
+                    copy.reload_state();
                     *copy.became_host.lock() = Some(BecameHost {
                         term,
                         // The address the handover told the shop, when it
@@ -152,6 +154,16 @@ impl LocalCopy {
             }
         });
         *running = Some(Running { stop, task });
+    }
+
+    /// After `take_over` wrote `state.json` (the host role): the link's
+    /// in-memory copy is reread so that it cannot write the peer role back.
+    fn reload_state(&self) {
+        let shared = self.link.state_file();
+        match crate::lan::state::LanStateFile::open(&self.data_dir) {
+            Ok(fresh) => *shared.lock() = fresh,
+            Err(error) => tracing::error!(%error, "LAN: cannot reread state.json"),
+        }
     }
 
     fn report_error(&self, error: String) {
@@ -360,6 +372,7 @@ async fn take_over(
         .await
         .map_err(|e| ApiError::Internal(e.into()))?
         .map_err(|e| ApiError::Conflict(format!("{e:#}")))?;
+    copy.reload_state();
     let behind = record.host_seq.saturating_sub(record.applied_seq);
     let details = json!({
         "term": record.term,
