@@ -423,3 +423,23 @@ async fn audit(data_dir: &Path, actor: &str, details: &Value) -> anyhow::Result<
     let _ = sqlx::Connection::close(connection).await;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_switch_is_off_unless_the_file_says_on() {
+        let dir = tempfile::tempdir().expect("tmp");
+        std::fs::create_dir_all(dir.path().join(LAN_DIR)).expect("lan dir");
+        assert!(!switched_on(dir.path()), "no file: off");
+        std::fs::write(switch_path(dir.path()), b"not json").expect("write");
+        assert!(!switched_on(dir.path()), "unreadable: off");
+        let on = serde_json::to_vec(&Switch { enabled: true }).expect("json");
+        lanfs::write_atomic(&switch_path(dir.path()), &on, Visibility::Public).expect("write");
+        assert!(switched_on(dir.path()));
+        let off = serde_json::to_vec(&Switch { enabled: false }).expect("json");
+        lanfs::write_atomic(&switch_path(dir.path()), &off, Visibility::Public).expect("write");
+        assert!(!switched_on(dir.path()));
+    }
+}
