@@ -365,16 +365,21 @@ test("on the other computer, its admin keeps a copy from its own Settings → LA
   await page.locator("[data-testid=lan-takeover-yes]").click();
   await page.locator("[data-testid=lan-takeover-outcome]").waitFor({ timeout: 20_000 });
   assert.match(await page.locator("[data-testid=lan-takeover-outcome]").innerText(), /took the shop over \(term \d+; 0 log entries were missing/);
-  // The page comes back by itself, now on the host: the host's LAN tab, with its copies.
-  await page.locator("[data-testid=lan-standbys]").waitFor({ timeout: 60_000 });
+  // The server comes back as the host on the same address, and the page reloads by itself:
+  // the host's LAN tab, with its copies, and no copy panel (this computer is no peer now).
+  const nowStatus = await until(async () => {
+    const { status, body } = await api(peerOrigin, "GET", "/lan/status", undefined, token);
+    return status === 200 && body.role === "host" && body;
+  }, 60_000, `the peer serving as the host (${peer.stderr})`);
+  const hostAgain = Date.now() - asked;
+  await until(async () => (await page.locator("[data-testid=lan-copy]").count()) === 0
+    && (await page.locator("[data-testid=lan-standbys]").count()) === 1, 60_000, "the page reloaded on the host");
   const back = Date.now() - asked;
-  const { body: nowStatus } = await api(peerOrigin, "GET", "/lan/status", undefined, token);
-  assert.equal(nowStatus.role, "host");
   assert.equal(nowStatus.listening, peerLan);
   assert.equal(peer.proc.exitCode, null, "the same process serves the shop");
   const { body: messages } = await api(peerOrigin, "GET", `/conversations/${session.conversation_id}/messages`, undefined, token);
   assert.deepEqual(messages.messages.filter((m) => m.sender.type === "visitor").map((m) => m.client_msg_id), ["a1", "a2", "a3", "a4"]);
-  console.log(`take-over from the peer's tab: back as the host, page reloaded, in ${back} ms`);
+  console.log(`take-over from the peer's tab: serving as the host after ${hostAgain} ms, page reloaded after ${back} ms`);
   assert.deepEqual(problems.filter((p) => !/pageerror: Failed to fetch/.test(p)), []);
   await context.close();
 });

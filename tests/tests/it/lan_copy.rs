@@ -147,7 +147,11 @@ async fn a_peer_keeps_a_copy_when_its_admin_says_and_takes_the_shop_over_when_th
     assert_eq!(body["enabled"], false, "{body}");
     assert_eq!(body["copy"], false, "{body}");
     assert_eq!(body["host_reachable"], true, "{body}");
-    for bad in [json!({"enabled": "yes"}), json!({"enabled": true, "more": 1}), json!({})] {
+    for bad in [
+        json!({"enabled": "yes"}),
+        json!({"enabled": true, "more": 1}),
+        json!({}),
+    ] {
         let (status, body) = call(
             peer_http,
             Method::PUT,
@@ -296,7 +300,10 @@ async fn a_peer_keeps_a_copy_when_its_admin_says_and_takes_the_shop_over_when_th
     assert_eq!(took["took_over"], true, "{took}");
     assert_eq!(took["behind_seq"], 0, "{took}");
     let term = took["term"].as_u64().expect("term");
-    assert!(term > hosts_view["term"].as_u64().expect("old term"), "{took}");
+    assert!(
+        term > hosts_view["term"].as_u64().expect("old term"),
+        "{took}"
+    );
 
     // The same process serves the shop as its host now.
     let serving = until("the peer serving as the host", async || {
@@ -313,7 +320,10 @@ async fn a_peer_keeps_a_copy_when_its_admin_says_and_takes_the_shop_over_when_th
     .await;
     assert!(serving["term"].as_u64() >= Some(term), "{serving}");
     assert_eq!(serving["listening"], peer_lan.to_string(), "{serving}");
-    assert!(peer.0.try_wait().expect("wait").is_none(), "the process goes on");
+    assert!(
+        peer.0.try_wait().expect("wait").is_none(),
+        "the process goes on"
+    );
     let (status, body) = call(
         peer_http,
         Method::GET,

@@ -226,12 +226,7 @@ async fn admin(copy: &LocalCopy, headers: &HeaderMap, host_allowed: bool) -> Api
         )
         .await?;
         client
-            .request(
-                http::Method::GET,
-                "/api/v1/lan/status",
-                None,
-                Some(&token),
-            )
+            .request(http::Method::GET, "/api/v1/lan/status", None, Some(&token))
             .await
     };
     match tokio::time::timeout(Duration::from_secs(5), asked).await {
@@ -386,7 +381,11 @@ async fn take_over(
     if let Err(error) = audit(&copy.data_dir, &actor, &details).await {
         tracing::warn!(%error, "LAN takeover: could not write the audit log");
     }
-    tracing::warn!(term = record.term, behind, "LAN: this computer took the shop over");
+    tracing::warn!(
+        term = record.term,
+        behind,
+        "LAN: this computer took the shop over"
+    );
     *copy.became_host.lock() = Some(BecameHost {
         term: record.term,
         lan_bind: body.lan_bind,

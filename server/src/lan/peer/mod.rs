@@ -207,14 +207,14 @@ fn source_address(listening: IpAddr, host: &super::HostAddress) -> Option<IpAddr
 fn router(config: &Config, relay: Arc<Relay>, copy: Arc<copy::LocalCopy>) -> Router {
     let local = copy::routes(copy).merge(
         Router::new()
-        .route("/api/v1/lan/link", get(link_status))
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
-        .merge(crate::ui::workstation_routes())
-        .route("/api/{*rest}", axum::routing::any(relay::forward))
-        .fallback(|| async { ApiError::NotFound("no such route".into()) })
-        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
-        .with_state(relay),
+            .route("/api/v1/lan/link", get(link_status))
+            .route("/healthz", get(|| async { "ok" }))
+            .route("/readyz", get(readyz))
+            .merge(crate::ui::workstation_routes())
+            .route("/api/{*rest}", axum::routing::any(relay::forward))
+            .fallback(|| async { ApiError::NotFound("no such route".into()) })
+            .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+            .with_state(relay),
     );
     local
         // Outside everything: a foreign Host (DNS rebinding) gets nothing.
