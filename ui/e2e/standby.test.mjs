@@ -358,7 +358,8 @@ test("on the other computer, its admin keeps a copy from its own Settings → LA
   await page.locator("[data-testid=lan-takeover-yes]").click();
   await page.locator("[data-testid=lan-copy-error]").waitFor();
   assert.match(await page.locator("[data-testid=lan-copy-error]").innerText(), /IP:PORT/);
-  await page.screenshot({ path: shot("lan-takeover-confirm"), fullPage: true });
+  await page.locator("[data-testid=lan-copy]").screenshot({ path: shot("lan-takeover-confirm") });
+  copyFileSync(shot("lan-takeover-confirm"), resolve(import.meta.dirname, "../../docs/lan-takeover-peer.png"));
   const peerLan = `${STANDBY_IP}:${await portOn(STANDBY_IP)}`;
   await bindField.fill(peerLan);
   const asked = Date.now();
