@@ -247,6 +247,7 @@ test("an admin makes a computer a standby, sees its lag, and hands the shop over
   assert.match(await moved.innerText(), /The shop moved to .*nothing to reload/);
   await agentPage.locator("[data-live=open]").waitFor({ timeout: 20_000 });
   await agentPage.screenshot({ path: shot("lan-handover-peer-agent") });
+  copyFileSync(shot("lan-handover-peer-agent"), resolve(import.meta.dirname, "../../docs/lan-handover-peer-agent.png"));
   const composer = agentPage.locator("textarea[data-testid=composer]");
   await composer.fill("已为您查询，今天发货");
   await composer.press("Enter");
