@@ -8,7 +8,8 @@
 //! the host answers; after `kill -9` of the host the peer says how far
 //! behind its copy was, takes over when confirmed, and the same process
 //! goes on serving the shop as its host (on its LAN address) with every
-//! message its copy had, audited.
+//! message its copy had, audited. And a peer whose copy the host's admin
+//! hands the shop to goes on as the host on the address the handover named.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -315,7 +316,8 @@ async fn a_peer_keeps_a_copy_when_its_admin_says_and_takes_the_shop_over_when_th
             None,
         )
         .await;
-        (status == 200 && body["role"] == "host").then_some(body)
+        // Not the old host's answer, relayed while the peer still is one.
+        (status == 200 && body["role"] == "host" && body["superseded_by"].is_null()).then_some(body)
     })
     .await;
     assert!(serving["term"].as_u64() >= Some(term), "{serving}");
@@ -355,4 +357,113 @@ async fn a_peer_keeps_a_copy_when_its_admin_says_and_takes_the_shop_over_when_th
         peer_lan.to_string(),
         "{audit}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_peer_whose_copy_is_handed_the_shop_goes_on_as_the_host_on_the_address_named() {
+    let host_dir = tempfile::tempdir().expect("tmp");
+    let peer_dir = tempfile::tempdir().expect("tmp");
+    create_owner(host_dir.path());
+    let host = Server::start_on(host_dir.path(), HOST_IP, free_addr(HOST_IP), &[]).await;
+    let admin = host.login().await;
+    let device = pair(&host, host_dir.path(), &admin, peer_dir.path()).await;
+    let (status, body) = call(
+        host.http,
+        Method::PUT,
+        &format!("/api/v1/lan/devices/{device}/standby"),
+        Some(&admin),
+        Some(json!({"enabled": true})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, app) = call(
+        host.http,
+        Method::POST,
+        "/api/v1/apps",
+        Some(&admin),
+        Some(json!({"name": "Shop"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{app}");
+    let (visitor_token, conversation) =
+        visitor(&host, app["app"]["app_key"].as_str().expect("key")).await;
+    for n in 1..=5 {
+        let (status, body) = call(
+            host.public,
+            Method::POST,
+            "/api/v1/visitor/messages",
+            Some(&visitor_token),
+            Some(json!({"client_msg_id": format!("m{n}"), "content": format!("message {n}")})),
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let peer_http = free_addr(PEER_IP);
+    let peer = Killed(peer_process(peer_dir.path(), peer_http, host.lan));
+    until("the peer", async || {
+        let (status, _) = call(peer_http, Method::GET, "/readyz", None, None).await;
+        (status == 200).then_some(Value::Null)
+    })
+    .await;
+    let (status, body) = call(
+        peer_http,
+        Method::PUT,
+        "/api/v1/lan/copy",
+        Some(&admin),
+        Some(json!({"enabled": true})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    until("the standby connected", async || {
+        let status = host.status(&admin).await;
+        (status["standbys"][0]["connected"] == true
+            && status["standbys"][0]["applied_seq"] == status["log_seq"])
+            .then_some(status)
+    })
+    .await;
+
+    // The host's admin hands the shop to it, naming where it will host.
+    let peer_lan = free_addr(PEER_IP);
+    let (status, handed) = call(
+        host.http,
+        Method::POST,
+        "/api/v1/lan/handover",
+        Some(&admin),
+        Some(json!({"device_id": device.to_string(), "address": peer_lan.to_string()})),
+    )
+    .await;
+    assert_eq!(status, 200, "{handed}");
+    let term = handed["successor"]["term"].as_u64().expect("term");
+    let serving = until("the peer serving as the host", async || {
+        let (status, body) = call(
+            peer_http,
+            Method::GET,
+            "/api/v1/lan/status",
+            Some(&admin),
+            None,
+        )
+        .await;
+        // Not the old host's answer, relayed while the peer still is one.
+        (status == 200 && body["role"] == "host" && body["superseded_by"].is_null()).then_some(body)
+    })
+    .await;
+    assert!(serving["term"].as_u64() >= Some(term), "{serving}");
+    assert_eq!(serving["listening"], peer_lan.to_string(), "{serving}");
+    let (status, body) = call(
+        peer_http,
+        Method::GET,
+        &format!("/api/v1/conversations/{conversation}/messages?limit=200"),
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let ids: Vec<&str> = body["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .filter_map(|m| m["client_msg_id"].as_str())
+        .collect();
+    assert_eq!(ids, ["m1", "m2", "m3", "m4", "m5"]);
+    drop(peer);
 }
