@@ -421,7 +421,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             // SIGTERM that comes right after start-up must stop it gracefully.
             let signals = Signals::listen();
             if config.lan.peer_of.is_some() {
-                let running = crate::lan::peer::start(config).await?;
+                let running = crate::lan::peer::start(config.clone()).await?;
+                let became_host = running.became_host();
                 let token = running.shutdown_token();
                 crate::ops::notify::ready(running.addr);
                 crate::ops::notify::spawn_watchdog(None, token.clone());
@@ -431,7 +432,26 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     crate::ops::notify::stopping();
                     token.cancel();
                 });
-                return running.wait().await;
+                running.wait().await?;
+                let Some(host) = became_host.lock().clone() else {
+                    return Ok(());
+                };
+                // This device took the shop over (or was handed it) from
+                // its Settings → LAN: serve it as the host, on the same
+                // loopback address, on the LAN where the admin said.
+                let mut config = config;
+                config.lan.peer_of = None;
+                config.lan.bind = host.lan_bind.or(config.lan.bind);
+                if config.lan.bind.is_none() {
+                    eprintln!(
+                        "this computer is now the shop's host (term {}): start serving with \
+                         kefu-server serve --lan-bind ADDRESS",
+                        host.term
+                    );
+                    return Ok(());
+                }
+                tracing::warn!(term = host.term, lan = ?config.lan.bind, "serving the shop as its host");
+                return serve_host(config, Signals::listen()).await;
             }
             serve_host(config, signals).await
         }

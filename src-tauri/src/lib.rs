@@ -102,6 +102,7 @@ pub async fn restart_server(app: &tauri::AppHandle, shell: &Arc<Shell>) -> Resul
     let started = running.is_some();
     *shell.server.lock() = running;
     watch_link(app, shell);
+    watch_became_host(app, shell);
     tray::refresh(app);
     match status {
         Status::Running { .. } if started => Ok(()),
@@ -137,6 +138,48 @@ fn watch_link(app: &tauri::AppHandle, shell: &Arc<Shell>) {
         }
     });
     *shell.link_watch.lock() = Some(task);
+}
+
+/// On a peer: when this computer becomes the shop's host from Settings →
+/// LAN (its admin took the shop over, or the host handed the shop to this
+/// computer's copy), the peer stops by itself; the preferences then say to
+/// host (on the address the take-over named, else the one they had, else
+/// the default) and the server starts again as the host on the same
+/// loopback port. The page waits for it and reloads (`LanThisCopy`).
+fn watch_became_host(app: &tauri::AppHandle, shell: &Arc<Shell>) {
+    let Some((stopped, became_host)) = shell
+        .server
+        .lock()
+        .as_ref()
+        .and_then(Embedded::peer)
+        .map(|peer| (peer.shutdown_token(), peer.became_host()))
+    else {
+        return;
+    };
+    let app = app.clone();
+    let weak = Arc::downgrade(shell);
+    tauri::async_runtime::spawn(async move {
+        stopped.cancelled().await;
+        let Some(host) = became_host.lock().clone() else {
+            return;
+        };
+        let Some(shell) = weak.upgrade() else {
+            return;
+        };
+        tracing::warn!(term = host.term, "this computer is now the shop's host");
+        let prefs = {
+            let mut prefs = shell.prefs.lock();
+            let default = crate::prefs::DEFAULT_LAN_BIND.parse().ok();
+            prefs.lan.host_bind = host.lan_bind.or(prefs.lan.host_bind).or(default);
+            prefs.clone()
+        };
+        if let Err(error) = prefs.save(&shell.dirs.config) {
+            tracing::error!(%error, "cannot save the preferences to host");
+        }
+        if let Err(error) = restart_server(&app, &shell).await {
+            tracing::error!(%error, "the server did not start as the shop's host");
+        }
+    });
 }
 
 /// Runs the app until the agent quits.
@@ -236,6 +279,7 @@ pub fn run() -> anyhow::Result<()> {
             tray::create(app.handle())?;
             create_window(app.handle(), &shell, !hidden)?;
             watch_link(app.handle(), &shell);
+            watch_became_host(app.handle(), &shell);
             quit_on_signals(app.handle());
             updates::check_on_start(app.handle(), &shell);
             Ok(())

@@ -152,6 +152,8 @@ struct Progress {
     /// everything it had (0: the last answer was cut at
     /// [`TAIL_MAX_BYTES`]); a request after it means caught up.
     answered_through: u64,
+    /// When it last fetched a full snapshot (since this host started).
+    last_full_sync: Option<Instant>,
 }
 
 /// The standbys' progress, by device (in memory: a restarted host learns
@@ -175,6 +177,9 @@ pub struct StandbyStatus {
     /// Seconds since the standby last had everything the host had.
     pub lag_seconds: Option<f64>,
     pub full_syncs: u64,
+    /// Seconds since its last full sync from this host (`None`: none
+    /// since the host started).
+    pub last_full_sync_seconds: Option<f64>,
 }
 
 /// A standby that has not asked for this long shows as not connected.
@@ -193,6 +198,7 @@ impl Standbys {
             seen_at: now,
             full_syncs: 0,
             answered_through: 0,
+            last_full_sync: None,
         });
         entry.applied = applied;
         entry.seen_at = now;
@@ -227,9 +233,11 @@ impl Standbys {
             seen_at: now,
             full_syncs: 0,
             answered_through: 0,
+            last_full_sync: None,
         });
         entry.full_syncs += 1;
         entry.seen_at = now;
+        entry.last_full_sync = Some(now);
     }
 
     fn status(&self, device: DeviceId, name: String, latest: u64) -> StandbyStatus {
@@ -243,6 +251,7 @@ impl Standbys {
                 lag_seq: None,
                 lag_seconds: None,
                 full_syncs: 0,
+                last_full_sync_seconds: None,
             },
             Some(progress) => {
                 let lag_seq = latest.saturating_sub(progress.applied);
@@ -258,6 +267,9 @@ impl Standbys {
                         progress.caught_up_at.elapsed().as_secs_f64()
                     }),
                     full_syncs: progress.full_syncs,
+                    last_full_sync_seconds: progress
+                        .last_full_sync
+                        .map(|at| at.elapsed().as_secs_f64()),
                 }
             }
         }

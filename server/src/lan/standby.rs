@@ -182,32 +182,75 @@ enum End {
 }
 
 /// How `lan standby` ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ended {
     /// Stopped (Ctrl-C).
     Stopped,
     /// Granted the shop by a planned handover: the copy is the shop's data
-    /// now, in `term`; the caller serves it (or says how to).
-    Host { term: u64 },
+    /// now, in `term`; the caller serves it (or says how to), at
+    /// `address` (the one the handover named) when it is an IP of its own.
+    Host {
+        term: u64,
+        address: Option<HostAddress>,
+    },
 }
 
 /// `lan standby`: runs until stopped (Ctrl-C; SIGTERM ends the process:
 /// the copy is consistent after any batch) or granted the shop.
 pub async fn run(data_dir: PathBuf) -> anyhow::Result<Ended> {
+    let stop = async {
+        let _ = tokio::signal::ctrl_c().await;
+        eprintln!("standby stopped");
+    };
+    follow(data_dir, None, &Report::default(), stop).await
+}
+
+/// What an in-process standby (a peer's "keep a copy of the shop",
+/// `lan::peer::copy`) shows besides `replica.json`: why the last session
+/// with the host ended, while it retries.
+#[derive(Default)]
+pub struct Report {
+    last_error: parking_lot::Mutex<Option<String>>,
+}
+
+impl Report {
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error.lock().clone()
+    }
+
+    pub fn set(&self, error: Option<String>) {
+        *self.last_error.lock() = error;
+    }
+}
+
+/// The standby's loop: keeps the copy in step with the pinned host until
+/// `stop` completes (then [`Ended::Stopped`]; the copy is consistent
+/// after any batch) or the host grants this device the shop.
+///
+/// `shared`: the process's own `state.json` when something else in it
+/// writes the file too (a peer's link), else it is opened here.
+pub async fn follow(
+    data_dir: PathBuf,
+    shared: Option<Arc<parking_lot::Mutex<LanStateFile>>>,
+    report: &Report,
+    stop: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<Ended> {
     let dir = data_dir.clone();
     let (identity, state) = tokio::task::spawn_blocking(move || {
         let (identity, _) = Identity::open(&dir)?;
-        let state = LanStateFile::open(&dir)?;
+        let state = match shared {
+            Some(shared) => shared,
+            None => Arc::new(parking_lot::Mutex::new(LanStateFile::open(&dir)?)),
+        };
         anyhow::Ok((identity, state))
     })
     .await??;
-    if state.state().role != Role::Peer {
+    if state.lock().state().role != Role::Peer {
         anyhow::bail!(
             "this device is not a peer of a host: pair it first (kefu-server lan pair), then an \
              admin makes it a standby on the host"
         );
     }
-    let state = Arc::new(parking_lot::Mutex::new(state));
     eprintln!(
         "standby of host {}: keeping a copy in {}",
         state
@@ -222,7 +265,7 @@ pub async fn run(data_dir: PathBuf) -> anyhow::Result<Ended> {
     let mut force_full = false;
     let work = async {
         loop {
-            match session(&identity, &data_dir, &state, force_full).await {
+            match session(&identity, &data_dir, &state, force_full, report).await {
                 Ok(End::Granted(successor)) => return become_host(&data_dir, successor).await,
                 Ok(End::Resync(why)) => {
                     tracing::info!(%why, "standby: syncing in full");
@@ -230,8 +273,10 @@ pub async fn run(data_dir: PathBuf) -> anyhow::Result<Ended> {
                     force_full = true;
                 }
                 Err(error) => {
-                    tracing::warn!(error = %format!("{error:#}"), "standby: host not reached");
-                    eprintln!("host not reached: {error:#}");
+                    let error = format!("{error:#}");
+                    tracing::warn!(%error, "standby: host not reached");
+                    eprintln!("host not reached: {error}");
+                    report.set(Some(error));
                     tokio::time::sleep(RECONNECT).await;
                 }
             }
@@ -239,10 +284,7 @@ pub async fn run(data_dir: PathBuf) -> anyhow::Result<Ended> {
     };
     tokio::select! {
         done = work => done,
-        _ = tokio::signal::ctrl_c() => {
-            eprintln!("standby stopped");
-            Ok(Ended::Stopped)
-        }
+        () = stop => Ok(Ended::Stopped),
     }
 }
 
@@ -265,6 +307,7 @@ async fn session(
     data_dir: &Path,
     state: &parking_lot::Mutex<LanStateFile>,
     force_full: bool,
+    report: &Report,
 ) -> anyhow::Result<End> {
     let host = state
         .lock()
@@ -370,6 +413,7 @@ async fn session(
         } else {
             progress_file.later(&progress);
         }
+        report.set(None);
         if let Some(target) = handover_seq
             && applied >= target
         {
@@ -423,6 +467,7 @@ async fn become_host(
     successor: super::handover::Successor,
 ) -> anyhow::Result<Ended> {
     let dir = data_dir.to_path_buf();
+    let address = successor.address.clone();
     let record =
         tokio::task::spawn_blocking(move || super::takeover::take_over_granted(&dir, &successor))
             .await??;
@@ -431,7 +476,10 @@ async fn become_host(
         record.term
     );
     eprintln!("The old host wrote nothing after this copy's last entry.");
-    Ok(Ended::Host { term: record.term })
+    Ok(Ended::Host {
+        term: record.term,
+        address,
+    })
 }
 
 /// Reads a [`frames`] file stream into `root`, fsyncing each file.

@@ -133,7 +133,9 @@ pub fn record_reconciled(data_dir: &Path, done: Reconciled) -> anyhow::Result<()
     write(data_dir, &record)
 }
 
-fn take_over(data_dir: &Path) -> anyhow::Result<TakenOver> {
+/// `lan takeover`'s steps on a stopped standby (also the peer's "take over",
+/// `lan::peer::copy`): the copy becomes the shop in term `highest seen + 1`.
+pub fn take_over(data_dir: &Path) -> anyhow::Result<TakenOver> {
     if crate::ops::runtime::server_running(data_dir)? {
         anyhow::bail!(
             "a server is running on {}: stop it first (the peer), then take over",

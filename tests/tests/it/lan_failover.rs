@@ -711,6 +711,10 @@ async fn a_standby_whose_tail_the_host_no_longer_holds_syncs_in_full_and_never_s
     };
     let status = standby_until(&host, &admin, caught_up).await;
     assert_eq!(status["standbys"][0]["full_syncs"], 1, "{status}");
+    let since = status["standbys"][0]["last_full_sync_seconds"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("the full sync's age: {status}"));
+    assert!((0.0..60.0).contains(&since), "{status}");
 
     // The standby is away while the host writes and restarts: RocksDB's
     // recovery flushes the memtables and the WAL that held the tail goes.

@@ -20,6 +20,7 @@ mod hardening_store;
 mod hardening_ws;
 mod lan_carry;
 mod lan_cli;
+mod lan_copy;
 mod lan_discovery;
 mod lan_failover;
 mod lan_handover;

@@ -5,7 +5,7 @@
 // agent signed in, closing the browser signs out); the desktop app replaces
 // `tokenStore` with the OS keyring ("remember me").
 import { Api, ApiError } from "../lib/api";
-import { Live, type LiveState } from "../lib/live";
+import { Live, type LiveState, type Moved } from "../lib/live";
 import type { Agent, AgentStatus, ServerFrame } from "../lib/types";
 
 export interface TokenStore {
@@ -37,6 +37,8 @@ class Session {
   live = $state<LiveState>("stopped");
   /** Set when the server refused our token (revoked): the login screen says so. */
   expired = $state(false);
+  /** The shop moved to another LAN host (a handover): the shell says where. */
+  moved = $state<Moved | null>(null);
 
   readonly api = new Api(apiBase());
   tokenStore: TokenStore = browserTokenStore;
@@ -163,6 +165,7 @@ class Session {
         this.expired = true;
         this.end();
       },
+      onMoved: (moved) => (this.moved = moved),
     });
     this.connection = live;
     live.start();

@@ -4,7 +4,7 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { WebSocketServer, WebSocket as NodeWebSocket } from "ws";
 import type { AddressInfo } from "node:net";
-import { Live, type LiveState } from "./live";
+import { Live, parseMoved, type LiveState, type Moved } from "./live";
 import type { Message, ServerFrame } from "./types";
 
 interface Received {
@@ -222,6 +222,36 @@ describe("Live against a real WebSocket server", () => {
     await new Promise((r) => setTimeout(r, 80));
     expect(server.sockets).toHaveLength(1);
     expect(live.current).toBe("offline");
+  });
+
+  it("on 4301 says where the shop moved, reconnects at once and resends what was not acked", async () => {
+    const moves: Moved[] = [];
+    start({ onMoved: (m) => moves.push(m), minDelayMs: 10, maxDelayMs: 10_000 });
+    await until(() => welcomes.length === 1);
+    server.ack = false;
+    const sent = live.sendMessage({ conversation_id: "conv1", content: "during the handover" });
+    await until(() => server.sends(0).length === 1);
+    // The old host closes every connection naming its successor.
+    server.ack = true;
+    server.sockets[0].close(4301, "moved GAVWHOZ3-AAAA-BBBB 192.168.1.21:5339");
+    await until(() => welcomes.length === 2);
+    expect(moves).toEqual([{ deviceId: "GAVWHOZ3-AAAA-BBBB", address: "192.168.1.21:5339" }]);
+    const message = await sent;
+    expect(message.content).toBe("during the handover");
+    expect(server.sends(1).map((f) => f.client_msg_id)).toEqual([message.client_msg_id]);
+  });
+});
+
+describe("4301 close reasons", () => {
+  it("reads the device and the address, or the device alone", () => {
+    expect(parseMoved("moved GAVW-HOZ3-X 10.0.0.2:5339")).toEqual({ deviceId: "GAVW-HOZ3-X", address: "10.0.0.2:5339" });
+    expect(parseMoved("moved GAVW-HOZ3-X")).toEqual({ deviceId: "GAVW-HOZ3-X", address: null });
+  });
+  it("refuses anything else", () => {
+    expect(parseMoved("")).toBeNull();
+    expect(parseMoved("moved")).toBeNull();
+    expect(parseMoved("going away")).toBeNull();
+    expect(parseMoved("moved a b c")).toBeNull();
   });
 });
 

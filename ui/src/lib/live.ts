@@ -9,6 +9,9 @@
 //   while offline, or whose ack was lost with the connection, is sent again
 //   after the next `welcome` with the same id, and the server dedupes it.
 // - Close 4401 (bad token) and 4403 (origin refused) are final: no retry.
+// - Close 4301 (the LAN host handed the shop over, API.md §2.24): says
+//   where the shop went (`onMoved`) and reconnects at once; through a
+//   peer's relay the same address reaches the new host.
 
 import type { Message, ServerFrame } from "./types";
 import { clientMsgId } from "./ids";
@@ -53,6 +56,8 @@ export interface LiveOptions {
   onState?: (state: LiveState) => void;
   /** The server refused the token or the origin (close 4401/4403): no retry. */
   onRefused?: (code: number) => void;
+  /** The shop moved to another LAN host (close 4301): where, from the reason. */
+  onMoved?: (moved: Moved) => void;
   minDelayMs?: number;
   maxDelayMs?: number;
   pingEveryMs?: number;
@@ -60,6 +65,21 @@ export interface LiveOptions {
   deadAfterMs?: number;
   WebSocketImpl?: typeof WebSocket;
   random?: () => number;
+}
+
+/** Where the shop went, from a 4301 close's reason `moved DEVICE_ID [ADDRESS]`. */
+export interface Moved {
+  deviceId: string;
+  address: string | null;
+}
+
+export const MOVED_CODE = 4301;
+
+/** Parses a 4301 close reason; null when it is not one. */
+export function parseMoved(reason: string): Moved | null {
+  const parts = reason.trim().split(/\s+/);
+  if (parts[0] !== "moved" || !parts[1] || parts.length > 3) return null;
+  return { deviceId: parts[1], address: parts[2] ?? null };
 }
 
 /** The delay before reconnect attempt `attempt` (0-based): full jitter. */
@@ -225,7 +245,7 @@ export class Live {
       }
       this.handle(frame);
     };
-    ws.onclose = (event) => this.onClosed(ws, event.code);
+    ws.onclose = (event) => this.onClosed(ws, event.code, event.reason);
     ws.onerror = () => {
       /* onclose follows */
     };
@@ -265,7 +285,7 @@ export class Live {
     this.opts.onFrame(frame);
   }
 
-  private onClosed(ws: WebSocket, code: number) {
+  private onClosed(ws: WebSocket, code: number, reason = "") {
     if (this.ws !== ws) return;
     this.ws = null;
     this.welcomed = false;
@@ -275,6 +295,12 @@ export class Live {
       this.setState("offline");
       this.opts.onRefused?.(code);
       return;
+    }
+    if (code === MOVED_CODE) {
+      const moved = parseMoved(reason);
+      if (moved) this.opts.onMoved?.(moved);
+      // The new host is up or about to be: try again soon, not after a long backoff.
+      this.attempt = 0;
     }
     this.scheduleReconnect();
   }

@@ -247,6 +247,13 @@ impl Link {
         &self.identity
     }
 
+    /// The device's `state.json`, shared with whatever else in this
+    /// process writes it (the copy's loop, `peer::copy`): one in-memory
+    /// copy, so that no writer puts back a term another one raised.
+    pub fn state_file(&self) -> Arc<Mutex<LanStateFile>> {
+        Arc::clone(&self.state_file)
+    }
+
     pub fn address(&self) -> HostAddress {
         self.target.lock().address.clone()
     }

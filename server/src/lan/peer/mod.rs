@@ -15,8 +15,9 @@
 //! What the loopback listener serves (same accept loop, limits, timeouts
 //! and `Host` check as a solo server's): the workstation UI, `/healthz`,
 //! `/readyz` (503 until the link is connected), `GET /api/v1/lan/link` (the
-//! link's status, answered here and never relayed) and the relay for every
-//! other `/api/…` path. Nothing else.
+//! link's status, answered here and never relayed), `/api/v1/lan/copy…`
+//! (this computer's copy of the shop and the take-over, [`copy`]) and the
+//! relay for every other `/api/…` path. Nothing else.
 //!
 //! It listens **on loopback only**, refused otherwise at start: anything
 //! reaching it acts with this device's key on the host.
@@ -26,6 +27,7 @@
 //! [`link::Link::subscribe`] for changes, shutdown).
 
 pub mod connector;
+pub mod copy;
 pub mod link;
 pub mod relay;
 
@@ -59,6 +61,7 @@ pub struct RunningPeer {
     /// The loopback address it serves on.
     pub addr: SocketAddr,
     link: Arc<Link>,
+    copy: Arc<copy::LocalCopy>,
     shutdown: CancellationToken,
     task: JoinHandle<anyhow::Result<()>>,
 }
@@ -71,6 +74,14 @@ impl RunningPeer {
 
     pub fn status(&self) -> LinkStatus {
         self.link.status()
+    }
+
+    /// Set when this device became the shop's host while serving as a peer
+    /// (its admin took the shop over, or the host handed it over to this
+    /// device's copy): the peer then stops, and its caller serves the shop
+    /// as the host (`copy`).
+    pub fn became_host(&self) -> Arc<parking_lot::Mutex<Option<copy::BecameHost>>> {
+        self.copy.became_host()
     }
 
     pub fn shutdown_token(&self) -> CancellationToken {
@@ -146,13 +157,15 @@ pub async fn start_on(config: Config, listener: TcpListener) -> anyhow::Result<R
     )
     .map_err(anyhow::Error::msg)?;
     let shutdown = CancellationToken::new();
+    let copy = copy::LocalCopy::new(config.data_dir.clone(), Arc::clone(&link), shutdown.clone());
+    copy.resume().await;
     let relay = Arc::new(Relay::new(
         Arc::clone(&link),
         connector,
         config.limits.max_connections,
         shutdown.clone(),
     ));
-    let router = router(&config, Arc::clone(&relay));
+    let router = router(&config, Arc::clone(&relay), Arc::clone(&copy));
     tokio::spawn(Arc::clone(&link).supervise(shutdown.clone()));
     let slots = crate::http::serve::slots(&config.http);
     let http_config = config.http.clone();
@@ -181,6 +194,7 @@ pub async fn start_on(config: Config, listener: TcpListener) -> anyhow::Result<R
     Ok(RunningPeer {
         addr,
         link,
+        copy,
         shutdown,
         task,
     })
@@ -237,16 +251,18 @@ fn source_address(listening: IpAddr, host: &super::HostAddress) -> Option<IpAddr
     (listening.is_loopback() && host_ip.is_loopback() && listening != host_ip).then_some(listening)
 }
 
-fn router(config: &Config, relay: Arc<Relay>) -> Router {
-    let local = Router::new()
-        .route("/api/v1/lan/link", get(link_status))
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
-        .merge(crate::ui::workstation_routes())
-        .route("/api/{*rest}", axum::routing::any(relay::forward))
-        .fallback(|| async { ApiError::NotFound("no such route".into()) })
-        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
-        .with_state(relay);
+fn router(config: &Config, relay: Arc<Relay>, copy: Arc<copy::LocalCopy>) -> Router {
+    let local = copy::routes(copy).merge(
+        Router::new()
+            .route("/api/v1/lan/link", get(link_status))
+            .route("/healthz", get(|| async { "ok" }))
+            .route("/readyz", get(readyz))
+            .merge(crate::ui::workstation_routes())
+            .route("/api/{*rest}", axum::routing::any(relay::forward))
+            .fallback(|| async { ApiError::NotFound("no such route".into()) })
+            .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+            .with_state(relay),
+    );
     local
         // Outside everything: a foreign Host (DNS rebinding) gets nothing.
         .layer(middleware::from_fn_with_state(

@@ -7,11 +7,12 @@ import { tickets } from "./tickets";
 import { settings } from "./settings";
 import { suggest } from "./suggest";
 import { lan } from "./lan";
+import { standby } from "./standby";
 import { backup } from "./backup";
 import { updates } from "./updates";
 // Event lines ("X joined the conversation") are shared with the widget.
 import { eventDicts } from "../../lib/events";
 
-export const dicts = mergeDicts(common, chats, tickets, settings, eventDicts, suggest, lan, backup, updates);
+export const dicts = mergeDicts(common, chats, tickets, settings, eventDicts, suggest, lan, standby, backup, updates);
 /** Every key of the workstation's strings: `t("nav.chats")`, and a misspelt key fails the type check. */
 export type Key = KeyOf<typeof dicts>;
