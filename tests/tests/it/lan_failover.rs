@@ -93,7 +93,22 @@ fn spawn_server(
     public: SocketAddr,
     env: &[(String, String)],
 ) -> Child {
-    kefu()
+    serve_with(kefu(), dir, http, lan, public)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .spawn()
+        .expect("spawn server")
+}
+
+/// `command` (the server binary, or `ip netns exec NS` it) as the tests'
+/// `serve`: the three listeners, `--durability os`, no rate limits.
+pub(crate) fn serve_with(
+    mut command: Command,
+    dir: &Path,
+    http: SocketAddr,
+    lan: SocketAddr,
+    public: SocketAddr,
+) -> Command {
+    command
         .args(["serve", "--data-dir"])
         .arg(dir)
         .args(["--bind", &http.to_string()])
@@ -105,11 +120,9 @@ fn spawn_server(
         .env("KEFU_LIMITS__PASSWORD_ATTEMPTS_PER_ACCOUNT_PER_HOUR", "0")
         .env("KEFU_LIMITS__VISITOR_MESSAGES_PER_SECOND", "0")
         .env("KEFU_LIMITS__VISITOR_MESSAGE_BURST", "0")
-        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn server")
+        .stderr(Stdio::null());
+    command
 }
 
 impl Server {
@@ -348,7 +361,13 @@ fn start_load(
 }
 
 pub(crate) fn standby_process(dir: &Path) -> Child {
-    kefu()
+    standby_process_with(kefu(), dir)
+}
+
+/// `lan standby` run by `command` (the server binary, or `ip netns exec
+/// NS` it).
+pub(crate) fn standby_process_with(mut command: Command, dir: &Path) -> Child {
+    command
         .args(["lan", "standby", "--data-dir"])
         .arg(dir)
         .env("RUST_LOG", "warn")
@@ -736,7 +755,7 @@ async fn a_standby_whose_tail_the_host_no_longer_holds_syncs_in_full_and_never_s
 }
 
 /// The visitor's message number `n` (`client_msg_id` "m{n}"), acked.
-async fn say(public: SocketAddr, token: &str, n: u32) {
+pub(crate) async fn say(public: SocketAddr, token: &str, n: u32) {
     let (status, body) = call(
         public,
         Method::POST,

@@ -87,13 +87,13 @@ fn signal(server: &Server, name: &str) {
     assert!(status.success());
 }
 
-fn takeover_record(dir: &Path) -> Value {
+pub(crate) fn takeover_record(dir: &Path) -> Value {
     serde_json::from_slice(&std::fs::read(dir.join("lan/takeover.json")).expect("takeover.json"))
         .expect("json")
 }
 
 /// Waits until the new host recorded its reconciliation; returns it.
-async fn reconciled(dir: &Path) -> Value {
+pub(crate) async fn reconciled(dir: &Path) -> Value {
     let deadline = Instant::now() + WAIT;
     loop {
         let record = takeover_record(dir);
@@ -108,7 +108,7 @@ async fn reconciled(dir: &Path) -> Value {
 /// Every conversation on the new host: gap-free, no `client_msg_id` twice,
 /// every acknowledged one there exactly once. Returns how many of them
 /// were past the fork.
-async fn check_exactly_once(
+pub(crate) async fn check_exactly_once(
     new_host: &Server,
     admin: &str,
     visitors: &[(String, String)],
