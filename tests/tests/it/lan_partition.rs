@@ -318,8 +318,8 @@ fn a_partition_by_link_down_then_takeover_and_heal_demotes_the_old_host_and_lose
 
     // The standby in namespace b follows the host over the veth.
     let mut standby = standby_process_with(kefu_in(&ns, 1), standby_dir.path());
-    runtime.block_on(standby_until(&host, &admin, |_, standby| {
-        standby["connected"] == true && standby["applied_seq"].as_u64().unwrap_or(0) > 0
+    runtime.block_on(standby_until(&host, &admin, |status, standby| {
+        standby["connected"] == true && standby["applied_seq"] == status["log_seq"]
     }));
 
     let old_log: Log = Arc::default();
