@@ -800,7 +800,7 @@ async fn a_takeover_killed_at_any_step_is_finished_by_running_it_again() {
             .path()
             .join(record["aside"].as_str().expect("aside"));
         assert!(
-            aside.join("kefu.db").is_file(),
+            aside.join("kefu.sqlite3").is_file(),
             "{point}: this device's own data is kept aside"
         );
         // It serves every message, in order, once.
