@@ -209,7 +209,12 @@ fn take_over(data_dir: &Path, granted: bool) -> anyhow::Result<TakenOver> {
     };
     let replica = replica_dir(data_dir);
     if record.pending == Some(Pending::MovingAside) {
-        let aside = data_dir.join(record.aside.as_deref().context("no aside directory recorded")?);
+        let aside = data_dir.join(
+            record
+                .aside
+                .as_deref()
+                .context("no aside directory recorded")?,
+        );
         for name in store_entries() {
             let path = data_dir.join(&name);
             if path.exists() {

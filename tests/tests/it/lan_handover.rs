@@ -139,11 +139,7 @@ impl Serving {
 
 /// `lan standby` with the listeners it serves on once granted the shop
 /// (the same flags and limits as the tests' `serve`).
-fn serving_standby(
-    dir: &Path,
-    serving: Serving,
-    env: &[(&str, &str)],
-) -> std::process::Child {
+fn serving_standby(dir: &Path, serving: Serving, env: &[(&str, &str)]) -> std::process::Child {
     kefu()
         .args(["lan", "standby", "--data-dir"])
         .arg(dir)

@@ -47,9 +47,7 @@ use crate::lan_failover::{
     Server, call, create_owner, free_addr, kefu, pair, say, serve_with, standby_process,
     standby_process_with, standby_until, visitor,
 };
-use crate::lan_handover::{
-    Shared, Shop, Serving, acked, agent_ws, close_of, shop, start_load,
-};
+use crate::lan_handover::{Serving, Shared, Shop, acked, agent_ws, close_of, shop, start_load};
 use crate::lan_netns::{enter, kefu_in};
 use crate::lan_reconcile::{check_exactly_once, reconciled, takeover_record};
 
@@ -340,7 +338,10 @@ fn a_partition_by_link_down_then_takeover_and_heal_demotes_the_old_host_and_lose
         );
         let deadline = Instant::now() + WAIT;
         while acks_in(&old_log) < schedule.acks_before_cut {
-            assert!(Instant::now() < deadline, "the visitors are not acknowledged");
+            assert!(
+                Instant::now() < deadline,
+                "the visitors are not acknowledged"
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
         let (mut ws, _) = runtime.block_on(agent_ws(host.public, &listener.0));
@@ -357,7 +358,10 @@ fn a_partition_by_link_down_then_takeover_and_heal_demotes_the_old_host_and_lose
             if now_ms() - heard >= 1000 {
                 break;
             }
-            assert!(Instant::now() < deadline, "the standby still hears the host");
+            assert!(
+                Instant::now() < deadline,
+                "the standby still hears the host"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         eprintln!(
@@ -444,7 +448,11 @@ fn a_partition_by_link_down_then_takeover_and_heal_demotes_the_old_host_and_lose
         };
         let demoted_after = healed.elapsed();
         let demoted_seen = Instant::now();
-        assert_eq!(status["superseded_by"]["device_id"], json!(device), "{status}");
+        assert_eq!(
+            status["superseded_by"]["device_id"],
+            json!(device),
+            "{status}"
+        );
         assert_eq!(status["superseded_by"]["term"], new_term, "{status}");
         // Its clients are told where the shop went.
         let (code, reason) = runtime.block_on(close_of(&mut ws));
@@ -482,7 +490,10 @@ fn a_partition_by_link_down_then_takeover_and_heal_demotes_the_old_host_and_lose
             .iter()
             .filter(|sent| sent.status == 201 && sent.sent_at >= first_refusal)
             .collect();
-        assert!(late_acks.is_empty(), "acknowledged after a refusal: {late_acks:?}");
+        assert!(
+            late_acks.is_empty(),
+            "acknowledged after a refusal: {late_acks:?}"
+        );
         let after_demotion: Vec<&Sent> = old_sends
             .iter()
             .filter(|sent| sent.sent_at >= demoted_seen)
@@ -520,7 +531,8 @@ fn a_partition_by_link_down_then_takeover_and_heal_demotes_the_old_host_and_lose
             let served = runtime.block_on(new_host.messages(&new_admin, conversation));
             for (seq, id) in new_acked.get(conversation).into_iter().flatten() {
                 assert_eq!(
-                    served[*seq as usize - 1]["client_msg_id"], id.as_str(),
+                    served[*seq as usize - 1]["client_msg_id"],
+                    id.as_str(),
                     "the new host's seq {seq} in {conversation} moved"
                 );
             }
@@ -528,12 +540,18 @@ fn a_partition_by_link_down_then_takeover_and_heal_demotes_the_old_host_and_lose
                 .iter()
                 .filter_map(|m| m["client_msg_id"].as_str())
                 .collect();
-            assert!(!ids.contains("after-the-heal"), "a refused send was written");
+            assert!(
+                !ids.contains("after-the-heal"),
+                "a refused send was written"
+            );
         }
         assert!(past_fork > 0, "nothing was acknowledged past the fork");
         assert_eq!(done["skipped"], 0, "{done}");
         let resent = done["resent"].as_u64().expect("resent");
-        assert!(resent >= past_fork as u64, "{done}, {past_fork} past the fork");
+        assert!(
+            resent >= past_fork as u64,
+            "{done}, {past_fork} past the fork"
+        );
         eprintln!(
             "partition (seed {}): the old host acknowledged {} sends ({past_fork} past the fork, \
              {stale_acks} of them while the new host served), the new host {}; the old host \
@@ -608,7 +626,11 @@ async fn a_candidate_killed_between_writing_its_term_and_announcing_it_leaves_on
         assert!(Instant::now() < deadline, "the candidate did not crash");
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    assert_eq!(exit.signal(), Some(9), "killed at the crash point: {exit:?}");
+    assert_eq!(
+        exit.signal(),
+        Some(9),
+        "killed at the crash point: {exit:?}"
+    );
     let state = read_json(&standby_dir.path().join("lan/state.json"));
     assert_eq!(state["role"], "host", "{state}");
     assert_eq!(state["term"], old_term + 1, "the term was written: {state}");
@@ -773,7 +795,10 @@ async fn a_takeover_killed_at_any_step_is_finished_by_running_it_again() {
             .args(["--bind", &free_addr(STANDBY_IP).to_string()])
             .output()
             .expect("serve");
-        assert!(!output.status.success(), "{point}: served a half-done takeover");
+        assert!(
+            !output.status.success(),
+            "{point}: served a half-done takeover"
+        );
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains("lan takeover"), "{point}: {stderr}");
         let output = kefu()
@@ -781,24 +806,31 @@ async fn a_takeover_killed_at_any_step_is_finished_by_running_it_again() {
             .arg(dir.path())
             .output()
             .expect("lan standby");
-        assert!(!output.status.success(), "{point}: followed the old host again");
+        assert!(
+            !output.status.success(),
+            "{point}: followed the old host again"
+        );
 
         // Run again: finished.
         let output = takeover(dir.path(), None);
         let stdout = String::from_utf8_lossy(&output.stdout);
         assert!(output.status.success(), "{point}: {output:?}");
-        assert!(stdout.contains("took over the shop in term 2"), "{point}: {stdout}");
+        assert!(
+            stdout.contains("took over the shop in term 2"),
+            "{point}: {stdout}"
+        );
         let state = read_json(&dir.path().join("lan/state.json"));
         assert_eq!(state["role"], "host", "{point}: {state}");
         assert_eq!(state["term"], 2, "{point}: {state}");
         let record = takeover_record(dir.path());
         assert!(record.get("pending").is_none(), "{point}: {record}");
         assert_eq!(record["term"], 2, "{point}: {record}");
-        assert_eq!(record["fork"], expected_fork, "{point}: the same fork point");
+        assert_eq!(
+            record["fork"], expected_fork,
+            "{point}: the same fork point"
+        );
         assert!(!dir.path().join("replica").exists(), "{point}");
-        let aside = dir
-            .path()
-            .join(record["aside"].as_str().expect("aside"));
+        let aside = dir.path().join(record["aside"].as_str().expect("aside"));
         assert!(
             aside.join("kefu.sqlite3").is_file(),
             "{point}: this device's own data is kept aside"
