@@ -136,6 +136,17 @@ struct Sent {
 
 type Log = Arc<Mutex<Vec<Sent>>>;
 
+/// Raises every flag when dropped (also while unwinding).
+struct StopOnDrop(Vec<Arc<AtomicBool>>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        for flag in &self.0 {
+            flag.store(true, Ordering::Release);
+        }
+    }
+}
+
 /// Visitors sending from a thread inside namespace `side` (its sockets are
 /// made there) to `public`, one message after another until `stop`, each
 /// with a new `client_msg_id` (`{prefix}{visitor}-{n}`), every answer
@@ -325,6 +336,9 @@ fn a_partition_by_link_down_then_takeover_and_heal_demotes_the_old_host_and_lose
     let stop_old = Arc::new(AtomicBool::new(false));
     let stop_new = Arc::new(AtomicBool::new(false));
     std::thread::scope(|scope| {
+        // A failed assertion stops the visitors too: the scope waits for
+        // their threads before it passes the panic on.
+        let _stop_on_panic = StopOnDrop(vec![Arc::clone(&stop_old), Arc::clone(&stop_new)]);
         let old_load = load_from(
             scope,
             &ns,
