@@ -543,7 +543,18 @@ impl Config {
             figment = figment.merge(Toml::file(file));
         }
         figment = figment
-            .merge(Env::prefixed("KEFU_").ignore(&["CONFIG"]).split("__"))
+            .merge(
+                Env::prefixed("KEFU_")
+                    .ignore(&["CONFIG"])
+                    // `KEFU_TEST_*` belong to the tests (`fault`'s crash
+                    // points, seeded schedules): never configuration.
+                    .filter(|key| {
+                        !key.as_str()
+                            .get(..5)
+                            .is_some_and(|head| head.eq_ignore_ascii_case("test_"))
+                    })
+                    .split("__"),
+            )
             .merge(Serialized::defaults(overrides));
         let config: Config = figment
             .extract()

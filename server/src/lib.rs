@@ -21,6 +21,7 @@ pub mod config;
 pub mod conversations;
 pub mod error;
 pub mod export;
+pub mod fault;
 pub mod http;
 pub mod hub;
 pub mod ids;
@@ -113,6 +114,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
 /// As [`start`], on a listener the caller bound.
 pub async fn start_on(config: Config, listener: TcpListener) -> anyhow::Result<Running> {
     config.validate().map_err(anyhow::Error::msg)?;
+    // A data dir halfway through `lan takeover` holds half of two stores.
+    lan::takeover::refuse_unfinished(&config.data_dir)?;
     let addr = listener.local_addr()?;
     // The LAN listener (TLS only) is bound before the term is written, so
     // a port in use stops start-up before anything changed.

@@ -235,7 +235,9 @@ impl LanHost {
             "LAN host listening (TLS)"
         );
         // A host that took the shop over tells the old host its term.
-        super::takeover::spawn_fencer(config.data_dir.clone(), host.term);
+        let address =
+            (!listening.ip().is_unspecified()).then(|| super::HostAddress::from(listening));
+        super::takeover::spawn_fencer(config.data_dir.clone(), host.term, address);
         Ok(host)
     }
 

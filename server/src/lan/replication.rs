@@ -22,7 +22,7 @@
 //!   INTO`), which the standby swaps in every few seconds.
 //! - `GET /lan/v1/replica/attachment?name=N` — one attachment's file
 //!   ([`attachments`]): those uploaded after the full sync.
-//! - `POST /lan/v1/fence {"term"}` — a standby that took the shop over
+//! - `POST /lan/v1/fence {"term", "address"?}` — a standby that took the shop over
 //!   tells this (old) host its term; a term at least this host's own
 //!   demotes it at once (durably, `LanStateFile::demote`) and closes its
 //!   message log, so it never writes again in its stale term.
@@ -536,8 +536,16 @@ fn gap(after: u64, first: Option<u64>) -> ApiError {
 }
 
 /// `POST /lan/v1/fence`: a standby that took the shop over with `term`
-/// fences this host (module doc). Returns this host's own term.
-pub async fn fence(state: &AppState, host: &LanHost, peer: &LanPeer, term: u64) -> ApiResult<u64> {
+/// (and serves at `address`, when it said) fences this host (module doc;
+/// `lan::handover::fenced`: no send is acknowledged once the new term is
+/// durable here). Returns this host's own term.
+pub async fn fence(
+    state: &AppState,
+    host: &LanHost,
+    peer: &LanPeer,
+    term: u64,
+    address: Option<super::address::HostAddress>,
+) -> ApiResult<u64> {
     let key = peer
         .key
         .as_ref()
@@ -550,11 +558,7 @@ pub async fn fence(state: &AppState, host: &LanHost, peer: &LanPeer, term: u64) 
     if key.device_id == host.identity.device_id() {
         return Err(ApiError::bad_request("a host does not fence itself"));
     }
-    // Sends are held out (those in flight finish first) while this host
-    // demotes and closes its log: none is written once `superseded_by` is.
-    let _held = host.handover.gate.hold().await;
-    let demoted = host
-        .demote(term, key.device_id)
+    let demoted = super::handover::fenced(state, host, term, key.device_id, address)
         .await
         .map_err(ApiError::Internal)?;
     if !demoted {
@@ -563,8 +567,6 @@ pub async fn fence(state: &AppState, host: &LanHost, peer: &LanPeer, term: u64) 
             term, host.term
         )));
     }
-    // Nothing is written in this term from now on.
-    state.log.close().await;
     tracing::warn!(
         by = %key.device_id.short(),
         term,

@@ -237,6 +237,7 @@ pub async fn follow(
 ) -> anyhow::Result<Ended> {
     let dir = data_dir.clone();
     let (identity, state) = tokio::task::spawn_blocking(move || {
+        super::takeover::refuse_unfinished(&dir)?;
         let (identity, _) = Identity::open(&dir)?;
         let state = match shared {
             Some(shared) => shared,
@@ -471,6 +472,10 @@ async fn become_host(
     let record =
         tokio::task::spawn_blocking(move || super::takeover::take_over_granted(&dir, &successor))
             .await??;
+    // The new term is durable; nothing has announced it yet (no listener
+    // bound, no answer, no mDNS): a crash here must leave one writer per
+    // term (docs/LAN.md, "Crash-safety of handover and takeover").
+    crate::fault::crash_point("handover.term_written");
     println!(
         "this computer is now the shop's host, in term {}",
         record.term

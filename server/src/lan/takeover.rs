@@ -14,6 +14,15 @@
 //! 4. the state becomes host of the old host's history in term `highest
 //!    seen + 1`, in one durable write (`LanStateFile::take_over`).
 //!
+//! **Resumable.** `lan/takeover.json` is written first, with the fork
+//! point and [`Pending`] (how far the steps got), and rewritten as each
+//! step ends; a takeover interrupted anywhere (a crash, a power cut) is
+//! finished by running `lan takeover` again, which goes on from the step
+//! recorded and never opens the copy twice (the fork point was read
+//! before anything moved). Until it is finished, `serve` and `lan
+//! standby` refuse the data dir ([`refuse_unfinished`]): the data dir may
+//! hold half of the copy and half of this device's own data.
+//!
 //! Then `serve --lan-bind` serves the shop (its start opens the next term,
 //! as every start as host does) and, while `takeover.json` says the old
 //! host was not fenced yet, [`spawn_fencer`] keeps telling the old host's
@@ -34,7 +43,7 @@ use super::fs::{self as lanfs, Visibility};
 use super::identity::{Identity, LAN_DIR};
 use super::replication::replica_dir;
 use super::standby::{open_copy, read_progress};
-use super::state::{LanStateFile, PinnedHost};
+use super::state::{HistoryId, LanStateFile, PinnedHost, Role};
 use super::tls::ServerTrust;
 
 /// The record in `DATA_DIR/lan/`.
@@ -63,6 +72,54 @@ pub struct TakenOver {
     /// When the old host's writes past the fork were re-sent here.
     #[serde(default)]
     pub reconciled: Option<Reconciled>,
+    /// The history taken over (written at the first step, for a resumed
+    /// takeover).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history_id: Option<HistoryId>,
+    /// Where this device's own data goes (`before-takeover-<UTC time>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aside: Option<String>,
+    /// Set while the takeover is not finished: the step it is at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<Pending>,
+}
+
+/// The step an unfinished takeover is at (module doc, "Resumable").
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Pending {
+    /// This device's own data is being moved aside (every entry still in
+    /// the data dir is its own).
+    MovingAside,
+    /// Its own data is aside; the copy is being moved into place (every
+    /// entry still in `replica/` goes in), then the term is written.
+    MovingIn,
+}
+
+/// The data dir's entries a takeover moves: its own aside, the copy's in.
+fn store_entries() -> [String; 5] {
+    [
+        crate::store::db::FILE_NAME.to_owned(),
+        format!("{}-wal", crate::store::db::FILE_NAME),
+        format!("{}-shm", crate::store::db::FILE_NAME),
+        crate::LOG_DIR.to_owned(),
+        crate::attachments::DIR.to_owned(),
+    ]
+}
+
+/// Refuses a data dir whose `lan takeover` was interrupted: it may hold
+/// half of the copy and half of this device's own data until `lan
+/// takeover` is run again and finishes.
+pub fn refuse_unfinished(data_dir: &Path) -> anyhow::Result<()> {
+    match read(data_dir) {
+        Some(record) if record.pending.is_some() => anyhow::bail!(
+            "a takeover of the shop was interrupted on {}: run kefu-server lan takeover --data-dir \
+             {} again to finish it, then serve",
+            data_dir.display(),
+            data_dir.display()
+        ),
+        _ => Ok(()),
+    }
 }
 
 fn takeover_path(data_dir: &Path) -> PathBuf {
@@ -82,7 +139,7 @@ fn write(data_dir: &Path, record: &TakenOver) -> anyhow::Result<()> {
 
 /// `lan takeover`.
 pub async fn takeover(data_dir: PathBuf) -> anyhow::Result<()> {
-    let record = tokio::task::spawn_blocking(move || take_over(&data_dir)).await??;
+    let record = tokio::task::spawn_blocking(move || take_over(&data_dir, false)).await??;
     let behind = record.host_seq.saturating_sub(record.applied_seq);
     let heard = (crate::time::now_ms() - record.last_contact_ms).max(0) / 1000;
     println!("took over the shop in term {}", record.term);
@@ -106,7 +163,7 @@ pub fn take_over_granted(
     data_dir: &Path,
     granted: &super::handover::Successor,
 ) -> anyhow::Result<TakenOver> {
-    let mut record = take_over(data_dir)?;
+    let record = take_over(data_dir, true)?;
     if record.term != granted.term {
         tracing::warn!(
             granted = granted.term,
@@ -114,14 +171,6 @@ pub fn take_over_granted(
             "LAN handover: wrote a higher term than the one granted"
         );
     }
-    record.fenced_at_ms = Some(crate::time::now_ms());
-    // The old host closed its log before granting: it wrote nothing past
-    // the copy's end, there is nothing to reconcile.
-    record.reconciled = Some(Reconciled {
-        at_ms: crate::time::now_ms(),
-        ..Reconciled::default()
-    });
-    write(data_dir, &record)?;
     Ok(record)
 }
 
@@ -133,9 +182,14 @@ pub fn record_reconciled(data_dir: &Path, done: Reconciled) -> anyhow::Result<()
     write(data_dir, &record)
 }
 
-/// `lan takeover`'s steps on a stopped standby (also the peer's "take over",
-/// `lan::peer::copy`): the copy becomes the shop in term `highest seen + 1`.
-pub fn take_over(data_dir: &Path) -> anyhow::Result<TakenOver> {
+/// `lan takeover`'s steps (module doc), resumed from the step recorded
+/// when an earlier run was interrupted; also the peer's "take over"
+/// (`lan::peer::copy`): the copy becomes the shop in term `highest seen +
+/// 1`. `granted`: a planned handover's grant (the old host demoted before
+/// granting and wrote nothing past the copy's end: it is recorded as
+/// fenced and reconciled from the first write on, so a resumed takeover
+/// keeps that).
+pub fn take_over(data_dir: &Path, granted: bool) -> anyhow::Result<TakenOver> {
     if crate::ops::runtime::server_running(data_dir)? {
         anyhow::bail!(
             "a server is running on {}: stop it first (the peer), then take over",
@@ -143,6 +197,90 @@ pub fn take_over(data_dir: &Path) -> anyhow::Result<TakenOver> {
         );
     }
     let mut state = LanStateFile::open(data_dir)?;
+    let mut record = match read(data_dir).filter(|record| record.pending.is_some()) {
+        Some(record) => {
+            tracing::warn!(step = ?record.pending, "LAN: finishing an interrupted takeover");
+            eprintln!("finishing the takeover that was interrupted");
+            record
+        }
+        None => {
+            let record = first_step(data_dir, &state, granted)?;
+            crate::fault::crash_point("takeover.recorded");
+            record
+        }
+    };
+    let replica = replica_dir(data_dir);
+    if record.pending == Some(Pending::MovingAside) {
+        let aside = data_dir.join(
+            record
+                .aside
+                .as_deref()
+                .context("no aside directory recorded")?,
+        );
+        for name in store_entries() {
+            let path = data_dir.join(&name);
+            if path.exists() {
+                std::fs::create_dir_all(&aside)?;
+                std::fs::rename(&path, aside.join(&name))
+                    .with_context(|| format!("moving {} aside", path.display()))?;
+                crate::fault::crash_point("takeover.moving_aside");
+            }
+        }
+        crate::ops::manifest::sync_dir(data_dir)?;
+        if aside.exists() {
+            crate::ops::manifest::sync_dir(&aside)?;
+        }
+        record.pending = Some(Pending::MovingIn);
+        write(data_dir, &record)?;
+    }
+    if record.pending == Some(Pending::MovingIn) {
+        for name in store_entries() {
+            let path = replica.join(&name);
+            if path.exists() {
+                let target = data_dir.join(&name);
+                if target.exists() {
+                    anyhow::bail!(
+                        "{} is in the way of the copy's {name}: move it out of the data dir, then \
+                         run lan takeover again",
+                        target.display()
+                    );
+                }
+                std::fs::rename(&path, &target)
+                    .with_context(|| format!("moving the copy's {name} into place"))?;
+                crate::fault::crash_point("takeover.moving_in");
+            }
+        }
+        crate::ops::manifest::sync_dir(data_dir)?;
+        let _ = std::fs::remove_dir_all(&replica);
+        crate::fault::crash_point("takeover.copy_in_place");
+    }
+    let history = record
+        .history_id
+        .or(state.state().host.as_ref().and_then(|host| host.history_id))
+        .context("the takeover record does not say which history it is")?;
+    // A run interrupted after the term's write finds this device the host
+    // of that history already (nothing else makes it one: `serve` refuses
+    // an unfinished takeover): that term is the takeover's.
+    record.term = if state.state().role == Role::Host && state.state().history_id == history {
+        state.state().term
+    } else {
+        state.take_over(history)?
+    };
+    crate::fault::crash_point("takeover.term_written");
+    record.pending = None;
+    write(data_dir, &record)?;
+    tracing::info!(
+        term = record.term,
+        applied_seq = record.applied_seq,
+        "LAN: took the shop over"
+    );
+    Ok(record)
+}
+
+/// The first step of a takeover: checks this device can take over, reads
+/// the copy's last sequence and heads (the fork point), and records all of
+/// it durably before anything moves.
+fn first_step(data_dir: &Path, state: &LanStateFile, granted: bool) -> anyhow::Result<TakenOver> {
     let old_host = state
         .state()
         .host
@@ -161,59 +299,41 @@ pub fn take_over(data_dir: &Path) -> anyhow::Result<TakenOver> {
         .history_id
         .or(old_host.history_id)
         .context("the copy does not say which history it is")?;
-    // This device's own data goes aside (kept), the copy comes in.
-    let own = [
-        crate::store::db::FILE_NAME.to_owned(),
-        format!("{}-wal", crate::store::db::FILE_NAME),
-        format!("{}-shm", crate::store::db::FILE_NAME),
-        crate::LOG_DIR.to_owned(),
-        crate::attachments::DIR.to_owned(),
-    ];
     let stamp = jiff::Timestamp::now()
         .strftime("%Y%m%dT%H%M%SZ")
         .to_string();
-    let aside = data_dir.join(format!("before-takeover-{stamp}"));
-    for name in &own {
-        let path = data_dir.join(name);
-        if path.exists() {
-            std::fs::create_dir_all(&aside)?;
-            std::fs::rename(&path, aside.join(name))
-                .with_context(|| format!("moving {} aside", path.display()))?;
-        }
-    }
-    for name in &own {
-        let path = replica.join(name);
-        if path.exists() {
-            std::fs::rename(&path, data_dir.join(name))
-                .with_context(|| format!("moving the copy's {name} into place"))?;
-        }
-    }
-    crate::ops::manifest::sync_dir(data_dir)?;
-    let _ = std::fs::remove_dir_all(&replica);
-    let mut record = TakenOver {
+    let now = crate::time::now_ms();
+    let record = TakenOver {
         old_host,
         term: 0,
-        at_ms: crate::time::now_ms(),
+        at_ms: now,
         applied_seq,
         host_seq: progress.host_seq.max(applied_seq),
         last_contact_ms: progress.last_contact_ms,
-        fenced_at_ms: None,
+        fenced_at_ms: granted.then_some(now),
         fork: Some(ForkPoint {
             seq: applied_seq,
             heads,
         }),
-        reconciled: None,
+        // The old host closed its log before granting: it wrote nothing
+        // past the copy's end, there is nothing to reconcile.
+        reconciled: granted.then(|| Reconciled {
+            at_ms: now,
+            ..Reconciled::default()
+        }),
+        history_id: Some(history),
+        aside: Some(format!("before-takeover-{stamp}")),
+        pending: Some(Pending::MovingAside),
     };
     write(data_dir, &record)?;
-    record.term = state.take_over(history)?;
-    write(data_dir, &record)?;
-    tracing::info!(term = record.term, applied_seq, "LAN: took the shop over");
     Ok(record)
 }
 
 /// On a host that took the shop over and has not fenced the old host yet:
-/// tells the old host `term` every [`FENCE_RETRY`] until it answers.
-pub fn spawn_fencer(data_dir: PathBuf, term: u64) {
+/// tells the old host `term` (and where this host serves, `address`, for
+/// the successor notice it then gives its clients) every [`FENCE_RETRY`]
+/// until it answers.
+pub fn spawn_fencer(data_dir: PathBuf, term: u64, address: Option<super::HostAddress>) {
     let Some(record) = read(&data_dir) else {
         return;
     };
@@ -241,7 +361,7 @@ pub fn spawn_fencer(data_dir: PathBuf, term: u64) {
                     .request(
                         Method::POST,
                         "/lan/v1/fence",
-                        Some(&json!({"term": term})),
+                        Some(&json!({"term": term, "address": address.as_ref().map(ToString::to_string)})),
                         None,
                     )
                     .await?;

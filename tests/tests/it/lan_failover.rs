@@ -93,7 +93,22 @@ fn spawn_server(
     public: SocketAddr,
     env: &[(String, String)],
 ) -> Child {
-    kefu()
+    serve_with(kefu(), dir, http, lan, public)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .spawn()
+        .expect("spawn server")
+}
+
+/// `command` (the server binary, or `ip netns exec NS` it) as the tests'
+/// `serve`: the three listeners, `--durability os`, no rate limits.
+pub(crate) fn serve_with(
+    mut command: Command,
+    dir: &Path,
+    http: SocketAddr,
+    lan: SocketAddr,
+    public: SocketAddr,
+) -> Command {
+    command
         .args(["serve", "--data-dir"])
         .arg(dir)
         .args(["--bind", &http.to_string()])
@@ -105,11 +120,9 @@ fn spawn_server(
         .env("KEFU_LIMITS__PASSWORD_ATTEMPTS_PER_ACCOUNT_PER_HOUR", "0")
         .env("KEFU_LIMITS__VISITOR_MESSAGES_PER_SECOND", "0")
         .env("KEFU_LIMITS__VISITOR_MESSAGE_BURST", "0")
-        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn server")
+        .stderr(Stdio::null());
+    command
 }
 
 impl Server {
@@ -368,7 +381,13 @@ fn start_load(
 }
 
 pub(crate) fn standby_process(dir: &Path) -> Child {
-    kefu()
+    standby_process_with(kefu(), dir)
+}
+
+/// `lan standby` run by `command` (the server binary, or `ip netns exec
+/// NS` it).
+pub(crate) fn standby_process_with(mut command: Command, dir: &Path) -> Child {
+    command
         .args(["lan", "standby", "--data-dir"])
         .arg(dir)
         .env("RUST_LOG", "warn")

@@ -39,17 +39,17 @@ const RUNS: usize = 3;
 /// What the hosts acknowledged: per conversation, seq → client_msg_id,
 /// and when each ack came (for the interruption the visitors saw).
 #[derive(Default)]
-struct Acks {
-    by_conversation: HashMap<String, BTreeMap<u64, String>>,
-    times: Vec<Instant>,
+pub(crate) struct Acks {
+    pub(crate) by_conversation: HashMap<String, BTreeMap<u64, String>>,
+    pub(crate) times: Vec<Instant>,
 }
 
-type Shared = Arc<std::sync::Mutex<Acks>>;
+pub(crate) type Shared = Arc<std::sync::Mutex<Acks>>;
 
 /// Visitors sending one message after another to whatever `target` says
 /// (the public address, as a reverse proxy would switch it), resending
 /// the same `client_msg_id` until it is acked.
-fn start_load(
+pub(crate) fn start_load(
     target: Arc<std::sync::Mutex<SocketAddr>>,
     visitors: Vec<(String, String)>,
     stop: Arc<AtomicBool>,
@@ -101,7 +101,7 @@ fn start_load(
         .collect()
 }
 
-async fn acked(acks: &Shared) -> usize {
+pub(crate) async fn acked(acks: &Shared) -> usize {
     acks.lock()
         .expect("lock")
         .by_conversation
@@ -139,7 +139,7 @@ impl Serving {
 
 /// `lan standby` with the listeners it serves on once granted the shop
 /// (the same flags and limits as the tests' `serve`).
-fn serving_standby(dir: &Path, serving: Serving) -> std::process::Child {
+fn serving_standby(dir: &Path, serving: Serving, env: &[(&str, &str)]) -> std::process::Child {
     kefu()
         .args(["lan", "standby", "--data-dir"])
         .arg(dir)
@@ -152,17 +152,20 @@ fn serving_standby(dir: &Path, serving: Serving) -> std::process::Child {
         .env("KEFU_LIMITS__PASSWORD_ATTEMPTS_PER_ACCOUNT_PER_HOUR", "0")
         .env("KEFU_LIMITS__VISITOR_MESSAGES_PER_SECOND", "0")
         .env("KEFU_LIMITS__VISITOR_MESSAGE_BURST", "0")
+        .envs(env.iter().copied())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("spawn lan standby")
 }
 
+/// `env` for the host, `standby_env` for the standby.
 pub(crate) async fn shop(
     host_dir: &Path,
     standby_dir: &Path,
     env: &[(&str, &str)],
     serving: Option<Serving>,
+    standby_env: &[(&str, &str)],
 ) -> Shop {
     create_owner(host_dir);
     let host = Server::start_on(host_dir, HOST_IP, free_addr(HOST_IP), env).await;
@@ -192,7 +195,7 @@ pub(crate) async fn shop(
         visitors.push(visitor(&host, &app_key).await);
     }
     let standby = match serving {
-        Some(serving) => serving_standby(standby_dir, serving),
+        Some(serving) => serving_standby(standby_dir, serving, standby_env),
         None => standby_process(standby_dir),
     };
     standby_until(&host, &admin, |status, standby| {
@@ -227,7 +230,7 @@ async fn a_planned_handover_under_load_loses_nothing_and_doubles_nothing() {
             device,
             visitors,
             standby,
-        } = shop(host_dir.path(), standby_dir.path(), &[], Some(serving)).await;
+        } = shop(host_dir.path(), standby_dir.path(), &[], Some(serving), &[]).await;
         let old_term = host.status(&admin).await["term"].as_u64().expect("term");
 
         // Only an admin hands over, only to a standby; a bad body changes
@@ -424,7 +427,7 @@ async fn a_planned_handover_under_load_loses_nothing_and_doubles_nothing() {
     );
 }
 
-fn signal(child: &std::process::Child, name: &str) {
+pub(crate) fn signal(child: &std::process::Child, name: &str) {
     let status = std::process::Command::new("kill")
         .args([name, &child.id().to_string()])
         .status()
@@ -448,6 +451,7 @@ async fn an_interrupted_handover_resumes_writes_in_the_hosts_term_and_the_candid
         standby_dir.path(),
         &[("KEFU_LAN__HANDOVER_TIMEOUT_SECS", "2")],
         None,
+        &[],
     )
     .await;
     let term = host.status(&admin).await["term"].as_u64().expect("term");
@@ -593,7 +597,7 @@ async fn an_interrupted_handover_resumes_writes_in_the_hosts_term_and_the_candid
 }
 
 /// Reads a WebSocket until the server closes it: (code, reason).
-async fn close_of(
+pub(crate) async fn close_of(
     ws: &mut tokio_tungstenite::WebSocketStream<
         tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
     >,
@@ -613,7 +617,7 @@ async fn close_of(
 }
 
 /// An agent's WebSocket at `base`, past its `welcome`.
-async fn agent_ws(
+pub(crate) async fn agent_ws(
     base: SocketAddr,
     token: &str,
 ) -> (
@@ -669,7 +673,7 @@ async fn clients_are_told_where_the_shop_went_and_a_peer_follows_without_a_resta
         device,
         visitors,
         standby,
-    } = shop(host_dir.path(), standby_dir.path(), &[], Some(serving)).await;
+    } = shop(host_dir.path(), standby_dir.path(), &[], Some(serving), &[]).await;
     let old_term = host.status(&admin).await["term"].as_u64().expect("term");
 
     // A peer on .4, relaying an agent's REST and WebSocket to the host.

@@ -41,7 +41,7 @@ impl Drop for Process {
     }
 }
 
-fn kefu_in(ns: &Namespaces, index: usize) -> Command {
+pub(crate) fn kefu_in(ns: &Namespaces, index: usize) -> Command {
     let mut command = Command::new("ip");
     command
         .args(["netns", "exec", &ns.names[index]])
@@ -51,7 +51,7 @@ fn kefu_in(ns: &Namespaces, index: usize) -> Command {
 
 /// Moves this thread into namespace `index` (0 = a, 1 = b): the sockets it
 /// makes from now on are there.
-fn enter(ns: &Namespaces, index: usize) {
+pub(crate) fn enter(ns: &Namespaces, index: usize) {
     let file = File::open(format!("/run/netns/{}", ns.names[index])).expect("namespace file");
     setns(file.as_fd(), CloneFlags::CLONE_NEWNET).expect("setns");
 }

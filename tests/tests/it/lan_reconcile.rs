@@ -108,7 +108,7 @@ pub(crate) async fn reconciled(dir: &Path) -> Value {
 /// Every conversation on the new host: gap-free, no `client_msg_id` twice,
 /// every acknowledged one there exactly once. Returns how many of them
 /// were past the fork.
-async fn check_exactly_once(
+pub(crate) async fn check_exactly_once(
     new_host: &Server,
     admin: &str,
     visitors: &[(String, String)],

@@ -26,6 +26,7 @@ mod lan_failover;
 mod lan_handover;
 mod lan_host;
 mod lan_netns;
+mod lan_partition;
 mod lan_peer;
 mod lan_reconcile;
 mod lan_restore;

@@ -211,13 +211,6 @@ impl WriteGate {
     pub fn moved(&self) -> Option<&Successor> {
         self.moved.get()
     }
-
-    /// Holds every send out (waiting for those in flight) until the
-    /// guard is dropped: a fence demotes and closes the log under it, so
-    /// no send is written after `superseded_by` is.
-    pub async fn hold(&self) -> tokio::sync::OwnedRwLockWriteGuard<()> {
-        Arc::clone(&self.lock).write_owned().await
-    }
 }
 
 fn moved(successor: &Successor) -> ApiError {
@@ -566,6 +559,45 @@ pub async fn grant(
             Err(ApiError::Internal(error))
         }
     }
+}
+
+/// A standby that took the shop over fences this host (`POST
+/// /lan/v1/fence`, `lan::replication::fence`) with `term`: as a grant
+/// does, behind the closed write gate, so that **no send is acknowledged
+/// here once the new term is durable here**. Closing the gate waits for
+/// the sends already past it (each is acknowledged in this host's term,
+/// before the new one is known); then `superseded_by` is written, the log
+/// closed, and the gate opens refusing every send (503 naming `device` at
+/// `address`), and the WebSockets close with 4301. Returns false (nothing
+/// changed) when `term` is below this host's.
+pub async fn fenced(
+    state: &AppState,
+    host: &LanHost,
+    term: u64,
+    device: DeviceId,
+    address: Option<HostAddress>,
+) -> anyhow::Result<bool> {
+    if term < host.term {
+        return Ok(false);
+    }
+    let notice = Successor::sign(
+        &host.identity,
+        host.history_id,
+        host.term,
+        term,
+        device,
+        address,
+    )?;
+    let closed = Arc::clone(&host.handover.gate.lock).write_owned().await;
+    if !host.demote(term, device).await? {
+        return Ok(false);
+    }
+    // Nothing is written in this term from now on; the gate refuses.
+    state.log.close().await;
+    let _ = host.handover.gate.moved.set(notice);
+    drop(closed);
+    state.hub.close_all();
+    Ok(true)
 }
 
 #[cfg(test)]

@@ -363,7 +363,7 @@ async fn take_over(
     }
     copy.stop().await;
     let dir = copy.data_dir.clone();
-    let record = tokio::task::spawn_blocking(move || crate::lan::takeover::take_over(&dir))
+    let record = tokio::task::spawn_blocking(move || crate::lan::takeover::take_over(&dir, false))
         .await
         .map_err(|e| ApiError::Internal(e.into()))?
         .map_err(|e| ApiError::Conflict(format!("{e:#}")))?;

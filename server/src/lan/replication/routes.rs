@@ -114,6 +114,10 @@ async fn tail(
 #[serde(deny_unknown_fields)]
 struct FenceBody {
     term: u64,
+    /// Where the new host serves its LAN listener (for the successor
+    /// notice the old host gives its clients and devices).
+    #[serde(default)]
+    address: Option<crate::lan::HostAddress>,
 }
 
 async fn fence(
@@ -122,7 +126,7 @@ async fn fence(
     ApiJson(body): ApiJson<FenceBody>,
 ) -> ApiResult<Json<Value>> {
     let host = hosting(&state)?;
-    let term = super::fence(&state, host, &peer, body.term).await?;
+    let term = super::fence(&state, host, &peer, body.term, body.address).await?;
     Ok(Json(json!({"superseded": true, "term": term})))
 }
 
