@@ -34,7 +34,7 @@
 //! This file holds the operations; their HTTP doors (and the admin's `PUT
 //! …/standby`) are in `replication/routes.rs`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -143,8 +143,13 @@ pub mod frames {
 struct Progress {
     /// The sequence the standby had applied at its last request.
     applied: u64,
-    /// The last time it had everything the host had then.
+    /// The latest moment the standby is known to have everything the host
+    /// had then: the oldest write it may lack is younger than this.
     caught_up_at: Instant,
+    /// (time of a request, the host's latest sequence then), oldest first,
+    /// at most [`MARKS`]: a later request whose `applied` reaches a mark's
+    /// sequence moves `caught_up_at` to that mark's time.
+    marks: VecDeque<(Instant, u64)>,
     /// When it last asked.
     seen_at: Instant,
     full_syncs: u64,
@@ -154,6 +159,36 @@ struct Progress {
     answered_through: u64,
     /// When it last fetched a full snapshot (since this host started).
     last_full_sync: Option<Instant>,
+}
+
+/// Request marks kept per standby for its lag in seconds (one per tail
+/// request; a standby keeping up is one or two requests behind).
+const MARKS: usize = 64;
+
+impl Progress {
+    /// A request at `now` with `applied` when the host was at `latest`.
+    /// Under steady load a standby never has *everything* at the moment it
+    /// asks (the host wrote more during the round trip), so "since it last
+    /// had everything" would grow without bound; instead the lag is dated
+    /// by the latest earlier request whose host sequence it now has.
+    fn caught_up(&mut self, now: Instant, applied: u64, latest: u64) {
+        while let Some(&(at, seq)) = self.marks.front() {
+            if seq > applied {
+                break;
+            }
+            self.caught_up_at = self.caught_up_at.max(at);
+            self.marks.pop_front();
+        }
+        if applied >= latest {
+            self.caught_up_at = now;
+            self.marks.clear();
+        } else {
+            if self.marks.len() == MARKS {
+                self.marks.pop_front();
+            }
+            self.marks.push_back((now, latest));
+        }
+    }
 }
 
 /// The standbys' progress, by device (in memory: a restarted host learns
@@ -174,7 +209,9 @@ pub struct StandbyStatus {
     /// Log sequences the host has and the standby had not at its last
     /// request plus what the host wrote since.
     pub lag_seq: Option<u64>,
-    /// Seconds since the standby last had everything the host had.
+    /// How old the oldest write the standby may lack is, at most: seconds
+    /// since the latest moment it is known to have had everything the host
+    /// had then (0 when it has everything now).
     pub lag_seconds: Option<f64>,
     pub full_syncs: u64,
     /// Seconds since its last full sync from this host (`None`: none
@@ -195,6 +232,7 @@ impl Standbys {
         let entry = progress.entry(device).or_insert(Progress {
             applied,
             caught_up_at: now,
+            marks: VecDeque::new(),
             seen_at: now,
             full_syncs: 0,
             answered_through: 0,
@@ -202,9 +240,7 @@ impl Standbys {
         });
         entry.applied = applied;
         entry.seen_at = now;
-        if applied >= host_latest {
-            entry.caught_up_at = now;
-        }
+        entry.caught_up(now, applied, host_latest);
         applied >= host_latest || (entry.answered_through > 0 && applied >= entry.answered_through)
     }
 
@@ -230,6 +266,7 @@ impl Standbys {
         let entry = progress.entry(device).or_insert(Progress {
             applied: 0,
             caught_up_at: now,
+            marks: VecDeque::new(),
             seen_at: now,
             full_syncs: 0,
             answered_through: 0,
@@ -649,7 +686,49 @@ pub fn replica_dir(data_dir: &Path) -> PathBuf {
 
 #[cfg(test)]
 mod tests {
-    use super::frames;
+    use super::*;
+
+    #[test]
+    fn the_lag_in_seconds_dates_from_the_latest_request_whose_sequence_the_standby_has() {
+        let start = Instant::now();
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        let mut progress = Progress {
+            applied: 0,
+            caught_up_at: start,
+            marks: VecDeque::new(),
+            seen_at: start,
+            full_syncs: 0,
+            answered_through: 0,
+            last_full_sync: None,
+        };
+        // Steady load: each request has what the host had at the one before.
+        progress.caught_up(at(10), 90, 100);
+        assert_eq!(progress.caught_up_at, start, "it lacked 91..=100 at 10 ms");
+        progress.caught_up(at(20), 100, 110);
+        assert_eq!(
+            progress.caught_up_at,
+            at(10),
+            "it had the host's 100 of 10 ms"
+        );
+        progress.caught_up(at(30), 105, 120);
+        assert_eq!(
+            progress.caught_up_at,
+            at(10),
+            "110 of 20 ms is not reached yet"
+        );
+        progress.caught_up(at(40), 120, 130);
+        assert_eq!(progress.caught_up_at, at(30), "120 of 30 ms is reached");
+        // Everything the host has: caught up now, nothing left to date.
+        progress.caught_up(at(50), 130, 130);
+        assert_eq!(progress.caught_up_at, at(50));
+        assert!(progress.marks.is_empty());
+        // A long way behind: the marks stay bounded.
+        for i in 0..200 {
+            progress.caught_up(at(60 + i), 130, 1_000 + i);
+        }
+        assert_eq!(progress.marks.len(), MARKS);
+        assert_eq!(progress.caught_up_at, at(50));
+    }
 
     #[test]
     fn batches_round_trip_and_a_truncated_body_is_refused() {
