@@ -121,7 +121,7 @@ async fn a_handover_carries_sqlites_writes_up_to_the_pause_and_refuses_them_afte
         device,
         visitors,
         standby,
-    } = shop(host_dir.path(), standby_dir.path(), &[], Some(serving)).await;
+    } = shop(host_dir.path(), standby_dir.path(), &[], Some(serving), &[]).await;
     let (status, me) = call(
         host.http,
         Method::GET,
