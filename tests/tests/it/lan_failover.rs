@@ -664,6 +664,37 @@ async fn a_standby_takes_over_after_kill_9_under_load_and_the_old_host_is_fenced
     )
     .await;
     assert_eq!(status, 503, "a retired host writes nothing: {body}");
+    // Nor does its API: a ticket made there would never reach the new
+    // host. Signing in still works, to read what is left.
+    let admin = host.login().await;
+    let (_, before) = call(
+        host.http,
+        Method::GET,
+        "/api/v1/tickets",
+        Some(&admin),
+        None,
+    )
+    .await;
+    let (status, body) = call(
+        host.http,
+        Method::POST,
+        "/api/v1/tickets",
+        Some(&admin),
+        Some(json!({"subject": "on a retired host"})),
+    )
+    .await;
+    assert_eq!(status, 503, "a retired host takes no API write: {body}");
+    assert_eq!(body["error"]["code"], "unavailable", "{body}");
+    let (status, after) = call(
+        host.http,
+        Method::GET,
+        "/api/v1/tickets",
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{after}");
+    assert_eq!(after, before, "nothing changed");
     drop(new_host);
 }
 

@@ -298,12 +298,22 @@ fn is_api_write(method: &http::Method, path: &str) -> bool {
     !read && !lan
 }
 
+/// Signing in or out (an agent's session): still answered by a host that
+/// was taken over, so an admin can read its state.
+fn is_sign_in(path: &str) -> bool {
+    ["/auth/", "/api/v1/auth/"]
+        .iter()
+        .any(|prefix| path.starts_with(prefix))
+}
+
 /// The API's middleware (on `/api/v1`): a request that writes holds a
 /// pass through the outer gate while it runs, so that a handover waits
 /// for the SQLite writes in flight and holds new ones until the candidate
 /// has its last snapshot (docs/LAN.md, "Planned handover"). Once the shop
 /// was handed over, such a request is refused with 503 and the successor
-/// before it changes anything. Not a LAN host: passes without waiting.
+/// before it changes anything; once it was taken over (fenced, or
+/// restarted retired), with 503 too, sign-in aside. Not a LAN host: passes
+/// without waiting.
 pub async fn api_writes(
     axum::extract::State(state): axum::extract::State<AppState>,
     request: axum::extract::Request,
@@ -319,6 +329,13 @@ pub async fn api_writes(
     let pass = Arc::clone(&host.handover.gate.api).read_owned().await;
     if let Some(successor) = host.handover.gate.moved() {
         return moved(successor).into_response();
+    }
+    // Taken over (fenced, or restarted retired): this SQLite is no longer
+    // the shop's, and nothing written here would reach the new host. Only
+    // signing in (to read what is left, e.g. the LAN status) still works.
+    if host.gate_closed_for_good() && !is_sign_in(request.uri().path()) {
+        return ApiError::Unavailable("this computer no longer hosts the shop".into())
+            .into_response();
     }
     let response = next.run(request).await;
     drop(pass);
