@@ -77,7 +77,7 @@ fn router_for(state: AppState, listener: Listener) -> Router {
         // (SQLite's, not only the log's); elsewhere it passes at once.
         .layer(middleware::from_fn_with_state(
             state.clone(),
-            crate::lan::handover::api_writes,
+            crate::lan::handover::routes::api_writes,
         ));
 
     // Browsers may call the API from any origin: tokens travel in the

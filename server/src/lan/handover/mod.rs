@@ -5,7 +5,7 @@
 //!    the gate (it is not refused), and the gate is closed only once the
 //!    sends already past it are durable, so the log's last sequence `S`
 //!    is final for the term. The API's other writes (a ticket, a rename,
-//!    an assignment: SQLite's) wait at its outer side ([`api_writes`]),
+//!    an assignment: SQLite's) wait at its outer side ([`routes::api_writes`]),
 //!    so the snapshot the candidate takes next is final too.
 //! 2. **Catch up.** The candidate (an approved standby running `lan
 //!    standby`) learns `S` from the `kefu-handover-seq` header the host
@@ -183,7 +183,7 @@ fn p256_point(spki: &[u8]) -> Option<&[u8]> {
 /// holds every new one until it is released. Once the host handed the
 /// shop over, a send that passes is refused (503) with the successor.
 ///
-/// The API's writes (every request that is not a read, [`api_writes`])
+/// The API's writes (every request that is not a read, [`routes::api_writes`])
 /// pass an outer gate first, `api`: SQLite takes no write that the
 /// candidate's last snapshot misses. A handover closes `api`, then
 /// `lock`, always in that order, and a request takes `api` before any
@@ -191,7 +191,7 @@ fn p256_point(spki: &[u8]) -> Option<&[u8]> {
 #[derive(Default)]
 pub struct WriteGate {
     lock: Arc<RwLock<()>>,
-    api: Arc<RwLock<()>>,
+    pub(super) api: Arc<RwLock<()>>,
     moved: OnceLock<Successor>,
 }
 
@@ -213,7 +213,7 @@ impl WriteGate {
     }
 }
 
-fn moved(successor: &Successor) -> ApiError {
+pub(super) fn moved(successor: &Successor) -> ApiError {
     ApiError::Moved {
         message: format!(
             "this computer handed the shop over to {} (term {}); send again there with the same \
@@ -285,7 +285,7 @@ pub async fn enter(state: &AppState) -> Result<Option<Pass>, ApiError> {
 /// Whether a request on the API (`/api/v1`) writes: anything but a read,
 /// and not the LAN admin's own routes (`/api/v1/lan/…`, the handover
 /// itself among them, which must not wait for the gate it closes).
-fn is_api_write(method: &http::Method, path: &str) -> bool {
+pub(super) fn is_api_write(method: &http::Method, path: &str) -> bool {
     let read = matches!(
         *method,
         http::Method::GET | http::Method::HEAD | http::Method::OPTIONS
@@ -300,46 +300,10 @@ fn is_api_write(method: &http::Method, path: &str) -> bool {
 
 /// Signing in or out (an agent's session): still answered by a host that
 /// was taken over, so an admin can read its state.
-fn is_sign_in(path: &str) -> bool {
+pub(super) fn is_sign_in(path: &str) -> bool {
     ["/auth/", "/api/v1/auth/"]
         .iter()
         .any(|prefix| path.starts_with(prefix))
-}
-
-/// The API's middleware (on `/api/v1`): a request that writes holds a
-/// pass through the outer gate while it runs, so that a handover waits
-/// for the SQLite writes in flight and holds new ones until the candidate
-/// has its last snapshot (docs/LAN.md, "Planned handover"). Once the shop
-/// was handed over, such a request is refused with 503 and the successor
-/// before it changes anything; once it was taken over (fenced, or
-/// restarted retired), with 503 too, sign-in aside. Not a LAN host: passes
-/// without waiting.
-pub async fn api_writes(
-    axum::extract::State(state): axum::extract::State<AppState>,
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    let Some(host) = state.lan.as_deref() else {
-        return next.run(request).await;
-    };
-    if !is_api_write(request.method(), request.uri().path()) {
-        return next.run(request).await;
-    }
-    let pass = Arc::clone(&host.handover.gate.api).read_owned().await;
-    if let Some(successor) = host.handover.gate.moved() {
-        return moved(successor).into_response();
-    }
-    // Taken over (fenced, or restarted retired): this SQLite is no longer
-    // the shop's, and nothing written here would reach the new host. Only
-    // signing in (to read what is left, e.g. the LAN status) still works.
-    if host.gate_closed_for_good() && !is_sign_in(request.uri().path()) {
-        return ApiError::Unavailable("this computer no longer hosts the shop".into())
-            .into_response();
-    }
-    let response = next.run(request).await;
-    drop(pass);
-    response
 }
 
 /// A handover waiting for its candidate.

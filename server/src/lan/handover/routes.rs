@@ -10,7 +10,10 @@
 //! - `GET /lan/v1/successor` — the signed notice of where the shop went,
 //!   for the old host's approved devices.
 
+use std::sync::Arc;
+
 use axum::extract::State;
+use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use serde::Deserialize;
@@ -151,4 +154,39 @@ async fn successor(
         .cloned()
         .map(Json)
         .ok_or_else(|| ApiError::NotFound("this computer still hosts the shop".into()))
+}
+
+/// The API's middleware (on `/api/v1`): a request that writes holds a
+/// pass through the outer gate while it runs, so that a handover waits
+/// for the SQLite writes in flight and holds new ones until the candidate
+/// has its last snapshot (docs/LAN.md, "Planned handover"). Once the shop
+/// was handed over, such a request is refused with 503 and the successor
+/// before it changes anything; once it was taken over (fenced, or
+/// restarted retired), with 503 too, sign-in aside. Not a LAN host: passes
+/// without waiting.
+pub async fn api_writes(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let Some(host) = state.lan.as_deref() else {
+        return next.run(request).await;
+    };
+    if !super::is_api_write(request.method(), request.uri().path()) {
+        return next.run(request).await;
+    }
+    let pass = Arc::clone(&host.handover.gate.api).read_owned().await;
+    if let Some(successor) = host.handover.gate.moved() {
+        return super::moved(successor).into_response();
+    }
+    // Taken over (fenced, or restarted retired): this SQLite is no longer
+    // the shop's, and nothing written here would reach the new host. Only
+    // signing in (to read what is left, e.g. the LAN status) still works.
+    if host.gate_closed_for_good() && !super::is_sign_in(request.uri().path()) {
+        return ApiError::Unavailable("this computer no longer hosts the shop".into())
+            .into_response();
+    }
+    let response = next.run(request).await;
+    drop(pass);
+    response
 }
