@@ -266,8 +266,11 @@ test("an admin makes a computer a standby, sees its lag, and hands the shop over
   problems.push(...watchPage(zhPage, "admin-zh"));
   await signIn(zhPage, origin, ADMIN.username, ADMIN.password).catch(() => {});
   await zhPage.goto(`${origin}/#/settings/lan`);
-  await zhPage.locator("[data-testid=lan-superseded]").waitFor({ timeout: 10_000 });
-  assert.match(await zhPage.locator("[data-testid=lan-superseded]").innerText(), /店铺已转到 Back office/);
+  const supersededZh = zhPage.locator("[data-testid=lan-superseded]");
+  await supersededZh.waitFor({ timeout: 10_000 });
+  // The device's name replaces its ID once the device list has loaded.
+  await until(async () => /店铺已转到 Back office/.test(await supersededZh.innerText()), 10_000,
+    "the successor named in Chinese");
   assert.deepEqual(problems, []);
   copyFileSync(shot("lan-standbys-host"), resolve(import.meta.dirname, "../../docs/lan-standbys-host.png"));
   await zh.close();

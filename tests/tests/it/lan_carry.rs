@@ -197,6 +197,15 @@ async fn a_handover_carries_sqlites_writes_up_to_the_pause_and_refuses_them_afte
         json!(device),
         "{body}"
     );
+    // Signing in still works there (to read where the shop went), and the
+    // status says so.
+    let late_admin = host.login().await;
+    let status = host.status(&late_admin).await;
+    assert_eq!(
+        status["superseded_by"]["device_id"],
+        json!(device),
+        "{status}"
+    );
 
     let new_host = Server::adopt(standby, serving.http, serving.lan, serving.public);
     new_host.ready().await;

@@ -162,7 +162,8 @@ async fn successor(
 /// has its last snapshot (docs/LAN.md, "Planned handover"). Once the shop
 /// was handed over, such a request is refused with 503 and the successor
 /// before it changes anything; once it was taken over (fenced, or
-/// restarted retired), with 503 too, sign-in aside. Not a LAN host: passes
+/// restarted retired), with 503 too. Signing in or out is answered in both
+/// cases (it waits at a pause like any write). Not a LAN host: passes
 /// without waiting.
 pub async fn api_writes(
     State(state): State<AppState>,
@@ -176,15 +177,17 @@ pub async fn api_writes(
         return next.run(request).await;
     }
     let pass = Arc::clone(&host.handover.gate.api).read_owned().await;
-    if let Some(successor) = host.handover.gate.moved() {
-        return super::moved(successor).into_response();
-    }
-    // Taken over (fenced, or restarted retired): this SQLite is no longer
-    // the shop's, and nothing written here would reach the new host. Only
-    // signing in (to read what is left, e.g. the LAN status) still works.
-    if host.gate_closed_for_good() && !super::is_sign_in(request.uri().path()) {
-        return ApiError::Unavailable("this computer no longer hosts the shop".into())
-            .into_response();
+    // Handed over or taken over (fenced, or restarted retired): this SQLite
+    // is no longer the shop's, and nothing written here would reach the
+    // new host. Only signing in or out (to read what is left: where the
+    // shop went, the LAN status) still works.
+    let gone = host.handover.gate.moved().is_some() || host.gate_closed_for_good();
+    if gone && !super::is_sign_in(request.uri().path()) {
+        return match host.handover.gate.moved() {
+            Some(successor) => super::moved(successor),
+            None => ApiError::Unavailable("this computer no longer hosts the shop".into()),
+        }
+        .into_response();
     }
     let response = next.run(request).await;
     drop(pass);
