@@ -26,7 +26,8 @@ use reqwest::Method;
 use serde_json::json;
 
 use super::lan_failover::{
-    Server, call, create_owner, kefu, pair, say, standby_process, standby_until, visitor,
+    Server, call, create_app, create_owner, kefu, make_standby, pair, say, standby_process,
+    standby_until, visitor,
 };
 use super::lan_handover::{Serving, Shop, conversation_until, shop};
 use super::lan_reconcile::{reconciled, takeover_record};
@@ -311,24 +312,8 @@ async fn a_conversation_started_after_the_fork_is_carried_from_a_restarted_old_h
     let mut host = Server::start(host_dir.path(), HOST_IP).await;
     let admin = host.login().await;
     let device = pair(&host, host_dir.path(), &admin, standby_dir.path()).await;
-    let (status, body) = call(
-        host.http,
-        Method::PUT,
-        &format!("/api/v1/lan/devices/{device}/standby"),
-        Some(&admin),
-        Some(json!({"enabled": true})),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    let (status, app) = call(
-        host.http,
-        Method::POST,
-        "/api/v1/apps",
-        Some(&admin),
-        Some(json!({"name": "Shop"})),
-    )
-    .await;
-    assert_eq!(status, 201, "{app}");
+    make_standby(&host, &admin, &device).await;
+    let app = create_app(&host, &admin).await;
     let app_key = app["app"]["app_key"].as_str().expect("app key").to_owned();
     let known = visitor(&host, &app_key).await;
     for n in 1..=3 {
@@ -473,24 +458,8 @@ async fn an_attachment_uploaded_after_the_full_sync_reaches_the_standby_and_is_s
     let host = Server::start(host_dir.path(), HOST_IP).await;
     let admin = host.login().await;
     let device = pair(&host, host_dir.path(), &admin, standby_dir.path()).await;
-    let (status, body) = call(
-        host.http,
-        Method::PUT,
-        &format!("/api/v1/lan/devices/{device}/standby"),
-        Some(&admin),
-        Some(json!({"enabled": true})),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    let (status, app) = call(
-        host.http,
-        Method::POST,
-        "/api/v1/apps",
-        Some(&admin),
-        Some(json!({"name": "Shop"})),
-    )
-    .await;
-    assert_eq!(status, 201, "{app}");
+    make_standby(&host, &admin, &device).await;
+    let app = create_app(&host, &admin).await;
     let app_key = app["app"]["app_key"].as_str().expect("app key").to_owned();
     let (token, conversation) = visitor(&host, &app_key).await;
     say(host.public, &token, 1).await;

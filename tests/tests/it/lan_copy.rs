@@ -19,7 +19,9 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use super::lan_failover::{Server, call, create_owner, free_addr, kefu, pair, visitor};
+use super::lan_failover::{
+    Server, call, create_app, create_owner, free_addr, kefu, make_standby, pair, visitor,
+};
 
 const HOST_IP: &str = "127.0.0.2";
 const PEER_IP: &str = "127.0.0.3";
@@ -80,15 +82,7 @@ async fn a_peer_keeps_a_copy_when_its_admin_says_and_takes_the_shop_over_when_th
     )
     .await;
     assert_eq!(status, 201, "{body}");
-    let (status, app) = call(
-        host.http,
-        Method::POST,
-        "/api/v1/apps",
-        Some(&admin),
-        Some(json!({"name": "Shop"})),
-    )
-    .await;
-    assert_eq!(status, 201, "{app}");
+    let app = create_app(&host, &admin).await;
     let (visitor_token, conversation) =
         visitor(&host, app["app"]["app_key"].as_str().expect("key")).await;
     let say = async |n: u32| {
@@ -191,15 +185,7 @@ async fn a_peer_keeps_a_copy_when_its_admin_says_and_takes_the_shop_over_when_th
         "{refused}"
     );
     // The host's admin makes it a standby: the copy follows.
-    let (status, body) = call(
-        host.http,
-        Method::PUT,
-        &format!("/api/v1/lan/devices/{device}/standby"),
-        Some(&admin),
-        Some(json!({"enabled": true})),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
+    make_standby(&host, &admin, &device).await;
     for n in 6..=10 {
         say(n).await;
     }
@@ -367,24 +353,8 @@ async fn a_peer_whose_copy_is_handed_the_shop_goes_on_as_the_host_on_the_address
     let host = Server::start_on(host_dir.path(), HOST_IP, free_addr(HOST_IP), &[]).await;
     let admin = host.login().await;
     let device = pair(&host, host_dir.path(), &admin, peer_dir.path()).await;
-    let (status, body) = call(
-        host.http,
-        Method::PUT,
-        &format!("/api/v1/lan/devices/{device}/standby"),
-        Some(&admin),
-        Some(json!({"enabled": true})),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    let (status, app) = call(
-        host.http,
-        Method::POST,
-        "/api/v1/apps",
-        Some(&admin),
-        Some(json!({"name": "Shop"})),
-    )
-    .await;
-    assert_eq!(status, 201, "{app}");
+    make_standby(&host, &admin, &device).await;
+    let app = create_app(&host, &admin).await;
     let (visitor_token, conversation) =
         visitor(&host, app["app"]["app_key"].as_str().expect("key")).await;
     for n in 1..=5 {

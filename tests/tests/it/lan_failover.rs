@@ -267,6 +267,34 @@ impl PairingProgress for CodeOut {
 
 /// Pairs the device in `dir` with `host` (the library's exchange, an admin
 /// approving with the code) and pins the host. Returns its device ID.
+/// The host's admin makes `device` a standby (`PUT
+/// /api/v1/lan/devices/{id}/standby`).
+pub(crate) async fn make_standby(host: &Server, admin: &str, device: &DeviceId) {
+    let (status, body) = call(
+        host.http,
+        Method::PUT,
+        &format!("/api/v1/lan/devices/{device}/standby"),
+        Some(admin),
+        Some(json!({"enabled": true})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+}
+
+/// The host's admin creates the app "Shop"; its body (`app.app_key`…).
+pub(crate) async fn create_app(host: &Server, admin: &str) -> Value {
+    let (status, app) = call(
+        host.http,
+        Method::POST,
+        "/api/v1/apps",
+        Some(admin),
+        Some(json!({"name": "Shop"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{app}");
+    app
+}
+
 pub(crate) async fn pair(host: &Server, host_dir: &Path, admin: &str, dir: &Path) -> DeviceId {
     let (identity, _) = Identity::load_or_create(dir, &[]).expect("identity");
     let host_id = Identity::open(host_dir)
@@ -436,15 +464,7 @@ async fn a_standby_takes_over_after_kill_9_under_load_and_the_old_host_is_fenced
     )
     .await;
     assert_eq!(status, 200, "{body}");
-    let (status, app) = call(
-        host.http,
-        Method::POST,
-        "/api/v1/apps",
-        Some(&admin),
-        Some(json!({"name": "Shop"})),
-    )
-    .await;
-    assert_eq!(status, 201, "{app}");
+    let app = create_app(&host, &admin).await;
     let app_key = app["app"]["app_key"].as_str().expect("app key").to_owned();
     let mut visitors = Vec::new();
     for _ in 0..VISITORS {
@@ -732,24 +752,8 @@ async fn a_standby_whose_tail_the_host_no_longer_holds_syncs_in_full_and_never_s
     let status = host.status(&admin).await;
     assert_eq!(status["standbys"], json!([]), "{status}");
     assert!(!standby_dir.path().join("replica").exists());
-    let (status, body) = call(
-        host.http,
-        Method::PUT,
-        &format!("/api/v1/lan/devices/{device}/standby"),
-        Some(&admin),
-        Some(json!({"enabled": true})),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    let (status, app) = call(
-        host.http,
-        Method::POST,
-        "/api/v1/apps",
-        Some(&admin),
-        Some(json!({"name": "Shop"})),
-    )
-    .await;
-    assert_eq!(status, 201, "{app}");
+    make_standby(&host, &admin, &device).await;
+    let app = create_app(&host, &admin).await;
     let (token, conversation) = visitor(&host, app["app"]["app_key"].as_str().expect("key")).await;
     for n in 0..20 {
         say(host.public, &token, n).await;

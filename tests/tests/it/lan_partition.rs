@@ -44,8 +44,8 @@ use serde_json::{Value, json};
 
 use crate::lan_discovery::{Namespaces, namespaces_or_skip};
 use crate::lan_failover::{
-    Server, call, create_owner, free_addr, kefu, pair, say, serve_with, standby_process,
-    standby_process_with, standby_until, visitor,
+    Server, call, create_app, create_owner, free_addr, kefu, make_standby, pair, say, serve_with,
+    standby_process, standby_process_with, standby_until, visitor,
 };
 use crate::lan_handover::{Serving, Shared, Shop, acked, agent_ws, close_of, shop, start_load};
 use crate::lan_netns::{enter, kefu_in};
@@ -752,24 +752,8 @@ async fn a_takeover_killed_at_any_step_is_finished_by_running_it_again() {
     let mut host = Server::start(host_dir.path(), HOST_IP).await;
     let admin = host.login().await;
     let device = pair(&host, host_dir.path(), &admin, standby_dir.path()).await;
-    let (status, body) = call(
-        host.http,
-        Method::PUT,
-        &format!("/api/v1/lan/devices/{device}/standby"),
-        Some(&admin),
-        Some(json!({"enabled": true})),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    let (status, app) = call(
-        host.http,
-        Method::POST,
-        "/api/v1/apps",
-        Some(&admin),
-        Some(json!({"name": "Shop"})),
-    )
-    .await;
-    assert_eq!(status, 201, "{app}");
+    make_standby(&host, &admin, &device).await;
+    let app = create_app(&host, &admin).await;
     let (token, conversation) = visitor(&host, app["app"]["app_key"].as_str().expect("key")).await;
     let mut standby = standby_process(standby_dir.path());
     for n in 0..30 {

@@ -22,7 +22,8 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::lan_failover::{
-    Server, call, create_owner, kefu, pair, standby_process, standby_until, visitor,
+    Server, call, create_app, create_owner, kefu, make_standby, pair, standby_process,
+    standby_until, visitor,
 };
 
 const HOST_IP: &str = "127.0.0.2";
@@ -151,24 +152,8 @@ async fn an_old_host_cut_off_then_back_re_sends_its_writes_past_the_fork_exactly
     let host = Server::start(host_dir.path(), HOST_IP).await;
     let admin = host.login().await;
     let device = pair(&host, host_dir.path(), &admin, standby_dir.path()).await;
-    let (status, body) = call(
-        host.http,
-        Method::PUT,
-        &format!("/api/v1/lan/devices/{device}/standby"),
-        Some(&admin),
-        Some(json!({"enabled": true})),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    let (status, app) = call(
-        host.http,
-        Method::POST,
-        "/api/v1/apps",
-        Some(&admin),
-        Some(json!({"name": "Shop"})),
-    )
-    .await;
-    assert_eq!(status, 201, "{app}");
+    make_standby(&host, &admin, &device).await;
+    let app = create_app(&host, &admin).await;
     let app_key = app["app"]["app_key"].as_str().expect("app key").to_owned();
     let mut visitors = Vec::new();
     for _ in 0..VISITORS {

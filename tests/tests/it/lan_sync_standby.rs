@@ -34,8 +34,8 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::lan_failover::{
-    HOST_IP, STANDBY_IP, Server, call, create_owner, free_addr, kefu, pair, standby_process,
-    standby_until, visitor,
+    HOST_IP, STANDBY_IP, Server, call, create_app, create_owner, free_addr, kefu, make_standby,
+    pair, standby_process, standby_until, visitor,
 };
 
 /// Visitors sending at once.
@@ -87,24 +87,8 @@ async fn shop(env: &[(&str, &str)]) -> Shop {
     let host = Server::start_on(host_dir.path(), HOST_IP, free_addr(HOST_IP), env).await;
     let admin = host.login().await;
     let device = pair(&host, host_dir.path(), &admin, standby_dir.path()).await;
-    let (status, body) = call(
-        host.http,
-        Method::PUT,
-        &format!("/api/v1/lan/devices/{device}/standby"),
-        Some(&admin),
-        Some(json!({"enabled": true})),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    let (status, app) = call(
-        host.http,
-        Method::POST,
-        "/api/v1/apps",
-        Some(&admin),
-        Some(json!({"name": "Shop"})),
-    )
-    .await;
-    assert_eq!(status, 201, "{app}");
+    make_standby(&host, &admin, &device).await;
+    let app = create_app(&host, &admin).await;
     let app_key = app["app"]["app_key"].as_str().expect("app key").to_owned();
     let mut visitors = Vec::new();
     for _ in 0..VISITORS {
